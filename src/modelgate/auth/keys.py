@@ -1,0 +1,61 @@
+"""API key authentication.
+
+Clients send the key the way their SDK does: ``Authorization: Bearer`` (openai), ``x-api-key``
+(anthropic) or ``api-key`` (Azure clients). A gateway without a master key is open: every caller
+is the master, which suits the demo and a laptop, and start-up says so in the log.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from modelgate.schema.errors import AuthenticationFailed
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The caller of one request and what it may use."""
+
+    key_id: str  # "master" for the master key
+    project: str | None = None
+    # None: every deployment; otherwise the names this key may call.
+    deployments: frozenset[str] | None = None
+
+    def may_use(self, deployment: str) -> bool:
+        return self.deployments is None or deployment in self.deployments
+
+
+MASTER = Principal(key_id="master")
+
+
+def key_from_headers(headers: Mapping[str, str]) -> str | None:
+    value = headers.get("authorization")
+    if value:
+        scheme, _, token = value.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    return headers.get("x-api-key") or headers.get("api-key") or None
+
+
+class Authenticator:
+    def __init__(self, master_key: str | None) -> None:
+        self._master = master_key.encode() if master_key else None
+
+    @property
+    def open(self) -> bool:
+        return self._master is None
+
+    def authenticate(self, headers: Mapping[str, str]) -> Principal:
+        if self._master is None:
+            return MASTER
+        key = key_from_headers(headers)
+        if key is None:
+            raise AuthenticationFailed(
+                "No API key provided. Send it as 'Authorization: Bearer <key>', 'x-api-key' or 'api-key'.",
+                code="missing_api_key")
+        if hmac.compare_digest(key.encode(), self._master):
+            return MASTER
+        raise AuthenticationFailed(
+            "Incorrect API key provided. Use the gateway's master key or a key from 'modelgate keys create'.")

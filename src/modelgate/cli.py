@@ -1,0 +1,112 @@
+"""The ``modelgate`` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from modelgate import __version__
+
+DEFAULT_CONFIG = "modelgate.yaml"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="modelgate", description="One API in front of many model providers.")
+    parser.add_argument("--version", action="version", version=f"modelgate {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", default=None, help=f"config file (default: {DEFAULT_CONFIG})")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=4000)
+    serve.add_argument("--demo", action="store_true",
+                       help="no config or keys: simulated providers, SQLite, instructions printed")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    sim = commands.add_parser("sim", help="run the provider simulator (OpenAI, Anthropic, Gemini APIs)")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=9100)
+    sim.add_argument("--config", default=None, help="simulator config file (models, faults)")
+
+    deployments = commands.add_parser("deployments", help="list the configured deployments")
+    deployments.add_argument("--config", default=DEFAULT_CONFIG)
+
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    handler = {"serve": _serve, "sim": _sim, "deployments": _deployments}[args.command]
+    return handler(args)
+
+
+def _load(path: str) -> object:
+    from modelgate.config import ConfigError, load_settings
+
+    try:
+        return load_settings(path, os.environ)
+    except ConfigError as error:
+        print(f"modelgate: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from modelgate.config.settings import Settings
+    from modelgate.server.serve import run_server
+
+    if args.demo:
+        from modelgate.demo import demo_settings, print_demo_help, start_demo_simulator
+
+        simulator = start_demo_simulator()
+        settings = demo_settings(simulator.base_url)
+        print_demo_help(args.host, args.port)
+    else:
+        settings = _load(args.config or DEFAULT_CONFIG)  # type: ignore[assignment]
+    assert isinstance(settings, Settings)
+    run_server(settings, args.host, args.port, args.log_level)
+    return 0
+
+
+def _sim(args: argparse.Namespace) -> int:
+    from modelgate.simulator import SimConfig, run
+
+    config = SimConfig.from_file(args.config) if args.config else None
+    print(f"modelgate simulator on http://{args.host}:{args.port} "
+          "(OpenAI /v1, Azure /openai, Anthropic /v1/messages, Gemini /v1beta)", flush=True)
+    run(args.host, args.port, config)
+    return 0
+
+
+def _deployments(args: argparse.Namespace) -> int:
+    from modelgate.config.settings import Settings
+
+    settings = _load(args.config)
+    assert isinstance(settings, Settings)
+    rows = [("NAME", "PROVIDER", "MODEL", "CONTEXT", "MAX OUT", "$IN/M", "$OUT/M", "CAPABILITIES")]
+    for deployment in settings.deployments.values():
+        for i, target in enumerate(deployment.targets):
+            facts = target.facts
+            rows.append((
+                deployment.name if i == 0 else "",
+                target.provider, target.model,
+                _fmt(facts.context_window), _fmt(facts.max_output_tokens),
+                _fmt(facts.input_price), _fmt(facts.output_price),
+                ",".join(facts.capabilities) or "-",
+            ))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def _fmt(value: float | int | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Upstream APIs behind one interface (``base.Provider``); one module per API."""

@@ -1,0 +1,116 @@
+"""The provider interface: the one extension point every upstream API plugs into.
+
+Contract for an implementer of ``Provider``:
+
+* ``chat`` takes the canonical request and an ``UpstreamCall`` (the upstream model id, the
+  first-byte timeout, catalog facts and per-deployment params) and yields canonical events:
+  ``Start`` first, then deltas, ``Finish`` per choice and ``Usage`` when the upstream reports it.
+  For ``request.stream`` false it makes a non-streaming upstream call and yields the same events.
+* Errors are raised, never yielded: an ``UpstreamError`` (or subclass) carrying the upstream's
+  status, message and Retry-After. After the first event has been yielded a failure is still
+  raised; the surface decides how to end the stream.
+* It must not read settings files or the environment, touch storage, or retry: retries and
+  failover belong to routing. It must not buffer a stream: yield each event as it arrives.
+* Cancellation (the client went away) arrives as ``CancelledError`` at an ``await``; let it
+  propagate so that the upstream connection is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from modelgate.config.settings import ModelFacts, ProviderSettings
+from modelgate.schema.errors import (
+    InvalidRequest,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+    error_type_for_status,
+)
+from modelgate.schema.events import Event
+from modelgate.schema.request import ChatRequest, EmbeddingRequest
+
+
+@dataclass(slots=True)
+class UpstreamCall:
+    """Where one attempt goes: the upstream's model id and what the deployment says about it."""
+
+    model: str
+    timeout: float = 60.0
+    facts: ModelFacts = field(default_factory=ModelFacts)
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+class Provider:
+    """Base of every provider adapter; see the module docstring for the contract."""
+
+    def __init__(self, settings: ProviderSettings, http: aiohttp.ClientSession) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self.http = http
+
+    def chat(self, request: ChatRequest, call: UpstreamCall) -> AsyncIterator[Event]:
+        raise NotImplementedError
+
+    def embed(self, request: EmbeddingRequest, call: UpstreamCall) -> AsyncIterator[Event]:
+        raise InvalidRequest(
+            f"provider '{self.name}' (type {self.settings.type}) does not serve embeddings; "
+            "use a deployment of an embedding model", param="model", code="model_not_supported")
+
+    def timeout(self, call: UpstreamCall) -> aiohttp.ClientTimeout:
+        # sock_read bounds the wait for the first byte and every later gap between bytes.
+        return aiohttp.ClientTimeout(
+            total=None, sock_connect=self.settings.connect_timeout, sock_read=call.timeout)
+
+    def transport_error(self, exc: BaseException, call: UpstreamCall) -> UpstreamError:
+        """Turn an aiohttp or timeout exception into the error clients see."""
+        where = self.settings.base_url
+        if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+            return UpstreamTimeout(
+                f"provider '{self.name}' did not answer within {call.timeout:g}s ({where})",
+                provider=self.name)
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            return UpstreamUnreachable(
+                f"provider '{self.name}' is unreachable at {where}: {exc.strerror or exc}",
+                provider=self.name)
+        return UpstreamUnreachable(
+            f"provider '{self.name}' broke off the response: {type(exc).__name__}: {exc}",
+            provider=self.name)
+
+
+TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date)."""
+    value = headers.get("retry-after-ms")
+    if value:
+        try:
+            return max(float(value) / 1000.0, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        return max(parsed.timestamp() - time.time(), 0.0) if parsed else None
+
+
+def upstream_error(
+    provider: str, status: int, headers: Mapping[str, str], message: str,
+    type: str | None = None, code: str | None = None, param: str | None = None,
+) -> UpstreamError:
+    return UpstreamError(
+        message or f"provider '{provider}' answered HTTP {status}",
+        provider=provider, status=status, type=type or error_type_for_status(status),
+        code=code, param=param, retry_after=retry_after(headers))

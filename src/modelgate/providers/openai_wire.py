@@ -1,0 +1,273 @@
+"""Pure translation between the canonical schema and OpenAI's chat completions wire format,
+from the gateway's side as a client of an OpenAI-compatible upstream.
+
+No I/O here: fixtures of recorded upstream bytes test these functions directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from modelgate.providers.openai_profiles import OpenAIProfile
+from modelgate.schema.events import Event, Finish, FinishReason, ReasoningDelta, Start, TextDelta, ToolCallDelta, Usage
+from modelgate.schema.request import (
+    ChatRequest,
+    ImagePart,
+    Message,
+    ReasoningPart,
+    TextPart,
+)
+
+FINISH_REASONS: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+    "model_length": "length",  # Mistral
+    "insufficient_system_resource": "length",  # DeepSeek: the answer was cut short
+}
+_ALNUM = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def fit_tool_call_id(call_id: str, length: int | None) -> str:
+    """Map a tool call id onto an API that accepts only ``length`` letters and digits.
+
+    Deterministic, so an assistant turn's call and the tool message answering it map alike.
+    """
+    if length is None or (len(call_id) == length and call_id.isalnum() and call_id.isascii()):
+        return call_id
+    digest = int.from_bytes(hashlib.sha256(call_id.encode()).digest()[:8], "big")
+    chars = []
+    for _ in range(length):
+        digest, rest = divmod(digest, len(_ALNUM))
+        chars.append(_ALNUM[rest])
+    return "".join(chars)
+
+
+def _content(message: Message) -> str | list[dict[str, Any]] | None:
+    parts = [p for p in message.content if isinstance(p, (TextPart, ImagePart))]
+    if not parts:
+        return None
+    if all(isinstance(p, TextPart) for p in parts):
+        return "".join(p.text for p in parts if isinstance(p, TextPart))
+    out: list[dict[str, Any]] = []
+    for part in parts:
+        if isinstance(part, TextPart):
+            out.append({"type": "text", "text": part.text})
+        else:
+            image: dict[str, Any] = {"url": part.url}
+            if part.detail:
+                image["detail"] = part.detail
+            out.append({"type": "image_url", "image_url": image})
+    return out
+
+
+def message_to_openai(message: Message, profile: OpenAIProfile) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": message.role}
+    content = _content(message)
+    if message.role == "assistant":
+        calls = message.tool_calls()
+        out["content"] = content
+        if calls:
+            out["tool_calls"] = [
+                {"id": fit_tool_call_id(c.id, profile.tool_call_id_length), "type": "function",
+                 "function": {"name": c.name, "arguments": c.arguments}}
+                for c in calls
+            ]
+        if profile.echo_reasoning:
+            reasoning = "".join(p.text for p in message.content if isinstance(p, ReasoningPart))
+            if reasoning:
+                out["reasoning_content"] = reasoning
+    else:
+        out["content"] = content if content is not None else ""
+    if message.role == "tool":
+        out["tool_call_id"] = fit_tool_call_id(message.tool_call_id or "", profile.tool_call_id_length)
+    if message.name:
+        out["name"] = message.name
+    return out
+
+
+def request_to_openai(
+    request: ChatRequest, model: str, profile: OpenAIProfile, params: dict[str, Any]
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": [message_to_openai(m, profile) for m in request.messages],
+    }
+    if request.stream:
+        body["stream"] = True
+        if profile.stream_usage:
+            # Always ask for usage: metering needs it whether or not the client asked.
+            body["stream_options"] = {"include_usage": True}
+    if request.max_tokens is not None:
+        body[profile.max_tokens_field] = request.max_tokens
+    if request.seed is not None:
+        body[profile.seed_field] = request.seed
+    for name in ("temperature", "top_p", "n", "presence_penalty", "frequency_penalty",
+                 "parallel_tool_calls", "reasoning_effort", "user", "metadata"):
+        value = getattr(request, name)
+        if value is not None:
+            body[name] = value
+    if request.stop:
+        body["stop"] = request.stop
+    if request.tools:
+        body["tools"] = [_tool(t.name, t.description, t.parameters, t.strict) for t in request.tools]
+    if request.tool_choice is not None:
+        choice = request.tool_choice
+        body["tool_choice"] = (
+            {"type": "function", "function": {"name": choice.name}} if choice.mode == "named" else choice.mode)
+    if request.response_format is not None:
+        fmt = request.response_format
+        if fmt.type == "json_schema":
+            schema: dict[str, Any] = {"name": fmt.name or "response"}
+            if fmt.description:
+                schema["description"] = fmt.description
+            if fmt.schema is not None:
+                schema["schema"] = fmt.schema
+            if fmt.strict is not None:
+                schema["strict"] = fmt.strict
+            body["response_format"] = {"type": "json_schema", "json_schema": schema}
+        else:
+            body["response_format"] = {"type": fmt.type}
+    if request.source == "openai" and request.extra:
+        for key, value in request.extra.items():
+            body.setdefault(key, value)
+    if params:
+        body.update(params)
+    for name in profile.unsupported:
+        body.pop(name, None)
+    return body
+
+
+def _tool(name: str, description: str | None, parameters: dict[str, Any] | None,
+          strict: bool | None) -> dict[str, Any]:
+    function: dict[str, Any] = {"name": name}
+    if description is not None:
+        function["description"] = description
+    if parameters is not None:
+        function["parameters"] = parameters
+    if strict is not None:
+        function["strict"] = strict
+    return {"type": "function", "function": function}
+
+
+def usage_from_openai(usage: dict[str, Any]) -> Usage:
+    prompt_details = usage.get("prompt_tokens_details") or {}
+    completion_details = usage.get("completion_tokens_details") or {}
+    # DeepSeek reports cache hits in prompt_cache_hit_tokens instead of prompt_tokens_details.
+    cached = prompt_details.get("cached_tokens") or usage.get("prompt_cache_hit_tokens") or 0
+    return Usage(
+        input_tokens=usage.get("prompt_tokens") or 0,
+        output_tokens=usage.get("completion_tokens") or 0,
+        cached_input_tokens=cached,
+        cache_write_tokens=prompt_details.get("cache_write_tokens") or 0,
+        reasoning_tokens=completion_details.get("reasoning_tokens") or 0,
+    )
+
+
+def _reasoning_of(obj: dict[str, Any]) -> str | None:
+    # DeepSeek, xAI and older vLLM say reasoning_content; vLLM >= 0.11 and Ollama say reasoning.
+    value = obj.get("reasoning_content")
+    if value is None:
+        value = obj.get("reasoning")
+    return value if isinstance(value, str) else None
+
+
+def finish_reason(native: str) -> FinishReason:
+    return FINISH_REASONS.get(native, "stop")
+
+
+class ChunkDecoder:
+    """Turns the chunks of one OpenAI-compatible stream into canonical events."""
+
+    __slots__ = ("_started",)
+
+    def __init__(self) -> None:
+        self._started = False
+
+    def decode(self, chunk: dict[str, Any]) -> list[Event]:
+        events: list[Event] = []
+        if not self._started:
+            self._started = True
+            events.append(Start(model=chunk.get("model") or "", response_id=chunk.get("id")))
+        for choice in chunk.get("choices") or ():
+            index = choice.get("index", 0)
+            delta = choice.get("delta") or {}
+            reasoning = _reasoning_of(delta)
+            if reasoning:
+                events.append(ReasoningDelta(text=reasoning, choice=index))
+            content = delta.get("content")
+            if content:
+                events.append(TextDelta(content, index))
+            refusal = delta.get("refusal")
+            if refusal:
+                events.append(TextDelta(refusal, index))
+            for call in delta.get("tool_calls") or ():
+                function = call.get("function") or {}
+                events.append(ToolCallDelta(
+                    index=call.get("index", 0), id=call.get("id"), name=function.get("name"),
+                    arguments=function.get("arguments") or "", choice=index))
+            native = choice.get("finish_reason")
+            if native:
+                events.append(Finish(finish_reason(native), index, native_reason=native))
+        usage = chunk.get("usage")
+        if usage:
+            events.append(usage_from_openai(usage))
+        return events
+
+
+def events_from_response(body: dict[str, Any]) -> list[Event]:
+    """The events of a whole (non-streaming) chat completion."""
+    events: list[Event] = [Start(model=body.get("model") or "", response_id=body.get("id"))]
+    for choice in body.get("choices") or ():
+        index = choice.get("index", 0)
+        message = choice.get("message") or {}
+        reasoning = _reasoning_of(message)
+        if reasoning:
+            events.append(ReasoningDelta(text=reasoning, choice=index))
+        content = message.get("content")
+        if isinstance(content, list):  # some servers answer with content parts
+            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        if content:
+            events.append(TextDelta(content, index))
+        if message.get("refusal"):
+            events.append(TextDelta(message["refusal"], index))
+        for i, call in enumerate(message.get("tool_calls") or ()):
+            function = call.get("function") or {}
+            events.append(ToolCallDelta(index=i, id=call.get("id"), name=function.get("name"),
+                                        arguments=function.get("arguments") or "", choice=index))
+        native = choice.get("finish_reason")
+        if native:
+            events.append(Finish(finish_reason(native), index, native_reason=native))
+    usage = body.get("usage")
+    if usage:
+        events.append(usage_from_openai(usage))
+    return events
+
+
+def error_from_openai(body: Any) -> tuple[str, str | None, str | None, str | None]:
+    """(message, type, code, param) from the error bodies OpenAI-compatible servers send.
+
+    OpenAI wraps in {"error": {...}}; Mistral and older vLLM send the object flat; vLLM's code is
+    an int; Gemini's compatibility endpoint wraps it in a list; Ollama sends {"error": "text"}.
+    """
+    if isinstance(body, list) and body:
+        body = body[0]
+    if not isinstance(body, dict):
+        return (str(body)[:500], None, None, None)
+    error = body.get("error", body)
+    if isinstance(error, str):
+        return (error, None, None, None)
+    if not isinstance(error, dict):
+        return (str(error)[:500], None, None, None)
+    message = error.get("message") or error.get("detail") or ""
+    code = error.get("code")
+    etype = error.get("type") or error.get("status")
+    return (
+        str(message),
+        str(etype) if etype is not None else None,
+        str(code) if code is not None else None,
+        str(error["param"]) if error.get("param") is not None else None,
+    )

@@ -1,0 +1,23 @@
+"""Provider types by name: the config's ``type:`` picks the adapter class."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from modelgate.config.settings import ProviderSettings
+from modelgate.providers.azure import AzureProvider
+from modelgate.providers.base import Provider
+from modelgate.providers.openai_compat import OpenAICompatProvider
+
+PROVIDER_TYPES: dict[str, type[Provider]] = {
+    "openai": OpenAICompatProvider,
+    "azure": AzureProvider,
+}
+
+
+def create_provider(settings: ProviderSettings, http: aiohttp.ClientSession) -> Provider:
+    try:
+        kind = PROVIDER_TYPES[settings.type]
+    except KeyError:
+        raise ValueError(f"provider type {settings.type!r} is not available in this build") from None
+    return kind(settings, http)

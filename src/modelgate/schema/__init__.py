@@ -1,0 +1,1 @@
+"""The canonical language spoken between surfaces, the pipeline and providers."""

@@ -1,0 +1,154 @@
+"""The canonical chat request: what every surface produces and every provider consumes.
+
+A message's content is an ordered list of parts, so that nothing a wire format can express is
+lost on the way through: Anthropic interleaves thinking, text and tool_use blocks in one turn,
+OpenAI puts tool calls beside the text. Opaque provider state (thinking signatures, Gemini
+thought signatures) rides on the part that carries it and is replayed only to the provider
+family that issued it (see ``ReasoningPart.origin``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Role = Literal["system", "developer", "user", "assistant", "tool"]
+
+
+@dataclass(slots=True)
+class TextPart:
+    text: str
+    # Anthropic prompt-caching marker ({"type": "ephemeral", "ttl": ...}); no OpenAI equivalent.
+    cache_control: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class ImagePart:
+    """An image by URL or as a ``data:<mime>;base64,...`` URL, as OpenAI carries it."""
+
+    url: str
+    detail: str | None = None
+    cache_control: dict[str, Any] | None = None
+
+    @property
+    def is_data_url(self) -> bool:
+        return self.url.startswith("data:")
+
+    def split_data_url(self) -> tuple[str, str]:
+        """Return (media_type, base64 data) of a data URL."""
+        head, _, data = self.url.partition(",")
+        media_type = head[5:].split(";", 1)[0] or "application/octet-stream"
+        return media_type, data
+
+
+@dataclass(slots=True)
+class ReasoningPart:
+    """Reasoning text with the opaque state its provider needs back on a later turn.
+
+    ``signature`` is Anthropic's thinking signature or Gemini's thought signature;
+    ``redacted`` holds the data of an Anthropic ``redacted_thinking`` block. ``origin`` names the
+    provider type that issued the opaque state ("anthropic", "gemini", ...): signatures are bound
+    to their issuer and are dropped when the turn goes to another one.
+    """
+
+    text: str = ""
+    signature: str | None = None
+    redacted: str | None = None
+    origin: str | None = None
+
+
+@dataclass(slots=True)
+class ToolCallPart:
+    id: str
+    name: str
+    arguments: str  # JSON text, as OpenAI carries it; Anthropic and Gemini take the parsed object
+    # Gemini attaches a thought signature to the function call part itself.
+    signature: str | None = None
+    origin: str | None = None
+
+
+Part = TextPart | ImagePart | ReasoningPart | ToolCallPart
+
+
+@dataclass(slots=True)
+class Message:
+    role: Role
+    content: list[Part] = field(default_factory=list)
+    name: str | None = None
+    tool_call_id: str | None = None  # role "tool": the call this message answers
+    is_error: bool = False  # role "tool": Anthropic's tool_result.is_error
+
+    def text(self) -> str:
+        return "".join(p.text for p in self.content if isinstance(p, TextPart))
+
+    def tool_calls(self) -> list[ToolCallPart]:
+        return [p for p in self.content if isinstance(p, ToolCallPart)]
+
+    def reasoning(self) -> list[ReasoningPart]:
+        return [p for p in self.content if isinstance(p, ReasoningPart)]
+
+
+@dataclass(slots=True)
+class Tool:
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None  # JSON Schema of the arguments object
+    strict: bool | None = None
+    cache_control: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class ToolChoice:
+    mode: Literal["auto", "none", "required", "named"]
+    name: str | None = None  # with mode "named"
+
+
+@dataclass(slots=True)
+class ResponseFormat:
+    type: Literal["text", "json_object", "json_schema"]
+    name: str | None = None
+    schema: dict[str, Any] | None = None
+    strict: bool | None = None
+    description: str | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class ChatRequest:
+    model: str
+    messages: list[Message]
+    stream: bool = False
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+    n: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    tools: list[Tool] = field(default_factory=list)
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    # "none" | "minimal" | "low" | "medium" | "high" | ... passed on as given (the list keeps growing).
+    reasoning_effort: str | None = None
+    # An explicit thinking budget in tokens (Anthropic budget_tokens, Gemini thinkingBudget).
+    reasoning_budget: int | None = None
+    include_usage: bool = False
+    user: str | None = None
+    metadata: dict[str, str] | None = None
+    # Which wire format the request arrived in ("openai", "anthropic"): fields in ``extra`` are in
+    # that format and pass through only to upstreams that speak it.
+    source: str = "openai"
+    extra: dict[str, Any] = field(default_factory=dict)
+    # Per-request upstream headers a surface passes on (e.g. anthropic-beta).
+    upstream_headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True, kw_only=True)
+class EmbeddingRequest:
+    model: str
+    input: list[str] | list[list[int]]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = None
+    user: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)

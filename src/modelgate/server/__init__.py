@@ -1,0 +1,1 @@
+"""The ASGI server side: app, HTTP helpers, path routing and the services of a running gateway."""

@@ -1,0 +1,122 @@
+"""The small HTTP layer over ASGI: requests, responses, and noticing a client that left.
+
+Plain ASGI rather than a framework: the request path is the product, and this is all of the
+framework it needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+
+from modelgate.schema.errors import GatewayError, InvalidRequest
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+MAX_BODY = 32 * 1024 * 1024  # what Anthropic accepts for Messages; OpenAI's limits are lower
+
+
+class RequestTooLarge(GatewayError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class HTTPRequest:
+    __slots__ = ("_body", "headers", "method", "path", "path_params", "query", "receive", "scope")
+
+    def __init__(self, scope: Scope, receive: Receive) -> None:
+        self.scope = scope
+        self.receive = receive
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+        self.query: bytes = scope.get("query_string", b"")
+        self.headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        self.path_params: dict[str, str] = {}
+        self._body: bytes | None = None
+
+    async def body(self) -> bytes:
+        if self._body is None:
+            chunks: list[bytes] = []
+            size = 0
+            while True:
+                message = await self.receive()
+                if message["type"] == "http.disconnect":
+                    raise asyncio.CancelledError
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > MAX_BODY:
+                    raise RequestTooLarge(f"The request body is over {MAX_BODY // (1024 * 1024)} MB; "
+                                          "send a smaller request.")
+                chunks.append(chunk)
+                if not message.get("more_body"):
+                    break
+            self._body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return self._body
+
+    async def json(self) -> Any:
+        raw = await self.body()
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidRequest(
+                f"We could not parse the JSON body of your request ({exc}). "
+                "Send valid JSON with 'Content-Type: application/json'.",
+                code="invalid_json") from None
+
+
+def header_list(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+
+
+async def respond(send: Send, status: int, body: bytes, headers: dict[str, str],
+                  content_type: bytes = b"application/json") -> None:
+    raw = header_list(headers)
+    raw.append((b"content-type", content_type))
+    raw.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def start_stream(send: Send, headers: dict[str, str]) -> None:
+    raw = header_list(headers)
+    raw.append((b"content-type", b"text/event-stream; charset=utf-8"))
+    raw.append((b"cache-control", b"no-cache"))
+    # Tell buffering reverse proxies (nginx) to pass each event on at once.
+    raw.append((b"x-accel-buffering", b"no"))
+    await send({"type": "http.response.start", "status": 200, "headers": raw})
+
+
+class DisconnectWatch:
+    """Cancels the current task when the client disconnects before the response is complete.
+
+    The cancellation reaches the upstream request wherever it waits, which closes the upstream
+    connection: a client that goes away stops paying for tokens.
+    """
+
+    __slots__ = ("_task", "_watcher", "disconnected", "done")
+
+    def __init__(self, receive: Receive) -> None:
+        self.disconnected = False
+        self.done = False
+        self._task = asyncio.current_task()
+        self._watcher = asyncio.get_running_loop().create_task(self._watch(receive))
+
+    async def _watch(self, receive: Receive) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                if not self.done and self._task is not None:
+                    self.disconnected = True
+                    self._task.cancel()
+                return
+
+    def close(self) -> None:
+        self.done = True
+        self._watcher.cancel()

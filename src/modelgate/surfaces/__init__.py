@@ -1,0 +1,1 @@
+"""The HTTP surfaces: one folder per wire format that clients speak."""

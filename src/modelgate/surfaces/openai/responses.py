@@ -1,0 +1,147 @@
+"""Canonical events and results → OpenAI's chat completion, chunk, embedding and error bodies."""
+
+from __future__ import annotations
+
+import base64
+import struct
+from typing import Any
+
+import orjson
+
+from modelgate.schema.errors import GatewayError
+from modelgate.schema.events import (
+    ChatResult,
+    Event,
+    Finish,
+    ReasoningDelta,
+    Start,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
+
+
+def usage_body(usage: Usage) -> dict[str, Any]:
+    prompt_details: dict[str, int] = {"cached_tokens": usage.cached_input_tokens}
+    if usage.cache_write_tokens:
+        prompt_details["cache_write_tokens"] = usage.cache_write_tokens
+    return {
+        "prompt_tokens": usage.input_tokens,
+        "completion_tokens": usage.output_tokens,
+        "total_tokens": usage.input_tokens + usage.output_tokens,
+        "prompt_tokens_details": prompt_details,
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+    }
+
+
+def error_body(error: GatewayError) -> bytes:
+    return orjson.dumps({"error": {
+        "message": error.message, "type": error.type, "param": error.param, "code": error.code}})
+
+
+def completion_body(result: ChatResult, response_id: str, created: int, show_reasoning: bool) -> bytes:
+    choices = []
+    for choice in result.choices:
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": choice.text if choice.text or not choice.tool_calls else None,
+            "refusal": None,
+            "annotations": [],
+        }
+        if show_reasoning and choice.reasoning_text:
+            message["reasoning_content"] = choice.reasoning_text
+        if choice.tool_calls:
+            message["tool_calls"] = [
+                {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+                for call in choice.tool_calls
+            ]
+        choices.append({"index": choice.index, "message": message, "logprobs": None,
+                        "finish_reason": choice.finish_reason or "stop"})
+    body: dict[str, Any] = {
+        "id": response_id, "object": "chat.completion", "created": created,
+        "model": result.model, "choices": choices,
+    }
+    if result.usage is not None:
+        body["usage"] = usage_body(result.usage)
+    return orjson.dumps(body)
+
+
+class ChunkRenderer:
+    """Renders the events of one stream as ``chat.completion.chunk`` payloads (without framing)."""
+
+    __slots__ = ("_announced", "_base", "_include_usage", "_show_reasoning", "usage")
+
+    def __init__(self, response_id: str, created: int, include_usage: bool, show_reasoning: bool) -> None:
+        self._base: dict[str, Any] = {"id": response_id, "object": "chat.completion.chunk",
+                                      "created": created, "model": ""}
+        self._include_usage = include_usage
+        self._show_reasoning = show_reasoning
+        self._announced: set[int] = set()
+        self.usage: Usage | None = None
+
+    def _chunk(self, choice: int, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        chunk = dict(self._base)
+        chunk["choices"] = [{"index": choice, "delta": delta, "logprobs": None, "finish_reason": finish}]
+        if self._include_usage:
+            chunk["usage"] = None
+        return orjson.dumps(chunk)
+
+    def render(self, event: Event) -> list[bytes]:
+        if isinstance(event, Start):
+            self._base["model"] = event.model
+            return []
+        if isinstance(event, Usage):
+            self.usage = event  # sent last, in a chunk of its own (OpenAI's include_usage)
+            return []
+        out: list[bytes] = []
+        choice = event.choice if isinstance(event, (TextDelta, ReasoningDelta, ToolCallDelta, Finish)) else 0
+        if choice not in self._announced:
+            self._announced.add(choice)
+            out.append(self._chunk(choice, {"role": "assistant", "content": ""}))
+        if isinstance(event, TextDelta):
+            out.append(self._chunk(choice, {"content": event.text}))
+        elif isinstance(event, ReasoningDelta):
+            if self._show_reasoning and event.text:
+                out.append(self._chunk(choice, {"reasoning_content": event.text}))
+        elif isinstance(event, ToolCallDelta):
+            call: dict[str, Any] = {"index": event.index}
+            if event.id is not None:
+                call["id"] = event.id
+                call["type"] = "function"
+                call["function"] = {"name": event.name or "", "arguments": event.arguments}
+            else:
+                call["function"] = {"arguments": event.arguments}
+            out.append(self._chunk(choice, {"tool_calls": [call]}))
+        elif isinstance(event, Finish):
+            out.append(self._chunk(choice, {}, event.reason))
+        return out
+
+    def closing(self) -> list[bytes]:
+        """What follows the last event: the usage chunk, when the client asked for it."""
+        if self._include_usage and self.usage is not None:
+            chunk = dict(self._base)
+            chunk["choices"] = []
+            chunk["usage"] = usage_body(self.usage)
+            return [orjson.dumps(chunk)]
+        return []
+
+
+def embeddings_body(result: ChatResult, encoding: str) -> bytes:
+    data = []
+    for index, vector in enumerate(result.vectors or ()):
+        data.append({"object": "embedding", "index": index, "embedding": encode_vector(vector, encoding)})
+    usage = result.usage or Usage()
+    return orjson.dumps({"object": "list", "data": data, "model": result.model,
+                         "usage": {"prompt_tokens": usage.input_tokens, "total_tokens": usage.input_tokens}})
+
+
+def encode_vector(vector: list[float] | str, encoding: str) -> list[float] | str:
+    """Give a vector in the encoding the client asked for, converting only when needed."""
+    if encoding == "base64":
+        if isinstance(vector, str):
+            return vector
+        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+    if isinstance(vector, str):
+        raw = base64.b64decode(vector)
+        return list(struct.unpack(f"<{len(raw) // 4}f", raw))
+    return vector
