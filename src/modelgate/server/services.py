@@ -11,8 +11,8 @@ import aiohttp
 
 from modelgate.auth import Authenticator, Principal
 from modelgate.config.settings import DeploymentSettings, Settings
-from modelgate.pipeline.chain import Handler, build_chain
-from modelgate.pipeline.dispatch import Dispatch
+from modelgate.pipeline.build import build_handler
+from modelgate.pipeline.chain import Handler
 from modelgate.providers.base import Provider
 from modelgate.providers.registry import create_provider
 from modelgate.schema.errors import NotFound
@@ -28,7 +28,7 @@ class Services:
         self.providers = providers
         self.auth = Authenticator(settings.master_key)
         self.started_at = int(time.time())
-        self.handler: Handler = build_chain([], Dispatch(providers))
+        self.handler: Handler = build_handler(providers)
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
