@@ -15,6 +15,19 @@ from modelgate.schema.errors import AuthenticationFailed
 
 
 @dataclass(frozen=True, slots=True)
+class Limits:
+    """Limits of a key or a project; None means no limit."""
+
+    rpm: int | None = None  # requests per minute
+    tpm: int | None = None  # tokens per minute
+    budget: float | None = None  # USD per budget_period
+    budget_period: str = "month"  # "day" | "month"
+
+
+NO_LIMITS = Limits()
+
+
+@dataclass(frozen=True, slots=True)
 class Principal:
     """The caller of one request and what it may use."""
 
@@ -22,6 +35,8 @@ class Principal:
     project: str | None = None
     # None: every deployment; otherwise the names this key may call.
     deployments: frozenset[str] | None = None
+    key_limits: Limits = NO_LIMITS
+    project_limits: Limits = NO_LIMITS
 
     def may_use(self, deployment: str) -> bool:
         return self.deployments is None or deployment in self.deployments

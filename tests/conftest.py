@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from modelgate.simulator import SimConfig, SimulatorThread  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def sim() -> Iterator[SimulatorThread]:
+    """One provider simulator for the whole session, accepting the key "sk-sim"."""
+    with SimulatorThread(SimConfig.from_dict({"api_key": "sk-sim"})) as simulator:
+        yield simulator
