@@ -9,6 +9,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from modelgate.simulator import SimConfig, SimulatorThread  # noqa: E402
+from openai_spec import OpenAISpec, load_spec  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -16,3 +17,8 @@ def sim() -> Iterator[SimulatorThread]:
     """One provider simulator for the whole session, accepting the key "sk-sim"."""
     with SimulatorThread(SimConfig.from_dict({"api_key": "sk-sim"})) as simulator:
         yield simulator
+
+
+@pytest.fixture(scope="session")
+def openai_spec() -> OpenAISpec:
+    return load_spec()

@@ -3,6 +3,7 @@ process, each on a free port of 127.0.0.1."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -124,3 +125,67 @@ def openai_sim_config(sim_url: str, **extra: Any) -> dict[str, Any]:
     }
     config.update(extra)
     return config
+
+
+class RecordingUpstream:
+    """A real upstream on 127.0.0.1 that records what the gateway sends and answers as told.
+
+    ``handler`` is an aiohttp handler; the default answers a fixed chat completion. Used where a
+    test must see the exact bytes the gateway sends upstream (the simulator shows only replies).
+    """
+
+    def __init__(self, handler: Any = None) -> None:
+        from aiohttp import web
+
+        self.requests: list[dict[str, Any]] = []
+        self.disconnects = 0
+        self._handler = handler or self._default
+        self._web = web
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.port = free_port()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def _default(self, request: Any) -> Any:
+        return self._web.json_response({
+            "id": "chatcmpl-rec", "object": "chat.completion", "created": 1, "model": "recorded-model",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}})
+
+    async def _record(self, request: Any) -> Any:
+        body = await request.read()
+        self.requests.append({"path": request.path_qs, "headers": dict(request.headers),
+                              "json": json.loads(body) if body else None})
+        return await self._handler(request)
+
+    def __enter__(self) -> RecordingUpstream:
+        import asyncio
+
+        web = self._web
+
+        def serve() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            app = web.Application()
+            app.router.add_route("*", "/{tail:.*}", self._record)
+            runner = web.AppRunner(app, handler_cancellation=True)
+            loop.run_until_complete(runner.setup())
+            loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", self.port).start())
+            self._runner = runner
+            self._ready.set()
+            loop.run_forever()
+            loop.run_until_complete(runner.cleanup())
+            loop.close()
+
+        self._thread = threading.Thread(target=serve, daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread:
+            self._thread.join(timeout=10)

@@ -2,6 +2,11 @@
 
 Strings may hold ``${VAR}`` (the variable must be set) or ``${VAR:-default}``; ``$$`` is a
 literal ``$``. Every problem found is reported at once, each naming its key and the fix.
+
+References are swapped for placeholders before the YAML is parsed, so that ``{api_key: ${KEY}}``
+in a flow mapping parses, and are expanded afterwards, so that a value with YAML's special
+characters in it cannot change the document's structure. A value that is one reference alone
+takes the type its text has in YAML (``timeout: ${TIMEOUT:-30}`` is a number).
 """
 
 from __future__ import annotations
@@ -20,8 +25,10 @@ from modelgate.config.settings import (
     STRATEGIES,
     DeploymentSettings,
     ModelFacts,
+    PriceSettings,
     ProviderSettings,
     ReasoningSettings,
+    RoutingSettings,
     Settings,
     TargetSettings,
 )
@@ -44,8 +51,9 @@ FLAVOR_BY_HOST = {
 }
 
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_PLACEHOLDER = re.compile(r"__modelgate_ref_(\d+)__")
 
-TOP_KEYS = {"master_key", "providers", "deployments", "database_url", "redis_url"}
+TOP_KEYS = {"master_key", "providers", "deployments", "database_url", "redis_url", "routing"}
 PROVIDER_KEYS = {"type", "base_url", "api_key", "api_version", "headers", "flavor", "connect_timeout"}
 FACT_KEYS = {
     "context_window",
@@ -60,10 +68,12 @@ FACT_KEYS = {
 TARGET_KEYS = {"provider", "model", "weight"} | FACT_KEYS
 DEPLOYMENT_KEYS = (
     {"name", "provider", "model", "targets", "strategy", "fallbacks", "timeout", "retries", "max_share"}
-    | {"reasoning", "params"}
+    | {"reasoning", "params", "price"}
     | FACT_KEYS
 )
 REASONING_KEYS = {"show", "split_think_tags"}
+PRICE_KEYS = {"input", "output", "cached_input", "cache_write"}
+ROUTING_KEYS = {"failures", "cooldown", "redis_prefix"}
 
 
 class ConfigError(Exception):
@@ -98,8 +108,33 @@ def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
     return kind if isinstance(kind, tuple) else (kind,)
 
 
-def expand_env(value: Any, env: Mapping[str, str], key: str, checker: _Checker) -> Any:
-    """Expand ``${VAR}`` references in every string of a parsed YAML document."""
+def protect_references(text: str) -> tuple[str, list[str]]:
+    """Swap every ``${...}`` or ``$$`` in the file's text for a placeholder YAML reads as plain text."""
+    references: list[str] = []
+
+    def swap(match: re.Match[str]) -> str:
+        references.append(match.group(0))
+        return f"__modelgate_ref_{len(references) - 1}__"
+
+    return _VAR.sub(swap, text), references
+
+
+def _typed(text: str) -> Any:
+    """A lone reference's value as YAML would type it: a number or a boolean, else the text."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
+def expand_env(value: Any, env: Mapping[str, str], key: str, checker: _Checker,
+               references: list[str] | None = None) -> Any:
+    """Expand ``${VAR}`` references (or their placeholders) in every string of a parsed document."""
     if isinstance(value, str):
         def substitute(match: re.Match[str]) -> str:
             if match.group(0) == "$$":
@@ -112,11 +147,18 @@ def expand_env(value: Any, env: Mapping[str, str], key: str, checker: _Checker) 
             checker.fail(key, f"environment variable {name} is not set; export {name}=... "
                               f"or give a default as ${{{name}:-value}}")
             return ""
+
+        if references is not None and _PLACEHOLDER.search(value):
+            whole = _PLACEHOLDER.fullmatch(value)
+            value = _PLACEHOLDER.sub(lambda m: references[int(m.group(1))], value)
+            expanded = _VAR.sub(substitute, value)
+            return _typed(expanded) if whole else expanded
         return _VAR.sub(substitute, value)
     if isinstance(value, dict):
-        return {k: expand_env(v, env, f"{key}.{k}" if key else str(k), checker) for k, v in value.items()}
+        return {k: expand_env(v, env, f"{key}.{k}" if key else str(k), checker, references)
+                for k, v in value.items()}
     if isinstance(value, list):
-        return [expand_env(v, env, f"{key}[{i}]", checker) for i, v in enumerate(value)]
+        return [expand_env(v, env, f"{key}[{i}]", checker, references) for i, v in enumerate(value)]
     return value
 
 
@@ -126,20 +168,23 @@ def load_settings(path: str | Path, env: Mapping[str, str], catalog: Catalog | N
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    protected, references = protect_references(text)
     try:
-        data = yaml.safe_load(text)
+        data = yaml.safe_load(protected)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
-    return parse_settings(data or {}, env, catalog, source=str(path))
+    return parse_settings(data or {}, env, catalog, source=str(path), references=references)
 
 
 def parse_settings(
-    data: Any, env: Mapping[str, str], catalog: Catalog | None = None, source: str = "config"
+    data: Any, env: Mapping[str, str], catalog: Catalog | None = None, source: str = "config",
+    references: list[str] | None = None,
 ) -> Settings:
+    """Settings from a parsed document; ``references`` are those ``protect_references`` swapped out."""
     checker = _Checker()
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping with providers: and deployments:")
-    data = expand_env(data, env, "", checker)
+    data = expand_env(data, env, "", checker, references)
     checker.keys("", data, TOP_KEYS)
     catalog = catalog or Catalog.builtin()
     settings = Settings()
@@ -153,6 +198,9 @@ def parse_settings(
         value = data.get(key)
         if value is not None and checker.typed(key, value, str, "a URL string"):
             setattr(settings, key, value)
+    routing = data.get("routing", {})
+    if checker.typed("routing", routing, dict, "a mapping with failures:, cooldown:, redis_prefix:"):
+        settings.routing = _parse_routing(routing, checker)
 
     providers = data.get("providers") or {}
     if checker.typed("providers", providers, dict, "a mapping of provider name to settings"):
@@ -344,4 +392,33 @@ def _parse_deployment(
     params = body.get("params", {})
     if checker.typed(f"{key}.params", params, dict, "a mapping of request fields"):
         deployment.params = dict(params)
+    price = body.get("price")
+    if price is not None and checker.typed(f"{key}.price", price, dict,
+                                           "a mapping of input, output, cached_input, cache_write"):
+        checker.keys(f"{key}.price", price, PRICE_KEYS)
+        for kind, value in price.items():
+            if (kind in PRICE_KEYS and checker.typed(f"{key}.price.{kind}", value, (int, float),
+                                                     "USD per million tokens as a number") and value < 0):
+                checker.fail(f"{key}.price.{kind}", "must be 0 or more")
+        deployment.price = PriceSettings(**{k: float(v) for k, v in price.items()
+                                            if k in PRICE_KEYS and isinstance(v, (int, float))})
     return deployment
+
+
+def _parse_routing(body: Mapping[str, Any], checker: _Checker) -> RoutingSettings:
+    checker.keys("routing", body, ROUTING_KEYS)
+    routing = RoutingSettings()
+    failures = body.get("failures", routing.failures)
+    if checker.typed("routing.failures", failures, int, "a whole number") and failures < 1:
+        checker.fail("routing.failures", "must be 1 or more: the failures in a row that open a breaker")
+    elif isinstance(failures, int):
+        routing.failures = failures
+    cooldown = body.get("cooldown", routing.cooldown)
+    if checker.typed("routing.cooldown", cooldown, (int, float), "seconds as a number") and cooldown <= 0:
+        checker.fail("routing.cooldown", "must be a positive number of seconds")
+    elif isinstance(cooldown, (int, float)):
+        routing.cooldown = float(cooldown)
+    prefix = body.get("redis_prefix", routing.redis_prefix)
+    if checker.typed("routing.redis_prefix", prefix, str, "a string such as 'modelgate:'"):
+        routing.redis_prefix = prefix
+    return routing

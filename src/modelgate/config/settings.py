@@ -73,6 +73,16 @@ class ReasoningSettings:
 
 
 @dataclass(slots=True, kw_only=True)
+class PriceSettings:
+    """What the customer pays, USD per million tokens; None: the provider's cost of that kind."""
+
+    input: float | None = None
+    output: float | None = None
+    cached_input: float | None = None
+    cache_write: float | None = None
+
+
+@dataclass(slots=True, kw_only=True)
 class DeploymentSettings:
     name: str
     targets: list[TargetSettings]
@@ -84,6 +94,18 @@ class DeploymentSettings:
     reasoning: ReasoningSettings = field(default_factory=ReasoningSettings)
     # Request fields merged into every request to this deployment (e.g. a thinking setting).
     params: dict[str, Any] = field(default_factory=dict)
+    # The customer price; the targets' facts (catalog prices) are the provider's cost.
+    price: PriceSettings | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class RoutingSettings:
+    """How targets are judged healthy (routing/health.py)."""
+
+    failures: int = 3  # consecutive retryable failures that open a target's breaker
+    cooldown: float = 5.0  # seconds an open breaker waits before it lets one probe through
+    # Prefix of the Redis keys and pub/sub channel that share breaker state between processes.
+    redis_prefix: str = "modelgate:"
 
 
 @dataclass(slots=True, kw_only=True)
@@ -93,3 +115,4 @@ class Settings:
     deployments: dict[str, DeploymentSettings] = field(default_factory=dict)
     database_url: str = "sqlite:///modelgate.db"
     redis_url: str | None = None
+    routing: RoutingSettings = field(default_factory=RoutingSettings)

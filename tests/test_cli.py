@@ -1,0 +1,82 @@
+"""The `modelgate` command as a user runs it: real processes on real sockets."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import openai
+
+from modelgate import __version__
+from support import free_port, gateway_process
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "modelgate", *args], capture_output=True, text=True,
+                          cwd=cwd, env={**os.environ, **(env or {})}, timeout=60)
+
+
+def test_version() -> None:
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"modelgate {__version__}"
+
+
+def test_deployments_lists_catalog_facts(tmp_path: Path) -> None:
+    config = tmp_path / "modelgate.yaml"
+    config.write_text("providers:\n  openai: {type: openai, api_key: ${OPENAI_API_KEY}}\n"
+                      "deployments:\n  - {name: main, provider: openai, model: gpt-4o}\n"
+                      "  - {name: mine, provider: openai, model: my-finetune, context_window: 4096}\n")
+    result = run_cli("deployments", "--config", str(config), env={"OPENAI_API_KEY": "sk"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:3] == ["NAME", "PROVIDER", "MODEL"]
+    main = lines[1].split()
+    assert main[:5] == ["main", "openai", "gpt-4o", "128000", "16384"] and main[5:7] == ["2.5", "10"]
+    assert lines[2].split()[:4] == ["mine", "openai", "my-finetune", "4096"]
+
+
+def test_config_errors_stop_the_server_before_it_starts(tmp_path: Path) -> None:
+    config = tmp_path / "modelgate.yaml"
+    config.write_text("master_key: ${MODELGATE_MASTER_KEY}\nproviders: {}\ndeployments: []\n")
+    result = run_cli("serve", "--config", str(config), "--port", str(free_port()))
+    assert result.returncode == 2
+    assert "master_key: environment variable MODELGATE_MASTER_KEY is not set" in result.stderr
+
+
+def test_demo_serves_simulated_providers_with_no_config(tmp_path: Path) -> None:
+    with gateway_process(args=["--demo"]) as gateway:
+        client = openai.OpenAI(base_url=gateway.v1, api_key="anything", max_retries=0)
+        models = {m.id for m in client.models.list()}
+        assert {"gpt-4o", "grok-3", "deepseek-reasoner"} <= models
+        reply = client.chat.completions.create(model="deepseek-reasoner",
+                                               messages=[{"role": "user", "content": "Why is the sky blue?"}])
+        assert reply.choices[0].message.content.startswith("Simulated reply from deepseek-reasoner")
+        assert reply.choices[0].message.reasoning_content  # type: ignore[attr-defined]
+        assert httpx.get(f"{gateway.base_url}/health").json() == {"status": "ok"}
+
+
+def test_sim_command_serves_the_provider_apis() -> None:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "modelgate", "sim", "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(200):
+            try:
+                httpx.get(f"{base}/sim/stats", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        else:
+            raise AssertionError("the simulator did not start")
+        client = openai.OpenAI(base_url=f"{base}/v1", api_key="k", max_retries=0)
+        reply = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+        assert reply.choices[0].message.content.startswith("Simulated reply from gpt-4o")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
