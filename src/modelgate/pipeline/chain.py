@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Protocol
 
 from modelgate.pipeline.call import Call
 from modelgate.schema.events import Event
 
-Handler = Callable[[Call], AsyncIterator[Event]]
+Handler = Callable[[Call], AsyncGenerator[Event, None]]
 
 
 class Stage(Protocol):
@@ -19,7 +19,7 @@ class Stage(Protocol):
     handle and never swallow ``CancelledError``.
     """
 
-    def __call__(self, call: Call, next: Handler) -> AsyncIterator[Event]: ...
+    def __call__(self, call: Call, next: Handler) -> AsyncGenerator[Event, None]: ...
 
 
 def build_chain(stages: Sequence[Stage], terminal: Handler) -> Handler:
@@ -30,6 +30,6 @@ def build_chain(stages: Sequence[Stage], terminal: Handler) -> Handler:
 
 
 def _bind(stage: Stage, next: Handler) -> Handler:
-    def handler(call: Call) -> AsyncIterator[Event]:
+    def handler(call: Call) -> AsyncGenerator[Event, None]:
         return stage(call, next)
     return handler

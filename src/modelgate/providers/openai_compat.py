@@ -46,13 +46,13 @@ class OpenAICompatProvider(Provider):
         """The URL of ``operation`` ("chat/completions", "embeddings") for ``model``."""
         return f"{self.settings.base_url}/{operation}"
 
-    async def chat(self, request: ChatRequest, call: UpstreamCall) -> AsyncIterator[Event]:  # type: ignore[override]
+    async def chat(self, request: ChatRequest, call: UpstreamCall) -> AsyncIterator[Event]:
         body = request_to_openai(request, call.model, self.profile, call.params)
         async for event in self._exchange("chat/completions", body, call, request.stream,
                                           request.upstream_headers):
             yield event
 
-    async def embed(self, request: EmbeddingRequest, call: UpstreamCall) -> AsyncIterator[Event]:  # type: ignore[override]
+    async def embed(self, request: EmbeddingRequest, call: UpstreamCall) -> AsyncIterator[Event]:
         # Ask for the client's encoding where the upstream can produce it: base64 avoids
         # a float round trip through Python; otherwise the surface encodes.
         encoding = request.encoding_format if self.profile.embeddings_base64 else "float"

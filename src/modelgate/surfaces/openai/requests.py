@@ -3,7 +3,7 @@ the field and the fix. Fields we do not know pass through to OpenAI-compatible u
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from modelgate.schema.errors import InvalidRequest
 from modelgate.schema.request import (
@@ -277,8 +277,13 @@ def parse_embedding_request(body: Any) -> EmbeddingRequest:
     else:
         raise InvalidRequest("'input' is required: a string, an array of strings, or token arrays",
                              param="input", code="invalid_value")
-    encoding = body.get("encoding_format", "float") or "float"
-    if encoding not in ("float", "base64"):
+    encoding: Literal["float", "base64"]
+    raw_encoding = body.get("encoding_format") or "float"
+    if raw_encoding == "float":
+        encoding = "float"
+    elif raw_encoding == "base64":
+        encoding = "base64"
+    else:
         raise _bad("'encoding_format' must be 'float' or 'base64'", "encoding_format")
     known = {"model", "input", "encoding_format", "dimensions", "user"}
     return EmbeddingRequest(
