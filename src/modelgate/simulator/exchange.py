@@ -1,0 +1,221 @@
+"""The request pipeline shared by every API: auth, body parsing, fault lookup, pacing and sending.
+
+A handler receives an :class:`Exchange`, calls :meth:`Exchange.bind_model` once it knows the model (this counts
+the request, resolves the fault and may raise or hang for ``status``/``timeout`` faults), then replies with
+:meth:`Exchange.send_json` or :meth:`Exchange.send_stream`, which apply latency and the transport faults
+(``cut``, ``malformed``, ``error_after``). Errors are raised as :class:`SimError` and rendered by the surface.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from modelgate.simulator.config import ModelSpec
+from modelgate.simulator.faults import Fault, FaultSpecError, parse_fault
+from modelgate.simulator.state import SimState
+from modelgate.simulator.surface import SimError, Surface
+
+_DEFAULT_MESSAGES: dict[int, str] = {
+    429: "Rate limit reached (simulated).",
+    500: "The server had an error while processing your request (simulated).",
+    503: "The server is overloaded or not ready yet (simulated).",
+    529: "Overloaded",
+}
+
+
+Handler = Callable[["Exchange", dict[str, Any]], Awaitable[web.StreamResponse]]
+
+
+class Exchange:
+    """One request/response pair travelling through the simulator."""
+
+    def __init__(self, state: SimState, surface: Surface, request: web.Request) -> None:
+        self.state = state
+        self.surface = surface
+        self.request = request
+        self.request_id = surface.new_request_id()
+        self.model = ""
+        self.spec: ModelSpec = state.config.defaults
+        self.fault: Fault | None = None
+
+    # -- request side -------------------------------------------------------------------------------------
+
+    def check_auth(self) -> None:
+        key = self.surface.api_key(self.request)
+        expected = self.state.config.api_key
+        if not key or (expected is not None and key != expected):
+            raise self.surface.auth_error(key or None)
+
+    async def read_json(self) -> dict[str, Any]:
+        raw = await self.request.read()
+        try:
+            body = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError as exc:
+            raise SimError(400, f"The request body is not valid JSON: {exc}", code="invalid_json") from None
+        if not isinstance(body, dict):
+            raise SimError(400, "The request body must be a JSON object.", code="invalid_json")
+        return body
+
+    async def bind_model(self, model: str) -> None:
+        """Record the request for ``model`` and act on its fault; ``status`` raises, ``timeout`` hangs."""
+        self.model = model
+        self.spec = self.state.config.model(model)
+        self.state.stats.by_model[model] += 1
+        self.state.stats.by_api[self.surface.name] += 1
+        self.fault = self._resolve_fault()
+        if self.fault is None:
+            return
+        self.state.stats.faults[self.fault.spec] += 1
+        if self.fault.kind == "status":
+            raise _status_error(self.fault)
+        if self.fault.kind == "timeout":
+            await self._hang(self.fault.seconds)
+
+    def _resolve_fault(self) -> Fault | None:
+        header = self.request.headers.get("x-sim-fault")
+        if header:
+            try:
+                return parse_fault(header)
+            except FaultSpecError as exc:
+                raise SimError(400, f"x-sim-fault: {exc}", code="invalid_fault") from None
+        runtime = self.state.faults.take(self.model)
+        if runtime is not None:
+            return runtime
+        if self.spec.fault:
+            return parse_fault(self.spec.fault)
+        return None
+
+    async def _hang(self, seconds: float) -> None:
+        # Wait without answering; the simulator stopping (or the client leaving, which cancels this handler)
+        # ends the wait early. Then drop the connection, as an upstream that never answered would.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.state.stopping.wait(), seconds)
+        self._abort()
+        raise _Aborted
+
+    @property
+    def safety(self) -> bool:
+        return self.fault is not None and self.fault.kind == "safety"
+
+    def _pacing(self, header: str, configured: int) -> float:
+        value = self.request.headers.get(header)
+        if value is None:
+            return configured / 1000
+        try:
+            return max(0.0, float(value)) / 1000
+        except ValueError:
+            raise SimError(400, f"{header} must be a number of milliseconds, got {value!r}") from None
+
+    # -- response side ------------------------------------------------------------------------------------
+
+    def headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        return {
+            self.surface.request_id_header: self.request_id,
+            **self.surface.extra_headers(self.request_id),
+            **(extra or {}),
+        }
+
+    def error_response(self, error: SimError) -> web.Response:
+        body = orjson.dumps(self.surface.error_body(error, self.request_id))
+        return web.Response(
+            status=error.status,
+            body=body,
+            content_type="application/json",
+            headers=self.headers(error.headers),
+        )
+
+    async def send_json(self, body: dict[str, Any], headers: dict[str, str] | None = None) -> web.StreamResponse:
+        """A 200 JSON reply after the model's latency, with the ``cut``/``malformed`` faults applied."""
+        await asyncio.sleep(self._pacing("x-sim-latency-ms", self.spec.latency_ms))
+        payload = orjson.dumps(body)
+        fault = self.fault
+        if fault is not None and fault.kind == "error_after":
+            raise _status_error(fault)
+        if fault is not None and fault.kind == "malformed":
+            payload = b'{"id": "truncated", "choices": [' + payload[: len(payload) // 3]
+        response = web.StreamResponse(status=200, headers=self.headers(headers))
+        response.content_type = "application/json"
+        response.content_length = len(payload)
+        await response.prepare(self.request)
+        if fault is not None and fault.kind == "cut":
+            await response.write(payload[: len(payload) // 2])
+            self._abort()
+            raise _Aborted
+        await response.write(payload)
+        await response.write_eof()
+        return response
+
+    async def send_stream(self, frames: Sequence[bytes], headers: dict[str, str] | None = None) -> web.StreamResponse:
+        """An SSE reply, paced by ttft/chunk delays, with ``cut``/``malformed``/``error_after`` applied."""
+        ttft = self._pacing("x-sim-ttft-ms", self.spec.ttft_ms)
+        gap = self._pacing("x-sim-chunk-ms", self.spec.chunk_ms)
+        response = web.StreamResponse(
+            status=200,
+            headers=self.headers({"cache-control": "no-cache", "content-type": "text/event-stream", **(headers or {})}),
+        )
+        await response.prepare(self.request)
+        fault = self.fault
+        outgoing = list(frames)
+        if fault is not None and fault.kind == "malformed":
+            outgoing.insert(0, self.surface.malformed_frame())
+        await asyncio.sleep(ttft)
+        # A count past the end still breaks the stream: just before its last frame (the terminator, if any).
+        break_at = min(fault.after, len(outgoing) - 1) if fault is not None else -1
+        for sent, frame in enumerate(outgoing):
+            if fault is not None and sent == break_at and fault.kind in ("cut", "error_after"):
+                if fault.kind == "cut":
+                    self._abort()
+                    raise _Aborted
+                await response.write(self.surface.stream_error_frame(self.request_id))
+                break
+            if sent:
+                await asyncio.sleep(gap)
+            await response.write(frame)
+        await response.write_eof()
+        return response
+
+    def _abort(self) -> None:
+        transport = self.request.transport
+        if transport is not None:
+            transport.abort()
+
+
+class _Aborted(Exception):
+    """The connection was dropped on purpose; there is nothing left to send."""
+
+
+def _status_error(fault: Fault) -> SimError:
+    headers: dict[str, str] = {}
+    if fault.retry_after is not None:
+        headers["retry-after"] = fault.retry_after
+    if fault.retry_after_ms is not None:
+        headers["retry-after-ms"] = fault.retry_after_ms
+    return SimError(
+        fault.status, fault.message or _DEFAULT_MESSAGES.get(fault.status, "Simulated error."), headers=headers
+    )
+
+
+def endpoint(
+    state: SimState, surface: Surface, handler: Handler
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """Wrap ``handler`` into an aiohttp route handler running the shared pipeline."""
+
+    async def route(request: web.Request) -> web.StreamResponse:
+        exchange = Exchange(state, surface, request)
+        try:
+            exchange.check_auth()
+            body = await exchange.read_json() if request.method == "POST" else {}
+            return await handler(exchange, body)
+        except SimError as error:
+            return exchange.error_response(error)
+        except _Aborted:
+            # The transport is gone; aiohttp ignores a response for a closed connection.
+            return web.Response(status=499)
+
+    return route
