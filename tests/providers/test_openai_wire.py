@@ -128,3 +128,17 @@ def test_request_profiles() -> None:
     assert openai["max_completion_tokens"] == 50 and openai["store"] is False
     ollama = request_to_openai(request, "llama3", profile_for("ollama"), {})
     assert "tool_choice" not in ollama and "logit_bias" not in ollama and "user" not in ollama
+
+
+def test_sse_decoder_handles_any_chunking_and_long_lines() -> None:
+    big = "x" * 300_000
+    raw = (b"event: a\r\ndata: one\r\ndata: two\r\n\r\n: comment\n\ndata: " + big.encode() + b"\n\ndata: tail")
+
+    async def run(step: int) -> list[tuple[str | None, str]]:
+        async def chunks() -> Any:
+            for i in range(0, len(raw), step):
+                yield raw[i:i + step]
+        return [(e.event, e.data) async for e in iter_sse(chunks())]
+
+    for step in (1, 7, 4096, len(raw)):
+        assert asyncio.run(run(step)) == [("a", "one\ntwo"), (None, big), (None, "tail")]

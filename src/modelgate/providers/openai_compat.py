@@ -98,7 +98,7 @@ class OpenAICompatProvider(Provider):
 
     async def _stream_events(self, response: aiohttp.ClientResponse) -> AsyncIterator[Event]:
         decoder = ChunkDecoder()
-        async for sse in iter_sse(response.content):
+        async for sse in iter_sse(response.content.iter_any()):
             if sse.data == "[DONE]":
                 return
             try:

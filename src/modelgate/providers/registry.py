@@ -5,13 +5,17 @@ from __future__ import annotations
 import aiohttp
 
 from modelgate.config.settings import ProviderSettings
+from modelgate.providers.anthropic import AnthropicProvider
 from modelgate.providers.azure import AzureProvider
 from modelgate.providers.base import Provider
+from modelgate.providers.gemini import GeminiProvider
 from modelgate.providers.openai_compat import OpenAICompatProvider
 
 PROVIDER_TYPES: dict[str, type[Provider]] = {
     "openai": OpenAICompatProvider,
     "azure": AzureProvider,
+    "anthropic": AnthropicProvider,
+    "gemini": GeminiProvider,
 }
 
 

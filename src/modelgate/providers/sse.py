@@ -17,27 +17,43 @@ class SSE:
     data: str
 
 
-async def iter_sse(lines: AsyncIterable[bytes]) -> AsyncIterator[SSE]:
-    """Decode an async iterable of lines (as aiohttp's ``StreamReader`` gives) into events."""
+async def iter_sse(chunks: AsyncIterable[bytes]) -> AsyncIterator[SSE]:
+    """Decode a byte stream cut anywhere (``StreamReader.iter_any()``, or lines) into events.
+
+    Lines are split here rather than by aiohttp's ``readline``, which refuses lines over its
+    buffer size: a data line carrying an inline image can be megabytes long.
+    """
     event: str | None = None
     data: list[str] = []
-    async for raw in lines:
-        line = raw.decode("utf-8").rstrip("\r\n")
-        if not line:
-            if data:
-                yield SSE(event, "\n".join(data))
-            event, data = None, []
-            continue
-        if line[0] == ":":
-            continue
-        name, _, value = line.partition(":")
-        if value[:1] == " ":
-            value = value[1:]
-        if name == "data":
-            data.append(value)
-        elif name == "event":
-            event = value
-    if data:  # a stream that ends without the final blank line
+    buffer = bytearray()
+    async for chunk in chunks:
+        buffer += chunk
+        start = 0
+        while True:
+            end = buffer.find(b"\n", start)
+            if end < 0:
+                break
+            line = buffer[start:end].decode("utf-8").rstrip("\r")
+            start = end + 1
+            if not line:
+                if data:
+                    yield SSE(event, "\n".join(data))
+                event, data = None, []
+                continue
+            if line[0] == ":":
+                continue
+            name, _, value = line.partition(":")
+            if value[:1] == " ":
+                value = value[1:]
+            if name == "data":
+                data.append(value)
+            elif name == "event":
+                event = value
+        del buffer[:start]
+    tail = buffer.decode("utf-8").strip("\r\n")
+    if tail.startswith("data:"):  # a stream that ends without its final newline
+        data.append(tail[5:].lstrip(" "))
+    if data:
         yield SSE(event, "\n".join(data))
 
 

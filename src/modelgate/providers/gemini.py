@@ -1,0 +1,96 @@
+"""Provider type ``gemini``: Google's Gemini API, native (``generateContent``).
+
+``POST {base}/v1beta/models/{model}:generateContent``, and ``:streamGenerateContent?alt=sse``
+for streams, where each ``data:`` line is a whole ``GenerateContentResponse`` and no terminator
+follows the last (protocols.md §6.1). Auth is the ``x-goog-api-key`` header. Translation lives
+in ``gemini_wire``; this module does the I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import orjson
+
+from modelgate.config.settings import ProviderSettings
+from modelgate.providers.base import TRANSPORT_ERRORS, Provider, UpstreamCall, retry_after
+from modelgate.providers.gemini_wire import ResponseDecoder, events_from_response, request_to_gemini, status_error
+from modelgate.providers.sse import iter_sse
+from modelgate.schema.errors import UpstreamError
+from modelgate.schema.events import Event
+from modelgate.schema.request import ChatRequest
+
+API_VERSION = "v1beta"  # the SDK's default for the Gemini Developer API
+
+
+class GeminiProvider(Provider):
+    def __init__(self, settings: ProviderSettings, http: aiohttp.ClientSession) -> None:
+        super().__init__(settings, http)
+        base = settings.base_url
+        # A base_url that already names the API version is taken as is.
+        self.root = base if base.rsplit("/", 1)[-1].startswith("v1") else f"{base}/{API_VERSION}"
+        headers = {"content-type": "application/json"}
+        if settings.api_key:
+            headers["x-goog-api-key"] = settings.api_key
+        headers.update(settings.headers)
+        self.headers = headers
+
+    def url(self, model: str, stream: bool) -> str:
+        name = quote(model.removeprefix("models/"), safe="")
+        if stream:
+            return f"{self.root}/models/{name}:streamGenerateContent?alt=sse"
+        return f"{self.root}/models/{name}:generateContent"
+
+    async def chat(self, request: ChatRequest, call: UpstreamCall) -> AsyncIterator[Event]:
+        body = request_to_gemini(request, call.params)
+        try:
+            async with self.http.post(self.url(call.model, request.stream), data=orjson.dumps(body),
+                                      headers=self.headers, timeout=self.timeout(call)) as response:
+                if response.status >= 400:
+                    raw = await response.read()
+                    raise status_error(self.name, response.status, _json_or_text(raw),
+                                       retry_after(response.headers))
+                if request.stream:
+                    async for event in self._stream(response):
+                        yield event
+                    return
+                raw = await response.read()
+                payload = _json_or_text(raw)
+                if not isinstance(payload, dict):
+                    raise self._malformed(raw)
+                for event in events_from_response(payload, self.name):
+                    yield event
+        except TRANSPORT_ERRORS as exc:
+            raise self.transport_error(exc, call) from exc
+
+    async def _stream(self, response: aiohttp.ClientResponse) -> AsyncIterator[Event]:
+        decoder = ResponseDecoder(self.name)
+        async for sse in iter_sse(response.content.iter_any()):
+            try:
+                chunk = orjson.loads(sse.data)
+            except orjson.JSONDecodeError:
+                raise self._malformed(sse.data.encode()) from None
+            if isinstance(chunk, list) and chunk:  # errors sometimes come wrapped in a list
+                chunk = chunk[0]
+            if not isinstance(chunk, dict):
+                raise self._malformed(sse.data.encode())
+            for event in decoder.decode(chunk):
+                yield event
+        for event in decoder.end():
+            yield event
+
+    def _malformed(self, raw: bytes) -> UpstreamError:
+        return UpstreamError(
+            f"provider '{self.name}' sent a body that is not a JSON object: "
+            f"{raw[:200].decode('utf-8', 'replace')!r}",
+            provider=self.name, status=502, code="upstream_malformed")
+
+
+def _json_or_text(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw.decode("utf-8", "replace")[:500]
