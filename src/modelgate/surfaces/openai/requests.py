@@ -111,6 +111,35 @@ def _parts(content: Any, where: str, role: str) -> list[Part]:
     return parts
 
 
+def _reasoning_parts(raw: dict[str, Any], where: str) -> list[Part]:
+    """Reasoning sent back on an assistant turn: ``thinking_blocks`` (with the signatures the
+    provider needs) where the client kept them, else the plain ``reasoning_content`` text."""
+    blocks = raw.get("thinking_blocks")
+    if isinstance(blocks, list) and blocks:
+        parts: list[Part] = []
+        for j, block in enumerate(blocks):
+            if not isinstance(block, dict):
+                raise _bad(f"'{where}.thinking_blocks[{j}]' must be an object", f"{where}.thinking_blocks")
+            origin = str(block.get("provider") or "anthropic")
+            if block.get("type") == "redacted_thinking":
+                parts.append(ReasoningPart(redacted=str(block.get("data", "")), origin=origin))
+            else:
+                parts.append(ReasoningPart(text=str(block.get("thinking") or ""),
+                                           signature=block.get("signature") or None, origin=origin))
+        return parts
+    reasoning = raw.get("reasoning_content")
+    if reasoning is None:
+        reasoning = raw.get("reasoning")
+    return [ReasoningPart(text=reasoning)] if isinstance(reasoning, str) and reasoning else []
+
+
+def _signature(call: dict[str, Any]) -> str | None:
+    extra = call.get("extra_content")
+    google = extra.get("google") if isinstance(extra, dict) else None
+    signature = google.get("thought_signature") if isinstance(google, dict) else None
+    return signature if isinstance(signature, str) and signature else None
+
+
 def parse_message(raw: Any, i: int) -> Message:
     where = f"messages[{i}]"
     if not isinstance(raw, dict):
@@ -120,11 +149,7 @@ def parse_message(raw: Any, i: int) -> Message:
         raise _bad(f"'{where}.role' must be one of {', '.join(ROLES)}; got {role!r}", f"{where}.role")
     content: list[Part] = []
     if role == "assistant":
-        reasoning = raw.get("reasoning_content")
-        if reasoning is None:
-            reasoning = raw.get("reasoning")
-        if isinstance(reasoning, str) and reasoning:
-            content.append(ReasoningPart(text=reasoning))
+        content.extend(_reasoning_parts(raw, where))
     content.extend(_parts(raw.get("content"), f"{where}.content", role))
     message = Message(role=role, content=content, name=_string(raw, "name", f"{where}.name"))
     if role == "assistant":
@@ -139,8 +164,10 @@ def parse_message(raw: Any, i: int) -> Message:
             arguments = function.get("arguments", "")
             if not isinstance(arguments, str):
                 raise _bad(f"'{at}.function.arguments' must be a JSON string", f"{at}.function.arguments")
+            signature = _signature(call)
             message.content.append(ToolCallPart(id=str(call.get("id") or f"call_{i}_{j}"),
-                                                name=function["name"], arguments=arguments))
+                                                name=function["name"], arguments=arguments, signature=signature,
+                                                origin="gemini" if signature else None))
         if raw.get("content") is None and not calls and "content" not in raw:
             raise _bad(f"'{where}.content' is required unless 'tool_calls' is given", f"{where}.content")
     elif "content" not in raw:

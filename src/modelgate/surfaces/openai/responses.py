@@ -21,6 +21,26 @@ from modelgate.schema.events import (
 )
 
 
+def thinking_block(text: str, signature: str | None, redacted: str | None,
+                   origin: str | None) -> dict[str, Any]:
+    """A reasoning block with the opaque state its provider needs back, in the ``thinking_blocks``
+    shape OpenAI-format clients of Claude models already know; ``provider`` marks blocks that
+    are not Anthropic's (Gemini's signatures on text)."""
+    block: dict[str, Any] = ({"type": "redacted_thinking", "data": redacted} if redacted is not None
+                             else {"type": "thinking", "thinking": text, "signature": signature or ""})
+    if origin and origin != "anthropic":
+        block["provider"] = origin
+    return block
+
+
+def tool_call_body(call_id: str, name: str, arguments: str, signature: str | None) -> dict[str, Any]:
+    call: dict[str, Any] = {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+    if signature:
+        # Where Google's own OpenAI-compatible endpoint puts a Gemini thought signature.
+        call["extra_content"] = {"google": {"thought_signature": signature}}
+    return call
+
+
 def usage_body(usage: Usage) -> dict[str, Any]:
     prompt_details: dict[str, int] = {"cached_tokens": usage.cached_input_tokens}
     if usage.cache_write_tokens:
@@ -50,11 +70,13 @@ def completion_body(result: ChatResult, response_id: str, created: int, show_rea
         }
         if show_reasoning and choice.reasoning_text:
             message["reasoning_content"] = choice.reasoning_text
+        blocks = [thinking_block(b.text, b.signature, b.redacted, b.origin) for b in choice.reasoning
+                  if b.signature or b.redacted is not None]
+        if show_reasoning and blocks:
+            message["thinking_blocks"] = blocks
         if choice.tool_calls:
-            message["tool_calls"] = [
-                {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
-                for call in choice.tool_calls
-            ]
+            message["tool_calls"] = [tool_call_body(call.id, call.name, call.arguments, call.signature)
+                                     for call in choice.tool_calls]
         choices.append({"index": choice.index, "message": message, "logprobs": None,
                         "finish_reason": choice.finish_reason or "stop"})
     body: dict[str, Any] = {
@@ -69,7 +91,7 @@ def completion_body(result: ChatResult, response_id: str, created: int, show_rea
 class ChunkRenderer:
     """Renders the events of one stream as ``chat.completion.chunk`` payloads (without framing)."""
 
-    __slots__ = ("_announced", "_base", "_include_usage", "_show_reasoning", "usage")
+    __slots__ = ("_announced", "_base", "_blocks", "_include_usage", "_show_reasoning", "usage")
 
     def __init__(self, response_id: str, created: int, include_usage: bool, show_reasoning: bool) -> None:
         self._base: dict[str, Any] = {"id": response_id, "object": "chat.completion.chunk",
@@ -77,6 +99,8 @@ class ChunkRenderer:
         self._include_usage = include_usage
         self._show_reasoning = show_reasoning
         self._announced: set[int] = set()
+        # Per choice: how many reasoning blocks were sent whole, and the text of the open one.
+        self._blocks: dict[int, tuple[int, str]] = {}
         self.usage: Usage | None = None
 
     def _chunk(self, choice: int, delta: dict[str, Any], finish: str | None = None) -> bytes:
@@ -101,19 +125,39 @@ class ChunkRenderer:
         if isinstance(event, TextDelta):
             out.append(self._chunk(choice, {"content": event.text}))
         elif isinstance(event, ReasoningDelta):
-            if self._show_reasoning and event.text:
-                out.append(self._chunk(choice, {"reasoning_content": event.text}))
+            if self._show_reasoning:
+                out.extend(self._reasoning(choice, event))
         elif isinstance(event, ToolCallDelta):
             call: dict[str, Any] = {"index": event.index}
             if event.id is not None:
-                call["id"] = event.id
-                call["type"] = "function"
-                call["function"] = {"name": event.name or "", "arguments": event.arguments}
+                call.update(tool_call_body(event.id, event.name or "", event.arguments, event.signature))
             else:
                 call["function"] = {"arguments": event.arguments}
+                if event.signature:
+                    call["extra_content"] = {"google": {"thought_signature": event.signature}}
             out.append(self._chunk(choice, {"tool_calls": [call]}))
         elif isinstance(event, Finish):
             out.append(self._chunk(choice, {}, event.reason))
+        return out
+
+    def _reasoning(self, choice: int, event: ReasoningDelta) -> list[bytes]:
+        """Reasoning text as ``reasoning_content`` deltas; a block that carries opaque state is
+        also sent whole, once, as a ``thinking_blocks`` entry with its ``index``, so that clients
+        which accumulate deltas (the openai SDK merges list entries by index) end up with each
+        block's full text beside its signature."""
+        out: list[bytes] = []
+        sent, text = self._blocks.get(choice, (0, ""))
+        if event.block_start:
+            text = ""
+        if event.text:
+            text += event.text
+            out.append(self._chunk(choice, {"reasoning_content": event.text}))
+        if event.signature or event.redacted is not None:
+            block = thinking_block(text, event.signature, event.redacted, event.origin)
+            block["index"] = sent
+            out.append(self._chunk(choice, {"thinking_blocks": [block]}))
+            sent, text = sent + 1, ""
+        self._blocks[choice] = (sent, text)
         return out
 
     def closing(self) -> list[bytes]:
