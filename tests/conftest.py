@@ -10,6 +10,15 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from modelgate.simulator import SimConfig, SimulatorThread  # noqa: E402
 from openai_spec import OpenAISpec, load_spec  # noqa: E402
+from services import (  # noqa: F401  (fixtures: real PostgreSQL and Redis, fresh databases)
+    database_url,
+    migrated_database_url,
+    postgres_server,
+    postgres_url,
+    redis_url,
+    sqlite_url,
+    storage,
+)
 
 
 @pytest.fixture(scope="session")

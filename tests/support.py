@@ -31,8 +31,9 @@ def free_port() -> int:
 
 
 class RunningGateway:
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, process: subprocess.Popen[str] | None = None) -> None:
         self.base_url = base_url
+        self.process = process  # for gateway_process: a test may kill it (a crash, not a shutdown)
 
     @property
     def v1(self) -> str:
@@ -41,7 +42,18 @@ class RunningGateway:
 
 @contextmanager
 def gateway_in_thread(config: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Iterator[RunningGateway]:
-    """The gateway app under uvicorn in a background thread of this process."""
+    """The gateway app under uvicorn in a background thread of this process. Without a
+    ``database_url`` or ``journal_dir`` in ``config`` it gets a new SQLite database and usage
+    journal in a temporary folder (not the working directory other tests share)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        config = {"database_url": f"sqlite:///{Path(tmp) / 'modelgate.db'}",
+                  "journal_dir": str(Path(tmp) / "journal"), **config}
+        with _gateway_in_thread(config, env) as gateway:
+            yield gateway
+
+
+@contextmanager
+def _gateway_in_thread(config: Mapping[str, Any], env: Mapping[str, str] | None) -> Iterator[RunningGateway]:
     settings = parse_settings(dict(config), env or {}, source="test config")
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(
@@ -78,7 +90,7 @@ def gateway_process(config: Mapping[str, Any] | None = None, *, args: list[str] 
         base_url = f"http://127.0.0.1:{port}"
         try:
             wait_healthy(base_url, process, timeout)
-            yield RunningGateway(base_url)
+            yield RunningGateway(base_url, process)
         finally:
             process.terminate()
             try:

@@ -6,6 +6,7 @@ Architecture, by folder (imports flow one way, top to bottom)::
     server/           the ASGI application: routing of HTTP paths, lifespan, services
     surfaces/         one folder per wire format clients speak (openai/, later anthropic/, admin/)
     pipeline/         the request chain: each stage wraps the next and passes events through
+    routing/          the chain's end: which target answers, retries, fallbacks, circuit breakers
     providers/        one module per upstream API behind one interface (``Provider``)
     config/           the YAML settings file, loaded and checked once at start-up
     catalog/          facts about well-known models (context window, prices), kept as data

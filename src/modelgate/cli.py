@@ -7,8 +7,13 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from modelgate import __version__
+from modelgate.cli_admin import add_admin_commands
+
+if TYPE_CHECKING:
+    from modelgate.config.settings import Settings
 
 DEFAULT_CONFIG = "modelgate.yaml"
 
@@ -33,12 +38,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     deployments = commands.add_parser("deployments", help="list the configured deployments")
     deployments.add_argument("--config", default=DEFAULT_CONFIG)
+    add_admin_commands(commands, _settings)
 
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
-    handler = {"serve": _serve, "sim": _sim, "deployments": _deployments}[args.command]
+    handler = getattr(args, "handler", None)  # the database commands of cli_admin.py set one
+    if handler is None:
+        handler = {"serve": _serve, "sim": _sim, "deployments": _deployments}[args.command]
     return handler(args)
 
 
@@ -50,6 +58,14 @@ def _load(path: str) -> object:
     except ConfigError as error:
         print(f"modelgate: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _settings(path: str) -> Settings:
+    from modelgate.config.settings import Settings
+
+    settings = _load(path)
+    assert isinstance(settings, Settings)
+    return settings
 
 
 def _serve(args: argparse.Namespace) -> int:

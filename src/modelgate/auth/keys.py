@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from modelgate.schema.errors import AuthenticationFailed
 
@@ -54,18 +55,31 @@ def key_from_headers(headers: Mapping[str, str]) -> str | None:
     return headers.get("x-api-key") or headers.get("api-key") or None
 
 
+class KeyLookup(Protocol):
+    def lookup(self, key: str) -> Principal | None: ...
+
+
 class Authenticator:
-    def __init__(self, master_key: str | None) -> None:
+    """The master key, and project keys through ``keys`` (auth/keystore.py's in-memory
+    ``KeyCache``): authenticating never leaves the process."""
+
+    def __init__(self, master_key: str | None, keys: KeyLookup | None = None) -> None:
         self._master = master_key.encode() if master_key else None
+        self._keys = keys
 
     @property
     def open(self) -> bool:
         return self._master is None
 
     def authenticate(self, headers: Mapping[str, str]) -> Principal:
+        key = key_from_headers(headers)
+        if key is not None and self._keys is not None:
+            # A project key keeps its limits even on an open gateway.
+            principal = self._keys.lookup(key)
+            if principal is not None:
+                return principal
         if self._master is None:
             return MASTER
-        key = key_from_headers(headers)
         if key is None:
             raise AuthenticationFailed(
                 "No API key provided. Send it as 'Authorization: Bearer <key>', 'x-api-key' or 'api-key'.",

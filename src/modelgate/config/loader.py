@@ -53,7 +53,7 @@ FLAVOR_BY_HOST = {
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _PLACEHOLDER = re.compile(r"__modelgate_ref_(\d+)__")
 
-TOP_KEYS = {"master_key", "providers", "deployments", "database_url", "redis_url", "routing"}
+TOP_KEYS = {"master_key", "providers", "deployments", "database_url", "redis_url", "routing", "journal_dir"}
 PROVIDER_KEYS = {"type", "base_url", "api_key", "api_version", "headers", "flavor", "connect_timeout"}
 FACT_KEYS = {
     "context_window",
@@ -69,6 +69,7 @@ TARGET_KEYS = {"provider", "model", "weight"} | FACT_KEYS
 DEPLOYMENT_KEYS = (
     {"name", "provider", "model", "targets", "strategy", "fallbacks", "timeout", "retries", "max_share"}
     | {"reasoning", "params", "price"}
+    | {"rpm", "tpm"}
     | FACT_KEYS
 )
 REASONING_KEYS = {"show", "split_think_tags"}
@@ -198,6 +199,11 @@ def parse_settings(
         value = data.get(key)
         if value is not None and checker.typed(key, value, str, "a URL string"):
             setattr(settings, key, value)
+    journal_dir = data.get("journal_dir")
+    if journal_dir is not None and checker.typed("journal_dir", journal_dir, str, "a directory path"):
+        if not journal_dir:
+            checker.fail("journal_dir", "is empty; name a directory or remove the key for ./journal")
+        settings.journal_dir = journal_dir or settings.journal_dir
     routing = data.get("routing", {})
     if checker.typed("routing", routing, dict, "a mapping with failures:, cooldown:, redis_prefix:"):
         settings.routing = _parse_routing(routing, checker)
@@ -402,6 +408,14 @@ def _parse_deployment(
                 checker.fail(f"{key}.price.{kind}", "must be 0 or more")
         deployment.price = PriceSettings(**{k: float(v) for k, v in price.items()
                                             if k in PRICE_KEYS and isinstance(v, (int, float))})
+    for limit, unit in (("rpm", "requests"), ("tpm", "tokens")):
+        value = body.get(limit)
+        if value is not None and checker.typed(f"{key}.{limit}", value, int, f"{unit} per minute as a whole number"):
+            if value <= 0:
+                checker.fail(f"{key}.{limit}", f"must be a positive number of {unit} per minute; "
+                                               "remove the key for no limit")
+            else:
+                setattr(deployment, limit, value)
     return deployment
 
 

@@ -96,6 +96,9 @@ class DeploymentSettings:
     params: dict[str, Any] = field(default_factory=dict)
     # The customer price; the targets' facts (catalog prices) are the provider's cost.
     price: PriceSettings | None = None
+    # Requests and tokens per minute for the whole deployment, every caller together; None: no limit.
+    rpm: int | None = None
+    tpm: int | None = None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -116,3 +119,5 @@ class Settings:
     database_url: str = "sqlite:///modelgate.db"
     redis_url: str | None = None
     routing: RoutingSettings = field(default_factory=RoutingSettings)
+    # Where usage records wait while the database cannot be reached (metering/journal.py).
+    journal_dir: str = "./journal"

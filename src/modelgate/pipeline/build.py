@@ -5,12 +5,20 @@ A request passes the stages in this order, and its events come back through them
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from modelgate.pipeline.chain import Handler, Stage, build_chain
-from modelgate.pipeline.dispatch import Dispatch
-from modelgate.providers.base import Provider
+from modelgate.routing import Router
 
 
-def build_handler(providers: Mapping[str, Provider], stages: list[Stage] | None = None) -> Handler:
-    return build_chain(stages or [], Dispatch(providers))
+def build_handler(router: Router, stages: list[Stage] | None = None, *, metering: Stage | None = None,
+                  rate_limit: Stage | None = None, budget: Stage | None = None) -> Handler:
+    """The stages in order, ending at the router (routing/router.py), which calls the providers:
+
+    1. ``metering`` (metering/stage.py) outermost: it sees how every call ends, so a request
+       that an inner stage refuses (429) or that fails anywhere still gets its one usage record.
+    2. ``rate_limit`` (limits/stage.py): requests and tokens per minute. Before the budget, so a
+       request over its rate reserves no money, and the cheapest refusal comes first.
+    3. ``budget`` (budgets/stage.py): reserves the most the request may cost, settles at the end.
+    4. ``stages``: the rest (guardrails, response rewriting), in the order given.
+    """
+    governed = [stage for stage in (metering, rate_limit, budget) if stage is not None]
+    return build_chain(governed + (stages or []), router)

@@ -11,6 +11,9 @@ from modelgate.schema.errors import GatewayError, NotFound
 from modelgate.server.http import HTTPRequest, Receive, Scope, Send, respond
 from modelgate.server.routing import Route, Router
 from modelgate.server.services import Services
+from modelgate.surfaces.admin.health import DeploymentHealth
+from modelgate.surfaces.admin.routes import AdminSurface
+from modelgate.surfaces.anthropic import routes as anthropic
 from modelgate.surfaces.openai.responses import error_body
 from modelgate.surfaces.openai.routes import OpenAISurface
 
@@ -29,6 +32,9 @@ class Gateway:
         self.services = await Services.start(self.settings)
         routes = [Route("GET", "/health", self.health)]
         routes += OpenAISurface(self.services).routes()
+        routes += anthropic.AnthropicSurface(self.services).routes()
+        routes += AdminSurface(self.services).routes()
+        routes += DeploymentHealth(self.services).routes()
         self.router = Router(routes)
 
     async def shutdown(self) -> None:
@@ -45,6 +51,9 @@ class Gateway:
         request = HTTPRequest(scope, receive)
         assert self.router is not None, "lifespan startup has not run"
         endpoint, path_known = self.router.match(request)
+        if endpoint is None and request.path.startswith(anthropic.PATH_PREFIX):
+            await anthropic.no_route(request, send, path_known)
+            return
         if endpoint is None:
             error = (GatewayError(f"{request.method} is not allowed on {request.path}", status=405,
                                   type="invalid_request_error", code="method_not_allowed")
@@ -61,6 +70,9 @@ class Gateway:
             log.exception("unhandled error on %s %s", request.method, request.path)
             error = GatewayError("The gateway hit an internal error; the log has the details.",
                                  status=500, type="server_error", code="internal_error")
+            if request.path.startswith(anthropic.PATH_PREFIX):
+                await anthropic.send_error(send, error, request.scope.get("modelgate.request_id", ""))
+                return
             await respond(send, 500, error_body(error), {})
 
     async def health(self, request: HTTPRequest, send: Send) -> None:

@@ -8,43 +8,124 @@ import time
 from collections.abc import Mapping
 
 import aiohttp
+from redis.asyncio import Redis
 
 from modelgate.auth import Authenticator, Principal
+from modelgate.auth.keystore import KeyCache
+from modelgate.auth.keysync import KeySync
+from modelgate.budgets import BudgetGuard, Ledger, LocalLedger, SpendSync
+from modelgate.budgets.redis import RedisLedger
 from modelgate.config.settings import DeploymentSettings, Settings
+from modelgate.limits import Limiter, LocalLimiter, RateLimit
+from modelgate.limits.redis import RedisLimiter, create_redis
+from modelgate.metering import Journal, Metering, PriceBook, UsageRecorder
 from modelgate.pipeline.build import build_handler
 from modelgate.pipeline.chain import Handler
+from modelgate.pipeline.reasoning import SplitThinkTags
 from modelgate.providers.base import Provider
 from modelgate.providers.registry import create_provider
+from modelgate.routing import Health, Router
+from modelgate.routing.redis_sync import RedisHealthSync
 from modelgate.schema.errors import NotFound
+from modelgate.storage import PriceEntry, PriceKey, Storage, prices_from_settings
 
 log = logging.getLogger("modelgate")
 
 
 class Services:
     def __init__(self, settings: Settings, http: aiohttp.ClientSession,
-                 providers: Mapping[str, Provider]) -> None:
+                 providers: Mapping[str, Provider], storage: Storage) -> None:
         self.settings = settings
         self.http = http
         self.providers = providers
-        self.auth = Authenticator(settings.master_key)
+        self.storage = storage
+        # Project keys in memory, kept current by key_sync: authentication makes no database trip.
+        self.keys = KeyCache()
+        self.key_sync = KeySync(storage, self.keys, settings.redis_url)
+        self.auth = Authenticator(settings.master_key, self.keys)
+        # The prices in force, from the config: cost of each (deployment, provider, model).
+        self.prices: dict[PriceKey, PriceEntry] = {
+            (e.deployment, e.provider, e.model): e for e in prices_from_settings(settings)}
         self.started_at = int(time.time())
-        self.handler: Handler = build_handler(providers)
+        # Routing: each target's breaker and figures, shared through Redis when redis_url is set.
+        self.health = Health(settings.routing.failures, settings.routing.cooldown)
+        self.router = Router(settings.deployments, providers, self.health)
+        self.redis: Redis | None = None
+        self.health_sync: RedisHealthSync | None = None
+        # Limits, budgets, metering: counters in this process until start_governance() moves
+        # them to Redis (when redis_url is set); records go through the journal to storage.
+        self.price_book = PriceBook(self.prices.values(), settings.deployments.values())
+        self.limiter: Limiter = LocalLimiter()
+        self.ledger: Ledger = LocalLedger()
+        self.limits_redis: Redis | None = None
+        self.recorder = UsageRecorder(storage, Journal(settings.journal_dir))
+        self.spend_sync = SpendSync(storage, self.ledger)
+        self.handler: Handler = self._build_handler()
+
+    def _build_handler(self) -> Handler:
+        return build_handler(self.router, [SplitThinkTags()], metering=Metering(self.recorder, self.price_book),
+                             rate_limit=RateLimit(self.limiter), budget=BudgetGuard(self.ledger, self.price_book))
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
+        # SQLite: pending migrations applied; PostgreSQL: refused until `modelgate db upgrade`.
+        storage = await Storage.open_prepared(settings.database_url)
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60)
         # Providers read their own settings; the session does not read proxies or .netrc files
         # from the environment on the request path.
         http = aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=True,
                                      skip_auto_headers=("User-Agent",))
         providers = {name: create_provider(p, http) for name, p in settings.providers.items()}
-        services = cls(settings, http, providers)
+        services = cls(settings, http, providers, storage)
+        try:
+            await storage.prices.sync(list(services.prices.values()))
+            await services.key_sync.start()
+            await services.share_health()
+            await services.start_governance()
+        except BaseException:
+            await services.stop()
+            raise
         if services.auth.open:
             log.warning("no master_key is set: the gateway accepts every caller (pid %d)", os.getpid())
         return services
 
+    async def share_health(self) -> None:
+        """With redis_url set, share breaker state with the other gateway processes."""
+        if self.settings.redis_url:
+            self.redis = Redis.from_url(self.settings.redis_url, socket_connect_timeout=2,
+                                        health_check_interval=30)
+            self.health_sync = RedisHealthSync(self.redis, self.health, self.settings.routing.redis_prefix)
+            await self.health_sync.start()
+
+    async def start_governance(self) -> None:
+        """Counters in Redis when redis_url is set (keys namespaced by the installation, so that
+        gateways on one database share them); then the journal left by ended processes is
+        replayed, and budgets start from the spend the database has."""
+        if self.settings.redis_url:
+            prefix = f"modelgate:{await self.storage.installation_id()}:"
+            self.limits_redis = create_redis(self.settings.redis_url)
+            self.limiter = RedisLimiter(self.limits_redis, prefix + "rl:")
+            self.ledger = RedisLedger(self.limits_redis, prefix + "budget:")
+            self.spend_sync = SpendSync(self.storage, self.ledger)
+            self.handler = self._build_handler()
+        await self.recorder.start()
+        await self.spend_sync.start()
+
     async def stop(self) -> None:
+        # Usage first, while the database is still open: what it will not take stays journaled.
+        await self.recorder.stop()
+        await self.spend_sync.stop()
+        await self.limiter.close()
+        await self.ledger.close()
+        if self.limits_redis is not None:
+            await self.limits_redis.aclose()
+        if self.health_sync is not None:
+            await self.health_sync.stop()
+        if self.redis is not None:
+            await self.redis.aclose()
+        await self.key_sync.stop()
         await self.http.close()
+        await self.storage.close()
 
     def deployment(self, name: str, principal: Principal) -> DeploymentSettings:
         deployment = self.settings.deployments.get(name)
@@ -54,3 +135,4 @@ class Services:
                 "GET /v1/models lists the deployments you can call (or run 'modelgate deployments').",
                 param="model", code="model_not_found")
         return deployment
+

@@ -1,0 +1,260 @@
+"""Turns a run's raw figures into the summary JSON, the correctness verdict and docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+# Figures every non-skipped system must produce (dotted paths into its summary), by system role.
+REQUIRED_ALL = ["c1_p50_ms", "rps_c1", "rps_c8", "rps_c16", "cpu_ms_per_req", "ttft_p50_ms", "gap_p99_ms"]
+REQUIRED_GATEWAY = ["added_p50_ms", "added_p99_ms", "beyond_floor_p50_ms", "cpu_ms_per_stream", "startup_s",
+                    "rss_idle_mb", "rss_growth_mb_per_min", "frontier_5ms_rps", "frontier_50ms_rps",
+                    "big_added_p50_ms", "big_cpu_ms_per_req", "slow20_added_p99_ms", "slow1000_added_p99_ms",
+                    "wrk_rps", "faults_pass"]
+
+AIMS = {  # BENCHMARKS.md, "The figures we aim for"
+    "cpu_ms_per_req": ("≤", 0.6),
+    "cpu_ms_per_stream": ("≤", 1.5),
+    "beyond_floor_p50_ms": ("≤", 0.3),
+    "added_p99_ms": ("≤", 2.0),
+    "frontier_5ms_rps": ("≥", 1500),
+    "startup_s": ("≤", 1.0),
+    "rss_idle_mb": ("≤", 80),
+}
+
+
+def _get(d: Any, *path: str) -> Any:
+    for p in path:
+        if not isinstance(d, dict) or p not in d:
+            return None
+        d = d[p]
+    return d
+
+
+def void_reasons(r: dict[str, Any]) -> list[str]:
+    """The correctness gates of BENCHMARKS.md; any failure voids the system's figures."""
+    reasons = [f"gate {k}: {v}" for k, v in (r.get("gates") or {}).items() if v != "ok"]
+    for t in _get(r, "added_latency", "targets") or []:
+        if t["errors"]:
+            reasons.append(f"c=1 run ({t.get('name')}): {t['errors']}")
+    for key, run in (("cpu run", r.get("cpu")), ("stream run", _get(r, "streaming", "system")),
+                     ("big run", _get(r, "big", "cpu")), ("c=8 run", _get(r, "throughput", "c8"))):
+        if run and run.get("errors"):
+            reasons.append(f"{key}: {run['errors']}")
+    faults = r.get("faults")
+    if faults and not faults.get("pass"):
+        bad = {k: v for k, v in faults.items() if isinstance(v, dict) and not v.get("pass")}
+        reasons.append(f"fault gates: {bad}")
+    return reasons
+
+
+def summary(out: dict[str, Any]) -> dict[str, Any]:
+    """One flat dict of headline figures per system (bench/results/latest.json)."""
+    rows: dict[str, Any] = {}
+    for r in out["systems"]:
+        if "skipped" in r:
+            rows[r["name"]] = {"skipped": r["skipped"]}
+            continue
+        s: dict[str, Any] = {"void": r.get("void") or []}
+        targets = {t.get("name"): t for t in _get(r, "added_latency", "targets") or []}
+        me = targets.get(r["name"]) or targets.get("direct")
+        if me:
+            s["c1_p50_ms"] = _get(me, "latency_ms", "p50")
+            s["c1_p99_ms"] = _get(me, "latency_ms", "p99")
+            if r["name"] != "direct":
+                s["added_p50_ms"] = _get(me, "added_ms", "p50")
+                s["added_p99_ms"] = _get(me, "added_ms", "p99")
+                fl = targets.get("floor")
+                if fl and r["name"] != "floor" and s["added_p50_ms"] is not None:
+                    s["floor_added_p50_ms"] = _get(fl, "added_ms", "p50")
+                    s["beyond_floor_p50_ms"] = s["added_p50_ms"] - s["floor_added_p50_ms"]
+        for c in (1, 8, 16):
+            s[f"rps_c{c}"] = _get(r, "throughput", f"c{c}", "achieved_rps")
+        s["cpu_rate"] = _get(r, "cpu", "target_rps")
+        s["cpu_ms_per_req"] = _get(r, "cpu", "cpu_ms_per_req")
+        s["cpu_run_p99_ms"] = _get(r, "cpu", "latency_ms", "p99")
+        st = r.get("streaming") or {}
+        s["cpu_ms_per_stream"] = st.get("cpu_ms_per_stream") if r["name"] != "direct" else None
+        s["standin_cpu_ms_per_stream"] = st.get("cpu_ms_per_stream") if r["name"] == "direct" else None
+        s["ttft_p50_ms"] = _get(st, "system", "ttft_ms", "p50")
+        s["gap_p99_ms"] = _get(st, "system", "gap_ms", "p99")
+        s["added_ttft_p50_ms"] = st.get("added_ttft_p50_ms")
+        s["added_gap_p99_ms"] = st.get("added_gap_p99_ms")
+        s["chunks_min"] = _get(st, "system", "chunks_min")
+        s["bunched_gaps_pct"] = _get(st, "system", "bunched_gaps_pct")
+        big_targets = _get(r, "big", "paired", "targets") or []
+        if len(big_targets) > 1:
+            s["big_added_p50_ms"] = _get(big_targets[1], "added_ms", "p50")
+        s["big_cpu_ms_per_req"] = _get(r, "big", "cpu", "cpu_ms_per_req")
+        s["slow20_added_p99_ms"] = _get(r, "slow", "slow20", "added_p99_ms")
+        s["slow20_rate"] = _get(r, "slow", "slow20", "target_rps")
+        s["slow1000_added_p99_ms"] = _get(r, "slow", "slow1000", "added_p99_ms")
+        s["slow1000_rate"] = _get(r, "slow", "slow1000", "target_rps")
+        s["frontier_5ms_rps"] = _get(r, "frontier", "rps_at_added_p99_5ms")
+        s["frontier_50ms_rps"] = _get(r, "frontier", "rps_at_added_p99_50ms")
+        s["wrk_rps"] = _get(r, "wrk", "rps")
+        s["startup_s"] = r.get("startup_s")
+        s["import_s"] = r.get("import_s")
+        s["rss_idle_mb"] = r.get("rss_idle_mb")
+        s["rss_after_mb"] = r.get("rss_after_mb")
+        s["rss_growth_mb_per_min"] = _get(r, "soak", "growth_mb_per_min")
+        s["faults_pass"] = _get(r, "faults", "pass")
+        s["fallback_p50_ms"] = _get(r, "faults", "fallback", "latency_p50_ms")
+        rows[r["name"]] = {k: v for k, v in s.items() if v is not None}
+    return {"started": out["started"], "smoke": out["smoke"], "systems": rows}
+
+
+def missing_figures(out: dict[str, Any]) -> list[str]:
+    miss = []
+    for name, s in summary(out)["systems"].items():
+        if "skipped" in s:
+            continue
+        need = REQUIRED_ALL + (REQUIRED_GATEWAY if name not in ("direct", "floor") else [])
+        lacking = [k for k in need if k not in s]
+        if lacking:
+            miss.append(f"{name}: {', '.join(lacking)}")
+    return miss
+
+
+def _f(x: Any, nd: int = 2) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—"
+    if isinstance(x, bool):
+        return "pass" if x else "FAIL"
+    if isinstance(x, float):
+        return f"{x:,.{nd}f}" if abs(x) < 100 else f"{x:,.0f}"
+    return str(x)
+
+
+def _ratio(a: Any, b: Any) -> str:
+    if not a or not b:
+        return "—"
+    return f"{a / b:.1f}x"
+
+
+def _table(head: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def markdown(out: dict[str, Any], summ: dict[str, Any]) -> str:
+    sysrows = summ["systems"]
+    d = sysrows.get("direct", {})
+    names = [n for n in sysrows if "skipped" not in sysrows[n]]
+
+    def label(n: str) -> str:
+        return n + (" **(VOID)**" if sysrows[n].get("void") else "")
+
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Run {out['started']} ({'smoke — figures not meaningful' if out['smoke'] else 'full'}), "
+        f"{out['machine']['cpus']} cores, Python {out['machine']['python']}. Produced by "
+        "`python bench/run.py`; raw figures in `bench/results/`. Protocol: BENCHMARKS.md (shared). "
+        "Each gateway runs as one process pinned to core 1 (`taskset -c 1`); the stand-ins and the "
+        "load generator share core 0. Absolute times drift between runs on a shared machine; the "
+        "ratios and differences within one run are the figures to read.",
+        "",
+        "## Headline",
+        "",
+    ]
+    head = ["system", "added p50 ms (c=1)", "beyond floor p50 ms", "added p99 ms", "CPU ms/req",
+            "CPU ms / 64-chunk stream", "req/s c=1 / 8 / 16", "rate @ added p99 ≤5 ms / ≤50 ms", "wrk req/s (c=64)",
+            "start-up s", "idle RSS MB", "RSS growth MB/min"]
+    rows = []
+    for n in names:
+        s = sysrows[n]
+        rows.append([label(n), _f(s.get("added_p50_ms")), _f(s.get("beyond_floor_p50_ms")),
+                     _f(s.get("added_p99_ms")), _f(s.get("cpu_ms_per_req")),
+                     _f(s.get("cpu_ms_per_stream", s.get("standin_cpu_ms_per_stream"))),
+                     f"{_f(s.get('rps_c1'))} / {_f(s.get('rps_c8'))} / {_f(s.get('rps_c16'))}",
+                     f"{_f(s.get('frontier_5ms_rps'))} / {_f(s.get('frontier_50ms_rps'))}", _f(s.get("wrk_rps")),
+                     _f(s.get("startup_s")), _f(s.get("rss_idle_mb"), 0), _f(s.get("rss_growth_mb_per_min"))])
+    lines += _table(head, rows)
+    lines += ["", "For `direct` the CPU columns are the stand-in's own cost (on core 0); for `floor` they are a "
+              "bare hand-written server's cost on core 1 — the least any Python server can spend.", ""]
+
+    lines += ["## Ratios to the direct path (same run)", ""]
+    head = ["system", "p50 c=1", "p99 c=1", "req/s c=8", "CPU per request vs the stand-in's", "TTFT p50"]
+    rows = [[label(n), _ratio(sysrows[n].get("c1_p50_ms"), d.get("c1_p50_ms")),
+             _ratio(sysrows[n].get("c1_p99_ms"), d.get("c1_p99_ms")),
+             _ratio(sysrows[n].get("rps_c8"), d.get("rps_c8")),
+             _ratio(sysrows[n].get("cpu_ms_per_req"), d.get("cpu_ms_per_req")),
+             _ratio(sysrows[n].get("ttft_p50_ms"), d.get("ttft_p50_ms"))] for n in names if n != "direct"]
+    lines += _table(head, rows)
+
+    best = max((sysrows[n].get("rps_c8") or 0 for n in names if n not in ("direct", "floor")), default=0)
+    if d.get("rps_c8") and best:
+        verdict = ("holds" if d["rps_c8"] >= 2 * best else
+                   "does NOT hold — the rig, not the gateway, limits throughput figures")
+        lines += ["", f"Rig check: the load generator straight at the stand-in reaches {d['rps_c8']:,.0f} req/s at "
+                  f"c=8, {d['rps_c8'] / best:.1f}x the best system's {best:,.0f}; the ≥ 2x rule {verdict}.", ""]
+
+    lines += ["## Streaming, big bodies, slow upstreams", ""]
+    head = ["system", "TTFT p50 ms", "added TTFT p50 ms", "gap p99 ms", "added gap p99 ms", "min chunks",
+            "gaps < 2 ms %", "big: added p50 ms", "big: CPU ms/req", "20 ms upstream: added p99 ms @ rate",
+            "1 s upstream: added p99 ms @ rate"]
+
+    def at_rate(s: dict[str, Any], kind: str) -> str:
+        if f"{kind}_rate" not in s:
+            return "—"
+        return f"{_f(s.get(f'{kind}_added_p99_ms'))} @ {_f(s.get(f'{kind}_rate'), 0)}/s"
+
+    rows = []
+    for n in names:
+        s = sysrows[n]
+        rows.append([label(n), _f(s.get("ttft_p50_ms"), 1), _f(s.get("added_ttft_p50_ms")),
+                     _f(s.get("gap_p99_ms"), 1), _f(s.get("added_gap_p99_ms")), _f(s.get("chunks_min")),
+                     _f(s.get("bunched_gaps_pct"), 1), _f(s.get("big_added_p50_ms")),
+                     _f(s.get("big_cpu_ms_per_req")), at_rate(s, "slow20"), at_rate(s, "slow1000")])
+    lines += _table(head, rows)
+
+    lines += ["", "## Correctness gates", ""]
+    head = ["system", "plain / stream / big", "429 mapped", "500 mapped", "refused → 5xx",
+            "cut stream not silent", "fallback taken (p50 ms)", "import s", "void reasons"]
+    rows = []
+    for r in out["systems"]:
+        if "skipped" in r:
+            rows.append([r["name"], f"skipped: {r['skipped']}"] + ["—"] * 7)
+            continue
+        g = r.get("gates") or {}
+        f = r.get("faults") or {}
+
+        def cell(k: str, f: dict[str, Any] = f) -> str:
+            v = f.get(k)
+            if not v:
+                return "—"
+            detail = f"{v.get('status', '')}{' ' + v['error'] if v.get('error') else ''}"
+            return f"{'pass' if v['pass'] else 'FAIL'} ({detail})"
+
+        fb = f.get("fallback")
+        rows.append([r["name"], " / ".join(g.get(k, "—") for k in ("plain", "stream", "big")), cell("429"), cell("500"),
+                     cell("refused"), cell("cut_stream"),
+                     "—" if not fb else f"{'pass' if fb['pass'] else 'FAIL'} ({_f(fb.get('latency_p50_ms'))})",
+                     _f(r.get("import_s")), "; ".join(r.get("void") or []).replace("|", "/")[:300] or "none"])
+    lines += _table(head, rows)
+
+    lines += ["", "## Aims (BENCHMARKS.md) for modelgate", ""]
+    mg = sysrows.get("modelgate")
+    if not mg or "skipped" in mg:
+        lines.append("modelgate was not measured in this run.")
+    else:
+        rows = []
+        for k, (op, aim) in AIMS.items():
+            v = mg.get(k)
+            met = None if v is None else (v <= aim if op == "≤" else v >= aim)
+            rows.append([k, f"{op} {aim}", _f(v), "—" if met is None else ("met" if met else "not yet")])
+        lines += _table(["figure", "aim", "measured", ""], rows)
+    lines += ["", "## Feature cost (relative to the bare modelgate path, same run)", ""]
+    bare, auth = sysrows.get("modelgate") or {}, sysrows.get("modelgate-auth") or {}
+    rows = []
+    if "cpu_ms_per_req" in bare and "cpu_ms_per_req" in auth:
+        rows.append(["key auth (master_key)", _f(auth["cpu_ms_per_req"]), _ratio(auth["cpu_ms_per_req"],
+                     bare["cpu_ms_per_req"]), _f(auth.get("added_p50_ms")), _f(bare.get("added_p50_ms"))])
+    if "fallback_p50_ms" in bare:
+        rows.append(["fallback hop (primary 500 → fallback), c=1 p50", "—", "—", _f(bare["fallback_p50_ms"]),
+                     _f(bare.get("c1_p50_ms"))])
+    if rows:
+        lines += _table(["feature", "CPU ms/req", "x bare", "p50 ms (c=1)", "bare p50 ms (c=1)"], rows)
+    lines += ["", "Rate limits, budgets, metering and guardrails are not in the config schema yet, so their cost "
+              "is not measured.", ""]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,183 @@
+"""Creating, changing and revoking projects and keys: what the admin API and the CLI share.
+
+Bodies use the names of the CLI flags (``project``, ``deployments``, ``rpm``, ``tpm``,
+``budget``, ``budget_period``, ``expires``, ``name``); a mistake is an ``InvalidRequest`` naming
+the field. Every change is announced (``changed``) so that each gateway process applies it before
+the call returns (auth/keysync.py).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from modelgate.auth.keystore import SHOWN_PREFIX, generate_key, hash_key, new_key_id
+from modelgate.schema.errors import GatewayError, InvalidRequest, NotFound
+from modelgate.storage import AlreadyExists, KeyRecord, LimitFields, ProjectRecord, RecordNotFound, Storage
+from modelgate.storage.records import BUDGET_PERIODS
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$")
+LIMIT_FIELDS = ("deployments", "rpm", "tpm", "budget", "budget_period")
+KEY_FIELDS = {"project", "name", "expires", *LIMIT_FIELDS}
+PROJECT_FIELDS = {"name", *LIMIT_FIELDS}
+
+
+class Conflict(GatewayError):
+    status = 409
+    type = "invalid_request_error"
+    code = "already_exists"
+
+
+@dataclass(slots=True, kw_only=True)
+class KeySpec:
+    project: str
+    name: str | None = None
+    limits: LimitFields = field(default_factory=LimitFields)
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedKey:
+    record: KeyRecord
+    key: str  # the plaintext, shown this once
+
+
+def parse_key_spec(body: Any, deployments: Collection[str]) -> KeySpec:
+    body = _mapping(body, "a JSON object with project and optional limits")
+    _known_fields(body, KEY_FIELDS)
+    project = _name(body.get("project"), "project")
+    name = body.get("name")
+    if name is not None and not isinstance(name, str):
+        raise InvalidRequest(f"'name' must be a string, got {name!r}", param="name")
+    expires = body.get("expires")
+    return KeySpec(project=project, name=name or None, limits=parse_limits(body, deployments),
+                   expires_at=parse_expires(expires) if expires is not None else None)
+
+
+def parse_project_spec(body: Any, deployments: Collection[str]) -> tuple[str, LimitFields]:
+    body = _mapping(body, "a JSON object with name and optional limits")
+    _known_fields(body, PROJECT_FIELDS)
+    return _name(body.get("name"), "name"), parse_limits(body, deployments)
+
+
+def parse_limit_changes(body: Any, deployments: Collection[str]) -> dict[str, Any]:
+    """The limits a PATCH body sets; null clears a limit."""
+    body = _mapping(body, "a JSON object of limits to change")
+    _known_fields(body, set(LIMIT_FIELDS))
+    limits = parse_limits(body, deployments)
+    return {name: getattr(limits, name) for name in LIMIT_FIELDS if name in body}
+
+
+def parse_limits(body: Mapping[str, Any], deployments: Collection[str]) -> LimitFields:
+    limits = LimitFields()
+    allowed = body.get("deployments")
+    if allowed is not None:
+        if not isinstance(allowed, list) or not all(isinstance(d, str) and d for d in allowed):
+            raise InvalidRequest("'deployments' must be a list of deployment names", param="deployments")
+        unknown = [d for d in allowed if d not in deployments]
+        if unknown:
+            raise InvalidRequest(f"'deployments' names {', '.join(map(repr, unknown))}, which the gateway does "
+                                 f"not have; configured: {', '.join(deployments) or 'none'}", param="deployments")
+        limits.deployments = list(dict.fromkeys(allowed))
+    for name in ("rpm", "tpm"):
+        value = body.get(name)
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidRequest(f"'{name}' must be a whole number of 1 or more, got {value!r}", param=name)
+            setattr(limits, name, value)
+    budget = body.get("budget")
+    if budget is not None:
+        if isinstance(budget, bool) or not isinstance(budget, int | float) or budget < 0:
+            raise InvalidRequest(f"'budget' must be USD as a number of 0 or more, got {budget!r}", param="budget")
+        limits.budget = float(budget)
+    period = body.get("budget_period")
+    if period is not None:
+        if period not in BUDGET_PERIODS:
+            raise InvalidRequest(f"'budget_period' must be one of {', '.join(BUDGET_PERIODS)}, got {period!r}",
+                                 param="budget_period")
+        limits.budget_period = period
+    return limits
+
+
+def parse_expires(value: Any, now: datetime | None = None) -> datetime:
+    """An ISO date (midnight UTC) or date-time (UTC unless it names a zone) in the future."""
+    if not isinstance(value, str):
+        raise InvalidRequest(f"'expires' must be an ISO date such as 2030-01-31, got {value!r}", param="expires")
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value)
+            moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        else:
+            moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidRequest(f"'expires' must be an ISO date (2030-01-31) or date-time "
+                             f"(2030-01-31T12:00:00Z), got {value!r}", param="expires") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    if moment <= (now or datetime.now(UTC)):
+        raise InvalidRequest(f"'expires' is in the past ({value}); give a future date", param="expires")
+    return moment.astimezone(UTC)
+
+
+def _mapping(body: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(body, dict):
+        raise InvalidRequest(f"The body must be {what}.")
+    return body
+
+
+def _known_fields(body: Mapping[str, Any], allowed: set[str]) -> None:
+    for name in body:
+        if name not in allowed:
+            raise InvalidRequest(f"Unknown field '{name}'; allowed: {', '.join(sorted(allowed))}", param=name)
+
+
+def _name(value: Any, field_name: str) -> str:
+    if not isinstance(value, str) or not NAME.match(value):
+        raise InvalidRequest(f"'{field_name}' is required: letters, digits and . _ : @ - (up to 200), "
+                             f"starting with a letter or digit; got {value!r}", param=field_name)
+    return value
+
+
+class KeyAdmin:
+    """Changes to projects and keys, announced to every gateway process before they return."""
+
+    def __init__(self, storage: Storage, deployments: Collection[str],
+                 changed: Callable[[int], Awaitable[object]]) -> None:
+        self.storage = storage
+        self.deployments = deployments
+        self.changed = changed
+
+    async def create_key(self, spec: KeySpec) -> IssuedKey:
+        key = generate_key()
+        record = await self.storage.keys.create_key(
+            id=new_key_id(), project=spec.project, key_hash=hash_key(key), prefix=key[:SHOWN_PREFIX],
+            name=spec.name, limits=spec.limits, expires_at=spec.expires_at)
+        await self.changed(record.revision)
+        return IssuedKey(record=record, key=key)
+
+    async def revoke_key(self, id: str) -> KeyRecord:
+        try:
+            record = await self.storage.keys.revoke_key(id)
+        except RecordNotFound as error:
+            raise NotFound(str(error), code="key_not_found") from None
+        await self.changed(record.revision)
+        return record
+
+    async def create_project(self, name: str, limits: LimitFields) -> ProjectRecord:
+        try:
+            record = await self.storage.keys.create_project(name, limits)
+        except AlreadyExists as error:
+            raise Conflict(f"{error}; change its limits with PATCH /admin/projects/{name}") from None
+        await self.changed(record.revision)
+        return record
+
+    async def update_project(self, name: str, changes: dict[str, Any]) -> ProjectRecord:
+        try:
+            record = await self.storage.keys.update_project(name, changes)
+        except RecordNotFound as error:
+            raise NotFound(str(error), code="project_not_found") from None
+        await self.changed(record.revision)
+        return record

@@ -1,0 +1,174 @@
+"""Budget accounts in Redis, shared by every gateway process; each operation is one Lua script.
+
+An account is a hash ``{prefix}{scope}:{owner}:{period}`` with ``spent`` and ``reserved``
+(nano-dollars) and a sorted set ``...:holds`` of the reservations in flight, scored by when they
+expire. A gateway that dies mid-request never settles its reservations; they expire after
+``HOLD_TTL_MS`` and the next reservation on that account releases them, so a crash cannot shrink a
+budget for longer than that.
+
+Settlements are queued and sent by a background task: the end of a request does not wait on
+Redis. If Redis cannot be reached, requests pass unchecked (logged), lost settlements leave
+``spent`` low until the periodic merge from the database (``budgets.sync``) raises it again.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import secrets
+from collections.abc import Mapping
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from modelgate.budgets.ledger import Budget, Hold, PeriodClock, Verdict
+from modelgate.limits.redis import UNREACHABLE, OutageLog, Sender
+
+log = logging.getLogger("modelgate.budgets")
+
+HOLD_TTL_MS = 15 * 60 * 1000  # longer than any request is expected to run
+KEEP_AFTER_PERIOD_S = 86_400  # accounts stay readable for a day after their period ends
+MAX_QUEUED = 100_000
+
+# KEYS: account and holds of each budget. ARGV: amount, hold member, hold ttl ms, then limit and
+# key ttl (s) of each budget. Returns {allowed, blocked (1-based), spent, reserved of the blocked}.
+RESERVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local amount = tonumber(ARGV[1])
+local n = #KEYS / 2
+for i = 1, n do
+  local account, holds = KEYS[2 * i - 1], KEYS[2 * i]
+  local expired = redis.call('ZRANGEBYSCORE', holds, '-inf', now)
+  if #expired > 0 then
+    local freed = 0
+    for _, member in ipairs(expired) do
+      freed = freed + tonumber(string.match(member, ':(%d+)$'))
+    end
+    redis.call('ZREMRANGEBYSCORE', holds, '-inf', now)
+    redis.call('HINCRBY', account, 'reserved', string.format('%.0f', -freed))
+  end
+  local v = redis.call('HMGET', account, 'spent', 'reserved')
+  local spent, reserved = tonumber(v[1]) or 0, tonumber(v[2]) or 0
+  if spent + reserved + amount > tonumber(ARGV[2 + 2 * i]) then
+    return {0, i, spent, reserved}
+  end
+end
+for i = 1, n do
+  local account, holds = KEYS[2 * i - 1], KEYS[2 * i]
+  local ttl = tonumber(ARGV[3 + 2 * i])
+  redis.call('HINCRBY', account, 'reserved', ARGV[1])
+  redis.call('ZADD', holds, now + tonumber(ARGV[3]), ARGV[2])
+  redis.call('EXPIRE', account, ttl)
+  redis.call('EXPIRE', holds, ttl)
+end
+return {1, 0, 0, 0}
+"""
+
+# KEYS: account and holds per settlement. ARGV: hold member, -amount and actual per settlement.
+SETTLE = """
+for i = 1, #KEYS / 2 do
+  local account, holds = KEYS[2 * i - 1], KEYS[2 * i]
+  if redis.call('ZREM', holds, ARGV[3 * i - 2]) == 1 then
+    redis.call('HINCRBY', account, 'reserved', ARGV[3 * i - 1])
+  end
+  redis.call('HINCRBY', account, 'spent', ARGV[3 * i])
+end
+return #KEYS / 2
+"""
+
+# KEYS: accounts. ARGV: key ttl (s), then the database's total for each account.
+MERGE = """
+for i = 1, #KEYS do
+  local spent = tonumber(redis.call('HGET', KEYS[i], 'spent')) or 0
+  if tonumber(ARGV[i + 1]) > spent then
+    redis.call('HSET', KEYS[i], 'spent', ARGV[i + 1])
+    redis.call('EXPIRE', KEYS[i], ARGV[1])
+  end
+end
+return #KEYS
+"""
+
+
+class RedisLedger:
+    def __init__(self, redis: Redis, prefix: str = "modelgate:budget:", periods: PeriodClock | None = None,
+                 hold_ttl_ms: int = HOLD_TTL_MS) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.hold_ttl_ms = hold_ttl_ms
+        self.periods = periods or PeriodClock()
+        self._reserve = redis.register_script(RESERVE)
+        self._settle = redis.register_script(SETTLE)
+        self._merge = redis.register_script(MERGE)
+        self._ids = itertools.count()
+        self._nonce = secrets.token_hex(4)
+        self._queue: list[tuple[str, str, str, int, int]] = []  # account, holds, member, -amount, actual
+        self._sender = Sender(self.flush)
+        self._outage = OutageLog("budgets")
+
+    def account_key(self, scope: str, owner: str, period: str) -> str:
+        return f"{self.prefix}{scope}:{owner}:{period}"
+
+    def _ttl(self, period: str) -> int:
+        return int(self.periods.seconds_left(period)) + KEEP_AFTER_PERIOD_S
+
+    async def reserve(self, budgets: tuple[Budget, ...], amount: int) -> Verdict:
+        periods = tuple(self.periods.current(b.period) for b in budgets)
+        member = f"{self._nonce}.{next(self._ids)}:{amount}"
+        keys: list[str] = []
+        args: list[str | int] = [amount, member, self.hold_ttl_ms]
+        for budget, period in zip(budgets, periods, strict=True):
+            account = self.account_key(budget.scope, budget.owner, period)
+            keys += (account, account + ":holds")
+            args += (budget.limit, self._ttl(budget.period))
+        try:
+            out = await self._reserve(keys=keys, args=args)
+        except UNREACHABLE as error:
+            self._outage.failed(error)
+            return Verdict(Hold(budgets, periods, amount, member))
+        if not out[0]:
+            return Verdict(None, int(out[1]) - 1, int(out[2]), int(out[3]))
+        return Verdict(Hold(budgets, periods, amount, member))
+
+    def settle(self, hold: Hold, actual: int) -> None:
+        for budget, period in zip(hold.budgets, hold.periods, strict=True):
+            account = self.account_key(budget.scope, budget.owner, period)
+            self._queue.append((account, account + ":holds", hold.member, -hold.amount, actual))
+        if len(self._queue) > MAX_QUEUED:
+            dropped = len(self._queue) - MAX_QUEUED
+            del self._queue[:dropped]
+            log.error("%d budget settlements dropped: Redis has not taken them for too long", dropped)
+        self._sender.wake()
+
+    async def flush(self) -> bool:
+        """Send the queued settlements; False if Redis could not be reached (they stay queued)."""
+        async with self._sender.lock:
+            while self._queue:
+                batch = self._queue[:300]
+                del self._queue[:300]
+                keys: list[str] = []
+                args: list[str | int] = []
+                for account, holds, member, release, actual in batch:
+                    keys += (account, holds)
+                    args += (member, release, actual)
+                try:
+                    await self._settle(keys=keys, args=args)
+                except UNREACHABLE as error:
+                    self._queue[:0] = batch
+                    self._outage.failed(error)
+                    return False
+                except RedisError:
+                    log.exception("budget settlements refused by Redis; %d dropped", len(batch))
+        return True
+
+    async def merge_spent(self, scope: str, period_id: str, totals: Mapping[str, int]) -> None:
+        period = "day" if len(period_id) == 10 else "month"
+        items = list(totals.items())
+        for start in range(0, len(items), 500):
+            chunk = items[start:start + 500]
+            await self._merge(keys=[self.account_key(scope, owner, period_id) for owner, _ in chunk],
+                              args=[self._ttl(period), *(total for _, total in chunk)])
+
+    async def close(self) -> None:
+        await self._sender.stop()
+        await self.flush()

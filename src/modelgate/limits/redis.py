@@ -1,0 +1,203 @@
+"""Rate limits shared by every gateway process through Redis: one Lua script, one round trip.
+
+The script reads the clock of Redis (``TIME``), so gateway processes on hosts whose clocks
+disagree still share one notion of "now". All counters of a request (key, project and deployment;
+requests and tokens) are checked and charged in one script run: either all are charged or none,
+and no other request runs in between.
+
+If Redis cannot be reached the request is let through and the failure is logged (at most every
+ten seconds): a limiter outage must not become a gateway outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from redis.asyncio import Redis
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from modelgate.limits.gcra import Counter, CounterState, Decision
+
+log = logging.getLogger("modelgate.limits")
+
+REDIS_TIMEOUT_S = 0.5
+UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+
+# KEYS: one per counter. ARGV: limit and cost of each counter, in the order of KEYS.
+# Returns {allowed, blocked (1-based, 0 if none), retry_ms, then remaining and reset_ms per counter}.
+ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local window, eps = 60000, 0.001
+local n = #KEYS
+local tats, after = {}, {}
+local retry, blocked = 0, 0
+for i = 1, n do
+  local limit = tonumber(ARGV[2 * i - 1])
+  local cost = math.min(tonumber(ARGV[2 * i]), limit)
+  local tat = tonumber(redis.call('GET', KEYS[i])) or now
+  if tat < now then tat = now end
+  tats[i] = tat
+  after[i] = tat + cost * window / limit
+  local wait = after[i] - now - window
+  if wait > eps and wait > retry then retry = wait; blocked = i end
+end
+if blocked == 0 then
+  for i = 1, n do
+    redis.call('SET', KEYS[i], string.format('%.3f', after[i]), 'PX', math.max(1, math.ceil(after[i] - now)))
+    tats[i] = after[i]
+  end
+end
+local out = {blocked == 0 and 1 or 0, blocked, math.ceil(retry)}
+for i = 1, n do
+  local limit = tonumber(ARGV[2 * i - 1])
+  local interval = window / limit
+  local backlog = tats[i] - now
+  local remaining = math.floor((window - backlog) / interval + eps / interval)
+  if remaining < 0 then remaining = 0 elseif remaining > limit then remaining = limit end
+  out[#out + 1] = remaining
+  out[#out + 1] = math.ceil(backlog)
+end
+return out
+"""
+
+# KEYS: counters. ARGV: limit and delta of each (a negative delta gives units back).
+ADJUST = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+for i = 1, #KEYS do
+  local limit = tonumber(ARGV[2 * i - 1])
+  local tat = tonumber(redis.call('GET', KEYS[i])) or now
+  if tat < now then tat = now end
+  local after = tat + tonumber(ARGV[2 * i]) * 60000 / limit
+  if after > now then
+    redis.call('SET', KEYS[i], string.format('%.3f', after), 'PX', math.max(1, math.ceil(after - now)))
+  else
+    redis.call('DEL', KEYS[i])
+  end
+end
+return #KEYS
+"""
+
+
+def create_redis(url: str) -> Redis:
+    """A client for ``redis_url`` that fails fast: the request path never waits long on Redis."""
+    return Redis.from_url(url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S,
+                          retry=Retry(NoBackoff(), 1))
+
+
+class OutageLog:
+    """Logs an unreachable Redis at most once per ``every`` seconds."""
+
+    def __init__(self, what: str, every: float = 10.0) -> None:
+        self.what = what
+        self.every = every
+        self._last = -every
+
+    def failed(self, error: BaseException) -> None:
+        now = time.monotonic()
+        if now - self._last >= self.every:
+            self._last = now
+            log.error("redis unreachable (%s): %s; requests pass without this check until it is back",
+                      self.what, error)
+
+
+class Sender:
+    """Runs ``flush`` in a background task whenever woken; one flush at a time.
+
+    Stopped by a flag, not by cancelling the task: redis-py can swallow a cancellation that lands
+    while it reconnects or loads a script, which would leave the task running forever.
+    """
+
+    def __init__(self, flush: Callable[[], Awaitable[bool]], retry_after: float = 1.0) -> None:
+        self._flush = flush
+        self.retry_after = retry_after
+        self.lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        if self._task is None and not self._stopping:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self._stopping and not await self._flush():
+                # Redis is away: try again shortly, unless woken to stop.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.retry_after)
+                self._wake.set()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+
+class RedisLimiter:
+    """GCRA counters in Redis, keys ``{prefix}{counter key}``."""
+
+    def __init__(self, redis: Redis, prefix: str = "modelgate:rl:") -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self._acquire = redis.register_script(ACQUIRE)
+        self._adjust = redis.register_script(ADJUST)
+        self._corrections: list[tuple[Counter, int]] = []
+        self._sender = Sender(self.flush)
+        self._outage = OutageLog("rate limits")
+
+    async def acquire(self, counters: tuple[Counter, ...], costs: tuple[int, ...]) -> Decision:
+        keys = [self.prefix + c.key for c in counters]
+        args: list[int] = []
+        for counter, cost in zip(counters, costs, strict=True):
+            args += (counter.limit, cost)
+        try:
+            out = await self._acquire(keys=keys, args=args)
+        except UNREACHABLE as error:
+            self._outage.failed(error)
+            return Decision(True, ())
+        states = tuple(CounterState(limit=c.limit, remaining=int(out[3 + 2 * i]), reset_ms=float(out[4 + 2 * i]))
+                       for i, c in enumerate(counters))
+        return Decision(bool(out[0]), states, float(out[2]), int(out[1]) - 1)
+
+    def adjust(self, counters: Sequence[Counter], deltas: Sequence[int]) -> None:
+        """Queue corrections; a background task sends them in one script run (off the request path)."""
+        for counter, delta in zip(counters, deltas, strict=True):
+            if delta:
+                self._corrections.append((counter, delta))
+        if self._corrections:
+            self._sender.wake()
+
+    async def flush(self) -> bool:
+        """Send the queued corrections (a lost one leaves the estimate charged: the safe side)."""
+        async with self._sender.lock:
+            while self._corrections:
+                batch, self._corrections = self._corrections[:500], self._corrections[500:]
+                args: list[int] = []
+                for counter, delta in batch:
+                    args += (counter.limit, delta)
+                try:
+                    await self._adjust(keys=[self.prefix + c.key for c, _ in batch], args=args)
+                except UNREACHABLE as error:
+                    self._outage.failed(error)
+                except RedisError:
+                    log.exception("rate-limit corrections refused by Redis; %d dropped", len(batch))
+        return True
+
+    async def close(self) -> None:
+        await self._sender.stop()
+        await self.flush()

@@ -1,0 +1,132 @@
+"""Prices on the request path: what each (deployment, provider, model) costs and is charged.
+
+The rates are the entries of the versioned price table (``storage.prices``: catalog prices are
+the provider's cost, a deployment's ``price:`` what the customer pays), the same entries storage
+writes at start-up with the time they took effect; so the prices behind every record are known.
+
+Money on the request path is integer nano-dollars (1e-9 USD): sums of many small costs neither
+drift nor round to zero.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from modelgate.config.settings import DeploymentSettings, Settings
+from modelgate.schema.events import Usage
+from modelgate.storage.prices import prices_from_settings
+from modelgate.storage.records import PriceEntry
+
+log = logging.getLogger("modelgate.metering")
+
+NANO = 1_000_000_000  # nano-dollars per USD
+# Output reserved for a request that sets no max_tokens: enough for most answers without making
+# every request of a model with a 128k output window look unaffordable. max_tokens bounds it.
+DEFAULT_OUTPUT_RESERVE = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    """USD per million tokens of each kind."""
+
+    input: float = 0.0
+    output: float = 0.0
+    cached_input: float = 0.0
+    cache_write: float = 0.0
+
+    @classmethod
+    def of(cls, input: float | None, output: float | None, cached_input: float | None,
+           cache_write: float | None) -> Rates:
+        plain = input or 0.0
+        # Without a rate of their own, cached and cache-write tokens cost what plain input does.
+        return cls(input=plain, output=output or 0.0,
+                   cached_input=cached_input if cached_input is not None else plain,
+                   cache_write=cache_write if cache_write is not None else plain)
+
+    def nanos(self, usage: Usage) -> int:
+        """The cost of ``usage`` at these rates, in nano-dollars. Input tokens include cached ones."""
+        plain = max(0, usage.input_tokens - usage.cached_input_tokens - usage.cache_write_tokens)
+        # Per million tokens: a token at rate r costs r * 1000 nano-dollars.
+        return round(1000 * (plain * self.input + usage.cached_input_tokens * self.cached_input
+                             + usage.cache_write_tokens * self.cache_write + usage.output_tokens * self.output))
+
+
+@dataclass(frozen=True, slots=True)
+class TargetPrices:
+    cost: Rates  # what the provider charges
+    price: Rates  # what the customer is charged
+
+
+UNKNOWN = TargetPrices(Rates(), Rates())
+
+
+def target_prices(entry: PriceEntry) -> TargetPrices:
+    return TargetPrices(
+        cost=Rates.of(entry.input_cost, entry.output_cost, entry.cached_input_cost, entry.cache_write_cost),
+        price=Rates.of(entry.input_price, entry.output_price, entry.cached_input_price, entry.cache_write_price))
+
+
+class PriceBook:
+    """Prices by (deployment, provider, model), and what a request may cost at most."""
+
+    def __init__(self, entries: Iterable[PriceEntry], deployments: Iterable[DeploymentSettings]) -> None:
+        self._exact: dict[tuple[str, str, str], TargetPrices] = {}
+        self._by_provider: dict[tuple[str, str], list[TargetPrices]] = {}
+        self._anywhere: dict[tuple[str, str], TargetPrices] = {}
+        self._warned: set[tuple[str, str | None, str | None]] = set()
+        for entry in entries:
+            prices = target_prices(entry)
+            self._exact[(entry.deployment, entry.provider, entry.model)] = prices
+            self._by_provider.setdefault((entry.deployment, entry.provider), []).append(prices)
+            self._anywhere.setdefault((entry.provider, entry.model), prices)
+        # Per deployment: the dearest customer rates of its targets and their largest output.
+        self._ceiling: dict[str, tuple[Rates, int | None]] = {}
+        for deployment in deployments:
+            targets = [self._exact.get((deployment.name, t.provider, t.model), UNKNOWN) for t in deployment.targets]
+            outputs = [t.facts.max_output_tokens for t in deployment.targets if t.facts.max_output_tokens]
+            self._ceiling[deployment.name] = (
+                Rates(input=max((t.price.input for t in targets), default=0.0),
+                      output=max((t.price.output for t in targets), default=0.0)),
+                max(outputs) if outputs else None)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PriceBook:
+        return cls(prices_from_settings(settings), settings.deployments.values())
+
+    def lookup(self, deployment: str, provider: str | None, model: str | None) -> TargetPrices:
+        """The prices of the target that answered.
+
+        ``model`` may be what the upstream said it is (``gpt-4o-2024-08-06`` for a target
+        configured as ``gpt-4o``); when it is no configured model id, the deployment's only target
+        on that provider is the one that answered.
+        """
+        if provider is None:
+            return UNKNOWN
+        found = self._exact.get((deployment, provider, model or ""))
+        if found is not None:
+            return found
+        same_provider = self._by_provider.get((deployment, provider))
+        if same_provider is not None and len(same_provider) == 1:
+            return same_provider[0]
+        found = self._anywhere.get((provider, model or ""))
+        if found is not None:
+            return found
+        if (deployment, provider, model) not in self._warned:
+            self._warned.add((deployment, provider, model))
+            log.warning("no price for model %r of provider %r (deployment %r): its usage is recorded at "
+                        "cost 0", model, provider, deployment)
+        return UNKNOWN
+
+    def output_reserve(self, deployment: DeploymentSettings, max_tokens: int | None) -> int:
+        """The output tokens a chat request may produce: its max_tokens (or a default), capped at
+        the largest output the deployment's models can give."""
+        output = max_tokens or DEFAULT_OUTPUT_RESERVE
+        max_output = self._ceiling.get(deployment.name, (Rates(), None))[1]
+        return min(output, max_output) if max_output is not None else output
+
+    def reserve_nanos(self, deployment: DeploymentSettings, input_tokens: int, output_tokens: int) -> int:
+        """The most a request may cost the customer, at the dearest of the deployment's targets."""
+        rates = self._ceiling.get(deployment.name, (Rates(), None))[0]
+        return rates.nanos(Usage(input_tokens=input_tokens, output_tokens=output_tokens))

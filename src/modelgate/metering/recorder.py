@@ -1,0 +1,179 @@
+"""The usage recorder: takes one record per request without waiting, writes them in batches.
+
+``record`` appends the record to the journal (``journal.py``) and to an in-memory batch, and
+returns: the request path never waits for the database. A background task writes the batch every
+``interval`` seconds, or sooner once ``batch_size`` records wait, through
+``Storage.write_usage`` (idempotent by request id), then deletes the batch's journal segment.
+
+While the database is unreachable the segments are fsync'd and kept; every ``retry_interval``
+the recorder tries them again, oldest first, and goes back to normal once one goes through. At
+start-up it adopts the segments that ended processes left behind and replays them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+from modelgate.metering.journal import Journal, encode, read_segment
+from modelgate.storage.errors import StorageError, StorageUnavailable
+from modelgate.storage.records import UsageRecord
+
+log = logging.getLogger("modelgate.metering")
+
+
+class UsageSink(Protocol):
+    """Where records go: ``Storage``. Must be idempotent by request id and raise
+    ``StorageUnavailable`` when the database cannot be reached."""
+
+    async def write_usage(self, records: Sequence[UsageRecord]) -> int: ...
+
+
+class UsageRecorder:
+    def __init__(self, sink: UsageSink, journal: Journal, *, interval: float = 0.2, batch_size: int = 500,
+                 retry_interval: float = 1.0) -> None:
+        self.sink = sink
+        self.journal = journal
+        self.interval = interval
+        self.batch_size = batch_size
+        self.retry_interval = retry_interval
+        self._pending: list[UsageRecord] = []  # in the journal's current segment, not yet written
+        self._unsent: list[Path] = []  # closed segments waiting for the database, oldest first
+        self._retry_at = 0.0
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()  # one writer at a time: the background task, flush(), stop()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self.written = 0  # records the database took (duplicates of a replay not counted)
+        self._journal_failed = False
+
+    @property
+    def backlog(self) -> int:
+        """Segments kept for the database (non-zero while it is unreachable)."""
+        return len(self._unsent)
+
+    async def start(self) -> None:
+        """Open the journal, replay what ended processes left (if the database answers), start writing."""
+        self.journal.open()
+        self._unsent.extend(self.journal.adopt_orphans())
+        if self._unsent:
+            await self._replay()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def record(self, record: UsageRecord) -> None:
+        """Take a record; never waits. Called once per request, as it ends."""
+        try:
+            self.journal.append(encode(record))
+        except OSError as error:
+            # The disk is full or gone: the record still goes to the database from memory, but
+            # would not survive a crash. Said once per failure streak, loudly.
+            if not self._journal_failed:
+                log.error("usage journal %s cannot be written (%s): records are held in memory only",
+                          self.journal.directory, error)
+                self._journal_failed = True
+        else:
+            self._journal_failed = False
+        self._pending.append(record)
+        if len(self._pending) >= self.batch_size:
+            self._wake.set()
+
+    async def _run(self) -> None:
+        # Stopped by a flag, never cancelled: a cancellation inside a database write could leave
+        # the transaction's outcome unknown to us (harmless, as inserts are idempotent, but noisy).
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):  # the interval passed: write what there is
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+            self._wake.clear()
+            try:
+                async with self._lock:
+                    await self._write_pending()
+                    if self._unsent and time.monotonic() >= self._retry_at:
+                        await self._replay()
+            except Exception:
+                # Never expected (every database failure is a StorageError); the records stay in
+                # the journal, so keep the writer alive and try again on the next round.
+                log.exception("usage recorder: writing records failed")
+                self._retry_at = time.monotonic() + self.retry_interval
+
+    async def _write_pending(self) -> None:
+        if self._unsent:
+            # The database is away: the new records join the backlog when it is next tried.
+            if time.monotonic() >= self._retry_at:
+                # Rotate and forget together, with no await between: a record taken meanwhile
+                # must be in the new segment and in _pending, or in neither.
+                segment = self.journal.rotate()
+                self._pending = []
+                await self._keep(segment)
+            return
+        if not self._pending:
+            return
+        segment = self.journal.rotate()
+        batch, self._pending = self._pending, []  # together, as above
+        try:
+            await self._write(batch)
+        except StorageError as error:
+            self._outage(error)
+            await self._keep(segment)
+            return
+        if segment is not None:
+            self.journal.remove(segment)
+
+    async def _write(self, records: Sequence[UsageRecord]) -> None:
+        for start in range(0, len(records), self.batch_size):
+            self.written += await self.sink.write_usage(records[start:start + self.batch_size])
+
+    def _outage(self, error: StorageError) -> None:
+        self._retry_at = time.monotonic() + self.retry_interval
+        if not self._unsent:
+            level = logging.WARNING if isinstance(error, StorageUnavailable) else logging.ERROR
+            log.log(level, "usage records go to the journal %s until the database answers: %s",
+                    self.journal.directory, error)
+
+    async def _keep(self, segment: Path | None) -> None:
+        if segment is not None:
+            await asyncio.to_thread(Journal.make_durable, segment)
+            self._unsent.append(segment)
+
+    async def _replay(self) -> None:
+        """Write the kept segments, oldest first; stop at the first failure."""
+        while self._unsent:
+            segment = self._unsent[0]
+            records = await asyncio.to_thread(read_segment, segment)
+            try:
+                await self._write(records)
+            except StorageError as error:
+                self._outage(error)
+                return
+            self.journal.remove(segment)
+            self._unsent.pop(0)
+            if not self._unsent:
+                log.warning("usage journal %s replayed: the database has every record again", self.journal.directory)
+
+    async def flush(self) -> None:
+        """Write what waits now (tests; shutdown). Kept segments are tried once more."""
+        async with self._lock:
+            self._retry_at = 0.0
+            await self._write_pending()
+            if self._unsent:
+                await self._replay()
+
+    async def stop(self) -> None:
+        """Write what waits; what the database will not take stays in the journal for next time."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        await self.flush()
+        last = self.journal.close()
+        if last is not None:
+            # Records of the current segment that the flush did not write (it failed).
+            await asyncio.to_thread(Journal.make_durable, last)
+        if self._unsent or last is not None:
+            log.warning("usage journal %s keeps %d segment(s) for the next start", self.journal.directory,
+                        len(self._unsent) + (last is not None))

@@ -1,0 +1,99 @@
+"""The metering stage: exactly one usage record per call, however the call ends."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator
+from datetime import UTC, datetime
+from typing import Protocol
+
+from modelgate.metering.pricing import NANO, PriceBook
+from modelgate.metering.usage import UsageWatch, estimate_request_tokens
+from modelgate.pipeline.call import Call
+from modelgate.pipeline.chain import Handler
+from modelgate.schema.errors import GatewayError
+from modelgate.schema.events import Event
+from modelgate.schema.request import ChatRequest
+from modelgate.storage.records import UsageRecord
+
+CLIENT_CLOSED = 499  # nginx's status for a client that closed the connection before the answer
+
+
+class Recorder(Protocol):
+    def record(self, record: UsageRecord) -> None:
+        """Take the record without waiting (``UsageRecorder``)."""
+
+
+class Metering:
+    """Stage: watches the events of a call go by and, when the call ends (answered, failed,
+    refused by an inner stage, cut off, or abandoned by its client), hands one ``UsageRecord`` to
+    the recorder, priced from the price table.
+
+    It is the outermost stage, so that requests refused by rate limits or budgets are recorded
+    too (status 429, no tokens). Failures before the pipeline (bad key, bad JSON, unknown model)
+    have no call and no record.
+    """
+
+    def __init__(self, recorder: Recorder, prices: PriceBook) -> None:
+        self.recorder = recorder
+        self.prices = prices
+
+    def __call__(self, call: Call, next: Handler) -> AsyncGenerator[Event, None]:
+        return self._metered(call, next)
+
+    async def _metered(self, call: Call, next: Handler) -> AsyncGenerator[Event, None]:
+        watch = UsageWatch()
+        status = 200
+        error: str | None = None
+        try:
+            async for event in next(call):
+                watch.observe(event)
+                yield event
+        except GatewayError as failure:
+            status, error = failure.status, f"{failure.code or failure.type}: {failure.message}"
+            raise
+        except (asyncio.CancelledError, GeneratorExit):
+            # Cancelled by the client's disconnect, or closed by a surface that stopped reading.
+            status, error = CLIENT_CLOSED, "client closed the request"
+            raise
+        except Exception as failure:
+            status, error = 500, f"internal_error: {failure!r}"
+            raise
+        finally:
+            self.recorder.record(self.usage_record(call, watch, status, error))
+
+    def usage_record(self, call: Call, watch: UsageWatch, status: int, error: str | None) -> UsageRecord:
+        now = time.monotonic()
+        request = call.request
+        usage = watch.usage if watch.usage is not None else watch.final(estimate_request_tokens(request))
+        prices = self.prices.lookup(call.deployment.name, call.provider, call.upstream_model)
+        principal = call.principal
+        streamed = isinstance(request, ChatRequest) and request.stream
+        if isinstance(request, ChatRequest):
+            route = "messages" if request.source == "anthropic" else "chat"
+        else:
+            route = "embeddings"
+        return UsageRecord(
+            request_id=call.request_id,
+            created_at=datetime.fromtimestamp(time.time() - (now - call.started), UTC),
+            project=principal.project,
+            key_id=principal.key_id,
+            deployment=call.deployment.name,
+            provider=call.provider,
+            model=call.upstream_model,
+            route=route,
+            input_tokens=usage.input_tokens,
+            cached_input_tokens=usage.cached_input_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            output_tokens=usage.output_tokens,
+            cost=prices.cost.nanos(usage) / NANO,
+            price=prices.price.nanos(usage) / NANO,
+            latency_ms=round((now - call.started) * 1000, 3),
+            ttft_ms=(round((watch.first_token - call.started) * 1000, 3)
+                     if streamed and watch.first_token is not None else None),
+            status=status,
+            attempts=call.attempts,
+            error=error[:1000] if error else None,
+        )

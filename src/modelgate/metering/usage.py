@@ -1,0 +1,63 @@
+"""What a call used: the upstream's own count when it sent one, an estimate when it did not.
+
+A stream cut by the upstream or by a client that went away never gets its usage chunk, yet the
+provider bills for what it generated. Such a call is counted as its estimated input plus the
+output it streamed (four characters a token, as ``schema.tokens`` estimates), so that cutting a
+stream is no way around a budget. A call that no upstream accepted (no ``Start`` event) used
+nothing.
+"""
+
+from __future__ import annotations
+
+import time
+
+from modelgate.schema.events import Event, ReasoningDelta, Start, TextDelta, ToolCallDelta, Usage
+from modelgate.schema.request import ChatRequest, EmbeddingRequest
+from modelgate.schema.tokens import estimate_input_tokens, estimate_text_tokens
+
+
+def estimate_request_tokens(request: ChatRequest | EmbeddingRequest) -> int:
+    """Estimated input tokens of a chat or embeddings request."""
+    if isinstance(request, ChatRequest):
+        return estimate_input_tokens(request)
+    total = 0
+    for item in request.input:
+        # Token arrays are already tokens; strings are estimated.
+        total += estimate_text_tokens(item) if isinstance(item, str) else len(item)
+    return total
+
+
+class UsageWatch:
+    """Watches the events of one call go by: the usage reported, the output streamed, the first token."""
+
+    __slots__ = ("accepted", "first_token", "output_chars", "usage")
+
+    def __init__(self) -> None:
+        self.usage: Usage | None = None
+        self.accepted = False  # an upstream answered (Start)
+        self.output_chars = 0
+        self.first_token: float | None = None  # time.monotonic() of the first content event
+
+    def observe(self, event: Event) -> None:
+        # Ordered by how often each event comes: text deltas are most of a stream.
+        if isinstance(event, TextDelta | ReasoningDelta):
+            self.output_chars += len(event.text)
+            if self.first_token is None:
+                self.first_token = time.monotonic()
+        elif isinstance(event, ToolCallDelta):
+            self.output_chars += len(event.arguments) + len(event.name or "")
+            if self.first_token is None:
+                self.first_token = time.monotonic()
+        elif isinstance(event, Usage):
+            self.usage = event
+        elif isinstance(event, Start):
+            self.accepted = True
+
+    def final(self, estimated_input: int) -> Usage:
+        """The usage to account: reported, else estimated from what went by, else nothing."""
+        if self.usage is not None:
+            return self.usage
+        if not self.accepted:
+            return Usage()
+        return Usage(input_tokens=estimated_input,
+                     output_tokens=(self.output_chars + 3) // 4)

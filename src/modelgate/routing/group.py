@@ -1,0 +1,63 @@
+"""A deployment resolved for routing: its targets bound to provider objects and their health.
+
+Built once at start-up from ``DeploymentSettings``, so the request path does no lookups by name
+beyond finding the group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from modelgate.config.settings import DeploymentSettings, ModelFacts
+from modelgate.providers.base import Provider, UpstreamCall
+from modelgate.routing.health import Health, TargetHealth
+from modelgate.routing.window import SlidingCounts
+
+SHARE_SPAN_S = 60.0  # max_share holds over this sliding window of the group's traffic
+
+
+@dataclass(slots=True, eq=False)
+class Target:
+    provider: Provider
+    model: str
+    weight: float
+    facts: ModelFacts
+    upstream: UpstreamCall  # shared by every attempt; providers only read it
+    health: TargetHealth
+
+    @property
+    def label(self) -> str:
+        return f"{self.provider.name}/{self.model}"
+
+
+class Group:
+    """One deployment's targets and routing settings."""
+
+    __slots__ = ("fallbacks", "max_share", "name", "retries", "strategy", "targets", "timeout", "traffic")
+
+    def __init__(self, deployment: DeploymentSettings, providers: Mapping[str, Provider], health: Health) -> None:
+        self.name = deployment.name
+        self.strategy = deployment.strategy
+        self.fallbacks = list(deployment.fallbacks)
+        self.timeout = deployment.timeout
+        self.retries = deployment.retries
+        self.max_share = dict(deployment.max_share)
+        # Attempts sent to each provider, for max_share; None when the group sets no share.
+        self.traffic = SlidingCounts(SHARE_SPAN_S) if self.max_share else None
+        self.targets = [
+            Target(provider=providers[t.provider], model=t.model, weight=t.weight, facts=t.facts,
+                   upstream=UpstreamCall(model=t.model, timeout=deployment.timeout, facts=t.facts,
+                                         params=deployment.params),
+                   health=health.target(t.provider, t.model))
+            for t in deployment.targets
+        ]
+
+    def over_share(self, provider: str, now: float) -> bool:
+        """Whether one more attempt to ``provider`` would take it past its max_share."""
+        cap = self.max_share.get(provider)
+        if cap is None or self.traffic is None:
+            return False
+        counts = self.traffic.counts(now)
+        total = sum(counts.values())
+        return (counts.get(provider, 0) + 1) > cap * (total + 1)

@@ -1,0 +1,295 @@
+"""The end of the pipeline: pick a target, try it, fail over, retry, and pass the answer on.
+
+For a call to deployment D with fallbacks F1, F2, ... the router works through the groups D, F1,
+F2 in order (only D's own fallbacks, not theirs, so there are no cycles). In each group:
+
+1. **Failover.** The targets whose breaker allows them and whose context window fits the prompt,
+   ordered by the group's strategy (and ``max_share``), are tried once each, with no wait.
+2. **Retries.** Then up to ``retries`` more attempts go to targets this request already tried,
+   after jittered backoff or, where the upstream sent one, after its Retry-After, but only when
+   the wait ends within the request's deadline: its arrival plus the deployment's ``timeout``. A
+   longer wait is not taken; the router moves on to the fallbacks.
+
+Only what can succeed when sent again moves the request on: 429, 5xx, 529, refused connections,
+timeouts, a stream cut or a malformed body before the first content. A client error (400, 401,
+403, 404, 422) is raised at once. A prompt that is larger than a target's context window skips
+that target; an upstream ``context_length_exceeded`` skips every target no larger than that one.
+
+**Streams.** Nothing reaches the surface until an attempt has produced its first content event
+(a delta, ``Finish`` or ``Embeddings``; the provider's ``Start`` and any early ``Usage`` are held
+back until then), so a failover before that is invisible to the client. That event commits the
+attempt; a failure after it is raised as an ``UpstreamError`` saying the answer broke off, which
+the surface sends as the stream's error event. The breaker counts an attempt as a success only
+when its answer has arrived whole, so a target whose streams keep breaking off is cooled down too.
+
+The call records each attempt as it starts (``call.attempts``, retries included), and
+``call.provider`` / ``call.upstream_model`` name the target that answered, for the response
+headers; the ``Start`` event carries the model the upstream says answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+
+from modelgate.config.settings import DeploymentSettings
+from modelgate.pipeline.call import Call
+from modelgate.providers.base import Provider
+from modelgate.routing.backoff import backoff_delay
+from modelgate.routing.group import Group, Target
+from modelgate.routing.health import Health
+from modelgate.routing.strategies import order_targets
+from modelgate.schema.errors import GatewayError, InvalidRequest, UpstreamError
+from modelgate.schema.events import Event, Start, Usage
+from modelgate.schema.request import ChatRequest, EmbeddingRequest
+from modelgate.schema.tokens import estimate_input_tokens, estimate_text_tokens
+
+log = logging.getLogger("modelgate.routing")
+
+CONTEXT_EXCEEDED = "context_length_exceeded"
+TIMER_SLACK_S = 0.005
+
+
+class Router:
+    """The terminal handler of the pipeline; see the module docstring."""
+
+    def __init__(self, deployments: Mapping[str, DeploymentSettings], providers: Mapping[str, Provider],
+                 health: Health, rng: random.Random | None = None) -> None:
+        self.health = health
+        self.rng = rng or random.Random()
+        self.groups = {name: Group(d, providers, health) for name, d in deployments.items()}
+        self.chains = {name: [group] + [self.groups[f] for f in group.fallbacks if f != name]
+                       for name, group in self.groups.items()}
+
+    def __call__(self, call: Call) -> AsyncGenerator[Event, None]:
+        return self._route(call)
+
+    async def _route(self, call: Call) -> AsyncGenerator[Event, None]:
+        job = _Job(call, call.started + self.chains[call.deployment.name][0].timeout)
+        attempt = await self._answer(job)
+        target = attempt.target
+        try:
+            for event in attempt.head:
+                yield event
+            async for event in attempt.stream:
+                yield event
+        except UpstreamError as error:
+            target.health.failed(error, time.monotonic(), attempt.probe)
+            raise UpstreamError(
+                f"The answer from provider '{target.provider.name}' (model '{target.model}', deployment "
+                f"'{call.deployment.name}') broke off after it had started, so it could not be "
+                f"retried elsewhere: {error.message}",
+                provider=target.provider.name, status=error.status, type=error.type,
+                code=error.code or "upstream_broke_off") from error
+        else:
+            target.health.succeeded(time.monotonic(), attempt.probe)
+        finally:
+            target.health.release(attempt.probe)
+            await _close(attempt.stream)
+
+    async def _answer(self, job: _Job) -> _Attempt:
+        """Work through the chain until an attempt commits; raise what to tell the client if none does."""
+        chain = self.chains[job.call.deployment.name]
+        for group in chain:
+            now = time.monotonic()
+            allowed = [t for t in group.targets if t.health.allows(now) and job.fits(t)]
+            ordered = order_targets(group, allowed, self.rng, now, job.input_tokens,
+                                    _max_tokens(job.call.request))
+            for target in ordered:
+                if not target.health.allows(time.monotonic()) or not job.fits(target):
+                    continue  # its state changed while an earlier target was tried
+                attempt = await self._open(job, group, target)
+                if attempt is not None:
+                    return attempt
+            retries = group.retries
+            while retries > 0:
+                again, wait = self._next_retry(job, group)
+                if again is None:
+                    break
+                retries -= 1
+                job.retries += 1
+                if wait > 0:
+                    # Event-loop timers may fire a millisecond early; the breaker would still be shut.
+                    await asyncio.sleep(wait + TIMER_SLACK_S)
+                if not again.health.allows(time.monotonic()):
+                    continue  # another request holds its half-open probe
+                attempt = await self._open(job, group, again)
+                if attempt is not None:
+                    return attempt
+        raise self._unanswered(job, chain)
+
+    async def _open(self, job: _Job, group: Group, target: Target) -> _Attempt | None:
+        """Start an attempt and read it up to its first content; None if it failed retryably."""
+        call = job.call
+        started = time.monotonic()
+        health = target.health
+        probe = health.begin(started)
+        call.attempts += 1
+        call.provider = target.provider.name
+        call.upstream_model = target.model
+        job.tried.append(target)
+        if group.traffic is not None:
+            group.traffic.add(target.provider.name, started)
+        head: list[Event] = []
+        request = call.request
+        try:
+            stream = (target.provider.embed(request, target.upstream) if isinstance(request, EmbeddingRequest)
+                      else target.provider.chat(request, target.upstream))
+            async for event in stream:
+                head.append(event)
+                if isinstance(event, Start):
+                    if not event.model:
+                        event.model = target.model
+                    continue
+                if isinstance(event, Usage):
+                    continue  # says nothing to the client yet: not a commitment
+                break
+        except GatewayError as error:
+            health.release(probe)
+            self._failed(job, target, error, probe)
+            return None
+        except BaseException:
+            health.release(probe)
+            raise
+        for event in head:
+            if isinstance(event, Start):
+                call.upstream_model = event.model
+        health.committed(time.monotonic() - started)
+        return _Attempt(target, stream, head, probe)
+
+    def _failed(self, job: _Job, target: Target, error: GatewayError, probe: bool) -> None:
+        """Account for a failed attempt; raise what must not be retried or failed over."""
+        health = target.health
+        if isinstance(error, UpstreamError) and error.retryable:
+            now = time.monotonic()
+            health.failed(error, now, probe)
+            job.last_error = error
+            if error.retry_after is not None:
+                job.retry_at[id(target)] = now + error.retry_after
+            log.info("request %s: %s failed (%s), trying on: %s", job.call.request_id, target.label,
+                     error.status, error.message)
+            return
+        if isinstance(error, UpstreamError):
+            health.answered(probe)
+            if error.code == CONTEXT_EXCEEDED:
+                # Our estimate said it fits; the upstream disagrees. Larger windows may still take it.
+                job.too_small_for(target)
+                job.last_error = error
+                return
+        raise error
+
+    def _next_retry(self, job: _Job, group: Group) -> tuple[Target | None, float]:
+        """The target this request tried that can be tried again soonest within the deadline."""
+        now = time.monotonic()
+        best: Target | None = None
+        best_wait = 0.0
+        for target in job.tried:
+            if target not in group.targets or not job.fits(target):
+                continue
+            retry_at = job.retry_at.get(id(target))
+            if retry_at is not None and retry_at > now:
+                wait = retry_at - now  # the upstream said when; no backoff on top of it
+            elif target.health.allows(now) or retry_at is not None:
+                wait = backoff_delay(job.retries, self.rng)
+            else:
+                continue  # its breaker opened on failures: skipped until it recovers
+            if now + wait <= job.deadline and (best is None or wait < best_wait):
+                best, best_wait = target, wait
+        return best, best_wait
+
+    def _unanswered(self, job: _Job, chain: list[Group]) -> GatewayError:
+        """What to tell the client when no group answered."""
+        if job.last_error is not None:
+            return job.last_error
+        name = job.call.deployment.name
+        if job.too_small and not any(job.fits(t) for g in chain for t in g.targets):
+            sizes = ", ".join(f"{t.label} {t.facts.context_window}" for t in job.too_small)
+            return InvalidRequest(
+                f"The prompt is about {job.input_tokens()} tokens, more than the context window of every "
+                f"target of deployment '{name}' and its fallbacks ({sizes}). Shorten the prompt, or add a "
+                "fallback with a larger context window.", param="messages", code=CONTEXT_EXCEEDED)
+        now = time.monotonic()
+        cooling = [t for g in chain for t in g.targets if job.fits(t)]
+        wait = min((t.health.ready_at(now) - now for t in cooling), default=1.0)
+        wait = max(wait, 0.0) if wait != float("inf") else 1.0
+        rate_limited = bool(cooling) and all(t.health.last_status == 429 for t in cooling)
+        names = ", ".join(f"{t.label} ({t.health.reason or t.health.state})" for t in cooling)
+        return UpstreamError(
+            f"No target of deployment '{name}' or its fallbacks can take requests now: {names}. "
+            f"Retry in {wait:.1f}s.", provider=cooling[0].provider.name if cooling else "",
+            status=429 if rate_limited else 503, code="no_healthy_target", retry_after=wait)
+
+
+class _Attempt:
+    __slots__ = ("head", "probe", "stream", "target")
+
+    def __init__(self, target: Target, stream: AsyncIterator[Event], head: list[Event], probe: bool) -> None:
+        self.target = target
+        self.stream = stream
+        self.head = head
+        self.probe = probe
+
+
+class _Job:
+    """One request's way through the chain: what was tried and what it learned."""
+
+    __slots__ = ("_tokens", "call", "ceiling", "deadline", "excluded", "last_error", "retries", "retry_at",
+                 "too_small", "tried")
+
+    def __init__(self, call: Call, deadline: float) -> None:
+        self.call = call
+        self.deadline = deadline
+        self.last_error: GatewayError | None = None
+        self.retries = 0
+        self.tried: list[Target] = []
+        self.retry_at: dict[int, float] = {}  # id(target) -> when its Retry-After ends
+        self.too_small: list[Target] = []
+        self.ceiling: int | None = None  # an upstream said a window this large is too small
+        self.excluded: set[int] = set()  # id() of targets an upstream said the prompt is too large for
+        self._tokens: int | None = None
+
+    def input_tokens(self) -> int:
+        if self._tokens is None:
+            self._tokens = _estimate_tokens(self.call.request)
+        return self._tokens
+
+    def fits(self, target: Target) -> bool:
+        window = target.facts.context_window
+        if self.excluded and id(target) in self.excluded:
+            return False
+        if window is None or isinstance(self.call.request, EmbeddingRequest):
+            return True
+        if self.ceiling is not None and window <= self.ceiling:
+            return False
+        if self.input_tokens() > window:
+            if target not in self.too_small:
+                self.too_small.append(target)
+            return False
+        return True
+
+    def too_small_for(self, target: Target) -> None:
+        window = target.facts.context_window
+        if window is not None:
+            self.ceiling = window if self.ceiling is None else max(self.ceiling, window)
+        self.excluded.add(id(target))
+        self.too_small.append(target)
+
+
+def _max_tokens(request: ChatRequest | EmbeddingRequest) -> int | None:
+    return request.max_tokens if isinstance(request, ChatRequest) else None
+
+
+def _estimate_tokens(request: ChatRequest | EmbeddingRequest) -> int:
+    if isinstance(request, ChatRequest):
+        return estimate_input_tokens(request)
+    return sum(estimate_text_tokens(item) if isinstance(item, str) else len(item) for item in request.input)
+
+
+async def _close(stream: AsyncIterator[Event]) -> None:
+    # Providers' streams are async generators; closing one releases its upstream connection now.
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()

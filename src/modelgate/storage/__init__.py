@@ -1,0 +1,53 @@
+"""The gateway's database: projects and keys, usage records, prices (SQLite or PostgreSQL).
+
+    Storage.open(database_url)        engine for sqlite:///PATH or postgresql://...
+    storage.prepare() / upgrade()     numbered migrations (migrations.py)
+    storage.keys                      projects and keys (keys.py)
+    storage.write_usage(records)      idempotent by request id; StorageUnavailable when down
+    storage.spend / query_usage       budgets and reports (usage.py)
+    storage.prices                    the versioned price table (prices.py)
+
+Storage imports nothing of the project but ``config.settings`` (for prices) and is imported by
+auth, metering, the admin surface and the CLI. Nothing on the request path waits for it.
+"""
+
+from modelgate.storage.errors import (
+    AlreadyExists,
+    RecordNotFound,
+    SchemaOutdated,
+    StorageError,
+    StorageUnavailable,
+)
+from modelgate.storage.prices import PriceKey, prices_from_settings
+from modelgate.storage.records import (
+    GROUP_BY,
+    KeyChanges,
+    KeyRecord,
+    LimitFields,
+    PriceEntry,
+    ProjectRecord,
+    UsageFilters,
+    UsageRecord,
+    UsageRow,
+)
+from modelgate.storage.store import Storage
+
+__all__ = [
+    "GROUP_BY",
+    "AlreadyExists",
+    "KeyChanges",
+    "KeyRecord",
+    "LimitFields",
+    "PriceEntry",
+    "PriceKey",
+    "ProjectRecord",
+    "RecordNotFound",
+    "SchemaOutdated",
+    "Storage",
+    "StorageError",
+    "StorageUnavailable",
+    "UsageFilters",
+    "UsageRecord",
+    "UsageRow",
+    "prices_from_settings",
+]

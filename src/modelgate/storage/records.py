@@ -1,0 +1,149 @@
+"""The rows the gateway stores, as plain dataclasses: what the storage API takes and returns.
+
+Timestamps are timezone-aware UTC ``datetime`` objects everywhere (in and out); money is USD as a
+float; token prices are USD per million tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+ROUTES = ("chat", "embeddings", "messages")
+BUDGET_PERIODS = ("day", "month")
+# What a usage report can be grouped by (``day`` is the UTC calendar day of ``created_at``).
+GROUP_BY = ("project", "key", "deployment", "provider", "model", "day")
+
+
+@dataclass(slots=True, kw_only=True)
+class UsageRecord:
+    """One request through the gateway, written exactly once (``request_id`` is the primary key)."""
+
+    request_id: str
+    created_at: datetime  # UTC, when the request arrived
+    project: str | None
+    key_id: str | None  # "master" for the master key, None for an open gateway
+    deployment: str
+    provider: str | None  # the provider that answered (the last one tried), None if none was
+    model: str | None  # the upstream model id
+    route: str  # "chat" | "embeddings" | "messages"
+    input_tokens: int = 0  # all input tokens, cached ones included
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0  # part of output_tokens
+    output_tokens: int = 0
+    cost: float = 0.0  # USD the provider charges for this request
+    price: float = 0.0  # USD the customer is charged (equals cost where no customer price is set)
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None  # time to first token; None when not streamed or no token came
+    status: int = 200  # the HTTP status the client got
+    attempts: int = 0
+    error: str | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class LimitFields:
+    """Limits a project or a key may carry; None means none. Same names as the CLI flags."""
+
+    deployments: list[str] | None = None  # None: every deployment
+    rpm: int | None = None
+    tpm: int | None = None
+    budget: float | None = None  # USD per budget_period, counted in customer price
+    budget_period: str = "month"  # "day" | "month"
+
+
+@dataclass(slots=True, kw_only=True)
+class ProjectRecord(LimitFields):
+    name: str
+    created_at: datetime
+    revision: int = 0  # the key-change revision that last touched this row
+
+
+@dataclass(slots=True, kw_only=True)
+class KeyRecord(LimitFields):
+    """A stored key: its SHA-256 hash, never its plaintext."""
+
+    id: str  # "key_..." shown by `modelgate keys list`, used to revoke
+    project: str
+    key_hash: str  # hex SHA-256 of the plaintext key
+    prefix: str  # the first characters of the key, to recognise it in lists
+    name: str | None = None
+    expires_at: datetime | None = None
+    created_at: datetime
+    revoked_at: datetime | None = None
+    revision: int = 0
+
+
+@dataclass(slots=True, kw_only=True)
+class KeyChanges:
+    """Keys and projects changed after a revision (revoked keys included), up to ``revision``."""
+
+    revision: int
+    keys: list[KeyRecord] = field(default_factory=list)
+    projects: list[ProjectRecord] = field(default_factory=list)
+
+
+@dataclass(slots=True, kw_only=True)
+class PriceEntry:
+    """USD per million tokens for one (deployment, provider, model): the provider's cost and the
+    price the customer pays. A None price is unknown; cost code treats it as 0."""
+
+    deployment: str
+    provider: str
+    model: str
+    input_cost: float | None = None
+    output_cost: float | None = None
+    cached_input_cost: float | None = None
+    cache_write_cost: float | None = None
+    input_price: float | None = None
+    output_price: float | None = None
+    cached_input_price: float | None = None
+    cache_write_price: float | None = None
+    valid_from: datetime | None = None  # set by storage when the entry is written
+
+    def same_prices(self, other: PriceEntry) -> bool:
+        return all(getattr(self, name) == getattr(other, name) for name in PRICE_FIELDS)
+
+
+PRICE_FIELDS = (
+    "input_cost", "output_cost", "cached_input_cost", "cache_write_cost",
+    "input_price", "output_price", "cached_input_price", "cache_write_price",
+)
+
+
+@dataclass(slots=True, kw_only=True)
+class UsageFilters:
+    """Which usage records a report covers; None means any. ``since`` inclusive, ``until`` exclusive."""
+
+    project: str | None = None
+    key_id: str | None = None
+    deployment: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class UsageRow:
+    """One line of a usage report: the group's values (only those grouped by are set) and totals."""
+
+    project: str | None = None
+    key_id: str | None = None
+    deployment: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    day: str | None = None  # YYYY-MM-DD (UTC)
+    requests: int = 0
+    errors: int = 0  # status >= 400
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0  # what the providers charge
+    revenue: float = 0.0  # what the customers are charged (sum of price)
+
+    @property
+    def margin(self) -> float:
+        return self.revenue - self.cost

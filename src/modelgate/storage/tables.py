@@ -1,0 +1,131 @@
+"""The tables as they are after the newest migration, for queries (``migrations.py`` builds them).
+
+Timestamps are stored as UTC and read back as timezone-aware UTC datetimes on every dialect.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out (naive ones in are taken as UTC). SQLite keeps no zone,
+    so values are stored as naive UTC there, which also keeps its text comparisons in time order."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        # A naive value is taken as UTC (what datetime.utcnow() and most drivers mean) rather than
+        # refused: one such record must not make a whole batch of usage unwritable.
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def limit_columns() -> list[Column[Any]]:
+    return [
+        Column("deployments", JSON(none_as_null=True), nullable=True),  # list of names; NULL: every deployment
+        Column("rpm", Integer, nullable=True),
+        Column("tpm", BigInteger, nullable=True),
+        Column("budget", Float, nullable=True),
+        Column("budget_period", String(8), nullable=False, server_default="month"),
+    ]
+
+
+metadata = MetaData()
+
+schema_migrations = Table(
+    "schema_migrations", metadata,
+    Column("name", String(100), primary_key=True),
+    Column("applied_at", UTCDateTime, nullable=False),
+)
+
+# Named values: "installation" (a random id shared by the processes of one database) and
+# "key_revision" (bumped by every change to keys or projects; see keys.py).
+counters = Table(
+    "counters", metadata,
+    Column("name", String(50), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+    Column("text", String(100), nullable=True),
+)
+
+projects = Table(
+    "projects", metadata,
+    Column("name", String(200), primary_key=True),
+    *limit_columns(),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revision", BigInteger, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("project", String(200), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(20), nullable=False),
+    Column("name", String(200), nullable=True),
+    *limit_columns(),
+    Column("expires_at", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    Column("revision", BigInteger, nullable=False),
+)
+
+usage = Table(
+    "usage", metadata,
+    Column("request_id", String(100), primary_key=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("project", String(200), nullable=True),
+    Column("key_id", String(40), nullable=True),
+    Column("deployment", String(200), nullable=False),
+    Column("provider", String(200), nullable=True),
+    Column("model", String(200), nullable=True),
+    Column("route", String(20), nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("cached_input_tokens", BigInteger, nullable=False),
+    Column("cache_write_tokens", BigInteger, nullable=False),
+    Column("reasoning_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("cost", Float, nullable=False),
+    Column("price", Float, nullable=False),
+    Column("latency_ms", Float, nullable=False),
+    Column("ttft_ms", Float, nullable=True),
+    Column("status", Integer, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("error", Text, nullable=True),
+)
+
+prices = Table(
+    "prices", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("deployment", String(200), nullable=False),
+    Column("provider", String(200), nullable=False),
+    Column("model", String(200), nullable=False),
+    *(Column(name, Float, nullable=True) for name in (
+        "input_cost", "output_cost", "cached_input_cost", "cache_write_cost",
+        "input_price", "output_price", "cached_input_price", "cache_write_price")),
+    Column("valid_from", UTCDateTime, nullable=False),
+)

@@ -1,0 +1,1 @@
+"""The admin surface: /admin (projects, keys, usage, statements) with its own OpenAPI document."""

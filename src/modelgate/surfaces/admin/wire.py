@@ -1,0 +1,193 @@
+"""The admin API's JSON and CSV: projects, keys, usage reports and provider statements.
+
+The CLI prints the same shapes (``--json``, ``--csv``), so a script can switch between the two.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from modelgate.auth.keyadmin import IssuedKey
+from modelgate.schema.errors import InvalidRequest
+from modelgate.storage import GROUP_BY, KeyRecord, ProjectRecord, UsageFilters, UsageRow
+
+TOKEN_FIELDS = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "output_tokens")
+USAGE_FIELDS = ("requests", "errors", *TOKEN_FIELDS, "cost", "revenue", "margin")
+STATEMENT_FIELDS = ("provider", "model", "requests", *TOKEN_FIELDS, "cost")
+
+
+def _time(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def _money(value: float) -> float:
+    # Sums of float prices carry noise in the last digits; a millionth of a cent is plenty.
+    return round(value, 8)
+
+
+def limits_json(record: KeyRecord | ProjectRecord) -> dict[str, Any]:
+    return {"deployments": record.deployments, "rpm": record.rpm, "tpm": record.tpm,
+            "budget": record.budget, "budget_period": record.budget_period}
+
+
+def project_json(record: ProjectRecord) -> dict[str, Any]:
+    return {"object": "project", "name": record.name, **limits_json(record), "created_at": _time(record.created_at)}
+
+
+def key_json(record: KeyRecord) -> dict[str, Any]:
+    return {"object": "api_key", "id": record.id, "project": record.project, "name": record.name,
+            "prefix": record.prefix, **limits_json(record), "expires_at": _time(record.expires_at),
+            "created_at": _time(record.created_at), "revoked_at": _time(record.revoked_at),
+            "status": key_status(record)}
+
+
+def key_status(record: KeyRecord, now: datetime | None = None) -> str:
+    if record.revoked_at is not None:
+        return "revoked"
+    if record.expires_at is not None and record.expires_at <= (now or datetime.now(UTC)):
+        return "expired"
+    return "active"
+
+
+def issued_key_json(issued: IssuedKey) -> dict[str, Any]:
+    """The answer to creating a key: the only time its plaintext is shown."""
+    return {**key_json(issued.record), "key": issued.key}
+
+
+def usage_row_json(row: UsageRow, group_by: Sequence[str]) -> dict[str, Any]:
+    body: dict[str, Any] = {name: getattr(row, "key_id" if name == "key" else name) for name in group_by}
+    body.update({name: getattr(row, name) for name in ("requests", "errors", *TOKEN_FIELDS)})
+    body.update(cost=_money(row.cost), revenue=_money(row.revenue), margin=_money(row.margin))
+    return body
+
+
+def totals(rows: Sequence[UsageRow]) -> UsageRow:
+    total = UsageRow()
+    for row in rows:
+        for name in ("requests", "errors", *TOKEN_FIELDS, "cost", "revenue"):
+            setattr(total, name, getattr(total, name) + getattr(row, name))
+    return total
+
+
+def usage_report_json(rows: Sequence[UsageRow], filters: UsageFilters, group_by: Sequence[str]) -> dict[str, Any]:
+    return {"object": "usage_report", "filters": filters_json(filters), "group_by": list(group_by),
+            "data": [usage_row_json(row, group_by) for row in rows],
+            "totals": usage_row_json(totals(rows), ())}
+
+
+def filters_json(filters: UsageFilters) -> dict[str, Any]:
+    return {"project": filters.project, "key": filters.key_id, "deployment": filters.deployment,
+            "provider": filters.provider, "model": filters.model,
+            "since": _time(filters.since), "until": _time(filters.until)}
+
+
+def usage_csv(rows: Sequence[UsageRow], group_by: Sequence[str]) -> str:
+    return _csv([*group_by, *USAGE_FIELDS], [usage_row_json(row, group_by) for row in rows])
+
+
+@dataclass(slots=True, kw_only=True)
+class Statement:
+    """What is owed to one provider for a period: its cost, by model."""
+
+    provider: str
+    since: datetime | None
+    until: datetime | None
+    lines: list[UsageRow] = field(default_factory=list)
+
+    @property
+    def total(self) -> float:
+        return sum(line.cost for line in self.lines)
+
+
+def statements(rows: Sequence[UsageRow], since: datetime | None, until: datetime | None) -> list[Statement]:
+    """Statements from usage grouped by provider and model. Requests that reached no provider
+    owe nothing and are left out."""
+    by_provider: dict[str, Statement] = {}
+    for row in rows:
+        if row.provider is None:
+            continue
+        statement = by_provider.setdefault(row.provider, Statement(provider=row.provider, since=since, until=until))
+        statement.lines.append(row)
+    return list(by_provider.values())
+
+
+def statement_json(statement: Statement) -> dict[str, Any]:
+    return {"object": "statement", "provider": statement.provider, "since": _time(statement.since),
+            "until": _time(statement.until),
+            "lines": [{"model": line.model, **{name: getattr(line, name) for name in ("requests", *TOKEN_FIELDS)},
+                       "cost": _money(line.cost)} for line in statement.lines],
+            "requests": sum(line.requests for line in statement.lines), "total": _money(statement.total)}
+
+
+def statements_csv(found: Sequence[Statement]) -> str:
+    rows = [{"provider": s.provider, **line} for s in found for line in statement_json(s)["lines"]]
+    return _csv(list(STATEMENT_FIELDS), rows)
+
+
+def _csv(columns: list[str], rows: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({name: "" if row.get(name) is None else row[name] for name in columns})
+    return out.getvalue()
+
+
+# -- reading report parameters (query string or CLI flags) -------------------------------------
+
+def parse_time(value: str, name: str) -> datetime:
+    """An ISO date (midnight UTC) or date-time (UTC unless it names a zone)."""
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value)
+            return datetime(day.year, day.month, day.day, tzinfo=UTC)
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidRequest(f"'{name}' must be an ISO date (2030-01-31) or date-time (2030-01-31T12:00:00Z), "
+                             f"got {value!r}", param=name) from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def parse_group_by(value: str | None) -> list[str]:
+    names = [name.strip() for name in (value or "").split(",") if name.strip()]
+    for name in names:
+        if name not in GROUP_BY:
+            raise InvalidRequest(f"cannot group by {name!r}; use a comma-separated list of {', '.join(GROUP_BY)}",
+                                 param="group_by")
+    return list(dict.fromkeys(names))
+
+
+def parse_period(value: str) -> tuple[datetime, datetime]:
+    """A month (2030-01) or a day (2030-01-31) as [since, until)."""
+    try:
+        if len(value) == 7:
+            start = datetime.strptime(value, "%Y-%m").replace(tzinfo=UTC)
+            end = (start + timedelta(days=32)).replace(day=1)
+            return start, end
+        start = parse_time(value, "period")
+        return start, start + timedelta(days=1)
+    except (ValueError, InvalidRequest):
+        raise InvalidRequest(f"'period' must be a month (2030-01) or a day (2030-01-31), got {value!r}",
+                             param="period") from None
+
+
+def report_filters(params: dict[str, str]) -> UsageFilters:
+    """Filters from parameters named as the CLI's flags: project, key, deployment, provider, model,
+    since, until, period."""
+    filters = UsageFilters(project=params.get("project"), key_id=params.get("key"),
+                           deployment=params.get("deployment"), provider=params.get("provider"),
+                           model=params.get("model"))
+    if params.get("period"):
+        filters.since, filters.until = parse_period(params["period"])
+    if params.get("since"):
+        filters.since = parse_time(params["since"], "since")
+    if params.get("until"):
+        filters.until = parse_time(params["until"], "until")
+    if filters.since and filters.until and filters.until <= filters.since:
+        raise InvalidRequest("'until' must be after 'since' (until is exclusive)", param="until")
+    return filters

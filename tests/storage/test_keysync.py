@@ -1,0 +1,151 @@
+"""Keys in memory: the cache the request path reads, and how it follows the database."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from modelgate.auth import Authenticator, Limits
+from modelgate.auth.keyadmin import KeyAdmin, KeySpec
+from modelgate.auth.keystore import KeyCache, generate_key, hash_key
+from modelgate.auth.keysync import KeySync
+from modelgate.schema.errors import AuthenticationFailed
+from modelgate.storage import LimitFields, Storage
+
+DEPLOYMENTS = ["chat", "embed", "fast"]
+
+
+def test_keys_are_long_random_and_only_their_hash_is_kept() -> None:
+    keys = {generate_key() for _ in range(100)}
+    assert len(keys) == 100
+    key = keys.pop()
+    assert key.startswith("mg-") and len(key) == 46
+    assert len(hash_key(key)) == 64 and hash_key(key) != hash_key(key + "x")
+
+
+async def test_the_cache_follows_keys_projects_and_revocations(storage: Storage) -> None:
+    admin = KeyAdmin(storage, DEPLOYMENTS, changed=_ignore)
+    await admin.create_project("p", LimitFields(deployments=["chat", "embed"], rpm=100, budget=10.0))
+    narrow = await admin.create_key(KeySpec(project="p", limits=LimitFields(deployments=["chat", "fast"], tpm=50)))
+    wide = await admin.create_key(KeySpec(project="p"))
+    cache = KeyCache()
+    cache.load(await storage.keys.load_active())
+
+    principal = cache.lookup(narrow.key)
+    assert principal is not None
+    assert (principal.key_id, principal.project) == (narrow.record.id, "p")
+    # What both the key and its project allow.
+    assert principal.deployments == frozenset({"chat"})
+    assert principal.key_limits == Limits(tpm=50)
+    assert principal.project_limits == Limits(rpm=100, budget=10.0)
+    wide_principal = cache.lookup(wide.key)
+    assert wide_principal is not None and wide_principal.deployments == frozenset({"chat", "embed"})
+    assert cache.lookup("mg-not-a-key") is None
+
+    await admin.update_project("p", {"deployments": None, "rpm": 5})
+    await admin.revoke_key(wide.record.id)
+    changes = await storage.keys.changes_since(cache.revision)
+    assert changes is not None
+    cache.apply(changes)
+    principal = cache.lookup(narrow.key)
+    assert principal is not None
+    assert principal.deployments == frozenset({"chat", "fast"})
+    assert principal.project_limits == Limits(rpm=5, budget=10.0)
+    assert cache.lookup(wide.key) is None
+    assert len(cache) == 1
+    assert await storage.keys.changes_since(cache.revision) is None
+
+
+async def test_an_expired_key_fails_on_the_request_that_comes_after_its_expiry(storage: Storage) -> None:
+    admin = KeyAdmin(storage, DEPLOYMENTS, changed=_ignore)
+    expires = datetime.now(UTC) + timedelta(hours=1)
+    issued = await admin.create_key(KeySpec(project="p", expires_at=expires))
+    cache = KeyCache()
+    cache.load(await storage.keys.load_active())
+    assert cache.lookup(issued.key, now=expires.timestamp() - 1) is not None
+    with pytest.raises(AuthenticationFailed, match="expired"):
+        cache.lookup(issued.key, now=expires.timestamp())
+
+
+async def test_authenticator_takes_the_master_key_and_project_keys(storage: Storage) -> None:
+    admin = KeyAdmin(storage, DEPLOYMENTS, changed=_ignore)
+    issued = await admin.create_key(KeySpec(project="p"))
+    cache = KeyCache()
+    cache.load(await storage.keys.load_active())
+    auth = Authenticator("sk-master", cache)
+    assert auth.authenticate({"authorization": "Bearer sk-master"}).key_id == "master"
+    assert auth.authenticate({"x-api-key": issued.key}).key_id == issued.record.id
+    assert auth.authenticate({"api-key": issued.key}).project == "p"
+    with pytest.raises(AuthenticationFailed):
+        auth.authenticate({"authorization": "Bearer mg-wrong"})
+    # On a gateway without a master key a project key still carries its project and limits.
+    assert Authenticator(None, cache).authenticate({"x-api-key": issued.key}).project == "p"
+    assert Authenticator(None, cache).authenticate({}).key_id == "master"
+
+
+class Process:
+    """What one gateway process holds: its own engine, cache and sync."""
+
+    def __init__(self, storage: Storage, sync: KeySync) -> None:
+        self.storage = storage
+        self.sync = sync
+        self.cache = sync.cache
+        self.admin = KeyAdmin(storage, DEPLOYMENTS, changed=sync.changed)
+
+
+@pytest.fixture
+async def processes(request: pytest.FixtureRequest, storage: Storage) -> AsyncIterator[list[Process]]:
+    redis_url = request.getfixturevalue("redis_url") if request.param == "redis" else None
+    started: list[Process] = []
+    try:
+        for _ in range(2):
+            own = await Storage.open(storage.url)
+            sync = KeySync(own, KeyCache(), redis_url, interval=0.2 if redis_url is None else 60)
+            started.append(Process(own, sync))
+            await sync.start()
+        yield started
+    finally:
+        for process in started:
+            await process.sync.stop()
+            await process.storage.close()
+
+
+@pytest.mark.parametrize("processes", ["redis"], indirect=True)
+async def test_with_redis_a_change_is_applied_everywhere_before_the_call_returns(processes: list[Process]) -> None:
+    a, b = processes  # their periodic refresh is 60 s away: only Redis can carry the change
+    issued = await a.admin.create_key(KeySpec(project="p"))
+    assert b.cache.lookup(issued.key) is not None
+    await a.admin.revoke_key(issued.record.id)
+    assert a.cache.lookup(issued.key) is None
+    assert b.cache.lookup(issued.key) is None
+    await b.admin.update_project("p", {"rpm": 7})
+    assert a.cache.revision == b.cache.revision
+
+
+@pytest.mark.parametrize("processes", ["no redis"], indirect=True)
+async def test_without_redis_the_refresh_applies_changes_within_its_interval(processes: list[Process]) -> None:
+    a, b = processes
+    issued = await a.admin.create_key(KeySpec(project="p"))
+    assert a.cache.lookup(issued.key) is not None  # the changing process at once
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    while b.cache.lookup(issued.key) is None:
+        assert loop.time() - start < 2, "the refresh did not pick up the new key"
+        await asyncio.sleep(0.02)
+
+
+async def test_an_unreachable_redis_does_not_stop_start_up_or_changes(storage: Storage) -> None:
+    sync = KeySync(storage, KeyCache(), "redis://127.0.0.1:1/0", interval=60)
+    await sync.start()
+    try:
+        issued = await KeyAdmin(storage, DEPLOYMENTS, changed=sync.changed).create_key(KeySpec(project="p"))
+        assert sync.cache.lookup(issued.key) is not None
+    finally:
+        await sync.stop()
+
+
+async def _ignore(revision: int) -> None:
+    return None
