@@ -38,7 +38,7 @@ from modelgate.schema.request import (
 )
 
 # The field validators are the OpenAI surface's; they say "'name' must be ..." in any format.
-from modelgate.surfaces.openai.requests import _bad, _boolean, _integer, _number, _type_name
+from modelgate.surfaces.fields import bad, boolean, integer, number, type_name
 
 # Fields the canonical request carries whole; every other one goes to ``extra`` (thinking,
 # output_config and metadata beside their canonical translation).
@@ -72,7 +72,7 @@ def split_signature(signature: str) -> tuple[str | None, str | None, bool]:
 def _text_of(block: dict[str, Any], at: str) -> str:
     text = block.get("text")
     if not isinstance(text, str):
-        raise _bad(f"'{at}.text' must be a string", f"{at}.text")
+        raise bad(f"'{at}.text' must be a string", f"{at}.text")
     return text
 
 
@@ -83,23 +83,23 @@ def _image(block: dict[str, Any], at: str) -> ImagePart:
     if kind == "base64" and isinstance(source, dict):
         data, media_type = source.get("data"), source.get("media_type")
         if not isinstance(data, str) or not isinstance(media_type, str):
-            raise _bad(f"'{at}.source' must be {{type: 'base64', media_type, data}}", f"{at}.source")
+            raise bad(f"'{at}.source' must be {{type: 'base64', media_type, data}}", f"{at}.source")
         return ImagePart(f"data:{media_type};base64,{data}", cache_control=cache_control)
     if kind == "url" and isinstance(source, dict) and isinstance(source.get("url"), str):
         return ImagePart(source["url"], cache_control=cache_control)
-    raise _bad(f"'{at}.source' must be {{type: 'base64', media_type, data}} or {{type: 'url', url}}; "
+    raise bad(f"'{at}.source' must be {{type: 'base64', media_type, data}} or {{type: 'url', url}}; "
                "file sources (the Files API) are not served by this gateway", f"{at}.source")
 
 
 def _unsupported_block(kind: Any, at: str, role: str) -> InvalidRequest:
     if kind == "document":
-        return _bad(f"'{at}': document blocks are not supported by this gateway; send the document's "
+        return bad(f"'{at}': document blocks are not supported by this gateway; send the document's "
                     "text as a text block (or a PDF page as an image block)", f"{at}.type")
     if kind in ("tool_use", "thinking", "redacted_thinking") and role != "assistant":
-        return _bad(f"'{at}': {kind} blocks belong in assistant turns", f"{at}.type")
+        return bad(f"'{at}': {kind} blocks belong in assistant turns", f"{at}.type")
     if kind == "tool_result" and role != "user":
-        return _bad(f"'{at}': tool_result blocks belong in user turns", f"{at}.type")
-    return _bad(f"'{at}.type' {kind!r} is not supported here: this gateway serves text, image, tool_use, "
+        return bad(f"'{at}': tool_result blocks belong in user turns", f"{at}.type")
+    return bad(f"'{at}.type' {kind!r} is not supported here: this gateway serves text, image, tool_use, "
                 "tool_result, thinking and redacted_thinking blocks (server tools run only on Anthropic)",
                 f"{at}.type")
 
@@ -107,7 +107,7 @@ def _unsupported_block(kind: Any, at: str, role: str) -> InvalidRequest:
 def _tool_result(block: dict[str, Any], at: str) -> Message:
     tool_use_id = block.get("tool_use_id")
     if not isinstance(tool_use_id, str) or not tool_use_id:
-        raise _bad(f"'{at}.tool_use_id' is required: the id of the tool_use block this answers",
+        raise bad(f"'{at}.tool_use_id' is required: the id of the tool_use block this answers",
                    f"{at}.tool_use_id")
     content = block.get("content")
     parts: list[Part] = []
@@ -122,10 +122,10 @@ def _tool_result(block: dict[str, Any], at: str) -> Message:
             elif kind == "image":
                 parts.append(_image(item, where))
             else:
-                raise _bad(f"'{where}.type' {kind!r} is not supported in a tool result; use text or image",
+                raise bad(f"'{where}.type' {kind!r} is not supported in a tool result; use text or image",
                            f"{where}.type")
     elif content is not None:
-        raise _bad(f"'{at}.content' must be a string or an array of text and image blocks", f"{at}.content")
+        raise bad(f"'{at}.content' must be a string or an array of text and image blocks", f"{at}.content")
     cache_control = block.get("cache_control")
     if cache_control is not None:
         # The canonical form of a marker on the result block itself: an empty part bearing it.
@@ -137,9 +137,9 @@ def _tool_result(block: dict[str, Any], at: str) -> Message:
 def _tool_use(block: dict[str, Any], at: str) -> ToolCallPart:
     call_id, name, arguments = block.get("id"), block.get("name"), block.get("input", {})
     if not isinstance(call_id, str) or not isinstance(name, str):
-        raise _bad(f"'{at}' must be {{type: 'tool_use', id, name, input}}", at)
+        raise bad(f"'{at}' must be {{type: 'tool_use', id, name, input}}", at)
     if not isinstance(arguments, dict):
-        raise _bad(f"'{at}.input' must be an object, got {_type_name(arguments)}", f"{at}.input")
+        raise bad(f"'{at}.input' must be an object, got {type_name(arguments)}", f"{at}.input")
     return ToolCallPart(id=call_id, name=name, arguments=orjson.dumps(arguments).decode())
 
 
@@ -147,7 +147,7 @@ def _block(block: Any, at: str, role: str) -> tuple[Part | Message, bool]:
     """One content block as a part (a tool result as a ``tool`` message), and whether it is a
     thinking block that carries the signature of the tool call after it."""
     if not isinstance(block, dict):
-        raise _bad(f"'{at}' must be an object with a 'type'", at)
+        raise bad(f"'{at}' must be an object with a 'type'", at)
     kind = block.get("type")
     if kind == "text":
         return TextPart(_text_of(block, at), cache_control=block.get("cache_control")), False
@@ -162,13 +162,13 @@ def _block(block: Any, at: str, role: str) -> tuple[Part | Message, bool]:
     if kind == "thinking":
         thinking, signature = block.get("thinking", ""), block.get("signature") or ""
         if not isinstance(thinking, str) or not isinstance(signature, str):
-            raise _bad(f"'{at}' must be {{type: 'thinking', thinking, signature}}", at)
+            raise bad(f"'{at}' must be {{type: 'thinking', thinking, signature}}", at)
         sig, origin, on_call = split_signature(signature)
         return ReasoningPart(text=thinking, signature=sig, origin=origin), on_call
     if kind == "redacted_thinking":
         data = block.get("data")
         if not isinstance(data, str):
-            raise _bad(f"'{at}.data' must be the string the redacted_thinking block came with", f"{at}.data")
+            raise bad(f"'{at}.data' must be the string the redacted_thinking block came with", f"{at}.data")
         return ReasoningPart(redacted=data, origin=ANTHROPIC_ORIGIN), False
     raise _unsupported_block(kind, at, role)
 
@@ -177,15 +177,15 @@ def parse_turn(raw: Any, i: int) -> list[Message]:
     """One Anthropic message as canonical messages: tool results become ``tool`` messages in place."""
     where = f"messages[{i}]"
     if not isinstance(raw, dict):
-        raise _bad(f"'{where}' must be an object with 'role' and 'content'", where)
+        raise bad(f"'{where}' must be an object with 'role' and 'content'", where)
     role = raw.get("role")
     if role not in ("user", "assistant", "system"):
-        raise _bad(f"'{where}.role' must be 'user' or 'assistant' (or 'system'); got {role!r}", f"{where}.role")
+        raise bad(f"'{where}.role' must be 'user' or 'assistant' (or 'system'); got {role!r}", f"{where}.role")
     content = raw.get("content")
     if isinstance(content, str):
         return [Message(role=role, content=[TextPart(content)])]
     if not isinstance(content, list):
-        raise _bad(f"'{where}.content' must be a string or an array of content blocks", f"{where}.content")
+        raise bad(f"'{where}.content' must be a string or an array of content blocks", f"{where}.content")
     out: list[Message] = []
     parts: list[Part] = []
     pending: ReasoningPart | None = None  # a call's signature, waiting for its tool_use block
@@ -219,12 +219,12 @@ def _system(raw: Any) -> list[Message]:
     if isinstance(raw, str):
         return [Message(role="system", content=[TextPart(raw)])] if raw else []
     if not isinstance(raw, list):
-        raise _bad("'system' must be a string or an array of text blocks", "system")
+        raise bad("'system' must be a string or an array of text blocks", "system")
     parts: list[Part] = []
     for i, block in enumerate(raw):
         at = f"system[{i}]"
         if not isinstance(block, dict) or block.get("type") != "text":
-            raise _bad(f"'{at}' must be a text block {{type: 'text', text}}", at)
+            raise bad(f"'{at}' must be a text block {{type: 'text', text}}", at)
         parts.append(TextPart(_text_of(block, at), cache_control=block.get("cache_control")))
     return [Message(role="system", content=parts)] if parts else []
 
@@ -233,21 +233,21 @@ def _tools(raw: Any) -> list[Tool]:
     if raw is None:
         return []
     if not isinstance(raw, list):
-        raise _bad("'tools' must be an array of {name, description, input_schema}", "tools")
+        raise bad("'tools' must be an array of {name, description, input_schema}", "tools")
     tools = []
     for i, tool in enumerate(raw):
         at = f"tools[{i}]"
         if not isinstance(tool, dict):
-            raise _bad(f"'{at}' must be an object {{name, description, input_schema}}", at)
+            raise bad(f"'{at}' must be an object {{name, description, input_schema}}", at)
         kind = tool.get("type")
         if kind not in CUSTOM_TOOL_TYPES:
-            raise _bad(f"'{at}': the server tool {kind!r} runs only on Anthropic's servers and this gateway "
+            raise bad(f"'{at}': the server tool {kind!r} runs only on Anthropic's servers and this gateway "
                        "does not serve it; declare a custom tool with an input_schema instead", f"{at}.type")
         name, schema = tool.get("name"), tool.get("input_schema")
         if not isinstance(name, str) or not name:
-            raise _bad(f"'{at}.name' is required", f"{at}.name")
+            raise bad(f"'{at}.name' is required", f"{at}.name")
         if not isinstance(schema, dict):
-            raise _bad(f"'{at}.input_schema' is required: a JSON Schema object with type 'object'",
+            raise bad(f"'{at}.input_schema' is required: a JSON Schema object with type 'object'",
                        f"{at}.input_schema")
         description = tool.get("description")
         strict = tool.get("strict")
@@ -263,17 +263,17 @@ def _tool_choice(raw: Any) -> tuple[ToolChoice | None, bool | None]:
         return None, None
     kind = raw.get("type") if isinstance(raw, dict) else None
     if not isinstance(raw, dict) or kind not in ("auto", "any", "tool", "none"):
-        raise _bad("'tool_choice' must be {type: 'auto'|'any'|'none'} or {type: 'tool', name}", "tool_choice")
+        raise bad("'tool_choice' must be {type: 'auto'|'any'|'none'} or {type: 'tool', name}", "tool_choice")
     if kind == "tool":
         name = raw.get("name")
         if not isinstance(name, str) or not name:
-            raise _bad("'tool_choice.name' is required with type 'tool'", "tool_choice.name")
+            raise bad("'tool_choice.name' is required with type 'tool'", "tool_choice.name")
         choice = ToolChoice(mode="named", name=name)
     else:
         choice = ToolChoice(mode=TOOL_CHOICE_MODES[kind])
     disable = raw.get("disable_parallel_tool_use")
     if disable is not None and not isinstance(disable, bool):
-        raise _bad("'tool_choice.disable_parallel_tool_use' must be true or false",
+        raise bad("'tool_choice.disable_parallel_tool_use' must be true or false",
                    "tool_choice.disable_parallel_tool_use")
     return choice, (not disable) if disable is not None else None
 
@@ -284,12 +284,12 @@ def _thinking(raw: Any) -> int | None:
         return None
     kind = raw.get("type") if isinstance(raw, dict) else None
     if not isinstance(raw, dict) or not isinstance(kind, str):
-        raise _bad("'thinking' must be {type: 'enabled', budget_tokens}, {type: 'adaptive'} or "
+        raise bad("'thinking' must be {type: 'enabled', budget_tokens}, {type: 'adaptive'} or "
                    "{type: 'disabled'}", "thinking")
     if kind == "enabled":
-        budget = _integer(raw, "budget_tokens", 1)
+        budget = integer(raw, "budget_tokens", 1)
         if budget is None:
-            raise _bad("'thinking.budget_tokens' is required with type 'enabled', e.g. 2048",
+            raise bad("'thinking.budget_tokens' is required with type 'enabled', e.g. 2048",
                        "thinking.budget_tokens")
         return budget
     if kind == "disabled":
@@ -302,16 +302,16 @@ def _output_config(raw: Any) -> tuple[str | None, ResponseFormat | None]:
     if raw is None:
         return None, None
     if not isinstance(raw, dict):
-        raise _bad("'output_config' must be an object {effort?, format?}", "output_config")
+        raise bad("'output_config' must be an object {effort?, format?}", "output_config")
     effort = raw.get("effort")
     if effort is not None and not isinstance(effort, str):
-        raise _bad("'output_config.effort' must be a string such as 'low', 'medium' or 'high'",
+        raise bad("'output_config.effort' must be a string such as 'low', 'medium' or 'high'",
                    "output_config.effort")
     fmt = raw.get("format")
     if fmt is None:
         return effort, None
     if not isinstance(fmt, dict) or fmt.get("type") != "json_schema" or not isinstance(fmt.get("schema"), dict):
-        raise _bad("'output_config.format' must be {type: 'json_schema', schema: {...}}", "output_config.format")
+        raise bad("'output_config.format' must be {type: 'json_schema', schema: {...}}", "output_config.format")
     return effort, ResponseFormat(type="json_schema", schema=fmt["schema"])
 
 
@@ -319,10 +319,10 @@ def _metadata_user(raw: Any) -> str | None:
     if raw is None:
         return None
     if not isinstance(raw, dict):
-        raise _bad("'metadata' must be an object such as {\"user_id\": \"...\"}", "metadata")
+        raise bad("'metadata' must be an object such as {\"user_id\": \"...\"}", "metadata")
     user = raw.get("user_id")
     if user is not None and not isinstance(user, str):
-        raise _bad("'metadata.user_id' must be a string", "metadata.user_id")
+        raise bad("'metadata.user_id' must be a string", "metadata.user_id")
     return user
 
 
@@ -330,7 +330,7 @@ def _stop_sequences(raw: Any) -> list[str]:
     if raw is None:
         return []
     if not isinstance(raw, list) or not all(isinstance(s, str) for s in raw):
-        raise _bad("'stop_sequences' must be an array of strings", "stop_sequences")
+        raise bad("'stop_sequences' must be an array of strings", "stop_sequences")
     return list(raw)
 
 
@@ -338,12 +338,12 @@ def parse_messages_request(body: Any, headers: Mapping[str, str], *, counting: b
     """The canonical request for a ``POST /v1/messages`` body (``counting``: a count_tokens body,
     which has no ``max_tokens``)."""
     if not isinstance(body, dict):
-        raise _bad("The request body must be a JSON object.", "body")
+        raise bad("The request body must be a JSON object.", "body")
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("'model' is required: the name of a deployment (GET /v1/models lists them)",
                              param="model", code="missing_required_parameter")
-    max_tokens = _integer(body, "max_tokens", 0)
+    max_tokens = integer(body, "max_tokens", 0)
     if max_tokens is None and not counting:
         raise InvalidRequest("'max_tokens' is required: the most tokens the reply may have, e.g. 1024 "
                              "(the Messages API has no default)", param="max_tokens",
@@ -367,10 +367,10 @@ def parse_messages_request(body: Any, headers: Mapping[str, str], *, counting: b
     return ChatRequest(
         model=model,
         messages=messages,
-        stream=bool(_boolean(body, "stream")),
+        stream=bool(boolean(body, "stream")),
         max_tokens=max_tokens,
-        temperature=_number(body, "temperature", 0, 1),
-        top_p=_number(body, "top_p", 0, 1),
+        temperature=number(body, "temperature", 0, 1),
+        top_p=number(body, "top_p", 0, 1),
         stop=_stop_sequences(body.get("stop_sequences")),
         tools=_tools(body.get("tools")),
         tool_choice=tool_choice,

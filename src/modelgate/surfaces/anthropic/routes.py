@@ -25,7 +25,7 @@ from modelgate.server.routing import Endpoint, Route
 from modelgate.server.services import Services
 from modelgate.surfaces.anthropic.requests import parse_messages_request
 from modelgate.surfaces.anthropic.responses import MessageRenderer, error_body, fold_message, stream_error
-from modelgate.surfaces.openai.routes import answered_by, new_request_id
+from modelgate.surfaces.common import answered_by, new_request_id
 
 log = logging.getLogger("modelgate.anthropic")
 PATH_PREFIX = "/v1/messages"

@@ -19,6 +19,7 @@ from modelgate.schema.request import (
     ToolCallPart,
     ToolChoice,
 )
+from modelgate.surfaces.fields import bad, boolean, integer, number, string, type_name
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 # Fields consumed into the canonical request; everything else goes to ``extra``.
@@ -29,85 +30,35 @@ CHAT_FIELDS = {
 }
 
 
-def _bad(message: str, param: str) -> InvalidRequest:
-    return InvalidRequest(message, param=param, code="invalid_value")
-
-
-def _type_name(value: Any) -> str:
-    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer",
-            float: "number", type(None): "null"}.get(type(value), type(value).__name__)
-
-
-def _number(body: dict[str, Any], name: str, low: float | None = None,
-            high: float | None = None) -> float | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _bad(f"'{name}' must be a number, got {_type_name(value)}", name)
-    if (low is not None and value < low) or (high is not None and value > high):
-        raise _bad(f"'{name}' must be between {low:g} and {high:g}, got {value}", name)
-    return float(value)
-
-
-def _integer(body: dict[str, Any], name: str, low: int | None = None) -> int | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _bad(f"'{name}' must be an integer, got {_type_name(value)}", name)
-    if low is not None and value < low:
-        raise _bad(f"'{name}' must be at least {low}, got {value}", name)
-    return value
-
-
-def _string(body: dict[str, Any], name: str, where: str | None = None) -> str | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise _bad(f"'{where or name}' must be a string, got {_type_name(value)}", where or name)
-    return value
-
-
-def _boolean(body: dict[str, Any], name: str) -> bool | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, bool):
-        raise _bad(f"'{name}' must be true or false, got {_type_name(value)}", name)
-    return value
-
-
 def _parts(content: Any, where: str, role: str) -> list[Part]:
     if content is None:
         return []
     if isinstance(content, str):
         return [TextPart(content)] if content or role != "assistant" else []
     if not isinstance(content, list):
-        raise _bad(f"'{where}' must be a string or an array of content parts, got {_type_name(content)}", where)
+        raise bad(f"'{where}' must be a string or an array of content parts, got {type_name(content)}", where)
     parts: list[Part] = []
     for i, part in enumerate(content):
         at = f"{where}[{i}]"
         if not isinstance(part, dict):
-            raise _bad(f"'{at}' must be an object with a 'type'", at)
+            raise bad(f"'{at}' must be an object with a 'type'", at)
         kind = part.get("type")
         if kind == "text":
             text = part.get("text")
             if not isinstance(text, str):
-                raise _bad(f"'{at}.text' must be a string", f"{at}.text")
+                raise bad(f"'{at}.text' must be a string", f"{at}.text")
             parts.append(TextPart(text, cache_control=part.get("cache_control")))
         elif kind == "image_url":
             image = part.get("image_url")
             url = image.get("url") if isinstance(image, dict) else image
             if not isinstance(url, str) or not url:
-                raise _bad(f"'{at}.image_url.url' must be an http(s) URL or a data: URL", f"{at}.image_url.url")
+                raise bad(f"'{at}.image_url.url' must be an http(s) URL or a data: URL", f"{at}.image_url.url")
             detail = image.get("detail") if isinstance(image, dict) else None
             parts.append(ImagePart(url, detail=detail))
         elif kind == "refusal":
             parts.append(TextPart(str(part.get("refusal", ""))))
         else:
-            raise _bad(f"'{at}.type' {kind!r} is not supported here; use 'text' or 'image_url'", f"{at}.type")
+            raise bad(f"'{at}.type' {kind!r} is not supported here; use 'text' or 'image_url'", f"{at}.type")
     return parts
 
 
@@ -119,7 +70,7 @@ def _reasoning_parts(raw: dict[str, Any], where: str) -> list[Part]:
         parts: list[Part] = []
         for j, block in enumerate(blocks):
             if not isinstance(block, dict):
-                raise _bad(f"'{where}.thinking_blocks[{j}]' must be an object", f"{where}.thinking_blocks")
+                raise bad(f"'{where}.thinking_blocks[{j}]' must be an object", f"{where}.thinking_blocks")
             origin = str(block.get("provider") or "anthropic")
             if block.get("type") == "redacted_thinking":
                 parts.append(ReasoningPart(redacted=str(block.get("data", "")), origin=origin))
@@ -143,39 +94,39 @@ def _signature(call: dict[str, Any]) -> str | None:
 def parse_message(raw: Any, i: int) -> Message:
     where = f"messages[{i}]"
     if not isinstance(raw, dict):
-        raise _bad(f"'{where}' must be an object with 'role' and 'content'", where)
+        raise bad(f"'{where}' must be an object with 'role' and 'content'", where)
     role = raw.get("role")
     if role not in ROLES:
-        raise _bad(f"'{where}.role' must be one of {', '.join(ROLES)}; got {role!r}", f"{where}.role")
+        raise bad(f"'{where}.role' must be one of {', '.join(ROLES)}; got {role!r}", f"{where}.role")
     content: list[Part] = []
     if role == "assistant":
         content.extend(_reasoning_parts(raw, where))
     content.extend(_parts(raw.get("content"), f"{where}.content", role))
-    message = Message(role=role, content=content, name=_string(raw, "name", f"{where}.name"))
+    message = Message(role=role, content=content, name=string(raw, "name", f"{where}.name"))
     if role == "assistant":
         calls = raw.get("tool_calls") or []
         if not isinstance(calls, list):
-            raise _bad(f"'{where}.tool_calls' must be an array", f"{where}.tool_calls")
+            raise bad(f"'{where}.tool_calls' must be an array", f"{where}.tool_calls")
         for j, call in enumerate(calls):
             at = f"{where}.tool_calls[{j}]"
             function = call.get("function") if isinstance(call, dict) else None
             if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-                raise _bad(f"'{at}' must be {{id, type: 'function', function: {{name, arguments}}}}", at)
+                raise bad(f"'{at}' must be {{id, type: 'function', function: {{name, arguments}}}}", at)
             arguments = function.get("arguments", "")
             if not isinstance(arguments, str):
-                raise _bad(f"'{at}.function.arguments' must be a JSON string", f"{at}.function.arguments")
+                raise bad(f"'{at}.function.arguments' must be a JSON string", f"{at}.function.arguments")
             signature = _signature(call)
             message.content.append(ToolCallPart(id=str(call.get("id") or f"call_{i}_{j}"),
                                                 name=function["name"], arguments=arguments, signature=signature,
                                                 origin="gemini" if signature else None))
         if raw.get("content") is None and not calls and "content" not in raw:
-            raise _bad(f"'{where}.content' is required unless 'tool_calls' is given", f"{where}.content")
+            raise bad(f"'{where}.content' is required unless 'tool_calls' is given", f"{where}.content")
     elif "content" not in raw:
-        raise _bad(f"'{where}.content' is required", f"{where}.content")
+        raise bad(f"'{where}.content' is required", f"{where}.content")
     if role == "tool":
         tool_call_id = raw.get("tool_call_id")
         if not isinstance(tool_call_id, str) or not tool_call_id:
-            raise _bad(f"'{where}.tool_call_id' is required: the id of the tool call this answers",
+            raise bad(f"'{where}.tool_call_id' is required: the id of the tool call this answers",
                        f"{where}.tool_call_id")
         message.tool_call_id = tool_call_id
     return message
@@ -185,18 +136,18 @@ def _tools(raw: Any) -> list[Tool]:
     if raw is None:
         return []
     if not isinstance(raw, list):
-        raise _bad("'tools' must be an array of {type: 'function', function: {...}}", "tools")
+        raise bad("'tools' must be an array of {type: 'function', function: {...}}", "tools")
     tools = []
     for i, tool in enumerate(raw):
         at = f"tools[{i}]"
         if not isinstance(tool, dict) or tool.get("type", "function") != "function":
-            raise _bad(f"'{at}.type' must be 'function'", f"{at}.type")
+            raise bad(f"'{at}.type' must be 'function'", f"{at}.type")
         function = tool.get("function")
         if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-            raise _bad(f"'{at}.function.name' is required", f"{at}.function.name")
+            raise bad(f"'{at}.function.name' is required", f"{at}.function.name")
         parameters = function.get("parameters")
         if parameters is not None and not isinstance(parameters, dict):
-            raise _bad(f"'{at}.function.parameters' must be a JSON Schema object", f"{at}.function.parameters")
+            raise bad(f"'{at}.function.parameters' must be a JSON Schema object", f"{at}.function.parameters")
         tools.append(Tool(name=function["name"], description=function.get("description"),
                           parameters=parameters, strict=function.get("strict")))
     return tools
@@ -209,7 +160,7 @@ def _tool_choice(raw: Any) -> ToolChoice | None:
         return ToolChoice(mode=raw)
     if isinstance(raw, dict) and isinstance(raw.get("function"), dict) and raw["function"].get("name"):
         return ToolChoice(mode="named", name=str(raw["function"]["name"]))
-    raise _bad("'tool_choice' must be 'none', 'auto', 'required' or "
+    raise bad("'tool_choice' must be 'none', 'auto', 'required' or "
                "{type: 'function', function: {name}}", "tool_choice")
 
 
@@ -222,16 +173,16 @@ def _response_format(raw: Any) -> ResponseFormat | None:
     if kind == "json_schema":
         spec = raw.get("json_schema")
         if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
-            raise _bad("'response_format.json_schema' must be {name, schema, strict?}",
+            raise bad("'response_format.json_schema' must be {name, schema, strict?}",
                        "response_format.json_schema")
         return ResponseFormat(type="json_schema", name=spec["name"], schema=spec.get("schema"),
                               strict=spec.get("strict"), description=spec.get("description"))
-    raise _bad("'response_format.type' must be 'text', 'json_object' or 'json_schema'", "response_format")
+    raise bad("'response_format.type' must be 'text', 'json_object' or 'json_schema'", "response_format")
 
 
 def parse_chat_request(body: Any) -> ChatRequest:
     if not isinstance(body, dict):
-        raise _bad("The request body must be a JSON object.", "body")
+        raise bad("The request body must be a JSON object.", "body")
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("'model' is required: the name of a deployment (GET /v1/models lists them)",
@@ -248,35 +199,35 @@ def parse_chat_request(body: Any) -> ChatRequest:
     elif isinstance(stop, list) and all(isinstance(s, str) for s in stop):
         stops = list(stop)
     else:
-        raise _bad("'stop' must be a string or an array of strings", "stop")
+        raise bad("'stop' must be a string or an array of strings", "stop")
     stream_options = body.get("stream_options")
     if stream_options is not None and not isinstance(stream_options, dict):
-        raise _bad("'stream_options' must be an object such as {\"include_usage\": true}", "stream_options")
-    max_tokens = _integer(body, "max_completion_tokens", 1)
+        raise bad("'stream_options' must be an object such as {\"include_usage\": true}", "stream_options")
+    max_tokens = integer(body, "max_completion_tokens", 1)
     if max_tokens is None:
-        max_tokens = _integer(body, "max_tokens", 1)
+        max_tokens = integer(body, "max_tokens", 1)
     metadata = body.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
-        raise _bad("'metadata' must be an object of string values", "metadata")
+        raise bad("'metadata' must be an object of string values", "metadata")
     return ChatRequest(
         model=model,
         messages=[parse_message(m, i) for i, m in enumerate(messages)],
-        stream=bool(_boolean(body, "stream")),
+        stream=bool(boolean(body, "stream")),
         max_tokens=max_tokens,
-        temperature=_number(body, "temperature", 0, 2),
-        top_p=_number(body, "top_p", 0, 1),
+        temperature=number(body, "temperature", 0, 2),
+        top_p=number(body, "top_p", 0, 1),
         stop=stops,
-        seed=_integer(body, "seed"),
-        n=_integer(body, "n", 1),
-        presence_penalty=_number(body, "presence_penalty", -2, 2),
-        frequency_penalty=_number(body, "frequency_penalty", -2, 2),
+        seed=integer(body, "seed"),
+        n=integer(body, "n", 1),
+        presence_penalty=number(body, "presence_penalty", -2, 2),
+        frequency_penalty=number(body, "frequency_penalty", -2, 2),
         tools=_tools(body.get("tools")),
         tool_choice=_tool_choice(body.get("tool_choice")),
-        parallel_tool_calls=_boolean(body, "parallel_tool_calls"),
+        parallel_tool_calls=boolean(body, "parallel_tool_calls"),
         response_format=_response_format(body.get("response_format")),
-        reasoning_effort=_string(body, "reasoning_effort"),
+        reasoning_effort=string(body, "reasoning_effort"),
         include_usage=bool(stream_options and stream_options.get("include_usage")),
-        user=_string(body, "user"),
+        user=string(body, "user"),
         metadata=metadata,
         source="openai",
         extra={k: v for k, v in body.items() if k not in CHAT_FIELDS},
@@ -285,7 +236,7 @@ def parse_chat_request(body: Any) -> ChatRequest:
 
 def parse_embedding_request(body: Any) -> EmbeddingRequest:
     if not isinstance(body, dict):
-        raise _bad("The request body must be a JSON object.", "body")
+        raise bad("The request body must be a JSON object.", "body")
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("'model' is required: the name of an embedding deployment",
@@ -311,10 +262,10 @@ def parse_embedding_request(body: Any) -> EmbeddingRequest:
     elif raw_encoding == "base64":
         encoding = "base64"
     else:
-        raise _bad("'encoding_format' must be 'float' or 'base64'", "encoding_format")
+        raise bad("'encoding_format' must be 'float' or 'base64'", "encoding_format")
     known = {"model", "input", "encoding_format", "dimensions", "user"}
     return EmbeddingRequest(
         model=model, input=inputs, encoding_format=encoding,
-        dimensions=_integer(body, "dimensions", 1), user=_string(body, "user"),
+        dimensions=integer(body, "dimensions", 1), user=string(body, "user"),
         extra={k: v for k, v in body.items() if k not in known},
     )

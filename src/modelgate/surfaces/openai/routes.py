@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
@@ -23,6 +22,7 @@ from modelgate.schema.events import Event, Folder
 from modelgate.server.http import DisconnectWatch, HTTPRequest, Send, respond, start_stream
 from modelgate.server.routing import Endpoint, Route
 from modelgate.server.services import Services
+from modelgate.surfaces.common import answered_by, new_request_id
 from modelgate.surfaces.openai.requests import parse_chat_request, parse_embedding_request
 from modelgate.surfaces.openai.responses import (
     ChunkRenderer,
@@ -33,22 +33,6 @@ from modelgate.surfaces.openai.responses import (
 
 log = logging.getLogger("modelgate.openai")
 DONE = b"data: [DONE]\n\n"
-
-
-def new_request_id() -> str:
-    return "req_" + secrets.token_hex(12)
-
-
-def answered_by(call: Call) -> dict[str, str]:
-    """Response headers naming what answered, with the request id."""
-    return {
-        "x-request-id": call.request_id,
-        "x-modelgate-deployment": call.deployment.name,
-        "x-modelgate-provider": call.provider or "",
-        "x-modelgate-model": call.upstream_model or "",
-        "x-modelgate-attempts": str(call.attempts),
-        **call.response_headers,
-    }
 
 
 async def send_error(send: Send, error: GatewayError, request_id: str) -> None:
