@@ -142,3 +142,30 @@ def test_sse_decoder_handles_any_chunking_and_long_lines() -> None:
 
     for step in (1, 7, 4096, len(raw)):
         assert asyncio.run(run(step)) == [("a", "one\ntwo"), (None, big), (None, "tail")]
+
+
+def test_foreign_shapes_are_made_openai_valid() -> None:
+    from modelgate.config.settings import ModelFacts
+    from modelgate.schema.request import ChatRequest, ImagePart, Message, TextPart
+
+    request = ChatRequest(model="d", max_tokens=32000, reasoning_budget=4000, messages=[
+        Message(role="system", content=[TextPart("You are Claude Code."), TextPart("Be terse.")]),
+        Message(role="user", content=[TextPart("Take a screenshot")]),
+        Message(role="assistant", content=[]),
+        Message(role="tool", tool_call_id="t1", content=[TextPart("here"), ImagePart("data:image/png;base64,AA==")]),
+        Message(role="tool", tool_call_id="t2", content=[TextPart("done")]),
+        Message(role="user", content=[TextPart("What do you see?"), TextPart("Be precise.")]),
+    ])
+    facts = ModelFacts(max_output_tokens=16384, capabilities=("reasoning",))
+    body = request_to_openai(request, "m", profile_for("openai"), {}, facts)
+    roles = [m["role"] for m in body["messages"]]
+    assert roles == ["system", "user", "assistant", "tool", "tool", "user", "user"]
+    assert body["messages"][0]["content"] == "You are Claude Code.\n\nBe terse."
+    assert body["messages"][3]["content"] == "here"
+    assert body["messages"][5]["content"] == [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}}]
+    assert body["messages"][6]["content"] == [{"type": "text", "text": "What do you see?"},
+                                              {"type": "text", "text": "Be precise."}]
+    assert body["max_completion_tokens"] == 16384
+    assert body["reasoning_effort"] == "medium"
+    plain = request_to_openai(request, "m", profile_for("openai"), {}, ModelFacts())
+    assert "reasoning_effort" not in plain and plain["max_completion_tokens"] == 32000

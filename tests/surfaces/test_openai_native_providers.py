@@ -117,3 +117,13 @@ def test_anthropic_upstream_errors_keep_status(client: openai.OpenAI, sim: Simul
             c.chat.completions.create(model="haiku", messages=[QUESTION])
         assert caught.value.status_code == 529
         assert c.chat.completions.create(model="haiku", messages=[QUESTION]).choices[0].message.content
+
+
+def test_anthropic_sdk_lists_deployments_as_model_info(gateway: RunningGateway) -> None:
+    import anthropic
+
+    client = anthropic.Anthropic(base_url=gateway.base_url, api_key="any", max_retries=0)
+    models = list(client.models.list())
+    assert [m.id for m in models] == ["claude", "gemini"]
+    assert models[0].type == "model" and models[0].display_name == "claude"
+    assert client.models.retrieve("gemini").id == "gemini"

@@ -47,9 +47,11 @@ class OpenAICompatProvider(Provider):
         return f"{self.settings.base_url}/{operation}"
 
     async def chat(self, request: ChatRequest, call: UpstreamCall) -> AsyncIterator[Event]:
-        body = request_to_openai(request, call.model, self.profile, call.params)
-        async for event in self._exchange("chat/completions", body, call, request.stream,
-                                          request.upstream_headers):
+        body = request_to_openai(request, call.model, self.profile, call.params, call.facts)
+        # Per-request headers are in the client's wire format (anthropic-beta from the Anthropic
+        # surface): only an OpenAI-format request's travel to an OpenAI-compatible upstream.
+        headers = request.upstream_headers if request.source == "openai" else {}
+        async for event in self._exchange("chat/completions", body, call, request.stream, headers):
             yield event
 
     async def embed(self, request: EmbeddingRequest, call: UpstreamCall) -> AsyncIterator[Event]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from modelgate.config.settings import ModelFacts
 from modelgate.providers.openai_profiles import OpenAIProfile
 from modelgate.schema.events import Event, Finish, FinishReason, ReasoningDelta, Start, TextDelta, ToolCallDelta, Usage
 from modelgate.schema.request import (
@@ -48,10 +49,19 @@ def fit_tool_call_id(call_id: str, length: int | None) -> str:
 
 def _content(message: Message) -> str | list[dict[str, Any]] | None:
     parts = [p for p in message.content if isinstance(p, (TextPart, ImagePart))]
+    if message.role == "tool":  # OpenAI tool messages take text only; images move (_move_tool_images)
+        parts = [p for p in parts if isinstance(p, TextPart)]
     if not parts:
         return None
     if all(isinstance(p, TextPart) for p in parts):
-        return "".join(p.text for p in parts if isinstance(p, TextPart))
+        texts = [p.text for p in parts if isinstance(p, TextPart)]
+        if len(texts) == 1:
+            return texts[0]
+        if message.role in ("system", "developer", "tool"):
+            # Separate blocks (Anthropic's system blocks) must not run into each other; some
+            # compatible servers take only a string for these roles.
+            return "\n\n".join(texts)
+        return [{"type": "text", "text": text} for text in texts]
     out: list[dict[str, Any]] = []
     for part in parts:
         if isinstance(part, TextPart):
@@ -89,20 +99,50 @@ def message_to_openai(message: Message, profile: OpenAIProfile) -> dict[str, Any
     return out
 
 
+def _messages(request: ChatRequest, profile: OpenAIProfile) -> list[dict[str, Any]]:
+    """The messages in OpenAI's form. Images a tool returned (Anthropic allows them in tool
+    results; OpenAI's tool messages are text only) follow the run of tool messages in a user
+    message of their own, so that the model still sees them."""
+    out: list[dict[str, Any]] = []
+    images: list[dict[str, Any]] = []
+    for message in request.messages:
+        if images and message.role != "tool":
+            out.append({"role": "user", "content": images})
+            images = []
+        out.append(message_to_openai(message, profile))
+        if message.role == "tool":
+            images.extend({"type": "image_url", "image_url": {"url": p.url}}
+                          for p in message.content if isinstance(p, ImagePart))
+    if images:
+        out.append({"role": "user", "content": images})
+    return out
+
+
+def effort_for_budget(budget: int) -> str | None:
+    """A thinking budget in tokens (Anthropic's budget_tokens) as OpenAI's reasoning_effort."""
+    if budget <= 0:
+        return None
+    if budget <= 2048:
+        return "low"
+    return "medium" if budget <= 8192 else "high"
+
+
 def request_to_openai(
-    request: ChatRequest, model: str, profile: OpenAIProfile, params: dict[str, Any]
+    request: ChatRequest, model: str, profile: OpenAIProfile, params: dict[str, Any],
+    facts: ModelFacts | None = None,
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "model": model,
-        "messages": [message_to_openai(m, profile) for m in request.messages],
-    }
+    """The chat completions body for ``model``; ``facts`` (the catalog's) cap max_tokens at what
+    the model can produce and say whether it reasons."""
+    body: dict[str, Any] = {"model": model, "messages": _messages(request, profile)}
     if request.stream:
         body["stream"] = True
         if profile.stream_usage:
             # Always ask for usage: metering needs it whether or not the client asked.
             body["stream_options"] = {"include_usage": True}
     if request.max_tokens is not None:
-        body[profile.max_tokens_field] = request.max_tokens
+        # Clients written for one model (Claude Code asks for 32000) must not fail on another.
+        cap = facts.max_output_tokens if facts else None
+        body[profile.max_tokens_field] = min(request.max_tokens, cap) if cap else request.max_tokens
     if request.seed is not None:
         body[profile.seed_field] = request.seed
     for name in ("temperature", "top_p", "n", "presence_penalty", "frequency_penalty",
@@ -110,6 +150,11 @@ def request_to_openai(
         value = getattr(request, name)
         if value is not None:
             body[name] = value
+    if (request.reasoning_effort is None and request.reasoning_budget is not None
+            and facts is not None and "reasoning" in facts.capabilities):
+        effort = effort_for_budget(request.reasoning_budget)
+        if effort:
+            body["reasoning_effort"] = effort
     if request.stop:
         body["stop"] = request.stop
     if request.tools:

@@ -22,6 +22,7 @@ from modelgate.schema.events import Event, Folder
 from modelgate.server.http import DisconnectWatch, HTTPRequest, Send, respond, start_stream
 from modelgate.server.routing import Endpoint, Route
 from modelgate.server.services import Services
+from modelgate.surfaces.anthropic.models import anthropic_model, anthropic_model_list
 from modelgate.surfaces.common import answered_by, new_request_id
 from modelgate.surfaces.openai.requests import parse_chat_request, parse_embedding_request
 from modelgate.surfaces.openai.responses import (
@@ -142,21 +143,28 @@ class OpenAISurface:
 
     async def list_models(self, http: HTTPRequest, send: Send) -> None:
         principal = self.services.auth.authenticate(http.headers)
-        data = [self._model(name) for name in self.services.settings.deployments
-                if principal.may_use(name)]
-        await respond(send, 200, orjson.dumps({"object": "list", "data": data}),
-                      {"x-request-id": http.scope["modelgate.request_id"]})
+        names = [name for name in self.services.settings.deployments if principal.may_use(name)]
+        if "anthropic-version" in http.headers:  # the anthropic SDK lists models at the same path
+            body = anthropic_model_list([self._anthropic_model(n) for n in names])
+        else:
+            body = {"object": "list", "data": [self._model(name) for name in names]}
+        await respond(send, 200, orjson.dumps(body), {"x-request-id": http.scope["modelgate.request_id"]})
 
     async def get_model(self, http: HTTPRequest, send: Send) -> None:
         principal = self.services.auth.authenticate(http.headers)
         deployment = self.services.deployment(http.path_params["model"], principal)
-        await respond(send, 200, orjson.dumps(self._model(deployment.name)),
-                      {"x-request-id": http.scope["modelgate.request_id"]})
+        body = (self._anthropic_model(deployment.name) if "anthropic-version" in http.headers
+                else self._model(deployment.name))
+        await respond(send, 200, orjson.dumps(body), {"x-request-id": http.scope["modelgate.request_id"]})
 
     def _model(self, name: str) -> dict[str, object]:
         deployment = self.services.settings.deployments[name]
         return {"id": name, "object": "model", "created": self.services.started_at,
                 "owned_by": deployment.targets[0].provider}
+
+    def _anthropic_model(self, name: str) -> dict[str, object]:
+        facts = self.services.settings.deployments[name].targets[0].facts
+        return anthropic_model(name, self.services.started_at, facts.context_window, facts.max_output_tokens)
 
 
 async def _send_chunks(send: Send, chunks: list[bytes]) -> None:
