@@ -57,6 +57,14 @@ def test_demo_serves_simulated_providers_with_no_config(tmp_path: Path) -> None:
         assert reply.choices[0].message.content.startswith("Simulated reply from deepseek-reasoner")
         assert reply.choices[0].message.reasoning_content  # type: ignore[attr-defined]
         assert httpx.get(f"{gateway.base_url}/health").json() == {"status": "ok"}
+        group = client.chat.completions.with_raw_response.create(
+            model="chat", messages=[{"role": "user", "content": "Hi"}])
+        assert group.headers["x-modelgate-provider"] in ("openai", "anthropic")
+        import anthropic
+
+        claude = anthropic.Anthropic(base_url=gateway.base_url, api_key="anything", max_retries=0)
+        message = claude.messages.create(model="grok-3", max_tokens=200, messages=[{"role": "user", "content": "Hi"}])
+        assert message.content[0].type == "text" and message.stop_reason == "end_turn"
 
 
 def test_sim_command_serves_the_provider_apis() -> None:

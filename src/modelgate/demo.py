@@ -1,8 +1,8 @@
 """``modelgate serve --demo``: the gateway in front of simulated providers, with no config or keys.
 
 The providers are the built-in simulator (``modelgate.simulator``), started in this process on a
-free port: an OpenAI-like, an xAI-like and a DeepSeek-like reasoning API. Nothing leaves the
-machine.
+free port: OpenAI-like, xAI-like, DeepSeek-like (reasoning), Anthropic-like and Gemini-like APIs.
+Usage is metered into SQLite. Nothing leaves the machine.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ def demo_config(simulator_url: str) -> dict[str, Any]:
             "openai": {"type": "openai", "base_url": v1, "api_key": "sim", "flavor": "openai"},
             "xai": {"type": "openai", "base_url": v1, "api_key": "sim", "flavor": "xai"},
             "deepseek": {"type": "openai", "base_url": v1, "api_key": "sim", "flavor": "deepseek"},
+            "anthropic": {"type": "anthropic", "base_url": simulator_url, "api_key": "sim"},
+            "gemini": {"type": "gemini", "base_url": simulator_url, "api_key": "sim"},
         },
         "deployments": [
             {"name": "gpt-4o", "provider": "openai", "model": "gpt-4o"},
@@ -34,7 +36,14 @@ def demo_config(simulator_url: str) -> dict[str, Any]:
             {"name": "grok-3", "provider": "xai", "model": "grok-3"},
             {"name": "grok-3-mini", "provider": "xai", "model": "grok-3-mini"},
             {"name": "deepseek-reasoner", "provider": "deepseek", "model": "deepseek-reasoner"},
+            {"name": "claude-sonnet-4-5", "provider": "anthropic", "model": "claude-sonnet-4-5"},
+            {"name": "gemini-2.5-flash", "provider": "gemini", "model": "gemini-2.5-flash"},
             {"name": "text-embedding-3-small", "provider": "openai", "model": "text-embedding-3-small"},
+            # A group: two providers share the traffic, and two other deployments stand behind them.
+            {"name": "chat", "strategy": "weighted", "retries": 1, "timeout": 10,
+             "targets": [{"provider": "openai", "model": "gpt-4o", "weight": 3},
+                         {"provider": "anthropic", "model": "claude-sonnet-4-5", "weight": 1}],
+             "fallbacks": ["grok-3", "gemini-2.5-flash"]},
         ],
         "database_url": "sqlite:///modelgate-demo.db",
     }
@@ -52,6 +61,9 @@ modelgate demo: simulated providers behind {base} (no keys needed, nothing leave
   curl {base}/v1/models
   curl {base}/v1/chat/completions -H 'content-type: application/json' \\
        -d '{{"model": "gpt-4o", "messages": [{{"role": "user", "content": "Hello"}}]}}'
+
+  curl {base}/v1/messages -H 'content-type: application/json' -H 'anthropic-version: 2023-06-01' \\
+       -d '{{"model": "grok-3", "max_tokens": 200, "messages": [{{"role": "user", "content": "Hello"}}]}}'
 
   python -c "from openai import OpenAI; c = OpenAI(base_url='{base}/v1', api_key='demo'); \\
 print(c.chat.completions.create(model='deepseek-reasoner', \\
