@@ -437,3 +437,11 @@ def test_every_response_carries_a_request_id(gateway: RunningGateway) -> None:
         raw_post(gateway, "/chat/completions", {"model": "gpt-4o", "messages": USER}),
     ):
         assert response.headers.get("x-request-id", "").startswith("req_"), response.status_code
+
+
+def test_a_client_cannot_choose_the_request_id(gateway: RunningGateway) -> None:
+    # The id keys the usage record; a repeated client id must not merge two requests into one.
+    ids = {httpx.post(f"{gateway.v1}/chat/completions", json={"model": "gpt-4o", "messages": USER},
+                      headers={"authorization": f"Bearer {MASTER}", "x-request-id": "req_mine"}
+                      ).headers["x-request-id"] for _ in range(2)}
+    assert len(ids) == 2 and "req_mine" not in ids

@@ -234,9 +234,11 @@ class ChunkDecoder:
 
     def decode(self, chunk: dict[str, Any]) -> list[Event]:
         events: list[Event] = []
-        if not self._started:
+        # Azure opens with a chunk of prompt filter results whose model and id are empty: the
+        # stream's Start waits for a chunk that names them or carries choices.
+        if not self._started and (chunk.get("model") or chunk.get("choices")):
             self._started = True
-            events.append(Start(model=chunk.get("model") or "", response_id=chunk.get("id")))
+            events.append(Start(model=chunk.get("model") or "", response_id=chunk.get("id") or None))
         for choice in chunk.get("choices") or ():
             index = choice.get("index", 0)
             delta = choice.get("delta") or {}

@@ -41,7 +41,8 @@ async def send_error(send: Send, error: GatewayError, request_id: str) -> None:
 def guard(endpoint: Endpoint) -> Endpoint:
     """Render every error an endpoint raises before it responded as an Anthropic error object."""
     async def guarded(request: HTTPRequest, send: Send) -> None:
-        request_id = request.headers.get("x-request-id") or new_request_id()
+        # Always our own id: it keys the usage record, which a client must not be able to repeat.
+        request_id = new_request_id()
         request.scope["modelgate.request_id"] = request_id
         try:
             await endpoint(request, send)
