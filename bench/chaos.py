@@ -325,7 +325,7 @@ def summarize(phase: Phase, outcomes: list[Outcome], watch: BreakerWatch) -> dic
         "failover_max_ms": ms(failed_over, 1.0),
         "breaker_open_after_s": None if opened is None else round(opened, 2),
         "breaker_closed_after_recovery_s": None if closed is None else round(closed, 2),
-        "samples": [o.error for o in chat + solo if not o.ok][:3],
+        "samples": ([o.error for o in chat if not o.ok] + [o.error for o in solo if not o.ok])[:3],
     }
 
 

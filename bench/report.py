@@ -100,6 +100,7 @@ def summary(out: dict[str, Any]) -> dict[str, Any]:
         s["rss_growth_mb_per_min"] = _get(r, "soak", "growth_mb_per_min")
         s["faults_pass"] = _get(r, "faults", "pass")
         s["fallback_p50_ms"] = _get(r, "faults", "fallback", "latency_p50_ms")
+        s["fallback_cooled_p50_ms"] = _get(r, "faults", "fallback", "after_cooldown_p50_ms")
         rows[r["name"]] = {k: v for k, v in s.items() if v is not None}
     return {"started": out["started"], "smoke": out["smoke"], "systems": rows}
 
@@ -210,7 +211,7 @@ def markdown(out: dict[str, Any], summ: dict[str, Any]) -> str:
 
     lines += ["", "## Correctness gates", ""]
     head = ["system", "plain / stream / big", "429 mapped", "500 mapped", "refused → 5xx",
-            "cut stream not silent", "fallback taken (p50 ms)", "import s", "void reasons"]
+            "cut stream not silent", "fallback taken: hops/requests (hop p50 ms)", "import s", "void reasons"]
     rows = []
     for r in out["systems"]:
         if "skipped" in r:
@@ -229,7 +230,8 @@ def markdown(out: dict[str, Any], summ: dict[str, Any]) -> str:
         fb = f.get("fallback")
         rows.append([r["name"], " / ".join(g.get(k, "—") for k in ("plain", "stream", "big")), cell("429"), cell("500"),
                      cell("refused"), cell("cut_stream"),
-                     "—" if not fb else f"{'pass' if fb['pass'] else 'FAIL'} ({_f(fb.get('latency_p50_ms'))})",
+                     "—" if not fb else f"{'pass' if fb['pass'] else 'FAIL'} {fb.get('primary_hits')}/"
+                     f"{fb.get('requests')} ({_f(fb.get('latency_p50_ms'))})",
                      _f(r.get("import_s")), "; ".join(r.get("void") or []).replace("|", "/")[:300] or "none"])
     lines += _table(head, rows)
 
@@ -253,6 +255,9 @@ def markdown(out: dict[str, Any], summ: dict[str, Any]) -> str:
     if "fallback_p50_ms" in bare:
         rows.append(["fallback hop (primary 500 → fallback), c=1 p50", "—", "—", _f(bare["fallback_p50_ms"]),
                      _f(bare.get("c1_p50_ms"))])
+    if "fallback_cooled_p50_ms" in bare:
+        rows.append(["fallback after the primary is skipped (cool-down), c=1 p50", "—", "—",
+                     _f(bare["fallback_cooled_p50_ms"]), _f(bare.get("c1_p50_ms"))])
     if rows:
         lines += _table(["feature", "CPU ms/req", "x bare", "p50 ms (c=1)", "bare p50 ms (c=1)"], rows)
     lines += ["", "Rate limits, budgets, metering and guardrails are not in the config schema yet, so their cost "

@@ -9,17 +9,20 @@ from contextlib import asynccontextmanager
 from redis.asyncio import Redis
 
 from modelgate.limits.redis import create_redis
+from modelgate.limits.resp import LeanRedis
 
 
 @asynccontextmanager
-async def scratch_redis(url: str) -> AsyncIterator[tuple[Redis, str]]:
-    """A fail-fast client (as the gateway makes) and a prefix no other test uses."""
+async def scratch_redis(url: str) -> AsyncIterator[tuple[LeanRedis, str]]:
+    """The gateway's client for limits and budgets, and a prefix no other test uses."""
     client = create_redis(url)
     prefix = f"mgtest:{secrets.token_hex(6)}:"
     try:
         yield client, prefix
     finally:
-        keys = [key async for key in client.scan_iter(match=prefix + "*", count=500)]
+        await client.close()
+        cleaner = Redis.from_url(url)
+        keys = [key async for key in cleaner.scan_iter(match=prefix + "*", count=500)]
         if keys:
-            await client.delete(*keys)
-        await client.aclose()
+            await cleaner.delete(*keys)
+        await cleaner.aclose()

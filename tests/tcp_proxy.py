@@ -35,10 +35,21 @@ class TcpProxy:
         self._thread.join(10)
 
     def _serve(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(asyncio.start_server(self._accept, "127.0.0.1", self.port))
+        loop = self._loop
+        asyncio.set_event_loop(loop)
+        server = loop.run_until_complete(asyncio.start_server(self._accept, "127.0.0.1", self.port))
         self._ready.set()
-        self._loop.run_forever()
+        loop.run_forever()
+        # Stopped: close everything and let the pipes finish before the loop goes.
+        server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+        for task in pending:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.run_until_complete(server.wait_closed())
+        loop.close()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._cut:

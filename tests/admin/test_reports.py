@@ -146,6 +146,8 @@ def test_report_mistakes_are_400s_naming_the_parameter(gateway: RunningGateway) 
         assert response.json()["error"]["param"] == param
 
 
+# The CLI shares the queries tested above on both databases; one is enough for its own part.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_the_cli_prints_what_the_api_answers(gateway: RunningGateway, config_file: Path) -> None:
     config = ["--config", str(config_file)]
     api_csv = httpx.get(f"{gateway.base_url}/admin/usage", headers=MASTER,

@@ -31,6 +31,16 @@ async def test_reservations_count_against_the_budget_until_settled(ledger: Ledge
     assert (refused.hold, refused.spent, refused.reserved) == (None, 100, 900)
 
 
+async def test_a_settlement_counts_for_the_very_next_reservation(ledger: Ledger) -> None:
+    budget = (key_budget(1000),)
+    hold = (await ledger.reserve(budget, 600)).hold
+    assert hold is not None
+    ledger.settle(hold, 100)  # no flush: the next reservation's own script run carries it
+    assert (await ledger.reserve(budget, 900)).hold is not None
+    refused = await ledger.reserve(budget, 1)
+    assert (refused.hold, refused.spent, refused.reserved) == (None, 100, 900)
+
+
 async def test_concurrent_requests_cannot_overspend(ledger: Ledger) -> None:
     budget = (key_budget(1000),)
     verdicts = await asyncio.gather(*(ledger.reserve(budget, 30) for _ in range(100)))
@@ -105,7 +115,7 @@ async def test_two_processes_share_one_budget_through_redis(redis_url: str) -> N
             refused = await ledgers[0].reserve((key_budget(10_000),), 3001)
             assert (refused.hold, refused.spent, refused.reserved) == (None, 7000, 0)
         finally:
-            await other.aclose()
+            await other.close()
 
 
 async def test_an_unreachable_redis_lets_requests_through() -> None:
@@ -117,4 +127,4 @@ async def test_an_unreachable_redis_lets_requests_through() -> None:
         ledger.settle(verdict.hold, 10)
         assert not await ledger.flush()  # kept for when Redis is back
     finally:
-        await client.aclose()
+        await client.close()

@@ -78,6 +78,14 @@ async def test_corrections_give_back_or_charge_tokens(limiter: Limiter) -> None:
     assert in_debt.retry_after_ms > 1_000
 
 
+async def test_a_correction_counts_for_the_very_next_request(limiter: Limiter) -> None:
+    counter = tokens(1000)
+    assert (await limiter.acquire((counter,), (600,))).allowed
+    limiter.adjust([counter], [-500])  # no flush: the next request's own script run carries it
+    after = await limiter.acquire((counter,), (1,))
+    assert 899 <= after.states[0].remaining <= 900
+
+
 async def test_counters_are_independent(limiter: Limiter) -> None:
     assert (await limiter.acquire((requests(1, "a"),), (1,))).allowed
     assert not (await limiter.acquire((requests(1, "a"),), (1,))).allowed
@@ -120,7 +128,7 @@ async def test_two_processes_share_one_limit_through_redis(redis_url: str) -> No
                 (first if i % 2 else second).acquire((counter,), (1,)) for i in range(30)))
             assert sum(d.allowed for d in decisions) == 10
         finally:
-            await other.aclose()
+            await other.close()
 
 
 async def test_an_unreachable_redis_lets_requests_through() -> None:
@@ -128,7 +136,7 @@ async def test_an_unreachable_redis_lets_requests_through() -> None:
     try:
         decision = await RedisLimiter(client).acquire((requests(1),), (1,))
     finally:
-        await client.aclose()
+        await client.close()
     assert decision.allowed
     assert decision.states == ()  # nothing known, so no x-ratelimit headers
 

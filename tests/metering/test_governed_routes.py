@@ -138,6 +138,10 @@ def test_every_model_route_is_limited_budgeted_and_metered(gateway: tuple[Runnin
     over_rate = refused(route, running, limited)
     assert over_rate.status == 429 and over_rate.error_type == "rate_limit_error"
     assert int(over_rate.headers["retry-after"]) >= 1
+    # The refusal says which limit and when it resets, as every answer does.
+    assert over_rate.headers["x-ratelimit-limit-requests"] == "1"
+    assert over_rate.headers["x-ratelimit-remaining-requests"] == "0"
+    assert over_rate.headers["x-ratelimit-reset-requests"]
 
     broke = new_key(running, budget=0)
     over_budget = refused(route, running, broke)

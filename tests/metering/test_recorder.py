@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
@@ -77,29 +76,52 @@ async def test_a_replay_never_counts_a_record_twice(storage: Storage, tmp_path: 
     assert await stored(storage) == 50
 
 
-async def test_a_killed_process_leaves_its_records_to_the_next(storage: Storage, tmp_path: Path) -> None:
-    """A real process appends records and is SIGKILLed: no flush, no clean-up, no goodbye."""
-    script = textwrap.dedent(f"""
-        import os, signal
-        from datetime import UTC, datetime
-        from modelgate.metering.journal import Journal, encode
-        from modelgate.storage import UsageRecord
-        journal = Journal({str(tmp_path)!r})
-        journal.open()
-        for n in range(300):
-            journal.append(encode(UsageRecord(
-                request_id=f"req_killed_{{n}}", created_at=datetime.now(UTC), project="p1", key_id="key_1",
-                deployment="chat", provider="openai", model="gpt-4o", route="chat", output_tokens=n)))
-        os.kill(os.getpid(), signal.SIGKILL)
-    """)
+KILLED_WRITER = """
+import os, signal
+from datetime import UTC, datetime
+from modelgate.metering.journal import Journal, encode
+from modelgate.storage import UsageRecord
+journal = Journal({directory!r})
+journal.open()
+for n in range({count}):
+    journal.append(encode(UsageRecord(
+        request_id=f"req_killed_{{n}}", created_at=datetime.now(UTC), project="p1", key_id="key_1",
+        deployment="chat", provider="openai", model="gpt-4o", route="chat", output_tokens=n)))
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+async def killed_writer(directory: Path, count: int) -> None:
+    """A real process appends records to the journal and is SIGKILLed: no flush, no clean-up."""
+    script = KILLED_WRITER.format(directory=str(directory), count=count)
     result = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", script], capture_output=True, timeout=60)
     assert result.returncode == -9, result.stderr
+
+
+async def test_a_killed_process_leaves_its_records_to_the_next(storage: Storage, tmp_path: Path) -> None:
+    await killed_writer(tmp_path, 300)
     assert len(segments(tmp_path)) == 1 and len(locks(tmp_path)) == 1
     recorder = UsageRecorder(storage, Journal(tmp_path))
     await recorder.start()  # adopts the dead process's segment and replays it
     await recorder.stop()
     assert await stored(storage) == 300
     assert segments(tmp_path) == [] and locks(tmp_path) == []
+
+
+async def test_a_process_that_dies_beside_a_running_one_is_taken_over(storage: Storage, tmp_path: Path) -> None:
+    recorder = UsageRecorder(storage, Journal(tmp_path), interval=0.02, adopt_interval=0.05)
+    await recorder.start()
+    await killed_writer(tmp_path, 40)
+    await eventually(lambda: _equals(stored(storage), 40))
+    await recorder.stop()
+    assert segments(tmp_path) == []
+
+
+async def test_an_unusable_journal_directory_stops_start_up_with_the_fix(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+    recorder = UsageRecorder(FlakySink(), Journal(tmp_path / "a-file" / "journal"))
+    with pytest.raises(RuntimeError, match="set journal_dir in the config to a directory this process can write"):
+        await recorder.start()
 
 
 async def test_a_live_process_keeps_its_segments(tmp_path: Path) -> None:

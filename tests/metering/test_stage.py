@@ -170,3 +170,21 @@ def test_prices_follow_the_price_table() -> None:
     assert GPT_4O.max_output_tokens == 16384
     assert book.output_reserve(deployment(), None) == 4096
     assert book.output_reserve(deployment(), 100_000) == 16384
+
+
+def test_an_answer_from_a_fallback_is_priced_at_the_fallback() -> None:
+    from modelgate.config.settings import DeploymentSettings, ModelFacts, TargetSettings
+
+    mini = ModelFacts(input_price=0.15, output_price=0.6, max_output_tokens=16384)
+    big = DeploymentSettings(name="big", fallbacks=["small"], targets=[
+        TargetSettings(provider="openai", model="gpt-4o", facts=GPT_4O)])
+    small = DeploymentSettings(name="small", price=PriceSettings(output=100.0), targets=[
+        TargetSettings(provider="openai", model="gpt-4o-mini", facts=mini)])
+    book = price_book(big, small)
+    usage = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
+    # The upstream names the model it ran by a dated id; the longest configured id it extends wins.
+    answered = book.lookup("big", "openai", "gpt-4o-mini-2024-07-18")
+    assert (answered.cost.nanos(usage), answered.price.nanos(usage)) == (750_000_000, 100_150_000_000)
+    assert book.lookup("big", "openai", "gpt-4o-2024-08-06").cost.nanos(usage) == 12_500_000_000
+    # A reservation for "big" holds the dearest rates of every target that may answer for it.
+    assert book.reserve_nanos(big, 1_000_000, 1_000_000) == 102_500_000_000

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import shutil
+import socket
+import subprocess
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +18,8 @@ from modelgate.auth.keystore import KeyCache, generate_key, hash_key
 from modelgate.auth.keysync import KeySync
 from modelgate.schema.errors import AuthenticationFailed
 from modelgate.storage import LimitFields, Storage
+from services import START_REDIS, unavailable
+from support import free_port
 
 DEPLOYMENTS = ["chat", "embed", "fast"]
 
@@ -149,3 +155,55 @@ async def test_an_unreachable_redis_does_not_stop_start_up_or_changes(storage: S
 
 async def _ignore(revision: int) -> None:
     return None
+
+
+async def test_after_redis_restarts_changes_travel_through_it_again(storage: Storage, tmp_path: Path) -> None:
+    """A Redis of this test's own (the shared one must not be restarted): killed and started
+    again on its port, the subscriptions and the announcing client reconnect by themselves."""
+    server = shutil.which("redis-server")
+    if server is None:
+        unavailable("redis-server", FileNotFoundError("redis-server"), START_REDIS)
+    port = free_port()
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen([server or "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                 "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+
+    async def until(condition: Callable[[], bool]) -> None:
+        for _ in range(250):
+            if condition():
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError("timed out")
+
+    redis_server = start()
+    syncs: list[KeySync] = []
+    try:
+        await until(lambda: _answers(port))
+        for _ in range(2):
+            syncs.append(KeySync(await Storage.open(storage.url), KeyCache(), f"redis://127.0.0.1:{port}/0",
+                                 interval=60))
+            await syncs[-1].start()
+        a, b = syncs
+        admin = KeyAdmin(a.storage, DEPLOYMENTS, changed=a.changed)
+        issued = await admin.create_key(KeySpec(project="p"))
+        assert b.cache.lookup(issued.key) is not None
+
+        redis_server.kill()
+        redis_server.wait()
+        await until(lambda: not a.subscribed and not b.subscribed)
+        redis_server = start()
+        await until(lambda: a.subscribed and b.subscribed)
+        await admin.revoke_key(issued.record.id)
+        assert b.cache.lookup(issued.key) is None
+    finally:
+        for sync in syncs:
+            await sync.stop()
+            await sync.storage.close()
+        redis_server.kill()
+        redis_server.wait()
+
+
+def _answers(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0

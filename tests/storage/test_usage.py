@@ -50,6 +50,14 @@ async def test_concurrent_writers_of_overlapping_batches_insert_each_record_once
     assert total.requests == 225
 
 
+async def test_a_batch_larger_than_one_statement_is_written_whole(storage: Storage) -> None:
+    # 2500 records x 20 columns is past what one statement may bind on either dialect.
+    batch = [record(f"r{i}", price=0.001) for i in range(2500)]
+    assert await storage.write_usage(batch) == 2500
+    assert await storage.write_usage(batch[-10:]) == 0
+    assert round(await storage.spend("project", "p", T0), 9) == 2.5
+
+
 async def test_naive_times_are_taken_as_utc(storage: Storage) -> None:
     await storage.write_usage([record("r1", created_at=datetime(2030, 1, 1, 23, 59))])
     since = datetime(2030, 1, 1, 23, 59, tzinfo=UTC)

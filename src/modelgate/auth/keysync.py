@@ -23,7 +23,11 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from modelgate.auth.keystore import KeyCache
 from modelgate.storage import Storage, StorageError
@@ -40,7 +44,10 @@ def channel_name(installation: str) -> str:
 
 
 def connect_redis(url: str) -> aioredis.Redis:
-    return aioredis.Redis.from_url(url, socket_connect_timeout=2, health_check_interval=30)
+    # A pooled connection to a Redis that restarted fails on first use: retry it on a new one.
+    retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3)
+    return aioredis.Redis.from_url(url, socket_connect_timeout=2, health_check_interval=30, retry=retry,
+                                   retry_on_error=[RedisConnectionError, RedisTimeoutError])
 
 
 class Announcer:

@@ -22,7 +22,7 @@ from modelgate.budgets.periods import period_end, period_id, period_start
 from modelgate.metering.pricing import NANO
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Budget:
     """One budget that applies to a request."""
 
@@ -32,7 +32,7 @@ class Budget:
     period: str  # "day" | "month"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Hold:
     """A reservation: settled exactly once, against the periods it was taken in."""
 
@@ -42,7 +42,7 @@ class Hold:
     member: str = ""  # the reservation's name where the ledger keeps one (Redis)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Verdict:
     hold: Hold | None  # None: refused
     blocked: int = -1  # the budget without room

@@ -6,9 +6,12 @@ expire. A gateway that dies mid-request never settles its reservations; they exp
 ``HOLD_TTL_MS`` and the next reservation on that account releases them, so a crash cannot shrink a
 budget for longer than that.
 
-Settlements are queued and sent by a background task: the end of a request does not wait on
-Redis. If Redis cannot be reached, requests pass unchecked (logged), lost settlements leave
-``spent`` low until the periodic merge from the database (``budgets.sync``) raises it again.
+Settlements are queued: the next reservation carries them in its own script run, or a background
+task sends them if none comes soon; the end of a request does not wait on Redis. Until it lands,
+a settlement's reservation (the most the request could cost) still holds its place: the delay
+only ever errs on the safe side. If Redis cannot be reached, requests pass unchecked (logged),
+and settlements wait for it; reservations expire, and the periodic merge from the database
+(``budgets.sync``) raises ``spent`` to what was recorded.
 """
 
 from __future__ import annotations
@@ -18,11 +21,9 @@ import logging
 import secrets
 from collections.abc import Mapping
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-
 from modelgate.budgets.ledger import Budget, Hold, PeriodClock, Verdict
-from modelgate.limits.redis import UNREACHABLE, OutageLog, Sender
+from modelgate.limits.redis import CARRY_DELAY_S, CARRY_MAX, UNREACHABLE, OutageLog, Sender
+from modelgate.limits.resp import LeanRedis, RespError, Script
 
 log = logging.getLogger("modelgate.budgets")
 
@@ -30,13 +31,23 @@ HOLD_TTL_MS = 15 * 60 * 1000  # longer than any request is expected to run
 KEEP_AFTER_PERIOD_S = 86_400  # accounts stay readable for a day after their period ends
 MAX_QUEUED = 100_000
 
-# KEYS: account and holds of each budget. ARGV: amount, hold member, hold ttl ms, then limit and
-# key ttl (s) of each budget. Returns {allowed, blocked (1-based), spent, reserved of the blocked}.
+# KEYS: account and holds of each of the n budgets, then of each settlement carried along (applied
+# first). ARGV: n, amount, hold member, hold ttl ms, then limit and key ttl (s) of each budget,
+# then hold member, -amount and actual of each settlement. Returns {allowed, blocked (1-based),
+# spent, reserved of the blocked}.
 RESERVE = """
+local n = tonumber(ARGV[1])
+local amount = tonumber(ARGV[2])
+for j = 1, (#KEYS - 2 * n) / 2 do
+  local account, holds = KEYS[2 * n + 2 * j - 1], KEYS[2 * n + 2 * j]
+  local a = 4 + 2 * n + 3 * (j - 1)
+  if redis.call('ZREM', holds, ARGV[a + 1]) == 1 then
+    redis.call('HINCRBY', account, 'reserved', ARGV[a + 2])
+  end
+  redis.call('HINCRBY', account, 'spent', ARGV[a + 3])
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local amount = tonumber(ARGV[1])
-local n = #KEYS / 2
 for i = 1, n do
   local account, holds = KEYS[2 * i - 1], KEYS[2 * i]
   local expired = redis.call('ZRANGEBYSCORE', holds, '-inf', now)
@@ -50,15 +61,15 @@ for i = 1, n do
   end
   local v = redis.call('HMGET', account, 'spent', 'reserved')
   local spent, reserved = tonumber(v[1]) or 0, tonumber(v[2]) or 0
-  if spent + reserved + amount > tonumber(ARGV[2 + 2 * i]) then
+  if spent + reserved + amount > tonumber(ARGV[3 + 2 * i]) then
     return {0, i, spent, reserved}
   end
 end
 for i = 1, n do
   local account, holds = KEYS[2 * i - 1], KEYS[2 * i]
-  local ttl = tonumber(ARGV[3 + 2 * i])
-  redis.call('HINCRBY', account, 'reserved', ARGV[1])
-  redis.call('ZADD', holds, now + tonumber(ARGV[3]), ARGV[2])
+  local ttl = tonumber(ARGV[4 + 2 * i])
+  redis.call('HINCRBY', account, 'reserved', ARGV[2])
+  redis.call('ZADD', holds, now + tonumber(ARGV[4]), ARGV[3])
   redis.call('EXPIRE', account, ttl)
   redis.call('EXPIRE', holds, ttl)
 end
@@ -91,19 +102,19 @@ return #KEYS
 
 
 class RedisLedger:
-    def __init__(self, redis: Redis, prefix: str = "modelgate:budget:", periods: PeriodClock | None = None,
+    def __init__(self, redis: LeanRedis, prefix: str = "modelgate:budget:", periods: PeriodClock | None = None,
                  hold_ttl_ms: int = HOLD_TTL_MS) -> None:
         self.redis = redis
         self.prefix = prefix
         self.hold_ttl_ms = hold_ttl_ms
         self.periods = periods or PeriodClock()
-        self._reserve = redis.register_script(RESERVE)
-        self._settle = redis.register_script(SETTLE)
-        self._merge = redis.register_script(MERGE)
+        self._reserve = Script(RESERVE)
+        self._settle = Script(SETTLE)
+        self._merge = Script(MERGE)
         self._ids = itertools.count()
         self._nonce = secrets.token_hex(4)
         self._queue: list[tuple[str, str, str, int, int]] = []  # account, holds, member, -amount, actual
-        self._sender = Sender(self.flush)
+        self._sender = Sender(self.flush, delay=CARRY_DELAY_S)
         self._outage = OutageLog("budgets")
 
     def account_key(self, scope: str, owner: str, period: str) -> str:
@@ -115,15 +126,21 @@ class RedisLedger:
     async def reserve(self, budgets: tuple[Budget, ...], amount: int) -> Verdict:
         periods = tuple(self.periods.current(b.period) for b in budgets)
         member = f"{self._nonce}.{next(self._ids)}:{amount}"
+        carried = self._queue[:CARRY_MAX]
+        del self._queue[:CARRY_MAX]
         keys: list[str] = []
-        args: list[str | int] = [amount, member, self.hold_ttl_ms]
+        args: list[str | int] = [len(budgets), amount, member, self.hold_ttl_ms]
         for budget, period in zip(budgets, periods, strict=True):
             account = self.account_key(budget.scope, budget.owner, period)
             keys += (account, account + ":holds")
             args += (budget.limit, self._ttl(budget.period))
+        for account, holds, held, release, actual in carried:
+            keys += (account, holds)
+            args += (held, release, actual)
         try:
-            out = await self._reserve(keys=keys, args=args)
+            out = await self.redis.run(self._reserve, keys, args)
         except UNREACHABLE as error:
+            self._queue[:0] = carried
             self._outage.failed(error)
             return Verdict(Hold(budgets, periods, amount, member))
         if not out[0]:
@@ -152,12 +169,12 @@ class RedisLedger:
                     keys += (account, holds)
                     args += (member, release, actual)
                 try:
-                    await self._settle(keys=keys, args=args)
+                    await self.redis.run(self._settle, keys, args)
                 except UNREACHABLE as error:
                     self._queue[:0] = batch
                     self._outage.failed(error)
                     return False
-                except RedisError:
+                except RespError:
                     log.exception("budget settlements refused by Redis; %d dropped", len(batch))
         return True
 
@@ -166,8 +183,8 @@ class RedisLedger:
         items = list(totals.items())
         for start in range(0, len(items), 500):
             chunk = items[start:start + 500]
-            await self._merge(keys=[self.account_key(scope, owner, period_id) for owner, _ in chunk],
-                              args=[self._ttl(period), *(total for _, total in chunk)])
+            await self.redis.run(self._merge, [self.account_key(scope, owner, period_id) for owner, _ in chunk],
+                                 [self._ttl(period), *(total for _, total in chunk)])
 
     async def close(self) -> None:
         await self._sender.stop()

@@ -6,6 +6,7 @@ from collections.abc import AsyncGenerator
 from datetime import UTC, datetime, timedelta
 
 from modelgate.budgets.ledger import Budget, Ledger, Verdict, budgets_for
+from modelgate.limits.stage import PerCaller
 from modelgate.metering.pricing import NANO, PriceBook
 from modelgate.metering.usage import UsageWatch, estimate_request_tokens
 from modelgate.pipeline.call import Call
@@ -30,9 +31,10 @@ class BudgetGuard:
     def __init__(self, ledger: Ledger, prices: PriceBook) -> None:
         self.ledger = ledger
         self.prices = prices
+        self._budgets = PerCaller(lambda call: budgets_for(call.principal))
 
     def __call__(self, call: Call, next: Handler) -> AsyncGenerator[Event, None]:
-        budgets = budgets_for(call.principal)
+        budgets = self._budgets(call)
         if not budgets:
             return next(call)
         return self._guarded(call, next, budgets)

@@ -17,7 +17,6 @@ times here are milliseconds.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -28,7 +27,7 @@ EPSILON_MS = 0.001
 Kind = Literal["requests", "tokens"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Counter:
     """One limit that applies to a request: its storage key, units per minute, and what it counts."""
 
@@ -38,12 +37,9 @@ class Counter:
     scope: str  # "key", "project" or "deployment": for messages
     owner: str  # the key id, project name or deployment name
 
-    @property
-    def interval_ms(self) -> float:
-        return WINDOW_MS / self.limit
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CounterState:
     """A counter after a decision, as the x-ratelimit-* headers report it."""
 
@@ -52,7 +48,7 @@ class CounterState:
     reset_ms: float  # until the bucket is full again
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decision:
     allowed: bool
     states: tuple[CounterState, ...]  # in the order of the counters asked about
@@ -61,9 +57,10 @@ class Decision:
 
 
 def state_of(counter: Counter, tat: float, now: float) -> CounterState:
-    backlog = max(0.0, tat - now)
-    remaining = math.floor((WINDOW_MS - backlog) / counter.interval_ms + EPSILON_MS / counter.interval_ms)
-    return CounterState(limit=counter.limit, remaining=max(0, min(counter.limit, remaining)), reset_ms=backlog)
+    backlog = tat - now if tat > now else 0.0
+    limit = counter.limit
+    remaining = int((WINDOW_MS - backlog + EPSILON_MS) // (WINDOW_MS / limit))
+    return CounterState(limit, 0 if remaining < 0 else remaining if remaining < limit else limit, backlog)
 
 
 def charge(counters: tuple[Counter, ...], costs: tuple[int, ...], tats: list[float], now: float) -> Decision:
@@ -72,23 +69,28 @@ def charge(counters: tuple[Counter, ...], costs: tuple[int, ...], tats: list[flo
     A cost above a counter's whole limit is charged as the limit: such a request waits for a full
     bucket instead of never passing, and the correction at its end charges the rest.
     """
-    new: list[float] = []
+    # Plain loops: this runs on every request, with up to six counters.
+    new = []
     retry = 0.0
     blocked = -1
-    for i, counter in enumerate(counters):
-        start = max(tats[i], now)
-        after = start + min(costs[i], counter.limit) * counter.interval_ms
+    for i in range(len(counters)):
+        limit = counters[i].limit
+        tat = tats[i]
+        cost = costs[i]
+        after = (tat if tat > now else now) + (cost if cost < limit else limit) * (WINDOW_MS / limit)
         new.append(after)
         wait = after - now - WINDOW_MS
         if wait > EPSILON_MS and wait > retry:
             retry, blocked = wait, i
-    if blocked >= 0:
-        return Decision(False, tuple(state_of(c, max(t, now), now) for c, t in zip(counters, tats, strict=True)),
-                        retry, blocked)
-    tats[:] = new
-    return Decision(True, tuple(state_of(c, t, now) for c, t in zip(counters, new, strict=True)))
+    allowed = blocked < 0
+    if allowed:
+        tats[:] = new
+    states = []
+    for i in range(len(counters)):
+        states.append(state_of(counters[i], tats[i], now))
+    return Decision(allowed, tuple(states), retry, blocked)
 
 
 def adjust(counter: Counter, tat: float, delta: int, now: float) -> float:
     """The TAT after a correction of ``delta`` units (negative gives units back)."""
-    return max(now, max(tat, now) + delta * counter.interval_ms)
+    return max(now, max(tat, now) + delta * (WINDOW_MS / counter.limit))

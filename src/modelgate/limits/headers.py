@@ -32,15 +32,23 @@ def go_duration(ms: float) -> str:
 
 def ratelimit_headers(counters: Sequence[Counter], states: Sequence[CounterState]) -> dict[str, str]:
     """The headers for the tightest counter of each kind (fewest remaining, then longest reset)."""
+    requests: CounterState | None = None
+    tokens: CounterState | None = None
+    for i in range(len(counters)):
+        state = states[i]
+        if counters[i].kind == "requests":
+            if requests is None or _tighter(state, requests):
+                requests = state
+        elif tokens is None or _tighter(state, tokens):
+            tokens = state
     headers: dict[str, str] = {}
-    for kind in ("requests", "tokens"):
-        tightest: CounterState | None = None
-        for counter, state in zip(counters, states, strict=True):
-            if counter.kind == kind and (tightest is None or (state.remaining, -state.reset_ms)
-                                         < (tightest.remaining, -tightest.reset_ms)):
-                tightest = state
+    for kind, tightest in (("requests", requests), ("tokens", tokens)):
         if tightest is not None:
             headers[f"x-ratelimit-limit-{kind}"] = str(tightest.limit)
             headers[f"x-ratelimit-remaining-{kind}"] = str(tightest.remaining)
             headers[f"x-ratelimit-reset-{kind}"] = go_duration(tightest.reset_ms)
     return headers
+
+
+def _tighter(a: CounterState, b: CounterState) -> bool:
+    return a.remaining < b.remaining or (a.remaining == b.remaining and a.reset_ms > b.reset_ms)

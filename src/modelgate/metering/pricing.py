@@ -60,6 +60,7 @@ class TargetPrices:
 
 
 UNKNOWN = TargetPrices(Rates(), Rates())
+NO_CEILING: tuple[Rates, int | None] = (Rates(), None)
 
 
 def target_prices(entry: PriceEntry) -> TargetPrices:
@@ -73,20 +74,22 @@ class PriceBook:
 
     def __init__(self, entries: Iterable[PriceEntry], deployments: Iterable[DeploymentSettings]) -> None:
         self._exact: dict[tuple[str, str, str], TargetPrices] = {}
-        self._by_provider: dict[tuple[str, str], list[TargetPrices]] = {}
         self._anywhere: dict[tuple[str, str], TargetPrices] = {}
-        self._warned: set[tuple[str, str | None, str | None]] = set()
         for entry in entries:
             prices = target_prices(entry)
             self._exact[(entry.deployment, entry.provider, entry.model)] = prices
-            self._by_provider.setdefault((entry.deployment, entry.provider), []).append(prices)
             self._anywhere.setdefault((entry.provider, entry.model), prices)
-        # Per deployment: the dearest customer rates of its targets and their largest output.
+        # The deployments whose targets may answer for each deployment: itself, then its fallbacks.
+        by_name = {d.name: d for d in deployments}
+        self._groups: dict[str, list[DeploymentSettings]] = {
+            d.name: [d] + [by_name[f] for f in d.fallbacks if f in by_name] for d in by_name.values()}
+        self._found: dict[tuple[str, str, str | None], TargetPrices] = {}
+        # Per deployment: the dearest customer rates of those targets, and their largest output.
         self._ceiling: dict[str, tuple[Rates, int | None]] = {}
-        for deployment in deployments:
-            targets = [self._exact.get((deployment.name, t.provider, t.model), UNKNOWN) for t in deployment.targets]
-            outputs = [t.facts.max_output_tokens for t in deployment.targets if t.facts.max_output_tokens]
-            self._ceiling[deployment.name] = (
+        for name, groups in self._groups.items():
+            targets = [self._exact.get((d.name, t.provider, t.model), UNKNOWN) for d in groups for t in d.targets]
+            outputs = [t.facts.max_output_tokens for d in groups for t in d.targets if t.facts.max_output_tokens]
+            self._ceiling[name] = (
                 Rates(input=max((t.price.input for t in targets), default=0.0),
                       output=max((t.price.output for t in targets), default=0.0)),
                 max(outputs) if outputs else None)
@@ -96,37 +99,47 @@ class PriceBook:
         return cls(prices_from_settings(settings), settings.deployments.values())
 
     def lookup(self, deployment: str, provider: str | None, model: str | None) -> TargetPrices:
-        """The prices of the target that answered.
+        """The prices of the target that answered a call to ``deployment`` (or to a fallback).
 
-        ``model`` may be what the upstream said it is (``gpt-4o-2024-08-06`` for a target
-        configured as ``gpt-4o``); when it is no configured model id, the deployment's only target
-        on that provider is the one that answered.
+        ``model`` is what the upstream said it is, which may be a dated name of the configured
+        one (``gpt-4o-2024-08-06`` for ``gpt-4o``). Looked up once per distinct answer, then cached.
         """
         if provider is None:
             return UNKNOWN
-        found = self._exact.get((deployment, provider, model or ""))
+        key = (deployment, provider, model)
+        found = self._found.get(key)
+        if found is None:
+            found = self._found[key] = self._resolve(deployment, provider, model or "")
+        return found
+
+    def _resolve(self, deployment: str, provider: str, model: str) -> TargetPrices:
+        groups = self._groups.get(deployment, [])
+        for group in groups:
+            found = self._exact.get((group.name, provider, model))
+            if found is not None:
+                return found
+        candidates = [(group.name, t.model) for group in groups for t in group.targets if t.provider == provider]
+        if len(candidates) > 1:
+            # The configured id that the upstream's name extends: the longest, so that
+            # gpt-4o-mini-2024-07-18 is gpt-4o-mini, not gpt-4o.
+            candidates = sorted((c for c in candidates if model.startswith(c[1] + "-")), key=lambda c: -len(c[1]))
+        if candidates:
+            return self._exact.get((candidates[0][0], provider, candidates[0][1]), UNKNOWN)
+        found = self._anywhere.get((provider, model))
         if found is not None:
             return found
-        same_provider = self._by_provider.get((deployment, provider))
-        if same_provider is not None and len(same_provider) == 1:
-            return same_provider[0]
-        found = self._anywhere.get((provider, model or ""))
-        if found is not None:
-            return found
-        if (deployment, provider, model) not in self._warned:
-            self._warned.add((deployment, provider, model))
-            log.warning("no price for model %r of provider %r (deployment %r): its usage is recorded at "
-                        "cost 0", model, provider, deployment)
+        log.warning("no price for model %r of provider %r (deployment %r): its usage is recorded at cost 0",
+                    model, provider, deployment)
         return UNKNOWN
 
     def output_reserve(self, deployment: DeploymentSettings, max_tokens: int | None) -> int:
         """The output tokens a chat request may produce: its max_tokens (or a default), capped at
         the largest output the deployment's models can give."""
         output = max_tokens or DEFAULT_OUTPUT_RESERVE
-        max_output = self._ceiling.get(deployment.name, (Rates(), None))[1]
+        max_output = self._ceiling.get(deployment.name, NO_CEILING)[1]
         return min(output, max_output) if max_output is not None else output
 
     def reserve_nanos(self, deployment: DeploymentSettings, input_tokens: int, output_tokens: int) -> int:
         """The most a request may cost the customer, at the dearest of the deployment's targets."""
-        rates = self._ceiling.get(deployment.name, (Rates(), None))[0]
+        rates = self._ceiling.get(deployment.name, NO_CEILING)[0]
         return rates.nanos(Usage(input_tokens=input_tokens, output_tokens=output_tokens))

@@ -26,6 +26,8 @@ from modelgate.storage.records import UsageRecord
 
 log = logging.getLogger("modelgate.metering")
 
+ADOPT_INTERVAL_S = 60.0  # how often to look for segments of processes that died meanwhile
+
 
 class UsageSink(Protocol):
     """Where records go: ``Storage``. Must be idempotent by request id and raise
@@ -36,15 +38,17 @@ class UsageSink(Protocol):
 
 class UsageRecorder:
     def __init__(self, sink: UsageSink, journal: Journal, *, interval: float = 0.2, batch_size: int = 500,
-                 retry_interval: float = 1.0) -> None:
+                 retry_interval: float = 1.0, adopt_interval: float = ADOPT_INTERVAL_S) -> None:
         self.sink = sink
         self.journal = journal
         self.interval = interval
         self.batch_size = batch_size
         self.retry_interval = retry_interval
+        self.adopt_interval = adopt_interval
         self._pending: list[UsageRecord] = []  # in the journal's current segment, not yet written
         self._unsent: list[Path] = []  # closed segments waiting for the database, oldest first
         self._retry_at = 0.0
+        self._next_adoption = 0.0
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()  # one writer at a time: the background task, flush(), stop()
         self._stopping = False
@@ -59,8 +63,14 @@ class UsageRecorder:
 
     async def start(self) -> None:
         """Open the journal, replay what ended processes left (if the database answers), start writing."""
-        self.journal.open()
+        try:
+            self.journal.open()
+        except OSError as error:
+            raise RuntimeError(
+                f"the usage journal directory {self.journal.directory} cannot be used ({error.strerror or error}): "
+                "set journal_dir in the config to a directory this process can write") from error
         self._unsent.extend(self.journal.adopt_orphans())
+        self._next_adoption = time.monotonic() + self.adopt_interval
         if self._unsent:
             await self._replay()
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -92,6 +102,10 @@ class UsageRecorder:
             try:
                 async with self._lock:
                     await self._write_pending()
+                    if time.monotonic() >= self._next_adoption:
+                        # Another process sharing the directory may have died since start-up.
+                        self._next_adoption = time.monotonic() + self.adopt_interval
+                        self._unsent.extend(await asyncio.to_thread(self.journal.adopt_orphans))
                     if self._unsent and time.monotonic() >= self._retry_at:
                         await self._replay()
             except Exception:

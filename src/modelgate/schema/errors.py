@@ -42,6 +42,8 @@ class GatewayError(Exception):
             self.code = code
         self.param = param
         self.retry_after = retry_after
+        # Response headers an error answer carries besides its body (x-ratelimit-* on a 429).
+        self.headers: dict[str, str] = {}
 
 
 class InvalidRequest(GatewayError):

@@ -18,6 +18,7 @@ from modelgate.budgets.redis import RedisLedger
 from modelgate.config.settings import DeploymentSettings, Settings
 from modelgate.limits import Limiter, LocalLimiter, RateLimit
 from modelgate.limits.redis import RedisLimiter, create_redis
+from modelgate.limits.resp import LeanRedis
 from modelgate.metering import Journal, Metering, PriceBook, UsageRecorder
 from modelgate.pipeline.build import build_handler
 from modelgate.pipeline.chain import Handler
@@ -57,7 +58,7 @@ class Services:
         self.price_book = PriceBook(self.prices.values(), settings.deployments.values())
         self.limiter: Limiter = LocalLimiter()
         self.ledger: Ledger = LocalLedger()
-        self.limits_redis: Redis | None = None
+        self.limits_redis: LeanRedis | None = None
         self.recorder = UsageRecorder(storage, Journal(settings.journal_dir))
         self.spend_sync = SpendSync(storage, self.ledger)
         self.handler: Handler = self._build_handler()
@@ -118,7 +119,7 @@ class Services:
         await self.limiter.close()
         await self.ledger.close()
         if self.limits_redis is not None:
-            await self.limits_redis.aclose()
+            await self.limits_redis.close()
         if self.health_sync is not None:
             await self.health_sync.stop()
         if self.redis is not None:

@@ -76,7 +76,8 @@ class Storage:
                                  f"know ({', '.join(newer)}): it was upgraded by a newer version; run that one")
 
     async def upgrade(self) -> list[str]:
-        """Apply the pending migrations in order, each in its own transaction; their names."""
+        """Apply the pending migrations in order, in one transaction (on PostgreSQL under an
+        advisory lock, on SQLite under its write lock, so concurrent upgrades queue); their names."""
         done: list[str] = []
         async with self.db.write() as conn:
             if self.dialect == "postgresql":
@@ -88,7 +89,7 @@ class Storage:
                 await conn.run_sync(migration)
                 await conn.execute(insert(schema_migrations).values(name=name, applied_at=datetime.now(UTC)))
                 done.append(name)
-                log.info("applied migration %s to %s", name, describe(self.url))
+                log.debug("applied migration %s to %s", name, describe(self.url))
         return done
 
     async def prepare(self) -> list[str]:
@@ -97,7 +98,8 @@ class Storage:
         if self.dialect == "sqlite":
             applied = await self.upgrade()
             if applied:
-                log.info("SQLite database %s: applied migrations %s", describe(self.url), ", ".join(applied))
+                log.info("SQLite database %s was new or older than this modelgate: applied migrations %s "
+                         "at start-up", describe(self.url), ", ".join(applied))
             await self.check_schema()
             return applied
         await self.check_schema()

@@ -32,7 +32,7 @@ PATH_PREFIX = "/v1/messages"
 
 
 async def send_error(send: Send, error: GatewayError, request_id: str) -> None:
-    headers = {"request-id": request_id, "x-request-id": request_id}
+    headers = {**error.headers, "request-id": request_id, "x-request-id": request_id}
     if error.retry_after is not None:
         headers["retry-after"] = str(max(1, round(error.retry_after)))
     await respond(send, error.status, error_body(error, request_id), headers)
@@ -86,6 +86,9 @@ class AnthropicSurface:
                 await self._stream(call, send, estimate_input_tokens(request))
             else:
                 await self._complete(call, send)
+        except GatewayError as error:
+            error.headers = {**call.response_headers, **error.headers}
+            raise
         except asyncio.CancelledError:
             if not watch.disconnected:
                 raise

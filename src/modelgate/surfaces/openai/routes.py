@@ -37,7 +37,7 @@ DONE = b"data: [DONE]\n\n"
 
 
 async def send_error(send: Send, error: GatewayError, request_id: str) -> None:
-    headers = {"x-request-id": request_id}
+    headers = {**error.headers, "x-request-id": request_id}
     if error.retry_after is not None:
         headers["retry-after"] = str(max(1, round(error.retry_after)))
     await respond(send, error.status, error_body(error), headers)
@@ -87,6 +87,9 @@ class OpenAISurface:
                 await self._stream(call, send)
             else:
                 await self._complete(call, send)
+        except GatewayError as error:
+            error.headers = {**call.response_headers, **error.headers}
+            raise
         except asyncio.CancelledError:
             if not watch.disconnected:
                 raise
@@ -136,9 +139,13 @@ class OpenAISurface:
         call = Call(request_id=http.scope["modelgate.request_id"], request=request,
                     deployment=deployment, principal=principal)
         folder = Folder()
-        async with aclosing(self.services.handler(call)) as events:
-            async for event in events:
-                folder.add(event)
+        try:
+            async with aclosing(self.services.handler(call)) as events:
+                async for event in events:
+                    folder.add(event)
+        except GatewayError as error:
+            error.headers = {**call.response_headers, **error.headers}
+            raise
         await respond(send, 200, embeddings_body(folder.finish(), request.encoding_format),
                       answered_by(call))
 
