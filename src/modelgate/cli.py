@@ -30,6 +30,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--demo", action="store_true",
                        help="no config or keys: simulated providers, SQLite, instructions printed")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--workers", type=int, default=1,
+                       help="worker processes sharing the port (set redis_url so they share limits)")
 
     sim = commands.add_parser("sim", help="run the provider simulator (OpenAI, Anthropic, Gemini APIs)")
     sim.add_argument("--host", default="127.0.0.1")
@@ -82,7 +84,7 @@ def _serve(args: argparse.Namespace) -> int:
     else:
         settings = _load(args.config or DEFAULT_CONFIG)  # type: ignore[assignment]
     assert isinstance(settings, Settings)
-    run_server(settings, args.host, args.port, args.log_level)
+    run_server(settings, args.host, args.port, args.log_level, args.workers)
     return 0
 
 

@@ -1,21 +1,92 @@
-"""Running the app under an ASGI server.
+"""Running the app under an ASGI server, in one process or several sharing one socket.
 
 uvicorn with uvloop and httptools: measured on the request path against granian and aiohttp's
 own server (bench/study/RESULTS.md); see docs/benchmarks.md for the figures.
+
+With ``workers`` > 1 the parent binds the listening socket and forks the workers, which all
+accept on it: the kernel spreads connections over them. Each worker has its own services (HTTP
+pool, key cache, recorder); what they must agree on (limits, budgets, breakers, revocations)
+goes through ``redis_url``. The parent only supervises: it restarts a worker that dies and stops
+them all on SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import time
+from multiprocessing.process import BaseProcess
+from types import FrameType
 
 import uvicorn
 
 from modelgate.config.settings import Settings
 from modelgate.server.app import create_app
 
+log = logging.getLogger("modelgate")
 
-def run_server(settings: Settings, host: str, port: int, log_level: str = "info") -> None:
-    config = uvicorn.Config(
+
+def _config(settings: Settings, host: str, port: int, log_level: str) -> uvicorn.Config:
+    return uvicorn.Config(
         create_app(settings), host=host, port=port, loop="uvloop", http="httptools",
         lifespan="on", access_log=False, log_level=log_level, server_header=False,
         date_header=False, timeout_keep_alive=75,
     )
-    uvicorn.Server(config).run()
+
+
+def run_server(settings: Settings, host: str, port: int, log_level: str = "info", workers: int = 1) -> None:
+    if workers <= 1:
+        uvicorn.Server(_config(settings, host, port, log_level)).run()
+        return
+    if not settings.redis_url:
+        log.warning("%d workers without redis_url: each keeps its own rate limits, budgets and breakers",
+                    workers)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    Supervisor(settings, host, port, log_level, sock, workers).run()
+
+
+def _worker(settings: Settings, host: str, port: int, log_level: str, sock: socket.socket) -> None:
+    uvicorn.Server(_config(settings, host, port, log_level)).run(sockets=[sock])
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, host: str, port: int, log_level: str, sock: socket.socket,
+                 workers: int) -> None:
+        self.args = (settings, host, port, log_level, sock)
+        self.count = workers
+        self.processes: list[BaseProcess] = []
+        self.stopping = False
+        # fork: workers inherit the parsed settings and the bound socket as they are.
+        self.context = multiprocessing.get_context("fork")
+
+    def _spawn(self) -> BaseProcess:
+        process = self.context.Process(target=_worker, args=self.args, daemon=False)
+        process.start()
+        return process
+
+    def _stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stopping = True
+
+    def run(self) -> None:
+        signal.signal(signal.SIGINT, self._stop)
+        signal.signal(signal.SIGTERM, self._stop)
+        self.processes = [self._spawn() for _ in range(self.count)]
+        log.info("modelgate: %d workers (pids %s) on %s:%s", self.count,
+                 ", ".join(str(p.pid) for p in self.processes), self.args[1], self.args[2])
+        while not self.stopping:
+            time.sleep(0.2)
+            for i, process in enumerate(self.processes):
+                if not process.is_alive() and not self.stopping:
+                    log.warning("worker %s exited with %s; starting another", process.pid, process.exitcode)
+                    self.processes[i] = self._spawn()
+        for process in self.processes:
+            if process.pid and process.is_alive():
+                os.kill(process.pid, signal.SIGTERM)
+        for process in self.processes:
+            process.join(timeout=30)
