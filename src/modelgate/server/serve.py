@@ -34,6 +34,8 @@ def _config(settings: Settings, host: str, port: int, log_level: str) -> uvicorn
         create_app(settings), host=host, port=port, loop="uvloop", http="httptools",
         lifespan="on", access_log=False, log_level=log_level, server_header=False,
         date_header=False, timeout_keep_alive=75,
+        # Nothing reads the client address; behind a proxy, X-Forwarded-For is the proxy's business.
+        proxy_headers=False,
     )
 
 

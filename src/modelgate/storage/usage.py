@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import fields
 from datetime import datetime
 from typing import Any, Literal
 
@@ -17,6 +17,8 @@ from modelgate.storage.records import GROUP_BY, UsageFilters, UsageRecord, Usage
 from modelgate.storage.tables import usage
 
 Scope = Literal["key", "project"]
+# Records are flat: a shallow row per record (dataclasses.asdict deep-copies every value).
+_COLUMNS = tuple(f.name for f in fields(UsageRecord))
 TOTALS = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "output_tokens")
 
 
@@ -28,7 +30,7 @@ class UsageRepository:
         """Insert the records whose request id is not stored yet; the number inserted."""
         if not records:
             return 0
-        rows = [asdict(record) for record in records]
+        rows = [{name: getattr(record, name) for name in _COLUMNS} for record in records]
         insert = pg_insert if self.db.dialect == "postgresql" else sqlite_insert
         statement = (insert(usage).on_conflict_do_nothing(index_elements=[usage.c.request_id])
                      .returning(usage.c.request_id))
