@@ -8,8 +8,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from modelgate.simulator import SimConfig, SimulatorThread  # noqa: E402
-from openai_spec import OpenAISpec, load_spec  # noqa: E402
+from modelgate.simulator import SimConfig, SimulatorThread
+from openai_spec import OpenAISpec, load_spec
 from services import (  # noqa: F401  (fixtures: real PostgreSQL and Redis, fresh databases)
     database_url,
     migrated_database_url,

@@ -9,21 +9,15 @@ import pytest
 
 from modelgate.config import ConfigError, load_settings, parse_settings
 
-ISSUE_EXAMPLE = """
-master_key: ${MODELGATE_MASTER_KEY}      # accepted as "Authorization: Bearer", "api-key" or "x-api-key"
-providers:
-  openai:   {type: openai, api_key: ${OPENAI_API_KEY}}          # base_url defaults per type
-  xai:      {type: openai, base_url: https://api.x.ai/v1, api_key: ${XAI_API_KEY}}
-  deepseek: {type: openai, base_url: https://api.deepseek.com, api_key: ${DEEPSEEK_API_KEY}}
-  azure:    {type: azure, base_url: https://RESOURCE.openai.azure.com, api_key: ${AZURE_API_KEY}, api_version: "2024-10-21"}
-deployments:
-  - name: gpt-4o          # what clients send as "model"
-    provider: openai
-    model: gpt-4o         # the upstream's own model id
-  - name: grok
-    provider: xai
-    model: grok-3
-"""
+
+def readme_example() -> str:
+    """The config example of the README, as a reader copies it."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme[readme.index("## Configure"):]
+    return section[section.index("```yaml\n") + 8:section.index("```", section.index("```yaml\n") + 8)]
+
+
+ISSUE_EXAMPLE = readme_example()
 ENV = {"MODELGATE_MASTER_KEY": "mk", "OPENAI_API_KEY": "o", "XAI_API_KEY": "x", "DEEPSEEK_API_KEY": "d",
        "AZURE_API_KEY": "a"}
 

@@ -285,9 +285,9 @@ def _parse_provider(name: str, body: Any, checker: _Checker) -> ProviderSettings
 def _parse_facts(key: str, body: Mapping[str, Any], checker: _Checker) -> ModelFacts:
     facts = {k: v for k, v in body.items() if k in FACT_KEYS}
     for name in ("context_window", "max_output_tokens"):
-        if name in facts and checker.typed(f"{key}.{name}", facts[name], int, "a number of tokens"):
-            if facts[name] <= 0:
-                checker.fail(f"{key}.{name}", "must be a positive number of tokens")
+        if (name in facts and checker.typed(f"{key}.{name}", facts[name], int, "a number of tokens")
+                and facts[name] <= 0):
+            checker.fail(f"{key}.{name}", "must be a positive number of tokens")
     for name in ("input_price", "output_price", "cached_input_price", "cache_write_price"):
         if name in facts:
             checker.typed(f"{key}.{name}", facts[name], (int, float), "USD per million tokens as a number")

@@ -21,11 +21,12 @@ from modelgate.schema.request import ChatRequest
 class SplitThinkTags:
     """Stage: split ``<think>`` tags out of the content of deployments that ask for it."""
 
-    async def __call__(self, call: Call, next: Handler) -> AsyncGenerator[Event, None]:
+    def __call__(self, call: Call, next: Handler) -> AsyncGenerator[Event, None]:
         if not isinstance(call.request, ChatRequest) or not call.deployment.reasoning.split_think_tags:
-            async for event in next(call):
-                yield event
-            return
+            return next(call)  # nothing to split: no wrapper around every event either
+        return self._split(call, next)
+
+    async def _split(self, call: Call, next: Handler) -> AsyncGenerator[Event, None]:
         splitters: dict[int, ThinkTagSplitter] = {}
         async for event in next(call):
             if isinstance(event, TextDelta):
