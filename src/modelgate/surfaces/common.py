@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Awaitable, Callable
 
 from modelgate.pipeline.call import Call
+from modelgate.schema.errors import GatewayError
+from modelgate.server.http import HTTPRequest, Send
+from modelgate.server.routing import Endpoint
+
+ErrorSender = Callable[[Send, GatewayError, str], Awaitable[None]]
 
 
 def new_request_id() -> str:
@@ -21,3 +27,19 @@ def answered_by(call: Call) -> dict[str, str]:
         "x-modelgate-attempts": str(call.attempts),
         **call.response_headers,
     }
+
+
+def guarded_by(send_error: ErrorSender) -> Callable[[Endpoint], Endpoint]:
+    """A decorator that gives each request its id and renders every error an endpoint raises
+    before it responded with ``send_error``, in the surface's own wire format."""
+    def guard(endpoint: Endpoint) -> Endpoint:
+        async def guarded(request: HTTPRequest, send: Send) -> None:
+            # Always our own id: it keys the usage record, which a client must not be able to repeat.
+            request_id = new_request_id()
+            request.scope["modelgate.request_id"] = request_id
+            try:
+                await endpoint(request, send)
+            except GatewayError as error:
+                await send_error(send, error, request_id)
+        return guarded
+    return guard

@@ -21,11 +21,11 @@ from modelgate.providers.sse import sse_event
 from modelgate.schema.errors import GatewayError, NotFound
 from modelgate.schema.tokens import estimate_input_tokens
 from modelgate.server.http import DisconnectWatch, HTTPRequest, Send, respond, start_stream
-from modelgate.server.routing import Endpoint, Route
+from modelgate.server.routing import Route
 from modelgate.server.services import Services
 from modelgate.surfaces.anthropic.requests import parse_messages_request
 from modelgate.surfaces.anthropic.responses import MessageRenderer, error_body, fold_message, stream_error
-from modelgate.surfaces.common import answered_by, new_request_id
+from modelgate.surfaces.common import answered_by, guarded_by, new_request_id
 
 log = logging.getLogger("modelgate.anthropic")
 PATH_PREFIX = "/v1/messages"
@@ -38,17 +38,8 @@ async def send_error(send: Send, error: GatewayError, request_id: str) -> None:
     await respond(send, error.status, error_body(error, request_id), headers)
 
 
-def guard(endpoint: Endpoint) -> Endpoint:
-    """Render every error an endpoint raises before it responded as an Anthropic error object."""
-    async def guarded(request: HTTPRequest, send: Send) -> None:
-        # Always our own id: it keys the usage record, which a client must not be able to repeat.
-        request_id = new_request_id()
-        request.scope["modelgate.request_id"] = request_id
-        try:
-            await endpoint(request, send)
-        except GatewayError as error:
-            await send_error(send, error, request_id)
-    return guarded
+# Errors before the response starts become Anthropic error objects.
+guard = guarded_by(send_error)
 
 
 async def no_route(request: HTTPRequest, send: Send, path_known: bool) -> None:

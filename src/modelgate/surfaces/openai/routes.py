@@ -20,10 +20,10 @@ from modelgate.providers.sse import sse_data
 from modelgate.schema.errors import GatewayError
 from modelgate.schema.events import Event, Folder
 from modelgate.server.http import DisconnectWatch, HTTPRequest, Send, respond, start_stream
-from modelgate.server.routing import Endpoint, Route
+from modelgate.server.routing import Route
 from modelgate.server.services import Services
 from modelgate.surfaces.anthropic.models import anthropic_model, anthropic_model_list
-from modelgate.surfaces.common import answered_by, new_request_id
+from modelgate.surfaces.common import answered_by, guarded_by
 from modelgate.surfaces.openai.requests import parse_chat_request, parse_embedding_request
 from modelgate.surfaces.openai.responses import (
     ChunkRenderer,
@@ -43,17 +43,8 @@ async def send_error(send: Send, error: GatewayError, request_id: str) -> None:
     await respond(send, error.status, error_body(error), headers)
 
 
-def guard(endpoint: Endpoint) -> Endpoint:
-    """Render every error an endpoint raises before it responded as an OpenAI error object."""
-    async def guarded(request: HTTPRequest, send: Send) -> None:
-        # Always our own id: it keys the usage record, which a client must not be able to repeat.
-        request_id = new_request_id()
-        request.scope["modelgate.request_id"] = request_id
-        try:
-            await endpoint(request, send)
-        except GatewayError as error:
-            await send_error(send, error, request_id)
-    return guarded
+# Errors before the response starts become OpenAI error objects.
+guard = guarded_by(send_error)
 
 
 async def _first(events: AsyncIterator[Event]) -> Event | None:
