@@ -76,6 +76,7 @@ def summary(out: dict[str, Any]) -> dict[str, Any]:
         st = r.get("streaming") or {}
         s["cpu_ms_per_stream"] = st.get("cpu_ms_per_stream") if r["name"] != "direct" else None
         s["standin_cpu_ms_per_stream"] = st.get("cpu_ms_per_stream") if r["name"] == "direct" else None
+        s["stream_rate"] = st.get("rate")
         s["ttft_p50_ms"] = _get(st, "system", "ttft_ms", "p50")
         s["gap_p99_ms"] = _get(st, "system", "gap_ms", "p99")
         s["added_ttft_p50_ms"] = st.get("added_ttft_p50_ms")
@@ -191,7 +192,7 @@ def markdown(out: dict[str, Any], summ: dict[str, Any]) -> str:
                   f"c=8, {d['rps_c8'] / best:.1f}x the best system's {best:,.0f}; the ≥ 2x rule {verdict}.", ""]
 
     lines += ["## Streaming, big bodies, slow upstreams", ""]
-    head = ["system", "TTFT p50 ms", "added TTFT p50 ms", "gap p99 ms", "added gap p99 ms", "min chunks",
+    head = ["system", "streams/s", "TTFT p50 ms", "added TTFT p50 ms", "gap p99 ms", "added gap p99 ms", "min chunks",
             "gaps < 2 ms %", "big: added p50 ms", "big: CPU ms/req", "20 ms upstream: added p99 ms @ rate",
             "1 s upstream: added p99 ms @ rate"]
 
@@ -203,7 +204,7 @@ def markdown(out: dict[str, Any], summ: dict[str, Any]) -> str:
     rows = []
     for n in names:
         s = sysrows[n]
-        rows.append([label(n), _f(s.get("ttft_p50_ms"), 1), _f(s.get("added_ttft_p50_ms")),
+        rows.append([label(n), _f(s.get("stream_rate"), 1), _f(s.get("ttft_p50_ms"), 1), _f(s.get("added_ttft_p50_ms")),
                      _f(s.get("gap_p99_ms"), 1), _f(s.get("added_gap_p99_ms")), _f(s.get("chunks_min")),
                      _f(s.get("bunched_gaps_pct"), 1), _f(s.get("big_added_p50_ms")),
                      _f(s.get("big_cpu_ms_per_req")), at_rate(s, "slow20"), at_rate(s, "slow1000")])
@@ -235,7 +236,22 @@ def markdown(out: dict[str, Any], summ: dict[str, Any]) -> str:
                      _f(r.get("import_s")), "; ".join(r.get("void") or []).replace("|", "/")[:300] or "none"])
     lines += _table(head, rows)
 
-    lines += ["", "## Aims (BENCHMARKS.md) for modelgate", ""]
+    lines += ["", "## How to read these", "",
+              "- *added* = the system minus the direct path, measured interleaved request by request at "
+              "concurrency 1; *beyond floor* also subtracts what a bare server on the gateway's core adds "
+              "(the cross-core hop).",
+              "- CPU ms/req is utime+stime of the system's process tree over an open-loop run at a fixed rate "
+              "under half its c=8 throughput; CPU per stream likewise, at a stream rate probed to stay under "
+              "half a core (the *streams/s* column).",
+              "- Open-loop latencies count from the intended send time and include the client's own timer "
+              "wake-up (about 0.5-1 ms at low rates in this VM), which the direct path pays too.",
+              "- The *rate @ added p99* columns come from a sweep from 5% to 125% of the c=8 throughput; 0 "
+              "means even the lowest step's p99 exceeded the bound. p99 figures move with other load on "
+              "the machine (other test runs); CPU per request moves least.",
+              "- RSS growth is the slope over the soak (default 120 s, `--soak-s 600` for the aim's 10 "
+              "minutes) from the first sample after load started; the step from idle to that first sample "
+              "is the RSS after load column of the raw JSON.", ""]
+    lines += ["## Aims (BENCHMARKS.md) for modelgate", ""]
     mg = sysrows.get("modelgate")
     if not mg or "skipped" in mg:
         lines.append("modelgate was not measured in this run.")
@@ -260,6 +276,7 @@ def markdown(out: dict[str, Any], summ: dict[str, Any]) -> str:
                      _f(bare["fallback_cooled_p50_ms"]), _f(bare.get("c1_p50_ms"))])
     if rows:
         lines += _table(["feature", "CPU ms/req", "x bare", "p50 ms (c=1)", "bare p50 ms (c=1)"], rows)
-    lines += ["", "Rate limits, budgets, metering and guardrails are not in the config schema yet, so their cost "
-              "is not measured.", ""]
+    lines += ["", "The bare `modelgate` row already includes its default usage metering (a SQLite usage "
+              "database next to the config). Rate limits, budgets and guardrails are not configured in this "
+              "run; `bench/governance_cost.py` times those stages in-process.", ""]
     return "\n".join(lines) + "\n"

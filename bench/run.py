@@ -47,7 +47,9 @@ async def run_one(name: str, ups: systems.Upstreams, direct: systems.Running, fl
             spec = systems.SYSTEMS[name]
             if spec.import_check:
                 r["import_s"] = measure.import_time_s(*spec.import_check, runs=1 if smoke else 3)
-            config = BENCH / f"{name}.yaml"
+            # In the run's own folder: whatever the system writes next to its config (a usage database,
+            # a journal) starts empty in every run instead of growing across runs.
+            config = log_dir / f"{name}.yaml"
             sut = started = await systems.start_system(spec, ups, log_dir, config)
             r["startup_s"] = sut.startup_s
             r["command"] = " ".join(spec.command(sut.port, config))
@@ -129,16 +131,22 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true", help="tiny runs (< 1 minute): every figure, no precision")
     ap.add_argument("--systems", default=None, help="comma-separated: direct,floor,modelgate,litellm")
     ap.add_argument("--soak-s", type=float, default=None, help="soak length (default 120 s; the aim is 600)")
+    ap.add_argument("--from-json", default=None, help="re-render docs/benchmarks.md from a raw run JSON")
     ap.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
     args = ap.parse_args()
     if args.systems is None:
         args.systems = "direct,floor,modelgate" + ("" if args.smoke else ",modelgate-auth,litellm")
-    import uvloop
-
-    out = uvloop.run(main_async(args))
     RESULTS.mkdir(exist_ok=True)
-    raw = RESULTS / f"run-{out['started']}{'-smoke' if args.smoke else ''}.json"
-    raw.write_text(json.dumps(out, indent=1))
+    if args.from_json:
+        raw = Path(args.from_json)
+        out = json.loads(raw.read_text())
+        args.smoke = out["smoke"]
+    else:
+        import uvloop
+
+        out = uvloop.run(main_async(args))
+        raw = RESULTS / f"run-{out['started']}{'-smoke' if args.smoke else ''}.json"
+        raw.write_text(json.dumps(out, indent=1))
     summary = report.summary(out)
     if not args.smoke:
         (RESULTS / "latest.json").write_text(json.dumps(summary, indent=1))
