@@ -6,6 +6,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping
+from pathlib import Path
 
 import aiohttp
 from redis.asyncio import Redis
@@ -101,9 +102,13 @@ class Services:
     async def start_governance(self) -> None:
         """Counters in Redis when redis_url is set (keys namespaced by the installation, so that
         gateways on one database share them); then the journal left by ended processes is
-        replayed, and budgets start from the spend the database has."""
+        replayed, and budgets start from the spend the database has. The journal lives in a
+        folder of the installation's own, so that records are only ever replayed into the
+        database they were meant for, however journal_dir is shared."""
+        installation = await self.storage.installation_id()
+        self.recorder.journal = Journal(Path(self.settings.journal_dir) / installation)
         if self.settings.redis_url:
-            prefix = f"modelgate:{await self.storage.installation_id()}:"
+            prefix = f"modelgate:{installation}:"
             self.limits_redis = create_redis(self.settings.redis_url)
             self.limiter = RedisLimiter(self.limits_redis, prefix + "rl:")
             self.ledger = RedisLedger(self.limits_redis, prefix + "budget:")
