@@ -8,7 +8,6 @@ Also serves other hosts of the same API (e.g. DeepSeek's ``https://api.deepseek.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import aiohttp
 import orjson
@@ -21,7 +20,7 @@ from modelgate.providers.anthropic_wire import (
     request_to_anthropic,
     status_error,
 )
-from modelgate.providers.base import TRANSPORT_ERRORS, Provider, UpstreamCall, retry_after
+from modelgate.providers.base import TRANSPORT_ERRORS, Provider, UpstreamCall, json_or_text, retry_after
 from modelgate.providers.sse import iter_sse
 from modelgate.schema.errors import UpstreamError
 from modelgate.schema.events import Event
@@ -51,16 +50,16 @@ class AnthropicProvider(Provider):
                                       timeout=self.timeout(call)) as response:
                 if response.status >= 400:
                     raw = await response.read()
-                    raise status_error(self.name, response.status, _json_or_text(raw),
+                    raise status_error(self.name, response.status, json_or_text(raw),
                                        retry_after(response.headers))
                 if request.stream:
                     async for event in self._stream(response):
                         yield event
                     return
                 raw = await response.read()
-                payload = _json_or_text(raw)
+                payload = json_or_text(raw)
                 if not isinstance(payload, dict):
-                    raise self._malformed(raw)
+                    raise self.malformed(raw)
                 for event in events_from_message(payload, self.name):
                     yield event
         except TRANSPORT_ERRORS as exc:
@@ -72,9 +71,9 @@ class AnthropicProvider(Provider):
             try:
                 data = orjson.loads(sse.data)
             except orjson.JSONDecodeError:
-                raise self._malformed(sse.data.encode()) from None
+                raise self.malformed(sse.data.encode()) from None
             if not isinstance(data, dict):
-                raise self._malformed(sse.data.encode())
+                raise self.malformed(sse.data.encode())
             # The event name and data.type agree; data.type is what the SDK reads.
             for event in decoder.decode(str(data.get("type") or sse.event or ""), data):
                 yield event
@@ -83,15 +82,4 @@ class AnthropicProvider(Provider):
         raise UpstreamError(f"provider '{self.name}' ended the stream before message_stop",
                             provider=self.name, status=502, code="upstream_stream_cut")
 
-    def _malformed(self, raw: bytes) -> UpstreamError:
-        return UpstreamError(
-            f"provider '{self.name}' sent a body that is not a JSON object: "
-            f"{raw[:200].decode('utf-8', 'replace')!r}",
-            provider=self.name, status=502, code="upstream_malformed")
 
-
-def _json_or_text(raw: bytes) -> Any:
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return raw.decode("utf-8", "replace")[:500]

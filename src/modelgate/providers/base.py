@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import orjson
 
 from modelgate.config.settings import ModelFacts, ProviderSettings
 from modelgate.schema.errors import (
@@ -69,6 +70,13 @@ class Provider:
         return aiohttp.ClientTimeout(
             total=None, sock_connect=self.settings.connect_timeout, sock_read=call.timeout)
 
+    def malformed(self, raw: bytes, expected: str = "a JSON object") -> UpstreamError:
+        """The error for an upstream answer that cannot be read as ``expected``."""
+        return UpstreamError(
+            f"provider '{self.name}' sent a body that is not {expected}: "
+            f"{raw[:200].decode('utf-8', 'replace')!r}",
+            provider=self.name, status=502, code="upstream_malformed")
+
     def transport_error(self, exc: BaseException, call: UpstreamCall) -> UpstreamError:
         """Turn an aiohttp or timeout exception into the error clients see."""
         where = self.settings.base_url
@@ -86,6 +94,14 @@ class Provider:
 
 
 TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
+
+
+def json_or_text(raw: bytes) -> Any:
+    """An error body as JSON where it is JSON, else its first 500 characters of text."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw.decode("utf-8", "replace")[:500]
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:

@@ -9,17 +9,15 @@ in ``gemini_wire``; this module does the I/O.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 import orjson
 
 from modelgate.config.settings import ProviderSettings
-from modelgate.providers.base import TRANSPORT_ERRORS, Provider, UpstreamCall, retry_after
+from modelgate.providers.base import TRANSPORT_ERRORS, Provider, UpstreamCall, json_or_text, retry_after
 from modelgate.providers.gemini_wire import ResponseDecoder, events_from_response, request_to_gemini, status_error
 from modelgate.providers.sse import iter_sse
-from modelgate.schema.errors import UpstreamError
 from modelgate.schema.events import Event
 from modelgate.schema.request import ChatRequest
 
@@ -51,16 +49,16 @@ class GeminiProvider(Provider):
                                       headers=self.headers, timeout=self.timeout(call)) as response:
                 if response.status >= 400:
                     raw = await response.read()
-                    raise status_error(self.name, response.status, _json_or_text(raw),
+                    raise status_error(self.name, response.status, json_or_text(raw),
                                        retry_after(response.headers))
                 if request.stream:
                     async for event in self._stream(response):
                         yield event
                     return
                 raw = await response.read()
-                payload = _json_or_text(raw)
+                payload = json_or_text(raw)
                 if not isinstance(payload, dict):
-                    raise self._malformed(raw)
+                    raise self.malformed(raw)
                 for event in events_from_response(payload, self.name):
                     yield event
         except TRANSPORT_ERRORS as exc:
@@ -72,25 +70,14 @@ class GeminiProvider(Provider):
             try:
                 chunk = orjson.loads(sse.data)
             except orjson.JSONDecodeError:
-                raise self._malformed(sse.data.encode()) from None
+                raise self.malformed(sse.data.encode()) from None
             if isinstance(chunk, list) and chunk:  # errors sometimes come wrapped in a list
                 chunk = chunk[0]
             if not isinstance(chunk, dict):
-                raise self._malformed(sse.data.encode())
+                raise self.malformed(sse.data.encode())
             for event in decoder.decode(chunk):
                 yield event
         for event in decoder.end():
             yield event
 
-    def _malformed(self, raw: bytes) -> UpstreamError:
-        return UpstreamError(
-            f"provider '{self.name}' sent a body that is not a JSON object: "
-            f"{raw[:200].decode('utf-8', 'replace')!r}",
-            provider=self.name, status=502, code="upstream_malformed")
 
-
-def _json_or_text(raw: bytes) -> Any:
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return raw.decode("utf-8", "replace")[:500]

@@ -88,7 +88,7 @@ class OpenAICompatProvider(Provider):
                 try:
                     payload = orjson.loads(raw)
                 except orjson.JSONDecodeError:
-                    raise self._malformed(raw) from None
+                    raise self.malformed(raw, "JSON") from None
                 if operation == "embeddings":
                     for event in _embedding_events(payload):
                         yield event
@@ -106,7 +106,7 @@ class OpenAICompatProvider(Provider):
             try:
                 chunk = orjson.loads(sse.data)
             except orjson.JSONDecodeError:
-                raise self._malformed(sse.data.encode()) from None
+                raise self.malformed(sse.data.encode(), "JSON") from None
             if isinstance(chunk, dict) and "error" in chunk and "choices" not in chunk:
                 message, etype, code, _ = error_from_openai(chunk)
                 raise UpstreamError(f"provider '{self.name}' failed mid-stream: {message}",
@@ -128,10 +128,6 @@ class OpenAICompatProvider(Provider):
                               f"provider '{self.name}' answered {response.status}: {message}",
                               type=etype, code=code, param=param)
 
-    def _malformed(self, raw: bytes) -> UpstreamError:
-        return UpstreamError(
-            f"provider '{self.name}' sent a body that is not JSON: {raw[:200].decode('utf-8', 'replace')!r}",
-            provider=self.name, status=502, code="upstream_malformed")
 
 
 def _embedding_events(payload: dict[str, Any]) -> list[Event]:

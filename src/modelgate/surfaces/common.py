@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import secrets
 from collections.abc import Awaitable, Callable
 
 from modelgate.pipeline.call import Call
 from modelgate.schema.errors import GatewayError
-from modelgate.server.http import HTTPRequest, Send
+from modelgate.server.http import DisconnectWatch, HTTPRequest, Receive, Send
 from modelgate.server.routing import Endpoint
 
+log = logging.getLogger("modelgate.surfaces")
 ErrorSender = Callable[[Send, GatewayError, str], Awaitable[None]]
 
 
@@ -43,3 +46,21 @@ def guarded_by(send_error: ErrorSender) -> Callable[[Endpoint], Endpoint]:
                 await send_error(send, error, request_id)
         return guarded
     return guard
+
+
+async def answer_call(call: Call, receive: Receive, answer: Awaitable[None]) -> None:
+    """Await ``answer``, the response to ``call``, so that a client that goes away cancels it
+    (and with it the upstream request), and an error carries the headers the stages set
+    (x-ratelimit-* on a refusal)."""
+    watch = DisconnectWatch(receive)
+    try:
+        await answer
+    except GatewayError as error:
+        error.headers = {**call.response_headers, **error.headers}
+        raise
+    except asyncio.CancelledError:
+        if not watch.disconnected:
+            raise
+        log.info("client went away; request %s cancelled upstream", call.request_id)
+    finally:
+        watch.close()

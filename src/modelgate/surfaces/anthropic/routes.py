@@ -9,7 +9,6 @@ stream that fails after it started ends with ``event: error``.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from contextlib import aclosing
 from typing import Any
@@ -20,12 +19,12 @@ from modelgate.pipeline.call import Call
 from modelgate.providers.sse import sse_event
 from modelgate.schema.errors import GatewayError, NotFound
 from modelgate.schema.tokens import estimate_input_tokens
-from modelgate.server.http import DisconnectWatch, HTTPRequest, Send, respond, start_stream
+from modelgate.server.http import HTTPRequest, Send, respond, start_stream
 from modelgate.server.routing import Route
 from modelgate.server.services import Services
 from modelgate.surfaces.anthropic.requests import parse_messages_request
 from modelgate.surfaces.anthropic.responses import MessageRenderer, error_body, fold_message, stream_error
-from modelgate.surfaces.common import answered_by, guarded_by, new_request_id
+from modelgate.surfaces.common import answer_call, answered_by, guarded_by, new_request_id
 
 log = logging.getLogger("modelgate.anthropic")
 PATH_PREFIX = "/v1/messages"
@@ -71,21 +70,9 @@ class AnthropicSurface:
         deployment = self.services.deployment(request.model, principal)
         call = Call(request_id=http.scope["modelgate.request_id"], request=request,
                     deployment=deployment, principal=principal)
-        watch = DisconnectWatch(http.receive)
-        try:
-            if request.stream:
-                await self._stream(call, send, estimate_input_tokens(request))
-            else:
-                await self._complete(call, send)
-        except GatewayError as error:
-            error.headers = {**call.response_headers, **error.headers}
-            raise
-        except asyncio.CancelledError:
-            if not watch.disconnected:
-                raise
-            log.info("client went away; request %s cancelled upstream", call.request_id)
-        finally:
-            watch.close()
+        answer = (self._stream(call, send, estimate_input_tokens(request)) if request.stream
+                  else self._complete(call, send))
+        await answer_call(call, http.receive, answer)
 
     def _renderer(self, call: Call, input_estimate: int = 0) -> MessageRenderer:
         return MessageRenderer("msg_" + call.request_id.removeprefix("req_"), call.deployment.name,

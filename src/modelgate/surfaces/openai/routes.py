@@ -7,7 +7,6 @@ objects with their status; a stream that fails after it started ends with an err
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -19,11 +18,11 @@ from modelgate.pipeline.call import Call
 from modelgate.providers.sse import sse_data
 from modelgate.schema.errors import GatewayError
 from modelgate.schema.events import Event, Folder
-from modelgate.server.http import DisconnectWatch, HTTPRequest, Send, respond, start_stream
+from modelgate.server.http import HTTPRequest, Send, respond, start_stream
 from modelgate.server.routing import Route
 from modelgate.server.services import Services
 from modelgate.surfaces.anthropic.models import anthropic_model, anthropic_model_list
-from modelgate.surfaces.common import answered_by, guarded_by
+from modelgate.surfaces.common import answer_call, answered_by, guarded_by
 from modelgate.surfaces.openai.requests import parse_chat_request, parse_embedding_request
 from modelgate.surfaces.openai.responses import (
     ChunkRenderer,
@@ -72,21 +71,8 @@ class OpenAISurface:
         deployment = self.services.deployment(request.model, principal)
         call = Call(request_id=http.scope["modelgate.request_id"], request=request,
                     deployment=deployment, principal=principal)
-        watch = DisconnectWatch(http.receive)
-        try:
-            if request.stream:
-                await self._stream(call, send)
-            else:
-                await self._complete(call, send)
-        except GatewayError as error:
-            error.headers = {**call.response_headers, **error.headers}
-            raise
-        except asyncio.CancelledError:
-            if not watch.disconnected:
-                raise
-            log.info("client went away; request %s cancelled upstream", call.request_id)
-        finally:
-            watch.close()
+        answer = self._stream(call, send) if request.stream else self._complete(call, send)
+        await answer_call(call, http.receive, answer)
 
     async def _complete(self, call: Call, send: Send) -> None:
         folder = Folder()
