@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 # Figures every non-skipped system must produce (dotted paths into its summary), by system role.
@@ -11,6 +13,12 @@ REQUIRED_GATEWAY = ["added_p50_ms", "added_p99_ms", "beyond_floor_p50_ms", "cpu_
                     "rss_idle_mb", "rss_growth_mb_per_min", "frontier_5ms_rps", "frontier_50ms_rps",
                     "big_added_p50_ms", "big_cpu_ms_per_req", "slow20_added_p99_ms", "slow1000_added_p99_ms",
                     "wrk_rps", "faults_pass"]
+PEERS_MAY_VOID = ("litellm", "tensorzero", "portkey")
+# What a feature variant ("cost") and a process-count variant ("scale") must produce (systems.System.figures).
+REQUIRED_COST = ["added_p50_ms", "cpu_ms_per_req", "cpu_ms_per_stream", "rps_c8", "wrk_rps", "startup_s",
+                 "rss_idle_mb"]
+REQUIRED_SCALE = ["rps_c1", "rps_c8", "rps_c16", "cpu_ms_per_req", "wrk_rps", "frontier_5ms_rps", "startup_s",
+                  "rss_idle_mb"]
 
 AIMS = {  # BENCHMARKS.md, "The figures we aim for"
     "cpu_ms_per_req": ("≤", 0.6),
@@ -55,7 +63,7 @@ def summary(out: dict[str, Any]) -> dict[str, Any]:
         if "skipped" in r:
             rows[r["name"]] = {"skipped": r["skipped"]}
             continue
-        s: dict[str, Any] = {"void": r.get("void") or []}
+        s: dict[str, Any] = {"void": r.get("void") or [], "figures": r.get("figures", "all")}
         targets = {t.get("name"): t for t in _get(r, "added_latency", "targets") or []}
         me = targets.get(r["name"]) or targets.get("direct")
         if me:
@@ -106,12 +114,30 @@ def summary(out: dict[str, Any]) -> dict[str, Any]:
     return {"started": out["started"], "smoke": out["smoke"], "systems": rows}
 
 
-def missing_figures(out: dict[str, Any]) -> list[str]:
+def missing_figures(out: dict[str, Any], charts_dir: Path | None = None) -> list[str]:
+    """Figures a run should have produced but did not; with charts_dir, also the chart files expected there."""
     miss = []
+    if charts_dir is not None:
+        import charts
+
+        if lacking_charts := charts.missing(charts_dir):
+            miss.append(f"charts in {charts_dir}: {', '.join(lacking_charts)}")
     for name, s in summary(out)["systems"].items():
         if "skipped" in s:
             continue
-        need = REQUIRED_ALL + (REQUIRED_GATEWAY if name not in ("direct", "floor") else [])
+        if s.get("void"):
+            # A peer that breaks a gate is reported as VOID with its reasons; our own systems and
+            # the rig must pass every gate.
+            if name not in PEERS_MAY_VOID:
+                miss.append(f"{name}: VOID ({'; '.join(s['void'])[:300]})")
+            continue
+        kind = s.get("figures", "all")
+        if kind == "cost":
+            need = REQUIRED_COST
+        elif kind == "scale":
+            need = REQUIRED_SCALE
+        else:
+            need = REQUIRED_ALL + (REQUIRED_GATEWAY if name not in ("direct", "floor") else [])
         lacking = [k for k in need if k not in s]
         if lacking:
             miss.append(f"{name}: {', '.join(lacking)}")
@@ -138,7 +164,38 @@ def _table(head: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
 
 
-def markdown(out: dict[str, Any], summ: dict[str, Any]) -> str:
+def charts_section(charts: Sequence[tuple[str, str]]) -> list[str]:
+    """The "Charts" section's lines (none without charts): one image per (title, relative path)."""
+    if not charts:
+        return []
+    lines = ["## Charts", "",
+             "The same figures drawn (`bench/charts.py`). Dashed red lines are the aims for modelgate "
+             "(BENCHMARKS.md); skipped and VOID systems are left out and named under each chart.", ""]
+    for title, path in charts:
+        lines += [f"![{title}]({path})", ""]
+    return lines
+
+
+def with_charts(md: str, charts: Sequence[tuple[str, str]]) -> str:
+    """An existing report with its Charts section replaced (or added after the headline section)."""
+    lines = md.split("\n")
+    heads = [i for i, ln in enumerate(lines) if ln.startswith("## ")]
+    old = next((i for i in heads if lines[i] == "## Charts"), None)
+    if old is not None:
+        end = next((i for i in heads if i > old), len(lines))
+        del lines[old:end]
+        at = old
+    else:
+        headline = next((i for i in heads if lines[i] == "## Headline"), None)
+        after = [i for i in heads if headline is not None and i > headline]
+        at = after[0] if after else len(lines)
+    lines[at:at] = charts_section(charts)
+    return "\n".join(lines)
+
+
+def markdown(out: dict[str, Any], summ: dict[str, Any], charts: Sequence[tuple[str, str]] = ()) -> str:
+    """The Markdown report; charts are (title, path relative to the Markdown file) as charts.write_charts
+    returns them, embedded after the headline table."""
     sysrows = summ["systems"]
     d = sysrows.get("direct", {})
     names = [n for n in sysrows if "skipped" not in sysrows[n]]
@@ -174,6 +231,7 @@ def markdown(out: dict[str, Any], summ: dict[str, Any]) -> str:
     lines += _table(head, rows)
     lines += ["", "For `direct` the CPU columns are the stand-in's own cost (on core 0); for `floor` they are a "
               "bare hand-written server's cost on core 1 — the least any Python server can spend.", ""]
+    lines += charts_section(charts)
 
     lines += ["## Ratios to the direct path (same run)", ""]
     head = ["system", "p50 c=1", "p99 c=1", "req/s c=8", "CPU per request vs the stand-in's", "TTFT p50"]
@@ -263,20 +321,48 @@ def markdown(out: dict[str, Any], summ: dict[str, Any]) -> str:
             rows.append([k, f"{op} {aim}", _f(v), "—" if met is None else ("met" if met else "not yet")])
         lines += _table(["figure", "aim", "measured", ""], rows)
     lines += ["", "## Feature cost (relative to the bare modelgate path, same run)", ""]
-    bare, auth = sysrows.get("modelgate") or {}, sysrows.get("modelgate-auth") or {}
+    bare = sysrows.get("modelgate") or {}
     rows = []
-    if "cpu_ms_per_req" in bare and "cpu_ms_per_req" in auth:
-        rows.append(["key auth (master_key)", _f(auth["cpu_ms_per_req"]), _ratio(auth["cpu_ms_per_req"],
-                     bare["cpu_ms_per_req"]), _f(auth.get("added_p50_ms")), _f(bare.get("added_p50_ms"))])
+    for variant, what in (("modelgate-auth", "key auth (master_key)"),
+                          ("modelgate-full", "project key from the database + rpm/tpm limits + budget "
+                                             "(reserve and settle) + metering")):
+        v = sysrows.get(variant) or {}
+        if "cpu_ms_per_req" in bare and "cpu_ms_per_req" in v:
+            rows.append([what, _f(v["cpu_ms_per_req"]), _ratio(v["cpu_ms_per_req"], bare["cpu_ms_per_req"]),
+                         _f(v.get("cpu_ms_per_stream")),
+                         _ratio(v.get("cpu_ms_per_stream"), bare.get("cpu_ms_per_stream")),
+                         _f(v.get("added_p50_ms")), _f(bare.get("added_p50_ms"))])
     if "fallback_p50_ms" in bare:
-        rows.append(["fallback hop (primary 500 → fallback), c=1 p50", "—", "—", _f(bare["fallback_p50_ms"]),
+        rows.append(["fallback hop (primary 500 → fallback), c=1 p50", "—", "—", "—", "—", _f(bare["fallback_p50_ms"]),
                      _f(bare.get("c1_p50_ms"))])
     if "fallback_cooled_p50_ms" in bare:
-        rows.append(["fallback after the primary is skipped (cool-down), c=1 p50", "—", "—",
+        rows.append(["fallback after the primary is skipped (cool-down), c=1 p50", "—", "—", "—", "—",
                      _f(bare["fallback_cooled_p50_ms"]), _f(bare.get("c1_p50_ms"))])
     if rows:
-        lines += _table(["feature", "CPU ms/req", "x bare", "p50 ms (c=1)", "bare p50 ms (c=1)"], rows)
-    lines += ["", "The bare `modelgate` row already includes its default usage metering (a SQLite usage "
-              "database next to the config). Rate limits, budgets and guardrails are not configured in this "
-              "run; `bench/governance_cost.py` times those stages in-process.", ""]
+        lines += _table(["feature", "CPU ms/req", "x bare", "CPU ms/stream", "x bare", "added p50 ms (c=1)",
+                         "bare added p50 ms"], rows)
+    lines += ["", "The bare `modelgate` row already includes usage metering (one record per request, journal "
+              "plus a SQLite usage database next to the config): it is on in every configuration. "
+              "Limits and budgets here are process-local (no `redis_url`); `bench/governance_cost.py` times "
+              "each stage in-process, with and without Redis. No guardrail exists yet to measure.", ""]
+    one, two = sysrows.get("modelgate-1p") or {}, sysrows.get("modelgate-2p") or {}
+    if "rps_c8" in one and "rps_c8" in two:
+        lines += ["## One process and two (same run, neither pinned)", ""]
+        head = ["system", "req/s c=1 / 8 / 16", "wrk req/s (c=64)", "rate @ added p99 ≤5 ms / ≤50 ms",
+                "CPU ms/req (all processes)", "idle RSS MB"]
+        rows = [[n, f"{_f(s.get('rps_c1'))} / {_f(s.get('rps_c8'))} / {_f(s.get('rps_c16'))}", _f(s.get("wrk_rps")),
+                 f"{_f(s.get('frontier_5ms_rps'))} / {_f(s.get('frontier_50ms_rps'))}", _f(s.get("cpu_ms_per_req")),
+                 _f(s.get("rss_idle_mb"), 0)] for n, s in (("modelgate-1p", one), ("modelgate-2p", two))]
+        rows.append(["2p / 1p", " / ".join(_ratio(two.get(f"rps_c{c}"), one.get(f"rps_c{c}")) for c in (1, 8, 16)),
+                     _ratio(two.get("wrk_rps"), one.get("wrk_rps")),
+                     f"{_ratio(two.get('frontier_5ms_rps'), one.get('frontier_5ms_rps'))} / "
+                     f"{_ratio(two.get('frontier_50ms_rps'), one.get('frontier_50ms_rps'))}",
+                     _ratio(two.get("cpu_ms_per_req"), one.get("cpu_ms_per_req")),
+                     _ratio(two.get("rss_idle_mb"), one.get("rss_idle_mb"))])
+        lines += _table(head, rows)
+        lines += ["", "This machine has two cores and the load generator plus the stand-ins need one of them, so "
+                  "a second worker can only take the spare time of the shared core: the throughput ratio here "
+                  "is a floor, not what a second core gives. CPU per request is what predicts capacity: "
+                  "each worker serves about 1 / (CPU s per request) requests per second of its own core. "
+                  "See docs/scaling.md.", ""]
     return "\n".join(lines) + "\n"

@@ -1,6 +1,6 @@
 """Run the benchmark protocol (/work/shared/BENCHMARKS.md) for each system, side by side, in one run.
 
-    python bench/run.py                      # direct, floor, modelgate, modelgate-auth, litellm
+    python bench/run.py                      # every system (DEFAULT_SYSTEMS), about 10 minutes
     python bench/run.py --smoke              # under a minute: proves every figure is produced (CI)
     python bench/run.py --systems direct,floor,modelgate,litellm
 
@@ -23,6 +23,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import charts
 import figures
 import measure
 import report
@@ -31,6 +32,11 @@ import systems
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
 DOCS = BENCH.parent / "docs" / "benchmarks.md"
+CHARTS = DOCS.parent / "benchmarks"  # the PNGs docs/benchmarks.md embeds
+# Peers that are not installed (bench/setup.sh) are skipped with the command that installs them.
+DEFAULT_SYSTEMS = ("direct", "floor", "modelgate", "modelgate-full", "modelgate-1p", "modelgate-2p", "litellm",
+                   "tensorzero", "portkey")
+SMOKE_SYSTEMS = ("direct", "floor", "modelgate", "modelgate-full", "modelgate-2p")
 
 
 async def run_one(name: str, ups: systems.Upstreams, direct: systems.Running, floor: systems.Running,
@@ -53,6 +59,7 @@ async def run_one(name: str, ups: systems.Upstreams, direct: systems.Running, fl
             sut = started = await systems.start_system(spec, ups, log_dir, config)
             r["startup_s"] = sut.startup_s
             r["command"] = " ".join(spec.command(sut.port, config))
+        r["figures"] = sut.figures
         if sut.proc is not None:
             await asyncio.sleep(0.2 if smoke else 2.0)
             r["rss_idle_mb"] = measure.rss_bytes(sut.proc.pid) / 2**20
@@ -60,18 +67,22 @@ async def run_one(name: str, ups: systems.Upstreams, direct: systems.Running, fl
         if r["gates"].get("plain") != "ok":
             r["void"] = [f"plain request fails: {r['gates'].get('plain')}"]
             return r
-        r["added_latency"] = await figures.added_latency(sut, direct, floor, plan)
+        every = sut.figures == "all"
+        if sut.figures != "scale":
+            r["added_latency"] = await figures.added_latency(sut, direct, floor, plan)
         r["throughput"] = await figures.throughput(sut, plan)
         guide = r["throughput"]["c8"]["achieved_rps"]
         rate = min(plan.cpu_rate_max, 0.5 * guide)
         r["cpu"] = await figures.cpu_per_request(sut, rate, plan)
-        r["streaming"] = await figures.streaming(sut, direct, plan)
-        if "big" in sut.kinds:
+        if sut.figures != "scale":
+            r["streaming"] = await figures.streaming(sut, direct, plan)
+        if every and "big" in sut.kinds:
             r["big"] = await figures.big(sut, direct, min(plan.cpu_rate_max, 0.3 * guide), plan)
         if sut is not direct:
             r["wrk"] = figures.wrk_max(sut, plan.wrk_s)
-            r["frontier"] = await figures.frontier(sut, direct, plan, guide)
-        if sut.proc is not None and sut.name not in ("floor",):
+            if sut.figures != "cost":
+                r["frontier"] = await figures.frontier(sut, direct, plan, guide)
+        if every and sut.proc is not None and sut.name not in ("floor",):
             r["slow"] = await figures.slow_upstreams(sut, plan, min(500, 0.5 * guide), min(200, 0.5 * guide))
             r["faults"] = await figures.faults(sut, ups.stats, plan)
             r["soak"] = await figures.soak(sut, min(200, 0.3 * guide), plan)
@@ -126,16 +137,40 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def draw_charts(summary: dict[str, Any], to_docs: bool) -> tuple[Path, list[tuple[str, str]]]:
+    """The run's charts: next to docs/benchmarks.md when it is rewritten, else in the run's log folder."""
+    folder = CHARTS if to_docs else RESULTS / "logs" / f"run-{summary['started']}" / "charts"
+    return folder, charts.write_charts(summary, folder, relative_to=DOCS.parent)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--smoke", action="store_true", help="tiny runs (< 1 minute): every figure, no precision")
-    ap.add_argument("--systems", default=None, help="comma-separated: direct,floor,modelgate,litellm")
-    ap.add_argument("--soak-s", type=float, default=None, help="soak length (default 120 s; the aim is 600)")
+    ap.add_argument("--systems", default=None,
+                    help="comma-separated, from: direct, floor and bench/systems.py SYSTEMS")
+    ap.add_argument("--soak-s", type=float, default=None,
+                    help="soak length (default 20 s; the aim's 10 minutes: --systems modelgate --soak-s 600)")
     ap.add_argument("--from-json", default=None, help="re-render docs/benchmarks.md from a raw run JSON")
     ap.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
+    ap.add_argument("--charts-from-summary", default=None, metavar="JSON",
+                    help="only redraw the charts of a summary (bench/results/latest.json) and the Charts section "
+                         "of docs/benchmarks.md, when that is the same run's")
     args = ap.parse_args()
+    charts.require()  # before measuring anything
+    if args.charts_from_summary:
+        summary = json.loads(Path(args.charts_from_summary).read_text())
+        to_docs = not args.no_docs and not summary["smoke"]
+        if to_docs and f"Run {summary['started']} " not in DOCS.read_text():
+            raise SystemExit(f"{DOCS} is not of run {summary['started']}; use --no-docs or --from-json")
+        folder, made = draw_charts(summary, to_docs)
+        if to_docs:
+            DOCS.write_text(report.with_charts(DOCS.read_text(), made))
+        print("\n".join(report.charts_section(made)))
+        if lacking := charts.missing(folder):
+            raise SystemExit(f"charts not produced in {folder}: {', '.join(lacking)}")
+        return
     if args.systems is None:
-        args.systems = "direct,floor,modelgate" + ("" if args.smoke else ",modelgate-auth,litellm")
+        args.systems = ",".join(SMOKE_SYSTEMS if args.smoke else DEFAULT_SYSTEMS)
     RESULTS.mkdir(exist_ok=True)
     if args.from_json:
         raw = Path(args.from_json)
@@ -150,13 +185,14 @@ def main() -> None:
     summary = report.summary(out)
     if not args.smoke:
         (RESULTS / "latest.json").write_text(json.dumps(summary, indent=1))
-    md = report.markdown(out, summary)
+    chart_dir, made = draw_charts(summary, to_docs=not args.no_docs and not args.smoke)
+    md = report.markdown(out, summary, made)
     if not args.no_docs and not args.smoke:
         DOCS.parent.mkdir(exist_ok=True)
         DOCS.write_text(md)
     print(md)
     print(f"raw: {raw}", file=sys.stderr)
-    missing = report.missing_figures(out)
+    missing = report.missing_figures(out, chart_dir)
     if missing:
         print("figures not produced: " + "; ".join(missing), file=sys.stderr)
         raise SystemExit(1)

@@ -3,14 +3,20 @@
 A *kind* names an upstream behaviour (instant, big, slow20, ...). Each kind has its own stand-in
 process on the rig's core, and each gateway gets one deployment per kind, so one gateway process
 serves every figure. ``Running.target(kind)`` says where a request of that kind goes: the stand-in
-itself for ``direct``, the gateway with the kind's model name otherwise.
+itself for ``direct``, the gateway with the kind's model name otherwise (on the system's chat path,
+with its model prefix and any per-kind headers: TensorZero and Portkey need them).
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import json
 import secrets
 import shutil
+import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +42,10 @@ KINDS: dict[str, list[str]] = {
 MODELS = {"instant": "bench-model", "big": "bench-big", "slow20": "bench-slow20",
           "slow1000": "bench-slow1000", "f429": "bench-429", "f500": "bench-500", "cut": "bench-cut",
           "fallback": "bench-fallback", "refused": "bench-refused"}
+
+
+CHAT_PATH = "/v1/chat/completions"
+Headers = tuple[tuple[str, str], ...]
 
 
 @dataclass
@@ -78,7 +88,10 @@ class Running:
     startup_s: float | None = None
     upstreams: Upstreams | None = None
     api_key: str = "bench"
-
+    path: str = CHAT_PATH  # the chat-completions route on the system
+    model_prefix: str = ""  # put before the kind's model name (TensorZero: "tensorzero::model_name::")
+    kind_headers: Callable[[str], Headers] | None = None  # extra request headers per kind (Portkey's routing)
+    figures: str = "all"  # System.figures
 
     def target(self, kind: str) -> loadgen.Target | None:
         if kind not in self.kinds:
@@ -86,8 +99,11 @@ class Running:
         if self.proc is None:
             assert self.upstreams is not None
             return loadgen.Target("127.0.0.1", self.upstreams.ports[kind])
-        return loadgen.Target("127.0.0.1", self.port, model=MODELS[kind],
-                              headers=(("Authorization", f"Bearer {self.api_key}"),))
+        headers: Headers = (("Authorization", f"Bearer {self.api_key}"),)
+        if self.kind_headers is not None:
+            headers += self.kind_headers(kind)
+        return loadgen.Target("127.0.0.1", self.port, path=self.path, model=self.model_prefix + MODELS[kind],
+                              headers=headers)
 
 
 @dataclass(frozen=True)
@@ -97,12 +113,31 @@ class System:
     name: str
     command: Callable[[int, Path], list[str]]  # (port, config path) -> argv
     write_config: Callable[[Upstreams, Path, str], None] | None = None
-    health: str = "/health"
+    # GET route that answers 200 once ready; None: the system has none, and the first HTTP answer
+    # of any status on "/" counts as ready.
+    health: str | None = "/health"
     env: tuple[tuple[str, str], ...] = ()
     kinds: frozenset[str] = frozenset(MODELS)
     available: Callable[[], str | None] = lambda: None  # None when runnable, else why not
     import_check: tuple[str, str] | None = None  # (python, module) whose import time is reported
     uses_master_key: bool = False  # the config gets a fresh master key; clients send it
+    path: str = CHAT_PATH  # where clients POST chat completions
+    model_prefix: str = ""  # put before each kind's model name in requests
+    kind_headers: Callable[[Upstreams, str], Headers] | None = None  # extra request headers per kind
+    # The system binds a port of its own choosing and writes it to port_file_for(config) once it
+    # listens (the port passed to ``command`` is then unused).
+    port_file: bool = False
+    # Runs once the config is written, before launch; returns the API key clients send (a key the
+    # system's own CLI created, say) or None to keep the default.
+    prepare: Callable[[Path], str | None] | None = None
+    core: int | None = measure.SUT_CORE  # None: not pinned (several worker processes)
+    # Which figures the run takes: "all" (the protocol), "cost" (a feature variant: what the
+    # feature changes on the request path), "scale" (a process-count variant: throughput and CPU).
+    figures: str = "all"
+
+
+def port_file_for(config: Path) -> Path:
+    return config.with_suffix(".port")
 
 
 def _render(template: Path, dest: Path, ups: Upstreams, master_key: str = "", prefix: str = "") -> None:
@@ -119,6 +154,28 @@ def _modelgate_cmd(port: int, config: Path) -> list[str]:
     return [*base, "serve", "--config", str(config), "--port", str(port), "--log-level", "warning"]
 
 
+def _modelgate_workers_cmd(workers: int) -> Callable[[int, Path], list[str]]:
+    return lambda port, config: [*_modelgate_cmd(port, config), "--workers", str(workers)]
+
+
+def _modelgate_full_config(ups: Upstreams, path: Path, master_key: str) -> None:
+    _render(BENCH / "modelgate.yaml.in", path, ups, master_key, prefix=f"master_key: \"{master_key}\"\n")
+
+
+def _modelgate_key(config: Path) -> str:
+    """A project key with rate limits and a budget, made by the CLI in the run's own database.
+
+    The limits are far above any rate the run reaches, so every request pays for the checks and
+    none is refused.
+    """
+    exe = shutil.which("modelgate")
+    base = [exe] if exe else [PY, "-m", "modelgate"]
+    out = subprocess.run([*base, "keys", "create", "--config", str(config), "--project", "bench", "--name", "bench",
+                          "--rpm", "100000000", "--tpm", "100000000000", "--budget", "1000000", "--json"],
+                         capture_output=True, text=True, check=True, cwd=BENCH.parent, timeout=60)
+    return str(json.loads(out.stdout)["key"])
+
+
 def _modelgate_available() -> str | None:
     import importlib.util
 
@@ -130,6 +187,41 @@ LITELLM_VENV = BENCH / ".venvs" / "litellm"
 
 def _litellm_available() -> str | None:
     return None if (LITELLM_VENV / "bin" / "litellm").exists() else "run bench/setup.sh litellm first"
+
+
+TENSORZERO_VENV = BENCH / ".venvs" / "tensorzero"
+
+
+def _tensorzero_available() -> str | None:
+    if not any(TENSORZERO_VENV.glob("lib/python*/site-packages/tensorzero/__init__.py")):
+        return "run bench/setup.sh tensorzero first"
+    return None
+
+
+def _tensorzero_cmd(port: int, config: Path) -> list[str]:
+    # The wheel's gateway picks its own port (see tensorzero_serve.py), so ``port`` is unused.
+    return [str(TENSORZERO_VENV / "bin" / "python"), str(BENCH / "tensorzero_serve.py"),
+            str(config.with_suffix(".toml")), str(port_file_for(config))]
+
+
+PORTKEY_DIR = BENCH / ".venvs" / "portkey"
+PORTKEY_SERVER = PORTKEY_DIR / "node_modules" / "@portkey-ai" / "gateway" / "build" / "start-server.js"
+
+
+def _portkey_available() -> str | None:
+    if not PORTKEY_SERVER.exists():
+        return "run bench/setup.sh portkey first"
+    return None if shutil.which("node") else "node is not on PATH (Portkey's gateway runs on Node.js)"
+
+
+def _portkey_headers(ups: Upstreams, kind: str) -> Headers:
+    """Portkey keeps no model list: each request names its provider and upstream in headers."""
+    if kind == "fallback":
+        # A config header expresses the fallback: targets in order, the failing (500) stand-in first.
+        targets = [{"provider": "openai", "api_key": "bench", "custom_host": ups.url(k)} for k in ("f500", "instant")]
+        config = {"strategy": {"mode": "fallback"}, "targets": targets}
+        return (("x-portkey-config", json.dumps(config, separators=(",", ":"))),)
+    return (("x-portkey-provider", "openai"), ("x-portkey-custom-host", ups.url(kind)))
 
 
 SYSTEMS: dict[str, System] = {
@@ -149,6 +241,25 @@ SYSTEMS: dict[str, System] = {
         available=_modelgate_available,
         uses_master_key=True,
     ),
+    # The whole governance path: a project key from the database (auth), its rpm/tpm limits and
+    # its budget checked and settled on every request, usage metered (as in every configuration).
+    "modelgate-full": System(
+        "modelgate-full",
+        _modelgate_cmd,
+        _modelgate_full_config,
+        available=_modelgate_available,
+        uses_master_key=True,
+        prepare=_modelgate_key,
+        figures="cost",
+    ),
+    # Scaling past one process: the bare gateway unpinned, as one process and as two workers
+    # sharing one socket, measured the same way.
+    "modelgate-1p": System("modelgate-1p", _modelgate_workers_cmd(1),
+                           lambda ups, path, key: _render(BENCH / "modelgate.yaml.in", path, ups, key),
+                           available=_modelgate_available, core=None, figures="scale"),
+    "modelgate-2p": System("modelgate-2p", _modelgate_workers_cmd(2),
+                           lambda ups, path, key: _render(BENCH / "modelgate.yaml.in", path, ups, key),
+                           available=_modelgate_available, core=None, figures="scale"),
     "litellm": System(
         "litellm",
         lambda port, config: [str(LITELLM_VENV / "bin" / "litellm"), "--config", str(config), "--port",
@@ -162,6 +273,30 @@ SYSTEMS: dict[str, System] = {
         # LiteLLM >= 1.106 refuses to start without one; without a database it is a plain key compare.
         uses_master_key=True,
     ),
+    # The Rust gateway from the tensorzero wheel, hosted by a small Python launcher; no ClickHouse,
+    # no Postgres (observability off), so no auth either: the Authorization header is ignored.
+    "tensorzero": System(
+        "tensorzero",
+        _tensorzero_cmd,
+        lambda ups, path, key: _render(BENCH / "tensorzero.toml.in", path.with_suffix(".toml"), ups),
+        health=None,  # the wheel's server has only the /openai/v1 routes
+        env=(("TENSORZERO_DISABLE_PSEUDONYMOUS_USAGE_ANALYTICS", "1"),),
+        available=_tensorzero_available,
+        import_check=(str(TENSORZERO_VENV / "bin" / "python"), "tensorzero"),
+        path="/openai/v1/chat/completions",
+        model_prefix="tensorzero::model_name::",
+        port_file=True,
+    ),
+    # Portkey's open-source gateway on Node.js: no config file, routing by request headers; the
+    # Authorization header is passed on to the stand-in as the provider's key.
+    "portkey": System(
+        "portkey",
+        lambda port, config: ["node", str(PORTKEY_SERVER), f"--port={port}", "--headless"],
+        health="/",  # "AI Gateway says hey!"
+        env=(("NODE_ENV", "production"),),
+        available=_portkey_available,
+        kind_headers=_portkey_headers,
+    ),
 }
 
 
@@ -172,15 +307,58 @@ async def start_system(sys_: System, ups: Upstreams, log_dir: Path, config_path:
     api_key = "sk-bench-" + secrets.token_hex(32) if sys_.uses_master_key else "bench"
     if sys_.write_config:
         sys_.write_config(ups, config_path, api_key)
+    if sys_.prepare is not None:
+        api_key = sys_.prepare(config_path) or api_key
     port = measure.free_port()
-    proc = measure.start(sys_.name, sys_.command(port, config_path), core=measure.SUT_CORE, log_dir=log_dir,
+    if sys_.port_file:
+        port_file_for(config_path).unlink(missing_ok=True)
+    proc = measure.start(sys_.name, sys_.command(port, config_path), core=sys_.core, log_dir=log_dir,
                          env=dict(sys_.env), cwd=BENCH.parent)
     try:
-        ready = await measure.wait_ready(proc, port, sys_.health, timeout_s)
+        if sys_.port_file:
+            port = await _announced_port(proc, port_file_for(config_path), timeout_s)
+        if sys_.health is not None:
+            ready = await measure.wait_ready(proc, port, sys_.health, timeout_s)
+        else:
+            ready = await _first_answer(proc, port, timeout_s)
     except BaseException:
         measure.stop(proc)
         raise
-    return Running(sys_.name, proc, port, set(sys_.kinds), ready, ups, api_key)
+    kind_headers = None if sys_.kind_headers is None else functools.partial(sys_.kind_headers, ups)
+    return Running(sys_.name, proc, port, set(sys_.kinds), ready, ups, api_key, sys_.path, sys_.model_prefix,
+                   kind_headers, sys_.figures)
+
+
+def _read_port(port_file: Path) -> int | None:
+    try:
+        return int(port_file.read_text())
+    except FileNotFoundError:
+        return None
+
+
+async def _announced_port(proc: measure.Process, port_file: Path, timeout_s: float) -> int:
+    """The port a system wrote to ``port_file`` once it listens (see ``System.port_file``)."""
+    deadline = proc.started_at + timeout_s
+    while time.perf_counter() < deadline:
+        if (port := _read_port(port_file)) is not None:
+            return port
+        if not proc.alive():
+            raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode}:\n{proc.log_tail()}")
+        await asyncio.sleep(0.02)
+    raise TimeoutError(f"{proc.name} announced no port in {port_file} after {timeout_s}s:\n{proc.log_tail()}")
+
+
+async def _first_answer(proc: measure.Process, port: int, timeout_s: float) -> float:
+    """Seconds from launch to the first HTTP answer, of any status, to GET / (for systems without a health route)."""
+    deadline = proc.started_at + timeout_s
+    while time.perf_counter() < deadline:
+        if not proc.alive():
+            raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode}:\n{proc.log_tail()}")
+        if await measure.http_get_status("127.0.0.1", port, "/") != 0:
+            proc.ready_s = time.perf_counter() - proc.started_at
+            return proc.ready_s
+        await asyncio.sleep(0.02)
+    raise TimeoutError(f"{proc.name} not answering HTTP on :{port} after {timeout_s}s:\n{proc.log_tail()}")
 
 
 async def start_floor(log_dir: Path) -> Running:

@@ -12,6 +12,7 @@ them all on SIGINT or SIGTERM.
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import os
@@ -39,7 +40,21 @@ def _config(settings: Settings, host: str, port: int, log_level: str) -> uvicorn
     )
 
 
+# Young-generation collections every 700 allocations ran about once per request and cost ~6% of
+# the request path's CPU (py-spy); 20,000 makes them rare. Everything loaded before serving
+# (modules, settings, the catalog) is frozen out of the collector's sight, which also keeps forked
+# workers from touching, and so copying, those pages.
+GC_THRESHOLDS = (20_000, 20, 20)
+
+
+def tune_collector() -> None:
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def run_server(settings: Settings, host: str, port: int, log_level: str = "info", workers: int = 1) -> None:
+    tune_collector()
     if workers <= 1:
         uvicorn.Server(_config(settings, host, port, log_level)).run()
         return
