@@ -242,6 +242,18 @@ def markdown(out: dict[str, Any], summ: dict[str, Any], charts: Sequence[tuple[s
              _ratio(sysrows[n].get("ttft_p50_ms"), d.get("ttft_p50_ms"))] for n in names if n != "direct"]
     lines += _table(head, rows)
 
+    mg = sysrows.get("modelgate") or {}
+    peers = [n for n in names if n in PEERS_MAY_VOID]
+    if mg and peers:
+        lines += ["", "## modelgate against each peer (same run; the peer's figure ÷ modelgate's)", ""]
+        head = ["peer", "added p50 c=1", "added p99 c=1", "CPU per request", "CPU per stream", "req/s c=8",
+                "start-up", "idle RSS"]
+        keys = ("added_p50_ms", "added_p99_ms", "cpu_ms_per_req", "cpu_ms_per_stream", "rps_c8", "startup_s",
+                "rss_idle_mb")
+        lines += _table(head, [[label(p)] + [_ratio(sysrows[p].get(k), mg.get(k)) for k in keys] for p in peers])
+        lines += ["", "Above 1x the peer spends more (or, for req/s, serves more) than modelgate. A VOID peer broke "
+                  "a correctness gate (reasons below); its figures are shown but not comparable in full.", ""]
+
     best = max((sysrows[n].get("rps_c8") or 0 for n in names if n not in ("direct", "floor")), default=0)
     if d.get("rps_c8") and best:
         verdict = ("holds" if d["rps_c8"] >= 2 * best else

@@ -80,7 +80,7 @@ async def run_one(name: str, ups: systems.Upstreams, direct: systems.Running, fl
             r["big"] = await figures.big(sut, direct, min(plan.cpu_rate_max, 0.3 * guide), plan)
         if sut is not direct:
             r["wrk"] = figures.wrk_max(sut, plan.wrk_s)
-            if sut.figures != "cost":
+            if sut.figures != "cost" and sut is not floor:
                 r["frontier"] = await figures.frontier(sut, direct, plan, guide)
         if every and sut.proc is not None and sut.name not in ("floor",):
             r["slow"] = await figures.slow_upstreams(sut, plan, min(500, 0.5 * guide), min(200, 0.5 * guide))
