@@ -1,7 +1,7 @@
 """The provider conformance suite: the same scenarios, run against every adapter in ``adapters.ADAPTERS``.
 
 Each scenario builds a canonical ``ChatRequest``, calls the adapter over real sockets (a shared
-aiohttp session, as in the gateway) and asserts on the folded canonical result. The simulator answers
+HTTP client, as in the gateway) and asserts on the folded canonical result. The simulator answers
 in each provider's own wire format and checks what comes back as the real API would (thinking
 signatures, Gemini thought signatures, DeepSeek's reasoning_content), so a round trip that loses
 opaque state fails here. The recorded-bytes layer at the end feeds each adapter real upstream
@@ -17,7 +17,6 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from dataclasses import dataclass, replace
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
 
@@ -40,6 +39,7 @@ from conformance.adapters import (
 )
 from modelgate.providers.base import Provider, UpstreamCall
 from modelgate.providers.registry import create_provider
+from modelgate.providers.transport import HTTPClient
 from modelgate.schema.errors import UpstreamError, UpstreamTimeout, UpstreamUnreachable
 from modelgate.schema.events import (
     ChatResult,
@@ -81,12 +81,13 @@ def sim() -> Iterator[SimulatorThread]:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
+async def http() -> AsyncIterator[HTTPClient]:
+    client = HTTPClient()
+    yield client
+    await client.close()
 
 
-def connect(adapter: Adapter, root: str, http: aiohttp.ClientSession) -> Provider:
+def connect(adapter: Adapter, root: str, http: HTTPClient) -> Provider:
     return create_provider(adapter.settings(root), http)
 
 
@@ -139,7 +140,7 @@ async def upstream_error(call: Awaitable[Any]) -> UpstreamError:
 
 @pytest.mark.parametrize("adapter", cases("text"))
 async def test_text_is_deterministic_and_streams_fold_alike(
-    adapter: Adapter, sim: SimulatorThread, http: aiohttp.ClientSession,
+    adapter: Adapter, sim: SimulatorThread, http: HTTPClient,
 ) -> None:
     provider = connect(adapter, sim.base_url, http)
     _, whole = await chat(provider, ask(GREETING), PLAIN)
@@ -158,7 +159,7 @@ async def test_text_is_deterministic_and_streams_fold_alike(
 
 @pytest.mark.parametrize("adapter", cases("start"))
 async def test_start_names_the_model_that_answered(
-    adapter: Adapter, sim: SimulatorThread, http: aiohttp.ClientSession,
+    adapter: Adapter, sim: SimulatorThread, http: HTTPClient,
 ) -> None:
     provider = connect(adapter, sim.base_url, http)
     for stream in (False, True):
@@ -170,7 +171,7 @@ async def test_start_names_the_model_that_answered(
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
 @pytest.mark.parametrize("adapter", cases("usage"))
 async def test_usage_follows_the_simulator_estimator(
-    adapter: Adapter, stream: bool, sim: SimulatorThread, http: aiohttp.ClientSession,
+    adapter: Adapter, stream: bool, sim: SimulatorThread, http: HTTPClient,
 ) -> None:
     _, result = await chat(connect(adapter, sim.base_url, http), ask(GREETING, stream=stream), PLAIN)
     usage = result.usage
@@ -186,7 +187,7 @@ async def test_usage_follows_the_simulator_estimator(
 
 @pytest.mark.parametrize("adapter", cases("tool_call"))
 async def test_tool_call_streamed_and_whole_fold_alike(
-    adapter: Adapter, sim: SimulatorThread, http: aiohttp.ClientSession,
+    adapter: Adapter, sim: SimulatorThread, http: HTTPClient,
 ) -> None:
     provider = connect(adapter, sim.base_url, http)
     _, whole = await chat(provider, ask(TOOL_QUESTION, tools=[WEATHER]), PLAIN)
@@ -208,7 +209,7 @@ async def test_tool_call_streamed_and_whole_fold_alike(
 
 @pytest.mark.parametrize("adapter", cases("streamed_tool_arguments"))
 async def test_streamed_tool_arguments_are_assembled_from_fragments(
-    adapter: Adapter, sim: SimulatorThread, http: aiohttp.ClientSession,
+    adapter: Adapter, sim: SimulatorThread, http: HTTPClient,
 ) -> None:
     events, result = await chat(connect(adapter, sim.base_url, http),
                                 ask(TOOL_QUESTION, tools=[WEATHER], stream=True), PLAIN)
@@ -229,7 +230,7 @@ async def test_streamed_tool_arguments_are_assembled_from_fragments(
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
 @pytest.mark.parametrize("adapter", cases("parallel_tools"))
 async def test_parallel_tool_calls_and_their_results(
-    adapter: Adapter, stream: bool, sim: SimulatorThread, http: aiohttp.ClientSession,
+    adapter: Adapter, stream: bool, sim: SimulatorThread, http: HTTPClient,
 ) -> None:
     provider = connect(adapter, sim.base_url, http)
     request = ask(PARALLEL_QUESTION, tools=[WEATHER, CLOCK], stream=stream)
@@ -254,7 +255,7 @@ async def test_parallel_tool_calls_and_their_results(
 
 @pytest.mark.parametrize("adapter", cases("reasoning"))
 async def test_reasoning_with_its_origin_and_usage(
-    adapter: Adapter, sim: SimulatorThread, http: aiohttp.ClientSession,
+    adapter: Adapter, sim: SimulatorThread, http: HTTPClient,
 ) -> None:
     provider = connect(adapter, sim.base_url, http)
     _, whole = await chat(provider, ask(QUESTION, reasoning_effort="low"), adapter.reasoning_model)
@@ -281,7 +282,7 @@ async def test_reasoning_with_its_origin_and_usage(
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
 @pytest.mark.parametrize("adapter", cases("multi_turn"))
 async def test_multi_turn_round_trip_with_reasoning_and_tools(
-    adapter: Adapter, stream: bool, sim: SimulatorThread, http: aiohttp.ClientSession,
+    adapter: Adapter, stream: bool, sim: SimulatorThread, http: HTTPClient,
 ) -> None:
     provider = connect(adapter, sim.base_url, http)
     request = ask(TOOL_QUESTION, tools=[WEATHER], reasoning_effort="low", stream=stream)
@@ -319,7 +320,7 @@ def lose_opaque_state(message: Message, adapter: Adapter) -> Message:
 
 @pytest.mark.parametrize("adapter", cases("lost_opaque_state", tuple(a for a in ADAPTERS if a.opaque_state != "none")))
 async def test_a_round_trip_that_loses_opaque_state_is_refused(
-    adapter: Adapter, sim: SimulatorThread, http: aiohttp.ClientSession,
+    adapter: Adapter, sim: SimulatorThread, http: HTTPClient,
 ) -> None:
     """The control for the multi-turn scenario: the simulator really checks what comes back."""
     provider = connect(adapter, sim.base_url, http)
@@ -339,7 +340,7 @@ async def test_a_round_trip_that_loses_opaque_state_is_refused(
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
 @pytest.mark.parametrize("adapter", cases("rate_limited"))
 async def test_429_keeps_retry_after(
-    adapter: Adapter, stream: bool, sim: SimulatorThread, http: aiohttp.ClientSession,
+    adapter: Adapter, stream: bool, sim: SimulatorThread, http: HTTPClient,
 ) -> None:
     provider = connect(adapter, sim.base_url, http)
     error = await upstream_error(collect(provider, ask(GREETING, stream=stream), RATE_LIMITED))
@@ -352,7 +353,7 @@ async def test_429_keeps_retry_after(
 @pytest.mark.parametrize("status", [500, 529])
 @pytest.mark.parametrize("adapter", cases("server_error"))
 async def test_server_errors_keep_their_status_and_are_retryable(
-    adapter: Adapter, status: int, stream: bool, sim: SimulatorThread, http: aiohttp.ClientSession,
+    adapter: Adapter, status: int, stream: bool, sim: SimulatorThread, http: HTTPClient,
 ) -> None:
     provider = connect(adapter, sim.base_url, http)
     error = await upstream_error(collect(provider, ask(GREETING, stream=stream), status_model(status)))
@@ -362,7 +363,7 @@ async def test_server_errors_keep_their_status_and_are_retryable(
 
 
 @pytest.mark.parametrize("adapter", cases("overloaded"))
-async def test_overloaded_is_retryable(adapter: Adapter, sim: SimulatorThread, http: aiohttp.ClientSession) -> None:
+async def test_overloaded_is_retryable(adapter: Adapter, sim: SimulatorThread, http: HTTPClient) -> None:
     provider = connect(adapter, sim.base_url, http)
     error = await upstream_error(collect(provider, ask(GREETING, stream=True), status_model(adapter.overloaded_status)))
     assert (error.status, error.retryable) == (adapter.overloaded_status, True)
@@ -370,7 +371,7 @@ async def test_overloaded_is_retryable(adapter: Adapter, sim: SimulatorThread, h
 
 @pytest.mark.parametrize("adapter", cases("mid_stream_error"))
 async def test_error_in_the_middle_of_a_stream_is_raised_never_a_clean_finish(
-    adapter: Adapter, sim: SimulatorThread, http: aiohttp.ClientSession,
+    adapter: Adapter, sim: SimulatorThread, http: HTTPClient,
 ) -> None:
     provider = connect(adapter, sim.base_url, http)
     seen: list[Event] = []
@@ -388,7 +389,7 @@ async def test_error_in_the_middle_of_a_stream_is_raised_never_a_clean_finish(
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
 @pytest.mark.parametrize("adapter", cases("connection_cut"))
 async def test_a_cut_connection_is_unreachable_never_a_clean_finish(
-    adapter: Adapter, stream: bool, sim: SimulatorThread, http: aiohttp.ClientSession,
+    adapter: Adapter, stream: bool, sim: SimulatorThread, http: HTTPClient,
 ) -> None:
     provider = connect(adapter, sim.base_url, http)
     seen: list[Event] = []
@@ -403,7 +404,7 @@ async def test_a_cut_connection_is_unreachable_never_a_clean_finish(
 
 @pytest.mark.parametrize("adapter", cases("first_byte_timeout"))
 async def test_no_first_byte_in_time_is_a_timeout(
-    adapter: Adapter, sim: SimulatorThread, http: aiohttp.ClientSession,
+    adapter: Adapter, sim: SimulatorThread, http: HTTPClient,
 ) -> None:
     provider = connect(adapter, sim.base_url, http)
     started = time.monotonic()
@@ -476,7 +477,7 @@ async def watched() -> AsyncIterator[WatchedSimulator]:
 
 @pytest.mark.parametrize("adapter", cases("early_disconnect"))
 async def test_early_client_disconnect_closes_the_upstream_stream(
-    adapter: Adapter, watched: WatchedSimulator, http: aiohttp.ClientSession,
+    adapter: Adapter, watched: WatchedSimulator, http: HTTPClient,
 ) -> None:
     provider = connect(adapter, watched.base_url, http)
     # SLOW streams a word every 100 ms: its ~20-word reply takes about 2 s, so a handler that ends
@@ -540,7 +541,7 @@ async def replay_server() -> AsyncIterator[Replay]:
 
 
 async def replayed(adapter: Adapter, recording: Recording, server: Replay,
-                   http: aiohttp.ClientSession) -> list[Event]:
+                   http: HTTPClient) -> list[Event]:
     server.recording = recording
     provider = connect(adapter, server.base_url, http)
     return await collect(provider, ask(TOOL_QUESTION, tools=[WEATHER, CLOCK], stream=recording.stream), "recorded")
@@ -569,21 +570,21 @@ def check_recorded_result(adapter: Adapter, recording: Recording, events: list[E
 
 @pytest.mark.parametrize(("adapter", "recording"), recording_cases("recorded_text", "text"))
 async def test_recorded_text(adapter: Adapter, recording: Recording, replay_server: Replay,
-                             http: aiohttp.ClientSession) -> None:
+                             http: HTTPClient) -> None:
     result = check_recorded_result(adapter, recording, await replayed(adapter, recording, replay_server, http))
     assert result.choices[0].text and not result.choices[0].tool_calls
 
 
 @pytest.mark.parametrize(("adapter", "recording"), recording_cases("recorded_reasoning", "reasoning"))
 async def test_recorded_reasoning(adapter: Adapter, recording: Recording, replay_server: Replay,
-                                  http: aiohttp.ClientSession) -> None:
+                                  http: HTTPClient) -> None:
     result = check_recorded_result(adapter, recording, await replayed(adapter, recording, replay_server, http))
     assert result.choices[0].reasoning and result.choices[0].text
 
 
 @pytest.mark.parametrize(("adapter", "recording"), recording_cases("recorded_tool_calls", "tool_calls"))
 async def test_recorded_tool_calls(adapter: Adapter, recording: Recording, replay_server: Replay,
-                                   http: aiohttp.ClientSession) -> None:
+                                   http: HTTPClient) -> None:
     events = await replayed(adapter, recording, replay_server, http)
     result = check_recorded_result(adapter, recording, events)
     calls = result.choices[0].tool_calls
@@ -595,7 +596,7 @@ async def test_recorded_tool_calls(adapter: Adapter, recording: Recording, repla
 
 @pytest.mark.parametrize(("adapter", "recording"), recording_cases("recorded_mid_stream_error", "mid_stream_error"))
 async def test_recorded_mid_stream_error(adapter: Adapter, recording: Recording, replay_server: Replay,
-                                         http: aiohttp.ClientSession) -> None:
+                                         http: HTTPClient) -> None:
     replay_server.recording = recording
     provider = connect(adapter, replay_server.base_url, http)
     seen: list[Event] = []
@@ -609,7 +610,7 @@ async def test_recorded_mid_stream_error(adapter: Adapter, recording: Recording,
 
 @pytest.mark.parametrize(("adapter", "recording"), recording_cases("recorded_status_error", "status_error"))
 async def test_recorded_status_error(adapter: Adapter, recording: Recording, replay_server: Replay,
-                                     http: aiohttp.ClientSession) -> None:
+                                     http: HTTPClient) -> None:
     error = await upstream_error(replayed(adapter, recording, replay_server, http))
     assert (error.status, error.retry_after, error.provider) == (recording.error_status, recording.retry_after,
                                                                  adapter.id)
@@ -619,7 +620,7 @@ async def test_recorded_status_error(adapter: Adapter, recording: Recording, rep
 @pytest.mark.parametrize(("adapter", "recording"),
                          recording_cases("recorded_start", "text", "reasoning", "tool_calls"))
 async def test_recorded_start_names_the_model(adapter: Adapter, recording: Recording, replay_server: Replay,
-                                             http: aiohttp.ClientSession) -> None:
+                                             http: HTTPClient) -> None:
     start = (await replayed(adapter, recording, replay_server, http))[0]
     assert isinstance(start, Start)
     assert start.model == recording.model and start.response_id

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
 
@@ -17,6 +16,7 @@ from modelgate.config.settings import ModelFacts, ProviderSettings
 from modelgate.providers.anthropic import AnthropicProvider
 from modelgate.providers.base import UpstreamCall
 from modelgate.providers.registry import create_provider
+from modelgate.providers.transport import HTTPClient
 from modelgate.schema.errors import UpstreamError, UpstreamUnreachable
 from modelgate.schema.events import ChatResult, Event, Start, TextDelta, ToolCallDelta, fold_events
 from modelgate.schema.request import (
@@ -38,12 +38,13 @@ CLOCK = Tool(name="get_time", parameters={"type": "object", "properties": {"tz":
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
+async def http() -> AsyncIterator[HTTPClient]:
+    client = HTTPClient()
+    yield client
+    await client.close()
 
 
-def claude(base_url: str, http: aiohttp.ClientSession, **headers: str) -> AnthropicProvider:
+def claude(base_url: str, http: HTTPClient, **headers: str) -> AnthropicProvider:
     settings = ProviderSettings(name="claude", type="anthropic", base_url=base_url, api_key="sk-sim",
                                 headers=headers)
     provider = create_provider(settings, http)
@@ -71,7 +72,7 @@ def replay(result: ChatResult) -> Message:
     return Message("assistant", parts)
 
 
-async def test_text_streamed_and_whole_fold_alike(sim: SimulatorThread, http: aiohttp.ClientSession) -> None:
+async def test_text_streamed_and_whole_fold_alike(sim: SimulatorThread, http: HTTPClient) -> None:
     provider = claude(sim.base_url, http)
     whole = await run(provider, ask("Hello Claude, how are you?"))
     streamed = await run(provider, ask("Hello Claude, how are you?", stream=True))
@@ -86,7 +87,7 @@ async def test_text_streamed_and_whole_fold_alike(sim: SimulatorThread, http: ai
 
 @pytest.mark.parametrize("stream", [False, True])
 async def test_thinking_signature_round_trip_is_accepted(
-    sim: SimulatorThread, http: aiohttp.ClientSession, stream: bool,
+    sim: SimulatorThread, http: HTTPClient, stream: bool,
 ) -> None:
     provider = claude(sim.base_url, http)
     first = ask("What is the weather in Oslo?", tools=[WEATHER], reasoning_effort="low", stream=stream)
@@ -111,7 +112,7 @@ async def test_thinking_signature_round_trip_is_accepted(
 
 
 async def test_a_tool_loop_without_thinking_blocks_is_answered(
-    sim: SimulatorThread, http: aiohttp.ClientSession,
+    sim: SimulatorThread, http: HTTPClient,
 ) -> None:
     """The turn an OpenAI Chat client sends back has no thinking blocks; Anthropic would refuse
     it with thinking on, so it goes without."""
@@ -127,7 +128,7 @@ async def test_a_tool_loop_without_thinking_blocks_is_answered(
     assert answer.choices[0].reasoning == []
 
 
-async def test_tool_arguments_stream_in_fragments(sim: SimulatorThread, http: aiohttp.ClientSession) -> None:
+async def test_tool_arguments_stream_in_fragments(sim: SimulatorThread, http: HTTPClient) -> None:
     events = await run(claude(sim.base_url, http), ask("Weather in Reykjavik?", tools=[WEATHER], stream=True))
     fragments = [e for e in events if isinstance(e, ToolCallDelta)]
     assert fragments[0].id and fragments[0].name == "get_weather" and fragments[0].index == 0
@@ -137,7 +138,7 @@ async def test_tool_arguments_stream_in_fragments(sim: SimulatorThread, http: ai
     assert fold_events(events).choices[0].finish_reason == "tool_calls"
 
 
-async def test_parallel_tool_calls_and_their_results(sim: SimulatorThread, http: aiohttp.ClientSession) -> None:
+async def test_parallel_tool_calls_and_their_results(sim: SimulatorThread, http: HTTPClient) -> None:
     provider = claude(sim.base_url, http)
     request = ask("Call both in parallel please", tools=[WEATHER, CLOCK], stream=True)
     result = fold_events(await run(provider, request))
@@ -154,7 +155,7 @@ async def test_parallel_tool_calls_and_their_results(sim: SimulatorThread, http:
     assert len(single.choices[0].tool_calls) == 1
 
 
-async def test_usage_counts_cache_writes_then_reads(sim: SimulatorThread, http: aiohttp.ClientSession) -> None:
+async def test_usage_counts_cache_writes_then_reads(sim: SimulatorThread, http: HTTPClient) -> None:
     provider = claude(sim.base_url, http)
     policy = "You answer questions about the adapter test's cached policy. " * 30
 
@@ -172,7 +173,7 @@ async def test_usage_counts_cache_writes_then_reads(sim: SimulatorThread, http: 
     assert first.input_tokens == second.input_tokens > second.cached_input_tokens
 
 
-async def test_429_keeps_retry_after(sim: SimulatorThread, http: aiohttp.ClientSession) -> None:
+async def test_429_keeps_retry_after(sim: SimulatorThread, http: HTTPClient) -> None:
     provider = claude(sim.base_url, http, **{"x-sim-fault": "status=429;retry_after=7"})
     with pytest.raises(UpstreamError) as caught:
         await run(provider, ask("hi"))
@@ -183,7 +184,7 @@ async def test_429_keeps_retry_after(sim: SimulatorThread, http: aiohttp.ClientS
 
 @pytest.mark.parametrize(("status", "code"), [(500, "api_error"), (529, "overloaded_error")])
 async def test_server_errors_keep_their_status(
-    sim: SimulatorThread, http: aiohttp.ClientSession, status: int, code: str,
+    sim: SimulatorThread, http: HTTPClient, status: int, code: str,
 ) -> None:
     provider = claude(sim.base_url, http, **{"x-sim-fault": f"status={status}"})
     with pytest.raises(UpstreamError) as caught:
@@ -192,7 +193,7 @@ async def test_server_errors_keep_their_status(
 
 
 async def test_error_event_mid_stream_is_raised_after_the_first_events(
-    sim: SimulatorThread, http: aiohttp.ClientSession,
+    sim: SimulatorThread, http: HTTPClient,
 ) -> None:
     provider = claude(sim.base_url, http, **{"x-sim-fault": "error_after=4"})
     seen: list[Event] = []
@@ -204,13 +205,13 @@ async def test_error_event_mid_stream_is_raised_after_the_first_events(
     assert "mid-stream" in caught.value.message
 
 
-async def test_cut_connection_is_unreachable(sim: SimulatorThread, http: aiohttp.ClientSession) -> None:
+async def test_cut_connection_is_unreachable(sim: SimulatorThread, http: HTTPClient) -> None:
     provider = claude(sim.base_url, http, **{"x-sim-fault": "cut=3"})
     with pytest.raises(UpstreamUnreachable):
         await run(provider, ask("hi", stream=True))
 
 
-async def test_wrong_key_is_a_401(sim: SimulatorThread, http: aiohttp.ClientSession) -> None:
+async def test_wrong_key_is_a_401(sim: SimulatorThread, http: HTTPClient) -> None:
     settings = ProviderSettings(name="claude", type="anthropic", base_url=sim.base_url, api_key="wrong")
     with pytest.raises(UpstreamError) as caught:
         await run(AnthropicProvider(settings, http), ask("hi"))
@@ -249,7 +250,7 @@ async def recorded() -> AsyncIterator[tuple[str, Recorded]]:
 
 
 async def test_headers_path_and_recorded_stream(
-    recorded: tuple[str, Recorded], http: aiohttp.ClientSession,
+    recorded: tuple[str, Recorded], http: HTTPClient,
 ) -> None:
     base_url, upstream = recorded
     provider = claude(base_url, http, **{"Anthropic-Beta": "context-1m-2025-08-07"})
@@ -264,7 +265,7 @@ async def test_headers_path_and_recorded_stream(
     assert body["stream"] is True and body["model"] == MODEL and body["max_tokens"] == 4096
 
 
-async def test_base_url_may_name_v1(recorded: tuple[str, Recorded], http: aiohttp.ClientSession) -> None:
+async def test_base_url_may_name_v1(recorded: tuple[str, Recorded], http: HTTPClient) -> None:
     base_url, upstream = recorded
     await run(claude(f"{base_url}/anthropic/v1", http), ask("hi", stream=True))
     assert upstream.requests[0][0] == "/anthropic/v1/messages"

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
 
@@ -16,6 +15,7 @@ from modelgate.config.settings import ProviderSettings
 from modelgate.providers.base import UpstreamCall
 from modelgate.providers.gemini import GeminiProvider
 from modelgate.providers.registry import create_provider
+from modelgate.providers.transport import HTTPClient
 from modelgate.schema.errors import UpstreamError
 from modelgate.schema.events import ChatResult, Event, Start, TextDelta, fold_events
 from modelgate.schema.request import ChatRequest, Message, Part, ReasoningPart, TextPart, Tool, ToolCallPart
@@ -30,12 +30,13 @@ CLOCK = Tool(name="get_time", parameters={"type": "object", "properties": {"tz":
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
+async def http() -> AsyncIterator[HTTPClient]:
+    client = HTTPClient()
+    yield client
+    await client.close()
 
 
-def gemini(base_url: str, http: aiohttp.ClientSession, **headers: str) -> GeminiProvider:
+def gemini(base_url: str, http: HTTPClient, **headers: str) -> GeminiProvider:
     settings = ProviderSettings(name="gemini", type="gemini", base_url=base_url, api_key="sk-sim", headers=headers)
     provider = create_provider(settings, http)
     assert isinstance(provider, GeminiProvider)
@@ -63,7 +64,7 @@ def replay(result: ChatResult, *, keep_opaque: bool = True) -> Message:
     return Message("assistant", parts)
 
 
-async def test_text_streamed_and_whole_fold_alike(sim: SimulatorThread, http: aiohttp.ClientSession) -> None:
+async def test_text_streamed_and_whole_fold_alike(sim: SimulatorThread, http: HTTPClient) -> None:
     provider = gemini(sim.base_url, http)
     whole = await run(provider, ask("Hello Gemini, how are you?"), PLAIN)
     streamed = await run(provider, ask("Hello Gemini, how are you?", stream=True), PLAIN)
@@ -76,7 +77,7 @@ async def test_text_streamed_and_whole_fold_alike(sim: SimulatorThread, http: ai
     assert (a.choices[0].finish_reason, a.choices[0].native_reason) == ("stop", "STOP")
 
 
-async def test_thought_summaries_and_usage_when_asked(sim: SimulatorThread, http: aiohttp.ClientSession) -> None:
+async def test_thought_summaries_and_usage_when_asked(sim: SimulatorThread, http: HTTPClient) -> None:
     result = fold_events(await run(gemini(sim.base_url, http), ask("Why is the sky blue?", stream=True,
                                                                    reasoning_effort="medium")))
     [thought] = result.choices[0].reasoning
@@ -90,7 +91,7 @@ async def test_thought_summaries_and_usage_when_asked(sim: SimulatorThread, http
 
 @pytest.mark.parametrize("stream", [False, True])
 async def test_thought_signature_round_trip_is_accepted(
-    sim: SimulatorThread, http: aiohttp.ClientSession, stream: bool,
+    sim: SimulatorThread, http: HTTPClient, stream: bool,
 ) -> None:
     provider = gemini(sim.base_url, http)
     request = ask("What is the weather in Lima?", tools=[WEATHER], stream=stream)
@@ -114,7 +115,7 @@ async def test_thought_signature_round_trip_is_accepted(
     assert caught.value.code == "INVALID_ARGUMENT"
 
 
-async def test_parallel_calls_are_answered_by_name(sim: SimulatorThread, http: aiohttp.ClientSession) -> None:
+async def test_parallel_calls_are_answered_by_name(sim: SimulatorThread, http: HTTPClient) -> None:
     provider = gemini(sim.base_url, http)
     request = ask("Call both in parallel please", tools=[WEATHER, CLOCK], stream=True)
     result = fold_events(await run(provider, request))
@@ -127,13 +128,13 @@ async def test_parallel_calls_are_answered_by_name(sim: SimulatorThread, http: a
     assert "after the tool returned: rainy noon" in answer.choices[0].text
 
 
-async def test_two_candidates(sim: SimulatorThread, http: aiohttp.ClientSession) -> None:
+async def test_two_candidates(sim: SimulatorThread, http: HTTPClient) -> None:
     result = fold_events(await run(gemini(sim.base_url, http), ask("Name a colour", n=2), PLAIN))
     assert [c.index for c in result.choices] == [0, 1]
     assert result.choices[0].text != result.choices[1].text
 
 
-async def test_429_keeps_retry_after(sim: SimulatorThread, http: aiohttp.ClientSession) -> None:
+async def test_429_keeps_retry_after(sim: SimulatorThread, http: HTTPClient) -> None:
     provider = gemini(sim.base_url, http, **{"x-sim-fault": "status=429;retry_after=9"})
     with pytest.raises(UpstreamError) as caught:
         await run(provider, ask("hi"))
@@ -141,14 +142,14 @@ async def test_429_keeps_retry_after(sim: SimulatorThread, http: aiohttp.ClientS
     assert (error.status, error.retry_after, error.retryable, error.code) == (429, 9.0, True, "RESOURCE_EXHAUSTED")
 
 
-async def test_500_is_retryable(sim: SimulatorThread, http: aiohttp.ClientSession) -> None:
+async def test_500_is_retryable(sim: SimulatorThread, http: HTTPClient) -> None:
     provider = gemini(sim.base_url, http, **{"x-sim-fault": "status=500"})
     with pytest.raises(UpstreamError) as caught:
         await run(provider, ask("hi", stream=True))
     assert (caught.value.status, caught.value.code, caught.value.retryable) == (500, "INTERNAL", True)
 
 
-async def test_error_mid_stream(sim: SimulatorThread, http: aiohttp.ClientSession) -> None:
+async def test_error_mid_stream(sim: SimulatorThread, http: HTTPClient) -> None:
     provider = gemini(sim.base_url, http, **{"x-sim-fault": "error_after=3"})
     seen: list[Event] = []
     with pytest.raises(UpstreamError) as caught:
@@ -158,13 +159,13 @@ async def test_error_mid_stream(sim: SimulatorThread, http: aiohttp.ClientSessio
     assert (caught.value.status, caught.value.code) == (503, "UNAVAILABLE")
 
 
-async def test_safety_block_is_content_filter(sim: SimulatorThread, http: aiohttp.ClientSession) -> None:
+async def test_safety_block_is_content_filter(sim: SimulatorThread, http: HTTPClient) -> None:
     provider = gemini(sim.base_url, http, **{"x-sim-fault": "safety"})
     choice = fold_events(await run(provider, ask("something", stream=True), PLAIN)).choices[0]
     assert (choice.text, choice.finish_reason, choice.native_reason) == ("", "content_filter", "SAFETY")
 
 
-async def test_wrong_key_is_refused(sim: SimulatorThread, http: aiohttp.ClientSession) -> None:
+async def test_wrong_key_is_refused(sim: SimulatorThread, http: HTTPClient) -> None:
     settings = ProviderSettings(name="gemini", type="gemini", base_url=sim.base_url, api_key="wrong")
     with pytest.raises(UpstreamError) as caught:
         await run(GeminiProvider(settings, http), ask("hi"))
@@ -201,7 +202,7 @@ async def recorded() -> AsyncIterator[tuple[str, list[web.Request]]]:
 
 
 async def test_urls_auth_and_recorded_bytes(
-    recorded: tuple[str, list[web.Request]], http: aiohttp.ClientSession,
+    recorded: tuple[str, list[web.Request]], http: HTTPClient,
 ) -> None:
     base_url, seen = recorded
     provider = gemini(base_url, http)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import aiohttp
 import orjson
 
 from modelgate.config.settings import ProviderSettings
@@ -22,6 +21,7 @@ from modelgate.providers.anthropic_wire import (
 )
 from modelgate.providers.base import TRANSPORT_ERRORS, Provider, UpstreamCall, json_or_text, retry_after
 from modelgate.providers.sse import iter_sse
+from modelgate.providers.transport import HTTPClient, Response
 from modelgate.schema.errors import UpstreamError
 from modelgate.schema.events import Event
 from modelgate.schema.request import ChatRequest
@@ -30,7 +30,7 @@ API_VERSION = "2023-06-01"  # the SDK's default anthropic-version header
 
 
 class AnthropicProvider(Provider):
-    def __init__(self, settings: ProviderSettings, http: aiohttp.ClientSession) -> None:
+    def __init__(self, settings: ProviderSettings, http: HTTPClient) -> None:
         super().__init__(settings, http)
         base = settings.base_url
         self.url = f"{base}/messages" if base.endswith("/v1") else f"{base}/v1/messages"
@@ -65,9 +65,9 @@ class AnthropicProvider(Provider):
         except TRANSPORT_ERRORS as exc:
             raise self.transport_error(exc, call) from exc
 
-    async def _stream(self, response: aiohttp.ClientResponse) -> AsyncIterator[Event]:
+    async def _stream(self, response: Response) -> AsyncIterator[Event]:
         decoder = MessageDecoder(self.name)
-        async for sse in iter_sse(response.content.iter_any()):
+        async for sse in iter_sse(response.iter_chunks()):
             try:
                 data = orjson.loads(sse.data)
             except orjson.JSONDecodeError:

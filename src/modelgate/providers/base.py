@@ -17,17 +17,16 @@ Contract for an implementer of ``Provider``:
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import orjson
 
 from modelgate.config.settings import ModelFacts, ProviderSettings
+from modelgate.providers.transport import ConnectError, HTTPClient, Timeout, TransportError
 from modelgate.schema.errors import (
     InvalidRequest,
     UpstreamError,
@@ -52,7 +51,7 @@ class UpstreamCall:
 class Provider:
     """Base of every provider adapter; see the module docstring for the contract."""
 
-    def __init__(self, settings: ProviderSettings, http: aiohttp.ClientSession) -> None:
+    def __init__(self, settings: ProviderSettings, http: HTTPClient) -> None:
         self.settings = settings
         self.name = settings.name
         self.http = http
@@ -65,10 +64,9 @@ class Provider:
             f"provider '{self.name}' (type {self.settings.type}) does not serve embeddings; "
             "use a deployment of an embedding model", param="model", code="model_not_supported")
 
-    def timeout(self, call: UpstreamCall) -> aiohttp.ClientTimeout:
-        # sock_read bounds the wait for the first byte and every later gap between bytes.
-        return aiohttp.ClientTimeout(
-            total=None, sock_connect=self.settings.connect_timeout, sock_read=call.timeout)
+    def timeout(self, call: UpstreamCall) -> Timeout:
+        # read bounds the wait for the first byte and every later gap between bytes.
+        return Timeout(connect=self.settings.connect_timeout, read=call.timeout)
 
     def malformed(self, raw: bytes, expected: str = "a JSON object") -> UpstreamError:
         """The error for an upstream answer that cannot be read as ``expected``."""
@@ -78,13 +76,13 @@ class Provider:
             provider=self.name, status=502, code="upstream_malformed")
 
     def transport_error(self, exc: BaseException, call: UpstreamCall) -> UpstreamError:
-        """Turn an aiohttp or timeout exception into the error clients see."""
+        """Turn a transport or timeout exception into the error clients see."""
         where = self.settings.base_url
-        if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        if isinstance(exc, TimeoutError):
             return UpstreamTimeout(
                 f"provider '{self.name}' did not answer within {call.timeout:g}s ({where})",
                 provider=self.name)
-        if isinstance(exc, aiohttp.ClientConnectorError):
+        if isinstance(exc, ConnectError):
             return UpstreamUnreachable(
                 f"provider '{self.name}' is unreachable at {where}: {exc.strerror or exc}",
                 provider=self.name)
@@ -93,7 +91,7 @@ class Provider:
             provider=self.name)
 
 
-TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
+TRANSPORT_ERRORS = (TransportError, TimeoutError)
 
 
 def json_or_text(raw: bytes) -> Any:

@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from urllib.parse import quote
 
-import aiohttp
 import orjson
 
 from modelgate.config.settings import ProviderSettings
 from modelgate.providers.base import TRANSPORT_ERRORS, Provider, UpstreamCall, json_or_text, retry_after
 from modelgate.providers.gemini_wire import ResponseDecoder, events_from_response, request_to_gemini, status_error
 from modelgate.providers.sse import iter_sse
+from modelgate.providers.transport import HTTPClient, Response
 from modelgate.schema.events import Event
 from modelgate.schema.request import ChatRequest
 
@@ -25,7 +25,7 @@ API_VERSION = "v1beta"  # the SDK's default for the Gemini Developer API
 
 
 class GeminiProvider(Provider):
-    def __init__(self, settings: ProviderSettings, http: aiohttp.ClientSession) -> None:
+    def __init__(self, settings: ProviderSettings, http: HTTPClient) -> None:
         super().__init__(settings, http)
         base = settings.base_url
         # A base_url that already names the API version is taken as is.
@@ -64,9 +64,9 @@ class GeminiProvider(Provider):
         except TRANSPORT_ERRORS as exc:
             raise self.transport_error(exc, call) from exc
 
-    async def _stream(self, response: aiohttp.ClientResponse) -> AsyncIterator[Event]:
+    async def _stream(self, response: Response) -> AsyncIterator[Event]:
         decoder = ResponseDecoder(self.name)
-        async for sse in iter_sse(response.content.iter_any()):
+        async for sse in iter_sse(response.iter_chunks()):
             try:
                 chunk = orjson.loads(sse.data)
             except orjson.JSONDecodeError:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import orjson
 
 from modelgate.config.settings import ProviderSettings
@@ -23,6 +22,7 @@ from modelgate.providers.openai_wire import (
     request_to_openai,
 )
 from modelgate.providers.sse import iter_sse
+from modelgate.providers.transport import HTTPClient, Response
 from modelgate.schema.errors import UpstreamError
 from modelgate.schema.events import Embeddings, Event, Start, Usage
 from modelgate.schema.request import ChatRequest, EmbeddingRequest
@@ -31,7 +31,7 @@ from modelgate.schema.request import ChatRequest, EmbeddingRequest
 class OpenAICompatProvider(Provider):
     profile_name: str | None = None
 
-    def __init__(self, settings: ProviderSettings, http: aiohttp.ClientSession) -> None:
+    def __init__(self, settings: ProviderSettings, http: HTTPClient) -> None:
         super().__init__(settings, http)
         self.profile: OpenAIProfile = profile_for(self.profile_name or settings.flavor)
         headers = {"content-type": "application/json", **self.auth_headers()}
@@ -98,9 +98,9 @@ class OpenAICompatProvider(Provider):
         except TRANSPORT_ERRORS as exc:
             raise self.transport_error(exc, call) from exc
 
-    async def _stream_events(self, response: aiohttp.ClientResponse) -> AsyncIterator[Event]:
+    async def _stream_events(self, response: Response) -> AsyncIterator[Event]:
         decoder = ChunkDecoder()
-        async for sse in iter_sse(response.content.iter_any()):
+        async for sse in iter_sse(response.iter_chunks()):
             if sse.data == "[DONE]":
                 return
             try:
@@ -118,7 +118,7 @@ class OpenAICompatProvider(Provider):
         raise UpstreamError(f"provider '{self.name}' ended the stream before it was complete",
                             provider=self.name, status=502, code="upstream_stream_cut")
 
-    async def _error(self, response: aiohttp.ClientResponse) -> UpstreamError:
+    async def _error(self, response: Response) -> UpstreamError:
         raw = await response.read()
         try:
             message, etype, code, param = error_from_openai(orjson.loads(raw))

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import aiohttp
-
 from modelgate.config.settings import ProviderSettings
 from modelgate.providers.anthropic import AnthropicProvider
 from modelgate.providers.azure import AzureProvider
 from modelgate.providers.base import Provider
 from modelgate.providers.gemini import GeminiProvider
 from modelgate.providers.openai_compat import OpenAICompatProvider
+from modelgate.providers.transport import HTTPClient
 
 PROVIDER_TYPES: dict[str, type[Provider]] = {
     "openai": OpenAICompatProvider,
@@ -19,7 +18,7 @@ PROVIDER_TYPES: dict[str, type[Provider]] = {
 }
 
 
-def create_provider(settings: ProviderSettings, http: aiohttp.ClientSession) -> Provider:
+def create_provider(settings: ProviderSettings, http: HTTPClient) -> Provider:
     try:
         kind = PROVIDER_TYPES[settings.type]
     except KeyError:

@@ -8,7 +8,6 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-import aiohttp
 from redis.asyncio import Redis
 
 from modelgate.auth import Authenticator, Principal
@@ -26,6 +25,7 @@ from modelgate.pipeline.chain import Handler
 from modelgate.pipeline.reasoning import SplitThinkTags
 from modelgate.providers.base import Provider
 from modelgate.providers.registry import create_provider
+from modelgate.providers.transport import HTTPClient
 from modelgate.routing import Health, Router
 from modelgate.routing.redis_sync import RedisHealthSync
 from modelgate.schema.errors import NotFound
@@ -35,7 +35,7 @@ log = logging.getLogger("modelgate")
 
 
 class Services:
-    def __init__(self, settings: Settings, http: aiohttp.ClientSession,
+    def __init__(self, settings: Settings, http: HTTPClient,
                  providers: Mapping[str, Provider], storage: Storage) -> None:
         self.settings = settings
         self.http = http
@@ -72,11 +72,7 @@ class Services:
     async def start(cls, settings: Settings) -> Services:
         # SQLite: pending migrations applied; PostgreSQL: refused until `modelgate db upgrade`.
         storage = await Storage.open_prepared(settings.database_url)
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60)
-        # Providers read their own settings; the session does not read proxies or .netrc files
-        # from the environment on the request path.
-        http = aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=True,
-                                     skip_auto_headers=("User-Agent",))
+        http = HTTPClient()
         providers = {name: create_provider(p, http) for name, p in settings.providers.items()}
         services = cls(settings, http, providers, storage)
         try:
