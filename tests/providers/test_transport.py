@@ -282,3 +282,24 @@ def _self_signed(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     server.load_cert_chain(cert_file, key_file)
     trust = ssl.create_default_context(cafile=str(cert_file))
     return server, trust
+
+
+async def test_a_slow_reader_is_not_a_silent_upstream(serve: Callable[..., Awaitable[tuple[Script, str]]]) -> None:
+    async def burst(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(3):
+            writer.write(b"1\r\nx\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    _, url = await serve(burst)
+    client = HTTPClient()
+    got = b""
+    async with client.post(url, data=b"{}", headers={}, timeout=Timeout(read=0.3)) as response:
+        async for chunk in response.iter_chunks():
+            got += chunk
+            await asyncio.sleep(0.4)  # longer than the read timeout, while the upstream is done
+    assert got == b"xxx"
+    await client.close()

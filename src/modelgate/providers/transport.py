@@ -108,6 +108,7 @@ class _Connection(asyncio.Protocol):
         self.paused = False
         self._name = ""
         self.last_data = 0.0
+        self.wait_started = 0.0
 
     # asyncio.Protocol
 
@@ -134,6 +135,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._stop_watch()
         self.client.forget(self)
         if not self.complete and self.failure is None:
             if self.headers_done and self._until_close():
@@ -163,6 +165,7 @@ class _Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self.complete = True
+        self._stop_watch()
 
     # used by Response
 
@@ -178,32 +181,36 @@ class _Connection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def wait(self, read_timeout: float | None) -> None:
-        """Until more arrives (or the answer ends, or fails); ReadTimeout after a silent ``read_timeout``."""
-        loop = asyncio.get_running_loop()
-        self._waiter = waiter = loop.create_future()
-        if read_timeout is not None:
-            # Counted from the last byte (or the request) rather than from now.
-            due = max(0.0, self.last_data + read_timeout - time.monotonic())
-            self._timer = loop.call_later(due, self._check_silence, waiter, read_timeout)
+    async def wait(self) -> None:
+        """Until more arrives, the answer ends, or it fails (``ReadTimeout`` from the watchdog)."""
+        self._waiter = waiter = asyncio.get_running_loop().create_future()
+        self.wait_started = time.monotonic()
         try:
             await waiter
         finally:
             self._waiter = None
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
 
-    def _check_silence(self, waiter: asyncio.Future[None], read_timeout: float) -> None:
-        if waiter.done():
+    def _watch(self, read_timeout: float) -> None:
+        """The read timeout: one timer per exchange that re-arms itself (not one per wait, which
+        would cost a timer per streamed chunk). Silence counts only while someone waits."""
+        self._timer = None
+        if self.complete or self.failure is not None or self.closed:
             return
-        # Bytes that completed nothing yet (part of a line, a chunk header) count as activity too.
-        silent_for = time.monotonic() - self.last_data
-        if silent_for >= read_timeout:
-            waiter.set_exception(ReadTimeout(f"no data from the upstream for {read_timeout:g}s"))
-        else:
-            loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(read_timeout - silent_for, self._check_silence, waiter, read_timeout)
+        now = time.monotonic()
+        due = read_timeout
+        if self._waiter is not None:
+            silent_for = now - max(self.last_data, self.wait_started)
+            if silent_for >= read_timeout:
+                self._fail(ReadTimeout(f"no data from the upstream for {read_timeout:g}s"))
+                self._wake()
+                return
+            due = read_timeout - silent_for
+        self._timer = asyncio.get_running_loop().call_later(due, self._watch, read_timeout)
+
+    def _stop_watch(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def take(self) -> bytes:
         chunk = b"".join(self.body) if len(self.body) > 1 else self.body.popleft()
@@ -214,17 +221,20 @@ class _Connection(asyncio.Protocol):
             self.transport.resume_reading()
         return chunk
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes, read_timeout: float | None) -> None:
         assert self.transport is not None
         self._reset()
-        self.last_data = time.monotonic()
+        self.last_data = self.wait_started = time.monotonic()
         self.transport.write(data)
+        if read_timeout is not None:
+            self._timer = asyncio.get_running_loop().call_later(read_timeout, self._watch, read_timeout)
 
     def reusable(self) -> bool:
         return self.complete and not self.closed and self.failure is None and self.keep_alive
 
     def abort(self) -> None:
         self.closed = True
+        self._stop_watch()
         if self.transport is not None:
             self.transport.abort()
 
@@ -232,9 +242,8 @@ class _Connection(asyncio.Protocol):
 class Response:
     """An answer whose status and headers have arrived; read its body whole or as it comes."""
 
-    def __init__(self, connection: _Connection, read_timeout: float | None) -> None:
+    def __init__(self, connection: _Connection) -> None:
         self._connection = connection
-        self._read_timeout = read_timeout
         self.status = connection.status
         self.headers = connection.headers
 
@@ -259,7 +268,7 @@ class Response:
                 return
             if c.failure is not None:
                 raise c.failure
-            await c.wait(self._read_timeout)
+            await c.wait()
 
 
 class _Exchange:
@@ -291,13 +300,13 @@ class _Exchange:
         for _ in range(2):
             connection = await client.acquire(origin, self._timeout.connect)
             self._connection = connection
-            connection.send(request)
+            connection.send(request, self._timeout.read)
             while not connection.headers_done:
                 if connection.failure is not None:
                     break
-                await connection.wait(self._timeout.read)
+                await connection.wait()
             if connection.headers_done:
-                self._response = Response(connection, self._timeout.read)
+                self._response = Response(connection)
                 return self._response
             assert connection.failure is not None
             connection.abort()
