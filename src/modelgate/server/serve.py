@@ -26,13 +26,14 @@ import uvicorn
 
 from modelgate.config.settings import Settings
 from modelgate.server.app import create_app
+from modelgate.server.protocol import HTTPProtocol
 
 log = logging.getLogger("modelgate")
 
 
 def _config(settings: Settings, host: str, port: int, log_level: str) -> uvicorn.Config:
     return uvicorn.Config(
-        create_app(settings), host=host, port=port, loop="uvloop", http="httptools",
+        create_app(settings), host=host, port=port, loop="uvloop", http=HTTPProtocol,
         lifespan="on", access_log=False, log_level=log_level, server_header=False,
         date_header=False, timeout_keep_alive=75,
         # Nothing reads the client address; behind a proxy, X-Forwarded-For is the proxy's business.
