@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -51,3 +52,47 @@ def test_two_workers_serve_one_port_and_a_dead_one_is_replaced(sim: SimulatorThr
         every_worker = workers | children(gateway.process.pid)
     # Stopping the parent stops every worker before it exits.
     assert [pid for pid in every_worker if Path(f"/proc/{pid}").exists()] == []
+
+
+def _client_connections(pid: int, port: int) -> int:
+    """Established connections to ``port`` whose socket the process ``pid`` holds."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if local_port == port and fields[3] == "01" and fields[9] in inodes:  # 01: ESTABLISHED
+                count += 1
+    return count
+
+
+def test_a_burst_of_connections_is_spread_over_the_workers(sim: SimulatorThread, tmp_path: Path) -> None:
+    config = openai_sim_config(sim.base_url, database_url=f"sqlite:///{tmp_path / 'w.db'}",
+                               journal_dir=str(tmp_path / "journal"))
+    with gateway_process(config, args=["--workers", "2"]) as gateway:
+        assert gateway.process is not None
+        workers = sorted(children(gateway.process.pid))
+        port = int(gateway.v1.rsplit(":", 1)[1].split("/")[0])
+        # 32 connections opened at once, as a load balancer or a pooled client does, each kept open.
+        conns = [socket.create_connection(("127.0.0.1", port)) for _ in range(32)]
+        try:
+            for c in conns:
+                c.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            for c in conns:
+                assert c.recv(4096).startswith(b"HTTP/1.1 200")
+            held = [_client_connections(pid, port) for pid in workers]
+        finally:
+            for c in conns:
+                c.close()
+    assert sum(held) == 32
+    # The kernel hashes connections over the workers' sockets: fewer than 4 of 32 on one worker
+    # has a probability of about 1e-5; a single shared socket typically gave one worker all 32.
+    assert min(held) >= 4, held

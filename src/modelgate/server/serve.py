@@ -1,10 +1,11 @@
-"""Running the app under an ASGI server, in one process or several sharing one socket.
+"""Running the app under an ASGI server, in one process or several sharing one port.
 
 uvicorn with uvloop and httptools: measured on the request path against granian and aiohttp's
 own server (bench/study/RESULTS.md); see docs/benchmarks.md for the figures.
 
-With ``workers`` > 1 the parent binds the listening socket and forks the workers, which all
-accept on it: the kernel spreads connections over them. Each worker has its own services (HTTP
+With ``workers`` > 1 the parent binds the port and forks the workers; on Linux each worker
+listens on its own SO_REUSEPORT socket and the kernel spreads connections evenly over them
+(elsewhere they accept on the parent's socket). Each worker has its own services (HTTP
 pool, key cache, recorder); what they must agree on (limits, budgets, breakers, revocations)
 goes through ``redis_url``. The parent only supervises: it restarts a worker that dies and stops
 them all on SIGINT or SIGTERM.
@@ -18,6 +19,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import sys
 import time
 from multiprocessing.process import BaseProcess
 from types import FrameType
@@ -64,14 +66,32 @@ def run_server(settings: Settings, host: str, port: int, log_level: str = "info"
     if not settings.redis_url:
         log.warning("%d workers without redis_url: each keeps its own rate limits, budgets and breakers",
                     workers)
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    # Bound here first, so that a port in use fails at once rather than in every worker. With
+    # SO_REUSEPORT this socket only holds the port (it never listens): each worker listens on a
+    # socket of its own and the kernel spreads new connections evenly over them. One shared
+    # listening socket (where SO_REUSEPORT is missing) goes to whichever worker wakes first,
+    # which takes a burst of connections all at once.
+    sock = _bind(host, port)
     sock.set_inheritable(True)
     Supervisor(settings, host, port, log_level, sock, workers).run()
 
 
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if REUSE_PORT:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+REUSE_PORT = hasattr(socket, "SO_REUSEPORT") and sys.platform == "linux"  # elsewhere it does not balance
+
+
 def _worker(settings: Settings, host: str, port: int, log_level: str, sock: socket.socket) -> None:
+    if REUSE_PORT:
+        sock.close()
+        sock = _bind(host, port)
     uvicorn.Server(_config(settings, host, port, log_level)).run(sockets=[sock])
 
 
