@@ -55,10 +55,14 @@ class Process:
 
 def start(name: str, cmd: Sequence[str], *, core: int | None, log_dir: Path,
           env: Mapping[str, str] | None = None, cwd: str | Path | None = None) -> Process:
-    """Launch ``cmd`` pinned to ``core`` (via ``taskset -c``) in its own session, logging to a file."""
+    """Launch ``cmd`` pinned to ``core`` (via ``taskset -c``) in its own session, logging to a file.
+
+    ``core=None`` lets it run on every core: said explicitly, as a child would otherwise inherit
+    the rig's own pinning (``pin_self``)."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"{name}.log"
-    full = (["taskset", "-c", str(core)] if core is not None else []) + list(cmd)
+    cores = str(core) if core is not None else f"0-{(os.cpu_count() or 1) - 1}"
+    full = ["taskset", "-c", cores, *cmd]
     merged = {**os.environ, **(env or {})}
     with log.open("wb") as fh:
         popen = subprocess.Popen(full, stdout=fh, stderr=subprocess.STDOUT, env=merged, cwd=cwd,
