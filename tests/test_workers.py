@@ -6,12 +6,13 @@ import os
 import signal
 import socket
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import openai
 
 from modelgate.simulator import SimulatorThread
-from support import gateway_process, openai_sim_config
+from support import RunningGateway, gateway_process, openai_sim_config
 
 
 def children(pid: int) -> set[int]:
@@ -27,10 +28,14 @@ def children(pid: int) -> set[int]:
     return found
 
 
-def test_two_workers_serve_one_port_and_a_dead_one_is_replaced(sim: SimulatorThread, tmp_path: Path) -> None:
+def two_workers(sim: SimulatorThread, tmp_path: Path) -> AbstractContextManager[RunningGateway]:
     config = openai_sim_config(sim.base_url, database_url=f"sqlite:///{tmp_path / 'w.db'}",
                                journal_dir=str(tmp_path / "journal"))
-    with gateway_process(config, args=["--workers", "2"]) as gateway:
+    return gateway_process(config, args=["--workers", "2"])
+
+
+def test_two_workers_serve_one_port_and_a_dead_one_is_replaced(sim: SimulatorThread, tmp_path: Path) -> None:
+    with two_workers(sim, tmp_path) as gateway:
         assert gateway.process is not None
         workers = children(gateway.process.pid)
         assert len(workers) == 2
@@ -75,9 +80,7 @@ def _client_connections(pid: int, port: int) -> int:
 
 
 def test_a_burst_of_connections_is_spread_over_the_workers(sim: SimulatorThread, tmp_path: Path) -> None:
-    config = openai_sim_config(sim.base_url, database_url=f"sqlite:///{tmp_path / 'w.db'}",
-                               journal_dir=str(tmp_path / "journal"))
-    with gateway_process(config, args=["--workers", "2"]) as gateway:
+    with two_workers(sim, tmp_path) as gateway:
         assert gateway.process is not None
         workers = sorted(children(gateway.process.pid))
         port = int(gateway.v1.rsplit(":", 1)[1].split("/")[0])
