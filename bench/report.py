@@ -207,15 +207,21 @@ def markdown(out: dict[str, Any], summ: dict[str, Any], charts: Sequence[tuple[s
         "# Benchmarks",
         "",
         f"Run {out['started']} ({'smoke — figures not meaningful' if out['smoke'] else 'full'}), "
-        f"{out['machine']['cpus']} cores, Python {out['machine']['python']}. Produced by "
+        f"{out['machine']['cpus']} cores ({out['machine'].get('cpu', '?')}), "
+        f"{out['machine'].get('memory_gb', '?')} GB, Python {out['machine']['python']}. Produced by "
         "`python bench/run.py`; raw figures in `bench/results/`. Protocol: BENCHMARKS.md (shared). "
-        "Each gateway runs as one process pinned to core 1 (`taskset -c 1`); the stand-ins and the "
-        "load generator share core 0. Absolute times drift between runs on a shared machine; the "
+        "Each gateway runs as one process pinned to core 1 (`taskset -c 1`; `modelgate-1p` and "
+        "`modelgate-2p` are not pinned); the stand-ins and the load generator share core 0. "
+        "Absolute times drift between runs on a shared machine; the "
         "ratios and differences within one run are the figures to read.",
         "",
-        "## Headline",
+        "## Systems",
         "",
     ]
+    lines += _table(["system", "version", "launched as"],
+                    [[r["name"], r.get("version", "—"), f"`{r['command']}`" if r.get("command") else
+                      ("skipped: " + r["skipped"] if "skipped" in r else "—")] for r in out["systems"]])
+    lines += ["", "## Headline", ""]
     head = ["system", "added p50 ms (c=1)", "beyond floor p50 ms", "added p99 ms", "CPU ms/req",
             "CPU ms / 64-chunk stream", "req/s c=1 / 8 / 16", "rate @ added p99 ≤5 ms / ≤50 ms", "wrk req/s (c=64)",
             "start-up s", "idle RSS MB", "RSS growth MB/min"]
@@ -318,9 +324,10 @@ def markdown(out: dict[str, Any], summ: dict[str, Any], charts: Sequence[tuple[s
               "- The *rate @ added p99* columns come from a sweep from 5% to 125% of the c=8 throughput; 0 "
               "means even the lowest step's p99 exceeded the bound. p99 figures move with other load on "
               "the machine (other test runs); CPU per request moves least.",
-              "- RSS growth is the slope over the soak (default 120 s, `--soak-s 600` for the aim's 10 "
-              "minutes) from the first sample after load started; the step from idle to that first sample "
-              "is the RSS after load column of the raw JSON.", ""]
+              "- RSS growth is the slope over the soak (20 s in the default run; `--systems direct,floor,"
+              "modelgate --soak-s 600` for the aim's 10 minutes) from the first sample after load "
+              "started; the step from idle to that first sample is the RSS after load column of the raw "
+              "JSON.", ""]
     lines += ["## Aims (BENCHMARKS.md) for modelgate", ""]
     mg = sysrows.get("modelgate")
     if not mg or "skipped" in mg:

@@ -51,6 +51,7 @@ async def run_one(name: str, ups: systems.Upstreams, direct: systems.Running, fl
             r["startup_s"] = floor.startup_s
         else:
             spec = systems.SYSTEMS[name]
+            r["version"] = spec.version()
             if spec.import_check:
                 r["import_s"] = measure.import_time_s(*spec.import_check, runs=1 if smoke else 3)
             # In the run's own folder: whatever the system writes next to its config (a usage database,
@@ -108,7 +109,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     measure.pin_self(measure.RIG_CORE)
     ups = systems.Upstreams()
     out: dict[str, Any] = {"started": stamp, "smoke": args.smoke, "plan": figures.plan_dict(plan),
-                           "machine": {"cpus": measure.os.cpu_count(), "python": platform.python_version(),
+                           "machine": {"cpus": measure.os.cpu_count(), "cpu": _cpu_model(),
+                                       "memory_gb": round(measure.os.sysconf("SC_PAGE_SIZE")
+                                                          * measure.os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+                                       "python": platform.python_version(),
                                        "platform": platform.platform()},
                            "systems": []}
     floor = None
@@ -135,6 +139,16 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             measure.stop(floor.proc)
         ups.stop()
     return out
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
 
 
 def draw_charts(summary: dict[str, Any], to_docs: bool) -> tuple[Path, list[tuple[str, str]]]:

@@ -134,6 +134,7 @@ class System:
     # Which figures the run takes: "all" (the protocol), "cost" (a feature variant: what the
     # feature changes on the request path), "scale" (a process-count variant: throughput and CPU).
     figures: str = "all"
+    version: Callable[[], str] = lambda: "?"  # what is installed, for the report
 
 
 def port_file_for(config: Path) -> Path:
@@ -224,6 +225,32 @@ def _portkey_headers(ups: Upstreams, kind: str) -> Headers:
     return (("x-portkey-provider", "openai"), ("x-portkey-custom-host", ups.url(kind)))
 
 
+def _dist_version(site: Path, dist: str) -> str:
+    """The version of ``dist`` installed in a virtualenv, from its dist-info folder name."""
+    found = sorted(site.glob(f"lib/python*/site-packages/{dist}-*.dist-info"))
+    return found[-1].name.removesuffix(".dist-info").split("-", 1)[1] if found else "?"
+
+
+def _modelgate_version() -> str:
+    from importlib.metadata import version
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=BENCH.parent, timeout=10).stdout.strip()
+    except OSError:
+        commit = ""
+    return version("modelgate") + (f" ({commit})" if commit else "")
+
+
+def _portkey_version() -> str:
+    try:
+        package = json.loads((PORTKEY_SERVER.parents[1] / "package.json").read_text())
+        node = subprocess.run(["node", "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, ValueError):
+        return "?"
+    return f"{package.get('version', '?')} on Node {node}"
+
+
 SYSTEMS: dict[str, System] = {
     "modelgate": System(
         "modelgate",
@@ -231,6 +258,7 @@ SYSTEMS: dict[str, System] = {
         lambda ups, path, key: _render(BENCH / "modelgate.yaml.in", path, ups, key),
         available=_modelgate_available,
         import_check=(PY, "modelgate.server.serve"),
+        version=_modelgate_version,
     ),
     # Feature cost: the same gateway with key auth on (master_key), the first feature on the path.
     "modelgate-auth": System(
@@ -240,6 +268,7 @@ SYSTEMS: dict[str, System] = {
                                        prefix=f"master_key: \"{key}\"\n"),
         available=_modelgate_available,
         uses_master_key=True,
+        version=_modelgate_version,
     ),
     # The whole governance path: a project key from the database (auth), its rpm/tpm limits and
     # its budget checked and settled on every request, usage metered (as in every configuration).
@@ -251,15 +280,18 @@ SYSTEMS: dict[str, System] = {
         uses_master_key=True,
         prepare=_modelgate_key,
         figures="cost",
+        version=_modelgate_version,
     ),
     # Scaling past one process: the bare gateway unpinned, as one process and as two workers
     # sharing one socket, measured the same way.
     "modelgate-1p": System("modelgate-1p", _modelgate_workers_cmd(1),
                            lambda ups, path, key: _render(BENCH / "modelgate.yaml.in", path, ups, key),
-                           available=_modelgate_available, core=None, figures="scale"),
+                           available=_modelgate_available, core=None, figures="scale",
+                           version=_modelgate_version),
     "modelgate-2p": System("modelgate-2p", _modelgate_workers_cmd(2),
                            lambda ups, path, key: _render(BENCH / "modelgate.yaml.in", path, ups, key),
-                           available=_modelgate_available, core=None, figures="scale"),
+                           available=_modelgate_available, core=None, figures="scale",
+                           version=_modelgate_version),
     "litellm": System(
         "litellm",
         lambda port, config: [str(LITELLM_VENV / "bin" / "litellm"), "--config", str(config), "--port",
@@ -270,6 +302,7 @@ SYSTEMS: dict[str, System] = {
              ("LITELLM_MODE", "PRODUCTION"), ("LITELLM_DONT_SHOW_FEEDBACK_BOX", "true")),
         available=_litellm_available,
         import_check=(str(LITELLM_VENV / "bin" / "python"), "litellm"),
+        version=lambda: _dist_version(LITELLM_VENV, "litellm"),
         # LiteLLM >= 1.106 refuses to start without one; without a database it is a plain key compare.
         uses_master_key=True,
     ),
@@ -283,6 +316,7 @@ SYSTEMS: dict[str, System] = {
         env=(("TENSORZERO_DISABLE_PSEUDONYMOUS_USAGE_ANALYTICS", "1"),),
         available=_tensorzero_available,
         import_check=(str(TENSORZERO_VENV / "bin" / "python"), "tensorzero"),
+        version=lambda: _dist_version(TENSORZERO_VENV, "tensorzero"),
         path="/openai/v1/chat/completions",
         model_prefix="tensorzero::model_name::",
         port_file=True,
@@ -296,6 +330,7 @@ SYSTEMS: dict[str, System] = {
         env=(("NODE_ENV", "production"),),
         available=_portkey_available,
         kind_headers=_portkey_headers,
+        version=_portkey_version,
     ),
 }
 
