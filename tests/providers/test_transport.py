@@ -303,3 +303,26 @@ async def test_a_slow_reader_is_not_a_silent_upstream(serve: Callable[..., Await
             await asyncio.sleep(0.4)  # longer than the read timeout, while the upstream is done
     assert got == b"xxx"
     await client.close()
+
+
+async def test_a_timeout_on_a_kept_connection_is_not_sent_again(
+    serve: Callable[..., Awaitable[tuple[Script, str]]],
+) -> None:
+    answered: list[int] = []
+
+    async def first_only(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not answered:
+            answered.append(1)
+            await answer(b"{}")(reader, writer)
+            return
+        await asyncio.wait_for(reader.read(1), 5)  # silent until the client gives up
+
+    script, url = await serve(first_only)
+    client = HTTPClient()
+    assert await post(client, url) == (200, b"{}")
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(ReadTimeout):
+        await post(client, url, Timeout(read=0.3))
+    assert asyncio.get_running_loop().time() - started < 0.55  # one timeout, not two
+    assert len(script.requests) == 2 and script.connections == 1
+    await client.close()

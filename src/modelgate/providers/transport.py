@@ -310,8 +310,10 @@ class _Exchange:
                 return self._response
             assert connection.failure is not None
             connection.abort()
-            # A kept-alive connection the server had just closed: once more on a fresh one.
-            if not (connection.reused and not connection.received_any):
+            # A kept-alive connection the server had just closed (closed before a byte of an
+            # answer, not timed out): once more on a fresh one.
+            closed_idle = isinstance(connection.failure, ProtocolError) and not connection.received_any
+            if not (connection.reused and closed_idle):
                 raise connection.failure
         raise ProtocolError("the upstream closed two connections in a row before answering")
 
