@@ -10,6 +10,8 @@ before lending it, so a restarted server costs no failed request.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -85,8 +87,8 @@ def _sqlite_transactions(engine: AsyncEngine) -> None:
     def connect(dbapi_connection: Any, record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        _enter_wal(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")  # durable in WAL mode across process crashes
         cursor.close()
 
@@ -94,6 +96,21 @@ def _sqlite_transactions(engine: AsyncEngine) -> None:
     def begin(conn: Any) -> None:
         write = conn.get_execution_options().get("modelgate_write", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _enter_wal(cursor: Any) -> None:
+    """Switch a new database file to WAL. The switch needs the file to itself and SQLite answers
+    "database is locked" at once, without its busy timeout, while another connection holds it
+    (two processes opening a new file together): so wait here, on the connection's own thread."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 @asynccontextmanager
