@@ -149,17 +149,24 @@ def _render(template: Path, dest: Path, ups: Upstreams, master_key: str = "", pr
     dest.write_text(text)
 
 
-def _modelgate_cmd(port: int, config: Path) -> list[str]:
+def _modelgate_exe() -> list[str]:
     exe = shutil.which("modelgate")
-    base = [exe] if exe else [PY, "-m", "modelgate"]
-    return [*base, "serve", "--config", str(config), "--port", str(port), "--log-level", "warning"]
+    return [exe] if exe else [PY, "-m", "modelgate"]
+
+
+def _modelgate_config(ups: Upstreams, path: Path, key: str) -> None:
+    _render(BENCH / "modelgate.yaml.in", path, ups, key)
+
+
+def _modelgate_cmd(port: int, config: Path) -> list[str]:
+    return [*_modelgate_exe(), "serve", "--config", str(config), "--port", str(port), "--log-level", "warning"]
 
 
 def _modelgate_workers_cmd(workers: int) -> Callable[[int, Path], list[str]]:
     return lambda port, config: [*_modelgate_cmd(port, config), "--workers", str(workers)]
 
 
-def _modelgate_full_config(ups: Upstreams, path: Path, master_key: str) -> None:
+def _modelgate_keyed_config(ups: Upstreams, path: Path, master_key: str) -> None:
     _render(BENCH / "modelgate.yaml.in", path, ups, master_key, prefix=f"master_key: \"{master_key}\"\n")
 
 
@@ -169,10 +176,9 @@ def _modelgate_key(config: Path) -> str:
     The limits are far above any rate the run reaches, so every request pays for the checks and
     none is refused.
     """
-    exe = shutil.which("modelgate")
-    base = [exe] if exe else [PY, "-m", "modelgate"]
-    out = subprocess.run([*base, "keys", "create", "--config", str(config), "--project", "bench", "--name", "bench",
-                          "--rpm", "100000000", "--tpm", "100000000000", "--budget", "1000000", "--json"],
+    out = subprocess.run([*_modelgate_exe(), "keys", "create", "--config", str(config), "--project", "bench",
+                          "--name", "bench", "--rpm", "100000000", "--tpm", "100000000000", "--budget", "1000000",
+                          "--json"],
                          capture_output=True, text=True, check=True, cwd=BENCH.parent, timeout=60)
     return str(json.loads(out.stdout)["key"])
 
@@ -231,6 +237,7 @@ def _dist_version(site: Path, dist: str) -> str:
     return found[-1].name.removesuffix(".dist-info").split("-", 1)[1] if found else "?"
 
 
+@functools.cache
 def _modelgate_version() -> str:
     from importlib.metadata import version
 
@@ -255,7 +262,7 @@ SYSTEMS: dict[str, System] = {
     "modelgate": System(
         "modelgate",
         _modelgate_cmd,
-        lambda ups, path, key: _render(BENCH / "modelgate.yaml.in", path, ups, key),
+        _modelgate_config,
         available=_modelgate_available,
         import_check=(PY, "modelgate.server.serve"),
         version=_modelgate_version,
@@ -264,8 +271,7 @@ SYSTEMS: dict[str, System] = {
     "modelgate-auth": System(
         "modelgate-auth",
         _modelgate_cmd,
-        lambda ups, path, key: _render(BENCH / "modelgate.yaml.in", path, ups, key,
-                                       prefix=f"master_key: \"{key}\"\n"),
+        _modelgate_keyed_config,
         available=_modelgate_available,
         uses_master_key=True,
         version=_modelgate_version,
@@ -275,7 +281,7 @@ SYSTEMS: dict[str, System] = {
     "modelgate-full": System(
         "modelgate-full",
         _modelgate_cmd,
-        _modelgate_full_config,
+        _modelgate_keyed_config,
         available=_modelgate_available,
         uses_master_key=True,
         prepare=_modelgate_key,
@@ -285,11 +291,11 @@ SYSTEMS: dict[str, System] = {
     # Scaling past one process: the bare gateway unpinned, as one process and as two workers
     # sharing one socket, measured the same way.
     "modelgate-1p": System("modelgate-1p", _modelgate_workers_cmd(1),
-                           lambda ups, path, key: _render(BENCH / "modelgate.yaml.in", path, ups, key),
+                           _modelgate_config,
                            available=_modelgate_available, core=None, figures="scale",
                            version=_modelgate_version),
     "modelgate-2p": System("modelgate-2p", _modelgate_workers_cmd(2),
-                           lambda ups, path, key: _render(BENCH / "modelgate.yaml.in", path, ups, key),
+                           _modelgate_config,
                            available=_modelgate_available, core=None, figures="scale",
                            version=_modelgate_version),
     "litellm": System(

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from modelgate.providers.transport import HTTPClient
 from modelgate.simulator import SimConfig, SimulatorThread
 from openai_spec import OpenAISpec, load_spec
 from services import (  # noqa: F401  (fixtures: real PostgreSQL and Redis, fresh databases)
@@ -31,3 +32,11 @@ def sim() -> Iterator[SimulatorThread]:
 @pytest.fixture(scope="session")
 def openai_spec() -> OpenAISpec:
     return load_spec()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[HTTPClient]:
+    """The upstream HTTP client the gateway's providers use, for tests that drive a provider directly."""
+    client = HTTPClient()
+    yield client
+    await client.close()

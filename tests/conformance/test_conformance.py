@@ -80,13 +80,6 @@ def sim() -> Iterator[SimulatorThread]:
         yield simulator
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[HTTPClient]:
-    client = HTTPClient()
-    yield client
-    await client.close()
-
-
 def connect(adapter: Adapter, root: str, http: HTTPClient) -> Provider:
     return create_provider(adapter.settings(root), http)
 

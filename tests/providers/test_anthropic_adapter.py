@@ -37,13 +37,6 @@ WEATHER = Tool(name="get_weather", description="Weather for a city",
 CLOCK = Tool(name="get_time", parameters={"type": "object", "properties": {"tz": {"type": "string"}}})
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[HTTPClient]:
-    client = HTTPClient()
-    yield client
-    await client.close()
-
-
 def claude(base_url: str, http: HTTPClient, **headers: str) -> AnthropicProvider:
     settings = ProviderSettings(name="claude", type="anthropic", base_url=base_url, api_key="sk-sim",
                                 headers=headers)
