@@ -35,12 +35,12 @@ from redis.asyncio import Redis
 from modelgate.auth import Limits, Principal
 from modelgate.budgets import BudgetGuard, LocalLedger
 from modelgate.budgets.redis import RedisLedger
-from modelgate.config.settings import DeploymentSettings, ModelFacts, Settings, TargetSettings
+from modelgate.catalog.facts import ModelFacts
+from modelgate.config.settings import DeploymentSettings, Settings, TargetSettings
 from modelgate.limits import LocalLimiter, RateLimit
 from modelgate.limits.redis import RedisLimiter, create_redis
 from modelgate.metering import Journal, Metering, PriceBook, UsageRecorder
-from modelgate.pipeline.call import Call
-from modelgate.pipeline.chain import Stage, build_chain
+from modelgate.pipeline.contract import Call, Stage, build_chain
 from modelgate.schema.events import Event, Finish, Start, TextDelta, Usage
 from modelgate.schema.request import ChatRequest, Message, TextPart
 from modelgate.storage import Storage, UsageRecord, prices_from_settings

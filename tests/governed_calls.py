@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Sequence
 
 from modelgate.auth import Limits, Principal
-from modelgate.config.settings import DeploymentSettings, ModelFacts, PriceSettings, TargetSettings
-from modelgate.pipeline.call import Call
+from modelgate.catalog.facts import ModelFacts
+from modelgate.config.settings import DeploymentSettings, PriceSettings, TargetSettings
+from modelgate.pipeline.contract import Call
 from modelgate.schema.errors import GatewayError
 from modelgate.schema.events import Event, Finish, Start, TextDelta, Usage
 from modelgate.schema.request import ChatRequest, EmbeddingRequest, Message, TextPart

@@ -14,6 +14,7 @@ from modelgate.metering import NANO, PriceBook
 from modelgate.schema.errors import UpstreamError
 from modelgate.schema.events import Usage
 from modelgate.storage import prices_from_settings
+from modelgate.surfaces.openai.render import error_type
 
 # $1,000 per million tokens in and out: one token is a tenth of a cent.
 PRICED = deployment(price=PriceSettings(input=1000.0, output=1000.0))
@@ -46,7 +47,7 @@ async def test_a_request_that_could_overspend_never_starts() -> None:
     with pytest.raises(BudgetExceeded) as refused:
         await drain(stage(call(chat(max_tokens=100), who=who, to=PRICED), script))
     assert script.calls == 0
-    assert (refused.value.status, refused.value.type, refused.value.code) == (
+    assert (refused.value.status, error_type(refused.value), refused.value.code) == (
         429, "insufficient_quota", "insufficient_quota")
     assert refused.value.retry_after is None  # waiting does not help until the period ends
     assert "key 'key_1' has spent $0.0000 of its $0.10 budget this month" in refused.value.message

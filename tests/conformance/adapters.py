@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import pytest
 
-from modelgate.config.settings import ProviderSettings
+from modelgate.providers.settings import ProviderSettings
 from modelgate.simulator import SimConfig
 
 API_KEY = "sk-conformance"

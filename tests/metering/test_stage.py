@@ -11,10 +11,10 @@ from modelgate.auth import Limits
 from modelgate.config.settings import PriceSettings, Settings
 from modelgate.limits import LocalLimiter, RateLimit
 from modelgate.metering import CLIENT_CLOSED, Metering, PriceBook
-from modelgate.pipeline.build import build_chain
 from modelgate.schema.errors import RateLimited, UpstreamError
 from modelgate.schema.events import ReasoningDelta, Start, TextDelta, Usage
 from modelgate.schema.request import EmbeddingRequest
+from modelgate.server.chain import build_chain
 from modelgate.storage import UsageRecord, prices_from_settings
 
 
@@ -153,7 +153,7 @@ async def test_embeddings_and_anthropic_messages_are_named_by_their_route(record
 
 
 async def test_an_answer_from_a_model_without_prices_costs_nothing(records: Records) -> None:
-    from modelgate.config.settings import ModelFacts
+    from modelgate.catalog.facts import ModelFacts
 
     free = deployment("local", facts=ModelFacts())
     c = call(to=free)
@@ -173,7 +173,8 @@ def test_prices_follow_the_price_table() -> None:
 
 
 def test_an_answer_from_a_fallback_is_priced_at_the_fallback() -> None:
-    from modelgate.config.settings import DeploymentSettings, ModelFacts, TargetSettings
+    from modelgate.catalog.facts import ModelFacts
+    from modelgate.config.settings import DeploymentSettings, TargetSettings
 
     mini = ModelFacts(input_price=0.15, output_price=0.6, max_output_tokens=16384)
     big = DeploymentSettings(name="big", fallbacks=["small"], targets=[

@@ -6,8 +6,7 @@ from collections.abc import AsyncGenerator
 
 from modelgate.auth import Principal
 from modelgate.config.settings import DeploymentSettings, ReasoningSettings, TargetSettings
-from modelgate.pipeline.call import Call
-from modelgate.pipeline.chain import build_chain
+from modelgate.pipeline.contract import Call, build_chain
 from modelgate.pipeline.reasoning import SplitThinkTags
 from modelgate.schema.events import Event, Finish, ReasoningDelta, Start, TextDelta, Usage, fold_events
 from modelgate.schema.request import ChatRequest, EmbeddingRequest, Message, TextPart

@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from modelgate.config.settings import ModelFacts, ProviderSettings
+from modelgate.catalog.facts import ModelFacts
 from modelgate.providers.anthropic import AnthropicProvider
 from modelgate.providers.base import UpstreamCall
 from modelgate.providers.registry import create_provider
+from modelgate.providers.settings import ProviderSettings
 from modelgate.providers.transport import HTTPClient
 from modelgate.schema.errors import UpstreamError, UpstreamUnreachable
 from modelgate.schema.events import ChatResult, Event, Start, TextDelta, ToolCallDelta, fold_events
@@ -29,6 +30,7 @@ from modelgate.schema.request import (
     ToolCallPart,
 )
 from modelgate.simulator import SimulatorThread
+from modelgate.surfaces.openai.render import error_type
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "anthropic"
 MODEL = "claude-sonnet-4-5"
@@ -208,7 +210,8 @@ async def test_wrong_key_is_a_401(sim: SimulatorThread, http: HTTPClient) -> Non
     settings = ProviderSettings(name="claude", type="anthropic", base_url=sim.base_url, api_key="wrong")
     with pytest.raises(UpstreamError) as caught:
         await run(AnthropicProvider(settings, http), ask("hi"))
-    assert (caught.value.status, caught.value.type, caught.value.retryable) == (401, "authentication_error", False)
+    error = caught.value
+    assert (error.status, error_type(error), error.retryable) == (401, "authentication_error", False)
 
 
 # --- a loopback upstream replaying recorded bytes ------------------------------------------------

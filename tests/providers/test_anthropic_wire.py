@@ -13,6 +13,7 @@ import orjson
 import pytest
 from pydantic import TypeAdapter
 
+from modelgate.http.sse import iter_sse
 from modelgate.providers.anthropic_wire import (
     STOP_REASONS,
     MessageDecoder,
@@ -22,7 +23,6 @@ from modelgate.providers.anthropic_wire import (
     request_to_anthropic,
     status_error,
 )
-from modelgate.providers.sse import iter_sse
 from modelgate.schema.errors import InvalidRequest, UpstreamError
 from modelgate.schema.events import (
     ChatResult,
@@ -44,7 +44,8 @@ from modelgate.schema.request import (
     ToolCallPart,
     ToolChoice,
 )
-from modelgate.surfaces.openai.requests import parse_chat_request
+from modelgate.surfaces.openai.parse import parse_chat_request
+from modelgate.surfaces.openai.render import error_type
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "anthropic"
 PROVIDER = "claude"
@@ -215,7 +216,7 @@ def test_stop_reasons(native: str, reason: str) -> None:
 
 def test_error_bodies_keep_status_and_type() -> None:
     overloaded = status_error(PROVIDER, 529, body("error_overloaded.json"), retry_after=None)
-    assert (overloaded.status, overloaded.code, overloaded.type, overloaded.retryable) == (
+    assert (overloaded.status, overloaded.code, error_type(overloaded), overloaded.retryable) == (
         529, "overloaded_error", "server_error", True)
     invalid = status_error(PROVIDER, 400, body("error_invalid_request.json"), retry_after=None)
     assert (invalid.status, invalid.code, invalid.retryable) == (400, "invalid_request_error", False)

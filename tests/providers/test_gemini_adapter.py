@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from modelgate.config.settings import ProviderSettings
 from modelgate.providers.base import UpstreamCall
 from modelgate.providers.gemini import GeminiProvider
 from modelgate.providers.registry import create_provider
+from modelgate.providers.settings import ProviderSettings
 from modelgate.providers.transport import HTTPClient
 from modelgate.schema.errors import UpstreamError
 from modelgate.schema.events import ChatResult, Event, Start, TextDelta, fold_events

@@ -12,6 +12,7 @@ import orjson
 import pytest
 from google.genai import types as genai_types
 
+from modelgate.http.sse import iter_sse
 from modelgate.providers.gemini_wire import (
     ResponseDecoder,
     error_from_gemini,
@@ -19,11 +20,11 @@ from modelgate.providers.gemini_wire import (
     request_to_gemini,
     status_error,
 )
-from modelgate.providers.sse import iter_sse
 from modelgate.schema.errors import InvalidRequest, UpstreamError
 from modelgate.schema.events import Event, ReasoningDelta, Start, ToolCallDelta, Usage, fold_events
 from modelgate.schema.request import ChatRequest, Message, ReasoningPart, TextPart, ToolCallPart
-from modelgate.surfaces.openai.requests import parse_chat_request
+from modelgate.surfaces.openai.parse import parse_chat_request
+from modelgate.surfaces.openai.render import error_type
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "gemini"
 PROVIDER = "gemini"
@@ -168,7 +169,7 @@ def test_error_bodies_plain_and_list_wrapped() -> None:
     message, status, code = error_from_gemini(body("error_list_wrapped.json"))
     assert (status, code) == ("INVALID_ARGUMENT", 400) and message.startswith("Invalid JSON payload")
     error = status_error(PROVIDER, 429, body("error_quota.json"), retry_after=12.0)
-    assert (error.status, error.code, error.retry_after, error.type) == (
+    assert (error.status, error.code, error.retry_after, error_type(error)) == (
         429, "RESOURCE_EXHAUSTED", 12.0, "rate_limit_error")
 
 

@@ -9,11 +9,11 @@ from typing import Any
 import orjson
 import pytest
 
+from modelgate.http.sse import iter_sse
 from modelgate.providers.openai_profiles import profile_for
 from modelgate.providers.openai_wire import ChunkDecoder, error_from_openai, events_from_response, request_to_openai
-from modelgate.providers.sse import iter_sse
-from modelgate.schema.events import ChatResult, Event, Folder
-from modelgate.surfaces.openai.requests import parse_chat_request
+from modelgate.schema.events import ChatResult, Event, ResultBuilder
+from modelgate.surfaces.openai.parse import parse_chat_request
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "openai"
 
@@ -34,7 +34,7 @@ def decode_fixture(name: str) -> tuple[list[Event], ChatResult]:
         return events
 
     events = asyncio.run(run())
-    folder = Folder()
+    folder = ResultBuilder()
     for event in events:
         folder.add(event)
     return events, folder.finish()
@@ -88,7 +88,7 @@ def test_non_streaming_body_with_content_parts_and_refusal() -> None:
         {"index": 0, "message": {"role": "assistant", "content": [{"type": "text", "text": "a"}, {"type": "text",
                                                                                               "text": "b"}]},
          "finish_reason": "model_length"}]})
-    folder = Folder()
+    folder = ResultBuilder()
     for event in events:
         folder.add(event)
     result = folder.finish()
@@ -145,7 +145,7 @@ def test_sse_decoder_handles_any_chunking_and_long_lines() -> None:
 
 
 def test_foreign_shapes_are_made_openai_valid() -> None:
-    from modelgate.config.settings import ModelFacts
+    from modelgate.catalog.facts import ModelFacts
     from modelgate.schema.request import ChatRequest, ImagePart, Message, TextPart
 
     request = ChatRequest(model="d", max_tokens=32000, reasoning_budget=4000, messages=[

@@ -9,7 +9,7 @@ import orjson
 import pytest
 from anthropic.lib.streaming._messages import accumulate_event
 
-from modelgate.schema.errors import GatewayError, InvalidRequest, UpstreamError
+from modelgate.schema.errors import InvalidRequest, UpstreamError
 from modelgate.schema.events import Event, Finish, ReasoningDelta, Start, TextDelta, ToolCallDelta, Usage
 from modelgate.schema.request import (
     ImagePart,
@@ -21,8 +21,8 @@ from modelgate.schema.request import (
     ToolCallPart,
     ToolChoice,
 )
-from modelgate.surfaces.anthropic.requests import parse_messages_request, parse_turn
-from modelgate.surfaces.anthropic.responses import (
+from modelgate.surfaces.anthropic.parse import parse_messages_request, parse_turn
+from modelgate.surfaces.anthropic.render import (
     MessageRenderer,
     error_body,
     error_type,
@@ -364,10 +364,10 @@ def test_error_types_follow_the_status(status: int, kind: str) -> None:
 
 
 def test_error_bodies() -> None:
-    error = GatewayError("upstream fell over", status=502)
+    error = UpstreamError("upstream fell over", provider="p", status=502)
     assert orjson.loads(error_body(error, "req_9")) == {
         "type": "error", "error": {"type": "api_error", "message": "upstream fell over"}, "request_id": "req_9"}
-    frame = stream_error(GatewayError("busy", status=529), "req_9")
+    frame = stream_error(UpstreamError("busy", provider="p", status=529), "req_9")
     name, data = frame.decode().rstrip("\n").split("\n")
     assert name == "event: error"
     assert orjson.loads(data.removeprefix("data: "))["error"] == {"type": "overloaded_error", "message": "busy"}

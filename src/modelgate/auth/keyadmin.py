@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from modelgate.auth.keystore import SHOWN_PREFIX, generate_key, hash_key, new_key_id
-from modelgate.schema.errors import GatewayError, InvalidRequest, NotFound
+from modelgate.schema.errors import Conflict, InvalidRequest, NotFound
 from modelgate.storage import AlreadyExists, KeyRecord, LimitFields, ProjectRecord, RecordNotFound, Storage
 from modelgate.storage.records import BUDGET_PERIODS
 
@@ -23,12 +23,6 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$")
 LIMIT_FIELDS = ("deployments", "rpm", "tpm", "budget", "budget_period")
 KEY_FIELDS = {"project", "name", "expires", *LIMIT_FIELDS}
 PROJECT_FIELDS = {"name", *LIMIT_FIELDS}
-
-
-class Conflict(GatewayError):
-    status = 409
-    type = "invalid_request_error"
-    code = "already_exists"
 
 
 @dataclass(slots=True, kw_only=True)

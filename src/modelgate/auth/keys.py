@@ -9,39 +9,10 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Protocol
 
+from modelgate.pipeline.contract import Principal
 from modelgate.schema.errors import AuthenticationFailed
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Limits of a key or a project; None means no limit."""
-
-    rpm: int | None = None  # requests per minute
-    tpm: int | None = None  # tokens per minute
-    budget: float | None = None  # USD per budget_period
-    budget_period: str = "month"  # "day" | "month"
-
-
-NO_LIMITS = Limits()
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """The caller of one request and what it may use."""
-
-    key_id: str  # "master" for the master key
-    project: str | None = None
-    # None: every deployment; otherwise the names this key may call.
-    deployments: frozenset[str] | None = None
-    key_limits: Limits = NO_LIMITS
-    project_limits: Limits = NO_LIMITS
-
-    def may_use(self, deployment: str) -> bool:
-        return self.deployments is None or deployment in self.deployments
-
 
 MASTER = Principal(key_id="master")
 

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from modelgate.auth.keys import Limits, Principal
+from modelgate.pipeline.contract import Limits, Principal
 from modelgate.schema.errors import AuthenticationFailed
 from modelgate.storage.records import KeyChanges, KeyRecord, LimitFields, ProjectRecord
 

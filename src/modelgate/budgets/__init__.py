@@ -7,8 +7,9 @@ that could go over; ``sync.py`` keeps the ledger at least at the database's tota
 """
 
 from modelgate.budgets.ledger import Budget, Hold, Ledger, LocalLedger, PeriodClock, Verdict, budgets_for
-from modelgate.budgets.stage import BudgetExceeded, BudgetGuard
+from modelgate.budgets.stage import BudgetGuard
 from modelgate.budgets.sync import SpendSync
+from modelgate.schema.errors import BudgetExceeded
 
 __all__ = [
     "Budget",

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from modelgate.auth import Principal
 from modelgate.budgets.periods import period_end, period_id, period_start
 from modelgate.metering.pricing import NANO
+from modelgate.pipeline.contract import Principal
 
 
 @dataclass(slots=True)

@@ -6,21 +6,13 @@ from collections.abc import AsyncGenerator
 from datetime import UTC, datetime, timedelta
 
 from modelgate.budgets.ledger import Budget, Ledger, Verdict, budgets_for
-from modelgate.limits.stage import PerCaller
 from modelgate.metering.pricing import NANO, PriceBook
 from modelgate.metering.usage import UsageWatch, estimate_request_tokens
-from modelgate.pipeline.call import Call
-from modelgate.pipeline.chain import Handler
-from modelgate.schema.errors import RateLimited
+from modelgate.pipeline.caller_cache import CallerCache
+from modelgate.pipeline.contract import Call, Handler
+from modelgate.schema.errors import BudgetExceeded
 from modelgate.schema.events import Event
 from modelgate.schema.request import ChatRequest
-
-
-class BudgetExceeded(RateLimited):
-    """429 ``insufficient_quota``, as OpenAI answers a spent quota."""
-
-    type = "insufficient_quota"
-    code = "insufficient_quota"
 
 
 class BudgetGuard:
@@ -31,7 +23,7 @@ class BudgetGuard:
     def __init__(self, ledger: Ledger, prices: PriceBook) -> None:
         self.ledger = ledger
         self.prices = prices
-        self._budgets = PerCaller(lambda call: budgets_for(call.principal))
+        self._budgets = CallerCache(lambda call: budgets_for(call.principal))
 
     def __call__(self, call: Call, next: Handler) -> AsyncGenerator[Event, None]:
         budgets = self._budgets(call)

@@ -8,7 +8,9 @@ from typing import Any
 
 import yaml
 
-from modelgate.config.settings import ModelFacts
+from modelgate.catalog.facts import ModelFacts
+
+__all__ = ["Catalog", "CatalogEntry", "ModelFacts", "facts_from_mapping"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,19 +19,19 @@ from typing import Any
 import yaml
 
 from modelgate.catalog import Catalog, facts_from_mapping
+from modelgate.catalog.facts import ModelFacts
 from modelgate.config.settings import (
     CAPABILITIES,
-    PROVIDER_TYPES,
     STRATEGIES,
     DeploymentSettings,
-    ModelFacts,
     PriceSettings,
-    ProviderSettings,
     ReasoningSettings,
     RoutingSettings,
     Settings,
     TargetSettings,
 )
+from modelgate.providers.registry import PROVIDER_TYPES
+from modelgate.providers.settings import ProviderSettings
 
 DEFAULT_BASE_URLS = {
     "openai": "https://api.openai.com/v1",

@@ -8,54 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-PROVIDER_TYPES = ("openai", "azure", "anthropic", "gemini")
+from modelgate.catalog.facts import ModelFacts
+from modelgate.providers.settings import ProviderSettings
+
 STRATEGIES = ("weighted", "priority", "latency", "least-busy", "cost")
 CAPABILITIES = ("chat", "tools", "vision", "reasoning", "json", "embeddings", "streaming")
-
-
-@dataclass(slots=True, kw_only=True)
-class ProviderSettings:
-    name: str
-    type: str
-    base_url: str
-    api_key: str | None = None
-    api_version: str | None = None  # Azure's api-version query parameter
-    headers: dict[str, str] = field(default_factory=dict)
-    # Which OpenAI-compatible API this is (openai, xai, deepseek, mistral, vllm, ollama, ...):
-    # selects the quirks profile of providers/openai_profiles.py.
-    flavor: str = "openai"
-    connect_timeout: float = 5.0
-
-
-@dataclass(slots=True, kw_only=True)
-class ModelFacts:
-    """Catalog facts about a model; prices in USD per million tokens."""
-
-    context_window: int | None = None
-    max_output_tokens: int | None = None
-    input_price: float | None = None
-    output_price: float | None = None
-    cached_input_price: float | None = None
-    cache_write_price: float | None = None
-    capabilities: tuple[str, ...] = ()
-    mode: str = "chat"  # "chat" | "embedding"
-
-    def merged(self, override: ModelFacts) -> ModelFacts:
-        """These facts with every fact ``override`` states put in their place."""
-        return ModelFacts(
-            context_window=override.context_window or self.context_window,
-            max_output_tokens=override.max_output_tokens or self.max_output_tokens,
-            input_price=_first(override.input_price, self.input_price),
-            output_price=_first(override.output_price, self.output_price),
-            cached_input_price=_first(override.cached_input_price, self.cached_input_price),
-            cache_write_price=_first(override.cache_write_price, self.cache_write_price),
-            capabilities=override.capabilities or self.capabilities,
-            mode=override.mode if override.mode != "chat" else self.mode,
-        )
-
-
-def _first(a: float | None, b: float | None) -> float | None:
-    return a if a is not None else b
 
 
 @dataclass(slots=True, kw_only=True)

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncGenerator, Callable, Sequence
-from typing import Generic, Protocol, TypeVar
+from collections.abc import AsyncGenerator, Sequence
+from typing import Protocol
 
-from modelgate.auth import Principal
-from modelgate.config.settings import DeploymentSettings
 from modelgate.limits.gcra import Counter, Decision
 from modelgate.limits.headers import go_duration, ratelimit_headers
 from modelgate.metering.usage import UsageWatch, estimate_request_tokens
-from modelgate.pipeline.call import Call
-from modelgate.pipeline.chain import Handler
+from modelgate.pipeline.caller_cache import CallerCache
+from modelgate.pipeline.contract import Call, Handler
 from modelgate.schema.errors import RateLimited
 from modelgate.schema.events import Event
 from modelgate.schema.request import ChatRequest
-
-T = TypeVar("T")
 
 
 class Limiter(Protocol):
@@ -62,29 +58,6 @@ def output_allowance(call: Call) -> int:
     return 0
 
 
-class PerCaller(Generic[T]):
-    """What a stage works out from a call's principal and deployment, worked out once per pair.
-
-    Principals (from the key cache) and deployments (from the settings) are long-lived objects:
-    the cache is keyed by their identity, and holds them so that an identity is not reused.
-    """
-
-    def __init__(self, make: Callable[[Call], T], size: int = 10_000) -> None:
-        self._make = make
-        self._size = size
-        self._found: dict[tuple[int, int], tuple[Principal, DeploymentSettings, T]] = {}
-
-    def __call__(self, call: Call) -> T:
-        hit = self._found.get((id(call.principal), id(call.deployment)))
-        if hit is not None and hit[0] is call.principal and hit[1] is call.deployment:
-            return hit[2]
-        value = self._make(call)
-        if len(self._found) >= self._size:
-            self._found.clear()  # keys were replaced many times over: start again
-        self._found[(id(call.principal), id(call.deployment))] = (call.principal, call.deployment, value)
-        return value
-
-
 class RateLimit:
     """Stage: refuses a request over any of its rpm/tpm limits with 429 and ``Retry-After``;
     puts OpenAI's ``x-ratelimit-*`` headers on every response it lets through.
@@ -95,7 +68,7 @@ class RateLimit:
 
     def __init__(self, limiter: Limiter) -> None:
         self.limiter = limiter
-        self._counters = PerCaller(counters_for)
+        self._counters = CallerCache(counters_for)
 
     def __call__(self, call: Call, next: Handler) -> AsyncGenerator[Event, None]:
         counters = self._counters(call)

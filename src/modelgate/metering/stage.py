@@ -10,8 +10,7 @@ from typing import Protocol
 
 from modelgate.metering.pricing import NANO, PriceBook
 from modelgate.metering.usage import UsageWatch, estimate_request_tokens
-from modelgate.pipeline.call import Call
-from modelgate.pipeline.chain import Handler
+from modelgate.pipeline.contract import Call, Handler
 from modelgate.schema.errors import GatewayError
 from modelgate.schema.events import Event
 from modelgate.schema.request import ChatRequest
@@ -51,7 +50,7 @@ class Metering:
                 watch.observe(event)
                 yield event
         except GatewayError as failure:
-            status, error = failure.status, f"{failure.code or failure.type}: {failure.message}"
+            status, error = failure.status, f"{failure.code or type(failure).__name__}: {failure.message}"
             raise
         except (asyncio.CancelledError, GeneratorExit):
             # Cancelled by the client's disconnect, or closed by a surface that stopped reading.

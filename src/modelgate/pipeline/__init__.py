@@ -1,2 +1,2 @@
-"""The request chain. Each stage wraps the next handler and passes events through, in the manner
-of ASGI middleware; ``build.py`` puts the stages in order, top to bottom, in one place."""
+"""The request chain. ``contract.py`` is what every stage and surface speaks (``Call``, ``Handler``,
+``Stage``); the server puts the stages in order (``server/chain.py``)."""

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 
-from modelgate.pipeline.call import Call
-from modelgate.pipeline.chain import Handler
+from modelgate.pipeline.contract import Call, Handler
 from modelgate.providers.thinking import ThinkTagSplitter
 from modelgate.schema.events import Event, Finish, TextDelta
 from modelgate.schema.request import ChatRequest

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 import orjson
 
-from modelgate.config.settings import ProviderSettings
+from modelgate.http.sse import iter_sse
 from modelgate.providers.anthropic_wire import (
     MessageDecoder,
     events_from_message,
@@ -20,9 +20,9 @@ from modelgate.providers.anthropic_wire import (
     status_error,
 )
 from modelgate.providers.base import TRANSPORT_ERRORS, Provider, UpstreamCall, json_or_text, retry_after
-from modelgate.providers.sse import iter_sse
+from modelgate.providers.settings import ProviderSettings
 from modelgate.providers.transport import HTTPClient, Response
-from modelgate.schema.errors import UpstreamError
+from modelgate.schema.errors import UpstreamMalformed
 from modelgate.schema.events import Event
 from modelgate.schema.request import ChatRequest
 
@@ -79,7 +79,7 @@ class AnthropicProvider(Provider):
                 yield event
             if decoder.done:
                 return
-        raise UpstreamError(f"provider '{self.name}' ended the stream before message_stop",
-                            provider=self.name, status=502, code="upstream_stream_cut")
+        raise UpstreamMalformed(f"provider '{self.name}' ended the stream before message_stop",
+                                provider=self.name, code="upstream_stream_cut")
 
 

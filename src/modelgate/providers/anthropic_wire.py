@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from modelgate.providers.thinking import ANTHROPIC_EFFORT_BUDGETS, thinking_budget
-from modelgate.schema.errors import InvalidRequest, UpstreamError, error_type_for_status
+from modelgate.schema.errors import InvalidRequest, UpstreamError
 from modelgate.schema.events import (
     Event,
     Finish,
@@ -425,7 +425,7 @@ def status_error(provider: str, status: int, body: Any, retry_after: float | Non
     """The ``UpstreamError`` for an HTTP error answer; 529 stays 529 (retryable, as ≥ 500)."""
     message, etype = error_from_anthropic(body)
     return UpstreamError(f"provider '{provider}' answered {status}: {message}", provider=provider,
-                         status=status, type=error_type_for_status(status), code=etype,
+                         status=status, code=etype,
                          retry_after=retry_after)
 
 
@@ -536,7 +536,7 @@ class MessageDecoder:
         message, etype = error_from_anthropic(data)
         status = ERROR_STATUS.get(etype or "", 502)
         raise UpstreamError(f"provider '{self._provider}' failed mid-stream: {message}",
-                            provider=self._provider, status=status, type=error_type_for_status(status),
+                            provider=self._provider, status=status,
                             code=etype)
 
     _handlers: dict[str, Callable[[MessageDecoder, dict[str, Any]], list[Event]]] = {

@@ -25,14 +25,15 @@ from typing import Any
 
 import orjson
 
-from modelgate.config.settings import ModelFacts, ProviderSettings
+from modelgate.catalog.facts import ModelFacts
+from modelgate.providers.settings import ProviderSettings
 from modelgate.providers.transport import ConnectError, HTTPClient, Timeout, TransportError
 from modelgate.schema.errors import (
     InvalidRequest,
     UpstreamError,
+    UpstreamMalformed,
     UpstreamTimeout,
     UpstreamUnreachable,
-    error_type_for_status,
 )
 from modelgate.schema.events import Event
 from modelgate.schema.request import ChatRequest, EmbeddingRequest
@@ -70,10 +71,10 @@ class Provider:
 
     def malformed(self, raw: bytes, expected: str = "a JSON object") -> UpstreamError:
         """The error for an upstream answer that cannot be read as ``expected``."""
-        return UpstreamError(
+        return UpstreamMalformed(
             f"provider '{self.name}' sent a body that is not {expected}: "
             f"{raw[:200].decode('utf-8', 'replace')!r}",
-            provider=self.name, status=502, code="upstream_malformed")
+            provider=self.name)
 
     def transport_error(self, exc: BaseException, call: UpstreamCall) -> UpstreamError:
         """Turn a transport or timeout exception into the error clients see."""
@@ -126,5 +127,5 @@ def upstream_error(
 ) -> UpstreamError:
     return UpstreamError(
         message or f"provider '{provider}' answered HTTP {status}",
-        provider=provider, status=status, type=type or error_type_for_status(status),
-        code=code, param=param, retry_after=retry_after(headers))
+        provider=provider, status=status, upstream_type=type, code=code, param=param,
+        retry_after=retry_after(headers))

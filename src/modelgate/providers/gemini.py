@@ -13,10 +13,10 @@ from urllib.parse import quote
 
 import orjson
 
-from modelgate.config.settings import ProviderSettings
+from modelgate.http.sse import iter_sse
 from modelgate.providers.base import TRANSPORT_ERRORS, Provider, UpstreamCall, json_or_text, retry_after
 from modelgate.providers.gemini_wire import ResponseDecoder, events_from_response, request_to_gemini, status_error
-from modelgate.providers.sse import iter_sse
+from modelgate.providers.settings import ProviderSettings
 from modelgate.providers.transport import HTTPClient, Response
 from modelgate.schema.events import Event
 from modelgate.schema.request import ChatRequest

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from modelgate.providers.thinking import GEMINI_EFFORT_BUDGETS, thinking_budget
-from modelgate.schema.errors import InvalidRequest, UpstreamError, error_type_for_status
+from modelgate.schema.errors import InvalidRequest, UpstreamError, UpstreamMalformed
 from modelgate.schema.events import (
     Event,
     Finish,
@@ -267,7 +267,7 @@ def error_from_gemini(body: Any) -> tuple[str, str | None, int | None]:
 def status_error(provider: str, status: int, body: Any, retry_after: float | None) -> UpstreamError:
     message, gstatus, _ = error_from_gemini(body)
     return UpstreamError(f"provider '{provider}' answered {status}: {message}", provider=provider,
-                         status=status, type=error_type_for_status(status), code=gstatus,
+                         status=status, code=gstatus,
                          retry_after=retry_after)
 
 
@@ -290,7 +290,7 @@ class ResponseDecoder:
             message, gstatus, code = error_from_gemini(chunk)
             status = code if code is not None and code >= 400 else 502
             raise UpstreamError(f"provider '{self._provider}' failed mid-stream: {message}",
-                                provider=self._provider, status=status, type=error_type_for_status(status),
+                                provider=self._provider, status=status,
                                 code=gstatus)
         events: list[Event] = []
         if not self._started:
@@ -348,8 +348,8 @@ class ResponseDecoder:
     def end(self) -> list[Event]:
         """The closing events; raises if the upstream never said it had finished."""
         if not self._finished:
-            raise UpstreamError(f"provider '{self._provider}' ended the stream before a finishReason",
-                                provider=self._provider, status=502, code="upstream_stream_cut")
+            raise UpstreamMalformed(f"provider '{self._provider}' ended the stream before a finishReason",
+                                    provider=self._provider, code="upstream_stream_cut")
         return [usage_from_gemini(self._usage)] if self._usage else []
 
 

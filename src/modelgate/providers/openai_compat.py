@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from modelgate.config.settings import ProviderSettings
+from modelgate.http.sse import iter_sse
 from modelgate.providers.base import TRANSPORT_ERRORS, Provider, UpstreamCall, upstream_error
 from modelgate.providers.openai_profiles import OpenAIProfile, profile_for
 from modelgate.providers.openai_wire import (
@@ -21,9 +21,9 @@ from modelgate.providers.openai_wire import (
     events_from_response,
     request_to_openai,
 )
-from modelgate.providers.sse import iter_sse
+from modelgate.providers.settings import ProviderSettings
 from modelgate.providers.transport import HTTPClient, Response
-from modelgate.schema.errors import UpstreamError
+from modelgate.schema.errors import UpstreamError, UpstreamMalformed
 from modelgate.schema.events import Embeddings, Event, Start, Usage
 from modelgate.schema.request import ChatRequest, EmbeddingRequest
 
@@ -110,13 +110,13 @@ class OpenAICompatProvider(Provider):
             if isinstance(chunk, dict) and "error" in chunk and "choices" not in chunk:
                 message, etype, code, _ = error_from_openai(chunk)
                 raise UpstreamError(f"provider '{self.name}' failed mid-stream: {message}",
-                                    provider=self.name, status=502, type=etype or "upstream_error",
+                                    provider=self.name, status=502, upstream_type=etype or "upstream_error",
                                     code=code)
             for event in decoder.decode(chunk):
                 yield event
         # The stream ended without [DONE]: the connection was cut after a clean HTTP end.
-        raise UpstreamError(f"provider '{self.name}' ended the stream before it was complete",
-                            provider=self.name, status=502, code="upstream_stream_cut")
+        raise UpstreamMalformed(f"provider '{self.name}' ended the stream before it was complete",
+                                provider=self.name, code="upstream_stream_cut")
 
     async def _error(self, response: Response) -> UpstreamError:
         raw = await response.read()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from modelgate.config.settings import ModelFacts
+from modelgate.catalog.facts import ModelFacts
 from modelgate.providers.openai_profiles import OpenAIProfile
 from modelgate.schema.events import Event, Finish, FinishReason, ReasoningDelta, Start, TextDelta, ToolCallDelta, Usage
 from modelgate.schema.request import (

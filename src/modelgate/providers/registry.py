@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from modelgate.config.settings import ProviderSettings
 from modelgate.providers.anthropic import AnthropicProvider
 from modelgate.providers.azure import AzureProvider
 from modelgate.providers.base import Provider
 from modelgate.providers.gemini import GeminiProvider
 from modelgate.providers.openai_compat import OpenAICompatProvider
+from modelgate.providers.settings import ProviderSettings
 from modelgate.providers.transport import HTTPClient
 
 PROVIDER_TYPES: dict[str, type[Provider]] = {

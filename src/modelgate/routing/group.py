@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from modelgate.config.settings import DeploymentSettings, ModelFacts
+from modelgate.catalog.facts import ModelFacts
+from modelgate.config.settings import DeploymentSettings
 from modelgate.providers.base import Provider, UpstreamCall
 from modelgate.routing.health import Health, TargetHealth
 from modelgate.routing.window import SlidingCounts

@@ -36,7 +36,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 
 from modelgate.config.settings import DeploymentSettings
-from modelgate.pipeline.call import Call
+from modelgate.pipeline.contract import Call
 from modelgate.providers.base import Provider
 from modelgate.routing.backoff import backoff_delay
 from modelgate.routing.group import Group, Target
@@ -78,11 +78,10 @@ class Router:
                 yield event
         except UpstreamError as error:
             target.health.failed(error, time.monotonic(), attempt.probe)
-            raise UpstreamError(
+            raise error.restated(
                 f"The answer from provider '{target.provider.name}' (model '{target.model}', deployment "
                 f"'{call.deployment.name}') broke off after it had started, so it could not be "
                 f"retried elsewhere: {error.message}",
-                provider=target.provider.name, status=error.status, type=error.type,
                 code=error.code or "upstream_broke_off") from error
         else:
             target.health.succeeded(time.monotonic(), attempt.probe)

@@ -1,118 +1,161 @@
-"""Errors raised anywhere in the gateway; each surface renders them in its own wire format.
+"""Every error the gateway raises on purpose; each surface renders them in its own wire format.
 
-    GatewayError                    status, type, code, message, param, retry_after
-    ├── InvalidRequest              400  a client's mistake in the request
-    ├── AuthenticationFailed        401  missing or wrong key
-    ├── PermissionDenied            403  the key may not use this
-    ├── NotFound                    404  unknown route or deployment
-    ├── RateLimited                 429  a limit of ours; carries retry_after
-    └── UpstreamError               the provider said no: keeps its status and Retry-After
-        ├── UpstreamUnreachable     502  connection refused or broken
-        └── UpstreamTimeout         504  no answer in time
+    GatewayError                    status, code, message, param, retry_after, headers
+    ├── InternalError           500  a bug of ours; the log has the details
+    ├── InvalidRequest          400  a client's mistake in the request
+    │   └── RequestTooLarge     413  the body is over the limit
+    ├── AuthenticationFailed    401  missing or wrong key
+    ├── PermissionDenied        403  the key may not use this
+    ├── NotFound                404  unknown route, deployment or record
+    ├── MethodNotAllowed        405  the path exists under another method
+    ├── Conflict                409  the record exists already
+    ├── RateLimited             429  a limit of ours; carries retry_after
+    │   └── BudgetExceeded      429  a budget is spent (OpenAI's insufficient_quota)
+    └── UpstreamError           the provider said no: keeps its status, type and Retry-After
+        ├── UpstreamUnreachable 502  connection refused or broken
+        ├── UpstreamTimeout     504  no answer in time
+        └── UpstreamMalformed   502  an answer that cannot be read, or a stream cut short
 
-``type`` follows OpenAI's vocabulary (invalid_request_error, authentication_error, ...); surfaces
-for other formats map it to theirs.
+An error carries what happened (status, code, message), never how a wire format names it: each
+surface maps the class and status to its own vocabulary (``surfaces/openai/errors.py``,
+``surfaces/anthropic/render.py``). The one exception is ``UpstreamError.upstream_type``, the
+type an OpenAI-compatible upstream named itself, which OpenAI-format clients get back as is.
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
+
+__all__ = [
+    "AuthenticationFailed",
+    "BudgetExceeded",
+    "Conflict",
+    "GatewayError",
+    "InternalError",
+    "InvalidRequest",
+    "MethodNotAllowed",
+    "NotFound",
+    "PermissionDenied",
+    "RateLimited",
+    "RequestTooLarge",
+    "UpstreamError",
+    "UpstreamMalformed",
+    "UpstreamTimeout",
+    "UpstreamUnreachable",
+]
+
 
 class GatewayError(Exception):
-    status: int = 500
-    type: str = "server_error"
-    code: str | None = None
+    """Base of the tree. ``status`` and ``code`` default per class; ``code`` may be given per
+    error. ``headers`` are response headers the answer carries besides its body (x-ratelimit-*
+    on a 429)."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        type: str | None = None,
-        code: str | None = None,
-        param: str | None = None,
-        retry_after: float | None = None,
-    ) -> None:
+    status: int = 500
+    default_code: ClassVar[str | None] = None
+
+    def __init__(self, message: str, *, code: str | None = None, param: str | None = None,
+                 retry_after: float | None = None) -> None:
         super().__init__(message)
         self.message = message
-        if status is not None:
-            self.status = status
-        if type is not None:
-            self.type = type
-        if code is not None:
-            self.code = code
+        self.code = code if code is not None else self.default_code
         self.param = param
         self.retry_after = retry_after
-        # Response headers an error answer carries besides its body (x-ratelimit-* on a 429).
         self.headers: dict[str, str] = {}
+
+
+class InternalError(GatewayError):
+    status = 500
+    default_code = "internal_error"
 
 
 class InvalidRequest(GatewayError):
     status = 400
-    type = "invalid_request_error"
+
+
+class RequestTooLarge(InvalidRequest):
+    status = 413
+    default_code = "request_too_large"
 
 
 class AuthenticationFailed(GatewayError):
     status = 401
-    type = "authentication_error"
-    code = "invalid_api_key"
+    default_code = "invalid_api_key"
 
 
 class PermissionDenied(GatewayError):
     status = 403
-    type = "permission_error"
 
 
 class NotFound(GatewayError):
     status = 404
-    type = "invalid_request_error"
+
+
+class MethodNotAllowed(GatewayError):
+    status = 405
+    default_code = "method_not_allowed"
+
+
+class Conflict(GatewayError):
+    status = 409
+    default_code = "already_exists"
 
 
 class RateLimited(GatewayError):
     status = 429
-    type = "rate_limit_error"
-    code = "rate_limit_exceeded"
+    default_code = "rate_limit_exceeded"
+
+
+class BudgetExceeded(RateLimited):
+    """A key's or project's budget is spent: 429, as OpenAI answers a spent quota."""
+
+    default_code = "insufficient_quota"
 
 
 class UpstreamError(GatewayError):
     """An error answer from a provider, or a failure to get one.
 
-    ``provider`` names the configured provider; ``retryable`` says whether the same request may
-    succeed if sent again (429, 5xx, 529, refused connections, timeouts).
+    ``provider`` names the configured provider; ``status`` is what the provider answered (or
+    what stands for its failure); ``upstream_type`` is the error type an OpenAI-compatible
+    upstream gave, if any. ``retryable`` says whether the same request may succeed if sent again
+    (429, 5xx, 529, refused connections, timeouts).
     """
 
-    type = "upstream_error"
-
-    def __init__(self, message: str, *, provider: str, **kwargs: object) -> None:
-        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, message: str, *, provider: str, status: int = 502, upstream_type: str | None = None,
+                 code: str | None = None, param: str | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message, code=code, param=param, retry_after=retry_after)
         self.provider = provider
+        self.status = status
+        self.upstream_type = upstream_type
 
     @property
     def retryable(self) -> bool:
         return self.status in (408, 409, 429) or self.status >= 500
 
+    def restated(self, message: str, *, code: str | None = None) -> UpstreamError:
+        """The same error, of the same class, with another message (and code)."""
+        other = self.__class__.__new__(self.__class__)
+        other.__dict__.update(self.__dict__)
+        Exception.__init__(other, message)
+        other.message = message
+        if code is not None:
+            other.code = code
+        return other
+
 
 class UpstreamUnreachable(UpstreamError):
-    status = 502
-    type = "upstream_unreachable"
-    code = "upstream_unreachable"
+    def __init__(self, message: str, *, provider: str) -> None:
+        super().__init__(message, provider=provider, status=502, code="upstream_unreachable")
 
 
 class UpstreamTimeout(UpstreamError):
-    status = 504
-    type = "upstream_timeout"
-    code = "upstream_timeout"
+    def __init__(self, message: str, *, provider: str) -> None:
+        super().__init__(message, provider=provider, status=504, code="upstream_timeout")
 
 
-def error_type_for_status(status: int) -> str:
-    """OpenAI's error type for an HTTP status."""
-    if status == 401:
-        return "authentication_error"
-    if status == 403:
-        return "permission_error"
-    if status == 404:
-        return "not_found_error"
-    if status == 429:
-        return "rate_limit_error"
-    if status < 500:
-        return "invalid_request_error"
-    return "server_error"
+
+class UpstreamMalformed(UpstreamError):
+    """The provider's answer could not be read: not the JSON it should be, or a stream cut short
+    (``code`` says which)."""
+
+    def __init__(self, message: str, *, provider: str, code: str = "upstream_malformed") -> None:
+        super().__init__(message, provider=provider, status=502, code=code)

@@ -135,7 +135,7 @@ class ChatResult:
     vectors: list[list[float] | str] | None = None  # an embeddings call's answer
 
 
-class Folder:
+class ResultBuilder:
     """Folds events into a ``ChatResult`` one at a time (also used to watch a stream go by)."""
 
     __slots__ = ("_choices", "result")
@@ -199,7 +199,7 @@ class Folder:
 
 
 def fold_events(events: list[Event]) -> ChatResult:
-    folder = Folder()
+    builder = ResultBuilder()
     for event in events:
-        folder.add(event)
-    return folder.finish()
+        builder.add(event)
+    return builder.finish()

@@ -1,4 +1,10 @@
-"""The ASGI application: lifespan (services up and down) and dispatch of paths to surfaces."""
+"""The ASGI application: lifespan (services up and down) and dispatch of paths to surfaces.
+
+Each surface owns a path prefix; the longest prefix that matches a path picks the surface that
+renders its errors, whether an endpoint raised them, no endpoint matched, or something failed
+unexpectedly. Endpoints raise ``GatewayError`` before their response starts; after it started,
+a surface ends its own stream.
+"""
 
 from __future__ import annotations
 
@@ -7,35 +13,43 @@ import logging
 import orjson
 
 from modelgate.config.settings import Settings
-from modelgate.schema.errors import GatewayError, NotFound
-from modelgate.server.http import HTTPRequest, Receive, Scope, Send, respond
-from modelgate.server.routing import Route, Router
+from modelgate.http.asgi import Receive, Scope, Send
+from modelgate.http.request import HTTPRequest
+from modelgate.http.response import respond
+from modelgate.http.routing import PathRouter, Route
+from modelgate.schema.errors import GatewayError, InternalError
 from modelgate.server.services import Services
 from modelgate.surfaces.admin.health import DeploymentHealth
 from modelgate.surfaces.admin.routes import AdminSurface
-from modelgate.surfaces.anthropic import routes as anthropic
-from modelgate.surfaces.openai.responses import error_body
+from modelgate.surfaces.anthropic.routes import AnthropicSurface
+from modelgate.surfaces.base import Surface
 from modelgate.surfaces.openai.routes import OpenAISurface
 
 log = logging.getLogger("modelgate")
 
 
-class Gateway:
+class GatewayApp:
     """An ASGI app serving every surface of one gateway process."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.services: Services | None = None
-        self.router: Router | None = None
+        self.router = PathRouter([])
+        self.surfaces: list[Surface] = []
+        self.fallback: Surface | None = None
 
     async def startup(self) -> None:
-        self.services = await Services.start(self.settings)
+        self.services = services = await Services.start(self.settings)
+        openai = OpenAISurface(services)
+        # Longest prefix first: /v1/messages is Anthropic's, the rest of /v1 OpenAI's.
+        self.surfaces = [AnthropicSurface(services), openai]
+        self.fallback = openai
         routes = [Route("GET", "/health", self.health)]
-        routes += OpenAISurface(self.services).routes()
-        routes += anthropic.AnthropicSurface(self.services).routes()
-        routes += AdminSurface(self.services).routes()
-        routes += DeploymentHealth(self.services).routes()
-        self.router = Router(routes)
+        for surface in self.surfaces:
+            routes += surface.routes()
+        routes += AdminSurface(services).routes()
+        routes += DeploymentHealth(services).routes()
+        self.router = PathRouter(routes)
 
     async def shutdown(self) -> None:
         if self.services is not None:
@@ -47,33 +61,31 @@ class Gateway:
         elif scope["type"] == "lifespan":
             await self.lifespan(receive, send)
 
+    def surface(self, path: str) -> Surface:
+        for surface in self.surfaces:
+            if path == surface.prefix or path.startswith(surface.prefix + "/"):
+                return surface
+        assert self.fallback is not None, "lifespan startup has not run"
+        return self.fallback
+
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = HTTPRequest(scope, receive)
-        assert self.router is not None, "lifespan startup has not run"
         endpoint, path_known = self.router.match(request)
-        if endpoint is None and request.path.startswith(anthropic.PATH_PREFIX):
-            await anthropic.no_route(request, send, path_known)
-            return
-        if endpoint is None:
-            error = (GatewayError(f"{request.method} is not allowed on {request.path}", status=405,
-                                  type="invalid_request_error", code="method_not_allowed")
-                     if path_known else
-                     NotFound(f"There is no route {request.method} {request.path}. The OpenAI API is "
-                              "under /v1 (POST /v1/chat/completions, GET /v1/models).",
-                              code="unknown_url"))
-            await respond(send, error.status, error_body(error), {})
-            return
         try:
+            if endpoint is None:
+                raise self.surface(request.path).no_route(request.method, request.path, path_known)
             await endpoint(request, send)
+        except GatewayError as error:
+            await self._error(request, send, error)
         except Exception:
-            # Every expected failure is a GatewayError rendered by its surface; this is a bug.
+            # Every expected failure is a GatewayError; this is a bug.
             log.exception("unhandled error on %s %s", request.method, request.path)
-            error = GatewayError("The gateway hit an internal error; the log has the details.",
-                                 status=500, type="server_error", code="internal_error")
-            if request.path.startswith(anthropic.PATH_PREFIX):
-                await anthropic.send_error(send, error, request.scope.get("modelgate.request_id", ""))
-                return
-            await respond(send, 500, error_body(error), {})
+            await self._error(request, send, InternalError(
+                "The gateway hit an internal error; the log has the details."))
+
+    async def _error(self, request: HTTPRequest, send: Send, error: GatewayError) -> None:
+        body, headers = self.surface(request.path).error_response(error, request.request_id)
+        await respond(send, error.status, body, headers)
 
     async def health(self, request: HTTPRequest, send: Send) -> None:
         await respond(send, 200, orjson.dumps({"status": "ok"}), {})
@@ -95,5 +107,5 @@ class Gateway:
                 return
 
 
-def create_app(settings: Settings) -> Gateway:
-    return Gateway(settings)
+def create_app(settings: Settings) -> GatewayApp:
+    return GatewayApp(settings)

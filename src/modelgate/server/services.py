@@ -20,8 +20,7 @@ from modelgate.limits import Limiter, LocalLimiter, RateLimit
 from modelgate.limits.redis import RedisLimiter, create_redis
 from modelgate.limits.resp import LeanRedis
 from modelgate.metering import Journal, Metering, PriceBook, UsageRecorder
-from modelgate.pipeline.build import build_handler
-from modelgate.pipeline.chain import Handler
+from modelgate.pipeline.contract import Handler
 from modelgate.pipeline.reasoning import SplitThinkTags
 from modelgate.providers.base import Provider
 from modelgate.providers.registry import create_provider
@@ -29,6 +28,7 @@ from modelgate.providers.transport import HTTPClient
 from modelgate.routing import Health, Router
 from modelgate.routing.redis_sync import RedisHealthSync
 from modelgate.schema.errors import NotFound
+from modelgate.server.chain import build_handler
 from modelgate.storage import PriceEntry, PriceKey, Storage, prices_from_settings
 
 log = logging.getLogger("modelgate")
@@ -128,6 +128,13 @@ class Services:
         await self.key_sync.stop()
         await self.http.close()
         await self.storage.close()
+
+    @property
+    def deployments(self) -> Mapping[str, DeploymentSettings]:
+        return self.settings.deployments
+
+    def authenticate(self, headers: Mapping[str, str]) -> Principal:
+        return self.auth.authenticate(headers)
 
     def deployment(self, name: str, principal: Principal) -> DeploymentSettings:
         deployment = self.settings.deployments.get(name)

@@ -15,11 +15,12 @@ from typing import Any
 
 import orjson
 
+from modelgate.http.asgi import Send
+from modelgate.http.request import HTTPRequest
+from modelgate.http.response import respond
+from modelgate.http.routing import Route
 from modelgate.schema.errors import PermissionDenied
-from modelgate.server.http import HTTPRequest, Send, respond
-from modelgate.server.routing import Route
 from modelgate.server.services import Services
-from modelgate.surfaces.openai.routes import guard
 
 
 class DeploymentHealth:
@@ -27,7 +28,7 @@ class DeploymentHealth:
         self.services = services
 
     def routes(self) -> list[Route]:
-        return [Route("GET", "/health/deployments", guard(self.deployments))]
+        return [Route("GET", "/health/deployments", self.deployments)]
 
     async def deployments(self, http: HTTPRequest, send: Send) -> None:
         principal = self.services.auth.authenticate(http.headers)
@@ -35,7 +36,7 @@ class DeploymentHealth:
             raise PermissionDenied("GET /health/deployments needs the gateway's master key; this is a project key.",
                                    code="master_key_required")
         await respond(send, 200, orjson.dumps(self.report()),
-                      {"x-request-id": http.scope["modelgate.request_id"], "cache-control": "no-store"})
+                      {"x-request-id": http.request_id, "cache-control": "no-store"})
 
     def report(self) -> dict[str, Any]:
         router = self.services.router

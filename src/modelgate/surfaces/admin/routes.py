@@ -13,13 +13,14 @@ from urllib.parse import parse_qsl
 import orjson
 
 from modelgate.auth.keyadmin import KeyAdmin, parse_key_spec, parse_limit_changes, parse_project_spec
+from modelgate.http.asgi import Send
+from modelgate.http.request import HTTPRequest
+from modelgate.http.response import respond
+from modelgate.http.routing import Endpoint, Route
 from modelgate.schema.errors import InvalidRequest, NotFound, PermissionDenied
-from modelgate.server.http import HTTPRequest, Send, respond
-from modelgate.server.routing import Endpoint, Route
 from modelgate.server.services import Services
 from modelgate.surfaces.admin import wire
 from modelgate.surfaces.admin.openapi import admin_openapi
-from modelgate.surfaces.openai.routes import guard
 
 PREFIX = "/admin"
 # (method, path, handler): the API that openapi.py documents.
@@ -45,7 +46,7 @@ class AdminSurface:
         self.admin = KeyAdmin(services.storage, list(services.settings.deployments), services.key_sync.changed)
 
     def routes(self) -> list[Route]:
-        return [Route(method, path, guard(self._master_only(getattr(self, handler))))
+        return [Route(method, path, self._master_only(getattr(self, handler)))
                 for method, path, handler in ENDPOINTS]
 
     def _master_only(self, endpoint: Endpoint) -> Endpoint:

@@ -1,157 +1,178 @@
 """The OpenAI surface: /v1/chat/completions, /v1/embeddings and /v1/models.
 
-Each handler authenticates, parses the body into the canonical request, runs it through the
-pipeline and renders the events. Errors before the first byte of a response become OpenAI error
+Chat completions and embeddings are operations run by ``serve_call``; this module supplies
+their parsers and renderers. Errors before the first byte of a response become OpenAI error
 objects with their status; a stream that fails after it started ends with an error event.
 """
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import aclosing
+from collections.abc import Mapping
+from typing import Any
 
 import orjson
 
-from modelgate.pipeline.call import Call
-from modelgate.providers.sse import sse_data
-from modelgate.schema.errors import GatewayError
-from modelgate.schema.events import Event, Folder
-from modelgate.server.http import HTTPRequest, Send, respond, start_stream
-from modelgate.server.routing import Route
-from modelgate.server.services import Services
+from modelgate.http.asgi import Send
+from modelgate.http.request import HTTPRequest
+from modelgate.http.response import respond
+from modelgate.http.routing import Route
+from modelgate.http.sse import sse_data
+from modelgate.pipeline.contract import Call
+from modelgate.schema.errors import GatewayError, MethodNotAllowed, NotFound
+from modelgate.schema.events import Event, ResultBuilder
+from modelgate.schema.request import ChatRequest, EmbeddingRequest
 from modelgate.surfaces.anthropic.models import anthropic_model, anthropic_model_list
-from modelgate.surfaces.common import answer_call, answered_by, guarded_by
-from modelgate.surfaces.openai.requests import parse_chat_request, parse_embedding_request
-from modelgate.surfaces.openai.responses import (
+from modelgate.surfaces.base import Core
+from modelgate.surfaces.lifecycle import answered_by, serve_call
+from modelgate.surfaces.openai.parse import parse_chat_request, parse_embedding_request
+from modelgate.surfaces.openai.render import (
     ChunkRenderer,
     completion_body,
     embeddings_body,
     error_body,
+    error_object,
 )
 
-log = logging.getLogger("modelgate.openai")
 DONE = b"data: [DONE]\n\n"
 
 
-async def send_error(send: Send, error: GatewayError, request_id: str) -> None:
-    headers = {**error.headers, "x-request-id": request_id}
-    if error.retry_after is not None:
-        headers["retry-after"] = str(max(1, round(error.retry_after)))
-    await respond(send, error.status, error_body(error), headers)
-
-
-# Errors before the response starts become OpenAI error objects.
-guard = guarded_by(send_error)
-
-
-async def _first(events: AsyncIterator[Event]) -> Event | None:
-    try:
-        return await anext(events)
-    except StopAsyncIteration:
-        return None
-
-
 class OpenAISurface:
-    def __init__(self, services: Services) -> None:
-        self.services = services
+    prefix = "/v1"
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self.chat = ChatCompletions()
+        self.embeddings = Embeddings()
 
     def routes(self) -> list[Route]:
         return [
-            Route("POST", "/v1/chat/completions", guard(self.chat_completions)),
-            Route("POST", "/v1/embeddings", guard(self.embeddings)),
-            Route("GET", "/v1/models", guard(self.list_models)),
-            Route("GET", "/v1/models/{model}", guard(self.get_model)),
+            Route("POST", "/v1/chat/completions", self.chat_completions),
+            Route("POST", "/v1/embeddings", self.create_embeddings),
+            Route("GET", "/v1/models", self.list_models),
+            Route("GET", "/v1/models/{model}", self.get_model),
         ]
 
+    def error_response(self, error: GatewayError, request_id: str) -> tuple[bytes, dict[str, str]]:
+        headers = {**error.headers, "x-request-id": request_id}
+        if error.retry_after is not None:
+            headers["retry-after"] = str(max(1, round(error.retry_after)))
+        return error_body(error), headers
+
+    def no_route(self, method: str, path: str, path_known: bool) -> GatewayError:
+        if path_known:
+            return MethodNotAllowed(f"{method} is not allowed on {path}")
+        return NotFound(f"There is no route {method} {path}. The OpenAI API is under /v1 "
+                        "(POST /v1/chat/completions, GET /v1/models).", code="unknown_url")
+
     async def chat_completions(self, http: HTTPRequest, send: Send) -> None:
-        principal = self.services.auth.authenticate(http.headers)
-        request = parse_chat_request(await http.json())
-        deployment = self.services.deployment(request.model, principal)
-        call = Call(request_id=http.scope["modelgate.request_id"], request=request,
-                    deployment=deployment, principal=principal)
-        answer = self._stream(call, send) if request.stream else self._complete(call, send)
-        await answer_call(call, http.receive, answer)
+        await serve_call(self.core, self.chat, http, send)
 
-    async def _complete(self, call: Call, send: Send) -> None:
-        folder = Folder()
-        async with aclosing(self.services.handler(call)) as events:
-            async for event in events:
-                folder.add(event)
-        body = completion_body(folder.finish(), "chatcmpl-" + call.request_id[4:], int(time.time()),
-                               call.deployment.reasoning.show)
-        await respond(send, 200, body, answered_by(call))
-
-    async def _stream(self, call: Call, send: Send) -> None:
-        request = call.request
-        include_usage = getattr(request, "include_usage", False)
-        renderer = ChunkRenderer("chatcmpl-" + call.request_id[4:], int(time.time()),
-                                 include_usage, call.deployment.reasoning.show)
-        async with aclosing(self.services.handler(call)) as events:
-            # Until the first event arrives nothing is sent, so an error still gets its status.
-            first = await _first(events)
-            await start_stream(send, answered_by(call))
-            try:
-                if first is not None:
-                    await _send_chunks(send, renderer.render(first))
-                async for event in events:
-                    chunks = renderer.render(event)
-                    if chunks:
-                        await _send_chunks(send, chunks)
-            except GatewayError as error:
-                log.warning("stream %s failed after it started: %s", call.request_id, error.message)
-                payload = sse_data(orjson.dumps({"error": {
-                    "message": error.message, "type": error.type, "param": error.param,
-                    "code": error.code}}))
-                await send({"type": "http.response.body", "body": payload, "more_body": False})
-                return
-        closing = b"".join(sse_data(c) for c in renderer.closing())
-        await send({"type": "http.response.body", "body": closing + DONE, "more_body": False})
-
-    async def embeddings(self, http: HTTPRequest, send: Send) -> None:
-        principal = self.services.auth.authenticate(http.headers)
-        request = parse_embedding_request(await http.json())
-        deployment = self.services.deployment(request.model, principal)
-        call = Call(request_id=http.scope["modelgate.request_id"], request=request,
-                    deployment=deployment, principal=principal)
-        folder = Folder()
-        try:
-            async with aclosing(self.services.handler(call)) as events:
-                async for event in events:
-                    folder.add(event)
-        except GatewayError as error:
-            error.headers = {**call.response_headers, **error.headers}
-            raise
-        await respond(send, 200, embeddings_body(folder.finish(), request.encoding_format),
-                      answered_by(call))
+    async def create_embeddings(self, http: HTTPRequest, send: Send) -> None:
+        await serve_call(self.core, self.embeddings, http, send)
 
     async def list_models(self, http: HTTPRequest, send: Send) -> None:
-        principal = self.services.auth.authenticate(http.headers)
-        names = [name for name in self.services.settings.deployments if principal.may_use(name)]
+        principal = self.core.authenticate(http.headers)
+        names = [name for name in self.core.deployments if principal.may_use(name)]
         if "anthropic-version" in http.headers:  # the anthropic SDK lists models at the same path
             body = anthropic_model_list([self._anthropic_model(n) for n in names])
         else:
             body = {"object": "list", "data": [self._model(name) for name in names]}
-        await respond(send, 200, orjson.dumps(body), {"x-request-id": http.scope["modelgate.request_id"]})
+        await respond(send, 200, orjson.dumps(body), {"x-request-id": http.request_id})
 
     async def get_model(self, http: HTTPRequest, send: Send) -> None:
-        principal = self.services.auth.authenticate(http.headers)
-        deployment = self.services.deployment(http.path_params["model"], principal)
+        principal = self.core.authenticate(http.headers)
+        deployment = self.core.deployment(http.path_params["model"], principal)
         body = (self._anthropic_model(deployment.name) if "anthropic-version" in http.headers
                 else self._model(deployment.name))
-        await respond(send, 200, orjson.dumps(body), {"x-request-id": http.scope["modelgate.request_id"]})
+        await respond(send, 200, orjson.dumps(body), {"x-request-id": http.request_id})
 
     def _model(self, name: str) -> dict[str, object]:
-        deployment = self.services.settings.deployments[name]
-        return {"id": name, "object": "model", "created": self.services.started_at,
+        deployment = self.core.deployments[name]
+        return {"id": name, "object": "model", "created": self.core.started_at,
                 "owned_by": deployment.targets[0].provider}
 
     def _anthropic_model(self, name: str) -> dict[str, object]:
-        facts = self.services.settings.deployments[name].targets[0].facts
-        return anthropic_model(name, self.services.started_at, facts.context_window, facts.max_output_tokens)
+        facts = self.core.deployments[name].targets[0].facts
+        return anthropic_model(name, self.core.started_at, facts.context_window, facts.max_output_tokens)
 
 
-async def _send_chunks(send: Send, chunks: list[bytes]) -> None:
-    body = b"".join(sse_data(c) for c in chunks)
-    await send({"type": "http.response.body", "body": body, "more_body": True})
+class ChatCompletions:
+    """``POST /v1/chat/completions`` as an operation of ``serve_call``."""
+
+    def parse(self, body: Any, headers: Mapping[str, str]) -> ChatRequest:
+        return parse_chat_request(body)
+
+    def headers(self, call: Call) -> dict[str, str]:
+        return answered_by(call)
+
+    def fold(self, call: Call) -> CompletionFold:
+        return CompletionFold(call)
+
+    def stream(self, call: Call) -> ChunkStream:
+        return ChunkStream(call)
+
+
+class CompletionFold:
+    __slots__ = ("builder", "call")
+
+    def __init__(self, call: Call) -> None:
+        self.call = call
+        self.builder = ResultBuilder()
+
+    def add(self, event: Event) -> None:
+        self.builder.add(event)
+
+    def body(self) -> bytes:
+        return completion_body(self.builder.finish(), "chatcmpl-" + self.call.request_id[4:], int(time.time()),
+                               self.call.deployment.reasoning.show)
+
+
+class ChunkStream:
+    __slots__ = ("renderer",)
+
+    def __init__(self, call: Call) -> None:
+        include_usage = isinstance(call.request, ChatRequest) and call.request.include_usage
+        self.renderer = ChunkRenderer("chatcmpl-" + call.request_id[4:], int(time.time()),
+                                      include_usage, call.deployment.reasoning.show)
+
+    def render(self, event: Event) -> bytes:
+        chunks = self.renderer.render(event)
+        return b"".join([sse_data(c) for c in chunks]) if chunks else b""
+
+    def close(self) -> bytes:
+        return b"".join([sse_data(c) for c in self.renderer.closing()]) + DONE
+
+    def fail(self, error: GatewayError) -> bytes:
+        return sse_data(orjson.dumps({"error": error_object(error)}))
+
+
+class Embeddings:
+    """``POST /v1/embeddings`` as an operation of ``serve_call`` (never streamed)."""
+
+    def parse(self, body: Any, headers: Mapping[str, str]) -> EmbeddingRequest:
+        return parse_embedding_request(body)
+
+    def headers(self, call: Call) -> dict[str, str]:
+        return answered_by(call)
+
+    def fold(self, call: Call) -> EmbeddingsFold:
+        assert isinstance(call.request, EmbeddingRequest)
+        return EmbeddingsFold(call.request.encoding_format)
+
+    def stream(self, call: Call) -> ChunkStream:
+        raise AssertionError("embeddings are never streamed")
+
+
+class EmbeddingsFold:
+    __slots__ = ("builder", "encoding")
+
+    def __init__(self, encoding: str) -> None:
+        self.encoding = encoding
+        self.builder = ResultBuilder()
+
+    def add(self, event: Event) -> None:
+        self.builder.add(event)
+
+    def body(self) -> bytes:
+        return embeddings_body(self.builder.finish(), self.encoding)

@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 
-from modelgate.providers.sse import sse_event
-from modelgate.schema.errors import GatewayError, UpstreamError
+from modelgate.http.sse import sse_event
+from modelgate.schema.errors import GatewayError, UpstreamMalformed
 from modelgate.schema.events import (
     Event,
     Finish,
@@ -27,7 +27,7 @@ from modelgate.schema.events import (
     Usage,
 )
 from modelgate.schema.tokens import CHARS_PER_TOKEN
-from modelgate.surfaces.anthropic.requests import join_signature
+from modelgate.surfaces.anthropic.parse import join_signature
 
 STOP_REASONS: dict[FinishReason, str] = {
     "stop": "end_turn",
@@ -261,6 +261,6 @@ def _tool_input(text: str, provider: str) -> dict[str, Any]:
         value = None
     if not isinstance(value, dict):
         # Anthropic's tool_use.input is an object; a call whose arguments are not one cannot be given.
-        raise UpstreamError(f"provider '{provider}' returned tool call arguments that are not a JSON object: "
-                            f"{text[:200]!r}", provider=provider, status=502, code="upstream_malformed")
+        raise UpstreamMalformed(f"provider '{provider}' returned tool call arguments that are not a JSON object: "
+                                f"{text[:200]!r}", provider=provider)
     return value

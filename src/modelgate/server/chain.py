@@ -5,7 +5,7 @@ A request passes the stages in this order, and its events come back through them
 
 from __future__ import annotations
 
-from modelgate.pipeline.chain import Handler, Stage, build_chain
+from modelgate.pipeline.contract import Handler, Stage, build_chain
 from modelgate.routing import Router
 
 

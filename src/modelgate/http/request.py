@@ -1,35 +1,21 @@
-"""The small HTTP layer over ASGI: requests, responses, and noticing a client that left.
-
-Plain ASGI rather than a framework: the request path is the product, and this is all of the
-framework it needs.
-"""
+"""An HTTP request as the surfaces read it, and noticing a client that left."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, MutableMapping
+import secrets
 from typing import Any
 
 import orjson
 
-from modelgate.schema.errors import GatewayError, InvalidRequest
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+from modelgate.http.asgi import Receive, Scope
+from modelgate.schema.errors import InvalidRequest, RequestTooLarge
 
 MAX_BODY = 32 * 1024 * 1024  # what Anthropic accepts for Messages; OpenAI's limits are lower
 
 
-class RequestTooLarge(GatewayError):
-    status = 413
-    type = "invalid_request_error"
-    code = "request_too_large"
-
-
 class HTTPRequest:
-    __slots__ = ("_body", "headers", "method", "path", "path_params", "query", "receive", "scope")
+    __slots__ = ("_body", "headers", "method", "path", "path_params", "query", "receive", "request_id", "scope")
 
     def __init__(self, scope: Scope, receive: Receive) -> None:
         self.scope = scope
@@ -39,6 +25,8 @@ class HTTPRequest:
         self.query: bytes = scope.get("query_string", b"")
         self.headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         self.path_params: dict[str, str] = {}
+        # Always our own id: it keys the usage record, which a client must not be able to repeat.
+        self.request_id = "req_" + secrets.token_hex(12)
         self._body: bytes | None = None
 
     async def body(self) -> bytes:
@@ -69,28 +57,6 @@ class HTTPRequest:
                 f"We could not parse the JSON body of your request ({exc}). "
                 "Send valid JSON with 'Content-Type: application/json'.",
                 code="invalid_json") from None
-
-
-def header_list(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
-    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-
-
-async def respond(send: Send, status: int, body: bytes, headers: dict[str, str],
-                  content_type: bytes = b"application/json") -> None:
-    raw = header_list(headers)
-    raw.append((b"content-type", content_type))
-    raw.append((b"content-length", str(len(body)).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def start_stream(send: Send, headers: dict[str, str]) -> None:
-    raw = header_list(headers)
-    raw.append((b"content-type", b"text/event-stream; charset=utf-8"))
-    raw.append((b"cache-control", b"no-cache"))
-    # Tell buffering reverse proxies (nginx) to pass each event on at once.
-    raw.append((b"x-accel-buffering", b"no"))
-    await send({"type": "http.response.start", "status": 200, "headers": raw})
 
 
 class DisconnectWatch:

@@ -6,7 +6,8 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from modelgate.server.http import HTTPRequest, Send
+from modelgate.http.asgi import Send
+from modelgate.http.request import HTTPRequest
 
 Endpoint = Callable[[HTTPRequest, Send], Awaitable[None]]
 
@@ -18,7 +19,7 @@ class Route:
     endpoint: Endpoint
 
 
-class Router:
+class PathRouter:
     def __init__(self, routes: list[Route]) -> None:
         self._exact: dict[tuple[str, str], Endpoint] = {}
         self._patterns: list[tuple[str, re.Pattern[str], Endpoint]] = []

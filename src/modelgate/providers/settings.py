@@ -1,0 +1,19 @@
+"""What the config says about one provider: where it is, how to authenticate, its quirks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True, kw_only=True)
+class ProviderSettings:
+    name: str
+    type: str
+    base_url: str
+    api_key: str | None = None
+    api_version: str | None = None  # Azure's api-version query parameter
+    headers: dict[str, str] = field(default_factory=dict)
+    # Which OpenAI-compatible API this is (openai, xai, deepseek, mistral, vllm, ollama, ...):
+    # selects the quirks profile of providers/openai_profiles.py.
+    flavor: str = "openai"
+    connect_timeout: float = 5.0

@@ -1,0 +1,94 @@
+"""One request lifecycle for every surface that runs a model call.
+
+authenticate → parse → deployment → ``Call`` → the chain → a stream or a folded answer. Errors
+before the first byte of the response are raised, for the application to render in the
+surface's format; a stream that fails after it started ends with the format's error frame. A
+client that goes away cancels the call, and with it the upstream request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from contextlib import aclosing
+
+from modelgate.http.asgi import Receive, Send
+from modelgate.http.request import DisconnectWatch, HTTPRequest
+from modelgate.http.response import respond, start_stream
+from modelgate.pipeline.contract import Call
+from modelgate.schema.errors import GatewayError
+from modelgate.surfaces.base import Core, Operation
+
+log = logging.getLogger("modelgate.surfaces")
+
+
+
+def answered_by(call: Call) -> dict[str, str]:
+    """Response headers naming what answered, with the request id."""
+    return {
+        "x-request-id": call.request_id,
+        "x-modelgate-deployment": call.deployment.name,
+        "x-modelgate-provider": call.provider or "",
+        "x-modelgate-model": call.upstream_model or "",
+        "x-modelgate-attempts": str(call.attempts),
+        **call.response_headers,
+    }
+
+
+async def serve_call(core: Core, operation: Operation, http: HTTPRequest, send: Send) -> None:
+    principal = core.authenticate(http.headers)
+    request = operation.parse(await http.json(), http.headers)
+    deployment = core.deployment(request.model, principal)
+    call = Call(request_id=http.request_id, request=request, deployment=deployment, principal=principal)
+    streaming = getattr(request, "stream", False)
+    await _answer(call, http.receive, _stream(core, operation, call, send) if streaming
+                  else _fold(core, operation, call, send))
+
+
+async def _fold(core: Core, operation: Operation, call: Call, send: Send) -> None:
+    fold = operation.fold(call)
+    async with aclosing(core.handler(call)) as events:
+        async for event in events:
+            fold.add(event)
+    await respond(send, 200, fold.body(), operation.headers(call))
+
+
+async def _stream(core: Core, operation: Operation, call: Call, send: Send) -> None:
+    render = operation.stream(call)
+    async with aclosing(core.handler(call)) as events:
+        # Until the first event arrives nothing is sent, so an error still gets its status.
+        first = await anext(events, None)
+        await start_stream(send, operation.headers(call))
+        try:
+            if first is not None:
+                await _send(send, render.render(first))
+            async for event in events:
+                await _send(send, render.render(event))
+        except GatewayError as error:
+            log.warning("stream %s failed after it started: %s", call.request_id, error.message)
+            await send({"type": "http.response.body", "body": render.fail(error), "more_body": False})
+            return
+    await send({"type": "http.response.body", "body": render.close(), "more_body": False})
+
+
+async def _send(send: Send, frames: bytes) -> None:
+    if frames:
+        await send({"type": "http.response.body", "body": frames, "more_body": True})
+
+
+async def _answer(call: Call, receive: Receive, answer: Awaitable[None]) -> None:
+    """Await ``answer`` so that a client that goes away cancels it (and with it the upstream
+    request), and an error carries the headers the stages set (x-ratelimit-* on a refusal)."""
+    watch = DisconnectWatch(receive)
+    try:
+        await answer
+    except GatewayError as error:
+        error.headers = {**call.response_headers, **error.headers}
+        raise
+    except asyncio.CancelledError:
+        if not watch.disconnected:
+            raise
+        log.info("client went away; request %s cancelled upstream", call.request_id)
+    finally:
+        watch.close()
