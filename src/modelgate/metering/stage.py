@@ -69,10 +69,6 @@ class Metering:
         prices = self.prices.lookup(call.deployment.name, call.provider, call.upstream_model)
         principal = call.principal
         streamed = isinstance(request, ChatRequest) and request.stream
-        if isinstance(request, ChatRequest):
-            route = "messages" if request.source == "anthropic" else "chat"
-        else:
-            route = "embeddings"
         return UsageRecord(
             request_id=call.request_id,
             created_at=datetime.fromtimestamp(time.time() - (now - call.started), UTC),
@@ -81,7 +77,7 @@ class Metering:
             deployment=call.deployment.name,
             provider=call.provider,
             model=call.upstream_model,
-            route=route,
+            route=call.route or call.kind,
             input_tokens=usage.input_tokens,
             cached_input_tokens=usage.cached_input_tokens,
             cache_write_tokens=usage.cache_write_tokens,

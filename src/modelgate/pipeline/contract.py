@@ -54,6 +54,9 @@ class Call:
     request: ChatRequest | EmbeddingRequest
     deployment: DeploymentSettings
     principal: Principal
+    # The operation of the surface that made the call ("chat", "messages", "embeddings"); None:
+    # named by the request's kind.
+    route: str | None = None
     started: float = field(default_factory=time.monotonic)
     # Headers the stages want on the response (rate limits, what answered).
     response_headers: dict[str, str] = field(default_factory=dict)

@@ -23,6 +23,7 @@ from modelgate.surfaces.admin.health import DeploymentHealth
 from modelgate.surfaces.admin.routes import AdminSurface
 from modelgate.surfaces.anthropic.routes import AnthropicSurface
 from modelgate.surfaces.base import Surface
+from modelgate.surfaces.models import ModelList
 from modelgate.surfaces.openai.routes import OpenAISurface
 
 log = logging.getLogger("modelgate")
@@ -47,6 +48,7 @@ class GatewayApp:
         routes = [Route("GET", "/health", self.health)]
         for surface in self.surfaces:
             routes += surface.routes()
+        routes += ModelList(services).routes()
         routes += AdminSurface(services).routes()
         routes += DeploymentHealth(services).routes()
         self.router = PathRouter(routes)

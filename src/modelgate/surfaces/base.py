@@ -82,6 +82,8 @@ class StreamRender(Protocol):
 class Operation(Protocol):
     """One model call's translation in one wire format."""
 
+    route: str  # how usage records name it: "chat", "messages", "embeddings"
+
     def parse(self, body: Any, headers: Mapping[str, str]) -> ChatRequest | EmbeddingRequest: ...
 
     def headers(self, call: Call) -> dict[str, str]:

@@ -40,7 +40,8 @@ async def serve_call(core: Core, operation: Operation, http: HTTPRequest, send: 
     principal = core.authenticate(http.headers)
     request = operation.parse(await http.json(), http.headers)
     deployment = core.deployment(request.model, principal)
-    call = Call(request_id=http.request_id, request=request, deployment=deployment, principal=principal)
+    call = Call(request_id=http.request_id, request=request, deployment=deployment, principal=principal,
+                route=operation.route)
     streaming = getattr(request, "stream", False)
     await _answer(call, http.receive, _stream(core, operation, call, send) if streaming
                   else _fold(core, operation, call, send))

@@ -70,6 +70,8 @@ class AnthropicSurface:
 class Messages:
     """``POST /v1/messages`` as an operation of ``serve_call``."""
 
+    route = "messages"
+
     def parse(self, body: Any, headers: Mapping[str, str]) -> ChatRequest:
         return parse_messages_request(body, headers)
 

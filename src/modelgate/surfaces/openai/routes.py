@@ -1,4 +1,4 @@
-"""The OpenAI surface: /v1/chat/completions, /v1/embeddings and /v1/models.
+"""The OpenAI surface: /v1/chat/completions and /v1/embeddings, and the errors of every path under /v1.
 
 Chat completions and embeddings are operations run by ``serve_call``; this module supplies
 their parsers and renderers. Errors before the first byte of a response become OpenAI error
@@ -15,14 +15,12 @@ import orjson
 
 from modelgate.http.asgi import Send
 from modelgate.http.request import HTTPRequest
-from modelgate.http.response import respond
 from modelgate.http.routing import Route
 from modelgate.http.sse import sse_data
 from modelgate.pipeline.contract import Call
 from modelgate.schema.errors import GatewayError, MethodNotAllowed, NotFound
 from modelgate.schema.events import Event, ResultBuilder
 from modelgate.schema.request import ChatRequest, EmbeddingRequest
-from modelgate.surfaces.anthropic.models import anthropic_model, anthropic_model_list
 from modelgate.surfaces.base import Core
 from modelgate.surfaces.lifecycle import answered_by, serve_call
 from modelgate.surfaces.openai.parse import parse_chat_request, parse_embedding_request
@@ -49,8 +47,6 @@ class OpenAISurface:
         return [
             Route("POST", "/v1/chat/completions", self.chat_completions),
             Route("POST", "/v1/embeddings", self.create_embeddings),
-            Route("GET", "/v1/models", self.list_models),
-            Route("GET", "/v1/models/{model}", self.get_model),
         ]
 
     def error_response(self, error: GatewayError, request_id: str) -> tuple[bytes, dict[str, str]]:
@@ -71,34 +67,11 @@ class OpenAISurface:
     async def create_embeddings(self, http: HTTPRequest, send: Send) -> None:
         await serve_call(self.core, self.embeddings, http, send)
 
-    async def list_models(self, http: HTTPRequest, send: Send) -> None:
-        principal = self.core.authenticate(http.headers)
-        names = [name for name in self.core.deployments if principal.may_use(name)]
-        if "anthropic-version" in http.headers:  # the anthropic SDK lists models at the same path
-            body = anthropic_model_list([self._anthropic_model(n) for n in names])
-        else:
-            body = {"object": "list", "data": [self._model(name) for name in names]}
-        await respond(send, 200, orjson.dumps(body), {"x-request-id": http.request_id})
-
-    async def get_model(self, http: HTTPRequest, send: Send) -> None:
-        principal = self.core.authenticate(http.headers)
-        deployment = self.core.deployment(http.path_params["model"], principal)
-        body = (self._anthropic_model(deployment.name) if "anthropic-version" in http.headers
-                else self._model(deployment.name))
-        await respond(send, 200, orjson.dumps(body), {"x-request-id": http.request_id})
-
-    def _model(self, name: str) -> dict[str, object]:
-        deployment = self.core.deployments[name]
-        return {"id": name, "object": "model", "created": self.core.started_at,
-                "owned_by": deployment.targets[0].provider}
-
-    def _anthropic_model(self, name: str) -> dict[str, object]:
-        facts = self.core.deployments[name].targets[0].facts
-        return anthropic_model(name, self.core.started_at, facts.context_window, facts.max_output_tokens)
-
 
 class ChatCompletions:
     """``POST /v1/chat/completions`` as an operation of ``serve_call``."""
+
+    route = "chat"
 
     def parse(self, body: Any, headers: Mapping[str, str]) -> ChatRequest:
         return parse_chat_request(body)
@@ -149,6 +122,8 @@ class ChunkStream:
 
 class Embeddings:
     """``POST /v1/embeddings`` as an operation of ``serve_call`` (never streamed)."""
+
+    route = "embeddings"
 
     def parse(self, body: Any, headers: Mapping[str, str]) -> EmbeddingRequest:
         return parse_embedding_request(body)
