@@ -18,11 +18,10 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from modelgate.limits.gcra import Counter, CounterState, Decision
-from modelgate.limits.resp import LeanRedis, RespError, Script
+from modelgate.redis_client import RedisClient, RespError, Script
 
 log = logging.getLogger("modelgate.limits")
 
-REDIS_TIMEOUT_S = 0.5
 # Queued corrections wait this long for a request to carry them in its own script run.
 CARRY_DELAY_S = 0.05
 CARRY_MAX = 100
@@ -98,11 +97,6 @@ return #KEYS
 """
 
 
-def create_redis(url: str) -> LeanRedis:
-    """A client for ``redis_url`` that fails fast: the request path never waits long on Redis."""
-    return LeanRedis(url, timeout=REDIS_TIMEOUT_S)
-
-
 class OutageLog:
     """Logs an unreachable Redis at most once per ``every`` seconds."""
 
@@ -122,8 +116,8 @@ class OutageLog:
 class Sender:
     """Runs ``flush`` in a background task whenever woken; one flush at a time.
 
-    Stopped by a flag, not by cancelling the task: redis-py can swallow a cancellation that lands
-    while it reconnects or loads a script, which would leave the task running forever.
+    Stopped by a flag, not by cancelling the task: a cancellation landing mid-flush would drop the
+    batch in hand, while stopping by the flag lets the flush in progress end.
     """
 
     def __init__(self, flush: Callable[[], Awaitable[bool]], delay: float = 0.0, retry_after: float = 1.0) -> None:
@@ -167,7 +161,7 @@ class Sender:
 class RedisLimiter:
     """GCRA counters in Redis, keys ``{prefix}{counter key}``."""
 
-    def __init__(self, redis: LeanRedis, prefix: str = "modelgate:rl:") -> None:
+    def __init__(self, redis: RedisClient, prefix: str = "modelgate:rl:") -> None:
         self.redis = redis
         self.prefix = prefix
         self._acquire = Script(ACQUIRE)

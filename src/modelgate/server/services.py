@@ -8,8 +8,6 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from redis.asyncio import Redis
-
 from modelgate.auth import Authenticator, Principal
 from modelgate.auth.keystore import KeyCache
 from modelgate.auth.keysync import KeySync
@@ -17,8 +15,7 @@ from modelgate.budgets import BudgetGuard, Ledger, LocalLedger, SpendSync
 from modelgate.budgets.redis import RedisLedger
 from modelgate.config.settings import DeploymentSettings, Settings
 from modelgate.limits import Limiter, LocalLimiter, RateLimit
-from modelgate.limits.redis import RedisLimiter, create_redis
-from modelgate.limits.resp import LeanRedis
+from modelgate.limits.redis import RedisLimiter
 from modelgate.metering import Journal, Metering, PriceBook, UsageRecorder
 from modelgate.pipeline.build import build_handler
 from modelgate.pipeline.chain import Handler
@@ -26,6 +23,7 @@ from modelgate.pipeline.reasoning import SplitThinkTags
 from modelgate.providers.base import Provider
 from modelgate.providers.registry import create_provider
 from modelgate.providers.transport import HTTPClient
+from modelgate.redis_client import RedisClient
 from modelgate.routing import Health, Router
 from modelgate.routing.redis_sync import RedisHealthSync
 from modelgate.schema.errors import NotFound
@@ -41,9 +39,11 @@ class Services:
         self.http = http
         self.providers = providers
         self.storage = storage
+        # The process's one Redis client (redis_url set): key sync, breaker sync, limits, budgets.
+        self.redis = RedisClient.from_url(settings.redis_url) if settings.redis_url else None
         # Project keys in memory, kept current by key_sync: authentication makes no database trip.
         self.keys = KeyCache()
-        self.key_sync = KeySync(storage, self.keys, settings.redis_url)
+        self.key_sync = KeySync(storage, self.keys, self.redis)
         self.auth = Authenticator(settings.master_key, self.keys)
         # The prices in force, from the config: cost of each (deployment, provider, model).
         self.prices: dict[PriceKey, PriceEntry] = {
@@ -52,14 +52,12 @@ class Services:
         # Routing: each target's breaker and figures, shared through Redis when redis_url is set.
         self.health = Health(settings.routing.failures, settings.routing.cooldown)
         self.router = Router(settings.deployments, providers, self.health)
-        self.redis: Redis | None = None
         self.health_sync: RedisHealthSync | None = None
         # Limits, budgets, metering: counters in this process until start_governance() moves
         # them to Redis (when redis_url is set); records go through the journal to storage.
         self.price_book = PriceBook(self.prices.values(), settings.deployments.values())
         self.limiter: Limiter = LocalLimiter()
         self.ledger: Ledger = LocalLedger()
-        self.limits_redis: LeanRedis | None = None
         self.recorder = UsageRecorder(storage, Journal(settings.journal_dir))
         self.spend_sync = SpendSync(storage, self.ledger)
         self.handler: Handler = self._build_handler()
@@ -89,9 +87,7 @@ class Services:
 
     async def share_health(self) -> None:
         """With redis_url set, share breaker state with the other gateway processes."""
-        if self.settings.redis_url:
-            self.redis = Redis.from_url(self.settings.redis_url, socket_connect_timeout=2,
-                                        health_check_interval=30)
+        if self.redis is not None:
             self.health_sync = RedisHealthSync(self.redis, self.health, self.settings.routing.redis_prefix)
             await self.health_sync.start()
 
@@ -103,11 +99,10 @@ class Services:
         database they were meant for, however journal_dir is shared."""
         installation = await self.storage.installation_id()
         self.recorder.journal = Journal(Path(self.settings.journal_dir) / installation)
-        if self.settings.redis_url:
+        if self.redis is not None:
             prefix = f"modelgate:{installation}:"
-            self.limits_redis = create_redis(self.settings.redis_url)
-            self.limiter = RedisLimiter(self.limits_redis, prefix + "rl:")
-            self.ledger = RedisLedger(self.limits_redis, prefix + "budget:")
+            self.limiter = RedisLimiter(self.redis, prefix + "rl:")
+            self.ledger = RedisLedger(self.redis, prefix + "budget:")
             self.spend_sync = SpendSync(self.storage, self.ledger)
             self.handler = self._build_handler()
         await self.recorder.start()
@@ -119,13 +114,11 @@ class Services:
         await self.spend_sync.stop()
         await self.limiter.close()
         await self.ledger.close()
-        if self.limits_redis is not None:
-            await self.limits_redis.close()
         if self.health_sync is not None:
             await self.health_sync.stop()
-        if self.redis is not None:
-            await self.redis.aclose()
         await self.key_sync.stop()
+        if self.redis is not None:
+            await self.redis.close()
         await self.http.close()
         await self.storage.close()
 
