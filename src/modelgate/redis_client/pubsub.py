@@ -6,6 +6,10 @@ the messages for the iterator. An idle connection is sent a PING every so often 
 never closed the connection would otherwise go unnoticed). A lost connection ends the iteration
 with ``ConnectionError`` (``TimeoutError`` when a PING went unanswered), after the messages it had
 received; reconnecting is the caller's (it knows what to re-read after a gap).
+
+The health check: every ``health_interval`` seconds, a connection that received nothing since the
+last check is sent a PING; one that still received nothing by the next check is given up. A dead
+connection is noticed within two intervals, and an idle one costs a PING per interval.
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ from modelgate.redis_client.connection import Address, Connection
 from modelgate.redis_client.resp import INCOMPLETE, RespError, encode, parse
 
 HEALTH_INTERVAL_S = 30.0
-PING_TIMEOUT_S = 5.0
 # A consumer this far behind stops the reading (TCP then holds Redis back) until it catches up.
 HIGH_WATER = 10_000
 LOW_WATER = 1_000
@@ -44,11 +47,11 @@ class _Subscriber(Connection):
         self.expected: set[bytes] = set()
         self.confirmed: asyncio.Future[None] = self.loop.create_future()
         self.waiter: asyncio.Future[None] | None = None
-        self.last_data = self.loop.time()
+        self.received = False  # since the last health check
         self.paused = False
 
     def data_received(self, data: bytes) -> None:
-        self.last_data = self.loop.time()
+        self.received = True
         self.buffer += data
         position = 0
         while True:
@@ -79,7 +82,7 @@ class _Subscriber(Connection):
             self.expected.discard(reply[1])
             if not self.expected and not self.confirmed.done():
                 self.confirmed.set_result(None)
-        # "pong" (the health check's answer, counted as data above) and "unsubscribe": nothing to do
+        # "pong" (the health check's answer: received is all it needed) and "unsubscribe": nothing to do
 
     def fail(self, error: Exception) -> None:
         if self.error is None:
@@ -118,6 +121,8 @@ class Subscription:
         self._connection: _Subscriber | None = None
         self._closed = False
         self._timer: asyncio.TimerHandle | None = None
+        self._pinged = False
+        self.pings = 0  # PINGs the health check sent
 
     async def start(self) -> None:
         """Connect and subscribe; when it returns, Redis confirmed every channel (within the
@@ -170,15 +175,17 @@ class Subscription:
         connection = self._connection
         if connection is None or connection.closed or connection.transport is None:
             return
-        now = connection.loop.time()
-        if now - connection.last_data >= self.health_interval:
+        if connection.received:
+            self._pinged = False
+        elif self._pinged:
+            connection.fail(TimeoutError(f"Redis did not answer a PING within {self.health_interval}s"))
+            return
+        else:
             connection.transport.write(PING)
-            connection.loop.call_later(PING_TIMEOUT_S, self._expect_answer, connection, now)
+            self._pinged = True
+            self.pings += 1
+        connection.received = False
         self._timer = connection.loop.call_later(self.health_interval, self._check)
-
-    def _expect_answer(self, connection: _Subscriber, since: float) -> None:
-        if not connection.closed and connection.last_data < since:
-            connection.fail(TimeoutError(f"Redis did not answer a PING within {PING_TIMEOUT_S}s"))
 
     async def close(self) -> None:
         """Unsubscribes by closing the connection; an iteration in progress ends."""
