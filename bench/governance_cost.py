@@ -30,17 +30,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from redis.asyncio import Redis
-
 from modelgate.auth import Limits, Principal
 from modelgate.budgets import BudgetGuard, LocalLedger
 from modelgate.budgets.redis import RedisLedger
 from modelgate.catalog.facts import ModelFacts
 from modelgate.config.settings import DeploymentSettings, Settings, TargetSettings
 from modelgate.limits import LocalLimiter, RateLimit
-from modelgate.limits.redis import RedisLimiter, create_redis
+from modelgate.limits.redis import RedisLimiter
 from modelgate.metering import Journal, Metering, PriceBook, UsageRecorder
 from modelgate.pipeline.contract import Call, Stage, build_chain
+from modelgate.redis_client import RedisClient
 from modelgate.schema.events import Event, Finish, Start, TextDelta, Usage
 from modelgate.schema.request import ChatRequest, Message, TextPart
 from modelgate.storage import Storage, UsageRecord, prices_from_settings
@@ -127,7 +126,7 @@ async def main() -> None:
         await recorder.start()
         metering = Metering(recorder, prices)
         backends: list[tuple[str, Any, Any]] = [("local", LocalLimiter(), LocalLedger())]
-        redis = create_redis(args.redis) if args.redis else None
+        redis = RedisClient.from_url(args.redis) if args.redis else None
         if redis is not None:
             prefix = f"bench:{secrets.token_hex(4)}:"
             backends.append(("redis", RedisLimiter(redis, prefix + "rl:"), RedisLedger(redis, prefix + "b:")))
@@ -159,12 +158,10 @@ async def main() -> None:
             await limiter.close()
             await ledger.close()
         if redis is not None:
-            await redis.close()
-            cleaner = Redis.from_url(args.redis)
-            keys = [key async for key in cleaner.scan_iter(match=prefix + "*")]
+            keys = [key async for key in redis.scan_iter(match=prefix + "*")]
             if keys:
-                await cleaner.delete(*keys)
-            await cleaner.aclose()
+                await redis.command("DEL", *keys)
+            await redis.close()
     print(json.dumps(results, indent=2))
 
 

@@ -8,14 +8,13 @@ from contextlib import asynccontextmanager
 
 from redis.asyncio import Redis
 
-from modelgate.limits.redis import create_redis
-from modelgate.limits.resp import LeanRedis
+from modelgate.redis_client import RedisClient
 
 
 @asynccontextmanager
-async def scratch_redis(url: str) -> AsyncIterator[tuple[LeanRedis, str]]:
+async def scratch_redis(url: str) -> AsyncIterator[tuple[RedisClient, str]]:
     """The gateway's client for limits and budgets, and a prefix no other test uses."""
-    client = create_redis(url)
+    client = RedisClient.from_url(url)
     prefix = f"mgtest:{secrets.token_hex(6)}:"
     try:
         yield client, prefix

@@ -21,10 +21,12 @@ from modelgate.schema.errors import GatewayError
 
 if TYPE_CHECKING:
     from modelgate.config.settings import Settings
+    from modelgate.redis_client import RedisClient
     from modelgate.storage import Storage
 
 Loader = Callable[[str], "Settings"]
 DEFAULT_CONFIG = "modelgate.yaml"
+ANNOUNCE_REDIS_TIMEOUT_S = 2.0  # a command, not a request: it may wait on Redis longer than the gateway
 
 
 def add_admin_commands(commands: Any, load: Loader) -> None:
@@ -191,7 +193,7 @@ class _KeyAdmin:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.storage: Storage | None = None
-        self.redis: Any = None
+        self.redis: RedisClient | None = None
 
     async def __aenter__(self) -> Any:
         from modelgate.auth.keyadmin import KeyAdmin
@@ -201,25 +203,24 @@ class _KeyAdmin:
 
     async def __aexit__(self, *exc_info: object) -> None:
         if self.redis is not None:
-            await self.redis.aclose()
+            await self.redis.close()
         if self.storage is not None:
             await self.storage.close()
 
     async def _announce(self, revision: int) -> None:
-        from redis.exceptions import RedisError
-
-        from modelgate.auth.keysync import REFRESH_INTERVAL, Announcer, channel_name, connect_redis
+        from modelgate.auth.keysync import REFRESH_INTERVAL, Announcer, channel_name
+        from modelgate.redis_client import RedisClient, RespError
 
         assert self.storage is not None
         if not self.settings.redis_url:
             print(f"running gateways apply this within {REFRESH_INTERVAL:.0f}s (no redis_url to tell them at once)",
                   file=sys.stderr)
             return
-        self.redis = connect_redis(self.settings.redis_url)
+        self.redis = RedisClient.from_url(self.settings.redis_url, timeout=ANNOUNCE_REDIS_TIMEOUT_S)
         try:
             announcer = Announcer(self.redis, channel_name(await self.storage.installation_id()))
             receivers, confirmed = await announcer.announce(revision)
-        except (RedisError, OSError) as error:
+        except (RespError, OSError) as error:
             print(f"Redis unreachable ({error}); running gateways apply this within {REFRESH_INTERVAL:.0f}s",
                   file=sys.stderr)
             return

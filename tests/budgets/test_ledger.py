@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from modelgate.budgets import Budget, LocalLedger, PeriodClock
 from modelgate.budgets.redis import RedisLedger
-from modelgate.limits.redis import create_redis
+from modelgate.redis_client import RedisClient
 from redis_scratch import scratch_redis
 
 Ledger = LocalLedger | RedisLedger
@@ -102,7 +102,7 @@ async def test_reservations_of_a_dead_process_expire(redis_url: str) -> None:
 
 async def test_two_processes_share_one_budget_through_redis(redis_url: str) -> None:
     async with scratch_redis(redis_url) as (client, prefix):
-        other = create_redis(redis_url)
+        other = RedisClient.from_url(redis_url)
         try:
             ledgers = [RedisLedger(client, prefix), RedisLedger(other, prefix)]
             verdicts = await asyncio.gather(*(ledgers[i % 2].reserve((key_budget(10_000),), 700) for i in range(40)))
@@ -119,7 +119,7 @@ async def test_two_processes_share_one_budget_through_redis(redis_url: str) -> N
 
 
 async def test_an_unreachable_redis_lets_requests_through() -> None:
-    client = create_redis("redis://127.0.0.1:1/0")
+    client = RedisClient.from_url("redis://127.0.0.1:1/0")
     try:
         ledger = RedisLedger(client)
         verdict = await ledger.reserve((key_budget(1),), 1000)

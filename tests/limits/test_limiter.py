@@ -8,7 +8,8 @@ import pytest
 
 from modelgate.limits import Counter, LocalLimiter, go_duration, ratelimit_headers
 from modelgate.limits.gcra import CounterState
-from modelgate.limits.redis import RedisLimiter, create_redis
+from modelgate.limits.redis import RedisLimiter
+from modelgate.redis_client import RedisClient
 
 Limiter = LocalLimiter | RedisLimiter
 
@@ -120,7 +121,7 @@ async def test_two_processes_share_one_limit_through_redis(redis_url: str) -> No
     from redis_scratch import scratch_redis
 
     async with scratch_redis(redis_url) as (client, prefix):
-        other = create_redis(redis_url)
+        other = RedisClient.from_url(redis_url)
         try:
             first, second = RedisLimiter(client, prefix), RedisLimiter(other, prefix)
             counter = requests(10)
@@ -132,7 +133,7 @@ async def test_two_processes_share_one_limit_through_redis(redis_url: str) -> No
 
 
 async def test_an_unreachable_redis_lets_requests_through() -> None:
-    client = create_redis("redis://127.0.0.1:1/0")  # nothing listens on port 1
+    client = RedisClient.from_url("redis://127.0.0.1:1/0")  # nothing listens on port 1
     try:
         decision = await RedisLimiter(client).acquire((requests(1),), (1,))
     finally:

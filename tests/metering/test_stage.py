@@ -143,13 +143,14 @@ async def test_a_request_refused_by_a_limit_is_recorded_as_429(records: Records)
     assert records.records[1].error is not None and records.records[1].error.startswith("rate_limit_exceeded: ")
 
 
-async def test_embeddings_and_anthropic_messages_are_named_by_their_route(records: Records) -> None:
+async def test_records_are_named_by_the_operation_that_made_the_call(records: Records) -> None:
     stage = metering(records)
     await drain(stage(call(EmbeddingRequest(model="chat", input=["x"])), Script(answer())))
-    anthropic = chat()
-    anthropic.source = "anthropic"
-    await drain(stage(call(anthropic), Script(answer())))
-    assert [r.route for r in records.records] == ["embeddings", "messages"]
+    await drain(stage(call(chat()), Script(answer())))
+    messages = call(chat())
+    messages.route = "messages"  # what the Anthropic surface's operation sets
+    await drain(stage(messages, Script(answer())))
+    assert [r.route for r in records.records] == ["embeddings", "chat", "messages"]
 
 
 async def test_an_answer_from_a_model_without_prices_costs_nothing(records: Records) -> None:

@@ -16,6 +16,7 @@ from modelgate.auth import Authenticator, Limits
 from modelgate.auth.keyadmin import KeyAdmin, KeySpec
 from modelgate.auth.keystore import KeyCache, generate_key, hash_key
 from modelgate.auth.keysync import KeySync
+from modelgate.redis_client import RedisClient
 from modelgate.schema.errors import AuthenticationFailed
 from modelgate.storage import LimitFields, Storage
 from services import START_REDIS, unavailable
@@ -93,7 +94,7 @@ async def test_authenticator_takes_the_master_key_and_project_keys(storage: Stor
 
 
 class Process:
-    """What one gateway process holds: its own engine, cache and sync."""
+    """What one gateway process holds: its own engine, Redis client, cache and sync."""
 
     def __init__(self, storage: Storage, sync: KeySync) -> None:
         self.storage = storage
@@ -109,13 +110,16 @@ async def processes(request: pytest.FixtureRequest, storage: Storage) -> AsyncIt
     try:
         for _ in range(2):
             own = await Storage.open(storage.url)
-            sync = KeySync(own, KeyCache(), redis_url, interval=0.2 if redis_url is None else 60)
+            client = RedisClient.from_url(redis_url) if redis_url is not None else None
+            sync = KeySync(own, KeyCache(), client, interval=0.2 if client is None else 60)
             started.append(Process(own, sync))
             await sync.start()
         yield started
     finally:
         for process in started:
             await process.sync.stop()
+            if process.sync.redis is not None:
+                await process.sync.redis.close()
             await process.storage.close()
 
 
@@ -144,13 +148,15 @@ async def test_without_redis_the_refresh_applies_changes_within_its_interval(pro
 
 
 async def test_an_unreachable_redis_does_not_stop_start_up_or_changes(storage: Storage) -> None:
-    sync = KeySync(storage, KeyCache(), "redis://127.0.0.1:1/0", interval=60)
+    client = RedisClient.from_url("redis://127.0.0.1:1/0")
+    sync = KeySync(storage, KeyCache(), client, interval=60)
     await sync.start()
     try:
         issued = await KeyAdmin(storage, DEPLOYMENTS, changed=sync.changed).create_key(KeySpec(project="p"))
         assert sync.cache.lookup(issued.key) is not None
     finally:
         await sync.stop()
+        await client.close()
 
 
 async def _ignore(revision: int) -> None:
@@ -159,7 +165,7 @@ async def _ignore(revision: int) -> None:
 
 async def test_after_redis_restarts_changes_travel_through_it_again(storage: Storage, tmp_path: Path) -> None:
     """A Redis of this test's own (the shared one must not be restarted): killed and started
-    again on its port, the subscriptions and the announcing client reconnect by themselves."""
+    again on its port, the subscriptions and the clients reconnect by themselves."""
     server = shutil.which("redis-server")
     if server is None:
         unavailable("redis-server", FileNotFoundError("redis-server"), START_REDIS)
@@ -181,8 +187,8 @@ async def test_after_redis_restarts_changes_travel_through_it_again(storage: Sto
     try:
         await until(lambda: _answers(port))
         for _ in range(2):
-            syncs.append(KeySync(await Storage.open(storage.url), KeyCache(), f"redis://127.0.0.1:{port}/0",
-                                 interval=60))
+            syncs.append(KeySync(await Storage.open(storage.url), KeyCache(),
+                                 RedisClient.from_url(f"redis://127.0.0.1:{port}/0"), interval=60))
             await syncs[-1].start()
         a, b = syncs
         admin = KeyAdmin(a.storage, DEPLOYMENTS, changed=a.changed)
@@ -199,6 +205,8 @@ async def test_after_redis_restarts_changes_travel_through_it_again(storage: Sto
     finally:
         for sync in syncs:
             await sync.stop()
+            assert sync.redis is not None
+            await sync.redis.close()
             await sync.storage.close()
         redis_server.kill()
         redis_server.wait()

@@ -22,8 +22,8 @@ import secrets
 from collections.abc import Mapping
 
 from modelgate.budgets.ledger import Budget, Hold, PeriodClock, Verdict
-from modelgate.limits.redis import CARRY_DELAY_S, CARRY_MAX, UNREACHABLE, OutageLog, Sender
-from modelgate.limits.resp import LeanRedis, RespError, Script
+from modelgate.redis_client import RedisClient, RespError, Script
+from modelgate.redis_client.deferred import CARRY_DELAY_S, CARRY_MAX, UNREACHABLE, OutageLog, Sender
 
 log = logging.getLogger("modelgate.budgets")
 
@@ -102,7 +102,7 @@ return #KEYS
 
 
 class RedisLedger:
-    def __init__(self, redis: LeanRedis, prefix: str = "modelgate:budget:", periods: PeriodClock | None = None,
+    def __init__(self, redis: RedisClient, prefix: str = "modelgate:budget:", periods: PeriodClock | None = None,
                  hold_ttl_ms: int = HOLD_TTL_MS) -> None:
         self.redis = redis
         self.prefix = prefix

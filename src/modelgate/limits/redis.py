@@ -11,22 +11,15 @@ ten seconds): a limiter outage must not become a gateway outage.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
 from modelgate.limits.gcra import Counter, CounterState, Decision
-from modelgate.limits.resp import LeanRedis, RespError, Script
+from modelgate.redis_client import RedisClient, RespError, Script
+from modelgate.redis_client.deferred import CARRY_DELAY_S, CARRY_MAX, UNREACHABLE, OutageLog, Sender
 
 log = logging.getLogger("modelgate.limits")
 
-REDIS_TIMEOUT_S = 0.5
-# Queued corrections wait this long for a request to carry them in its own script run.
-CARRY_DELAY_S = 0.05
-CARRY_MAX = 100
-UNREACHABLE = OSError  # refused, reset, timed out (ConnectionError and TimeoutError are OSErrors)
 
 # KEYS: the n counters to charge, then counters to correct. ARGV: n, limit and cost of each
 # counter to charge, then limit and delta of each correction (carried along from earlier requests,
@@ -98,76 +91,10 @@ return #KEYS
 """
 
 
-def create_redis(url: str) -> LeanRedis:
-    """A client for ``redis_url`` that fails fast: the request path never waits long on Redis."""
-    return LeanRedis(url, timeout=REDIS_TIMEOUT_S)
-
-
-class OutageLog:
-    """Logs an unreachable Redis at most once per ``every`` seconds."""
-
-    def __init__(self, what: str, every: float = 10.0) -> None:
-        self.what = what
-        self.every = every
-        self._last = -every
-
-    def failed(self, error: BaseException) -> None:
-        now = time.monotonic()
-        if now - self._last >= self.every:
-            self._last = now
-            log.error("redis unreachable (%s): %s; requests pass without this check until it is back",
-                      self.what, error)
-
-
-class Sender:
-    """Runs ``flush`` in a background task whenever woken; one flush at a time.
-
-    Stopped by a flag, not by cancelling the task: redis-py can swallow a cancellation that lands
-    while it reconnects or loads a script, which would leave the task running forever.
-    """
-
-    def __init__(self, flush: Callable[[], Awaitable[bool]], delay: float = 0.0, retry_after: float = 1.0) -> None:
-        self._flush = flush
-        self.delay = delay
-        self.retry_after = retry_after
-        self.lock = asyncio.Lock()
-        self._wake = asyncio.Event()
-        self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def wake(self) -> None:
-        if self._task is None and not self._stop.is_set():
-            self._task = asyncio.get_running_loop().create_task(self._run())
-        self._wake.set()
-
-    async def _pause(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):  # the pause is over (or cut short by stop())
-            await asyncio.wait_for(self._stop.wait(), seconds)
-
-    async def _run(self) -> None:
-        while not self._stop.is_set():
-            await self._wake.wait()
-            self._wake.clear()
-            if self.delay:
-                # Requests carry queued work along with their own script run; what is still
-                # queued after a moment goes on its own.
-                await self._pause(self.delay)
-            if not self._stop.is_set() and not await self._flush():
-                await self._pause(self.retry_after)  # Redis is away: try again shortly
-                self._wake.set()
-
-    async def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._task is not None:
-            await self._task
-            self._task = None
-
-
 class RedisLimiter:
     """GCRA counters in Redis, keys ``{prefix}{counter key}``."""
 
-    def __init__(self, redis: LeanRedis, prefix: str = "modelgate:rl:") -> None:
+    def __init__(self, redis: RedisClient, prefix: str = "modelgate:rl:") -> None:
         self.redis = redis
         self.prefix = prefix
         self._acquire = Script(ACQUIRE)

@@ -25,10 +25,8 @@ import time
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
-from redis.exceptions import RedisError
 
+from modelgate.redis_client import RedisClient, RespError, Subscription
 from modelgate.routing.health import CLOSED, OPEN, Health, TargetHealth
 
 log = logging.getLogger("modelgate.routing")
@@ -38,7 +36,9 @@ CONNECT_TIMEOUT_S = 2.0
 
 
 class RedisHealthSync:
-    def __init__(self, redis: Redis, health: Health, prefix: str) -> None:
+    """``redis`` is the process's client; it stays open after ``stop()``."""
+
+    def __init__(self, redis: RedisClient, health: Health, prefix: str) -> None:
         self.redis = redis
         self.health = health
         self.channel = f"{prefix}breaker"
@@ -46,7 +46,7 @@ class RedisHealthSync:
         self.origin = secrets.token_hex(8)  # this process, so it ignores its own messages
         self.connected = False
         self._outbox: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
-        self._pubsub: PubSub | None = None
+        self._pubsub: Subscription | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -55,7 +55,7 @@ class RedisHealthSync:
         self.health.shared = "redis"
         try:
             await asyncio.wait_for(self._connect(), CONNECT_TIMEOUT_S)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except (RespError, OSError) as exc:
             log.warning("cannot reach Redis for shared breaker state (%s); routing on this process's "
                         "own view until it answers", exc)
             await self._drop_pubsub()
@@ -93,31 +93,30 @@ class RedisHealthSync:
             key, message = await self._outbox.get()
             try:
                 await self._store(key, message)
-            except (RedisError, OSError) as exc:
+            except (RespError, OSError) as exc:
                 log.warning("could not share breaker state of %s (%s): %s", key, message["state"], exc)
             finally:
                 self._outbox.task_done()
 
     async def _store(self, key: str, message: dict[str, Any]) -> None:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            name = self.key_prefix + key
-            if message["state"] == OPEN:
-                pipe.hset(name, mapping={"state": OPEN, "until": repr(message["until"]),
-                                         "reason": message["reason"] or "", "origin": self.origin})
-                ttl = max(message["until"] - time.time(), 0.0) + KEY_GRACE_S
-                pipe.pexpire(name, int(ttl * 1000))
-            else:
-                pipe.delete(name)
-            pipe.publish(self.channel, orjson.dumps(message))
-            await pipe.execute()
+        name = self.key_prefix + key
+        if message["state"] == OPEN:
+            ttl = max(message["until"] - time.time(), 0.0) + KEY_GRACE_S
+            await self.redis.pipeline(
+                ["HSET", name, "state", OPEN, "until", repr(message["until"]), "reason", message["reason"] or "",
+                 "origin", self.origin],
+                ["PEXPIRE", name, int(ttl * 1000)],
+                ["PUBLISH", self.channel, orjson.dumps(message)])
+        else:
+            await self.redis.pipeline(["DEL", name], ["PUBLISH", self.channel, orjson.dumps(message)])
 
     # -- the other processes' transitions -> here ----------------------------------------------------
 
     async def _connect(self) -> None:
-        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        pubsub = self.redis.subscribe(self.channel)
         self._pubsub = pubsub
         # Subscribe before reading the stored state, so no transition falls between the two.
-        await pubsub.subscribe(self.channel)
+        await pubsub.start()
         async for name in self.redis.scan_iter(match=self.key_prefix + "*", count=500):
             fields = await self.redis.hgetall(name)
             if fields:
@@ -133,12 +132,11 @@ class RedisHealthSync:
                     log.info("shared breaker state: connected to Redis")
                 delay = 0.1
                 assert self._pubsub is not None
-                async for message in self._pubsub.listen():
-                    if message.get("type") == "message":
-                        self._apply_message(message["data"])
-                # listen() ends when the connection has no subscriptions left: start over.
+                async for message in self._pubsub:
+                    self._apply_message(message.data)
+                # The iteration ends when the subscription was closed: start over.
                 await self._drop_pubsub()
-            except (RedisError, OSError, TimeoutError) as exc:
+            except (RespError, OSError) as exc:
                 if self.connected:
                     log.warning("lost Redis for shared breaker state (%s); reconnecting", exc)
                 await self._drop_pubsub()
@@ -149,10 +147,7 @@ class RedisHealthSync:
         self.connected = False
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
-            try:
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
-            except (RedisError, OSError) as exc:
-                log.debug("closing the pub/sub connection: %s", exc)
+            await pubsub.close()
 
     def _apply_message(self, data: bytes | str) -> None:
         try:

@@ -18,7 +18,7 @@ from modelgate.http.request import HTTPRequest
 from modelgate.http.response import respond
 from modelgate.http.routing import PathRouter, Route
 from modelgate.schema.errors import GatewayError, InternalError
-from modelgate.server.services import Services
+from modelgate.server.services import Services, start_services
 from modelgate.surfaces.admin.health import DeploymentHealth
 from modelgate.surfaces.admin.routes import AdminSurface
 from modelgate.surfaces.anthropic.routes import AnthropicSurface
@@ -40,7 +40,7 @@ class GatewayApp:
         self.fallback: Surface | None = None
 
     async def startup(self) -> None:
-        self.services = services = await Services.start(self.settings)
+        self.services = services = await start_services(self.settings)
         openai = OpenAISurface(services)
         # Longest prefix first: /v1/messages is Anthropic's, the rest of /v1 OpenAI's.
         self.surfaces = [AnthropicSurface(services), openai]

@@ -6,9 +6,8 @@ import logging
 import os
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-
-from redis.asyncio import Redis
 
 from modelgate.auth import Authenticator, Principal
 from modelgate.auth.keystore import KeyCache
@@ -17,101 +16,64 @@ from modelgate.budgets import BudgetGuard, Ledger, LocalLedger, SpendSync
 from modelgate.budgets.redis import RedisLedger
 from modelgate.config.settings import DeploymentSettings, Settings
 from modelgate.limits import Limiter, LocalLimiter, RateLimit
-from modelgate.limits.redis import RedisLimiter, create_redis
-from modelgate.limits.resp import LeanRedis
+from modelgate.limits.redis import RedisLimiter
 from modelgate.metering import Journal, Metering, PriceBook, UsageRecorder
 from modelgate.pipeline.contract import Handler
 from modelgate.pipeline.reasoning import SplitThinkTags
 from modelgate.providers.base import Provider
 from modelgate.providers.registry import create_provider
 from modelgate.providers.transport import HTTPClient
+from modelgate.redis_client import RedisClient
 from modelgate.routing import Health, Router
 from modelgate.routing.redis_sync import RedisHealthSync
 from modelgate.schema.errors import NotFound
 from modelgate.server.chain import build_handler
-from modelgate.storage import PriceEntry, PriceKey, Storage, prices_from_settings
+from modelgate.storage import PriceEntry, Storage, prices_from_settings
 
 log = logging.getLogger("modelgate")
 
 
+@dataclass(kw_only=True, eq=False)
 class Services:
-    def __init__(self, settings: Settings, http: HTTPClient,
-                 providers: Mapping[str, Provider], storage: Storage) -> None:
-        self.settings = settings
-        self.http = http
-        self.providers = providers
-        self.storage = storage
-        # Project keys in memory, kept current by key_sync: authentication makes no database trip.
-        self.keys = KeyCache()
-        self.key_sync = KeySync(storage, self.keys, settings.redis_url)
-        self.auth = Authenticator(settings.master_key, self.keys)
-        # The prices in force, from the config: cost of each (deployment, provider, model).
-        self.prices: dict[PriceKey, PriceEntry] = {
-            (e.deployment, e.provider, e.model): e for e in prices_from_settings(settings)}
-        self.started_at = int(time.time())
-        # Routing: each target's breaker and figures, shared through Redis when redis_url is set.
-        self.health = Health(settings.routing.failures, settings.routing.cooldown)
-        self.router = Router(settings.deployments, providers, self.health)
-        self.redis: Redis | None = None
-        self.health_sync: RedisHealthSync | None = None
-        # Limits, budgets, metering: counters in this process until start_governance() moves
-        # them to Redis (when redis_url is set); records go through the journal to storage.
-        self.price_book = PriceBook(self.prices.values(), settings.deployments.values())
-        self.limiter: Limiter = LocalLimiter()
-        self.ledger: Ledger = LocalLedger()
-        self.limits_redis: LeanRedis | None = None
-        self.recorder = UsageRecorder(storage, Journal(settings.journal_dir))
-        self.spend_sync = SpendSync(storage, self.ledger)
-        self.handler: Handler = self._build_handler()
+    """The parts of a running gateway: built once by ``build_services``, shared by requests."""
 
-    def _build_handler(self) -> Handler:
-        return build_handler(self.router, [SplitThinkTags()], metering=Metering(self.recorder, self.price_book),
-                             rate_limit=RateLimit(self.limiter), budget=BudgetGuard(self.ledger, self.price_book))
+    settings: Settings
+    storage: Storage
+    redis: RedisClient | None  # the process's one Redis client, when redis_url is set
+    transport: HTTPClient
+    providers: Mapping[str, Provider]
+    # Project keys in memory, kept current by key_sync: authentication makes no database trip.
+    keys: KeyCache
+    key_sync: KeySync
+    auth: Authenticator
+    # Routing: each target's breaker and figures, shared through Redis by health_sync.
+    health: Health
+    health_sync: RedisHealthSync | None
+    router: Router
+    # Governance: counters in this process or in Redis; records through the journal to storage.
+    limiter: Limiter
+    ledger: Ledger
+    prices: list[PriceEntry]  # the cost of each (deployment, provider, model) in force
+    recorder: UsageRecorder
+    spend_sync: SpendSync
+    handler: Handler  # the chain every call runs through
+    started_at: int = field(default_factory=lambda: int(time.time()))
 
-    @classmethod
-    async def start(cls, settings: Settings) -> Services:
-        # SQLite: pending migrations applied; PostgreSQL: refused until `modelgate db upgrade`.
-        storage = await Storage.open_prepared(settings.database_url)
-        http = HTTPClient()
-        providers = {name: create_provider(p, http) for name, p in settings.providers.items()}
-        services = cls(settings, http, providers, storage)
+    async def start(self) -> None:
+        """Start the background work: prices recorded, keys loaded and followed, breaker state
+        shared, the journal left by ended processes replayed, budgets' spend read."""
         try:
-            await storage.prices.sync(list(services.prices.values()))
-            await services.key_sync.start()
-            await services.share_health()
-            await services.start_governance()
+            await self.storage.prices.sync(self.prices)
+            await self.key_sync.start()
+            if self.health_sync is not None:
+                await self.health_sync.start()
+            await self.recorder.start()
+            await self.spend_sync.start()
         except BaseException:
-            await services.stop()
+            await self.stop()
             raise
-        if services.auth.open:
+        if self.auth.open:
             log.warning("no master_key is set: the gateway accepts every caller (pid %d)", os.getpid())
-        return services
-
-    async def share_health(self) -> None:
-        """With redis_url set, share breaker state with the other gateway processes."""
-        if self.settings.redis_url:
-            self.redis = Redis.from_url(self.settings.redis_url, socket_connect_timeout=2,
-                                        health_check_interval=30)
-            self.health_sync = RedisHealthSync(self.redis, self.health, self.settings.routing.redis_prefix)
-            await self.health_sync.start()
-
-    async def start_governance(self) -> None:
-        """Counters in Redis when redis_url is set (keys namespaced by the installation, so that
-        gateways on one database share them); then the journal left by ended processes is
-        replayed, and budgets start from the spend the database has. The journal lives in a
-        folder of the installation's own, so that records are only ever replayed into the
-        database they were meant for, however journal_dir is shared."""
-        installation = await self.storage.installation_id()
-        self.recorder.journal = Journal(Path(self.settings.journal_dir) / installation)
-        if self.settings.redis_url:
-            prefix = f"modelgate:{installation}:"
-            self.limits_redis = create_redis(self.settings.redis_url)
-            self.limiter = RedisLimiter(self.limits_redis, prefix + "rl:")
-            self.ledger = RedisLedger(self.limits_redis, prefix + "budget:")
-            self.spend_sync = SpendSync(self.storage, self.ledger)
-            self.handler = self._build_handler()
-        await self.recorder.start()
-        await self.spend_sync.start()
 
     async def stop(self) -> None:
         # Usage first, while the database is still open: what it will not take stays journaled.
@@ -119,14 +81,12 @@ class Services:
         await self.spend_sync.stop()
         await self.limiter.close()
         await self.ledger.close()
-        if self.limits_redis is not None:
-            await self.limits_redis.close()
         if self.health_sync is not None:
             await self.health_sync.stop()
-        if self.redis is not None:
-            await self.redis.aclose()
         await self.key_sync.stop()
-        await self.http.close()
+        if self.redis is not None:
+            await self.redis.close()
+        await self.transport.close()
         await self.storage.close()
 
     @property
@@ -145,3 +105,46 @@ class Services:
                 param="model", code="model_not_found")
         return deployment
 
+
+
+async def build_services(settings: Settings) -> Services:
+    """Every part of a gateway, each built once. The choices come first: the database (SQLite
+    migrates itself; PostgreSQL is refused with pending migrations), whose installation id
+    namespaces the Redis keys and the journal's folder, so that gateways on one database share
+    counters and records are only ever replayed into the database they were meant for; then
+    Redis, which when configured holds limits, budgets, breaker state and key revocations."""
+    storage = await Storage.open_prepared(settings.database_url)
+    try:
+        installation = await storage.installation_id()
+    except BaseException:
+        await storage.close()
+        raise
+    redis = RedisClient.from_url(settings.redis_url) if settings.redis_url else None
+    prefix = f"modelgate:{installation}:"
+    limiter: Limiter = RedisLimiter(redis, prefix + "rl:") if redis else LocalLimiter()
+    ledger: Ledger = RedisLedger(redis, prefix + "budget:") if redis else LocalLedger()
+    health = Health(settings.routing.failures, settings.routing.cooldown)
+    transport = HTTPClient()
+    providers = {name: create_provider(p, transport) for name, p in settings.providers.items()}
+    router = Router(settings.deployments, providers, health)
+    # One entry per target: a target named twice in a deployment is priced once.
+    prices = list({(e.deployment, e.provider, e.model): e for e in prices_from_settings(settings)}.values())
+    price_book = PriceBook(prices, settings.deployments.values())
+    recorder = UsageRecorder(storage, Journal(Path(settings.journal_dir) / installation))
+    keys = KeyCache()
+    return Services(
+        settings=settings, storage=storage, redis=redis, transport=transport, providers=providers,
+        keys=keys, key_sync=KeySync(storage, keys, redis), auth=Authenticator(settings.master_key, keys),
+        health=health,
+        health_sync=RedisHealthSync(redis, health, settings.routing.redis_prefix) if redis else None,
+        router=router, limiter=limiter, ledger=ledger, prices=prices, recorder=recorder,
+        spend_sync=SpendSync(storage, ledger),
+        handler=build_handler(router, [SplitThinkTags()], metering=Metering(recorder, price_book),
+                              rate_limit=RateLimit(limiter), budget=BudgetGuard(ledger, price_book)),
+    )
+
+
+async def start_services(settings: Settings) -> Services:
+    services = await build_services(settings)
+    await services.start()
+    return services

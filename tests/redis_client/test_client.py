@@ -1,4 +1,4 @@
-"""The request path's Redis client, on the real server: scripts, pipelining, failures."""
+"""The process's Redis client on the real server: scripts, pipelining, failures."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import secrets
 import pytest
 from redis.asyncio import Redis
 
-from modelgate.limits.resp import LeanRedis, RespError, Script, encode, parse
+from modelgate.redis_client import RedisClient, RespError, Script
+from modelgate.redis_client.resp import encode, parse
 from tcp_proxy import TcpProxy
 
 ECHO = "return {ARGV[1], #KEYS}"
@@ -36,7 +37,7 @@ def test_commands_are_encoded_as_bulk_strings() -> None:
 
 
 async def test_scripts_run_and_are_loaded_when_redis_does_not_know_them(redis_url: str) -> None:
-    client = LeanRedis(redis_url)
+    client = RedisClient(redis_url)
     try:
         fresh = Script(f"return {{ARGV[1], #KEYS, '{secrets.token_hex(8)}'}}")  # unknown to this Redis
         reply = await client.run(fresh, ["a", "b"], ["x"])
@@ -49,7 +50,7 @@ async def test_scripts_run_and_are_loaded_when_redis_does_not_know_them(redis_ur
 
 
 async def test_concurrent_requests_share_one_connection_and_get_their_own_replies(redis_url: str) -> None:
-    client = LeanRedis(redis_url)
+    client = RedisClient(redis_url)
     try:
         script = Script(ECHO)
         replies = await asyncio.gather(*(client.run(script, ["k"] * (n % 3), [n]) for n in range(300)))
@@ -63,7 +64,7 @@ def test_the_client_works_on_uvloop_as_the_gateway_runs_it(redis_url: str) -> No
     import uvloop
 
     async def scenario() -> list[object]:
-        client = LeanRedis(redis_url)
+        client = RedisClient(redis_url)
         try:
             return list(await asyncio.gather(*(client.run(Script(ECHO), [], [n]) for n in range(50))))
         finally:
@@ -73,7 +74,7 @@ def test_the_client_works_on_uvloop_as_the_gateway_runs_it(redis_url: str) -> No
 
 
 async def test_a_cancelled_caller_does_not_unsettle_the_others(redis_url: str) -> None:
-    client = LeanRedis(redis_url)
+    client = RedisClient(redis_url)
     try:
         script = Script(ECHO)
         await client.run(script, [], [0])
@@ -89,7 +90,7 @@ async def test_a_cancelled_caller_does_not_unsettle_the_others(redis_url: str) -
 
 async def test_the_database_number_and_credentials_of_the_url_are_used(redis_url: str) -> None:
     base = redis_url.rsplit("/", 1)[0]
-    client = LeanRedis(f"{base}/5")
+    client = RedisClient(f"{base}/5")
     key = f"mgtest:{secrets.token_hex(6)}"
     checker = Redis.from_url(f"{base}/5")
     try:
@@ -99,7 +100,7 @@ async def test_the_database_number_and_credentials_of_the_url_are_used(redis_url
         await checker.delete(key)
         await checker.aclose()
         await client.close()
-    wrong = LeanRedis(base.replace("redis://", "redis://:not-the-password@") + "/0")
+    wrong = RedisClient(base.replace("redis://", "redis://:not-the-password@") + "/0")
     with pytest.raises(RespError, match="AUTH"):
         await wrong.command("PING")
     await wrong.close()
@@ -107,7 +108,7 @@ async def test_the_database_number_and_credentials_of_the_url_are_used(redis_url
 
 async def test_a_lost_server_fails_fast_and_the_client_reconnects(redis_url: str) -> None:
     with TcpProxy("127.0.0.1", 6379) as proxy:
-        client = LeanRedis(f"redis://127.0.0.1:{proxy.port}/0", timeout=0.5)
+        client = RedisClient(f"redis://127.0.0.1:{proxy.port}/0", timeout=0.5)
         try:
             assert await client.command("PING") == "PONG"
             proxy.cut()
@@ -126,7 +127,7 @@ async def test_a_server_that_does_not_answer_times_out() -> None:
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    client = LeanRedis(f"redis://127.0.0.1:{port}/0", timeout=0.2)
+    client = RedisClient(f"redis://127.0.0.1:{port}/0", timeout=0.2)
     try:
         with pytest.raises(TimeoutError):
             await client.command("PING")
@@ -138,4 +139,4 @@ async def test_a_server_that_does_not_answer_times_out() -> None:
 
 def test_urls_it_cannot_serve_are_refused_with_the_forms_it_can() -> None:
     with pytest.raises(ValueError, match="redis://HOST:PORT/DB"):
-        LeanRedis("redis+sentinel://host/0")
+        RedisClient("redis+sentinel://host/0")
