@@ -36,6 +36,15 @@ def answered_by(call: Call) -> dict[str, str]:
     }
 
 
+def error_headers(error: GatewayError, ids: dict[str, str]) -> dict[str, str]:
+    """The headers of an error answer: those the error carries, the request ids, and
+    ``Retry-After`` in whole seconds where waiting helps."""
+    headers = {**error.headers, **ids}
+    if error.retry_after is not None:
+        headers["retry-after"] = str(max(1, round(error.retry_after)))
+    return headers
+
+
 async def serve_call(core: Core, operation: Operation, http: HTTPRequest, send: Send) -> None:
     principal = core.authenticate(http.headers)
     request = operation.parse(await http.json(), http.headers)

@@ -27,7 +27,7 @@ from modelgate.schema.tokens import estimate_input_tokens
 from modelgate.surfaces.anthropic.parse import parse_messages_request
 from modelgate.surfaces.anthropic.render import MessageRenderer, error_body, fold_message, stream_error
 from modelgate.surfaces.base import Core
-from modelgate.surfaces.lifecycle import answered_by, serve_call
+from modelgate.surfaces.lifecycle import answered_by, error_headers, serve_call
 
 
 class AnthropicSurface:
@@ -44,10 +44,8 @@ class AnthropicSurface:
         ]
 
     def error_response(self, error: GatewayError, request_id: str) -> tuple[bytes, dict[str, str]]:
-        headers = {**error.headers, "request-id": request_id, "x-request-id": request_id}
-        if error.retry_after is not None:
-            headers["retry-after"] = str(max(1, round(error.retry_after)))
-        return error_body(error, request_id), headers
+        return error_body(error, request_id), error_headers(error, {"request-id": request_id,
+                                                                    "x-request-id": request_id})
 
     def no_route(self, method: str, path: str, path_known: bool) -> GatewayError:
         if path_known:

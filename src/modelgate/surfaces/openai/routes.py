@@ -8,7 +8,7 @@ objects with their status; a stream that fails after it started ends with an err
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -19,10 +19,10 @@ from modelgate.http.routing import Route
 from modelgate.http.sse import sse_data
 from modelgate.pipeline.contract import Call
 from modelgate.schema.errors import GatewayError, MethodNotAllowed, NotFound
-from modelgate.schema.events import Event, ResultBuilder
+from modelgate.schema.events import ChatResult, Event, ResultBuilder
 from modelgate.schema.request import ChatRequest, EmbeddingRequest
 from modelgate.surfaces.base import Core
-from modelgate.surfaces.lifecycle import answered_by, serve_call
+from modelgate.surfaces.lifecycle import answered_by, error_headers, serve_call
 from modelgate.surfaces.openai.parse import parse_chat_request, parse_embedding_request
 from modelgate.surfaces.openai.render import (
     ChunkRenderer,
@@ -50,10 +50,7 @@ class OpenAISurface:
         ]
 
     def error_response(self, error: GatewayError, request_id: str) -> tuple[bytes, dict[str, str]]:
-        headers = {**error.headers, "x-request-id": request_id}
-        if error.retry_after is not None:
-            headers["retry-after"] = str(max(1, round(error.retry_after)))
-        return error_body(error), headers
+        return error_body(error), error_headers(error, {"x-request-id": request_id})
 
     def no_route(self, method: str, path: str, path_known: bool) -> GatewayError:
         if path_known:
@@ -79,26 +76,28 @@ class ChatCompletions:
     def headers(self, call: Call) -> dict[str, str]:
         return answered_by(call)
 
-    def fold(self, call: Call) -> CompletionFold:
-        return CompletionFold(call)
+    def fold(self, call: Call) -> ResultFold:
+        response_id, created, show = "chatcmpl-" + call.request_id[4:], int(time.time()), call.deployment.reasoning.show
+        return ResultFold(lambda result: completion_body(result, response_id, created, show))
 
     def stream(self, call: Call) -> ChunkStream:
         return ChunkStream(call)
 
 
-class CompletionFold:
-    __slots__ = ("builder", "call")
+class ResultFold:
+    """The events folded into a ``ChatResult``, rendered by ``render`` at the end."""
 
-    def __init__(self, call: Call) -> None:
-        self.call = call
+    __slots__ = ("builder", "render")
+
+    def __init__(self, render: Callable[[ChatResult], bytes]) -> None:
+        self.render = render
         self.builder = ResultBuilder()
 
     def add(self, event: Event) -> None:
         self.builder.add(event)
 
     def body(self) -> bytes:
-        return completion_body(self.builder.finish(), "chatcmpl-" + self.call.request_id[4:], int(time.time()),
-                               self.call.deployment.reasoning.show)
+        return self.render(self.builder.finish())
 
 
 class ChunkStream:
@@ -131,23 +130,10 @@ class Embeddings:
     def headers(self, call: Call) -> dict[str, str]:
         return answered_by(call)
 
-    def fold(self, call: Call) -> EmbeddingsFold:
+    def fold(self, call: Call) -> ResultFold:
         assert isinstance(call.request, EmbeddingRequest)
-        return EmbeddingsFold(call.request.encoding_format)
+        encoding = call.request.encoding_format
+        return ResultFold(lambda result: embeddings_body(result, encoding))
 
     def stream(self, call: Call) -> ChunkStream:
         raise AssertionError("embeddings are never streamed")
-
-
-class EmbeddingsFold:
-    __slots__ = ("builder", "encoding")
-
-    def __init__(self, encoding: str) -> None:
-        self.encoding = encoding
-        self.builder = ResultBuilder()
-
-    def add(self, event: Event) -> None:
-        self.builder.add(event)
-
-    def body(self) -> bytes:
-        return embeddings_body(self.builder.finish(), self.encoding)
