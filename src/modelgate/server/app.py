@@ -4,6 +4,9 @@ Each surface owns a path prefix; the longest prefix that matches a path picks th
 renders its errors, whether an endpoint raised them, no endpoint matched, or something failed
 unexpectedly. Endpoints raise ``GatewayError`` before their response starts; after it started,
 a surface ends its own stream.
+
+The admin app (surfaces/admin/app.py, on Starlette) answers the paths under /admin and
+/health/deployments; one prefix check sends them there, ahead of the lean path.
 """
 
 from __future__ import annotations
@@ -13,14 +16,14 @@ import logging
 import orjson
 
 from modelgate.config.settings import Settings
-from modelgate.http.asgi import Receive, Scope, Send
+from modelgate.http.asgi import ASGIApp, Receive, Scope, Send
 from modelgate.http.request import HTTPRequest
 from modelgate.http.response import respond
 from modelgate.http.routing import PathRouter, Route
 from modelgate.schema.errors import GatewayError, InternalError
 from modelgate.server.services import Services, start_services
-from modelgate.surfaces.admin.health import DeploymentHealth
-from modelgate.surfaces.admin.routes import AdminSurface
+from modelgate.surfaces.admin.app import PATHS as ADMIN_PATHS
+from modelgate.surfaces.admin.app import admin_app
 from modelgate.surfaces.anthropic.routes import AnthropicSurface
 from modelgate.surfaces.base import Surface
 from modelgate.surfaces.models import ModelList
@@ -38,6 +41,7 @@ class GatewayApp:
         self.router = PathRouter([])
         self.surfaces: list[Surface] = []
         self.fallback: Surface | None = None
+        self.admin: ASGIApp | None = None
 
     async def startup(self) -> None:
         self.services = services = await start_services(self.settings)
@@ -49,9 +53,8 @@ class GatewayApp:
         for surface in self.surfaces:
             routes += surface.routes()
         routes += ModelList(services).routes()
-        routes += AdminSurface(services).routes()
-        routes += DeploymentHealth(services).routes()
         self.router = PathRouter(routes)
+        self.admin = admin_app(services)
 
     async def shutdown(self) -> None:
         if self.services is not None:
@@ -59,7 +62,11 @@ class GatewayApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            await self.http(scope, receive, send)
+            if scope["path"].startswith(ADMIN_PATHS):
+                assert self.admin is not None, "lifespan startup has not run"
+                await self.admin(scope, receive, send)
+            else:
+                await self.http(scope, receive, send)
         elif scope["type"] == "lifespan":
             await self.lifespan(receive, send)
 

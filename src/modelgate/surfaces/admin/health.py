@@ -13,33 +13,22 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import orjson
+from starlette.requests import Request
+from starlette.responses import Response
 
-from modelgate.http.asgi import Send
-from modelgate.http.request import HTTPRequest
-from modelgate.http.response import respond
-from modelgate.http.routing import Route
-from modelgate.schema.errors import PermissionDenied
-from modelgate.server.services import Services
+from modelgate.surfaces.admin.core import AdminCore
+from modelgate.surfaces.admin.web import json_response, new_request_id
 
 
 class DeploymentHealth:
-    def __init__(self, services: Services) -> None:
-        self.services = services
+    def __init__(self, core: AdminCore) -> None:
+        self.core = core
 
-    def routes(self) -> list[Route]:
-        return [Route("GET", "/health/deployments", self.deployments)]
-
-    async def deployments(self, http: HTTPRequest, send: Send) -> None:
-        principal = self.services.auth.authenticate(http.headers)
-        if principal.key_id != "master":
-            raise PermissionDenied("GET /health/deployments needs the gateway's master key; this is a project key.",
-                                   code="master_key_required")
-        await respond(send, 200, orjson.dumps(self.report()),
-                      {"x-request-id": http.request_id, "cache-control": "no-store"})
+    async def deployments(self, request: Request) -> Response:
+        return json_response(200, self.report(), {"x-request-id": new_request_id(), "cache-control": "no-store"})
 
     def report(self) -> dict[str, Any]:
-        router = self.services.router
+        router = self.core.router
         now = time.monotonic()
         deployments = []
         for name, group in router.groups.items():
@@ -52,6 +41,6 @@ class DeploymentHealth:
             deployments.append({"name": name, "strategy": group.strategy, "fallbacks": group.fallbacks,
                                 "timeout": group.timeout, "retries": group.retries,
                                 "max_share": group.max_share, "targets": targets})
-        sync = self.services.health_sync
+        sync = self.core.health_sync
         return {"shared": router.health.shared, "connected": sync.connected if sync is not None else None,
                 "deployments": deployments}

@@ -1,12 +1,15 @@
 """The OpenAPI 3.1 document of the admin API, served at ``GET /admin/openapi.json``.
 
-Written by hand next to the routes it describes; the tests check every route is in it and every
-answer the API gives matches its schema.
+Built from the routes it describes: each route of ``routes.ENDPOINTS`` is one operation, and each
+handler declares how its operation reads with ``@documented``. The tests check every answer the
+API gives matches its schema.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from modelgate import __version__
 from modelgate.storage import GROUP_BY
@@ -95,7 +98,7 @@ SCHEMAS: dict[str, Any] = {
 }
 
 
-def _query(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+def parameter(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "description": description,
             "schema": schema or {"type": "string"}}
 
@@ -104,7 +107,7 @@ def _path(name: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
 
 
-def _answer(description: str, schema: str | None = None, csv: bool = False) -> dict[str, Any]:
+def answer(description: str, schema: str | None = None, csv: bool = False) -> dict[str, Any]:
     content: dict[str, Any] = {JSON: {"schema": _ref(schema)}} if schema else {}
     if csv:
         content["text/csv"] = {"schema": {"type": "string"}}
@@ -115,14 +118,16 @@ ERRORS = {status: {"description": text, "content": {JSON: {"schema": _ref("Error
           for status, text in (("400", "Invalid request: the message names the field"),
                                ("401", "Missing or wrong key"), ("403", "Not the master key"))}
 FILTERS = [
-    _query("project", "Only this project"), _query("key", "Only this key id"),
-    _query("deployment", "Only this deployment"), _query("provider", "Only this provider"),
-    _query("model", "Only this upstream model"),
-    _query("since", "From this ISO date or date-time (inclusive, UTC)"),
-    _query("until", "Up to this ISO date or date-time (exclusive, UTC)"),
-    _query("period", "A month (2030-01) or day (2030-01-31) instead of since/until"),
+    parameter("project", "Only this project"), parameter("key", "Only this key id"),
+    parameter("deployment", "Only this deployment"), parameter("provider", "Only this provider"),
+    parameter("model", "Only this upstream model"),
+    parameter("since", "From this ISO date or date-time (inclusive, UTC)"),
+    parameter("until", "Up to this ISO date or date-time (exclusive, UTC)"),
+    parameter("period", "A month (2030-01) or day (2030-01-31) instead of since/until"),
 ]
-FORMAT = _query("format", "json (default) or csv", {"enum": ["json", "csv"]})
+FORMAT = parameter("format", "json (default) or csv", {"enum": ["json", "csv"]})
+NOT_FOUND = {"404": {"description": "No such record", "content": {JSON: {"schema": _ref("Error")}}}}
+CONFLICT = {"409": {"description": "The project exists", "content": {JSON: {"schema": _ref("Error")}}}}
 
 
 def _operation(summary: str, answers: dict[str, Any], body: str | None = None,
@@ -135,55 +140,49 @@ def _operation(summary: str, answers: dict[str, Any], body: str | None = None,
     return operation
 
 
-def admin_openapi() -> dict[str, Any]:
-    not_found = {"404": {"description": "No such record", "content": {JSON: {"schema": _ref("Error")}}}}
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+# Each documented handler's operation, by handler.
+OPERATIONS: dict[Callable[..., Any], dict[str, Any]] = {}
+
+
+def documented(summary: str, answers: dict[str, Any], *, body: str | None = None,
+               parameters: list[dict[str, Any]] | None = None) -> Callable[[Handler], Handler]:
+    """The operation a handler answers, as the document describes it: its summary, its answers by
+    status (the 400, 401 and 403 every route may give are added), the schema of its JSON body,
+    its query parameters."""
+    def register(handler: Handler) -> Handler:
+        OPERATIONS[handler] = _operation(summary, answers, body, parameters)
+        return handler
+    return register
+
+
+def document(endpoints: Iterable[tuple[str, str, Callable[..., Any]]]) -> dict[str, Any]:
+    """The document of ``endpoints`` (method, path, documented handler), in their order."""
+    paths: dict[str, dict[str, Any]] = {}
+    for method, path, handler in endpoints:
+        item = paths.get(path)
+        if item is None:
+            names = re.findall(r"\{(\w+)\}", path)
+            item = paths[path] = {"parameters": [_path(name) for name in names]} if names else {}
+        item[method.lower()] = OPERATIONS[handler]
     return {
         "openapi": "3.1.0",
         "info": {"title": "modelgate admin API", "version": __version__,
                  "description": "Projects, keys, usage and provider statements. Every route needs the "
                                 "gateway's master key."},
         "security": [{"masterKey": []}],
-        "paths": {
-            "/admin/openapi.json": {"get": _operation("This document", {"200": {"description": "OpenAPI 3.1"}})},
-            "/admin/projects": {
-                "post": _operation("Create a project", {
-                    "201": _answer("The project", "Project"),
-                    "409": {"description": "The project exists", "content": {JSON: {"schema": _ref("Error")}}}},
-                    body="ProjectCreate"),
-                "get": _operation("List the projects", {"200": _answer("The projects", "ProjectList")}),
-            },
-            "/admin/projects/{name}": {
-                "parameters": [_path("name")],
-                "get": _operation("One project", {"200": _answer("The project", "Project"), **not_found}),
-                "patch": _operation("Change a project's limits (null clears one)",
-                                    {"200": _answer("The project", "Project"), **not_found}, body="ProjectUpdate"),
-            },
-            "/admin/keys": {
-                "post": _operation("Create a key; the answer holds the key, shown this once",
-                                   {"201": _answer("The key", "KeyCreated")}, body="KeyCreate"),
-                "get": _operation("List the keys (not their secrets)", {"200": _answer("The keys", "KeyList")},
-                                  parameters=[_query("project", "Only this project's keys"),
-                                              _query("include_revoked", "Revoked keys too",
-                                                     {"enum": ["true", "false"]})]),
-            },
-            "/admin/keys/{id}": {
-                "parameters": [_path("id")],
-                "get": _operation("One key", {"200": _answer("The key", "Key"), **not_found}),
-                "delete": _operation("Revoke a key: it stops working on every gateway process at once",
-                                     {"200": _answer("The revoked key", "Key"), **not_found}),
-            },
-            "/admin/usage": {"get": _operation(
-                "Usage totals with cost, revenue and margin, optionally grouped",
-                {"200": _answer("The report", "UsageReport", csv=True)},
-                parameters=[*FILTERS, _query("group_by", f"Comma-separated: {', '.join(GROUP_BY)}"), FORMAT])},
-            "/admin/statements": {"get": _operation(
-                "What is owed to each provider for a period, by model",
-                {"200": _answer("One statement per provider", "StatementList", csv=True)},
-                parameters=[_query("provider", "Only this provider"), *FILTERS[5:], FORMAT])},
-        },
+        "paths": paths,
         "components": {
             "schemas": SCHEMAS,
             "securitySchemes": {"masterKey": {"type": "http", "scheme": "bearer",
                                               "description": "The master_key of the gateway's config"}},
         },
     }
+
+
+def admin_openapi() -> dict[str, Any]:
+    """The document of the admin API: every route of ``routes.ENDPOINTS``."""
+    # Imported here: the routes import this module to document their handlers.
+    from modelgate.surfaces.admin.routes import ENDPOINTS
+
+    return document(ENDPOINTS)

@@ -1,158 +1,156 @@
 """The admin API under /admin: projects, keys, usage reports and provider statements.
 
-Every route needs the master key (on a gateway without one, every caller is the master); a
-project key gets 403. Errors are OpenAI-style error objects. The document of this API is
-``GET /admin/openapi.json`` (surfaces/admin/openapi.py).
+``ENDPOINTS`` is the API: the admin app (surfaces/admin/app.py) serves each route with the master
+key required, and the OpenAPI document at ``GET /admin/openapi.json`` (surfaces/admin/openapi.py)
+describes each one from its handler's ``@documented``.
 """
 
 from __future__ import annotations
 
-from typing import Any
-from urllib.parse import parse_qsl
+from collections.abc import Awaitable, Callable
+from typing import NamedTuple
 
-import orjson
+from starlette.requests import Request
+from starlette.responses import Response
 
 from modelgate.auth.keyadmin import KeyAdmin, parse_key_spec, parse_limit_changes, parse_project_spec
-from modelgate.http.asgi import Send
-from modelgate.http.request import HTTPRequest
-from modelgate.http.response import respond
-from modelgate.http.routing import Endpoint, Route
-from modelgate.schema.errors import InvalidRequest, NotFound, PermissionDenied
-from modelgate.server.services import Services
+from modelgate.schema.errors import InvalidRequest, NotFound
+from modelgate.storage import GROUP_BY
 from modelgate.surfaces.admin import wire
-from modelgate.surfaces.admin.openapi import admin_openapi
-
-PREFIX = "/admin"
-# (method, path, handler): the API that openapi.py documents.
-ENDPOINTS = [
-    ("GET", "/admin/openapi.json", "openapi"),
-    ("POST", "/admin/projects", "create_project"),
-    ("GET", "/admin/projects", "list_projects"),
-    ("GET", "/admin/projects/{name}", "get_project"),
-    ("PATCH", "/admin/projects/{name}", "update_project"),
-    ("POST", "/admin/keys", "create_key"),
-    ("GET", "/admin/keys", "list_keys"),
-    ("GET", "/admin/keys/{id}", "get_key"),
-    ("DELETE", "/admin/keys/{id}", "revoke_key"),
-    ("GET", "/admin/usage", "usage"),
-    ("GET", "/admin/statements", "statements"),
-]
+from modelgate.surfaces.admin.core import AdminCore
+from modelgate.surfaces.admin.openapi import (
+    CONFLICT,
+    FILTERS,
+    FORMAT,
+    NOT_FOUND,
+    answer,
+    document,
+    documented,
+    parameter,
+)
+from modelgate.surfaces.admin.web import csv_response, json_body, json_response, output_format, query
 
 
-class AdminSurface:
-    def __init__(self, services: Services) -> None:
-        self.services = services
-        self.storage = services.storage
-        self.admin = KeyAdmin(services.storage, list(services.settings.deployments), services.key_sync.changed)
+class AdminAPI:
+    """The handlers of the admin API, each answering one route of ``ENDPOINTS``."""
 
-    def routes(self) -> list[Route]:
-        return [Route(method, path, self._master_only(getattr(self, handler)))
-                for method, path, handler in ENDPOINTS]
+    def __init__(self, core: AdminCore) -> None:
+        self.storage = core.storage
+        self.admin = KeyAdmin(core.storage, list(core.deployments), core.key_sync.changed)
 
-    def _master_only(self, endpoint: Endpoint) -> Endpoint:
-        async def checked(http: HTTPRequest, send: Send) -> None:
-            principal = self.services.auth.authenticate(http.headers)
-            if principal.key_id != "master":
-                raise PermissionDenied("The admin API needs the gateway's master key; this is a project key.",
-                                       code="master_key_required")
-            await endpoint(http, send)
-        return checked
-
-    async def openapi(self, http: HTTPRequest, send: Send) -> None:
-        await _json(send, 200, admin_openapi())
+    @documented("This document", {"200": {"description": "OpenAPI 3.1"}})
+    async def openapi(self, request: Request) -> Response:
+        return json_response(200, document(ENDPOINTS))
 
     # -- projects ----------------------------------------------------------------------------
 
-    async def create_project(self, http: HTTPRequest, send: Send) -> None:
-        name, limits = parse_project_spec(await http.json(), self.admin.deployments)
+    @documented("Create a project", {"201": answer("The project", "Project"), **CONFLICT}, body="ProjectCreate")
+    async def create_project(self, request: Request) -> Response:
+        name, limits = parse_project_spec(await json_body(request), self.admin.deployments)
         record = await self.admin.create_project(name, limits)
-        await _json(send, 201, wire.project_json(record))
+        return json_response(201, wire.project_json(record))
 
-    async def list_projects(self, http: HTTPRequest, send: Send) -> None:
+    @documented("List the projects", {"200": answer("The projects", "ProjectList")})
+    async def list_projects(self, request: Request) -> Response:
         found = await self.storage.keys.list_projects()
-        await _json(send, 200, {"object": "list", "data": [wire.project_json(p) for p in found]})
+        return json_response(200, {"object": "list", "data": [wire.project_json(p) for p in found]})
 
-    async def get_project(self, http: HTTPRequest, send: Send) -> None:
-        name = http.path_params["name"]
+    @documented("One project", {"200": answer("The project", "Project"), **NOT_FOUND})
+    async def get_project(self, request: Request) -> Response:
+        name = request.path_params["name"]
         record = await self.storage.keys.get_project(name)
         if record is None:
             raise NotFound(f"There is no project {name!r}.", code="project_not_found")
-        await _json(send, 200, wire.project_json(record))
+        return json_response(200, wire.project_json(record))
 
-    async def update_project(self, http: HTTPRequest, send: Send) -> None:
-        changes = parse_limit_changes(await http.json(), self.admin.deployments)
-        record = await self.admin.update_project(http.path_params["name"], changes)
-        await _json(send, 200, wire.project_json(record))
+    @documented("Change a project's limits (null clears one)",
+                {"200": answer("The project", "Project"), **NOT_FOUND}, body="ProjectUpdate")
+    async def update_project(self, request: Request) -> Response:
+        changes = parse_limit_changes(await json_body(request), self.admin.deployments)
+        record = await self.admin.update_project(request.path_params["name"], changes)
+        return json_response(200, wire.project_json(record))
 
     # -- keys --------------------------------------------------------------------------------
 
-    async def create_key(self, http: HTTPRequest, send: Send) -> None:
-        issued = await self.admin.create_key(parse_key_spec(await http.json(), self.admin.deployments))
-        await _json(send, 201, wire.issued_key_json(issued))
+    @documented("Create a key; the answer holds the key, shown this once",
+                {"201": answer("The key", "KeyCreated")}, body="KeyCreate")
+    async def create_key(self, request: Request) -> Response:
+        issued = await self.admin.create_key(parse_key_spec(await json_body(request), self.admin.deployments))
+        return json_response(201, wire.issued_key_json(issued))
 
-    async def list_keys(self, http: HTTPRequest, send: Send) -> None:
-        params = _query(http, {"project", "include_revoked"})
+    @documented("List the keys (not their secrets)", {"200": answer("The keys", "KeyList")},
+                parameters=[parameter("project", "Only this project's keys"),
+                            parameter("include_revoked", "Revoked keys too", {"enum": ["true", "false"]})])
+    async def list_keys(self, request: Request) -> Response:
+        params = query(request, {"project", "include_revoked"})
         include = params.get("include_revoked", "false")
         if include not in ("true", "false"):
             raise InvalidRequest("'include_revoked' must be true or false", param="include_revoked")
         found = await self.storage.keys.list_keys(params.get("project"), include_revoked=include == "true")
-        await _json(send, 200, {"object": "list", "data": [wire.key_json(k) for k in found]})
+        return json_response(200, {"object": "list", "data": [wire.key_json(k) for k in found]})
 
-    async def get_key(self, http: HTTPRequest, send: Send) -> None:
-        key_id = http.path_params["id"]
+    @documented("One key", {"200": answer("The key", "Key"), **NOT_FOUND})
+    async def get_key(self, request: Request) -> Response:
+        key_id = request.path_params["id"]
         record = await self.storage.keys.get_key(key_id)
         if record is None:
             raise NotFound(f"There is no key {key_id!r}.", code="key_not_found")
-        await _json(send, 200, wire.key_json(record))
+        return json_response(200, wire.key_json(record))
 
-    async def revoke_key(self, http: HTTPRequest, send: Send) -> None:
-        record = await self.admin.revoke_key(http.path_params["id"])
-        await _json(send, 200, wire.key_json(record))
+    @documented("Revoke a key: it stops working on every gateway process at once",
+                {"200": answer("The revoked key", "Key"), **NOT_FOUND})
+    async def revoke_key(self, request: Request) -> Response:
+        record = await self.admin.revoke_key(request.path_params["id"])
+        return json_response(200, wire.key_json(record))
 
     # -- reports -----------------------------------------------------------------------------
 
-    async def usage(self, http: HTTPRequest, send: Send) -> None:
-        params = _query(http, {"project", "key", "deployment", "provider", "model", "since", "until", "period",
-                               "group_by", "format"})
+    @documented("Usage totals with cost, revenue and margin, optionally grouped",
+                {"200": answer("The report", "UsageReport", csv=True)},
+                parameters=[*FILTERS, parameter("group_by", f"Comma-separated: {', '.join(GROUP_BY)}"), FORMAT])
+    async def usage(self, request: Request) -> Response:
+        params = query(request, {"project", "key", "deployment", "provider", "model", "since", "until", "period",
+                                 "group_by", "format"})
         filters = wire.report_filters(params)
         group_by = wire.parse_group_by(params.get("group_by"))
         rows = await self.storage.query_usage(filters, group_by)
-        if _format(params) == "csv":
-            await _csv(send, wire.usage_csv(rows, group_by), "usage.csv")
-        else:
-            await _json(send, 200, wire.usage_report_json(rows, filters, group_by))
+        if output_format(params) == "csv":
+            return csv_response(wire.usage_csv(rows, group_by), "usage.csv")
+        return json_response(200, wire.usage_report_json(rows, filters, group_by))
 
-    async def statements(self, http: HTTPRequest, send: Send) -> None:
-        params = _query(http, {"provider", "since", "until", "period", "format"})
+    @documented("What is owed to each provider for a period, by model",
+                {"200": answer("One statement per provider", "StatementList", csv=True)},
+                parameters=[parameter("provider", "Only this provider"), *FILTERS[5:], FORMAT])
+    async def statements(self, request: Request) -> Response:
+        params = query(request, {"provider", "since", "until", "period", "format"})
         filters = wire.report_filters(params)
         rows = await self.storage.query_usage(filters, ["provider", "model"])
         found = wire.statements(rows, filters.since, filters.until)
-        if _format(params) == "csv":
-            await _csv(send, wire.statements_csv(found), "statements.csv")
-        else:
-            await _json(send, 200, {"object": "list", "data": [wire.statement_json(s) for s in found]})
+        if output_format(params) == "csv":
+            return csv_response(wire.statements_csv(found), "statements.csv")
+        return json_response(200, {"object": "list", "data": [wire.statement_json(s) for s in found]})
 
 
-def _query(http: HTTPRequest, allowed: set[str]) -> dict[str, str]:
-    params = dict(parse_qsl(http.query.decode("latin-1"), keep_blank_values=False))
-    for name in params:
-        if name not in allowed:
-            raise InvalidRequest(f"Unknown query parameter '{name}'; allowed: {', '.join(sorted(allowed))}",
-                                 param=name)
-    return params
+Handler = Callable[[AdminAPI, Request], Awaitable[Response]]
 
 
-def _format(params: dict[str, str]) -> str:
-    value = params.get("format", "json")
-    if value not in ("json", "csv"):
-        raise InvalidRequest(f"'format' must be json or csv, got {value!r}", param="format")
-    return value
+class Endpoint(NamedTuple):
+    method: str
+    path: str
+    handler: Handler
 
 
-async def _json(send: Send, status: int, body: Any) -> None:
-    await respond(send, status, orjson.dumps(body), {})
-
-
-async def _csv(send: Send, text: str, filename: str) -> None:
-    await respond(send, 200, text.encode(), {"content-disposition": f'attachment; filename="{filename}"'},
-                  content_type=b"text/csv; charset=utf-8")
+# The API, in the order the document lists it.
+ENDPOINTS = [
+    Endpoint("GET", "/admin/openapi.json", AdminAPI.openapi),
+    Endpoint("POST", "/admin/projects", AdminAPI.create_project),
+    Endpoint("GET", "/admin/projects", AdminAPI.list_projects),
+    Endpoint("GET", "/admin/projects/{name}", AdminAPI.get_project),
+    Endpoint("PATCH", "/admin/projects/{name}", AdminAPI.update_project),
+    Endpoint("POST", "/admin/keys", AdminAPI.create_key),
+    Endpoint("GET", "/admin/keys", AdminAPI.list_keys),
+    Endpoint("GET", "/admin/keys/{id}", AdminAPI.get_key),
+    Endpoint("DELETE", "/admin/keys/{id}", AdminAPI.revoke_key),
+    Endpoint("GET", "/admin/usage", AdminAPI.usage),
+    Endpoint("GET", "/admin/statements", AdminAPI.statements),
+]
