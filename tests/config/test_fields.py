@@ -104,6 +104,17 @@ def test_keys_given_from_outside_skipped_fields_and_inline_sections() -> None:
                                "x.name: unknown key; allowed here: rpm, size"]
 
 
+@dataclass(slots=True, kw_only=True)
+class Wrapped:
+    exporter: Annotated[Exporter, Key(inline=True)]
+
+
+def test_a_required_inline_section_reports_its_own_required_keys() -> None:
+    assert read(shape_of(Wrapped), {"url": "http://c:4318"}) == (Wrapped(exporter=Exporter(url="http://c:4318")), [])
+    assert read(shape_of(Wrapped), {}) == (None, ["telemetry.url: is required: where spans go, e.g. "
+                                                  "http://collector:4318"])
+
+
 def _double_of_earlier(reader: Reader, value: Any, path: str, earlier: Mapping[str, Any]) -> Any:
     if value not in earlier.get("names", ()):
         reader.fail(path, f"{value!r} is none of the names above")

@@ -148,6 +148,7 @@ class Shape(Generic[T]):
         hints = get_type_hints(cls, include_extras=True)
         self._slots: list[_Slot] = []
         self._inline: list[tuple[str, Shape[Any]]] = []
+        self._inline_required: list[str] = []
         names: set[str] = set(by_hand)
         for field in dataclasses.fields(cast(Any, cls)):
             if not field.init or field.name in skip or field.name in by_hand:
@@ -155,12 +156,14 @@ class Shape(Generic[T]):
             hint = hints[field.name]
             given = (keys or {}).get(field.name) or _key_of(hint)
             key = given or Key()
+            required = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
             if key.inline:
                 nested = key.shape or shape_of(_bare(hint))
                 self._inline.append((field.name, nested))
+                if required:
+                    self._inline_required.append(field.name)
                 names.update(nested.keys)
                 continue
-            required = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
             self._slots.append(_Slot(field.name, required, key.doc, _converter(hint, given), key.read))
             names.add(field.name)
         self.keys: frozenset[str] = frozenset(names)
@@ -187,14 +190,14 @@ class Shape(Generic[T]):
             reader.fail(path, f"expected {what or self.expected}, got {shown(data)}")
             return None
         values: dict[str, Any] = {}
-        inline: dict[str, dict[str, Any]] = {name: {} for name, _ in self._inline}
+        inline: dict[str, dict[str, Any]] = {}
         for key, raw in data.items():
             slot = self._by_name.get(key)
             if slot is not None:
                 if not self._in_order:
                     self._read(reader, slot, raw, path, values)
             elif key in self._owner:
-                inline[self._owner[key]][key] = raw
+                inline.setdefault(self._owner[key], {})[key] = raw
             elif strict and key not in self.keys and key not in also:
                 allowed = ", ".join(sorted(self.keys.union(also)))
                 reader.fail(join(path, key), f"unknown key; allowed here: {allowed}")
@@ -203,7 +206,11 @@ class Shape(Generic[T]):
                 if slot.name in data:
                     self._read(reader, slot, data[slot.name], path, values)
         for name, nested in self._inline:
-            given = inline[name]
+            given = inline.get(name)
+            if given is None:
+                if not nested._required:  # none of its keys: the field's default
+                    continue
+                given = {}
             inner = nested.values(reader, given, path, strict=False)
             made = None if inner is None else nested.build(reader, given, inner, path)
             if made is not None:
@@ -227,6 +234,8 @@ class Shape(Generic[T]):
                 complete = False
                 if data.get(slot.name) is None or data.get(slot.name) == "":
                     reader.fail(join(path, slot.name), f"is required: {slot.doc}" if slot.doc else "is required")
+        # A required inline section that could not be built has had its problems reported.
+        complete = complete and all(name in values for name in self._inline_required)
         return self.cls(**values) if complete else None
 
 
