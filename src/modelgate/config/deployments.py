@@ -1,0 +1,183 @@
+"""The ``deployments:`` section: what clients ask for by name, and the targets that serve it.
+
+A deployment names one target inline (``provider:``, ``model:`` and the model's facts) or lists
+``targets:``; a target's facts are the catalog's for its model with those the config gives put in
+their place. Deployments refer to providers by name and to each other as fallbacks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from modelgate.catalog.facts import ModelFacts
+from modelgate.config.fields import INVALID, Key, Reader, Shape, at_least, join, positive
+from modelgate.providers.settings import ProviderSettings
+
+STRATEGIES = ("weighted", "priority", "latency", "least-busy", "cost")
+CAPABILITIES = ("chat", "tools", "vision", "reasoning", "json", "embeddings", "streaming")
+
+
+def _known_capabilities(capabilities: tuple[str, ...]) -> str | None:
+    unknown = [c for c in capabilities if c not in CAPABILITIES]
+    if unknown:
+        return f"unknown capability {', '.join(map(repr, unknown))}; known: {', '.join(CAPABILITIES)}"
+    return None
+
+
+def _share(share: float) -> str | None:
+    return None if 0 < share <= 1 else f"must be a share between 0 and 1, got {share!r}"
+
+
+_TOKENS = Key("a number of tokens", positive("must be a positive number of tokens"))
+_COST = Key("USD per million tokens as a number")
+# The keys of the catalog's facts about a model, given inline in a target (or a one-target deployment).
+FACTS: Shape[ModelFacts] = Shape(ModelFacts, keys={
+    "context_window": _TOKENS,
+    "max_output_tokens": _TOKENS,
+    "input_price": _COST,
+    "output_price": _COST,
+    "cached_input_price": _COST,
+    "cache_write_price": _COST,
+    "capabilities": Key(f"a list of {', '.join(CAPABILITIES)}", _known_capabilities),
+    "mode": Key(choices=("chat", "embedding")),
+})
+
+Share = Annotated[float, Key("a share between 0 and 1", _share)]
+Price = Annotated[float | None, Key("USD per million tokens as a number", at_least(0, "must be 0 or more"))]
+
+
+@dataclass(slots=True, kw_only=True)
+class TargetSettings:
+    provider: Annotated[str, Key(doc="the name of one of the providers: entries")]
+    model: Annotated[str, Key(doc="the upstream's own model id, e.g. gpt-4o")]
+    weight: Annotated[float, Key("a positive number", positive("must be positive"))] = 1.0
+    facts: Annotated[ModelFacts, Key(shape=FACTS, inline=True)] = field(default_factory=ModelFacts)
+
+
+@dataclass(slots=True, kw_only=True)
+class ReasoningSettings:
+    show: bool = True  # pass reasoning text on to clients
+    split_think_tags: bool = False  # open models that write <think>...</think> into the content
+
+
+@dataclass(slots=True, kw_only=True)
+class PriceSettings:
+    """What the customer pays, USD per million tokens; None: the provider's cost of that kind."""
+
+    input: Price = None
+    output: Price = None
+    cached_input: Price = None
+    cache_write: Price = None
+
+
+@dataclass(slots=True, kw_only=True)
+class DeploymentSettings:
+    name: str
+    targets: list[TargetSettings]
+    strategy: Annotated[str, Key(choices=STRATEGIES)] = "weighted"
+    fallbacks: Annotated[list[str], Key("a list of deployment names")] = field(default_factory=list)
+    # Seconds to the first byte from the upstream.
+    timeout: Annotated[float, Key("seconds as a number", positive("must be a positive number of seconds"))] = 60.0
+    retries: Annotated[int, Key(check=at_least(0, "must be 0 or more"))] = 0
+    # The most of the traffic each provider (by name) may get.
+    max_share: Annotated[dict[str, Share], Key("a mapping of provider name to a share 0..1")] = field(
+        default_factory=dict)
+    reasoning: ReasoningSettings = field(default_factory=ReasoningSettings)
+    # Request fields merged into every request to this deployment (e.g. a thinking setting).
+    params: Annotated[dict[str, Any], Key("a mapping of request fields")] = field(default_factory=dict)
+    # The customer price; the targets' facts (catalog prices) are the provider's cost.
+    price: Annotated[PriceSettings | None, Key("a mapping of input, output, cached_input, cache_write")] = None
+    # Requests and tokens per minute for the whole deployment, every caller together; None: no limit.
+    rpm: Annotated[int | None, Key("requests per minute as a whole number", positive(
+        "must be a positive number of requests per minute; remove the key for no limit"))] = None
+    tpm: Annotated[int | None, Key("tokens per minute as a whole number", positive(
+        "must be a positive number of tokens per minute; remove the key for no limit"))] = None
+
+
+TARGET: Shape[TargetSettings] = Shape(TargetSettings)
+# A deployment with one target gives its keys beside its own; a weight would mean nothing there.
+ONE_TARGET: Shape[TargetSettings] = Shape(TargetSettings, skip=("weight",))
+DEPLOYMENT: Shape[DeploymentSettings] = Shape(DeploymentSettings, by_hand=("name", "targets"))
+
+
+def read_deployments(reader: Reader, value: Any, path: str, earlier: Mapping[str, Any]) -> Any:
+    """The ``deployments:`` list, by name; reads after ``providers:``, which its targets name."""
+    if not value:
+        return {}
+    if not reader.expect(value, list, path, "a list of deployments"):
+        return INVALID
+    providers: Mapping[str, ProviderSettings] = earlier.get("providers", {})
+    deployments: dict[str, DeploymentSettings] = {}
+    for index, body in enumerate(value):
+        deployment = read_deployment(reader, body, f"{path}[{index}]", path, providers)
+        if deployment is None:
+            continue
+        if deployment.name in deployments:
+            reader.fail(f"{path}[{index}].name", f"'{deployment.name}' is used twice; deployment names must be unique")
+        deployments[deployment.name] = deployment
+    for deployment in deployments.values():
+        for fallback in deployment.fallbacks:
+            if fallback not in deployments:
+                reader.fail(join(path, f"{deployment.name}.fallbacks"),
+                            f"'{fallback}' is not a deployment; name one of: {', '.join(deployments)}")
+    return deployments
+
+
+def read_deployment(reader: Reader, body: Any, where: str, section: str,
+                    providers: Mapping[str, ProviderSettings]) -> DeploymentSettings | None:
+    """One deployment; None when it has no name or no usable target (the problems are reported)."""
+    if not reader.expect(body, dict, where, "a mapping with name:, provider: and model:"):
+        return None
+    name = body.get("name")
+    if not isinstance(name, str) or not name:
+        reader.fail(f"{where}.name", 'is required: what clients send as "model"')
+        return None
+    path = join(section, name)
+    values = DEPLOYMENT.values(reader, body, path, also=ONE_TARGET.keys)
+    if values is None:
+        return None
+    targets: list[TargetSettings] = []
+    if "targets" in body:
+        if "provider" in body or "model" in body:
+            reader.fail(path, "give either provider: and model:, or targets:, not both")
+        listed = body["targets"]
+        if reader.expect(listed, list, f"{path}.targets", "a list of {provider, model, weight}"):
+            for i, item in enumerate(listed):
+                target = read_target(reader, TARGET, item, f"{path}.targets[{i}]", providers)
+                if target is not None:
+                    targets.append(target)
+        if not listed:
+            reader.fail(f"{path}.targets", "is empty; list at least one {provider, model}")
+    else:
+        target = read_target(reader, ONE_TARGET, body, path, providers, inline=True)
+        if target is not None:
+            targets.append(target)
+    if not targets:
+        return None
+    shares = values.get("max_share", {})
+    for provider in [p for p in shares if p not in providers]:
+        reader.fail(f"{path}.max_share.{provider}", "is not a configured provider")
+        del shares[provider]
+    return DeploymentSettings(name=name, targets=targets, **values)
+
+
+def read_target(reader: Reader, shape: Shape[TargetSettings], body: Any, path: str,
+                providers: Mapping[str, ProviderSettings], *, inline: bool = False) -> TargetSettings | None:
+    """One target, its facts merged over the catalog's; ``inline``: its keys sit in the deployment's."""
+    values = shape.values(reader, body, path, what="a mapping with provider: and model:", strict=not inline)
+    if values is None:
+        return None
+    provider = values.get("provider")
+    if provider is not None and provider not in providers:
+        known = ", ".join(providers) or "none are configured"
+        reader.fail(f"{path}.provider", f"'{provider}' is not a configured provider ({known})")
+        return None
+    target = shape.build(reader, body, values, path)
+    if target is None:
+        return None
+    entry = reader.catalog.get(target.model)
+    if entry is not None:
+        target.facts = entry.facts.merged(target.facts)
+    return target
