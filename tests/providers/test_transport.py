@@ -16,6 +16,7 @@ from modelgate.providers.transport import (
     ProtocolError,
     ReadTimeout,
     Timeout,
+    UpstreamRequest,
 )
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -75,7 +76,7 @@ QUICK = Timeout(connect=2, read=2)
 
 
 async def post(client: HTTPClient, url: str, limits: Timeout = QUICK) -> tuple[int, bytes]:
-    async with client.post(url, data=b'{"a":1}', headers={"Authorization": "Bearer k"}, timeout=limits) as response:
+    async with client.send(UpstreamRequest("POST", url, {"Authorization": "Bearer k"}, b'{"a":1}', limits)) as response:
         return response.status, await response.read()
 
 
@@ -107,7 +108,7 @@ async def test_chunked_body_streams_as_it_arrives(serve: Callable[..., Awaitable
     script, url = await serve(chunks)
     client = HTTPClient()
     seen: list[bytes] = []
-    async with client.post(url, data=b"{}", headers={}, timeout=Timeout(read=1)) as response:
+    async with client.send(UpstreamRequest("POST", url, {}, b"{}", Timeout(read=1))) as response:
         assert response.headers.get("Content-Type") == "text/event-stream"
         async for chunk in response.iter_chunks():
             seen.append(chunk)
@@ -135,7 +136,7 @@ async def test_repeated_headers_are_joined_and_names_ignore_case(
 ) -> None:
     _, url = await serve(answer(b"{}", "Retry-After: 7", "X-Tag: a", "x-tag: b"))
     client = HTTPClient()
-    async with client.post(url, data=b"{}", headers={}, timeout=Timeout()) as response:
+    async with client.send(UpstreamRequest("POST", url, {}, b"{}", Timeout())) as response:
         assert response.headers.get("retry-after") == "7"
         assert response.headers.get("X-TAG") == "a, b"
         await response.read()
@@ -218,7 +219,7 @@ async def test_leaving_early_closes_the_connection(serve: Callable[..., Awaitabl
 
     script, url = await serve(endless)
     client = HTTPClient()
-    async with client.post(url, data=b"{}", headers={}, timeout=Timeout()) as response:
+    async with client.send(UpstreamRequest("POST", url, {}, b"{}", Timeout())) as response:
         async for _ in response.iter_chunks():
             break
     await asyncio.wait_for(script.closed_by_client.wait(), 2)
@@ -297,7 +298,7 @@ async def test_a_slow_reader_is_not_a_silent_upstream(serve: Callable[..., Await
     _, url = await serve(burst)
     client = HTTPClient()
     got = b""
-    async with client.post(url, data=b"{}", headers={}, timeout=Timeout(read=0.3)) as response:
+    async with client.send(UpstreamRequest("POST", url, {}, b"{}", Timeout(read=0.3))) as response:
         async for chunk in response.iter_chunks():
             got += chunk
             await asyncio.sleep(0.4)  # longer than the read timeout, while the upstream is done
