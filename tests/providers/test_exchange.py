@@ -120,6 +120,14 @@ async def test_the_request_and_its_answer(kind: str, stream: bool, url: str, aut
     assert sent.headers["content-type"] == "application/json" and isinstance(orjson.loads(sent.body), dict)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+async def test_the_configured_proxy_goes_with_every_request(kind: str) -> None:
+    transport = MockTransport(answer(MockResponse(json=WHOLE[kind])))
+    settings = ProviderSettings(name=kind, type=kind, base_url=BASE_URLS[kind], proxy="http://proxy.internal:3128")
+    await run(create_provider(settings, transport), ask())
+    assert [request.proxy for request in transport.requests] == ["http://proxy.internal:3128"]
+
+
 async def test_embeddings_are_decoded_from_the_whole_body() -> None:
     payload = {"model": "up-model", "data": [{"index": 1, "embedding": [0.5]}, {"index": 0, "embedding": [0.25]}],
                "usage": {"prompt_tokens": 4}}

@@ -94,7 +94,7 @@ class Provider:
     ) -> AsyncGenerator[Event, None]:
         """POST ``body`` as JSON to ``url`` and yield the answer's events: decoded by ``stream``
         as the body arrives when given, else by ``decode`` once it is whole."""
-        request = UpstreamRequest("POST", url, headers, orjson.dumps(body), self.timeout(call))
+        request = UpstreamRequest("POST", url, headers, orjson.dumps(body), self.timeout(call), self.settings.proxy)
         try:
             async with self.transport.send(request) as response:
                 if response.status >= 400:

@@ -17,3 +17,4 @@ class ProviderSettings:
     # selects the quirks profile of providers/openai_profiles.py.
     flavor: str = "openai"
     connect_timeout: float = 5.0
+    proxy: str | None = None  # egress proxy URL (http://host:port); None: connect directly

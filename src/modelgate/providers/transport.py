@@ -10,21 +10,29 @@ as it arrives, so the client does exactly that, on ``asyncio.Protocol`` with htt
 A general client (aiohttp) spent about a fifth of the gateway's CPU per request building and
 parsing what this one writes as one pre-joined buffer (docs/performance.md).
 
-- Connections are kept alive and reused per (scheme, host, port); one idle longer than
+- Connections are kept alive and reused per (scheme, host, port, proxy); one idle longer than
   ``idle_timeout`` is closed instead of reused, and a reused one that the server closed just
   before the request arrived is replaced once, before any byte of an answer came back.
-- ``Timeout.connect`` bounds connecting (TLS included); ``Timeout.read`` bounds the wait for the
-  first byte and every later gap between bytes, so a slow stream is fine and a stalled one is not.
+- ``Timeout.connect`` bounds connecting (proxy tunnel and TLS included); ``Timeout.read`` bounds
+  the wait for the first byte and every later gap between bytes, so a slow stream is fine and a
+  stalled one is not.
 - Leaving the ``send`` block before the body was read to its end (an error, a client that went
   away) closes the connection: the upstream sees its request abandoned at once.
 - Bodies arrive as sent (``Accept-Encoding: identity``); chunked, sized and close-delimited
   bodies are read alike. The body of an answer is buffered up to ``HIGH_WATER`` bytes before the
   socket stops being read.
+- Egress proxy (``UpstreamRequest.proxy``, an ``http://[user:password@]host:port`` URL): an
+  https upstream is reached through an HTTP ``CONNECT`` tunnel, then TLS with the upstream (its
+  host name for SNI and the certificate check); an http upstream gets its request from the proxy,
+  with the absolute URL in the request line. Credentials in the proxy URL are sent as
+  ``Proxy-Authorization: Basic``. A proxy that refuses the tunnel (an answer other than 2xx) is
+  a ``ConnectError`` that names the proxy, never its credentials.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import socket
 import ssl
@@ -35,12 +43,13 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol, cast
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import httptools
 
 HIGH_WATER = 1 << 20  # bytes of unread body before reading from the socket pauses
 IDLE_TIMEOUT_S = 60.0
+MAX_PROXY_HEAD = 16 * 1024  # bytes of a proxy's answer to CONNECT
 
 
 class TransportError(Exception):
@@ -48,7 +57,8 @@ class TransportError(Exception):
 
 
 class ConnectError(TransportError):
-    """The upstream could not be reached (refused, unresolvable, TLS failed, connect timeout)."""
+    """The upstream could not be reached (refused, unresolvable, TLS failed, connect timeout, a
+    proxy that refused the tunnel)."""
 
     def __init__(self, message: str, strerror: str | None = None) -> None:
         super().__init__(message)
@@ -81,6 +91,7 @@ class UpstreamRequest:
     headers: Mapping[str, str]
     body: bytes
     timeout: Timeout = DEFAULT_TIMEOUT
+    proxy: str | None = None  # egress proxy URL (http://host:port); None: connect directly
 
 
 class Headers(dict[str, str]):
@@ -118,20 +129,29 @@ class Transport(Protocol):
         ...
 
 
-PoolKey = tuple[str, str, int]  # scheme, host, port
+@dataclass(frozen=True, slots=True)
+class _Proxy:
+    host: str
+    port: int
+    shown: str  # the proxy's URL without credentials, for messages
+    authorization: bytes | None  # the Proxy-Authorization header line
+
+
+PoolKey = tuple[str, str, int, str | None]  # scheme, host, port of the upstream; proxy URL
 
 
 @dataclass(frozen=True, slots=True)
 class _Route:
-    """How requests to one URL travel: the pool their connection comes from and the fixed parts
-    of the request head."""
+    """How requests to one URL travel: the pool their connection comes from, where it connects
+    to, and the fixed parts of the request head."""
 
     key: PoolKey
     scheme: str
     host: str
     port: int
+    proxy: _Proxy | None
     head: bytes  # " <target> HTTP/1.1\r\nHost: <host>\r\nContent-Length: "
-    tail: bytes  # "\r\nAccept-Encoding: identity\r\n"
+    tail: bytes  # "\r\nAccept-Encoding: identity\r\n" and a Proxy-Authorization line
 
 
 class _Connection(asyncio.Protocol):
@@ -342,7 +362,7 @@ class _Exchange:
     async def __aenter__(self) -> HTTPResponse:
         client = self._client
         request = self._request
-        route = client.route(request.url)
+        route = client.route(request.url, request.proxy)
         data = _request_bytes(route, request.method, request.headers, request.body)
         try:
             return await self._send(client, route, data)
@@ -402,7 +422,7 @@ def _request_bytes(route: _Route, method: str, headers: Mapping[str, str], data:
     return b"".join(lines)
 
 
-def _route(url: str) -> _Route:
+def _route(url: str, proxy: _Proxy | None, proxy_url: str | None) -> _Route:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConnectError(f"cannot call {url!r}: only http:// and https:// URLs with a host are supported")
@@ -412,8 +432,63 @@ def _route(url: str) -> _Route:
     shown = f"[{host}]" if ":" in host else host
     host_header = (shown if port == default else f"{shown}:{port}").encode("idna")
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    tail = b"\r\nAccept-Encoding: identity\r\n"
+    if proxy is not None and parts.scheme == "http":
+        # The proxy makes the request: it takes the absolute URL, and its own credentials.
+        target = f"http://{host_header.decode('ascii')}{target}"
+        if proxy.authorization is not None:
+            tail += proxy.authorization
     head = b" " + target.encode("latin-1") + b" HTTP/1.1\r\nHost: " + host_header + b"\r\nContent-Length: "
-    return _Route((parts.scheme, host, port), parts.scheme, host, port, head, b"\r\nAccept-Encoding: identity\r\n")
+    return _Route((parts.scheme, host, port, proxy_url), parts.scheme, host, port, proxy, head, tail)
+
+
+def _proxy(url: str) -> _Proxy:
+    # "host:port" without a scheme, as HTTPS_PROXY often holds it, is taken as http:// (as curl does).
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    try:
+        port = parts.port or 80
+    except ValueError:
+        port = 0
+    if parts.scheme != "http" or not parts.hostname or not port:
+        raise ConnectError(f"cannot use the proxy {_without_credentials(url)!r}: only http://host:port proxy "
+                           "URLs are supported")
+    host = parts.hostname
+    shown = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    authorization = None
+    if parts.username is not None:
+        secret = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        authorization = b"Proxy-Authorization: Basic " + base64.b64encode(secret) + b"\r\n"
+    return _Proxy(host, port, shown, authorization)
+
+
+def _without_credentials(url: str) -> str:
+    scheme, sep, rest = url.rpartition("://")
+    return f"{scheme}{sep}{rest.rpartition('@')[2]}"
+
+
+class _TunnelSetup(asyncio.Protocol):
+    """The proxy's answer to CONNECT: its head, read up to the empty line."""
+
+    def __init__(self) -> None:
+        self.head = bytearray()
+        self.extra = False  # bytes came after the head
+        self.answered: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    def data_received(self, data: bytes) -> None:
+        if self.answered.done():
+            self.extra = True
+            return
+        self.head += data
+        end = self.head.find(b"\r\n\r\n")
+        if end >= 0:
+            self.extra = len(self.head) > end + 4
+            self.answered.set_result(bytes(self.head[:end]))
+        elif len(self.head) > MAX_PROXY_HEAD:
+            self.answered.set_exception(ProtocolError("the answer to CONNECT has no end to its head"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.answered.done():
+            self.answered.set_exception(ProtocolError("the connection closed before the answer to CONNECT"))
 
 
 def _nodelay(transport: asyncio.BaseTransport) -> None:
@@ -429,19 +504,33 @@ class HTTPClient:
         self.idle_timeout = idle_timeout
         self._ssl = ssl_context
         self._idle: dict[PoolKey, list[_Connection]] = {}
-        self._routes: dict[str, _Route] = {}
+        # URLs and proxies come from the config: a handful of each.
+        self._routes: dict[str | None, dict[str, _Route]] = {}
+        self._proxies: dict[str, _Proxy] = {}
         self._open: set[_Connection] = set()
         self.closed = False
 
     def send(self, request: UpstreamRequest) -> _Exchange:
         return _Exchange(self, request)
 
-    def route(self, url: str) -> _Route:
-        route = self._routes.get(url)
-        if route is None:
-            route = _route(url)
-            if len(self._routes) < 10_000:  # URLs come from the config: a handful
-                self._routes[url] = route
+    def route(self, url: str, proxy_url: str | None) -> _Route:
+        routes = self._routes.get(proxy_url)
+        if routes is not None:
+            route = routes.get(url)
+            if route is not None:
+                return route
+        proxy = None
+        if proxy_url is not None:
+            proxy = self._proxies.get(proxy_url)
+            if proxy is None:
+                proxy = _proxy(proxy_url)
+                if len(self._proxies) < 100:
+                    self._proxies[proxy_url] = proxy
+        route = _route(url, proxy, proxy_url)
+        if routes is None and len(self._routes) < 100:
+            routes = self._routes[proxy_url] = {}
+        if routes is not None and len(routes) < 10_000:
+            routes[url] = route
         return route
 
     async def acquire(self, route: _Route, connect_timeout: float) -> _Connection:
@@ -465,25 +554,83 @@ class HTTPClient:
 
     async def _connect(self, route: _Route, connect_timeout: float) -> _Connection:
         loop = asyncio.get_running_loop()
+        proxy = route.proxy
         host, port = route.host, route.port
-        context = self._context() if route.scheme == "https" else None
         try:
             async with asyncio.timeout(connect_timeout):
-                _, connection = await loop.create_connection(
-                    lambda: _Connection(self, route.key), host, port, ssl=context,
-                    server_hostname=host if context is not None else None)
+                if proxy is None:
+                    context = self._context() if route.scheme == "https" else None
+                    _, connection = await loop.create_connection(
+                        lambda: _Connection(self, route.key), host, port, ssl=context,
+                        server_hostname=host if context is not None else None)
+                elif route.scheme == "https":
+                    connection = await self._tunnel(route, proxy)
+                else:
+                    _, connection = await loop.create_connection(
+                        lambda: _Connection(self, route.key), proxy.host, proxy.port)
         except TimeoutError:
-            raise ConnectError(f"connecting to {host}:{port} took over {connect_timeout:g}s",
+            through = f" through the proxy {proxy.shown}" if proxy is not None else ""
+            raise ConnectError(f"connecting to {host}:{port}{through} took over {connect_timeout:g}s",
                                "connect timeout") from None
         except ssl.SSLError as error:
             raise ConnectError(f"TLS with {host}:{port} failed: {error}", f"TLS failed: {error.reason}") from error
         except OSError as error:
             reason = os.strerror(error.errno) if error.errno else str(error)
-            raise ConnectError(f"cannot connect to {host}:{port}: {reason}", reason) from error
+            if proxy is None:
+                raise ConnectError(f"cannot connect to {host}:{port}: {reason}", reason) from error
+            raise ConnectError(f"cannot connect to the proxy {proxy.shown}: {reason}",
+                               f"{reason} (proxy {proxy.shown})") from error
         if connection.transport is not None:
             _nodelay(connection.transport)
         self._open.add(connection)
         return connection
+
+    async def _tunnel(self, route: _Route, proxy: _Proxy) -> _Connection:
+        """A connection to an https upstream through ``proxy``: CONNECT, then TLS inside."""
+        loop = asyncio.get_running_loop()
+        raw, setup = await loop.create_connection(_TunnelSetup, proxy.host, proxy.port)
+        try:
+            _nodelay(raw)
+            host = route.host
+            authority = (f"[{host}]" if ":" in host else host).encode("idna") + b":%d" % route.port
+            raw.write(b"CONNECT " + authority + b" HTTP/1.1\r\nHost: " + authority + b"\r\n"
+                      + (proxy.authorization or b"") + b"\r\n")
+            try:
+                head = await setup.answered
+            except ProtocolError as error:
+                raise ConnectError(f"the proxy {proxy.shown} did not answer CONNECT: {error}",
+                                   f"the proxy {proxy.shown} did not answer CONNECT") from None
+            status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+            version, _, rest = status_line.partition(" ")
+            code = rest[:3]
+            if not version.startswith("HTTP/") or not code.isdigit():
+                raise ConnectError(f"the proxy {proxy.shown} answered CONNECT with {status_line[:100]!r}",
+                                   f"the proxy {proxy.shown} does not speak HTTP")
+            if not code.startswith("2"):
+                refusal = rest.strip()[:100]
+                raise ConnectError(
+                    f"the proxy {proxy.shown} refused the tunnel to {host}:{route.port}: {refusal}",
+                    f"the proxy {proxy.shown} refused the tunnel: {refusal}")
+            if setup.extra:
+                raise ConnectError(f"the proxy {proxy.shown} sent bytes after its answer to CONNECT",
+                                   f"the proxy {proxy.shown} broke the tunnel")
+            connection = _Connection(self, route.key)
+            try:
+                tls = await loop.start_tls(raw, connection, self._context(), server_hostname=host)
+            except ssl.SSLError:
+                raise
+            except OSError as error:
+                reason = os.strerror(error.errno) if error.errno else str(error)
+                raise ConnectError(f"TLS with {host}:{route.port} through the proxy {proxy.shown} failed: "
+                                   f"{reason}", f"TLS failed: {reason} (proxy {proxy.shown})") from error
+            if tls is None:
+                raise ConnectError(f"TLS with {host}:{route.port} through the proxy {proxy.shown} failed",
+                                   f"TLS failed (proxy {proxy.shown})")
+            connection.connection_made(tls)
+            return connection
+        except BaseException:
+            raw.abort()
+            raise
 
     def forget(self, connection: _Connection) -> None:
         self._open.discard(connection)
