@@ -25,7 +25,14 @@ from modelgate.schema.errors import (
     UpstreamUnreachable,
 )
 from modelgate.schema.events import Embeddings, Event, Start, TextDelta, fold_events
-from modelgate.schema.request import ChatRequest, EmbeddingRequest, Message, TextPart
+from modelgate.schema.request import (
+    AnthropicPassthrough,
+    ChatRequest,
+    EmbeddingRequest,
+    Message,
+    OpenAIPassthrough,
+    TextPart,
+)
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 BASE_URLS = {"openai": "https://api.example.com/v1", "anthropic": "https://api.anthropic.example",
@@ -128,15 +135,32 @@ async def test_the_configured_proxy_goes_with_every_request(kind: str) -> None:
     assert [request.proxy for request in transport.requests] == ["http://proxy.internal:3128"]
 
 
+@pytest.mark.parametrize("kind", KINDS)
+async def test_per_request_headers_go_only_to_an_upstream_of_their_format(kind: str) -> None:
+    beta = AnthropicPassthrough(headers={"anthropic-beta": "interleaved-thinking-2025-05-14"})
+    tagged = OpenAIPassthrough(headers={"x-tag": "t1"})
+    sent: dict[str, dict[str, str]] = {}
+    for name, passthrough in (("anthropic", beta), ("openai", tagged)):
+        adapter, transport = provider(kind, answer(MockResponse(json=WHOLE[kind])))
+        request = ask()
+        request.passthrough = passthrough
+        await run(adapter, request)
+        sent[name] = dict(transport.requests[0].headers)
+    assert ("anthropic-beta" in sent["anthropic"]) is (kind == "anthropic")
+    assert ("x-tag" in sent["openai"]) is (kind == "openai")
+
+
 async def test_embeddings_are_decoded_from_the_whole_body() -> None:
     payload = {"model": "up-model", "data": [{"index": 1, "embedding": [0.5]}, {"index": 0, "embedding": [0.25]}],
                "usage": {"prompt_tokens": 4}}
     adapter, transport = provider("openai", answer(MockResponse(json=payload)))
-    request = EmbeddingRequest(model="e", input=["a", "b"])
+    request = EmbeddingRequest(model="e", input=["a", "b"], passthrough=OpenAIPassthrough(fields={"extra": 1}))
     events = [event async for event in adapter.embed(request, UpstreamCall(model="up-model"))]
     assert isinstance(events[0], Start) and events[0].model == "up-model"
     assert isinstance(events[1], Embeddings) and events[1].vectors == [[0.25], [0.5]]
     assert transport.requests[0].url == "https://api.example.com/v1/embeddings"
+    assert orjson.loads(transport.requests[0].body) == {"model": "up-model", "input": ["a", "b"],
+                                                        "encoding_format": "float", "extra": 1}
 
 
 async def test_embeddings_of_an_adapter_without_them_are_refused() -> None:

@@ -25,7 +25,7 @@ from modelgate.providers.settings import ProviderSettings
 from modelgate.providers.transport import Headers, Transport
 from modelgate.schema.errors import UpstreamError, UpstreamMalformed
 from modelgate.schema.events import Embeddings, Event, Start, Usage
-from modelgate.schema.request import ChatRequest, EmbeddingRequest
+from modelgate.schema.request import ChatRequest, EmbeddingRequest, OpenAIPassthrough
 
 
 class OpenAICompatProvider(Provider):
@@ -48,9 +48,9 @@ class OpenAICompatProvider(Provider):
 
     def chat(self, request: ChatRequest, call: UpstreamCall) -> AsyncGenerator[Event, None]:
         body = request_to_openai(request, call.model, self.profile, call.params, call.facts)
-        # Per-request headers are in the client's wire format (anthropic-beta from the Anthropic
-        # surface): only an OpenAI-format request's travel to an OpenAI-compatible upstream.
-        extra = request.upstream_headers if request.source == "openai" else None
+        # Per-request headers come only in an OpenAI-format request's pass-through.
+        passthrough = request.passthrough
+        extra = passthrough.headers if isinstance(passthrough, OpenAIPassthrough) else None
         headers = {**self.headers, **extra} if extra else self.headers
         return self.exchange(call, self.url("chat/completions", call.model), headers, body,
                              self._stream_events if request.stream else None, self._chat_events)
@@ -64,7 +64,8 @@ class OpenAICompatProvider(Provider):
             body["dimensions"] = request.dimensions
         if request.user is not None:
             body["user"] = request.user
-        body.update(request.extra)
+        if request.passthrough is not None:
+            body.update(request.passthrough.fields)
         body.update(call.params)
         return self.exchange(call, self.url("embeddings", call.model), self.headers, body, None,
                              self._embedding_events)
