@@ -21,6 +21,7 @@ from modelgate.providers.transport import HTTPClient
 from modelgate.schema.errors import UpstreamError, UpstreamUnreachable
 from modelgate.schema.events import ChatResult, Event, Start, TextDelta, ToolCallDelta, fold_events
 from modelgate.schema.request import (
+    AnthropicPassthrough,
     ChatRequest,
     Message,
     Part,
@@ -251,7 +252,7 @@ async def test_headers_path_and_recorded_stream(
     base_url, upstream = recorded
     provider = claude(base_url, http, **{"Anthropic-Beta": "context-1m-2025-08-07"})
     request = ask("Weather in Paris and London?", stream=True, tools=[WEATHER],
-                  upstream_headers={"anthropic-beta": "interleaved-thinking-2025-05-14"})
+                  passthrough=AnthropicPassthrough(headers={"anthropic-beta": "interleaved-thinking-2025-05-14"}))
     result = fold_events(await run(provider, request))
     assert [json.loads(c.arguments) for c in result.choices[0].tool_calls] == [{"city": "Paris"}, {"city": "London"}]
     [(path, headers, body)] = upstream.requests

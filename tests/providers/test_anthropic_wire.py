@@ -35,9 +35,11 @@ from modelgate.schema.events import (
     fold_events,
 )
 from modelgate.schema.request import (
+    AnthropicPassthrough,
     ChatRequest,
     ImagePart,
     Message,
+    OpenAIPassthrough,
     ReasoningPart,
     TextPart,
     Tool,
@@ -394,7 +396,7 @@ def test_tool_choice_is_not_sent_without_tools_and_strict_only_in_anthropic_form
     [tool] = to_anthropic(chat(tools=[strict_tool]))["tools"]
     assert tool == {"name": "f", "input_schema": strict_tool["function"]["parameters"]}
     request = chat(tools=[strict_tool])
-    request.source = "anthropic"
+    request.passthrough = AnthropicPassthrough(tool_strict={"f": True})
     assert to_anthropic(request)["tools"][0]["strict"] is True
 
 
@@ -485,16 +487,18 @@ def test_openai_only_fields_are_left_out() -> None:
 
 def test_fields_of_anthropic_format_pass_through_only_from_that_format() -> None:
     extra = {"top_k": 5, "metadata": {"user_id": "u-1"}, "container": "container_01", "service_tier": "auto",
-             "cache_control": {"type": "ephemeral"}, "thinking": {"type": "adaptive", "display": "omitted"}}
-    request = ChatRequest(model="m", messages=[Message("user", [TextPart("Hi")])], extra=dict(extra),
-                          source="anthropic", reasoning_effort="high", temperature=0.3)
+             "cache_control": {"type": "ephemeral"}, "thinking": {"type": "adaptive", "display": "omitted"},
+             "output_config": {"effort": "high"}}
+    request = ChatRequest(model="m", messages=[Message("user", [TextPart("Hi")])], reasoning_effort="high",
+                          temperature=0.3, passthrough=AnthropicPassthrough(fields=dict(extra)))
     out = to_anthropic(request)
     for key, value in extra.items():
         assert out[key] == value
     # There, effort is output_config.effort, not a thinking budget.
     assert out["output_config"] == {"effort": "high"}
     assert out["temperature"] == 0.3
-    request.source = "openai"
+    # The same fields in another format's pass-through are not Anthropic's to read.
+    request.passthrough = OpenAIPassthrough(fields=dict(extra))
     out = to_anthropic(request)
     assert not set(extra) & set(out) - {"thinking"}
     assert out["thinking"] == {"type": "enabled", "budget_tokens": 16384}
@@ -508,7 +512,7 @@ def test_deployment_params_are_merged_last() -> None:
 def test_anthropic_beta_header_joins_the_configured_one() -> None:
     request = chat()
     assert request_headers(request, {"anthropic-beta": "context-1m-2025-08-07"}) == {}
-    request.upstream_headers = {"Anthropic-Beta": "interleaved-thinking-2025-05-14"}
+    request.passthrough = AnthropicPassthrough(headers={"Anthropic-Beta": "interleaved-thinking-2025-05-14"})
     assert request_headers(request, {}) == {"anthropic-beta": "interleaved-thinking-2025-05-14"}
     assert request_headers(request, {"anthropic-beta": "context-1m-2025-08-07"}) == {
         "anthropic-beta": "context-1m-2025-08-07,interleaved-thinking-2025-05-14"}

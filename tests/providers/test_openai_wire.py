@@ -13,6 +13,7 @@ from modelgate.http.sse import iter_sse
 from modelgate.providers.openai_profiles import profile_for
 from modelgate.providers.openai_wire import ChunkDecoder, error_from_openai, events_from_response, request_to_openai
 from modelgate.schema.events import ChatResult, Event, ResultBuilder
+from modelgate.schema.request import AnthropicPassthrough, ChatRequest, Message, OpenAIPassthrough, TextPart
 from modelgate.surfaces.openai.parse import parse_chat_request
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "openai"
@@ -128,6 +129,24 @@ def test_request_profiles() -> None:
     assert openai["max_completion_tokens"] == 50 and openai["store"] is False
     ollama = request_to_openai(request, "llama3", profile_for("ollama"), {})
     assert "tool_choice" not in ollama and "logit_bias" not in ollama and "user" not in ollama
+
+
+def test_only_an_openai_pass_through_reaches_the_body() -> None:
+    request = parse_chat_request({"model": "m", "messages": [{"role": "user", "content": "q"}], "temperature": 0.5,
+                                  "logprobs": True, "store": False})
+    assert request.passthrough == OpenAIPassthrough(fields={"logprobs": True, "store": False})
+    body = request_to_openai(request, "gpt-4o", profile_for("openai"), {})
+    assert (body["logprobs"], body["store"], body["temperature"]) == (True, False, 0.5)
+    # A field the translation sets wins over the same field passed through.
+    request.passthrough = OpenAIPassthrough(fields={"temperature": 2.0, "model": "other"})
+    body = request_to_openai(request, "gpt-4o", profile_for("openai"), {})
+    assert (body["temperature"], body["model"]) == (0.5, "gpt-4o")
+    # Another format's pass-through is not OpenAI's to read.
+    anthropic = ChatRequest(model="m", messages=[Message("user", [TextPart("q")])],
+                            passthrough=AnthropicPassthrough(fields={"top_k": 5, "service_tier": "auto"}))
+    assert set(request_to_openai(anthropic, "gpt-4o", profile_for("openai"), {})) == {"model", "messages"}
+    plain = parse_chat_request({"model": "m", "messages": [{"role": "user", "content": "q"}]})
+    assert plain.passthrough is None
 
 
 def test_sse_decoder_handles_any_chunking_and_long_lines() -> None:

@@ -1,21 +1,29 @@
-"""The upstream HTTP client against scripted servers on real sockets: framing, reuse, timeouts, TLS."""
+"""The upstream HTTP client against scripted servers on real sockets: framing, reuse, timeouts, TLS,
+egress proxies."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
+from modelgate.providers.base import UpstreamCall
+from modelgate.providers.registry import create_provider
+from modelgate.providers.settings import ProviderSettings
 from modelgate.providers.transport import (
     ConnectError,
     HTTPClient,
     ProtocolError,
     ReadTimeout,
     Timeout,
+    UpstreamRequest,
 )
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -74,8 +82,9 @@ def answer(body: bytes, *headers: str) -> Handler:
 QUICK = Timeout(connect=2, read=2)
 
 
-async def post(client: HTTPClient, url: str, limits: Timeout = QUICK) -> tuple[int, bytes]:
-    async with client.post(url, data=b'{"a":1}', headers={"Authorization": "Bearer k"}, timeout=limits) as response:
+async def post(client: HTTPClient, url: str, limits: Timeout = QUICK, proxy: str | None = None) -> tuple[int, bytes]:
+    request = UpstreamRequest("POST", url, {"Authorization": "Bearer k"}, b'{"a":1}', limits, proxy)
+    async with client.send(request) as response:
         return response.status, await response.read()
 
 
@@ -107,7 +116,7 @@ async def test_chunked_body_streams_as_it_arrives(serve: Callable[..., Awaitable
     script, url = await serve(chunks)
     client = HTTPClient()
     seen: list[bytes] = []
-    async with client.post(url, data=b"{}", headers={}, timeout=Timeout(read=1)) as response:
+    async with client.send(UpstreamRequest("POST", url, {}, b"{}", Timeout(read=1))) as response:
         assert response.headers.get("Content-Type") == "text/event-stream"
         async for chunk in response.iter_chunks():
             seen.append(chunk)
@@ -135,7 +144,7 @@ async def test_repeated_headers_are_joined_and_names_ignore_case(
 ) -> None:
     _, url = await serve(answer(b"{}", "Retry-After: 7", "X-Tag: a", "x-tag: b"))
     client = HTTPClient()
-    async with client.post(url, data=b"{}", headers={}, timeout=Timeout()) as response:
+    async with client.send(UpstreamRequest("POST", url, {}, b"{}", Timeout())) as response:
         assert response.headers.get("retry-after") == "7"
         assert response.headers.get("X-TAG") == "a, b"
         await response.read()
@@ -218,7 +227,7 @@ async def test_leaving_early_closes_the_connection(serve: Callable[..., Awaitabl
 
     script, url = await serve(endless)
     client = HTTPClient()
-    async with client.post(url, data=b"{}", headers={}, timeout=Timeout()) as response:
+    async with client.send(UpstreamRequest("POST", url, {}, b"{}", Timeout())) as response:
         async for _ in response.iter_chunks():
             break
     await asyncio.wait_for(script.closed_by_client.wait(), 2)
@@ -266,13 +275,13 @@ def _self_signed(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     from cryptography.x509.oid import NameOID
 
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
             .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                                                        x509.DNSName("localhost")]), critical=False)
             .sign(key, hashes.SHA256()))
     cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
@@ -297,7 +306,7 @@ async def test_a_slow_reader_is_not_a_silent_upstream(serve: Callable[..., Await
     _, url = await serve(burst)
     client = HTTPClient()
     got = b""
-    async with client.post(url, data=b"{}", headers={}, timeout=Timeout(read=0.3)) as response:
+    async with client.send(UpstreamRequest("POST", url, {}, b"{}", Timeout(read=0.3))) as response:
         async for chunk in response.iter_chunks():
             got += chunk
             await asyncio.sleep(0.4)  # longer than the read timeout, while the upstream is done
@@ -326,3 +335,214 @@ async def test_a_timeout_on_a_kept_connection_is_not_sent_again(
     assert asyncio.get_running_loop().time() - started < 0.55  # one timeout, not two
     assert len(script.requests) == 2 and script.connections == 1
     await client.close()
+
+
+# --- egress proxy --------------------------------------------------------------------------------
+
+
+class Proxy:
+    """An HTTP proxy: CONNECT tunnels, and absolute-form requests passed on to their origin as sent
+    (HTTP/1.1 servers take the absolute form). It keeps the head each connection opened with."""
+
+    def __init__(self, credentials: str | None = None) -> None:
+        self.required = f"Basic {base64.b64encode(credentials.encode()).decode()}" if credentials else None
+        self.heads: list[bytes] = []
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+            return
+        self.heads.append(head)
+        lines = head.decode("latin-1").split("\r\n")
+        method, target, _ = lines[0].split(" ", 2)
+        fields = dict(line.split(": ", 1) for line in lines[1:] if line)
+        if self.required is not None and fields.get("Proxy-Authorization") != self.required:
+            writer.write(b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic\r\n"
+                         b"Content-Length: 0\r\n\r\n")
+            await writer.drain()
+            writer.close()
+            return
+        if method == "CONNECT":
+            host, _, port = target.rpartition(":")
+            origin_reader, origin_writer = await asyncio.open_connection(host.strip("[]"), int(port))
+            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        else:
+            url = urlsplit(target)
+            origin_reader, origin_writer = await asyncio.open_connection(url.hostname, url.port or 80)
+            origin_writer.write(head)
+        await asyncio.gather(_pipe(reader, origin_writer), _pipe(origin_reader, writer))
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+
+
+async def start_proxy(servers: list[asyncio.Server], credentials: str | None = None) -> tuple[Proxy, str]:
+    proxy = Proxy(credentials)
+    server = await asyncio.start_server(proxy.serve, "127.0.0.1", 0)
+    servers.append(server)
+    return proxy, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+
+@pytest.fixture
+async def proxies() -> AsyncIterator[Callable[..., Awaitable[tuple[Proxy, str]]]]:
+    servers: list[asyncio.Server] = []
+
+    async def start(credentials: str | None = None) -> tuple[Proxy, str]:
+        return await start_proxy(servers, credentials)
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+async def https_through_a_tunnel(tmp_path: Path) -> tuple[list[tuple[int, bytes]], Proxy, Script, list[str | None]]:
+    """Two requests to a TLS upstream named ``localhost`` through a CONNECT proxy with credentials."""
+    servers: list[asyncio.Server] = []
+    server_tls, trust = _self_signed(tmp_path)
+    names: list[str | None] = []
+
+    def sni(sock: ssl.SSLObject, name: str | None, context: ssl.SSLContext) -> None:
+        names.append(name)
+
+    server_tls.sni_callback = sni
+    script = Script(answer(b'{"secure":true}'))
+    upstream = await asyncio.start_server(script.serve, "127.0.0.1", 0, ssl=server_tls)
+    servers.append(upstream)
+    proxy, proxy_url = await start_proxy(servers, "user:p@ss")
+    client = HTTPClient(ssl_context=trust)
+    url = f"https://localhost:{upstream.sockets[0].getsockname()[1]}/v1/chat?x=1"
+    with_credentials = proxy_url.replace("http://", "http://user:p%40ss@")
+    try:
+        answers = [await post(client, url, proxy=with_credentials) for _ in range(2)]
+    finally:
+        await client.close()
+        for server in servers:
+            server.close()
+    return answers, proxy, script, names
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_https_goes_through_a_connect_tunnel_then_tls_with_the_upstream(loop: str, tmp_path: Path) -> None:
+    scenario = https_through_a_tunnel(tmp_path)
+    run: Callable[[Coroutine[Any, Any, Any]], Any] = asyncio.run
+    if loop == "uvloop":
+        import uvloop
+
+        run = uvloop.run
+    answers, proxy, script, names = run(scenario)
+    assert answers == [(200, b'{"secure":true}')] * 2
+    # One tunnel, reused; the proxy saw only the CONNECT, the upstream the request as sent directly.
+    [head] = proxy.heads
+    port = head.split(b"\r\n")[0].split(b":")[1].split(b" ")[0].decode()
+    assert head == (f"CONNECT localhost:{port} HTTP/1.1\r\nHost: localhost:{port}\r\n"
+                    f"Proxy-Authorization: Basic {base64.b64encode(b'user:p@ss').decode()}\r\n\r\n").encode()
+    assert names == ["localhost"]  # SNI names the upstream
+    assert script.connections == 1 and len(script.requests) == 2
+    lines = script.requests[0].split(b"\r\n")
+    assert lines[0] == b"POST /v1/chat?x=1 HTTP/1.1" and f"Host: localhost:{port}".encode() in lines
+    assert not any(line.lower().startswith(b"proxy-") for line in lines)
+
+
+async def test_http_goes_to_the_proxy_with_the_absolute_url(
+    serve: Callable[..., Awaitable[tuple[Script, str]]], proxies: Callable[..., Awaitable[tuple[Proxy, str]]],
+) -> None:
+    script, url = await serve(answer(b'{"ok":true}'))
+    proxy, proxy_url = await proxies("u:secret")
+    client = HTTPClient()
+    assert await post(client, url) == (200, b'{"ok":true}')  # directly
+    via = proxy_url.replace("http://", "http://u:secret@")
+    assert await post(client, url, proxy=via) == (200, b'{"ok":true}')
+    assert await post(client, url, proxy=via) == (200, b'{"ok":true}')
+    await client.close()
+    # Pooled apart: one connection straight to the upstream, one through the proxy, reused.
+    assert script.connections == 2 and len(proxy.heads) == 1
+    lines = proxy.heads[0].split(b"\r\n")
+    origin = url.split("/v1")[0]
+    assert lines[0] == f"POST {origin}/v1/chat?x=1 HTTP/1.1".encode()
+    assert f"Host: {origin.removeprefix('http://')}".encode() in lines
+    assert f"Proxy-Authorization: Basic {base64.b64encode(b'u:secret').decode()}".encode() in lines
+    assert b"Authorization: Bearer k" in lines
+
+
+async def test_a_proxy_that_refuses_the_tunnel_is_a_connect_error_naming_it(
+    proxies: Callable[..., Awaitable[tuple[Proxy, str]]],
+) -> None:
+    _, proxy_url = await proxies("user:right")
+    client = HTTPClient()
+    for via in (proxy_url, proxy_url.replace("http://", "http://user:wrong@")):
+        with pytest.raises(ConnectError) as caught:
+            await post(client, "https://api.example.invalid/v1/chat", proxy=via)
+        error = caught.value
+        assert str(error) == (f"the proxy {proxy_url} refused the tunnel to api.example.invalid:443: "
+                              "407 Proxy Authentication Required")
+        assert error.strerror == f"the proxy {proxy_url} refused the tunnel: 407 Proxy Authentication Required"
+        assert "wrong" not in str(error) + error.strerror
+    await client.close()
+
+
+async def test_an_unreachable_or_unusable_proxy(unused_tcp_port: int) -> None:
+    client = HTTPClient()
+    proxy_url = f"http://127.0.0.1:{unused_tcp_port}"
+    # With credentials, and without a scheme (as HTTPS_PROXY often holds it): http:// is meant.
+    for url, via in [("https://api.example.invalid/v1", proxy_url.replace("http://", "http://me:pw@")),
+                     ("http://api.example.invalid/v1", proxy_url.replace("http://", "me:pw@"))]:
+        with pytest.raises(ConnectError) as caught:
+            await post(client, url, proxy=via)
+        assert str(caught.value) == f"cannot connect to the proxy {proxy_url}: Connection refused"
+        assert caught.value.strerror == f"Connection refused (proxy {proxy_url})"
+    with pytest.raises(ConnectError, match="only http://host:port proxy URLs"):
+        await post(client, "https://api.example.invalid/v1", proxy="socks5://me:pw@127.0.0.1:1080")
+    await client.close()
+
+
+async def test_a_provider_sends_through_its_proxy(
+    sim: Any, proxies: Callable[..., Awaitable[tuple[Proxy, str]]],
+) -> None:
+    from modelgate.schema.errors import UpstreamUnreachable
+    from modelgate.schema.events import fold_events
+    from modelgate.schema.request import ChatRequest, Message, TextPart
+
+    proxy, proxy_url = await proxies()
+    client = HTTPClient()
+    request = ChatRequest(model="m", messages=[Message("user", [TextPart("hi")])], stream=True)
+    settings = ProviderSettings(name="sim", type="openai", base_url=f"{sim.base_url}/v1", api_key="sk-sim",
+                                proxy=proxy_url)
+    provider = create_provider(settings, client)
+    result = fold_events([event async for event in provider.chat(request, UpstreamCall(model="gpt-4o"))])
+    assert result.choices[0].text and result.choices[0].finish_reason == "stop"
+    assert proxy.heads[0].startswith(f"POST {sim.base_url}/v1/chat/completions HTTP/1.1\r\n".encode())
+
+    _, refusing = await proxies("someone:else")
+    settings = ProviderSettings(name="far", type="anthropic", base_url="https://api.anthropic.example",
+                                proxy=refusing)
+    with pytest.raises(UpstreamUnreachable) as caught:
+        [event async for event in create_provider(settings, client).chat(request, UpstreamCall(model="c"))]
+    assert caught.value.message == (f"provider 'far' is unreachable at https://api.anthropic.example: the proxy "
+                                    f"{refusing} refused the tunnel: 407 Proxy Authentication Required")
+    await client.close()
+
+
+async def test_a_proxy_silent_to_connect_times_out_as_connecting() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    proxy_url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    client = HTTPClient()
+    with pytest.raises(ConnectError) as caught:
+        await post(client, "https://api.example.invalid/v1", Timeout(connect=0.3, read=5), proxy=proxy_url)
+    assert str(caught.value) == f"connecting to api.example.invalid:443 through the proxy {proxy_url} took over 0.3s"
+    assert caught.value.strerror == "connect timeout"
+    await client.close()
+    server.close()

@@ -12,6 +12,7 @@ from anthropic.lib.streaming._messages import accumulate_event
 from modelgate.schema.errors import InvalidRequest, UpstreamError
 from modelgate.schema.events import Event, Finish, ReasoningDelta, Start, TextDelta, ToolCallDelta, Usage
 from modelgate.schema.request import (
+    AnthropicPassthrough,
     ImagePart,
     Message,
     ReasoningPart,
@@ -78,7 +79,7 @@ def test_a_whole_conversation_becomes_canonical_messages() -> None:
                 {"type": "text", "text": "Go on."}]},
             {"role": "system", "content": "Answer in French from now on."},
         ])
-    assert request.source == "anthropic" and request.max_tokens == 64
+    assert isinstance(request.passthrough, AnthropicPassthrough) and request.max_tokens == 64
     assert request.messages == [
         Message(role="system", content=[TextPart("You are terse."), TextPart("Cite sources.", EPHEMERAL)]),
         Message(role="user", content=[
@@ -118,12 +119,16 @@ def test_request_fields_map_onto_the_canonical_request() -> None:
                                   cache_control=EPHEMERAL)]
     assert (request.tool_choice, request.parallel_tool_calls) == (ToolChoice(mode="required"), False)
     # What the canonical request cannot say passes on, only to Anthropic upstreams, as sent.
-    assert request.extra == {
-        "top_k": 40, "service_tier": "auto", "metadata": {"user_id": "u-1"},
-        "thinking": {"type": "enabled", "budget_tokens": 1024},
-        "output_config": {"effort": "high", "format": {"type": "json_schema", "schema": {"type": "object"}}},
-    }
-    assert request.upstream_headers == {"anthropic-beta": "interleaved-thinking-2025-05-14"}
+    assert request.passthrough == AnthropicPassthrough(
+        fields={
+            "top_k": 40, "service_tier": "auto", "metadata": {"user_id": "u-1"},
+            "thinking": {"type": "enabled", "budget_tokens": 1024},
+            "output_config": {"effort": "high", "format": {"type": "json_schema", "schema": {"type": "object"}}},
+        },
+        tool_strict={"f": True},
+        headers={"anthropic-beta": "interleaved-thinking-2025-05-14"})
+    assert (request.passthrough.thinking, request.passthrough.effort) == (
+        {"type": "enabled", "budget_tokens": 1024}, "high")
 
 
 @pytest.mark.parametrize(("choice", "mode", "name", "parallel"), [
@@ -147,7 +152,7 @@ def test_tool_choice(choice: dict[str, Any], mode: str, name: str | None, parall
 def test_thinking(thinking: dict[str, Any], budget: int | None) -> None:
     request = parse(thinking=thinking, messages=[{"role": "user", "content": "x"}])
     assert request.reasoning_budget == budget
-    assert request.extra["thinking"] == thinking
+    assert isinstance(request.passthrough, AnthropicPassthrough) and request.passthrough.thinking == thinking
 
 
 @pytest.mark.parametrize(("body", "fragment"), [

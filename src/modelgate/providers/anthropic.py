@@ -7,7 +7,7 @@ Also serves other hosts of the same API (e.g. DeepSeek's ``https://api.deepseek.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import orjson
 
@@ -19,10 +19,10 @@ from modelgate.providers.anthropic_wire import (
     request_to_anthropic,
     status_error,
 )
-from modelgate.providers.base import TRANSPORT_ERRORS, Provider, UpstreamCall, json_or_text, retry_after
+from modelgate.providers.base import Provider, UpstreamCall, json_or_text, retry_after
 from modelgate.providers.settings import ProviderSettings
-from modelgate.providers.transport import HTTPClient, Response
-from modelgate.schema.errors import UpstreamMalformed
+from modelgate.providers.transport import Headers, Transport
+from modelgate.schema.errors import UpstreamError, UpstreamMalformed
 from modelgate.schema.events import Event
 from modelgate.schema.request import ChatRequest
 
@@ -30,8 +30,8 @@ API_VERSION = "2023-06-01"  # the SDK's default anthropic-version header
 
 
 class AnthropicProvider(Provider):
-    def __init__(self, settings: ProviderSettings, http: HTTPClient) -> None:
-        super().__init__(settings, http)
+    def __init__(self, settings: ProviderSettings, transport: Transport) -> None:
+        super().__init__(settings, transport)
         base = settings.base_url
         self.url = f"{base}/messages" if base.endswith("/v1") else f"{base}/v1/messages"
         headers = {"content-type": "application/json", "anthropic-version": API_VERSION}
@@ -41,33 +41,25 @@ class AnthropicProvider(Provider):
         headers.update({name.lower(): value for name, value in settings.headers.items()})
         self.headers = headers
 
-    async def chat(self, request: ChatRequest, call: UpstreamCall) -> AsyncIterator[Event]:
+    def chat(self, request: ChatRequest, call: UpstreamCall) -> AsyncGenerator[Event, None]:
         body = request_to_anthropic(request, call.model, call.facts.max_output_tokens, call.params)
         extra = request_headers(request, self.headers)
         headers = {**self.headers, **extra} if extra else self.headers
-        try:
-            async with self.http.post(self.url, data=orjson.dumps(body), headers=headers,
-                                      timeout=self.timeout(call)) as response:
-                if response.status >= 400:
-                    raw = await response.read()
-                    raise status_error(self.name, response.status, json_or_text(raw),
-                                       retry_after(response.headers))
-                if request.stream:
-                    async for event in self._stream(response):
-                        yield event
-                    return
-                raw = await response.read()
-                payload = json_or_text(raw)
-                if not isinstance(payload, dict):
-                    raise self.malformed(raw)
-                for event in events_from_message(payload, self.name):
-                    yield event
-        except TRANSPORT_ERRORS as exc:
-            raise self.transport_error(exc, call) from exc
+        return self.exchange(call, self.url, headers, body, self._stream if request.stream else None,
+                             self._message)
 
-    async def _stream(self, response: Response) -> AsyncIterator[Event]:
+    def status_error(self, status: int, headers: Headers, raw: bytes) -> UpstreamError:
+        return status_error(self.name, status, json_or_text(raw), retry_after(headers))
+
+    def _message(self, raw: bytes) -> list[Event]:
+        payload = json_or_text(raw)
+        if not isinstance(payload, dict):
+            raise self.malformed(raw)
+        return events_from_message(payload, self.name)
+
+    async def _stream(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[Event]:
         decoder = MessageDecoder(self.name)
-        async for sse in iter_sse(response.iter_chunks()):
+        async for sse in iter_sse(chunks):
             try:
                 data = orjson.loads(sse.data)
             except orjson.JSONDecodeError:
@@ -81,5 +73,3 @@ class AnthropicProvider(Provider):
                 return
         raise UpstreamMalformed(f"provider '{self.name}' ended the stream before message_stop",
                                 provider=self.name, code="upstream_stream_cut")
-
-

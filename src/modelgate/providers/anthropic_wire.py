@@ -27,6 +27,7 @@ from modelgate.schema.events import (
     Usage,
 )
 from modelgate.schema.request import (
+    AnthropicPassthrough,
     ChatRequest,
     ImagePart,
     Message,
@@ -240,7 +241,13 @@ def messages_to_anthropic(messages: list[Message]) -> list[dict[str, Any]]:
     return turns
 
 
-def _tools(request: ChatRequest) -> list[dict[str, Any]]:
+def _passthrough(request: ChatRequest) -> AnthropicPassthrough | None:
+    """What the request carries for Anthropic upstreams only (a client that spoke Anthropic's format)."""
+    passthrough = request.passthrough
+    return passthrough if isinstance(passthrough, AnthropicPassthrough) else None
+
+
+def _tools(request: ChatRequest, passthrough: AnthropicPassthrough | None) -> list[dict[str, Any]]:
     tools = []
     for tool in request.tools:
         schema = dict(tool.parameters or {})
@@ -254,9 +261,11 @@ def _tools(request: ChatRequest) -> list[dict[str, Any]]:
         if tool.cache_control:
             out["cache_control"] = tool.cache_control
         # OpenAI clients (the Agents SDK) set strict on every tool; Anthropic's own OpenAI
-        # compatibility layer ignores it, and so does this one unless the client spoke Anthropic.
-        if tool.strict is not None and request.source == ORIGIN:
-            out["strict"] = tool.strict
+        # compatibility layer ignores it, and so does this one: only Anthropic's strict tool use
+        # (the pass-through's) is sent.
+        strict = passthrough.tool_strict.get(tool.name) if passthrough is not None else None
+        if strict is not None:
+            out["strict"] = strict
         tools.append(out)
     return tools
 
@@ -301,11 +310,14 @@ def _loop_lost_its_thinking(messages: list[dict[str, Any]]) -> bool:
     return False
 
 
-def _limits(request: ChatRequest, max_output_tokens: int | None) -> tuple[int, int]:
+def _limits(
+    request: ChatRequest, passthrough: AnthropicPassthrough | None, max_output_tokens: int | None,
+) -> tuple[int, int]:
     """(max_tokens, thinking budget or 0) within Anthropic's rule budget < max_tokens (§7.7)."""
-    # A request in Anthropic's own format took its effort from output_config.effort, which is not
-    # a thinking setting there: only its budget (thinking.budget_tokens) turns thinking on.
-    effort = None if request.source == ORIGIN else request.reasoning_effort
+    # An effort given as Anthropic's output_config.effort is not a thinking setting there: it is
+    # sent as such, and only a budget (thinking.budget_tokens) turns thinking on.
+    native_effort = passthrough is not None and passthrough.effort is not None
+    effort = None if native_effort else request.reasoning_effort
     budget = thinking_budget(effort, request.reasoning_budget, ANTHROPIC_EFFORT_BUDGETS) or 0
     if budget:
         budget = max(budget, MIN_THINKING_BUDGET)
@@ -336,8 +348,9 @@ def request_to_anthropic(
     if not messages:
         raise InvalidRequest("Anthropic needs at least one user message beside the system prompt",
                              param="messages", code="invalid_value")
-    max_tokens, budget = _limits(request, max_output_tokens)
-    explicit = request.extra.get("thinking") if request.source == ORIGIN else None
+    passthrough = _passthrough(request)
+    max_tokens, budget = _limits(request, passthrough, max_output_tokens)
+    explicit = passthrough.thinking if passthrough is not None else None
     derived = budget > 0 and explicit is None and not _loop_lost_its_thinking(messages)
     body: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "messages": messages}
     system = _system(request.messages)
@@ -358,7 +371,7 @@ def request_to_anthropic(
     if stops:
         body["stop_sequences"] = stops
     if request.tools:
-        body["tools"] = _tools(request)
+        body["tools"] = _tools(request, passthrough)
     tool_choice = _tool_choice(request, derived)
     if tool_choice is not None:
         body["tool_choice"] = tool_choice
@@ -367,16 +380,16 @@ def request_to_anthropic(
     if fmt is not None and fmt.type == "json_schema" and fmt.schema is not None:
         # Native structured outputs (§7.14); json_object has no Anthropic equivalent.
         output_config["format"] = {"type": "json_schema", "schema": fmt.schema}
-    if request.source == ORIGIN and request.reasoning_effort is not None:
-        output_config["effort"] = request.reasoning_effort  # where that client put it
+    if passthrough is not None and passthrough.effort is not None:
+        output_config["effort"] = passthrough.effort  # where that client put it
     if output_config:
         body["output_config"] = output_config
     if request.user:
         body["metadata"] = {"user_id": request.user}
-    if request.source == ORIGIN:
+    if passthrough is not None:
         # Fields of Anthropic's own format the canonical request has no slot for
         # (metadata, top_k, container, service_tier, cache_control, thinking, ...).
-        for key, value in request.extra.items():
+        for key, value in passthrough.fields.items():
             if key == "output_config" and isinstance(value, dict) and "output_config" in body:
                 body["output_config"] = {**body["output_config"], **value}
             else:
@@ -386,9 +399,12 @@ def request_to_anthropic(
 
 
 def request_headers(request: ChatRequest, configured: dict[str, str]) -> dict[str, str]:
-    """Per-request headers: the surface's, with the client's ``anthropic-beta`` list joined to
-    the configured one (``configured`` has lower-case names)."""
-    headers = {name.lower(): value for name, value in request.upstream_headers.items()}
+    """Per-request headers: the pass-through's, with the client's ``anthropic-beta`` list joined
+    to the configured one (``configured`` has lower-case names)."""
+    passthrough = _passthrough(request)
+    if passthrough is None or not passthrough.headers:
+        return {}
+    headers = {name.lower(): value for name, value in passthrough.headers.items()}
     beta, mine = headers.get("anthropic-beta"), configured.get("anthropic-beta")
     if beta and mine:
         headers["anthropic-beta"] = f"{mine},{beta}"

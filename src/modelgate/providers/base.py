@@ -6,6 +6,8 @@ Contract for an implementer of ``Provider``:
   first-byte timeout, catalog facts and per-deployment params) and yields canonical events:
   ``Start`` first, then deltas, ``Finish`` per choice and ``Usage`` when the upstream reports it.
   For ``request.stream`` false it makes a non-streaming upstream call and yields the same events.
+  It returns an async generator (the gateway closes it with ``aclose()``); a request the upstream
+  cannot take (``InvalidRequest``) may be refused by the call itself, before anything is sent.
 * Errors are raised, never yielded: an ``UpstreamError`` (or subclass) carrying the upstream's
   status, message and Retry-After. After the first event has been yielded a failure is still
   raised; the surface decides how to end the stream.
@@ -13,13 +15,18 @@ Contract for an implementer of ``Provider``:
   failover belong to routing. It must not buffer a stream: yield each event as it arrives.
 * Cancellation (the client went away) arrives as ``CancelledError`` at an ``await``; let it
   propagate so that the upstream connection is closed.
+
+An adapter reaches its upstream through a ``Transport`` (``transport.py``) and runs one exchange
+template, ``Provider.exchange``: send, map an error status with the adapter's ``status_error``,
+decode the stream or the whole body with the decoders it passes, map transport failures. It
+supplies only the URL, headers and body of a request, its decoders and its error mapping.
 """
 
 from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +34,14 @@ import orjson
 
 from modelgate.catalog.facts import ModelFacts
 from modelgate.providers.settings import ProviderSettings
-from modelgate.providers.transport import ConnectError, HTTPClient, Timeout, TransportError
+from modelgate.providers.transport import (
+    ConnectError,
+    Headers,
+    Timeout,
+    Transport,
+    TransportError,
+    UpstreamRequest,
+)
 from modelgate.schema.errors import (
     InvalidRequest,
     UpstreamError,
@@ -49,21 +63,50 @@ class UpstreamCall:
     params: dict[str, Any] = field(default_factory=dict)
 
 
+# The body of an answer streamed, as it arrives → events; the body of a whole answer → events.
+StreamDecoder = Callable[[AsyncIterator[bytes]], AsyncIterator[Event]]
+BodyDecoder = Callable[[bytes], Iterable[Event]]
+
+
 class Provider:
     """Base of every provider adapter; see the module docstring for the contract."""
 
-    def __init__(self, settings: ProviderSettings, http: HTTPClient) -> None:
+    def __init__(self, settings: ProviderSettings, transport: Transport) -> None:
         self.settings = settings
         self.name = settings.name
-        self.http = http
+        self.transport = transport
 
-    def chat(self, request: ChatRequest, call: UpstreamCall) -> AsyncIterator[Event]:
+    def chat(self, request: ChatRequest, call: UpstreamCall) -> AsyncGenerator[Event, None]:
         raise NotImplementedError
 
-    def embed(self, request: EmbeddingRequest, call: UpstreamCall) -> AsyncIterator[Event]:
+    def embed(self, request: EmbeddingRequest, call: UpstreamCall) -> AsyncGenerator[Event, None]:
         raise InvalidRequest(
             f"provider '{self.name}' (type {self.settings.type}) does not serve embeddings; "
             "use a deployment of an embedding model", param="model", code="model_not_supported")
+
+    def status_error(self, status: int, headers: Headers, raw: bytes) -> UpstreamError:
+        """The error for an answer with an error status (``raw``: its whole body)."""
+        raise NotImplementedError
+
+    async def exchange(
+        self, call: UpstreamCall, url: str, headers: Mapping[str, str], body: Any,
+        stream: StreamDecoder | None, decode: BodyDecoder,
+    ) -> AsyncGenerator[Event, None]:
+        """POST ``body`` as JSON to ``url`` and yield the answer's events: decoded by ``stream``
+        as the body arrives when given, else by ``decode`` once it is whole."""
+        request = UpstreamRequest("POST", url, headers, orjson.dumps(body), self.timeout(call), self.settings.proxy)
+        try:
+            async with self.transport.send(request) as response:
+                if response.status >= 400:
+                    raise self.status_error(response.status, response.headers, await response.read())
+                if stream is not None:
+                    async for event in stream(response.iter_chunks()):
+                        yield event
+                    return
+                for event in decode(await response.read()):
+                    yield event
+        except TRANSPORT_ERRORS as exc:
+            raise self.transport_error(exc, call) from exc
 
     def timeout(self, call: UpstreamCall) -> Timeout:
         # read bounds the wait for the first byte and every later gap between bytes.

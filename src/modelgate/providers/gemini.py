@@ -8,16 +8,17 @@ in ``gemini_wire``; this module does the I/O.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from urllib.parse import quote
 
 import orjson
 
 from modelgate.http.sse import iter_sse
-from modelgate.providers.base import TRANSPORT_ERRORS, Provider, UpstreamCall, json_or_text, retry_after
+from modelgate.providers.base import Provider, UpstreamCall, json_or_text, retry_after
 from modelgate.providers.gemini_wire import ResponseDecoder, events_from_response, request_to_gemini, status_error
 from modelgate.providers.settings import ProviderSettings
-from modelgate.providers.transport import HTTPClient, Response
+from modelgate.providers.transport import Headers, Transport
+from modelgate.schema.errors import UpstreamError
 from modelgate.schema.events import Event
 from modelgate.schema.request import ChatRequest
 
@@ -25,8 +26,8 @@ API_VERSION = "v1beta"  # the SDK's default for the Gemini Developer API
 
 
 class GeminiProvider(Provider):
-    def __init__(self, settings: ProviderSettings, http: HTTPClient) -> None:
-        super().__init__(settings, http)
+    def __init__(self, settings: ProviderSettings, transport: Transport) -> None:
+        super().__init__(settings, transport)
         base = settings.base_url
         # A base_url that already names the API version is taken as is.
         self.root = base if base.rsplit("/", 1)[-1].startswith("v1") else f"{base}/{API_VERSION}"
@@ -42,31 +43,23 @@ class GeminiProvider(Provider):
             return f"{self.root}/models/{name}:streamGenerateContent?alt=sse"
         return f"{self.root}/models/{name}:generateContent"
 
-    async def chat(self, request: ChatRequest, call: UpstreamCall) -> AsyncIterator[Event]:
+    def chat(self, request: ChatRequest, call: UpstreamCall) -> AsyncGenerator[Event, None]:
         body = request_to_gemini(request, call.params)
-        try:
-            async with self.http.post(self.url(call.model, request.stream), data=orjson.dumps(body),
-                                      headers=self.headers, timeout=self.timeout(call)) as response:
-                if response.status >= 400:
-                    raw = await response.read()
-                    raise status_error(self.name, response.status, json_or_text(raw),
-                                       retry_after(response.headers))
-                if request.stream:
-                    async for event in self._stream(response):
-                        yield event
-                    return
-                raw = await response.read()
-                payload = json_or_text(raw)
-                if not isinstance(payload, dict):
-                    raise self.malformed(raw)
-                for event in events_from_response(payload, self.name):
-                    yield event
-        except TRANSPORT_ERRORS as exc:
-            raise self.transport_error(exc, call) from exc
+        return self.exchange(call, self.url(call.model, request.stream), self.headers, body,
+                             self._stream if request.stream else None, self._response)
 
-    async def _stream(self, response: Response) -> AsyncIterator[Event]:
+    def status_error(self, status: int, headers: Headers, raw: bytes) -> UpstreamError:
+        return status_error(self.name, status, json_or_text(raw), retry_after(headers))
+
+    def _response(self, raw: bytes) -> list[Event]:
+        payload = json_or_text(raw)
+        if not isinstance(payload, dict):
+            raise self.malformed(raw)
+        return events_from_response(payload, self.name)
+
+    async def _stream(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[Event]:
         decoder = ResponseDecoder(self.name)
-        async for sse in iter_sse(response.iter_chunks()):
+        async for sse in iter_sse(chunks):
             try:
                 chunk = orjson.loads(sse.data)
             except orjson.JSONDecodeError:
@@ -79,5 +72,3 @@ class GeminiProvider(Provider):
                 yield event
         for event in decoder.end():
             yield event
-
-

@@ -7,13 +7,13 @@ URL layout and auth header and subclasses this (``azure.py``).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import orjson
 
 from modelgate.http.sse import iter_sse
-from modelgate.providers.base import TRANSPORT_ERRORS, Provider, UpstreamCall, upstream_error
+from modelgate.providers.base import Provider, UpstreamCall, upstream_error
 from modelgate.providers.openai_profiles import OpenAIProfile, profile_for
 from modelgate.providers.openai_wire import (
     ChunkDecoder,
@@ -22,17 +22,17 @@ from modelgate.providers.openai_wire import (
     request_to_openai,
 )
 from modelgate.providers.settings import ProviderSettings
-from modelgate.providers.transport import HTTPClient, Response
+from modelgate.providers.transport import Headers, Transport
 from modelgate.schema.errors import UpstreamError, UpstreamMalformed
 from modelgate.schema.events import Embeddings, Event, Start, Usage
-from modelgate.schema.request import ChatRequest, EmbeddingRequest
+from modelgate.schema.request import ChatRequest, EmbeddingRequest, OpenAIPassthrough
 
 
 class OpenAICompatProvider(Provider):
     profile_name: str | None = None
 
-    def __init__(self, settings: ProviderSettings, http: HTTPClient) -> None:
-        super().__init__(settings, http)
+    def __init__(self, settings: ProviderSettings, transport: Transport) -> None:
+        super().__init__(settings, transport)
         self.profile: OpenAIProfile = profile_for(self.profile_name or settings.flavor)
         headers = {"content-type": "application/json", **self.auth_headers()}
         headers.update(settings.headers)
@@ -46,15 +46,16 @@ class OpenAICompatProvider(Provider):
         """The URL of ``operation`` ("chat/completions", "embeddings") for ``model``."""
         return f"{self.settings.base_url}/{operation}"
 
-    async def chat(self, request: ChatRequest, call: UpstreamCall) -> AsyncIterator[Event]:
+    def chat(self, request: ChatRequest, call: UpstreamCall) -> AsyncGenerator[Event, None]:
         body = request_to_openai(request, call.model, self.profile, call.params, call.facts)
-        # Per-request headers are in the client's wire format (anthropic-beta from the Anthropic
-        # surface): only an OpenAI-format request's travel to an OpenAI-compatible upstream.
-        headers = request.upstream_headers if request.source == "openai" else {}
-        async for event in self._exchange("chat/completions", body, call, request.stream, headers):
-            yield event
+        # Per-request headers come only in an OpenAI-format request's pass-through.
+        passthrough = request.passthrough
+        extra = passthrough.headers if isinstance(passthrough, OpenAIPassthrough) else None
+        headers = {**self.headers, **extra} if extra else self.headers
+        return self.exchange(call, self.url("chat/completions", call.model), headers, body,
+                             self._stream_events if request.stream else None, self._chat_events)
 
-    async def embed(self, request: EmbeddingRequest, call: UpstreamCall) -> AsyncIterator[Event]:
+    def embed(self, request: EmbeddingRequest, call: UpstreamCall) -> AsyncGenerator[Event, None]:
         # Ask for the client's encoding where the upstream can produce it: base64 avoids
         # a float round trip through Python; otherwise the surface encodes.
         encoding = request.encoding_format if self.profile.embeddings_base64 else "float"
@@ -63,44 +64,27 @@ class OpenAICompatProvider(Provider):
             body["dimensions"] = request.dimensions
         if request.user is not None:
             body["user"] = request.user
-        body.update(request.extra)
+        if request.passthrough is not None:
+            body.update(request.passthrough.fields)
         body.update(call.params)
-        async for event in self._exchange("embeddings", body, call, False, {}):
-            yield event
+        return self.exchange(call, self.url("embeddings", call.model), self.headers, body, None,
+                             self._embedding_events)
 
-    async def _exchange(
-        self, operation: str, body: dict[str, Any], call: UpstreamCall, stream: bool,
-        extra_headers: dict[str, str],
-    ) -> AsyncIterator[Event]:
-        headers = {**self.headers, **extra_headers} if extra_headers else self.headers
+    def _json(self, raw: bytes) -> Any:
         try:
-            async with self.http.post(
-                self.url(operation, call.model), data=orjson.dumps(body), headers=headers,
-                timeout=self.timeout(call),
-            ) as response:
-                if response.status >= 400:
-                    raise await self._error(response)
-                if stream:
-                    async for event in self._stream_events(response):
-                        yield event
-                    return
-                raw = await response.read()
-                try:
-                    payload = orjson.loads(raw)
-                except orjson.JSONDecodeError:
-                    raise self.malformed(raw, "JSON") from None
-                if operation == "embeddings":
-                    for event in _embedding_events(payload):
-                        yield event
-                else:
-                    for event in events_from_response(payload):
-                        yield event
-        except TRANSPORT_ERRORS as exc:
-            raise self.transport_error(exc, call) from exc
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise self.malformed(raw, "JSON") from None
 
-    async def _stream_events(self, response: Response) -> AsyncIterator[Event]:
+    def _chat_events(self, raw: bytes) -> list[Event]:
+        return events_from_response(self._json(raw))
+
+    def _embedding_events(self, raw: bytes) -> list[Event]:
+        return _embedding_events(self._json(raw))
+
+    async def _stream_events(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[Event]:
         decoder = ChunkDecoder()
-        async for sse in iter_sse(response.iter_chunks()):
+        async for sse in iter_sse(chunks):
             if sse.data == "[DONE]":
                 return
             try:
@@ -118,16 +102,13 @@ class OpenAICompatProvider(Provider):
         raise UpstreamMalformed(f"provider '{self.name}' ended the stream before it was complete",
                                 provider=self.name, code="upstream_stream_cut")
 
-    async def _error(self, response: Response) -> UpstreamError:
-        raw = await response.read()
+    def status_error(self, status: int, headers: Headers, raw: bytes) -> UpstreamError:
         try:
             message, etype, code, param = error_from_openai(orjson.loads(raw))
         except orjson.JSONDecodeError:
             message, etype, code, param = raw.decode("utf-8", "replace")[:500], None, None, None
-        return upstream_error(self.name, response.status, response.headers,
-                              f"provider '{self.name}' answered {response.status}: {message}",
+        return upstream_error(self.name, status, headers, f"provider '{self.name}' answered {status}: {message}",
                               type=etype, code=code, param=param)
-
 
 
 def _embedding_events(payload: dict[str, Any]) -> list[Event]:

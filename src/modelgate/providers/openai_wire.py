@@ -16,6 +16,7 @@ from modelgate.schema.request import (
     ChatRequest,
     ImagePart,
     Message,
+    OpenAIPassthrough,
     ReasoningPart,
     TextPart,
 )
@@ -176,8 +177,9 @@ def request_to_openai(
             body["response_format"] = {"type": "json_schema", "json_schema": schema}
         else:
             body["response_format"] = {"type": fmt.type}
-    if request.source == "openai" and request.extra:
-        for key, value in request.extra.items():
+    passthrough = request.passthrough
+    if isinstance(passthrough, OpenAIPassthrough):
+        for key, value in passthrough.fields.items():
             body.setdefault(key, value)
     if params:
         body.update(params)

@@ -8,7 +8,7 @@ from modelgate.providers.base import Provider
 from modelgate.providers.gemini import GeminiProvider
 from modelgate.providers.openai_compat import OpenAICompatProvider
 from modelgate.providers.settings import ProviderSettings
-from modelgate.providers.transport import HTTPClient
+from modelgate.providers.transport import Transport
 
 PROVIDER_TYPES: dict[str, type[Provider]] = {
     "openai": OpenAICompatProvider,
@@ -18,9 +18,10 @@ PROVIDER_TYPES: dict[str, type[Provider]] = {
 }
 
 
-def create_provider(settings: ProviderSettings, http: HTTPClient) -> Provider:
+def create_provider(settings: ProviderSettings, transport: Transport) -> Provider:
+    """The adapter of ``settings.type``, sending through ``transport`` (the gateway's ``HTTPClient``)."""
     try:
         kind = PROVIDER_TYPES[settings.type]
     except KeyError:
         raise ValueError(f"provider type {settings.type!r} is not available in this build") from None
-    return kind(settings, http)
+    return kind(settings, transport)

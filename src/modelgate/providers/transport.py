@@ -1,40 +1,55 @@
-"""The HTTP/1.1 client that carries every provider request.
+"""How providers reach their upstreams: the transport seam, and the HTTP/1.1 client behind it.
 
-Small on purpose: providers only ever POST a body and read the answer whole or as it arrives, so
-the client does exactly that, on ``asyncio.Protocol`` with httptools' C parser. A general client
-(aiohttp) spent about a fifth of the gateway's CPU per request building and parsing what this one
-writes as one pre-joined buffer (docs/performance.md).
+A provider hands an ``UpstreamRequest`` to a ``Transport`` and reads the ``Response`` inside the
+block that ``Transport.send`` opens, one method, as httpx's transports have. ``HTTPClient`` is
+the transport the gateway runs on; ``mock_transport.MockTransport`` answers from a Python function
+in process, for unit tests. Failures below HTTP are ``TransportError`` subclasses.
 
-- Connections are kept alive and reused per (scheme, host, port); one idle longer than
+``HTTPClient`` is small on purpose: providers only ever POST a body and read the answer whole or
+as it arrives, so the client does exactly that, on ``asyncio.Protocol`` with httptools' C parser.
+A general client (aiohttp) spent about a fifth of the gateway's CPU per request building and
+parsing what this one writes as one pre-joined buffer (docs/performance.md).
+
+- Connections are kept alive and reused per (scheme, host, port, proxy); one idle longer than
   ``idle_timeout`` is closed instead of reused, and a reused one that the server closed just
   before the request arrived is replaced once, before any byte of an answer came back.
-- ``Timeout.connect`` bounds connecting (TLS included); ``Timeout.read`` bounds the wait for the
-  first byte and every later gap between bytes, so a slow stream is fine and a stalled one is not.
-- Leaving the ``post`` block before the body was read to its end (an error, a client that went
+- ``Timeout.connect`` bounds connecting (proxy tunnel and TLS included); ``Timeout.read`` bounds
+  the wait for the first byte and every later gap between bytes, so a slow stream is fine and a
+  stalled one is not.
+- Leaving the ``send`` block before the body was read to its end (an error, a client that went
   away) closes the connection: the upstream sees its request abandoned at once.
 - Bodies arrive as sent (``Accept-Encoding: identity``); chunked, sized and close-delimited
   bodies are read alike. The body of an answer is buffered up to ``HIGH_WATER`` bytes before the
   socket stops being read.
+- Egress proxy (``UpstreamRequest.proxy``, an ``http://[user:password@]host:port`` URL): an
+  https upstream is reached through an HTTP ``CONNECT`` tunnel, then TLS with the upstream (its
+  host name for SNI and the certificate check); an http upstream gets its request from the proxy,
+  with the absolute URL in the request line. Credentials in the proxy URL are sent as
+  ``Proxy-Authorization: Basic``. A proxy that refuses the tunnel (an answer other than 2xx) is
+  a ``ConnectError`` that names the proxy, never its credentials.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import socket
 import ssl
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import cast
-from urllib.parse import urlsplit
+from typing import Protocol, cast
+from urllib.parse import unquote, urlsplit
 
 import httptools
 
 HIGH_WATER = 1 << 20  # bytes of unread body before reading from the socket pauses
 IDLE_TIMEOUT_S = 60.0
+MAX_PROXY_HEAD = 16 * 1024  # bytes of a proxy's answer to CONNECT
 
 
 class TransportError(Exception):
@@ -42,7 +57,8 @@ class TransportError(Exception):
 
 
 class ConnectError(TransportError):
-    """The upstream could not be reached (refused, unresolvable, TLS failed, connect timeout)."""
+    """The upstream could not be reached (refused, unresolvable, TLS failed, connect timeout, a
+    proxy that refused the tunnel)."""
 
     def __init__(self, message: str, strerror: str | None = None) -> None:
         super().__init__(message)
@@ -63,13 +79,19 @@ class Timeout:
     read: float | None = 60.0
 
 
-@dataclass(frozen=True, slots=True)
-class _Origin:
-    scheme: str
-    host: str
-    port: int
-    target: str  # path and query
-    host_header: bytes
+DEFAULT_TIMEOUT = Timeout()
+
+
+@dataclass(slots=True)
+class UpstreamRequest:
+    """One request to an upstream, as a provider hands it to its transport."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: bytes
+    timeout: Timeout = DEFAULT_TIMEOUT
+    proxy: str | None = None  # egress proxy URL (http://host:port); None: connect directly
 
 
 class Headers(dict[str, str]):
@@ -79,10 +101,63 @@ class Headers(dict[str, str]):
         return super().get(name.lower(), default)
 
 
+class Response(Protocol):
+    """An answer whose status and headers have arrived; its body is read whole or as it comes."""
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def headers(self) -> Headers: ...
+
+    async def read(self) -> bytes:
+        """The rest of the body, to its end."""
+        ...
+
+    def iter_chunks(self) -> AsyncIterator[bytes]:
+        """The body as the upstream's bytes arrive (cut anywhere), until its end."""
+        ...
+
+
+class Transport(Protocol):
+    """What carries a provider's requests to its upstream."""
+
+    def send(self, request: UpstreamRequest) -> AbstractAsyncContextManager[Response]:
+        """``async with transport.send(request) as response``: the block opens once the status
+        and headers arrived. Leaving it before the body was read to its end abandons the exchange.
+        Failures below HTTP raise ``TransportError`` (``ReadTimeout`` is also a ``TimeoutError``)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Proxy:
+    host: str
+    port: int
+    shown: str  # the proxy's URL without credentials, for messages
+    authorization: bytes | None  # the Proxy-Authorization header line
+
+
+PoolKey = tuple[str, str, int, str | None]  # scheme, host, port of the upstream; proxy URL
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """How requests to one URL travel: the pool their connection comes from, where it connects
+    to, and the fixed parts of the request head."""
+
+    key: PoolKey
+    scheme: str
+    host: str
+    port: int
+    proxy: _Proxy | None
+    head: bytes  # " <target> HTTP/1.1\r\nHost: <host>\r\nContent-Length: "
+    tail: bytes  # "\r\nAccept-Encoding: identity\r\n" and a Proxy-Authorization line
+
+
 class _Connection(asyncio.Protocol):
     """One keep-alive connection; reads one answer at a time into a queue of body chunks."""
 
-    def __init__(self, client: HTTPClient, key: tuple[str, str, int]) -> None:
+    def __init__(self, client: HTTPClient, key: PoolKey) -> None:
         self.client = client
         self.key = key
         self.transport: asyncio.Transport | None = None
@@ -239,8 +314,10 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
 
-class Response:
-    """An answer whose status and headers have arrived; read its body whole or as it comes."""
+class HTTPResponse:
+    """``Response`` of the HTTP client: reads its connection's body queue."""
+
+    __slots__ = ("_connection", "headers", "status")
 
     def __init__(self, connection: _Connection) -> None:
         self._connection = connection
@@ -258,7 +335,6 @@ class Response:
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
-        """The body as the upstream's bytes arrive (cut anywhere), until its end."""
         c = self._connection
         while True:
             if c.body:
@@ -272,41 +348,41 @@ class Response:
 
 
 class _Exchange:
-    """``async with client.post(...) as response``: the connection goes back to the pool only
+    """``async with client.send(request) as response``: the connection goes back to the pool only
     when the body was read to its end."""
 
-    def __init__(self, client: HTTPClient, url: str, data: bytes, headers: Mapping[str, str],
-                 timeout: Timeout) -> None:
-        self._client = client
-        self._url = url
-        self._data = data
-        self._headers = headers
-        self._timeout = timeout
-        self._connection: _Connection | None = None
-        self._response: Response | None = None
+    __slots__ = ("_client", "_connection", "_request", "_response")
 
-    async def __aenter__(self) -> Response:
+    def __init__(self, client: HTTPClient, request: UpstreamRequest) -> None:
+        self._client = client
+        self._request = request
+        self._connection: _Connection | None = None
+        self._response: HTTPResponse | None = None
+
+    async def __aenter__(self) -> HTTPResponse:
         client = self._client
-        origin = client.origin(self._url)
-        request = _request_bytes(origin, self._headers, self._data)
+        request = self._request
+        route = client.route(request.url, request.proxy)
+        data = _request_bytes(route, request.method, request.headers, request.body)
         try:
-            return await self._send(client, origin, request)
+            return await self._send(client, route, data)
         except BaseException:
             if self._connection is not None:
                 self._connection.abort()  # cancelled or failed before the block began
             raise
 
-    async def _send(self, client: HTTPClient, origin: _Origin, request: bytes) -> Response:
+    async def _send(self, client: HTTPClient, route: _Route, data: bytes) -> HTTPResponse:
+        timeout = self._request.timeout
         for _ in range(2):
-            connection = await client.acquire(origin, self._timeout.connect)
+            connection = await client.acquire(route, timeout.connect)
             self._connection = connection
-            connection.send(request, self._timeout.read)
+            connection.send(data, timeout.read)
             while not connection.headers_done:
                 if connection.failure is not None:
                     break
                 await connection.wait()
             if connection.headers_done:
-                self._response = Response(connection)
+                self._response = HTTPResponse(connection)
                 return self._response
             assert connection.failure is not None
             connection.abort()
@@ -328,9 +404,16 @@ class _Exchange:
             connection.abort()
 
 
-def _request_bytes(origin: _Origin, headers: Mapping[str, str], data: bytes) -> bytes:
-    lines = [b"POST ", origin.target.encode("latin-1"), b" HTTP/1.1\r\nHost: ", origin.host_header,
-             b"\r\nContent-Length: ", str(len(data)).encode(), b"\r\nAccept-Encoding: identity\r\n"]
+_METHODS = {"POST": b"POST", "GET": b"GET", "PUT": b"PUT", "DELETE": b"DELETE", "PATCH": b"PATCH"}
+
+
+def _request_bytes(route: _Route, method: str, headers: Mapping[str, str], data: bytes) -> bytes:
+    verb = _METHODS.get(method)
+    if verb is None:
+        if not method.isascii() or not method.isalpha():
+            raise ValueError(f"{method!r} is not an HTTP method")
+        verb = method.encode("ascii")
+    lines = [verb, route.head, str(len(data)).encode(), route.tail]
     for name, value in headers.items():
         if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
             raise ValueError(f"header {name!r} holds a line break")
@@ -339,42 +422,121 @@ def _request_bytes(origin: _Origin, headers: Mapping[str, str], data: bytes) -> 
     return b"".join(lines)
 
 
+def _route(url: str, proxy: _Proxy | None, proxy_url: str | None) -> _Route:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConnectError(f"cannot call {url!r}: only http:// and https:// URLs with a host are supported")
+    default = 443 if parts.scheme == "https" else 80
+    port = parts.port or default
+    host = parts.hostname
+    shown = f"[{host}]" if ":" in host else host
+    host_header = (shown if port == default else f"{shown}:{port}").encode("idna")
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    tail = b"\r\nAccept-Encoding: identity\r\n"
+    if proxy is not None and parts.scheme == "http":
+        # The proxy makes the request: it takes the absolute URL, and its own credentials.
+        target = f"http://{host_header.decode('ascii')}{target}"
+        if proxy.authorization is not None:
+            tail += proxy.authorization
+    head = b" " + target.encode("latin-1") + b" HTTP/1.1\r\nHost: " + host_header + b"\r\nContent-Length: "
+    return _Route((parts.scheme, host, port, proxy_url), parts.scheme, host, port, proxy, head, tail)
+
+
+def _proxy(url: str) -> _Proxy:
+    # "host:port" without a scheme, as HTTPS_PROXY often holds it, is taken as http:// (as curl does).
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    try:
+        port = parts.port or 80
+    except ValueError:
+        port = 0
+    if parts.scheme != "http" or not parts.hostname or not port:
+        raise ConnectError(f"cannot use the proxy {_without_credentials(url)!r}: only http://host:port proxy "
+                           "URLs are supported")
+    host = parts.hostname
+    shown = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    authorization = None
+    if parts.username is not None:
+        secret = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        authorization = b"Proxy-Authorization: Basic " + base64.b64encode(secret) + b"\r\n"
+    return _Proxy(host, port, shown, authorization)
+
+
+def _without_credentials(url: str) -> str:
+    scheme, sep, rest = url.rpartition("://")
+    return f"{scheme}{sep}{rest.rpartition('@')[2]}"
+
+
+class _TunnelSetup(asyncio.Protocol):
+    """The proxy's answer to CONNECT: its head, read up to the empty line."""
+
+    def __init__(self) -> None:
+        self.head = bytearray()
+        self.extra = False  # bytes came after the head
+        self.answered: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    def data_received(self, data: bytes) -> None:
+        if self.answered.done():
+            self.extra = True
+            return
+        self.head += data
+        end = self.head.find(b"\r\n\r\n")
+        if end >= 0:
+            self.extra = len(self.head) > end + 4
+            self.answered.set_result(bytes(self.head[:end]))
+        elif len(self.head) > MAX_PROXY_HEAD:
+            self.answered.set_exception(ProtocolError("the answer to CONNECT has no end to its head"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.answered.done():
+            self.answered.set_exception(ProtocolError("the connection closed before the answer to CONNECT"))
+
+
+def _nodelay(transport: asyncio.BaseTransport) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class HTTPClient:
-    """A pool of keep-alive HTTP/1.1 connections for POSTing to upstreams."""
+    """The default ``Transport``: a pool of keep-alive HTTP/1.1 connections for POSTing to upstreams."""
 
     def __init__(self, idle_timeout: float = IDLE_TIMEOUT_S, ssl_context: ssl.SSLContext | None = None) -> None:
         self.idle_timeout = idle_timeout
         self._ssl = ssl_context
-        self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
-        self._origins: dict[str, _Origin] = {}
+        self._idle: dict[PoolKey, list[_Connection]] = {}
+        # URLs and proxies come from the config: a handful of each.
+        self._routes: dict[str | None, dict[str, _Route]] = {}
+        self._proxies: dict[str, _Proxy] = {}
         self._open: set[_Connection] = set()
         self.closed = False
 
-    def post(self, url: str, *, data: bytes, headers: Mapping[str, str], timeout: Timeout) -> _Exchange:
-        return _Exchange(self, url, data, headers, timeout)
+    def send(self, request: UpstreamRequest) -> _Exchange:
+        return _Exchange(self, request)
 
-    def origin(self, url: str) -> _Origin:
-        origin = self._origins.get(url)
-        if origin is None:
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ConnectError(f"cannot call {url!r}: only http:// and https:// URLs with a host are supported")
-            default = 443 if parts.scheme == "https" else 80
-            port = parts.port or default
-            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-            host = parts.hostname
-            shown = f"[{host}]" if ":" in host else host
-            host_header = (shown if port == default else f"{shown}:{port}").encode("idna")
-            origin = _Origin(parts.scheme, host, port, target, host_header)
-            if len(self._origins) < 10_000:  # URLs come from the config: a handful
-                self._origins[url] = origin
-        return origin
+    def route(self, url: str, proxy_url: str | None) -> _Route:
+        routes = self._routes.get(proxy_url)
+        if routes is not None:
+            route = routes.get(url)
+            if route is not None:
+                return route
+        proxy = None
+        if proxy_url is not None:
+            proxy = self._proxies.get(proxy_url)
+            if proxy is None:
+                proxy = _proxy(proxy_url)
+                if len(self._proxies) < 100:
+                    self._proxies[proxy_url] = proxy
+        route = _route(url, proxy, proxy_url)
+        if routes is None and len(self._routes) < 100:
+            routes = self._routes[proxy_url] = {}
+        if routes is not None and len(routes) < 10_000:
+            routes[url] = route
+        return route
 
-    async def acquire(self, origin: _Origin, connect_timeout: float) -> _Connection:
+    async def acquire(self, route: _Route, connect_timeout: float) -> _Connection:
         if self.closed:
             raise ConnectError("the HTTP client is closed")
-        key = (origin.scheme, origin.host, origin.port)
-        idle = self._idle.get(key)
+        idle = self._idle.get(route.key)
         now = time.monotonic()
         while idle:
             connection = idle.pop()
@@ -383,34 +545,92 @@ class HTTPClient:
                 connection.in_use = True
                 return connection
             connection.abort()
-        return await self._connect(key, connect_timeout)
+        return await self._connect(route, connect_timeout)
 
-    async def _connect(self, key: tuple[str, str, int], connect_timeout: float) -> _Connection:
-        scheme, host, port = key
+    def _context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            self._ssl = ssl.create_default_context()
+        return self._ssl
+
+    async def _connect(self, route: _Route, connect_timeout: float) -> _Connection:
         loop = asyncio.get_running_loop()
-        context = None
-        if scheme == "https":
-            if self._ssl is None:
-                self._ssl = ssl.create_default_context()
-            context = self._ssl
+        proxy = route.proxy
+        host, port = route.host, route.port
         try:
             async with asyncio.timeout(connect_timeout):
-                _, connection = await loop.create_connection(
-                    lambda: _Connection(self, key), host, port, ssl=context,
-                    server_hostname=host if context is not None else None)
+                if proxy is None:
+                    context = self._context() if route.scheme == "https" else None
+                    _, connection = await loop.create_connection(
+                        lambda: _Connection(self, route.key), host, port, ssl=context,
+                        server_hostname=host if context is not None else None)
+                elif route.scheme == "https":
+                    connection = await self._tunnel(route, proxy)
+                else:
+                    _, connection = await loop.create_connection(
+                        lambda: _Connection(self, route.key), proxy.host, proxy.port)
         except TimeoutError:
-            raise ConnectError(f"connecting to {host}:{port} took over {connect_timeout:g}s",
+            through = f" through the proxy {proxy.shown}" if proxy is not None else ""
+            raise ConnectError(f"connecting to {host}:{port}{through} took over {connect_timeout:g}s",
                                "connect timeout") from None
         except ssl.SSLError as error:
             raise ConnectError(f"TLS with {host}:{port} failed: {error}", f"TLS failed: {error.reason}") from error
         except OSError as error:
             reason = os.strerror(error.errno) if error.errno else str(error)
-            raise ConnectError(f"cannot connect to {host}:{port}: {reason}", reason) from error
-        sock = connection.transport.get_extra_info("socket") if connection.transport else None
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if proxy is None:
+                raise ConnectError(f"cannot connect to {host}:{port}: {reason}", reason) from error
+            raise ConnectError(f"cannot connect to the proxy {proxy.shown}: {reason}",
+                               f"{reason} (proxy {proxy.shown})") from error
+        if connection.transport is not None:
+            _nodelay(connection.transport)
         self._open.add(connection)
         return connection
+
+    async def _tunnel(self, route: _Route, proxy: _Proxy) -> _Connection:
+        """A connection to an https upstream through ``proxy``: CONNECT, then TLS inside."""
+        loop = asyncio.get_running_loop()
+        raw, setup = await loop.create_connection(_TunnelSetup, proxy.host, proxy.port)
+        try:
+            _nodelay(raw)
+            host = route.host
+            authority = (f"[{host}]" if ":" in host else host).encode("idna") + b":%d" % route.port
+            raw.write(b"CONNECT " + authority + b" HTTP/1.1\r\nHost: " + authority + b"\r\n"
+                      + (proxy.authorization or b"") + b"\r\n")
+            try:
+                head = await setup.answered
+            except ProtocolError as error:
+                raise ConnectError(f"the proxy {proxy.shown} did not answer CONNECT: {error}",
+                                   f"the proxy {proxy.shown} did not answer CONNECT") from None
+            status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+            version, _, rest = status_line.partition(" ")
+            code = rest[:3]
+            if not version.startswith("HTTP/") or not code.isdigit():
+                raise ConnectError(f"the proxy {proxy.shown} answered CONNECT with {status_line[:100]!r}",
+                                   f"the proxy {proxy.shown} does not speak HTTP")
+            if not code.startswith("2"):
+                refusal = rest.strip()[:100]
+                raise ConnectError(
+                    f"the proxy {proxy.shown} refused the tunnel to {host}:{route.port}: {refusal}",
+                    f"the proxy {proxy.shown} refused the tunnel: {refusal}")
+            if setup.extra:
+                raise ConnectError(f"the proxy {proxy.shown} sent bytes after its answer to CONNECT",
+                                   f"the proxy {proxy.shown} broke the tunnel")
+            connection = _Connection(self, route.key)
+            try:
+                tls = await loop.start_tls(raw, connection, self._context(), server_hostname=host)
+            except ssl.SSLError:
+                raise
+            except OSError as error:
+                reason = os.strerror(error.errno) if error.errno else str(error)
+                raise ConnectError(f"TLS with {host}:{route.port} through the proxy {proxy.shown} failed: "
+                                   f"{reason}", f"TLS failed: {reason} (proxy {proxy.shown})") from error
+            if tls is None:
+                raise ConnectError(f"TLS with {host}:{route.port} through the proxy {proxy.shown} failed",
+                                   f"TLS failed (proxy {proxy.shown})")
+            connection.connection_made(tls)
+            return connection
+        except BaseException:
+            raw.abort()
+            raise
 
     def forget(self, connection: _Connection) -> None:
         self._open.discard(connection)

@@ -5,6 +5,12 @@ lost on the way through: Anthropic interleaves thinking, text and tool_use block
 OpenAI puts tool calls beside the text. Opaque provider state (thinking signatures, Gemini
 thought signatures) rides on the part that carries it and is replayed only to the provider
 family that issued it (see ``ReasoningPart.origin``).
+
+Every canonical field means the same whichever surface filled it. What only makes sense between
+the same wire format on both sides travels in ``ChatRequest.passthrough``: an ``OpenAIPassthrough``
+filled by the OpenAI surface and read only by the OpenAI-compatible translator, or an
+``AnthropicPassthrough`` filled by the Anthropic surface and read only by the Anthropic one. No
+provider asks which surface a request came from.
 """
 
 from __future__ import annotations
@@ -113,6 +119,47 @@ class ResponseFormat:
 
 
 @dataclass(slots=True, kw_only=True)
+class OpenAIPassthrough:
+    """What an OpenAI-format request carries for OpenAI-compatible upstreams only."""
+
+    # Body fields the canonical request has no slot for, as sent; a field the translation sets wins.
+    fields: dict[str, Any] = field(default_factory=dict)
+    # Per-request headers for the upstream.
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True, kw_only=True)
+class AnthropicPassthrough:
+    """What an Anthropic Messages request carries for Anthropic upstreams only."""
+
+    # Top-level fields as sent that the canonical request has no slot for (top_k, service_tier,
+    # container, context_management, cache_control, ...), and thinking, output_config and metadata
+    # whole beside their canonical translation, as they can say more than it (adaptive thinking,
+    # display). Merged over the translation.
+    fields: dict[str, Any] = field(default_factory=dict)
+    # The strict flag of each tool that has one, by tool name: Anthropic's strict tool use.
+    tool_strict: dict[str, bool] = field(default_factory=dict)
+    # Per-request headers for the upstream (anthropic-beta).
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def thinking(self) -> dict[str, Any] | None:
+        """The client's own thinking setting, which is then sent as given instead of derived."""
+        value = self.fields.get("thinking")
+        return value if isinstance(value, dict) else None
+
+    @property
+    def effort(self) -> str | None:
+        """``output_config.effort``: in this format an effort of its own, not a thinking setting."""
+        config = self.fields.get("output_config")
+        value = config.get("effort") if isinstance(config, dict) else None
+        return value if isinstance(value, str) else None
+
+
+Passthrough = OpenAIPassthrough | AnthropicPassthrough
+
+
+@dataclass(slots=True, kw_only=True)
 class ChatRequest:
     model: str
     messages: list[Message]
@@ -136,12 +183,8 @@ class ChatRequest:
     include_usage: bool = False
     user: str | None = None
     metadata: dict[str, str] | None = None
-    # Which wire format the request arrived in ("openai", "anthropic"): fields in ``extra`` are in
-    # that format and pass through only to upstreams that speak it.
-    source: str = "openai"
-    extra: dict[str, Any] = field(default_factory=dict)
-    # Per-request upstream headers a surface passes on (e.g. anthropic-beta).
-    upstream_headers: dict[str, str] = field(default_factory=dict)
+    # What only an upstream of the client's own wire format receives (see the module docstring).
+    passthrough: Passthrough | None = None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -151,4 +194,4 @@ class EmbeddingRequest:
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = None
     user: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    passthrough: OpenAIPassthrough | None = None

@@ -4,9 +4,11 @@ What the canonical request has a field for is translated (protocols.md §3.2, §
 ``role: "system"`` turns become system messages, ``tool_result`` blocks become ``tool`` messages in
 their place, ``tool_use`` input objects become JSON text, ``thinking`` blocks keep their signature.
 Top-level fields it has no field for (``top_k``, ``service_tier``, ``container``,
-``context_management``, top-level ``cache_control``, ...) go to ``extra``, which only Anthropic
-upstreams receive; so do ``thinking``, ``output_config`` and ``metadata`` as sent, beside their
-canonical translation, because they can say more than it (``adaptive`` thinking, ``display``).
+``context_management``, top-level ``cache_control``, ...) go to the request's
+``AnthropicPassthrough``, which only Anthropic upstreams receive; so do ``thinking``,
+``output_config`` and ``metadata`` as sent, beside their canonical translation, because they can
+say more than it (``adaptive`` thinking, ``display``), the tools' ``strict`` flags and the
+``anthropic-beta`` header.
 
 Signatures are bound to their issuer. A thinking block from an Anthropic upstream carries the
 signature as issued; one from another provider is rendered with its origin in front,
@@ -25,6 +27,7 @@ import orjson
 
 from modelgate.schema.errors import InvalidRequest
 from modelgate.schema.request import (
+    AnthropicPassthrough,
     ChatRequest,
     ImagePart,
     Message,
@@ -40,7 +43,7 @@ from modelgate.schema.request import (
 # The field validators are the OpenAI surface's; they say "'name' must be ..." in any format.
 from modelgate.surfaces.fields import bad, boolean, integer, number, type_name
 
-# Fields the canonical request carries whole; every other one goes to ``extra`` (thinking,
+# Fields the canonical request carries whole; every other one goes to the pass-through (thinking,
 # output_config and metadata beside their canonical translation).
 MESSAGES_FIELDS = {
     "model", "messages", "max_tokens", "system", "stream", "temperature", "top_p", "stop_sequences",
@@ -294,7 +297,7 @@ def _thinking(raw: Any) -> int | None:
         return budget
     if kind == "disabled":
         return 0
-    return None  # adaptive and later modes: only Anthropic upstreams can be told (through extra)
+    return None  # adaptive and later modes: only Anthropic upstreams can be told (the pass-through)
 
 
 def _output_config(raw: Any) -> tuple[str | None, ResponseFormat | None]:
@@ -359,12 +362,7 @@ def parse_messages_request(body: Any, headers: Mapping[str, str], *, counting: b
     budget = _thinking(body.get("thinking"))
     effort, response_format = _output_config(body.get("output_config"))
     user = _metadata_user(body.get("metadata"))
-    extra = {k: v for k, v in body.items() if k not in MESSAGES_FIELDS}
-    upstream_headers = {}
-    beta = headers.get("anthropic-beta")
-    if beta:
-        upstream_headers["anthropic-beta"] = beta
-    return ChatRequest(
+    request = ChatRequest(
         model=model,
         messages=messages,
         stream=bool(boolean(body, "stream")),
@@ -379,7 +377,10 @@ def parse_messages_request(body: Any, headers: Mapping[str, str], *, counting: b
         reasoning_effort=effort,
         reasoning_budget=budget,
         user=user,
-        source="anthropic",
-        extra=extra,
-        upstream_headers=upstream_headers,
     )
+    beta = headers.get("anthropic-beta")
+    request.passthrough = AnthropicPassthrough(
+        fields={k: v for k, v in body.items() if k not in MESSAGES_FIELDS},
+        tool_strict={tool.name: tool.strict for tool in request.tools if tool.strict is not None},
+        headers={"anthropic-beta": beta} if beta else {})
+    return request

@@ -1,5 +1,6 @@
 """OpenAI chat completions and embeddings requests → the canonical schema, with errors that name
-the field and the fix. Fields we do not know pass through to OpenAI-compatible upstreams."""
+the field and the fix. Fields we do not know pass through to OpenAI-compatible upstreams only, in
+the request's ``OpenAIPassthrough``."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from modelgate.schema.request import (
     EmbeddingRequest,
     ImagePart,
     Message,
+    OpenAIPassthrough,
     Part,
     ReasoningPart,
     ResponseFormat,
@@ -22,7 +24,7 @@ from modelgate.schema.request import (
 from modelgate.surfaces.fields import bad, boolean, integer, number, string, type_name
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
-# Fields consumed into the canonical request; everything else goes to ``extra``.
+# Fields consumed into the canonical request; everything else goes to the pass-through.
 CHAT_FIELDS = {
     "model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens",
     "temperature", "top_p", "stop", "seed", "n", "presence_penalty", "frequency_penalty", "tools",
@@ -209,6 +211,7 @@ def parse_chat_request(body: Any) -> ChatRequest:
     metadata = body.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
         raise bad("'metadata' must be an object of string values", "metadata")
+    fields = {k: v for k, v in body.items() if k not in CHAT_FIELDS}
     return ChatRequest(
         model=model,
         messages=[parse_message(m, i) for i, m in enumerate(messages)],
@@ -229,8 +232,7 @@ def parse_chat_request(body: Any) -> ChatRequest:
         include_usage=bool(stream_options and stream_options.get("include_usage")),
         user=string(body, "user"),
         metadata=metadata,
-        source="openai",
-        extra={k: v for k, v in body.items() if k not in CHAT_FIELDS},
+        passthrough=OpenAIPassthrough(fields=fields) if fields else None,
     )
 
 
@@ -264,8 +266,9 @@ def parse_embedding_request(body: Any) -> EmbeddingRequest:
     else:
         raise bad("'encoding_format' must be 'float' or 'base64'", "encoding_format")
     known = {"model", "input", "encoding_format", "dimensions", "user"}
+    fields = {k: v for k, v in body.items() if k not in known}
     return EmbeddingRequest(
         model=model, input=inputs, encoding_format=encoding,
         dimensions=integer(body, "dimensions", 1), user=string(body, "user"),
-        extra={k: v for k, v in body.items() if k not in known},
+        passthrough=OpenAIPassthrough(fields=fields) if fields else None,
     )

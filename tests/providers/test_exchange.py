@@ -1,0 +1,337 @@
+"""The adapters' exchange with their upstream, in process: a ``MockTransport`` answers as the
+upstream would (or fails as the connection would), and the canonical errors and events come out."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from modelgate.providers.base import Provider, UpstreamCall
+from modelgate.providers.mock_transport import MockResponse, MockTransport
+from modelgate.providers.registry import create_provider
+from modelgate.providers.settings import ProviderSettings
+from modelgate.providers.transport import ConnectError, ProtocolError, ReadTimeout, Timeout, UpstreamRequest
+from modelgate.schema.errors import (
+    InvalidRequest,
+    UpstreamError,
+    UpstreamMalformed,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
+from modelgate.schema.events import Embeddings, Event, Start, TextDelta, fold_events
+from modelgate.schema.request import (
+    AnthropicPassthrough,
+    ChatRequest,
+    EmbeddingRequest,
+    Message,
+    OpenAIPassthrough,
+    TextPart,
+)
+
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+BASE_URLS = {"openai": "https://api.example.com/v1", "anthropic": "https://api.anthropic.example",
+             "gemini": "https://gemini.example"}
+KINDS = list(BASE_URLS)
+Handler = Callable[[UpstreamRequest], MockResponse]
+
+
+def provider(kind: str, handler: Handler) -> tuple[Provider, MockTransport]:
+    transport = MockTransport(handler)
+    settings = ProviderSettings(name=kind, type=kind, base_url=BASE_URLS[kind], api_key="sk-test",
+                                connect_timeout=3.0)
+    return create_provider(settings, transport), transport
+
+
+def ask(stream: bool = False) -> ChatRequest:
+    return ChatRequest(model="m", messages=[Message("user", [TextPart("hi")])], stream=stream)
+
+
+async def run(adapter: Provider, request: ChatRequest, first_byte_s: float = 30.0) -> list[Event]:
+    return [event async for event in adapter.chat(request, UpstreamCall(model="up-model", timeout=first_byte_s))]
+
+
+def answer(response: MockResponse) -> Handler:
+    return lambda request: response
+
+
+def sse(*payloads: Any) -> list[bytes]:
+    return [b"data: " + orjson.dumps(payload) + b"\n\n" for payload in payloads]
+
+
+# What each upstream answers to "hi", whole and streamed in parts.
+WHOLE: dict[str, Any] = {
+    "openai": {"id": "c1", "object": "chat.completion", "model": "up-model", "created": 1,
+               "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello"},
+                            "finish_reason": "stop"}],
+               "usage": {"prompt_tokens": 3, "completion_tokens": 1}},
+    "anthropic": {"id": "msg_1", "type": "message", "role": "assistant", "model": "up-model",
+                  "content": [{"type": "text", "text": "Hello"}], "stop_reason": "end_turn",
+                  "usage": {"input_tokens": 3, "output_tokens": 1}},
+    "gemini": {"candidates": [{"content": {"role": "model", "parts": [{"text": "Hello"}]}, "finishReason": "STOP",
+                               "index": 0}],
+               "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 1}, "modelVersion": "up-model",
+               "responseId": "r1"},
+}
+
+
+def stream_parts(kind: str) -> list[bytes]:
+    """The upstream's stream for "Hello", complete, in the parts it arrives in."""
+    if kind == "openai":
+        chunk = {"id": "c1", "object": "chat.completion.chunk", "model": "up-model", "created": 1}
+        return [*sse({**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hel"}}]},
+                     {**chunk, "choices": [{"index": 0, "delta": {"content": "lo"}, "finish_reason": "stop"}]}),
+                b"data: [DONE]\n\n"]
+    if kind == "anthropic":
+        return sse({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant",
+                                                         "model": "up-model", "content": [],
+                                                         "usage": {"input_tokens": 3, "output_tokens": 1}}},
+                   {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                   {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hel"}},
+                   {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "lo"}},
+                   {"type": "content_block_stop", "index": 0},
+                   {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 2}},
+                   {"type": "message_stop"})
+    part = {"modelVersion": "up-model", "responseId": "r1"}
+    return sse({**part, "candidates": [{"content": {"role": "model", "parts": [{"text": "Hel"}]}, "index": 0}]},
+               {**part, "candidates": [{"content": {"role": "model", "parts": [{"text": "lo"}]},
+                                        "finishReason": "STOP", "index": 0}],
+                "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 2}})
+
+
+# --- the request each adapter sends ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("kind", "stream", "url", "auth"), [
+    ("openai", False, "https://api.example.com/v1/chat/completions", ("authorization", "Bearer sk-test")),
+    ("openai", True, "https://api.example.com/v1/chat/completions", ("authorization", "Bearer sk-test")),
+    ("anthropic", False, "https://api.anthropic.example/v1/messages", ("x-api-key", "sk-test")),
+    ("anthropic", True, "https://api.anthropic.example/v1/messages", ("x-api-key", "sk-test")),
+    ("gemini", False, "https://gemini.example/v1beta/models/up-model:generateContent",
+     ("x-goog-api-key", "sk-test")),
+    ("gemini", True, "https://gemini.example/v1beta/models/up-model:streamGenerateContent?alt=sse",
+     ("x-goog-api-key", "sk-test")),
+])
+async def test_the_request_and_its_answer(kind: str, stream: bool, url: str, auth: tuple[str, str]) -> None:
+    body: Any = stream_parts(kind) if stream else orjson.dumps(WHOLE[kind])
+    adapter, transport = provider(kind, answer(MockResponse(200, body=body)))
+    result = fold_events(await run(adapter, ask(stream), first_byte_s=12.0))
+    assert result.choices[0].text == "Hello" and result.choices[0].finish_reason == "stop"
+    [sent] = transport.requests
+    assert (sent.method, sent.url, sent.headers[auth[0]], sent.timeout) == ("POST", url, auth[1], Timeout(3.0, 12.0))
+    assert sent.headers["content-type"] == "application/json" and isinstance(orjson.loads(sent.body), dict)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_the_configured_proxy_goes_with_every_request(kind: str) -> None:
+    transport = MockTransport(answer(MockResponse(json=WHOLE[kind])))
+    settings = ProviderSettings(name=kind, type=kind, base_url=BASE_URLS[kind], proxy="http://proxy.internal:3128")
+    await run(create_provider(settings, transport), ask())
+    assert [request.proxy for request in transport.requests] == ["http://proxy.internal:3128"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_per_request_headers_go_only_to_an_upstream_of_their_format(kind: str) -> None:
+    beta = AnthropicPassthrough(headers={"anthropic-beta": "interleaved-thinking-2025-05-14"})
+    tagged = OpenAIPassthrough(headers={"x-tag": "t1"})
+    sent: dict[str, dict[str, str]] = {}
+    for name, passthrough in (("anthropic", beta), ("openai", tagged)):
+        adapter, transport = provider(kind, answer(MockResponse(json=WHOLE[kind])))
+        request = ask()
+        request.passthrough = passthrough
+        await run(adapter, request)
+        sent[name] = dict(transport.requests[0].headers)
+    assert ("anthropic-beta" in sent["anthropic"]) is (kind == "anthropic")
+    assert ("x-tag" in sent["openai"]) is (kind == "openai")
+
+
+async def test_embeddings_are_decoded_from_the_whole_body() -> None:
+    payload = {"model": "up-model", "data": [{"index": 1, "embedding": [0.5]}, {"index": 0, "embedding": [0.25]}],
+               "usage": {"prompt_tokens": 4}}
+    adapter, transport = provider("openai", answer(MockResponse(json=payload)))
+    request = EmbeddingRequest(model="e", input=["a", "b"], passthrough=OpenAIPassthrough(fields={"extra": 1}))
+    events = [event async for event in adapter.embed(request, UpstreamCall(model="up-model"))]
+    assert isinstance(events[0], Start) and events[0].model == "up-model"
+    assert isinstance(events[1], Embeddings) and events[1].vectors == [[0.25], [0.5]]
+    assert transport.requests[0].url == "https://api.example.com/v1/embeddings"
+    assert orjson.loads(transport.requests[0].body) == {"model": "up-model", "input": ["a", "b"],
+                                                        "encoding_format": "float", "extra": 1}
+
+
+async def test_embeddings_of_an_adapter_without_them_are_refused() -> None:
+    adapter, transport = provider("anthropic", answer(MockResponse()))
+    with pytest.raises(InvalidRequest, match="does not serve embeddings"):
+        adapter.embed(EmbeddingRequest(model="e", input=["a"]), UpstreamCall(model="up-model"))
+    assert transport.requests == []
+
+
+# --- error answers ---------------------------------------------------------------------------------
+
+
+ERROR_BODIES: dict[str, tuple[dict[str, Any], str, str]] = {
+    # kind: (body, the message in it, the code the error keeps)
+    "openai": ({"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}},
+               "Rate limit reached", "rate_limit_exceeded"),
+    "anthropic": (orjson.loads((FIXTURES / "anthropic" / "error_overloaded.json").read_bytes()), "Overloaded",
+                  "overloaded_error"),
+    "gemini": (orjson.loads((FIXTURES / "gemini" / "error_quota.json").read_bytes()),
+               "You exceeded your current quota", "RESOURCE_EXHAUSTED"),
+}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+@pytest.mark.parametrize("kind", KINDS)
+async def test_an_error_status_keeps_its_message_code_and_retry_after(kind: str, stream: bool) -> None:
+    body, message, code = ERROR_BODIES[kind]
+    response = MockResponse(429, {"Retry-After": "7"}, json=body)
+    adapter, _ = provider(kind, answer(response))
+    with pytest.raises(UpstreamError) as caught:
+        await run(adapter, ask(stream))
+    error = caught.value
+    assert (type(error), error.status, error.code, error.retry_after, error.provider) == (
+        UpstreamError, 429, code, 7.0, kind)
+    assert error.message.startswith(f"provider '{kind}' answered 429: {message}")
+    assert error.retryable and response.finished and response.closed
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_retry_after_as_a_date_and_in_milliseconds(kind: str) -> None:
+    later = email.utils.formatdate(time.time() + 30, usegmt=True)
+    adapter, _ = provider(kind, answer(MockResponse(503, {"retry-after": later}, b"busy")))
+    with pytest.raises(UpstreamError) as caught:
+        await run(adapter, ask())
+    assert caught.value.retry_after is not None and 25 < caught.value.retry_after <= 30
+    adapter, _ = provider(kind, answer(MockResponse(503, {"retry-after-ms": "1500", "retry-after": "9"}, b"")))
+    with pytest.raises(UpstreamError) as caught:
+        await run(adapter, ask())
+    assert caught.value.retry_after == 1.5
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_an_error_body_that_is_not_json_is_quoted_as_text(kind: str) -> None:
+    adapter, _ = provider(kind, answer(MockResponse(502, {"content-type": "text/html"}, b"<h1>Bad gateway</h1>")))
+    with pytest.raises(UpstreamError) as caught:
+        await run(adapter, ask())
+    assert (caught.value.status, caught.value.retry_after) == (502, None)
+    assert "<h1>Bad gateway</h1>" in caught.value.message
+
+
+async def test_openai_error_keeps_its_type_and_param() -> None:
+    body = {"error": {"message": "Unknown parameter", "type": "invalid_request_error", "param": "foo",
+                      "code": "unknown_parameter"}}
+    adapter, _ = provider("openai", answer(MockResponse(400, json=body)))
+    with pytest.raises(UpstreamError) as caught:
+        await run(adapter, ask())
+    error = caught.value
+    assert (error.status, error.upstream_type, error.param, error.code, error.retryable) == (
+        400, "invalid_request_error", "foo", "unknown_parameter", False)
+
+
+# --- malformed answers -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("kind", "body"), [
+    ("openai", b"<html>not json</html>"),
+    ("anthropic", b"<html>not json</html>"),
+    ("anthropic", b"[1, 2]"),
+    ("gemini", b"<html>not json</html>"),
+    ("gemini", b'"a string"'),
+])
+async def test_a_whole_body_that_cannot_be_read_is_malformed(kind: str, body: bytes) -> None:
+    adapter, _ = provider(kind, answer(MockResponse(200, body=body)))
+    with pytest.raises(UpstreamMalformed) as caught:
+        await run(adapter, ask())
+    assert (caught.value.status, caught.value.code, caught.value.retryable) == (502, "upstream_malformed", True)
+    assert body.decode()[:20] in caught.value.message
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_stream_event_that_is_not_json_is_malformed(kind: str) -> None:
+    parts = stream_parts(kind)
+    adapter, _ = provider(kind, answer(MockResponse(200, body=[*parts[:2], b"data: {oops\n\n", *parts[2:]])))
+    seen: list[Event] = []
+    with pytest.raises(UpstreamMalformed) as caught:
+        async for event in adapter.chat(ask(stream=True), UpstreamCall(model="up-model")):
+            seen.append(event)
+    assert caught.value.code == "upstream_malformed" and "{oops" in caught.value.message
+    assert isinstance(seen[0], Start)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_stream_that_ends_before_its_end_event_is_cut(kind: str) -> None:
+    adapter, _ = provider(kind, answer(MockResponse(200, body=stream_parts(kind)[:-1])))
+    with pytest.raises(UpstreamMalformed) as caught:
+        await run(adapter, ask(stream=True))
+    assert (caught.value.code, caught.value.retryable) == ("upstream_stream_cut", True)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_connection_cut_mid_stream_is_unreachable_after_the_first_events(kind: str) -> None:
+    cut = ProtocolError("the upstream closed the connection in the middle of its answer")
+    response = MockResponse(200, body=[*stream_parts(kind)[:-1], cut])
+    adapter, _ = provider(kind, answer(response))
+    seen: list[Event] = []
+    with pytest.raises(UpstreamUnreachable) as caught:
+        async for event in adapter.chat(ask(stream=True), UpstreamCall(model="up-model")):
+            seen.append(event)
+    assert isinstance(seen[0], Start) and any(isinstance(e, TextDelta) for e in seen)
+    assert caught.value.status == 502 and "broke off the response" in caught.value.message
+    assert caught.value.__cause__ is cut
+    assert response.closed and not response.finished
+
+
+async def test_an_error_chunk_mid_stream_is_raised() -> None:
+    parts = stream_parts("openai")
+    failure = sse({"error": {"message": "overloaded", "type": "server_error", "code": "overloaded"}})
+    adapter, _ = provider("openai", answer(MockResponse(200, body=[parts[0], *failure])))
+    with pytest.raises(UpstreamError) as caught:
+        await run(adapter, ask(stream=True))
+    assert (caught.value.status, caught.value.code, caught.value.upstream_type) == (502, "overloaded", "server_error")
+    assert "failed mid-stream: overloaded" in caught.value.message
+
+
+# --- transport failures ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_transport_failures_become_unreachable_and_timeout(kind: str) -> None:
+    def refuse(request: UpstreamRequest) -> MockResponse:
+        raise ConnectError("cannot connect to api:443: Connection refused", "Connection refused")
+
+    adapter, _ = provider(kind, refuse)
+    with pytest.raises(UpstreamUnreachable) as unreachable:
+        await run(adapter, ask())
+    assert unreachable.value.message == f"provider '{kind}' is unreachable at {BASE_URLS[kind]}: Connection refused"
+
+    async def silent(request: UpstreamRequest) -> MockResponse:
+        raise ReadTimeout("no data from the upstream for 2s")
+
+    adapter, _ = provider(kind, silent)
+    with pytest.raises(UpstreamTimeout) as timeout:
+        await run(adapter, ask(stream=True), first_byte_s=2.0)
+    assert timeout.value.message == f"provider '{kind}' did not answer within 2s ({BASE_URLS[kind]})"
+    assert (timeout.value.status, timeout.value.retryable) == (504, True)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_leaving_a_stream_early_ends_the_exchange(kind: str) -> None:
+    async def endless() -> AsyncIterator[bytes]:
+        parts = stream_parts(kind)
+        for part in parts[:2]:
+            yield part
+        while True:
+            yield parts[2 if kind != "openai" else 1]
+
+    response = MockResponse(200, body=endless())
+    adapter, _ = provider(kind, answer(response))
+    stream = adapter.chat(ask(stream=True), UpstreamCall(model="up-model"))
+    assert isinstance(await anext(stream), Start)
+    await anext(stream)
+    assert not response.closed
+    await stream.aclose()
+    assert response.closed and not response.finished
