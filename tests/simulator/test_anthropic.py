@@ -319,12 +319,13 @@ def test_mid_stream_error_event_raises(sim_thread: SimulatorThread) -> None:
             seen.append(event.type)
     assert caught.value.body["error"]["type"] == "overloaded_error"  # type: ignore[index]
     assert seen[0] == "message_start" and len([e for e in seen if e != "text"]) == 3
-    # The anthropic SDK lets the transport's error through when a stream is cut mid-body.
-    with pytest.raises(httpx2.RemoteProtocolError, match="incomplete chunked read"):
+    # A stream cut mid-body: the anthropic SDK raises its connection error, caused by the transport's.
+    with pytest.raises(anthropic.APIConnectionError, match="incomplete chunked read") as cut:
         list(
             c.messages.create(
                 model="c", max_tokens=100, messages=user("hi"), stream=True, extra_headers={"x-sim-fault": "cut=2"}
             )
         )
+    assert isinstance(cut.value.__cause__, httpx2.RemoteProtocolError)
     refused = c.messages.create(model="c", max_tokens=100, messages=user("hi"), extra_headers={"x-sim-fault": "safety"})
     assert refused.stop_reason == "refusal" and refused.content == []

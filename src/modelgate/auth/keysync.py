@@ -177,7 +177,7 @@ class KeySync:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
             finally:
-                await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+                await pubsub.aclose()
 
     async def _on_message(self, message: dict[str, Any]) -> None:
         if message.get("type") != "message":

@@ -150,7 +150,7 @@ class RedisHealthSync:
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
             try:
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()
             except (RedisError, OSError) as exc:
                 log.debug("closing the pub/sub connection: %s", exc)
 
