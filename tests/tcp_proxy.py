@@ -11,7 +11,7 @@ import asyncio
 import threading
 from typing import Any
 
-from support import free_port
+from tests.support import free_port
 
 
 class TcpProxy:

@@ -12,7 +12,7 @@ import httpx
 import openai
 
 from modelgate import __version__
-from support import free_port, gateway_process
+from tests.support import free_port, gateway_process
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import openai
 
 from modelgate.simulator import SimulatorThread
-from support import RunningGateway, gateway_process, openai_sim_config
+from tests.support import RunningGateway, gateway_process, openai_sim_config
 
 
 def children(pid: int) -> set[int]:

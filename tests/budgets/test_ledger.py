@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from modelgate.budgets import Budget, LocalLedger, PeriodClock
 from modelgate.budgets.redis import RedisLedger
 from modelgate.limits.redis import create_redis
-from redis_scratch import scratch_redis
+from tests.redis_scratch import scratch_redis
 
 Ledger = LocalLedger | RedisLedger
 

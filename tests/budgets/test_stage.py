@@ -6,7 +6,6 @@ import re
 
 import pytest
 
-from governed_calls import Script, answer, call, chat, deployment, drain, principal
 from modelgate.auth import Limits
 from modelgate.budgets import BudgetExceeded, BudgetGuard, LocalLedger
 from modelgate.config.settings import PriceSettings, Settings
@@ -14,6 +13,7 @@ from modelgate.metering import NANO, PriceBook
 from modelgate.schema.errors import UpstreamError
 from modelgate.schema.events import Usage
 from modelgate.storage import prices_from_settings
+from tests.governed_calls import Script, answer, call, chat, deployment, drain, principal
 
 # $1,000 per million tokens in and out: one token is a tenth of a cent.
 PRICED = deployment(price=PriceSettings(input=1000.0, output=1000.0))

@@ -20,23 +20,6 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from conformance.adapters import (
-    ADAPTERS,
-    CUT,
-    ERROR_AFTER_FRAMES,
-    HANGS,
-    MID_STREAM_ERROR,
-    PLAIN,
-    RATE_LIMITED,
-    RETRY_AFTER_S,
-    SLOW,
-    Adapter,
-    Recording,
-    cases,
-    recording_cases,
-    simulator_config,
-    status_model,
-)
 from modelgate.providers.base import Provider, UpstreamCall
 from modelgate.providers.registry import create_provider
 from modelgate.providers.transport import HTTPClient
@@ -56,6 +39,23 @@ from modelgate.schema.request import ChatRequest, Message, Part, ReasoningPart, 
 from modelgate.simulator import MESSAGE_OVERHEAD_TOKENS, SimulatorThread, build_app, count_tokens
 from modelgate.simulator.state import SimState
 from modelgate.simulator.tokens import canonical_json
+from tests.conformance.adapters import (
+    ADAPTERS,
+    CUT,
+    ERROR_AFTER_FRAMES,
+    HANGS,
+    MID_STREAM_ERROR,
+    PLAIN,
+    RATE_LIMITED,
+    RETRY_AFTER_S,
+    SLOW,
+    Adapter,
+    Recording,
+    cases,
+    recording_cases,
+    simulator_config,
+    status_model,
+)
 
 WEATHER = Tool(name="get_weather", description="Weather for a city",
                parameters={"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})

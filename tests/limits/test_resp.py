@@ -9,7 +9,7 @@ import pytest
 from redis.asyncio import Redis
 
 from modelgate.limits.resp import LeanRedis, RespError, Script, encode, parse
-from tcp_proxy import TcpProxy
+from tests.tcp_proxy import TcpProxy
 
 ECHO = "return {ARGV[1], #KEYS}"
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from governed_calls import Script, answer, call, chat, deployment, drain, principal
 from modelgate.auth import Limits
 from modelgate.limits import LocalLimiter, RateLimit, counters_for
 from modelgate.schema.errors import RateLimited, UpstreamError
 from modelgate.schema.events import TextDelta, Usage
 from modelgate.schema.request import EmbeddingRequest
+from tests.governed_calls import Script, answer, call, chat, deployment, drain, principal
 
 
 def test_the_counters_of_key_project_and_deployment_apply() -> None:

@@ -16,7 +16,7 @@ import openai
 import pytest
 
 from modelgate.simulator import SimulatorThread
-from support import RunningGateway, gateway_in_thread, openai_sim_config
+from tests.support import RunningGateway, gateway_in_thread, openai_sim_config
 
 MASTER = "mk-routes"
 

@@ -15,7 +15,7 @@ import pytest
 from modelgate.metering import Journal, UsageRecorder
 from modelgate.metering.journal import encode, read_segment
 from modelgate.storage import Storage, StorageUnavailable, UsageFilters, UsageRecord
-from tcp_proxy import TcpProxy
+from tests.tcp_proxy import TcpProxy
 
 
 def usage_record(n: int, prefix: str = "req_") -> UsageRecord:

@@ -6,7 +6,6 @@ import asyncio
 
 import pytest
 
-from governed_calls import GPT_4O, Script, answer, call, chat, deployment, drain, principal
 from modelgate.auth import Limits
 from modelgate.config.settings import PriceSettings, Settings
 from modelgate.limits import LocalLimiter, RateLimit
@@ -16,6 +15,7 @@ from modelgate.schema.errors import RateLimited, UpstreamError
 from modelgate.schema.events import ReasoningDelta, Start, TextDelta, Usage
 from modelgate.schema.request import EmbeddingRequest
 from modelgate.storage import UsageRecord, prices_from_settings
+from tests.governed_calls import GPT_4O, Script, answer, call, chat, deployment, drain, principal
 
 
 class Records:

@@ -23,9 +23,9 @@ from redis import Redis
 
 from modelgate.simulator import SimulatorThread
 from modelgate.storage import Storage
-from services import _admin
-from support import RunningGateway, gateway_process, openai_sim_config
-from tcp_proxy import TcpProxy
+from tests.services import _admin
+from tests.support import RunningGateway, gateway_process, openai_sim_config
+from tests.tcp_proxy import TcpProxy
 
 MASTER = "mk-test"
 # $1,000 per million tokens: a request of a few dozen tokens costs a few cents, easy to add up.

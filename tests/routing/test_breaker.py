@@ -11,6 +11,10 @@ from typing import Any
 import httpx
 import openai
 import pytest
+
+from modelgate.routing.health import CLOSED, HALF_OPEN, OPEN, Health
+from modelgate.schema.errors import UpstreamError
+from modelgate.simulator import SimConfig, SimulatorThread
 from tests.routing.conftest import (
     Names,
     SimControl,
@@ -22,11 +26,7 @@ from tests.routing.conftest import (
     user,
     wait_for_state,
 )
-
-from modelgate.routing.health import CLOSED, HALF_OPEN, OPEN, Health
-from modelgate.schema.errors import UpstreamError
-from modelgate.simulator import SimConfig, SimulatorThread
-from support import gateway_in_thread
+from tests.support import gateway_in_thread
 
 MASTER = {"authorization": "Bearer sk-master"}
 

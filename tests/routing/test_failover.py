@@ -9,10 +9,10 @@ from typing import Any
 
 import openai
 import pytest
-from tests.routing.conftest import Names, SimControl, answered_by, client, deployment_health, providers, user
 
 from modelgate.simulator import SimConfig, SimulatorThread
-from support import RunningGateway, free_port, gateway_in_thread
+from tests.routing.conftest import Names, SimControl, answered_by, client, deployment_health, providers, user
+from tests.support import RunningGateway, free_port, gateway_in_thread
 
 
 def pair(names: Names, **settings: Any) -> dict[str, Any]:

@@ -9,6 +9,9 @@ from typing import Any
 import httpx
 import pytest
 import redis
+
+from modelgate.routing.health import CLOSED, HALF_OPEN, OPEN
+from modelgate.simulator import SimulatorThread
 from tests.routing.conftest import (
     Names,
     SimControl,
@@ -19,10 +22,7 @@ from tests.routing.conftest import (
     user,
     wait_for_state,
 )
-
-from modelgate.routing.health import CLOSED, HALF_OPEN, OPEN
-from modelgate.simulator import SimulatorThread
-from support import gateway_process
+from tests.support import gateway_process
 
 MASTER = {"authorization": "Bearer sk-master"}
 

@@ -6,10 +6,9 @@ import math
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
-from tests.routing.conftest import Names, SimControl, answered_by, client, providers, user
-
 from modelgate.simulator import SimConfig, SimulatorThread
-from support import gateway_in_thread
+from tests.routing.conftest import Names, SimControl, answered_by, client, providers, user
+from tests.support import gateway_in_thread
 
 
 def binomial_bounds(n: int, p: float, alpha: float) -> tuple[int, int]:

@@ -7,9 +7,9 @@ from typing import Any
 import anthropic
 import httpx2
 import pytest
-from tests.simulator.conftest import API_KEY, post_json
 
 from modelgate.simulator import SimulatorThread, count_tokens, message_tokens, tool_tokens
+from tests.simulator.conftest import API_KEY, post_json
 
 WEATHER: dict[str, Any] = {
     "name": "get_weather",

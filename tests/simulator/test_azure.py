@@ -7,9 +7,9 @@ from typing import Any
 
 import openai
 import pytest
-from tests.simulator.conftest import API_KEY, post_json
 
 from modelgate.simulator import SimulatorThread, count_tokens, message_tokens
+from tests.simulator.conftest import API_KEY, post_json
 
 API_VERSION = "2024-10-21"
 

@@ -15,7 +15,6 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
-from tests.simulator.conftest import API_KEY
 
 from modelgate.simulator import (
     DEFAULT_REASONING_MODELS,
@@ -31,6 +30,7 @@ from modelgate.simulator import (
 from modelgate.simulator.replies import Prompt, generate_reply
 from modelgate.simulator.schema_values import value_for_schema
 from modelgate.simulator.tokens import split_words, truncate_to_tokens
+from tests.simulator.conftest import API_KEY
 
 
 def test_count_tokens_formula() -> None:

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from google import genai
 from google.genai import errors, types
-from tests.simulator.conftest import API_KEY, post_json
 
 from modelgate.simulator import SimulatorThread, count_tokens, message_tokens, tool_tokens
+from tests.simulator.conftest import API_KEY, post_json
 
 WEATHER = types.FunctionDeclaration(
     name="get_weather",

@@ -11,9 +11,9 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
-from tests.simulator.conftest import API_KEY, post_json
 
 from modelgate.simulator import Simulator, SimulatorThread, count_tokens, message_tokens, tool_tokens
+from tests.simulator.conftest import API_KEY, post_json
 
 WEATHER_TOOL: dict[str, Any] = {
     "type": "function",

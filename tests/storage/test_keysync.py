@@ -18,8 +18,8 @@ from modelgate.auth.keystore import KeyCache, generate_key, hash_key
 from modelgate.auth.keysync import KeySync
 from modelgate.schema.errors import AuthenticationFailed
 from modelgate.storage import LimitFields, Storage
-from services import START_REDIS, unavailable
-from support import free_port
+from tests.services import START_REDIS, unavailable
+from tests.support import free_port
 
 DEPLOYMENTS = ["chat", "embed", "fast"]
 

@@ -13,7 +13,7 @@ import pytest
 from anthropic.types import Message
 
 from modelgate.simulator import SimConfig, SimulatorThread, count_tokens, message_tokens
-from support import RunningGateway, gateway_in_thread, openai_sim_config
+from tests.support import RunningGateway, gateway_in_thread, openai_sim_config
 
 MASTER_KEY = "mg-test-master"
 WEATHER = {"name": "get_weather", "description": "Current weather in a city",

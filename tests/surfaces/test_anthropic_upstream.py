@@ -11,7 +11,7 @@ import anthropic
 import httpx
 from aiohttp import web
 
-from support import RecordingUpstream, gateway_in_thread
+from tests.support import RecordingUpstream, gateway_in_thread
 
 IMAGE = {"type": "base64", "media_type": "image/png", "data": "iVBORw0K"}
 

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from aiohttp import web
 
-from support import RecordingUpstream, gateway_in_thread
+from tests.support import RecordingUpstream, gateway_in_thread
 
 USER = [{"role": "user", "content": "Count slowly"}]
 

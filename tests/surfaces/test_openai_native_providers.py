@@ -15,8 +15,8 @@ import openai
 import pytest
 
 from modelgate.simulator import SimulatorThread
-from openai_spec import OpenAISpec
-from support import RunningGateway, gateway_in_thread
+from tests.openai_spec import OpenAISpec
+from tests.support import RunningGateway, gateway_in_thread
 
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}},

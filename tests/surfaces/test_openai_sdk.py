@@ -16,8 +16,8 @@ import openai
 import pytest
 
 from modelgate.simulator import SimConfig, SimulatorThread
-from openai_spec import OpenAISpec
-from support import RunningGateway, free_port, gateway_in_thread
+from tests.openai_spec import OpenAISpec
+from tests.support import RunningGateway, free_port, gateway_in_thread
 
 MASTER = "mk-test-master"
 WEATHER_TOOL = {"type": "function", "function": {
@@ -386,7 +386,7 @@ def test_stream_failing_after_start_ends_with_an_error_event(client: openai.Open
 
 
 def test_unknown_fields_pass_through_to_openai_compatible_upstreams() -> None:
-    from support import RecordingUpstream
+    from tests.support import RecordingUpstream
 
     with RecordingUpstream() as upstream:
         config = {"providers": {
@@ -419,7 +419,7 @@ def test_unknown_fields_pass_through_to_openai_compatible_upstreams() -> None:
 
 
 def test_streaming_always_asks_upstream_for_usage() -> None:
-    from support import RecordingUpstream
+    from tests.support import RecordingUpstream
 
     with RecordingUpstream() as upstream:
         config = {"providers": {"p": {"type": "openai", "base_url": f"{upstream.base_url}/v1"}},
