@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+
 import pytest
 
 from modelgate.auth import Limits
@@ -24,7 +26,8 @@ async def test_no_limits_no_wrapper_and_no_headers() -> None:
     script = Script(answer())
     c = call()
     events = RateLimit(LocalLimiter())(c, script)
-    assert events.__qualname__ == "Script.__call__"  # the next handler's own events, not a wrapper
+    # The next handler's own events, not a wrapper.
+    assert isinstance(events, types.AsyncGeneratorType) and events.__qualname__ == "Script.__call__"
     await drain(events)
     assert c.response_headers == {}
 
