@@ -1,17 +1,13 @@
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
 from modelgate.providers.transport import HTTPClient
 from modelgate.simulator import SimConfig, SimulatorThread
-from openai_spec import OpenAISpec, load_spec
-from services import (  # noqa: F401  (fixtures: real PostgreSQL and Redis, fresh databases)
+from tests.openai_spec import OpenAISpec, load_spec
+from tests.services import (  # noqa: F401  (fixtures: real PostgreSQL and Redis, fresh databases)
     database_url,
     migrated_database_url,
     postgres_server,

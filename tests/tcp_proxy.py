@@ -11,13 +11,14 @@ import asyncio
 import threading
 from typing import Any
 
-from support import free_port
+from tests.support import bound_socket
 
 
 class TcpProxy:
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
-        self.port = free_port()
+        self._socket = bound_socket()  # bound now: the port is known before the proxy starts
+        self.port = int(self._socket.getsockname()[1])
         self.connections = 0
         self._cut = False
         self._writers: set[asyncio.StreamWriter] = set()
@@ -27,17 +28,19 @@ class TcpProxy:
 
     def __enter__(self) -> TcpProxy:
         self._thread.start()
-        self._ready.wait(10)
+        if not self._ready.wait(30):
+            raise RuntimeError("the proxy did not start")
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+        self._thread.join(30)
+        self._socket.close()
 
     def _serve(self) -> None:
         loop = self._loop
         asyncio.set_event_loop(loop)
-        server = loop.run_until_complete(asyncio.start_server(self._accept, "127.0.0.1", self.port))
+        server = loop.run_until_complete(asyncio.start_server(self._accept, sock=self._socket))
         self._ready.set()
         loop.run_forever()
         # Stopped: close everything and let the pipes finish before the loop goes.
@@ -83,7 +86,8 @@ class TcpProxy:
             done.set()
 
         self._loop.call_soon_threadsafe(run)
-        done.wait(5)
+        if not done.wait(30):
+            raise RuntimeError("the proxy's loop did not run the action")
 
     def cut(self) -> None:
         def cut() -> None:

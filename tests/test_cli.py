@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import openai
 
 from modelgate import __version__
-from support import free_port, gateway_process
+from tests.support import gateway_process
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -42,7 +41,7 @@ def test_deployments_lists_catalog_facts(tmp_path: Path) -> None:
 def test_config_errors_stop_the_server_before_it_starts(tmp_path: Path) -> None:
     config = tmp_path / "modelgate.yaml"
     config.write_text("master_key: ${MODELGATE_MASTER_KEY}\nproviders: {}\ndeployments: []\n")
-    result = run_cli("serve", "--config", str(config), "--port", str(free_port()))
+    result = run_cli("serve", "--config", str(config), "--port", "0")
     assert result.returncode == 2
     assert "master_key: environment variable MODELGATE_MASTER_KEY is not set" in result.stderr
 
@@ -54,7 +53,7 @@ def test_demo_serves_simulated_providers_with_no_config(tmp_path: Path) -> None:
         assert {"gpt-4o", "grok-3", "deepseek-reasoner"} <= models
         reply = client.chat.completions.create(model="deepseek-reasoner",
                                                messages=[{"role": "user", "content": "Why is the sky blue?"}])
-        assert reply.choices[0].message.content.startswith("Simulated reply from deepseek-reasoner")
+        assert (reply.choices[0].message.content or "").startswith("Simulated reply from deepseek-reasoner")
         assert reply.choices[0].message.reasoning_content  # type: ignore[attr-defined]
         assert httpx.get(f"{gateway.base_url}/health").json() == {"status": "ok"}
         group = client.chat.completions.with_raw_response.create(
@@ -68,22 +67,23 @@ def test_demo_serves_simulated_providers_with_no_config(tmp_path: Path) -> None:
 
 
 def test_sim_command_serves_the_provider_apis() -> None:
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "modelgate", "sim", "--port", str(port)],
+    process = subprocess.Popen([sys.executable, "-m", "modelgate", "sim", "--port", "0"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(200):
-            try:
-                httpx.get(f"{base}/sim/stats", timeout=1)
+        assert process.stdout is not None
+        # Printed once it listens, with the port it got.
+        seen: list[str] = []
+        for line in process.stdout:
+            if line.startswith("modelgate simulator on http://127.0.0.1:"):
                 break
-            except httpx.HTTPError:
-                time.sleep(0.05)
+            seen.append(line)
         else:
-            raise AssertionError("the simulator did not start")
+            raise AssertionError(f"the simulator exited before listening: {''.join(seen)}")
+        base = line.split()[3]
+        assert httpx.get(f"{base}/sim/stats", timeout=10).status_code == 200
         client = openai.OpenAI(base_url=f"{base}/v1", api_key="k", max_retries=0)
         reply = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
-        assert reply.choices[0].message.content.startswith("Simulated reply from gpt-4o")
+        assert (reply.choices[0].message.content or "").startswith("Simulated reply from gpt-4o")
     finally:
         process.terminate()
         process.wait(timeout=10)

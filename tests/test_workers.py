@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import time
 from contextlib import AbstractContextManager
 from pathlib import Path
 
 import openai
 
 from modelgate.simulator import SimulatorThread
-from support import RunningGateway, gateway_process, openai_sim_config
+from tests.support import RunningGateway, gateway_process, openai_sim_config, wait_until
 
 
 def children(pid: int) -> set[int]:
@@ -45,14 +44,8 @@ def test_two_workers_serve_one_port_and_a_dead_one_is_replaced(sim: SimulatorThr
             assert reply.choices[0].message.content
         victim = sorted(workers)[0]
         os.kill(victim, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            now = children(gateway.process.pid)
-            if len(now) == 2 and victim not in now:
-                break
-            time.sleep(0.1)
-        else:
-            raise AssertionError(f"the dead worker was not replaced: {children(gateway.process.pid)}")
+        pid = gateway.process.pid
+        wait_until(lambda: len(now := children(pid)) == 2 and victim not in now, 30, "the dead worker replaced")
         assert client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "again"}])
         every_worker = workers | children(gateway.process.pid)
     # Stopping the parent stops every worker before it exits.

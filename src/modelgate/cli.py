@@ -26,7 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="run the gateway")
     serve.add_argument("--config", default=None, help=f"config file (default: {DEFAULT_CONFIG})")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=4000)
+    serve.add_argument("--port", type=int, default=4000, help="0: a free port, printed as the server's URL")
     serve.add_argument("--demo", action="store_true",
                        help="no config or keys: simulated providers, SQLite, instructions printed")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     sim = commands.add_parser("sim", help="run the provider simulator (OpenAI, Anthropic, Gemini APIs)")
     sim.add_argument("--host", default="127.0.0.1")
-    sim.add_argument("--port", type=int, default=9100)
+    sim.add_argument("--port", type=int, default=9100, help="0: a free port (the URL printed says which)")
     sim.add_argument("--config", default=None, help="simulator config file (models, faults)")
 
     deployments = commands.add_parser("deployments", help="list the configured deployments")
@@ -73,18 +73,25 @@ def _settings(path: str) -> Settings:
 def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from modelgate.config.settings import Settings
-    from modelgate.server.serve import run_server
+    from modelgate.server.serve import bind, run_server
 
     if args.demo:
         from modelgate.demo import demo_settings, print_demo_help, start_demo_simulator
 
         simulator = start_demo_simulator()
         settings = demo_settings(simulator.base_url)
-        print_demo_help(args.host, args.port)
     else:
         settings = _load(args.config or DEFAULT_CONFIG)  # type: ignore[assignment]
     assert isinstance(settings, Settings)
-    run_server(settings, args.host, args.port, args.log_level, args.workers)
+    port, sock = args.port, None
+    if port == 0:  # bound here, so that the port the system picked can be printed before serving
+        sock = bind(args.host, 0)
+        port = sock.getsockname()[1]
+        host = f"[{args.host}]" if ":" in args.host else args.host
+        print(f"modelgate serving on http://{host}:{port}", flush=True)
+    if args.demo:
+        print_demo_help(args.host, port)
+    run_server(settings, args.host, port, args.log_level, args.workers, sock)
     return 0
 
 
@@ -92,9 +99,13 @@ def _sim(args: argparse.Namespace) -> int:
     from modelgate.simulator import SimConfig, run
 
     config = SimConfig.from_file(args.config) if args.config else None
-    print(f"modelgate simulator on http://{args.host}:{args.port} "
-          "(OpenAI /v1, Azure /openai, Anthropic /v1/messages, Gemini /v1beta)", flush=True)
-    run(args.host, args.port, config)
+
+    def ready(url: str) -> None:  # once listening, with the port it got (--port 0)
+        port = url.rsplit(":", 1)[1]
+        print(f"modelgate simulator on http://{args.host}:{port} "
+              "(OpenAI /v1, Azure /openai, Anthropic /v1/messages, Gemini /v1beta)", flush=True)
+
+    run(args.host, args.port, config, on_ready=ready)
     return 0
 
 

@@ -16,7 +16,7 @@ import pytest
 from modelgate.simulator import SimulatorThread
 from modelgate.surfaces.admin.openapi import admin_openapi
 from modelgate.surfaces.admin.routes import ENDPOINTS
-from support import RunningGateway, gateway_in_thread, openai_sim_config
+from tests.support import RunningGateway, gateway_in_thread, openai_sim_config
 
 MASTER = {"authorization": "Bearer sk-master"}
 

@@ -7,13 +7,14 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 
 from modelgate.simulator import SimulatorThread
 from modelgate.surfaces.admin import wire
-from support import RunningGateway, gateway_in_thread, openai_sim_config
+from tests.support import RunningGateway, gateway_in_thread, openai_sim_config
 
 MASTER = {"authorization": "Bearer sk-master"}
 
@@ -24,7 +25,7 @@ def gateway(sim: SimulatorThread) -> Iterator[RunningGateway]:
         yield running
 
 
-def error(response: httpx.Response, status: int) -> dict[str, str | None]:
+def error(response: httpx.Response, status: int) -> dict[str, Any]:
     """The error object of ``response``, after checking it is one, as the OpenAI surface sends them."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/json"

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from modelgate.simulator import SimulatorThread
-from support import RunningGateway, gateway_process, openai_sim_config
+from tests.support import RunningGateway, gateway_process, openai_sim_config
 
 
 def modelgate(*args: str, code: int = 0) -> subprocess.CompletedProcess[str]:

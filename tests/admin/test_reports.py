@@ -19,7 +19,7 @@ import yaml
 
 from modelgate.simulator import SimulatorThread
 from modelgate.storage import Storage, UsageRecord
-from support import RunningGateway, gateway_in_thread, openai_sim_config
+from tests.support import RunningGateway, gateway_in_thread, openai_sim_config
 
 MASTER = {"authorization": "Bearer sk-master"}
 JAN31 = datetime(2030, 1, 31, 12, tzinfo=UTC)

@@ -6,7 +6,7 @@ import pytest
 
 from modelgate.budgets import LocalLedger
 from modelgate.budgets.redis import RedisLedger
-from redis_scratch import scratch_redis
+from tests.redis_scratch import scratch_redis
 
 
 @pytest.fixture(params=["local", "redis"])

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
+import types
 
 import pytest
 
-from governed_calls import Script, answer, call, chat, deployment, drain, principal
 from modelgate.auth import Limits
 from modelgate.budgets import BudgetExceeded, BudgetGuard, LocalLedger
 from modelgate.config.settings import PriceSettings, Settings
@@ -15,6 +15,7 @@ from modelgate.schema.errors import UpstreamError
 from modelgate.schema.events import Usage
 from modelgate.storage import prices_from_settings
 from modelgate.surfaces.openai.render import error_type
+from tests.governed_calls import Script, answer, call, chat, deployment, drain, principal
 
 # $1,000 per million tokens in and out: one token is a tenth of a cent.
 PRICED = deployment(price=PriceSettings(input=1000.0, output=1000.0))
@@ -35,7 +36,7 @@ async def test_a_request_is_settled_at_its_real_price() -> None:
     who = principal(Limits(budget=1.0))
     await drain(guard(ledger)(call(chat(max_tokens=100), who=who, to=PRICED),
                               Script(answer(usage=Usage(input_tokens=30, output_tokens=20)))))
-    assert spent(ledger) == (pytest.approx(0.05), 0)
+    assert spent(ledger) == pytest.approx((0.05, 0))
 
 
 async def test_a_request_that_could_overspend_never_starts() -> None:
@@ -52,7 +53,7 @@ async def test_a_request_that_could_overspend_never_starts() -> None:
     assert refused.value.retry_after is None  # waiting does not help until the period ends
     assert "key 'key_1' has spent $0.0000 of its $0.10 budget this month" in refused.value.message
     await drain(stage(call(chat(max_tokens=50), who=who, to=PRICED), script))  # this one fits
-    assert spent(ledger) == (pytest.approx(0.05), 0)
+    assert spent(ledger) == pytest.approx((0.05, 0))
 
 
 async def test_requests_in_flight_hold_the_budget_until_they_end() -> None:
@@ -66,7 +67,7 @@ async def test_requests_in_flight_hold_the_budget_until_they_end() -> None:
     assert refused.value.retry_after == 1.0  # in flight: worth trying again soon
     assert "requests in flight hold $0.11" in refused.value.message
     await drain(first)
-    assert spent(ledger) == (pytest.approx(0.01), 0)
+    assert spent(ledger) == pytest.approx((0.01, 0))
     await drain(stage(call(chat(max_tokens=100), who=who, to=PRICED), Script(answer())))
 
 
@@ -95,12 +96,12 @@ async def test_a_failed_request_costs_nothing_and_a_cut_one_what_it_streamed() -
     with pytest.raises(UpstreamError):
         await drain(stage(call(chat("Hi", max_tokens=100), who=who, to=PRICED), cut))
     # 50 tokens streamed + the prompt's estimate (8), at a tenth of a cent each.
-    assert spent(ledger) == (pytest.approx(0.058), 0)
+    assert spent(ledger) == pytest.approx((0.058, 0))
 
 
 async def test_keys_without_a_budget_pass_untouched() -> None:
     ledger = LocalLedger()
     script = Script(answer())
     events = guard(ledger)(call(to=PRICED), script)
-    assert events.__qualname__ == "Script.__call__"
+    assert isinstance(events, types.AsyncGeneratorType) and events.__qualname__ == "Script.__call__"
     await drain(events)

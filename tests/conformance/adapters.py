@@ -38,7 +38,7 @@ MID_STREAM_ERROR = "conformance-error-after"
 CUT = "conformance-cut"  # drops the TCP connection after a few frames (half the body, unstreamed)
 HANGS = "conformance-hangs"  # accepts the request and sends nothing
 
-SLOW_CHUNK_MS = 100
+SLOW_CHUNK_MS = 500
 RETRY_AFTER_S = 7
 # Frames sent before the mid-stream error: enough for every API to have sent some text (Azure opens
 # with a filter chunk and a role chunk, Anthropic with message_start, content_block_start and a ping).

@@ -20,23 +20,6 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from conformance.adapters import (
-    ADAPTERS,
-    CUT,
-    ERROR_AFTER_FRAMES,
-    HANGS,
-    MID_STREAM_ERROR,
-    PLAIN,
-    RATE_LIMITED,
-    RETRY_AFTER_S,
-    SLOW,
-    Adapter,
-    Recording,
-    cases,
-    recording_cases,
-    simulator_config,
-    status_model,
-)
 from modelgate.providers.base import Provider, UpstreamCall
 from modelgate.providers.registry import create_provider
 from modelgate.providers.transport import HTTPClient
@@ -56,6 +39,23 @@ from modelgate.schema.request import ChatRequest, Message, Part, ReasoningPart, 
 from modelgate.simulator import MESSAGE_OVERHEAD_TOKENS, SimulatorThread, build_app, count_tokens
 from modelgate.simulator.state import SimState
 from modelgate.simulator.tokens import canonical_json
+from tests.conformance.adapters import (
+    ADAPTERS,
+    CUT,
+    ERROR_AFTER_FRAMES,
+    HANGS,
+    MID_STREAM_ERROR,
+    PLAIN,
+    RATE_LIMITED,
+    RETRY_AFTER_S,
+    SLOW,
+    Adapter,
+    Recording,
+    cases,
+    recording_cases,
+    simulator_config,
+    status_model,
+)
 
 WEATHER = Tool(name="get_weather", description="Weather for a city",
                parameters={"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})
@@ -403,7 +403,8 @@ async def test_no_first_byte_in_time_is_a_timeout(
     started = time.monotonic()
     with pytest.raises(UpstreamTimeout) as caught:
         await collect(provider, ask(GREETING, stream=True), HANGS, first_byte_s=0.2)
-    assert time.monotonic() - started < 1.0
+    # The 0.2 s wait for a first byte ended it, long before the upstream's 30 s of silence would.
+    assert time.monotonic() - started < 15
     assert (caught.value.status, caught.value.retryable, caught.value.provider) == (504, True, adapter.id)
 
 
@@ -413,7 +414,6 @@ async def test_no_first_byte_in_time_is_a_timeout(
 @dataclass
 class HandlerEnd:
     path: str
-    at: float
     disconnected: bool  # ended because its client went away, not by finishing its reply
 
 
@@ -437,10 +437,10 @@ class WatchedSimulator:
         try:
             response = await handler(request)
         except (asyncio.CancelledError, ConnectionResetError):
-            self.ends.append(HandlerEnd(request.path, time.monotonic(), disconnected=True))
+            self.ends.append(HandlerEnd(request.path, disconnected=True))
             self.ended.set()
             raise
-        self.ends.append(HandlerEnd(request.path, time.monotonic(), disconnected=False))
+        self.ends.append(HandlerEnd(request.path, disconnected=False))
         self.ended.set()
         return response
 
@@ -473,8 +473,8 @@ async def test_early_client_disconnect_closes_the_upstream_stream(
     adapter: Adapter, watched: WatchedSimulator, http: HTTPClient,
 ) -> None:
     provider = connect(adapter, watched.base_url, http)
-    # SLOW streams a word every 100 ms: its ~20-word reply takes about 2 s, so a handler that ends
-    # within the second after the close ended because of it, not because the reply was done.
+    # SLOW streams a word every 500 ms: its ~20-word reply takes about 10 s. The handler's end says
+    # why it ended (its client went away, or the reply was done), so no clock is read.
     stream = provider.chat(ask(f"{GREETING} and tell me a long story please", stream=True),
                            UpstreamCall(model=SLOW, timeout=TIMEOUT_S))
     assert isinstance(stream, AsyncGenerator)  # the gateway closes it with aclose() (routing, surfaces)
@@ -482,11 +482,9 @@ async def test_early_client_disconnect_closes_the_upstream_stream(
     second = await anext(stream)
     assert isinstance(first, Start) and not isinstance(second, Finish)
     await stream.aclose()
-    closed_at = time.monotonic()
-    await asyncio.wait_for(watched.ended.wait(), 5.0)  # a finished reply ends it too, in ~2 s
+    await asyncio.wait_for(watched.ended.wait(), 30)  # a finished reply ends it too, in ~10 s
     [end] = watched.ends
     assert end.disconnected, "the simulator finished the whole reply: the adapter kept the stream open"
-    assert end.at - closed_at < 1.0
 
 
 # --- recorded upstream bytes ---------------------------------------------------------------------

@@ -6,7 +6,7 @@ import pytest
 
 from modelgate.limits import LocalLimiter
 from modelgate.limits.redis import RedisLimiter
-from redis_scratch import scratch_redis
+from tests.redis_scratch import scratch_redis
 
 
 @pytest.fixture(params=["local", "redis"])

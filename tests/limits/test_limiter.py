@@ -118,7 +118,7 @@ def test_the_bucket_refills_continuously() -> None:
 
 async def test_two_processes_share_one_limit_through_redis(redis_url: str) -> None:
     """Two limiters with their own connections stand for two gateway processes."""
-    from redis_scratch import scratch_redis
+    from tests.redis_scratch import scratch_redis
 
     async with scratch_redis(redis_url) as (client, prefix):
         other = RedisClient.from_url(redis_url)

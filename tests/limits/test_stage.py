@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import types
+
 import pytest
 
-from governed_calls import Script, answer, call, chat, deployment, drain, principal
 from modelgate.auth import Limits
 from modelgate.limits import LocalLimiter, RateLimit, counters_for
 from modelgate.schema.errors import RateLimited, UpstreamError
 from modelgate.schema.events import TextDelta, Usage
 from modelgate.schema.request import EmbeddingRequest
+from tests.governed_calls import Script, answer, call, chat, deployment, drain, principal
 
 
 def test_the_counters_of_key_project_and_deployment_apply() -> None:
@@ -24,7 +26,8 @@ async def test_no_limits_no_wrapper_and_no_headers() -> None:
     script = Script(answer())
     c = call()
     events = RateLimit(LocalLimiter())(c, script)
-    assert events.__qualname__ == "Script.__call__"  # the next handler's own events, not a wrapper
+    # The next handler's own events, not a wrapper.
+    assert isinstance(events, types.AsyncGeneratorType) and events.__qualname__ == "Script.__call__"
     await drain(events)
     assert c.response_headers == {}
 

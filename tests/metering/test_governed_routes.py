@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ import openai
 import pytest
 
 from modelgate.simulator import SimulatorThread
-from support import RunningGateway, gateway_in_thread, openai_sim_config
+from tests.support import RunningGateway, gateway_in_thread, openai_sim_config
 
 MASTER = "mk-routes"
 
@@ -25,7 +25,7 @@ MASTER = "mk-routes"
 class Result:
     status: int
     request_id: str
-    headers: httpx.Headers
+    headers: Mapping[str, str]
     error_type: str | None = None
 
 
@@ -87,7 +87,7 @@ def refused(route: Callable[[RunningGateway, str], Result], gateway: RunningGate
         body: Any = error.body
         inner = body.get("error", body) if isinstance(body, dict) else {}
         headers = error.response.headers
-        return Result(error.status_code, headers.get("x-request-id") or headers.get("request-id", ""), headers,
+        return Result(error.status_code, headers.get("x-request-id") or headers.get("request-id") or "", headers,
                       inner.get("type"))
     raise AssertionError("the request was not refused")
 

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncGenerator
 
 import pytest
 
-from governed_calls import GPT_4O, Script, answer, call, chat, deployment, drain, principal
 from modelgate.auth import Limits
-from modelgate.config.settings import PriceSettings, Settings
+from modelgate.config.settings import DeploymentSettings, PriceSettings, Settings
 from modelgate.limits import LocalLimiter, RateLimit
 from modelgate.metering import CLIENT_CLOSED, Metering, PriceBook
+from modelgate.pipeline.contract import Call, build_chain
 from modelgate.schema.errors import RateLimited, UpstreamError
-from modelgate.schema.events import ReasoningDelta, Start, TextDelta, Usage
+from modelgate.schema.events import Event, ReasoningDelta, Start, TextDelta, Usage
 from modelgate.schema.request import EmbeddingRequest
-from modelgate.server.chain import build_chain
 from modelgate.storage import UsageRecord, prices_from_settings
+from tests.governed_calls import GPT_4O, Script, answer, call, chat, deployment, drain, principal
 
 
 class Records:
@@ -28,8 +29,8 @@ class Records:
         self.records.append(record)
 
 
-def price_book(*deployments: object) -> PriceBook:
-    settings = Settings(deployments={d.name: d for d in deployments})  # type: ignore[attr-defined]
+def price_book(*deployments: DeploymentSettings) -> PriceBook:
+    settings = Settings(deployments={d.name: d for d in deployments})
     return PriceBook(prices_from_settings(settings), settings.deployments.values())
 
 
@@ -38,7 +39,7 @@ def records() -> Records:
     return Records()
 
 
-def metering(records: Records, *deployments: object) -> Metering:
+def metering(records: Records, *deployments: DeploymentSettings) -> Metering:
     return Metering(records, price_book(*(deployments or (deployment(),))))
 
 
@@ -63,11 +64,11 @@ async def test_a_success_is_recorded_once_with_its_cost_and_price(records: Recor
 
 
 async def test_a_stream_records_its_time_to_first_token(records: Records) -> None:
-    events = [Start(model="gpt-4o"), ReasoningDelta(text="hmm"), TextDelta("hi"),
+    events: list[Event] = [Start(model="gpt-4o"), ReasoningDelta(text="hmm"), TextDelta("hi"),
               Usage(input_tokens=3, output_tokens=2)]
 
     class Slow(Script):
-        async def __call__(self, call):  # type: ignore[no-untyped-def,override]
+        async def __call__(self, call: Call) -> AsyncGenerator[Event, None]:
             call.attempts += 1
             call.provider, call.upstream_model = "openai", "gpt-4o"
             yield events[0]
@@ -117,7 +118,7 @@ async def test_a_cancelled_request_is_recorded_as_499(records: Records) -> None:
     started = asyncio.Event()
 
     class Hangs(Script):
-        async def __call__(self, call):  # type: ignore[no-untyped-def,override]
+        async def __call__(self, call: Call) -> AsyncGenerator[Event, None]:
             call.attempts += 1
             started.set()
             await asyncio.sleep(60)

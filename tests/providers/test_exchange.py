@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from modelgate.providers.base import Provider, UpstreamCall
-from modelgate.providers.mock_transport import MockResponse, MockTransport
+from modelgate.providers.mock_transport import MockHandler, MockResponse, MockTransport
 from modelgate.providers.registry import create_provider
 from modelgate.providers.settings import ProviderSettings
 from modelgate.providers.transport import ConnectError, ProtocolError, ReadTimeout, Timeout, UpstreamRequest
@@ -38,7 +38,7 @@ FIXTURES = Path(__file__).parents[1] / "fixtures"
 BASE_URLS = {"openai": "https://api.example.com/v1", "anthropic": "https://api.anthropic.example",
              "gemini": "https://gemini.example"}
 KINDS = list(BASE_URLS)
-Handler = Callable[[UpstreamRequest], MockResponse]
+Handler = MockHandler
 
 
 def provider(kind: str, handler: Handler) -> tuple[Provider, MockTransport]:

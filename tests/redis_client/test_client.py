@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from modelgate.redis_client import RedisClient, RespError, Script
 from modelgate.redis_client.resp import encode, parse
-from tcp_proxy import TcpProxy
+from tests.tcp_proxy import TcpProxy
 
 ECHO = "return {ARGV[1], #KEYS}"
 
@@ -108,7 +108,9 @@ async def test_the_database_number_and_credentials_of_the_url_are_used(redis_url
 
 async def test_a_lost_server_fails_fast_and_the_client_reconnects(redis_url: str) -> None:
     with TcpProxy("127.0.0.1", 6379) as proxy:
-        client = RedisClient(f"redis://127.0.0.1:{proxy.port}/0", timeout=0.5)
+        # Time enough for any answer through the proxy: a lost server is a ConnectionError at
+        # once, never the wait for this timeout.
+        client = RedisClient(f"redis://127.0.0.1:{proxy.port}/0", timeout=5)
         try:
             assert await client.command("PING") == "PONG"
             proxy.cut()

@@ -45,7 +45,7 @@ async def test_a_pipeline_answers_in_order_and_raises_an_error_reply_after_readi
 async def test_hashes_are_read_whole_and_keys_found_by_pattern(scratch: tuple[RedisClient, Redis, str]) -> None:
     client, checker, prefix = scratch
     names = {f"{prefix}h:{n}".encode() for n in range(1200)}  # more than one SCAN batch
-    await client.pipeline(*(["HSET", name, "n", name[-4:], "empty", ""] for name in names))
+    await client.pipeline(*(("HSET", name, "n", name[-4:], "empty", "") for name in names))
     await checker.set(prefix + "other", "x")
     found = [key async for key in client.scan_iter(match=prefix + "h:*", count=500)]
     assert set(found) == names

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from modelgate.redis_client import Message, RedisClient, RespError, Subscription
-from tcp_proxy import TcpProxy
+from tests.tcp_proxy import TcpProxy
 
 
 def channel() -> str:
@@ -65,7 +65,7 @@ async def test_a_burst_larger_than_the_queue_arrives_whole_and_in_order(redis_ur
     try:
         async with client.subscribe(name) as subscription:
             for start in range(0, 25_000, 1000):
-                await client.pipeline(*(["PUBLISH", name, n] for n in range(start, start + 1000)))
+                await client.pipeline(*(("PUBLISH", name, n) for n in range(start, start + 1000)))
             messages = await take(subscription, 25_000, within=30)
         assert [int(m.data) for m in messages] == list(range(25_000))
     finally:
@@ -80,7 +80,7 @@ def test_subscriptions_work_on_uvloop_as_the_gateway_runs_them(redis_url: str) -
         name = channel()
         try:
             async with client.subscribe(name) as subscription:
-                await client.pipeline(*(["PUBLISH", name, n] for n in range(20)))
+                await client.pipeline(*(("PUBLISH", name, n) for n in range(20)))
                 return [m.data for m in await take(subscription, 20)]
         finally:
             await client.close()

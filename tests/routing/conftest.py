@@ -7,8 +7,7 @@ simulator and the requests it counts there are its own.
 from __future__ import annotations
 
 import secrets
-import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +16,7 @@ import openai
 import pytest
 
 from modelgate.simulator import SimulatorThread
+from tests.support import DEADLINE_S, wait_until
 
 
 def user(text: str = "Hello there") -> Any:
@@ -78,7 +78,7 @@ def client(base_url: str, api_key: str = "sk-test") -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{base_url}/v1", api_key=api_key, max_retries=0, timeout=30)
 
 
-def answered_by(headers: httpx.Headers) -> tuple[str, str, int]:
+def answered_by(headers: Mapping[str, str]) -> tuple[str, str, int]:
     """(provider, model, attempts) from the x-modelgate-* response headers."""
     return (headers["x-modelgate-provider"], headers["x-modelgate-model"],
             int(headers["x-modelgate-attempts"]))
@@ -95,14 +95,8 @@ def target_state(base_url: str, deployment: str, model: str, headers: dict[str, 
     return str(next(t["state"] for t in targets if t["model"] == model))
 
 
-def wait_for_state(base_url: str, deployment: str, model: str, state: str, within: float = 5.0,
-                   headers: dict[str, str] | None = None) -> float:
-    """Poll /health/deployments until the target is in ``state``; returns the seconds it took."""
-    started = time.monotonic()
-    while True:
-        seen = target_state(base_url, deployment, model, headers)
-        if seen == state:
-            return time.monotonic() - started
-        if time.monotonic() - started > within:
-            raise AssertionError(f"{model} stayed {seen!r}, expected {state!r} within {within}s")
-        time.sleep(0.02)
+def wait_for_state(base_url: str, deployment: str, model: str, state: str, within: float = DEADLINE_S,
+                   headers: dict[str, str] | None = None) -> None:
+    """Poll /health/deployments until the target is in ``state``."""
+    wait_until(lambda: target_state(base_url, deployment, model, headers) == state, within,
+               f"{model} {state!r}")

@@ -15,7 +15,7 @@ from modelgate.redis_client import RedisClient
 from modelgate.routing.health import CLOSED, OPEN, Health, TargetHealth
 from modelgate.routing.redis_sync import RedisHealthSync
 from modelgate.schema.errors import UpstreamError
-from tcp_proxy import TcpProxy
+from tests.tcp_proxy import TcpProxy
 
 
 async def until(condition: Callable[[], bool], within: float = 10.0) -> None:

@@ -9,6 +9,9 @@ from typing import Any
 import httpx
 import pytest
 import redis
+
+from modelgate.routing.health import CLOSED, HALF_OPEN, OPEN
+from modelgate.simulator import SimulatorThread
 from tests.routing.conftest import (
     Names,
     SimControl,
@@ -19,12 +22,10 @@ from tests.routing.conftest import (
     user,
     wait_for_state,
 )
-
-from modelgate.routing.health import CLOSED, HALF_OPEN, OPEN
-from modelgate.simulator import SimulatorThread
-from support import gateway_process
+from tests.support import gateway_process
 
 MASTER = {"authorization": "Bearer sk-master"}
+COOLDOWN_S = 5
 
 
 @pytest.fixture
@@ -48,7 +49,8 @@ def shared_config(sim_url: str, names: Names, redis_url: str, prefix: str) -> di
     return {
         "master_key": "sk-master",
         "redis_url": redis_url,
-        "routing": {"failures": 2, "cooldown": 1, "redis_prefix": prefix},
+        # A cool-down long enough that an open target is still open when the test looks at it.
+        "routing": {"failures": 2, "cooldown": COOLDOWN_S, "redis_prefix": prefix},
         "providers": providers(sim_url),
         "deployments": [pair("chat", names.a, names.b), pair("chat2", names.c, names.d)],
     }
@@ -86,14 +88,14 @@ def test_two_processes_share_breaker_state(sim: SimulatorThread, simctl: SimCont
             simctl.fault(names.c, "status=503")
             for _ in range(2):
                 assert ask(second.base_url, "chat2") == ("azure", names.d, 2)
-            wait_for_state(first.base_url, "chat2", names.c, OPEN, within=2, headers=MASTER)
+            wait_for_state(first.base_url, "chat2", names.c, OPEN, headers=MASTER)
             assert ask(first.base_url, "chat2") == ("azure", names.d, 1)
             assert simctl.served(names.c) == 2
 
             # The upstream recovers; after the cool-down the first process's probe closes the
             # breaker, and the second process hears of that too.
             simctl.fault(names.c, None)
-            wait_for_state(first.base_url, "chat2", names.c, HALF_OPEN, within=3, headers=MASTER)
+            wait_for_state(first.base_url, "chat2", names.c, HALF_OPEN, within=COOLDOWN_S + 10, headers=MASTER)
             assert ask(first.base_url, "chat2") == ("openai", names.c, 1)
-            wait_for_state(second.base_url, "chat2", names.c, CLOSED, within=2, headers=MASTER)
+            wait_for_state(second.base_url, "chat2", names.c, CLOSED, headers=MASTER)
             assert ask(second.base_url, "chat2") == ("openai", names.c, 1)

@@ -6,10 +6,9 @@ import math
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
-from tests.routing.conftest import Names, SimControl, answered_by, client, providers, user
-
 from modelgate.simulator import SimConfig, SimulatorThread
-from support import gateway_in_thread
+from tests.routing.conftest import Names, SimControl, answered_by, client, providers, user
+from tests.support import gateway_in_thread
 
 
 def binomial_bounds(n: int, p: float, alpha: float) -> tuple[int, int]:
@@ -71,7 +70,8 @@ def test_max_share_caps_a_provider_over_the_window(sim: SimulatorThread, names: 
 
 
 def test_latency_strategy_prefers_the_faster_target(names: Names) -> None:
-    own = SimConfig.from_dict({"api_key": "sk-sim", "models": {names.slow: {"latency_ms": 60}}})
+    # 1 s slower: more than any stall of a loaded machine adds to the fast one's figure.
+    own = SimConfig.from_dict({"api_key": "sk-sim", "models": {names.slow: {"latency_ms": 1000}}})
     with SimulatorThread(own) as sim:
         config = {"providers": providers(sim.base_url), "deployments": [
             {"name": "chat", "strategy": "latency", "targets": [
@@ -85,7 +85,7 @@ def test_latency_strategy_prefers_the_faster_target(names: Names) -> None:
 
 
 def test_least_busy_spreads_concurrent_requests(names: Names) -> None:
-    own = SimConfig.from_dict({"api_key": "sk-sim", "defaults": {"latency_ms": 600}})
+    own = SimConfig.from_dict({"api_key": "sk-sim", "defaults": {"latency_ms": 2000}})
     with SimulatorThread(own) as sim:
         config = {"providers": providers(sim.base_url), "deployments": [
             {"name": "chat", "strategy": "least-busy", "targets": [
@@ -99,7 +99,7 @@ def test_least_busy_spreads_concurrent_requests(names: Names) -> None:
 
             with ThreadPoolExecutor(6) as pool:
                 seen = Counter(pool.map(one, range(6)))
-    # Six requests in flight together (each takes 0.6 s): the busier target is never chosen.
+    # Six requests in flight together (each takes 2 s): the busier target is never chosen.
     assert seen == Counter({"openai": 3, "azure": 3})
 
 

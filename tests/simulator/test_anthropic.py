@@ -7,16 +7,17 @@ from typing import Any
 import anthropic
 import httpx2
 import pytest
-from tests.simulator.conftest import API_KEY, post_json
+from anthropic.types import MessageParam, ThinkingConfigParam, ToolParam
 
 from modelgate.simulator import SimulatorThread, count_tokens, message_tokens, tool_tokens
+from tests.simulator.conftest import API_KEY, post_json
 
-WEATHER: dict[str, Any] = {
+WEATHER: ToolParam = {
     "name": "get_weather",
     "description": "Weather for a city",
     "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
 }
-CLOCK: dict[str, Any] = {
+CLOCK: ToolParam = {
     "name": "get_time",
     "input_schema": {"type": "object", "properties": {"tz": {"type": "string"}}},
 }
@@ -97,7 +98,7 @@ def test_tools_create_and_stream(sim_thread: SimulatorThread) -> None:
         tools=[WEATHER],
         tool_choice={"type": "auto", "disable_parallel_tool_use": True},
     ) as stream:
-        json_deltas = [e.partial_json for e in stream if e.type == "input_json"]  # type: ignore[union-attr]
+        json_deltas = [e.partial_json for e in stream if e.type == "input_json"]
         final = stream.get_final_message()
     assert json_deltas[0] == "" and len(json_deltas) >= 3
     assert [(b.type, getattr(b, "input", None)) for b in final.content] == [("tool_use", {"city": "text"})]
@@ -169,10 +170,11 @@ def test_request_validation_errors(sim_thread: SimulatorThread) -> None:
     )
     assert status == 400 and body["error"]["message"] == "anthropic-version: header is required"
     c = client(sim_thread)
-    for thinking, fragment in [
+    thinking_cases: list[tuple[ThinkingConfigParam, str]] = [
         ({"type": "enabled", "budget_tokens": 500}, "greater than or equal to 1024"),
         ({"type": "enabled", "budget_tokens": 2048}, "`max_tokens` must be greater"),
-    ]:
+    ]
+    for thinking, fragment in thinking_cases:
         with pytest.raises(anthropic.BadRequestError) as caught:
             c.messages.create(model="c", max_tokens=2000, messages=user("x"), thinking=thinking)
         assert fragment in caught.value.message
@@ -194,9 +196,10 @@ def test_thinking_signature_round_trip(sim_thread: SimulatorThread) -> None:
     assert thinking.type == "thinking" and thinking.thinking.startswith("The user wrote about weather in Oslo. ")
     assert kinds.count("signature") == 1 and thinking.signature
     assert first.usage.output_tokens == count_tokens(thinking.thinking) + count_tokens('get_weather {"city":"text"}')
-    blocks = [b.model_dump(exclude_none=True) for b in first.content]
+    blocks: list[Any] = [b.model_dump(exclude_none=True) for b in first.content]
     tool_id = blocks[1]["id"]
-    result = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": tool_id, "content": "snow"}]}
+    result: MessageParam = {
+        "role": "user", "content": [{"type": "tool_result", "tool_use_id": tool_id, "content": "snow"}]}
     ok = c.messages.create(
         model="claude-sim-thinker",
         max_tokens=3000,
@@ -319,12 +322,13 @@ def test_mid_stream_error_event_raises(sim_thread: SimulatorThread) -> None:
             seen.append(event.type)
     assert caught.value.body["error"]["type"] == "overloaded_error"  # type: ignore[index]
     assert seen[0] == "message_start" and len([e for e in seen if e != "text"]) == 3
-    # The anthropic SDK lets the transport's error through when a stream is cut mid-body.
-    with pytest.raises(httpx2.RemoteProtocolError, match="incomplete chunked read"):
+    # A stream cut mid-body: the anthropic SDK raises its connection error, caused by the transport's.
+    with pytest.raises(anthropic.APIConnectionError, match="incomplete chunked read") as cut:
         list(
             c.messages.create(
                 model="c", max_tokens=100, messages=user("hi"), stream=True, extra_headers={"x-sim-fault": "cut=2"}
             )
         )
+    assert isinstance(cut.value.__cause__, httpx2.RemoteProtocolError)
     refused = c.messages.create(model="c", max_tokens=100, messages=user("hi"), extra_headers={"x-sim-fault": "safety"})
     assert refused.stop_reason == "refusal" and refused.content == []

@@ -7,9 +7,10 @@ from typing import Any
 
 import openai
 import pytest
-from tests.simulator.conftest import API_KEY, post_json
+from openai.types.chat import ChatCompletionMessageParam
 
 from modelgate.simulator import SimulatorThread, count_tokens, message_tokens
+from tests.simulator.conftest import API_KEY, post_json
 
 API_VERSION = "2024-10-21"
 
@@ -24,7 +25,7 @@ def azure(sim: SimulatorThread, **kwargs: Any) -> openai.AzureOpenAI:
     )
 
 
-def user(text: str) -> list[dict[str, Any]]:
+def user(text: str) -> list[ChatCompletionMessageParam]:
     return [{"role": "user", "content": text}]
 
 
@@ -77,7 +78,8 @@ def test_v1_routes_without_api_version(sim_thread: SimulatorThread) -> None:
         model="gpt-4o-mini", messages=user("v1 route"), tools=[{"type": "function", "function": {"name": "lookup"}}]
     )
     calls = completion.choices[0].message.tool_calls or []
-    assert [call.function.name for call in calls] == ["lookup"] and json.loads(calls[0].function.arguments) == {}
+    assert [call.function.name for call in calls if call.type == "function"] == ["lookup"] and len(calls) == 1
+    assert calls[0].type == "function" and json.loads(calls[0].function.arguments) == {}
     assert len(c.embeddings.create(model="e", input="x").data[0].embedding) == 8
 
 

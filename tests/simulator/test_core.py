@@ -15,7 +15,6 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
-from tests.simulator.conftest import API_KEY
 
 from modelgate.simulator import (
     DEFAULT_REASONING_MODELS,
@@ -31,6 +30,8 @@ from modelgate.simulator import (
 from modelgate.simulator.replies import Prompt, generate_reply
 from modelgate.simulator.schema_values import value_for_schema
 from modelgate.simulator.tokens import split_words, truncate_to_tokens
+from tests.simulator.conftest import API_KEY
+from tests.support import DEADLINE_S, eventually
 
 
 def test_count_tokens_formula() -> None:
@@ -184,13 +185,11 @@ async def test_stop_releases_hung_timeout_requests() -> None:
                 model="m", messages=[{"role": "user", "content": "x"}], extra_headers={"x-sim-fault": "timeout"}
             )
         )
-        await asyncio.sleep(0.2)
+        await eventually(lambda: sim.state.stats.faults["timeout"] == 1, what="the request hanging in the simulator")
         assert not pending.done()
-        started = time.monotonic()
         await sim.stop()
         with pytest.raises(openai.APIConnectionError):
-            await pending
-        assert time.monotonic() - started < 2.5
+            await asyncio.wait_for(pending, DEADLINE_S)  # the fault alone would hang for 600 s
 
 
 def test_simulator_thread_serves_sync_clients_and_stops() -> None:

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from google import genai
 from google.genai import errors, types
-from tests.simulator.conftest import API_KEY, post_json
 
 from modelgate.simulator import SimulatorThread, count_tokens, message_tokens, tool_tokens
+from tests.simulator.conftest import API_KEY, post_json
 
 WEATHER = types.FunctionDeclaration(
     name="get_weather",
@@ -218,15 +218,15 @@ def test_errors_in_gemini_format(sim_thread: SimulatorThread) -> None:
         wrong.models.generate_content(model="gemini-sim", contents="hi")
     assert bad_key.value.code == 400 and bad_key.value.message == "API key not valid. Please pass a valid API key."
     assert bad_key.value.details["error"]["details"][0]["reason"] == "API_KEY_INVALID"
-    status, body = post_json(
+    http_status, body = post_json(
         f"{sim_thread.base_url}/v1beta/models/gemini-sim:generateContent", {"contents": [{"parts": [{"text": "x"}]}]}
     )
-    assert status == 403 and body["error"]["status"] == "PERMISSION_DENIED"
-    status, body = post_json(
+    assert http_status == 403 and body["error"]["status"] == "PERMISSION_DENIED"
+    http_status, body = post_json(
         f"{sim_thread.base_url}/v1beta/models/gemini-sim:generateContent?key={API_KEY}",
         {"contents": [{"parts": [{"text": "via query key"}]}]},
     )
-    assert status == 200 and body["usageMetadata"]["promptTokenCount"] == message_tokens("via query key")
+    assert http_status == 200 and body["usageMetadata"]["promptTokenCount"] == message_tokens("via query key")
     with pytest.raises(errors.ClientError, match=r"input token count \(13\) exceeds"):
         c.models.generate_content(model="tiny-context", contents="one two three four five six seven eight nine ten")
 

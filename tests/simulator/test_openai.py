@@ -11,11 +11,12 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
-from tests.simulator.conftest import API_KEY, post_json
+from openai.types.chat import ChatCompletionFunctionToolParam, ChatCompletionMessageParam
 
 from modelgate.simulator import Simulator, SimulatorThread, count_tokens, message_tokens, tool_tokens
+from tests.simulator.conftest import API_KEY, post_json
 
-WEATHER_TOOL: dict[str, Any] = {
+WEATHER_TOOL: ChatCompletionFunctionToolParam = {
     "type": "function",
     "function": {
         "name": "get_weather",
@@ -27,7 +28,7 @@ WEATHER_TOOL: dict[str, Any] = {
         },
     },
 }
-TIME_TOOL: dict[str, Any] = {
+TIME_TOOL: ChatCompletionFunctionToolParam = {
     "type": "function",
     "function": {"name": "get_time", "parameters": {"type": "object", "properties": {"tz": {"type": "string"}}}},
 }
@@ -43,12 +44,15 @@ async def oai(sim: Simulator) -> AsyncIterator[openai.AsyncOpenAI]:
         yield async_client
 
 
-def user(text: str) -> list[dict[str, Any]]:
+def user(text: str) -> list[ChatCompletionMessageParam]:
     return [{"role": "user", "content": text}]
 
 
 async def test_chat_text_reply_and_exact_usage(oai: openai.AsyncOpenAI) -> None:
-    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello there, how are you?"}]
+    messages: list[ChatCompletionMessageParam] = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hello there, how are you?"},
+    ]
     raw = await oai.chat.completions.with_raw_response.create(model="gpt-4o", messages=messages)
     completion = raw.parse()
     text = completion.choices[0].message.content
@@ -121,7 +125,7 @@ def test_tool_call_non_stream(sim_thread: SimulatorThread) -> None:
     completion = client(sim_thread).chat.completions.create(
         model="gpt-4o",
         messages=user("weather in Paris?"),
-        tools=[WEATHER_TOOL, TIME_TOOL],  # type: ignore[list-item]
+        tools=[WEATHER_TOOL, TIME_TOOL],
     )
     choice = completion.choices[0]
     assert choice.finish_reason == "tool_calls"
@@ -142,7 +146,7 @@ def test_tool_call_stream_fragments_and_parallel(sim_thread: SimulatorThread) ->
         model="gpt-4o",
         messages=user("use parallel tools"),
         tools=[WEATHER_TOOL, TIME_TOOL],
-        stream=True,  # type: ignore[list-item]
+        stream=True,
     )
     chunks = list(stream)
     deltas = [tc for c in chunks for tc in (c.choices[0].delta.tool_calls or [])]
@@ -162,14 +166,15 @@ def test_tool_call_stream_fragments_and_parallel(sim_thread: SimulatorThread) ->
 
 def test_tool_choice_forced_none_and_parallel_off(sim_thread: SimulatorThread) -> None:
     c = client(sim_thread)
-    tools: Any = [WEATHER_TOOL, TIME_TOOL]
+    tools = [WEATHER_TOOL, TIME_TOOL]
     forced = c.chat.completions.create(
         model="m",
         messages=user("parallel please"),
         tools=tools,
         tool_choice={"type": "function", "function": {"name": "get_time"}},
     )
-    assert [t.function.name for t in forced.choices[0].message.tool_calls or []] == ["get_time"]
+    calls = forced.choices[0].message.tool_calls or []
+    assert [t.function.name for t in calls if t.type == "function"] == ["get_time"] and len(calls) == 1
     none = c.chat.completions.create(model="m", messages=user("parallel please"), tools=tools, tool_choice="none")
     assert none.choices[0].message.tool_calls is None and none.choices[0].finish_reason == "stop"
     single = c.chat.completions.create(
@@ -190,7 +195,7 @@ def test_tool_result_is_mentioned(sim_thread: SimulatorThread) -> None:
         },
         {"role": "tool", "tool_call_id": "call_1", "content": "Sunny and 21 degrees"},
     ]
-    completion = client(sim_thread).chat.completions.create(model="m", messages=messages, tools=[WEATHER_TOOL])  # type: ignore[list-item]
+    completion = client(sim_thread).chat.completions.create(model="m", messages=messages, tools=[WEATHER_TOOL])
     text = completion.choices[0].message.content or ""
     assert "Sunny and 21 degrees" in text and completion.choices[0].finish_reason == "stop"
 

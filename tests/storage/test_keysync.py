@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import socket
 import subprocess
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,8 +18,8 @@ from modelgate.auth.keysync import KeySync
 from modelgate.redis_client import RedisClient
 from modelgate.schema.errors import AuthenticationFailed
 from modelgate.storage import LimitFields, Storage
-from services import START_REDIS, unavailable
-from support import free_port
+from tests.services import START_REDIS, unavailable
+from tests.support import eventually
 
 DEPLOYMENTS = ["chat", "embed", "fast"]
 
@@ -140,11 +139,8 @@ async def test_without_redis_the_refresh_applies_changes_within_its_interval(pro
     a, b = processes
     issued = await a.admin.create_key(KeySpec(project="p"))
     assert a.cache.lookup(issued.key) is not None  # the changing process at once
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    while b.cache.lookup(issued.key) is None:
-        assert loop.time() - start < 2, "the refresh did not pick up the new key"
-        await asyncio.sleep(0.02)
+    # The other at its next refresh (every 0.2 s here; the deadline is a generous 50 of them).
+    await eventually(lambda: b.cache.lookup(issued.key) is not None, what="the refresh picking up the new key")
 
 
 async def test_an_unreachable_redis_does_not_stop_start_up_or_changes(storage: Storage) -> None:
@@ -165,30 +161,24 @@ async def _ignore(revision: int) -> None:
 
 async def test_after_redis_restarts_changes_travel_through_it_again(storage: Storage, tmp_path: Path) -> None:
     """A Redis of this test's own (the shared one must not be restarted): killed and started
-    again on its port, the subscriptions and the clients reconnect by themselves."""
+    again on its socket, the subscriptions and the announcing client reconnect by themselves. A
+    Unix socket of the test's folder, not a TCP port: nothing else can take it while Redis is down."""
     server = shutil.which("redis-server")
     if server is None:
         unavailable("redis-server", FileNotFoundError("redis-server"), START_REDIS)
-    port = free_port()
+    path = tmp_path / "redis.sock"
 
     def start() -> subprocess.Popen[bytes]:
-        return subprocess.Popen([server or "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+        return subprocess.Popen([server or "redis-server", "--port", "0", "--unixsocket", str(path), "--save", "",
                                  "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
-
-    async def until(condition: Callable[[], bool]) -> None:
-        for _ in range(250):
-            if condition():
-                return
-            await asyncio.sleep(0.02)
-        raise AssertionError("timed out")
 
     redis_server = start()
     syncs: list[KeySync] = []
     try:
-        await until(lambda: _answers(port))
+        await eventually(lambda: _answers(path), what="redis-server answering")
         for _ in range(2):
             syncs.append(KeySync(await Storage.open(storage.url), KeyCache(),
-                                 RedisClient.from_url(f"redis://127.0.0.1:{port}/0"), interval=60))
+                                 RedisClient.from_url(f"unix://{path}?db=0"), interval=60))
             await syncs[-1].start()
         a, b = syncs
         admin = KeyAdmin(a.storage, DEPLOYMENTS, changed=a.changed)
@@ -197,9 +187,9 @@ async def test_after_redis_restarts_changes_travel_through_it_again(storage: Sto
 
         redis_server.kill()
         redis_server.wait()
-        await until(lambda: not a.subscribed and not b.subscribed)
+        await eventually(lambda: not a.subscribed and not b.subscribed, what="both noticing Redis gone")
         redis_server = start()
-        await until(lambda: a.subscribed and b.subscribed)
+        await eventually(lambda: a.subscribed and b.subscribed, 30, "both subscribed again")
         await admin.revoke_key(issued.record.id)
         assert b.cache.lookup(issued.key) is None
     finally:
@@ -212,6 +202,6 @@ async def test_after_redis_restarts_changes_travel_through_it_again(storage: Sto
         redis_server.wait()
 
 
-def _answers(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+def _answers(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX) as sock:
+        return sock.connect_ex(str(path)) == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import UTC, datetime
 
 import pytest
@@ -11,6 +12,7 @@ from sqlalchemy import insert
 from modelgate.storage import SchemaOutdated, Storage, StorageError, StorageUnavailable
 from modelgate.storage.migrations import MIGRATIONS
 from modelgate.storage.tables import schema_migrations
+from tests.support import eventually
 
 ALL = [name for name, _ in MIGRATIONS]
 
@@ -79,6 +81,7 @@ async def test_unsupported_url_names_the_supported_ones() -> None:
 
 
 async def test_unreachable_databases_raise_storage_unavailable(tmp_path: object) -> None:
+    before = set(threading.enumerate())
     for url in ("postgresql://postgres@127.0.0.1:1/nothing", f"sqlite:///{tmp_path}/missing/dir/db.sqlite"):
         storage = await Storage.open(url)
         try:
@@ -86,9 +89,11 @@ async def test_unreachable_databases_raise_storage_unavailable(tmp_path: object)
                 await storage.pending_migrations()
         finally:
             await storage.close()
-        # aiosqlite answers a failed connect by queueing its thread's stop without awaiting it
-        # (aiosqlite/core.py, Connection._connect); let that finish before this loop closes.
-        await asyncio.sleep(0.05)
+    # aiosqlite answers a failed connect by queueing its thread's stop without awaiting it
+    # (aiosqlite/core.py, Connection._connect); let that thread end before this loop closes.
+    await eventually(lambda: not [t for t in threading.enumerate() if t not in before
+                                  and t.name.endswith("(_connection_worker_thread)")],
+                     what="aiosqlite's thread ending")
 
 
 async def test_postgresql_connections_killed_by_the_server_are_replaced(postgres_url: str) -> None:

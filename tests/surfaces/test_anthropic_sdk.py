@@ -4,23 +4,23 @@ OpenAI-compatible ones (GPT, Grok, DeepSeek), an Anthropic one and a Gemini one.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import anthropic
 import httpx
 import orjson
 import pytest
-from anthropic.types import Message
+from anthropic.types import Message, MessageParam, ToolParam
 
 from modelgate.simulator import SimConfig, SimulatorThread, count_tokens, message_tokens
-from support import RunningGateway, gateway_in_thread, openai_sim_config
+from tests.support import RunningGateway, gateway_in_thread, openai_sim_config
 
 MASTER_KEY = "mg-test-master"
-WEATHER = {"name": "get_weather", "description": "Current weather in a city",
+WEATHER: ToolParam = {"name": "get_weather", "description": "Current weather in a city",
            "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
-CLOCK = {"name": "get_time", "description": "Local time in a timezone",
+CLOCK: ToolParam = {"name": "get_time", "description": "Local time in a timezone",
          "input_schema": {"type": "object", "properties": {"timezone": {"type": "string"}}, "required": ["timezone"]}}
-ASK_WEATHER = [{"role": "user", "content": "What is the weather in Paris?"}]
+ASK_WEATHER: list[MessageParam] = [{"role": "user", "content": "What is the weather in Paris?"}]
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +109,7 @@ def test_create_answers_with_an_anthropic_message(client: anthropic.Anthropic) -
 
 
 def test_stream_sends_anthropic_events_in_order(gateway: RunningGateway, client: anthropic.Anthropic) -> None:
-    body = {"model": "deepseek-reasoner", "max_tokens": 300,
+    body: dict[str, Any] = {"model": "deepseek-reasoner", "max_tokens": 300,
             "messages": [{"role": "user", "content": "Think about the gateway"}]}
     response = httpx.post(f"{gateway.base_url}/v1/messages", json={**body, "stream": True},
                           headers={"x-api-key": MASTER_KEY}, timeout=10)
@@ -156,7 +156,7 @@ def test_tool_use_and_tool_result_round_trip(client: anthropic.Anthropic) -> Non
 
 
 def test_parallel_tool_calls_stream_as_separate_blocks(gateway: RunningGateway, client: anthropic.Anthropic) -> None:
-    body = {"model": "grok-3-mini", "max_tokens": 400, "tools": [WEATHER, CLOCK],
+    body: dict[str, Any] = {"model": "grok-3-mini", "max_tokens": 400, "tools": [WEATHER, CLOCK],
             "messages": [{"role": "user", "content": "In parallel: weather in Oslo and the time there"}]}
     response = httpx.post(f"{gateway.base_url}/v1/messages", json={**body, "stream": True},
                           headers={"authorization": f"Bearer {MASTER_KEY}"}, timeout=10)
@@ -180,9 +180,15 @@ def test_parallel_tool_calls_stream_as_separate_blocks(gateway: RunningGateway, 
 
 
 def _answer_tool(message: Message, result: str) -> list[dict[str, Any]]:
+    """The history after a tool call, as JSON-like dicts (tests edit them): the reply's blocks dumped as they came."""
     call = next(block for block in message.content if block.type == "tool_use")
-    return [*ASK_WEATHER, {"role": "assistant", "content": [b.to_dict() for b in message.content]},
+    return [*(dict(m) for m in ASK_WEATHER), {"role": "assistant", "content": [b.to_dict() for b in message.content]},
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": result}]}]
+
+
+def _params(messages: list[dict[str, Any]]) -> list[MessageParam]:
+    """Such a history as the SDK's parameter type (what it sends is these dicts, unchanged)."""
+    return cast("list[MessageParam]", messages)
 
 
 def _without_thinking(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -197,12 +203,12 @@ def test_deepseek_reasoning_round_trips_as_thinking_blocks(client: anthropic.Ant
     assert [block.type for block in first.content] == ["thinking", "tool_use"]
     assert first.content[0].signature == ""  # type: ignore[union-attr]
     follow_up = _answer_tool(first, "rain")
-    answer = client.messages.create(model="deepseek-v4", max_tokens=400, tools=[WEATHER], messages=follow_up)
+    answer = client.messages.create(model="deepseek-v4", max_tokens=400, tools=[WEATHER], messages=_params(follow_up))
     assert "after the tool returned: rain" in answer.content[-1].text  # type: ignore[union-attr]
     # DeepSeek refuses a tool-calling turn without its reasoning: the thinking block carried it.
     with pytest.raises(anthropic.BadRequestError) as refused:
         client.messages.create(model="deepseek-v4", max_tokens=400, tools=[WEATHER],
-                               messages=_without_thinking(follow_up))
+                               messages=_params(_without_thinking(follow_up)))
     assert "reasoning_content" in refused.value.message
 
 
@@ -224,12 +230,12 @@ def test_anthropic_upstream_signatures_round_trip(client: anthropic.Anthropic) -
     signature = first.content[0].signature  # type: ignore[union-attr]
     assert signature and ":" not in signature
     follow_up = _answer_tool(first, "snow")
-    answer = client.messages.create(**request, messages=follow_up)
+    answer = client.messages.create(**request, messages=_params(follow_up))
     assert [block.type for block in answer.content] == ["thinking", "text"]
-    assert "after the tool returned: snow" in answer.content[1].text  # type: ignore[union-attr]
+    assert "after the tool returned: snow" in answer.content[1].text
     follow_up[1]["content"][0]["signature"] = "A" + signature[1:]
     with pytest.raises(anthropic.BadRequestError, match="signature"):
-        client.messages.create(**request, messages=follow_up)
+        client.messages.create(**request, messages=_params(follow_up))
 
 
 def test_gemini_thought_signature_rides_on_a_thinking_block(client: anthropic.Anthropic) -> None:
@@ -238,11 +244,11 @@ def test_gemini_thought_signature_rides_on_a_thinking_block(client: anthropic.An
     assert carrier.thinking == ""
     assert first.content[first.content.index(carrier) + 1].type == "tool_use"
     follow_up = _answer_tool(first, "fog")
-    answer = client.messages.create(model="gemini", max_tokens=2000, tools=[WEATHER], messages=follow_up)
+    answer = client.messages.create(model="gemini", max_tokens=2000, tools=[WEATHER], messages=_params(follow_up))
     assert "after the tool returned: fog" in answer.content[-1].text  # type: ignore[union-attr]
     with pytest.raises(anthropic.BadRequestError, match="thought_signature"):
         client.messages.create(model="gemini", max_tokens=2000, tools=[WEATHER],
-                               messages=_without_thinking(follow_up))
+                               messages=_params(_without_thinking(follow_up)))
 
 
 def test_count_tokens(client: anthropic.Anthropic) -> None:
@@ -337,7 +343,7 @@ async def test_async_client(gateway: RunningGateway) -> None:
         assert final.usage.output_tokens == whole.usage.output_tokens
         first = await client.messages.create(model="claude", max_tokens=400, tools=[WEATHER], messages=ASK_WEATHER)
         answer = await client.messages.create(model="claude", max_tokens=400, tools=[WEATHER],
-                                              messages=_answer_tool(first, "hail"))
+                                              messages=_params(_answer_tool(first, "hail")))
         assert "after the tool returned: hail" in answer.content[-1].text  # type: ignore[union-attr]
         counted = await client.messages.count_tokens(**{k: v for k, v in request.items() if k != "max_tokens"})
         assert counted.input_tokens == 3 + 4 + 3  # ceil(len("Stream to me") / 4) == 3

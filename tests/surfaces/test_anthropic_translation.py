@@ -53,7 +53,7 @@ def sdk_message(events: list[dict[str, Any]]) -> dict[str, Any]:
             snapshot = accumulate_event(event=event, current_snapshot=snapshot,  # type: ignore[arg-type]
                                         json_bufs=buffers)
     assert snapshot is not None
-    return snapshot.to_dict()  # type: ignore[no-any-return]
+    return snapshot.to_dict()
 
 
 def test_a_whole_conversation_becomes_canonical_messages() -> None:

@@ -13,15 +13,16 @@ from typing import Any
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletion, ChatCompletionFunctionToolParam, ChatCompletionMessageParam
 
 from modelgate.simulator import SimulatorThread
-from openai_spec import OpenAISpec
-from support import RunningGateway, gateway_in_thread
+from tests.openai_spec import OpenAISpec
+from tests.support import RunningGateway, gateway_in_thread, history_entry
 
-WEATHER = {"type": "function", "function": {
+WEATHER: ChatCompletionFunctionToolParam = {"type": "function", "function": {
     "name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
                                           "required": ["city"]}}}
-QUESTION = {"role": "user", "content": "What is the weather in Lisbon?"}
+QUESTION: ChatCompletionMessageParam = {"role": "user", "content": "What is the weather in Lisbon?"}
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,7 @@ def test_text_streaming_and_usage(client: openai.OpenAI, model: str, openai_spec
     whole = client.chat.completions.create(model=model, max_tokens=200, messages=[
         {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello there"}])
     assert whole.choices[0].finish_reason == "stop"
-    assert "Hello there" in whole.choices[0].message.content
+    assert "Hello there" in (whole.choices[0].message.content or "")
     assert whole.usage is not None and whole.usage.prompt_tokens > 0 and whole.usage.completion_tokens > 0
     openai_spec.validate("CreateChatCompletionResponse", whole.model_dump(exclude_unset=True))
     chunks = list(client.chat.completions.create(
@@ -66,6 +67,7 @@ def test_text_streaming_and_usage(client: openai.OpenAI, model: str, openai_spec
 @pytest.mark.parametrize("stream", [False, True])
 def test_reasoning_and_tool_loop_round_trip(client: openai.OpenAI, model: str, stream: bool) -> None:
     params: dict[str, Any] = {"model": model, "max_tokens": 4000, "reasoning_effort": "low", "tools": [WEATHER]}
+    first: ChatCompletion
     if stream:
         with client.chat.completions.stream(messages=[QUESTION], **params) as events:
             first = events.get_final_completion()
@@ -73,18 +75,19 @@ def test_reasoning_and_tool_loop_round_trip(client: openai.OpenAI, model: str, s
         first = client.chat.completions.create(messages=[QUESTION], **params)
     message = first.choices[0].message
     assert first.choices[0].finish_reason == "tool_calls"
-    assert message.tool_calls and message.tool_calls[0].function.name == "get_weather"
-    assert json.loads(message.tool_calls[0].function.arguments)["city"]
+    calls = message.tool_calls or []
+    assert calls and calls[0].type == "function" and calls[0].function.name == "get_weather"
+    assert json.loads(calls[0].function.arguments)["city"]
     assert message.reasoning_content  # type: ignore[attr-defined]
     if model == "claude" and not stream:
         blocks = message.thinking_blocks  # type: ignore[attr-defined]
         assert blocks and blocks[0]["signature"]
     # The assistant turn goes back as the SDK gives it; the simulator rejects a lost signature.
     second = client.chat.completions.create(messages=[
-        QUESTION, message.model_dump(exclude_none=True),
-        {"role": "tool", "tool_call_id": message.tool_calls[0].id, "content": "Sunny, 24 degrees"}], **params)
+        QUESTION, history_entry(message.model_dump(exclude_none=True)),
+        {"role": "tool", "tool_call_id": calls[0].id, "content": "Sunny, 24 degrees"}], **params)
     assert second.choices[0].finish_reason == "stop"
-    assert "Sunny, 24 degrees" in second.choices[0].message.content
+    assert "Sunny, 24 degrees" in (second.choices[0].message.content or "")
 
 
 def test_tampered_anthropic_signature_is_refused_upstream(client: openai.OpenAI) -> None:
@@ -94,14 +97,15 @@ def test_tampered_anthropic_signature_is_refused_upstream(client: openai.OpenAI)
     turn["thinking_blocks"][0]["signature"] = "forged" + turn["thinking_blocks"][0]["signature"][6:]
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(messages=[
-            QUESTION, turn, {"role": "tool", "tool_call_id": turn["tool_calls"][0]["id"], "content": "x"}], **params)
+            QUESTION, history_entry(turn),
+            {"role": "tool", "tool_call_id": turn["tool_calls"][0]["id"], "content": "x"}], **params)
     assert "signature" in caught.value.message.lower()
 
 
 def test_gemini_thought_signature_rides_on_the_tool_call(client: openai.OpenAI) -> None:
     first = client.chat.completions.create(model="gemini", messages=[QUESTION], tools=[WEATHER],
                                            reasoning_effort="low")
-    call = first.choices[0].message.tool_calls[0]
+    call = (first.choices[0].message.tool_calls or [])[0]
     assert call.model_extra and call.model_extra["extra_content"]["google"]["thought_signature"]
 
 

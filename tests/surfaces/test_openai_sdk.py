@@ -14,16 +14,17 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionFunctionToolParam, ChatCompletionMessageParam
 
 from modelgate.simulator import SimConfig, SimulatorThread
-from openai_spec import OpenAISpec
-from support import RunningGateway, free_port, gateway_in_thread
+from tests.openai_spec import OpenAISpec
+from tests.support import RunningGateway, gateway_in_thread, history_entry, refused_port
 
 MASTER = "mk-test-master"
-WEATHER_TOOL = {"type": "function", "function": {
+WEATHER_TOOL: ChatCompletionFunctionToolParam = {"type": "function", "function": {
     "name": "get_weather", "description": "Weather for a city",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
-TIME_TOOL = {"type": "function", "function": {
+TIME_TOOL: ChatCompletionFunctionToolParam = {"type": "function", "function": {
     "name": "get_time", "parameters": {"type": "object", "properties": {"zone": {"type": "string"}}}}}
 
 
@@ -47,7 +48,7 @@ def fault_sim() -> Iterator[SimulatorThread]:
 
 
 @pytest.fixture(scope="module")
-def gateway(fault_sim: SimulatorThread) -> Iterator[RunningGateway]:
+def gateway(fault_sim: SimulatorThread, nowhere: int) -> Iterator[RunningGateway]:
     v1 = f"{fault_sim.base_url}/v1"
     names = ["gpt-4o", "grok-3-mini", "vllm-qwen", "rate-limited", "broken", "overloaded", "forbidden",
              "cut", "midstream", "malformed", "paced"]
@@ -65,7 +66,7 @@ def gateway(fault_sim: SimulatorThread) -> Iterator[RunningGateway]:
         "providers": {
             "openai": {"type": "openai", "base_url": v1, "api_key": "sk-sim", "flavor": "openai"},
             "deepseek": {"type": "openai", "base_url": v1, "api_key": "sk-sim", "flavor": "deepseek"},
-            "nowhere": {"type": "openai", "base_url": f"http://127.0.0.1:{free_port()}/v1", "api_key": "k"},
+            "nowhere": {"type": "openai", "base_url": f"http://127.0.0.1:{nowhere}/v1", "api_key": "k"},
             "azure": {"type": "azure", "base_url": fault_sim.base_url, "api_key": "sk-sim",
                       "api_version": "2024-10-21"},
             "azure-v1": {"type": "azure", "base_url": fault_sim.base_url, "api_key": "sk-sim"},
@@ -74,6 +75,12 @@ def gateway(fault_sim: SimulatorThread) -> Iterator[RunningGateway]:
     }
     with gateway_in_thread(config) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def nowhere() -> Iterator[int]:
+    with refused_port() as port:
+        yield port
 
 
 @pytest.fixture
@@ -94,7 +101,7 @@ def sse_payloads(response: httpx.Response) -> list[str]:
     return [line[6:] for line in response.text.split("\n") if line.startswith("data: ")]
 
 
-USER = [{"role": "user", "content": "Tell me about the sea"}]
+USER: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Tell me about the sea"}]
 
 
 def test_non_streaming_completion(client: openai.OpenAI, gateway: RunningGateway, openai_spec: OpenAISpec) -> None:
@@ -103,7 +110,8 @@ def test_non_streaming_completion(client: openai.OpenAI, gateway: RunningGateway
     assert completion.object == "chat.completion"
     assert completion.model == "gpt-4o"
     assert completion.choices[0].finish_reason == "stop"
-    assert completion.choices[0].message.content.startswith("Simulated reply from gpt-4o to: Tell me about the sea")
+    text = completion.choices[0].message.content or ""
+    assert text.startswith("Simulated reply from gpt-4o to: Tell me about the sea")
     assert completion.usage is not None and completion.usage.prompt_tokens > 0
     assert completion.usage.total_tokens == completion.usage.prompt_tokens + completion.usage.completion_tokens
     assert response.headers["x-request-id"].startswith("req_")
@@ -156,18 +164,19 @@ def test_tool_call_non_streaming(client: openai.OpenAI) -> None:
     choice = completion.choices[0]
     assert choice.finish_reason == "tool_calls"
     assert choice.message.content is None
-    (call,) = choice.message.tool_calls
+    (call,) = choice.message.tool_calls or []
     assert call.type == "function" and call.function.name == "get_weather"
     assert set(json.loads(call.function.arguments)) == {"city"}
 
 
 def test_streamed_parallel_tool_calls_accumulate(client: openai.OpenAI, gateway: RunningGateway,
                                                  openai_spec: OpenAISpec) -> None:
-    messages = [{"role": "user", "content": "Use parallel calls for weather and time"}]
+    messages: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": "Use parallel calls for weather and time"}]
     with client.chat.completions.stream(model="gpt-4o", messages=messages,
                                         tools=[WEATHER_TOOL, TIME_TOOL]) as stream:
         final = stream.get_final_completion()
-    calls = final.choices[0].message.tool_calls
+    calls = final.choices[0].message.tool_calls or []
     assert [c.function.name for c in calls] == ["get_weather", "get_time"]
     assert all(isinstance(json.loads(c.function.arguments), dict) for c in calls)
     assert len({c.id for c in calls}) == 2
@@ -185,21 +194,23 @@ def test_streamed_parallel_tool_calls_accumulate(client: openai.OpenAI, gateway:
 def test_tool_result_round_trip(client: openai.OpenAI) -> None:
     first = client.chat.completions.create(
         model="gpt-4o", messages=[{"role": "user", "content": "Weather in Oslo?"}], tools=[WEATHER_TOOL])
-    call = first.choices[0].message.tool_calls[0]
+    calls = first.choices[0].message.tool_calls
+    assert calls
     second = client.chat.completions.create(model="gpt-4o", tools=[WEATHER_TOOL], messages=[
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "Weather in Oslo?"},
-        first.choices[0].message.model_dump(exclude_none=True),
-        {"role": "tool", "tool_call_id": call.id, "content": "Rain, 4 degrees"},
+        history_entry(first.choices[0].message.model_dump(exclude_none=True)),
+        {"role": "tool", "tool_call_id": calls[0].id, "content": "Rain, 4 degrees"},
     ])
     assert second.choices[0].finish_reason == "stop"
-    assert "Rain, 4 degrees" in second.choices[0].message.content
+    assert "Rain, 4 degrees" in (second.choices[0].message.content or "")
 
 
 def test_reasoning_content_from_deepseek_and_vllm(client: openai.OpenAI) -> None:
     deepseek = client.chat.completions.create(model="deepseek-reasoner", messages=USER)
     assert deepseek.choices[0].message.reasoning_content  # type: ignore[attr-defined]
-    assert deepseek.usage is not None and deepseek.usage.completion_tokens_details.reasoning_tokens > 0
+    details = deepseek.usage.completion_tokens_details if deepseek.usage else None
+    assert details is not None and (details.reasoning_tokens or 0) > 0
     # vLLM and Ollama call it "reasoning"; clients always get reasoning_content.
     vllm = client.chat.completions.create(model="vllm-qwen", messages=USER)
     assert vllm.choices[0].message.reasoning_content  # type: ignore[attr-defined]
@@ -215,14 +226,14 @@ def test_reasoning_content_from_deepseek_and_vllm(client: openai.OpenAI) -> None
 def test_deepseek_tool_turn_gets_reasoning_content_back(client: openai.OpenAI) -> None:
     # DeepSeek answers 400 when an assistant turn with tool calls lacks its reasoning_content;
     # the simulator enforces that rule, so this passes only if the gateway sends it back.
-    question = {"role": "user", "content": "Weather in Rome?"}
+    question: ChatCompletionMessageParam = {"role": "user", "content": "Weather in Rome?"}
     first = client.chat.completions.create(model="deepseek-reasoner", messages=[question], tools=[WEATHER_TOOL])
     message = first.choices[0].message
     assert message.tool_calls and message.reasoning_content  # type: ignore[attr-defined]
     second = client.chat.completions.create(model="deepseek-reasoner", tools=[WEATHER_TOOL], messages=[
-        question, message.model_dump(exclude_none=True),
+        question, history_entry(message.model_dump(exclude_none=True)),
         {"role": "tool", "tool_call_id": message.tool_calls[0].id, "content": "Sunny"}])
-    assert "Sunny" in second.choices[0].message.content
+    assert "Sunny" in (second.choices[0].message.content or "")
 
 
 def test_json_schema_response_format(client: openai.OpenAI) -> None:
@@ -230,7 +241,7 @@ def test_json_schema_response_format(client: openai.OpenAI) -> None:
               "required": ["name", "age"], "additionalProperties": False}
     completion = client.chat.completions.create(model="gpt-4o", messages=USER, response_format={
         "type": "json_schema", "json_schema": {"name": "person", "schema": schema, "strict": True}})
-    data = json.loads(completion.choices[0].message.content)
+    data = json.loads(completion.choices[0].message.content or "")
     assert set(data) == {"name", "age"} and isinstance(data["age"], int)
 
 
@@ -275,7 +286,7 @@ def test_models_list_and_retrieve(client: openai.OpenAI, gateway: RunningGateway
 def test_azure_classic_and_v1(client: openai.OpenAI) -> None:
     for name in ("azure-gpt-4o", "azure-v1-gpt-4o"):
         completion = client.chat.completions.create(model=name, messages=USER)
-        assert completion.choices[0].message.content.startswith("Simulated reply from gpt-4o")
+        assert (completion.choices[0].message.content or "").startswith("Simulated reply from gpt-4o")
         chunks = list(client.chat.completions.create(model=name, messages=USER, stream=True))
         assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == \
             completion.choices[0].message.content
@@ -386,7 +397,7 @@ def test_stream_failing_after_start_ends_with_an_error_event(client: openai.Open
 
 
 def test_unknown_fields_pass_through_to_openai_compatible_upstreams() -> None:
-    from support import RecordingUpstream
+    from tests.support import RecordingUpstream
 
     with RecordingUpstream() as upstream:
         config = {"providers": {
@@ -419,7 +430,7 @@ def test_unknown_fields_pass_through_to_openai_compatible_upstreams() -> None:
 
 
 def test_streaming_always_asks_upstream_for_usage() -> None:
-    from support import RecordingUpstream
+    from tests.support import RecordingUpstream
 
     with RecordingUpstream() as upstream:
         config = {"providers": {"p": {"type": "openai", "base_url": f"{upstream.base_url}/v1"}},

@@ -54,10 +54,12 @@ def tune_collector() -> None:
     gc.freeze()
 
 
-def run_server(settings: Settings, host: str, port: int, log_level: str = "info", workers: int = 1) -> None:
+def run_server(settings: Settings, host: str, port: int, log_level: str = "info", workers: int = 1,
+               sock: socket.socket | None = None) -> None:
+    """``sock``: from ``bind(host, port)``, where the caller had to know the port first (port 0)."""
     tune_collector()
     if workers <= 1:
-        uvicorn.Server(_config(settings, host, port, log_level)).run()
+        uvicorn.Server(_config(settings, host, port, log_level)).run(sockets=[sock] if sock else None)
         return
     if not settings.redis_url:
         log.warning("%d workers without redis_url: each keeps its own rate limits, budgets and breakers",
@@ -67,9 +69,14 @@ def run_server(settings: Settings, host: str, port: int, log_level: str = "info"
     # socket of its own and the kernel spreads new connections evenly over them. One shared
     # listening socket (where SO_REUSEPORT is missing) goes to whichever worker wakes first,
     # which takes a burst of connections all at once.
-    sock = _bind(host, port)
+    sock = sock or _bind(host, port)
     sock.set_inheritable(True)
     Supervisor(settings, host, port, log_level, sock, workers).run()
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The socket ``run_server`` serves on; port 0 binds one the system picks (read it back)."""
+    return _bind(host, port)
 
 
 def _bind(host: str, port: int) -> socket.socket:
