@@ -1,7 +1,9 @@
 """A TCP proxy in a background thread, to cut a real server off and bring it back.
 
 ``cut()`` closes every open connection and refuses new ones (they are accepted and closed at
-once, as when a server is stopped); ``restore()`` forwards again. The server behind is the real
+once, as when a server is stopped); ``blackhole()`` keeps every connection open, accepts new ones,
+and passes nothing either way (a server, or a network, that neither answers nor refuses);
+``restore()`` forwards again, closing what the black hole held. The server behind is the real
 one, untouched, so an outage can be as short or as long as a test needs.
 """
 
@@ -20,8 +22,11 @@ class TcpProxy:
         self._socket = bound_socket()  # bound now: the port is known before the proxy starts
         self.port = int(self._socket.getsockname()[1])
         self.connections = 0
+        self.swallowed = 0  # connections accepted by the black hole
         self._cut = False
+        self._blackhole = False
         self._writers: set[asyncio.StreamWriter] = set()
+        self._held: set[asyncio.StreamWriter] = set()  # connections the black hole holds
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -45,7 +50,7 @@ class TcpProxy:
         loop.run_forever()
         # Stopped: close everything and let the pipes finish before the loop goes.
         server.close()
-        for writer in list(self._writers):
+        for writer in list(self._writers | self._held):
             writer.transport.abort()
         pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
         for task in pending:
@@ -58,6 +63,10 @@ class TcpProxy:
         if self._cut:
             writer.close()
             return
+        if self._blackhole:
+            self.swallowed += 1
+            await self._swallow(reader, writer)
+            return
         self.connections += 1
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
@@ -67,9 +76,22 @@ class TcpProxy:
         self._writers |= {writer, up_writer}
         await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
 
+    async def _swallow(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._held.add(writer)
+        try:
+            while await reader.read(65536):
+                pass
+        except OSError:
+            pass
+        finally:
+            self._held.discard(writer)
+            writer.close()
+
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
+                if self._blackhole:
+                    continue  # read and dropped: the other side hears nothing
                 writer.write(data)
                 await writer.drain()
         except OSError:
@@ -96,7 +118,17 @@ class TcpProxy:
                 writer.transport.abort()
         self._run(cut)
 
+    def blackhole(self) -> None:
+        def blackhole() -> None:
+            self._blackhole = True
+        self._run(blackhole)
+
     def restore(self) -> None:
         def restore() -> None:
+            if self._blackhole:
+                # What passed through the black hole is lost: its connections end.
+                for writer in list(self._writers | self._held):
+                    writer.transport.abort()
             self._cut = False
+            self._blackhole = False
         self._run(restore)

@@ -123,13 +123,28 @@ async def test_two_processes_share_one_budget_through_redis(redis_url: str) -> N
             await other.close()
 
 
-async def test_an_unreachable_redis_lets_requests_through() -> None:
+async def test_an_unreachable_redis_leaves_the_verdict_unchecked_and_settlements_wait() -> None:
     client = RedisClient.from_url("redis://127.0.0.1:1/0")
     try:
         ledger = RedisLedger(client)
         verdict = await ledger.reserve((key_budget(1),), 1000)
-        assert verdict.hold is not None
+        assert verdict.hold is not None and verdict.unchecked  # the stage's redis_outage decides
+        assert verdict.retry_after > 0
         ledger.settle(verdict.hold, 10)
         assert not await ledger.flush()  # kept for when Redis is back
+        await ledger.merge_spent("key", "2030-01", {"key_1": 5})  # skipped, not raised
     finally:
         await client.close()
+
+
+async def test_a_flexible_reservation_takes_what_every_budget_has_room_for(ledger: Ledger) -> None:
+    key, project = key_budget(1000), Budget("project", "p1", 700, "month")
+    assert (await ledger.reserve((key, project), 300)).hold is not None
+    verdict = await ledger.reserve((key, project), 900, least=200)
+    assert verdict.hold is not None and verdict.hold.amount == 400  # the project's room
+    refused = await ledger.reserve((key, project), 900, least=1)
+    assert (refused.hold, refused.blocked, refused.reserved) == (None, 1, 700)
+    ledger.settle(verdict.hold, 150)
+    await ledger.flush()
+    taken = await ledger.reserve((key, project), 900, least=100)
+    assert taken.hold is not None and taken.hold.amount == 250  # 700 - 300 held - 150 spent

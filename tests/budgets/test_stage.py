@@ -44,7 +44,7 @@ async def test_a_request_that_could_overspend_never_starts() -> None:
     stage = guard(ledger)
     who = principal(Limits(budget=0.1))  # a hundred tokens
     script = Script(answer(usage=Usage(input_tokens=30, output_tokens=20)))
-    # ~10 tokens of prompt + max_tokens 100 may cost more than the whole budget.
+    # The prompt at its upper bound (81 tokens) + max_tokens 100 may cost more than the whole budget.
     with pytest.raises(BudgetExceeded) as refused:
         await drain(stage(call(chat(max_tokens=100), who=who, to=PRICED), script))
     assert script.calls == 0
@@ -52,7 +52,7 @@ async def test_a_request_that_could_overspend_never_starts() -> None:
         429, "insufficient_quota", "insufficient_quota")
     assert refused.value.retry_after is None  # waiting does not help until the period ends
     assert "key 'key_1' has spent $0.0000 of its $0.10 budget this month" in refused.value.message
-    await drain(stage(call(chat(max_tokens=50), who=who, to=PRICED), script))  # this one fits
+    await drain(stage(call(chat(max_tokens=15), who=who, to=PRICED), script))  # this one fits
     assert spent(ledger) == pytest.approx((0.05, 0))
 
 
@@ -61,11 +61,11 @@ async def test_requests_in_flight_hold_the_budget_until_they_end() -> None:
     stage = guard(ledger)
     who = principal(Limits(budget=0.2))
     first = stage(call(chat(max_tokens=100), who=who, to=PRICED), Script(answer(usage=Usage(output_tokens=10))))
-    await anext(first)  # started: its most expensive outcome (~0.11) is reserved
+    await anext(first)  # started: its most expensive outcome (81 + 100 tokens) is reserved
     with pytest.raises(BudgetExceeded) as refused:
         await drain(stage(call(chat(max_tokens=100), who=who, to=PRICED), Script(answer())))
     assert refused.value.retry_after == 1.0  # in flight: worth trying again soon
-    assert "requests in flight hold $0.11" in refused.value.message
+    assert "requests in flight hold $0.1810" in refused.value.message
     await drain(first)
     assert spent(ledger) == pytest.approx((0.01, 0))
     await drain(stage(call(chat(max_tokens=100), who=who, to=PRICED), Script(answer())))
@@ -75,11 +75,11 @@ async def test_the_project_budget_counts_every_key_of_the_project() -> None:
     ledger = LocalLedger()
     stage = guard(ledger)
     for key in ("key_a", "key_b"):
-        who = principal(project=Limits(budget=0.07, budget_period="day"), key_id=key)
+        who = principal(project=Limits(budget=0.14, budget_period="day"), key_id=key)
         await drain(stage(call(chat(max_tokens=20), who=who, to=PRICED),
                           Script(answer(usage=Usage(input_tokens=10, output_tokens=10)))))
-    who = principal(project=Limits(budget=0.07, budget_period="day"), key_id="key_c")
-    with pytest.raises(BudgetExceeded, match=re.escape("project 'p1' has spent $0.0400 of its $0.07 budget today")):
+    who = principal(project=Limits(budget=0.14, budget_period="day"), key_id="key_c")
+    with pytest.raises(BudgetExceeded, match=re.escape("project 'p1' has spent $0.0400 of its $0.14 budget today")):
         await drain(stage(call(chat(max_tokens=20), who=who, to=PRICED), Script(answer())))
 
 

@@ -132,14 +132,15 @@ async def test_two_processes_share_one_limit_through_redis(redis_url: str) -> No
             await other.close()
 
 
-async def test_an_unreachable_redis_lets_requests_through() -> None:
+async def test_an_unreachable_redis_leaves_the_decision_unchecked() -> None:
     client = RedisClient.from_url("redis://127.0.0.1:1/0")  # nothing listens on port 1
     try:
         decision = await RedisLimiter(client).acquire((requests(1),), (1,))
     finally:
         await client.close()
-    assert decision.allowed
+    assert decision.allowed and decision.unchecked  # the stage's redis_outage decides
     assert decision.states == ()  # nothing known, so no x-ratelimit headers
+    assert decision.retry_after_ms > 0  # when the circuit's probe may have found it back
 
 
 @pytest.mark.parametrize(("ms", "text"), [

@@ -8,10 +8,13 @@ import pytest
 
 from modelgate.auth import Limits
 from modelgate.limits import LocalLimiter, RateLimit, counters_for
-from modelgate.schema.errors import RateLimited, UpstreamError
+from modelgate.limits.redis import RedisLimiter
+from modelgate.redis_client import RedisClient
+from modelgate.schema.errors import RateLimited, ServiceUnavailable, UpstreamError
 from modelgate.schema.events import TextDelta, Usage
 from modelgate.schema.request import EmbeddingRequest
 from tests.governed_calls import Script, answer, call, chat, deployment, drain, principal
+from tests.support import refused_port
 
 
 def test_the_counters_of_key_project_and_deployment_apply() -> None:
@@ -110,3 +113,29 @@ async def test_embeddings_are_counted_by_their_input() -> None:
     c = call(EmbeddingRequest(model="embed", input=["a" * 400, "b" * 40]), who=principal(Limits(tpm=1000)))
     await drain(stage(c, Script(answer(usage=Usage(input_tokens=110)))))
     assert c.response_headers["x-ratelimit-remaining-tokens"] == "890"
+
+
+async def test_while_redis_is_unreachable_requests_pass_marked_or_are_refused_as_configured() -> None:
+    with refused_port() as port:
+        client = RedisClient(f"redis://127.0.0.1:{port}/0")
+        try:
+            limiter = RedisLimiter(client)
+            allowing, refusing = RateLimit(limiter), RateLimit(limiter, "refuse")
+            who = principal(Limits(rpm=1, tpm=10))
+            for _ in range(3):  # the limit is not enforced: nothing can count it
+                passed = call(chat(max_tokens=100), who=who)
+                script = Script(answer(usage=Usage(input_tokens=50, output_tokens=50)))
+                await drain(allowing(passed, script))
+                assert script.calls == 1
+                assert passed.response_headers == {"x-modelgate-degraded": "limits"}
+            assert client.circuit.state == "open" and client.circuit.failed_fast == 2
+            script = Script(answer())
+            with pytest.raises(ServiceUnavailable) as refused:
+                await drain(refusing(call(who=who), script))
+            assert script.calls == 0
+            assert (refused.value.status, refused.value.code) == (503, "limits_unavailable")
+            assert refused.value.retry_after is not None and refused.value.retry_after >= 1
+            assert "limits.redis_outage: refuse" in refused.value.message
+            assert not limiter._corrections  # nothing was charged, so nothing is corrected
+        finally:
+            await client.close()

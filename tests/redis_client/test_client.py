@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 
 from modelgate.redis_client import RedisClient, RespError, Script
 from modelgate.redis_client.resp import encode, parse
+from tests.support import eventually
 from tests.tcp_proxy import TcpProxy
 
 ECHO = "return {ARGV[1], #KEYS}"
@@ -116,7 +117,9 @@ async def test_a_lost_server_fails_fast_and_the_client_reconnects(redis_url: str
             proxy.cut()
             with pytest.raises(ConnectionError):
                 await client.command("PING")
+            assert client.circuit.state == "open"
             proxy.restore()
+            await eventually(lambda: client.circuit.state == "closed", what="the probe reaching Redis again")
             assert await client.command("PING") == "PONG"
         finally:
             await client.close()

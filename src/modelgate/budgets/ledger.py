@@ -3,7 +3,9 @@
 A request reserves its most expensive outcome before it starts (``reserve``: every budget that
 applies must have room for it, or none is touched) and settles with what it really cost when it
 ends (``settle``: the reservation is released and the real cost added to the spend). Concurrent
-requests therefore see each other's reservations and cannot overspend together.
+requests therefore see each other's reservations and cannot overspend together. A reservation
+may be flexible (``least``): as much of ``amount`` as every budget has room for, but no less than
+``least``; the request is then made to fit what it got (its ``max_tokens`` lowered).
 
 Amounts are integer nano-dollars (``metering.pricing.NANO``). ``LocalLedger`` keeps the accounts
 in this process; ``budgets.redis.RedisLedger`` in Redis, shared by every gateway process.
@@ -48,12 +50,16 @@ class Verdict:
     blocked: int = -1  # the budget without room
     spent: int = 0  # of the blocked budget
     reserved: int = 0  # of the blocked budget, by requests in flight
+    unchecked: str | None = None  # why the accounts could not be consulted (Redis unreachable)
+    retry_after: float = 0.0  # unchecked: seconds until they may be again
 
 
 class Ledger(Protocol):
     """Where the accounts live. ``settle`` must not wait on I/O (it runs as a request ends)."""
 
-    async def reserve(self, budgets: tuple[Budget, ...], amount: int) -> Verdict: ...
+    async def reserve(self, budgets: tuple[Budget, ...], amount: int, least: int | None = None) -> Verdict:
+        """Hold ``amount`` on every budget, or as much of it as each has room for down to ``least``
+        (default: all of it); the hold says how much it took."""
 
     def settle(self, hold: Hold, actual: int) -> None: ...
 
@@ -111,15 +117,19 @@ class LocalLedger:
             found = self._accounts[key] = [0, 0]
         return found
 
-    async def reserve(self, budgets: tuple[Budget, ...], amount: int) -> Verdict:
+    async def reserve(self, budgets: tuple[Budget, ...], amount: int, least: int | None = None) -> Verdict:
+        least = amount if least is None else least
         periods = tuple(self.periods.current(b.period) for b in budgets)
         accounts = [self.account(b.scope, b.owner, p) for b, p in zip(budgets, periods, strict=True)]
+        take = amount
         for i, (budget, (spent, reserved)) in enumerate(zip(budgets, accounts, strict=True)):
-            if spent + reserved + amount > budget.limit:
+            room = budget.limit - spent - reserved
+            if room < least:
                 return Verdict(None, i, spent, reserved)
+            take = min(take, room)
         for entry in accounts:
-            entry[1] += amount
-        return Verdict(Hold(budgets, periods, amount))
+            entry[1] += take
+        return Verdict(Hold(budgets, periods, take))
 
     def settle(self, hold: Hold, actual: int) -> None:
         for budget, period in zip(hold.budgets, hold.periods, strict=True):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated
 
+from modelgate.config.budgets import BudgetsSettings
 from modelgate.config.deployments import (
     CAPABILITIES,
     STRATEGIES,
@@ -21,6 +22,7 @@ from modelgate.config.deployments import (
     read_deployments,
 )
 from modelgate.config.fields import Key, nonempty
+from modelgate.config.limits import LimitsSettings
 from modelgate.config.providers import read_providers
 from modelgate.config.routing import RoutingSettings
 from modelgate.providers.settings import ProviderSettings
@@ -28,7 +30,9 @@ from modelgate.providers.settings import ProviderSettings
 __all__ = [
     "CAPABILITIES",
     "STRATEGIES",
+    "BudgetsSettings",
     "DeploymentSettings",
+    "LimitsSettings",
     "PriceSettings",
     "ProviderSettings",
     "ReasoningSettings",
@@ -47,6 +51,8 @@ class Settings:
     database_url: Annotated[str, Key("a URL string")] = "sqlite:///modelgate.db"
     redis_url: Annotated[str | None, Key("a URL string")] = None
     routing: RoutingSettings = field(default_factory=RoutingSettings)
+    limits: LimitsSettings = field(default_factory=LimitsSettings)
+    budgets: BudgetsSettings = field(default_factory=BudgetsSettings)
     # Where usage records wait while the database cannot be reached (metering/journal.py).
     journal_dir: Annotated[str, Key("a directory path", nonempty(
         "is empty; name a directory or remove the key for ./journal"))] = "./journal"

@@ -52,8 +52,9 @@ class CounterState:
 class Decision:
     allowed: bool
     states: tuple[CounterState, ...]  # in the order of the counters asked about
-    retry_after_ms: float = 0.0  # when refused: until the request would fit
+    retry_after_ms: float = 0.0  # when refused: until the request would fit (unchecked: may be checked)
     blocked: int = -1  # when refused: the index of the counter that is furthest from fitting
+    unchecked: str | None = None  # why the counters could not be consulted (Redis unreachable)
 
 
 def state_of(counter: Counter, tat: float, now: float) -> CounterState:

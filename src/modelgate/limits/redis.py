@@ -5,8 +5,9 @@ disagree still share one notion of "now". All counters of a request (key, projec
 requests and tokens) are checked and charged in one script run: either all are charged or none,
 and no other request runs in between.
 
-If Redis cannot be reached the request is let through and the failure is logged (at most every
-ten seconds): a limiter outage must not become a gateway outage.
+If Redis cannot be reached the decision says so (``unchecked``), at once while the client's
+circuit is open: the stage lets the request through or refuses it, as ``limits.redis_outage``
+says. Corrections queued meanwhile are dropped (nothing was charged for them).
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ class RedisLimiter:
         self._adjust = Script(ADJUST)
         self._corrections: list[tuple[Counter, int]] = []
         self._sender = Sender(self.flush, delay=CARRY_DELAY_S)
-        self._outage = OutageLog("rate limits")
+        self._outage = OutageLog("rate limits", "token corrections dropped")
 
     async def acquire(self, counters: tuple[Counter, ...], costs: tuple[int, ...]) -> Decision:
         carried = self._corrections[:CARRY_MAX]
@@ -117,8 +118,7 @@ class RedisLimiter:
             reply = await self.redis.run(self._acquire, keys, args)
         except UNREACHABLE as error:
             self._corrections[:0] = carried
-            self._outage.failed(error)
-            return Decision(True, ())
+            return Decision(True, (), self.redis.circuit.retry_after() * 1000, unchecked=str(error))
         out = [int(x) for x in reply.split(b",")]
         states = tuple(CounterState(c.limit, out[3 + 2 * i], float(out[4 + 2 * i])) for i, c in enumerate(counters))
         return Decision(out[0] == 1, states, float(out[2]), out[1] - 1)

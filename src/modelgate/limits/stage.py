@@ -6,12 +6,15 @@ import math
 from collections.abc import AsyncGenerator, Sequence
 from typing import Protocol
 
+from modelgate.config.limits import OnRedisOutage
 from modelgate.limits.gcra import Counter, Decision
 from modelgate.limits.headers import go_duration, ratelimit_headers
 from modelgate.metering.usage import UsageWatch, estimate_request_tokens
 from modelgate.pipeline.caller_cache import CallerCache
 from modelgate.pipeline.contract import Call, Handler
-from modelgate.schema.errors import RateLimited
+from modelgate.redis_client.deferred import OutageLog
+from modelgate.redis_client.outage import mark_degraded
+from modelgate.schema.errors import RateLimited, ServiceUnavailable
 from modelgate.schema.events import Event
 from modelgate.schema.request import ChatRequest
 
@@ -64,11 +67,18 @@ class RateLimit:
 
     Tokens are charged from an estimate when the request starts and corrected from the upstream's
     usage when it ends (or from what was streamed, when the usage never came).
+
+    When the counters cannot be consulted (Redis unreachable), ``redis_outage`` decides: ``allow``
+    lets the request pass with ``x-modelgate-degraded: limits``, ``refuse`` answers 503.
     """
 
-    def __init__(self, limiter: Limiter) -> None:
+    def __init__(self, limiter: Limiter, redis_outage: OnRedisOutage = "allow") -> None:
         self.limiter = limiter
+        self.redis_outage = redis_outage
         self._counters = CallerCache(counters_for)
+        self._outage = OutageLog("rate limits", "requests pass unchecked (limits.redis_outage: allow)"
+                                 if redis_outage == "allow" else
+                                 "requests under a limit are refused (limits.redis_outage: refuse)")
 
     def __call__(self, call: Call, next: Handler) -> AsyncGenerator[Event, None]:
         counters = self._counters(call)
@@ -81,6 +91,14 @@ class RateLimit:
         tokens = estimated_input + output_allowance(call)
         costs = tuple(1 if c.kind == "requests" else tokens for c in counters)
         decision = await self.limiter.acquire(counters, costs)
+        if decision.unchecked is not None:
+            self._outage.failed(decision.unchecked)
+            if self.redis_outage == "refuse":
+                raise unavailable(decision)
+            mark_degraded(call.response_headers, "limits")
+            async for event in next(call):
+                yield event
+            return
         if decision.states:
             call.response_headers.update(ratelimit_headers(counters, decision.states))
         if not decision.allowed:
@@ -101,6 +119,14 @@ class RateLimit:
             actual = usage.input_tokens + usage.output_tokens
             charged = [min(tokens, c.limit) for c in token_counters]
             self.limiter.adjust(token_counters, [actual - c for c in charged])
+
+
+def unavailable(decision: Decision) -> ServiceUnavailable:
+    wait = max(1, math.ceil(decision.retry_after_ms / 1000))
+    return ServiceUnavailable(
+        "Rate limits cannot be checked right now: the store they are counted in is unreachable, and "
+        f"this gateway refuses requests it cannot count (limits.redis_outage: refuse). Try again in {wait}s.",
+        code="limits_unavailable", retry_after=float(wait))
 
 
 def refusal(counter: Counter, decision: Decision, cost: int) -> RateLimited:

@@ -139,6 +139,11 @@ class PriceBook:
         max_output = self._ceiling.get(deployment.name, NO_CEILING)[1]
         return min(output, max_output) if max_output is not None else output
 
+    def ceiling(self, deployment: DeploymentSettings) -> tuple[Rates, int | None]:
+        """The dearest customer rates among the targets that may answer ``deployment`` (itself and
+        its fallbacks), and the largest output any of them may give (None: not known)."""
+        return self._ceiling.get(deployment.name, NO_CEILING)
+
     def reserve_nanos(self, deployment: DeploymentSettings, input_tokens: int, output_tokens: int) -> int:
         """The most a request may cost the customer, at the dearest of the deployment's targets."""
         rates = self._ceiling.get(deployment.name, NO_CEILING)[0]

@@ -13,7 +13,7 @@ import time
 
 from modelgate.schema.events import Event, ReasoningDelta, Start, TextDelta, ToolCallDelta, Usage
 from modelgate.schema.request import ChatRequest, EmbeddingRequest
-from modelgate.schema.tokens import estimate_input_tokens, estimate_text_tokens
+from modelgate.schema.tokens import bound_input_tokens, estimate_input_tokens, estimate_text_tokens, utf8_length
 
 
 def estimate_request_tokens(request: ChatRequest | EmbeddingRequest) -> int:
@@ -24,6 +24,17 @@ def estimate_request_tokens(request: ChatRequest | EmbeddingRequest) -> int:
     for item in request.input:
         # Token arrays are already tokens; strings are estimated.
         total += estimate_text_tokens(item) if isinstance(item, str) else len(item)
+    return total
+
+
+def bound_request_tokens(request: ChatRequest | EmbeddingRequest) -> int:
+    """Input tokens no provider counts more of for a chat or embeddings request (what budgets reserve)."""
+    if isinstance(request, ChatRequest):
+        return bound_input_tokens(request)
+    total = 0
+    for item in request.input:
+        # Token arrays are exact; a string is at most its UTF-8 bytes (and the end-of-text token).
+        total += utf8_length(item) + 1 if isinstance(item, str) else len(item)
     return total
 
 

@@ -10,7 +10,9 @@ URLs with a password or ACL user and a database number.
 
 A request that times out closes the connection (a late reply could no longer be matched) and
 fails every request waiting on it with ``TimeoutError``; a lost connection fails them with
-``ConnectionError``; the next request connects again. A cancelled caller leaves its reply to be
+``ConnectionError``. Either opens the circuit around Redis (``circuit.py``): from then on every
+command fails at once with ``RedisUnavailable`` until a background probe reaches Redis again, so
+an outage is waited out once, not by every request. A cancelled caller leaves its reply to be
 read and dropped, so cancellation never unsettles the connection.
 
 Commands that block in Redis (``BLPOP``) would hold up every request behind them, so each runs on
@@ -25,6 +27,7 @@ import hashlib
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+from modelgate.redis_client.circuit import FIRST_INTERVAL_S, MAX_INTERVAL_S, Circuit
 from modelgate.redis_client.connection import Address, Connection, reply_within
 from modelgate.redis_client.pubsub import HEALTH_INTERVAL_S, Subscription
 from modelgate.redis_client.resp import Arg, RespError, encode
@@ -47,14 +50,18 @@ class RedisClient:
     """``redis://[[user]:password@]host[:port][/db]``, ``rediss://...``, ``unix:///path?db=N``.
 
     One per process: it owns the connection commands share, the connections blocking commands
-    borrow, and the subscriptions it handed out; ``close()`` closes them all. It connects on
-    first use, and again after a connection is lost.
+    borrow, the subscriptions it handed out and the circuit around Redis; ``close()`` closes them
+    all. It connects on first use, and again after a connection is lost.
     """
 
-    def __init__(self, url: str, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(self, url: str, timeout: float = DEFAULT_TIMEOUT_S, *, probe_interval: float = FIRST_INTERVAL_S,
+                 max_probe_interval: float = MAX_INTERVAL_S) -> None:
         self.url = url
         self.address = Address(url)
         self.timeout = timeout
+        self.circuit = Circuit(self._probe, first_interval=probe_interval, max_interval=max_probe_interval,
+                               probe_timeout=2 * timeout)
+        self.timeouts = 0  # connections given up for an answer that did not come in time
         self._connection: Connection | None = None
         self._connecting: asyncio.Task[Connection] | None = None
         self._spare: list[Connection] = []
@@ -69,6 +76,8 @@ class RedisClient:
         return await self.address.open(Connection, self.timeout)
 
     async def connection(self) -> Connection:
+        """The shared connection, connected if need be; ``RedisUnavailable`` while the circuit is open."""
+        self.circuit.check()
         connection = self._connection
         if connection is not None and not connection.closed:
             return connection
@@ -77,21 +86,29 @@ class RedisClient:
             # One connect for every request that finds the connection missing.
             task = self._connecting = asyncio.get_running_loop().create_task(self._connect())
             task.add_done_callback(self._connected)
-        return await asyncio.shield(task)
+        try:
+            return await asyncio.shield(task)
+        except OSError as error:  # refused, or no answer in time
+            self.circuit.failed(error)
+            raise
 
     def _connected(self, task: asyncio.Task[Connection]) -> None:
         self._connecting = None
         if not task.cancelled() and task.exception() is None:
             self._connection = task.result()
 
-    async def _await(self, connection: Connection, future: asyncio.Future[Any]) -> Any:
-        def expire() -> None:
-            if not future.done():
-                connection.fail(TimeoutError(f"Redis did not answer within {self.timeout}s"))
+    def _expire(self, connection: Connection, future: asyncio.Future[Any]) -> None:
+        if not future.done() and not connection.closed:
+            self.timeouts += 1
+            connection.fail(TimeoutError(f"Redis did not answer within {self.timeout}s"))
 
-        timer = asyncio.get_running_loop().call_later(self.timeout, expire)
+    async def _await(self, connection: Connection, future: asyncio.Future[Any]) -> Any:
+        timer = asyncio.get_running_loop().call_later(self.timeout, self._expire, connection, future)
         try:
             return await future
+        except OSError as error:  # timed out, or the connection was lost under it
+            self.circuit.failed(error)
+            raise
         finally:
             timer.cancel()
 
@@ -121,15 +138,12 @@ class RedisClient:
         on its own). Every reply is read before the first error reply is raised as ``RespError``."""
         connection = await self.connection()
         futures = connection.send_all(b"".join(encode(command) for command in commands), len(commands))
-        last = futures[-1]
-
-        def expire() -> None:
-            if not last.done():
-                connection.fail(TimeoutError(f"Redis did not answer within {self.timeout}s"))
-
-        timer = asyncio.get_running_loop().call_later(self.timeout, expire)
+        timer = asyncio.get_running_loop().call_later(self.timeout, self._expire, connection, futures[-1])
         try:
             replies = [await future for future in futures]
+        except OSError as error:
+            self.circuit.failed(error)
+            raise
         finally:
             timer.cancel()
             for future in futures:  # after a failure or a cancellation: no reply left unread
@@ -168,18 +182,22 @@ class RedisClient:
     async def blocking(self, wait: float, *args: Arg) -> Any:
         """A command that may block in Redis for up to ``wait`` seconds, on a connection of its own
         (shared, it would hold up every request behind it); its deadline is ``wait`` + the timeout."""
+        self.circuit.check()
         connection = None
         while self._spare and connection is None:
             connection = self._spare.pop()
             if connection.closed:
                 connection = None
-        if connection is None:
-            connection = await self.address.open(Connection, self.timeout)
         try:
+            if connection is None:
+                connection = await self.address.open(Connection, self.timeout)
             reply = await reply_within(connection, connection.send(encode(args)), wait + self.timeout)
-        except BaseException:
+        except BaseException as error:
             # Timed out, lost or cancelled: the command may still be blocking there.
-            connection.fail(ConnectionError("a blocking command was given up"))
+            if connection is not None:
+                connection.fail(ConnectionError("a blocking command was given up"))
+            if isinstance(error, OSError):
+                self.circuit.failed(error)
             raise
         if len(self._spare) < SPARE_CONNECTIONS:
             self._spare.append(connection)
@@ -195,11 +213,32 @@ class RedisClient:
         caller subscribes again when it sees fit. A connection idle for ``health_interval``
         seconds is sent a PING, so that a silently dead one is noticed."""
         subscription = Subscription(self.address, channels, self.timeout, health_interval,
-                                    self._subscriptions.discard)
+                                    self._subscriptions.discard, self.circuit)
         self._subscriptions.add(subscription)
         return subscription
 
+    async def _probe(self) -> None:
+        """The circuit's probe: a new connection that answers PING becomes the shared one."""
+        connection = await self.address.open(Connection, self.timeout)
+        try:
+            reply = await reply_within(connection, connection.send(encode(["PING"])), self.timeout)
+            if isinstance(reply, RespError):  # LOADING: up, but not serving yet
+                raise reply
+        except BaseException:
+            _close(connection)
+            raise
+        current = self._connection
+        if current is None or current.closed:
+            self._connection = connection
+        else:
+            _close(connection)
+
+    def status(self) -> dict[str, Any]:
+        """The circuit's state and counters, and how many answers were waited for in vain."""
+        return {**self.circuit.status(), "timeouts": self.timeouts}
+
     async def close(self) -> None:
+        await self.circuit.close()
         task = self._connecting
         if task is not None:
             await asyncio.wait([task])  # settles before its connection is closed below

@@ -23,19 +23,19 @@ UNREACHABLE = OSError  # refused, reset, timed out (ConnectionError and TimeoutE
 
 
 class OutageLog:
-    """Logs an unreachable Redis at most once per ``every`` seconds."""
+    """Logs an unreachable Redis at most once per ``every`` seconds: what it stops, what happens meanwhile."""
 
-    def __init__(self, what: str, every: float = 10.0) -> None:
+    def __init__(self, what: str, meanwhile: str, every: float = 10.0) -> None:
         self.what = what
+        self.meanwhile = meanwhile
         self.every = every
         self._last = -every
 
-    def failed(self, error: BaseException) -> None:
+    def failed(self, error: BaseException | str) -> None:
         now = time.monotonic()
         if now - self._last >= self.every:
             self._last = now
-            log.error("redis unreachable (%s): %s; requests pass without this check until it is back",
-                      self.what, error)
+            log.error("redis unreachable (%s): %s; %s", self.what, error, self.meanwhile)
 
 
 class Sender:

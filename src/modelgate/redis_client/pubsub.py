@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from modelgate.redis_client.circuit import Circuit
 from modelgate.redis_client.connection import Address, Connection
 from modelgate.redis_client.resp import INCOMPLETE, RespError, encode, parse
 
@@ -110,9 +111,10 @@ class Subscription:
     """``async for message in subscription`` once started; see ``RedisClient.subscribe``."""
 
     def __init__(self, address: Address, channels: Sequence[str], timeout: float, health_interval: float,
-                 forget: Callable[[Subscription], None]) -> None:
+                 forget: Callable[[Subscription], None], circuit: Circuit | None = None) -> None:
         if not channels:
             raise ValueError("subscribe to at least one channel")
+        self.circuit = circuit
         self.address = address
         self.channels = tuple(channels)
         self.timeout = timeout
@@ -126,17 +128,22 @@ class Subscription:
 
     async def start(self) -> None:
         """Connect and subscribe; when it returns, Redis confirmed every channel (within the
-        client's timeout), so nothing published from then on is missed."""
+        client's timeout), so nothing published from then on is missed. While the client's circuit
+        is open it fails at once with ``RedisUnavailable``; a Redis that does not answer opens it."""
         if self._connection is not None or self._closed:
             raise RuntimeError("a subscription starts once")
         try:
+            if self.circuit is not None:
+                self.circuit.check()
             connection = self._connection = await self.address.open(_Subscriber, self.timeout)
             connection.expected = {channel.encode() for channel in self.channels}
             assert connection.transport is not None
             connection.transport.write(encode(["SUBSCRIBE", *self.channels]))
             await asyncio.wait_for(asyncio.shield(connection.confirmed), self.timeout)
-        except BaseException:
+        except BaseException as error:
             await self.close()
+            if isinstance(error, OSError) and self.circuit is not None:
+                self.circuit.failed(error)
             raise
         self._timer = connection.loop.call_later(self.health_interval, self._check)
 
@@ -178,7 +185,10 @@ class Subscription:
         if connection.received:
             self._pinged = False
         elif self._pinged:
-            connection.fail(TimeoutError(f"Redis did not answer a PING within {self.health_interval}s"))
+            error = TimeoutError(f"Redis did not answer a PING within {self.health_interval}s")
+            connection.fail(error)
+            if self.circuit is not None:
+                self.circuit.failed(error)
             return
         else:
             connection.transport.write(PING)

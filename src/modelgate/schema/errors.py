@@ -11,6 +11,7 @@
     ├── Conflict                409  the record exists already
     ├── RateLimited             429  a limit of ours; carries retry_after
     │   └── BudgetExceeded      429  a budget is spent (OpenAI's insufficient_quota)
+    ├── ServiceUnavailable      503  a check that cannot be made now is refused; carries retry_after
     └── UpstreamError           the provider said no: keeps its status, type and Retry-After
         ├── UpstreamUnreachable 502  connection refused or broken
         ├── UpstreamTimeout     504  no answer in time
@@ -38,6 +39,7 @@ __all__ = [
     "PermissionDenied",
     "RateLimited",
     "RequestTooLarge",
+    "ServiceUnavailable",
     "UpstreamError",
     "UpstreamMalformed",
     "UpstreamTimeout",
@@ -109,6 +111,14 @@ class BudgetExceeded(RateLimited):
     """A key's or project's budget is spent: 429, as OpenAI answers a spent quota."""
 
     default_code = "insufficient_quota"
+
+
+class ServiceUnavailable(GatewayError):
+    """A check the request needs cannot be made now (the store of limits or budgets is unreachable)
+    and the gateway is set to refuse rather than let it pass unchecked: 503, with ``Retry-After``."""
+
+    status = 503
+    default_code = "service_unavailable"
 
 
 class UpstreamError(GatewayError):

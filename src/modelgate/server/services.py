@@ -140,7 +140,8 @@ async def build_services(settings: Settings) -> Services:
         router=router, limiter=limiter, ledger=ledger, prices=prices, recorder=recorder,
         spend_sync=SpendSync(storage, ledger),
         handler=build_handler(router, [SplitThinkTags()], metering=Metering(recorder, price_book),
-                              rate_limit=RateLimit(limiter), budget=BudgetGuard(ledger, price_book)),
+                              rate_limit=RateLimit(limiter, settings.limits.redis_outage),
+                              budget=BudgetGuard(ledger, price_book, settings.budgets.redis_outage)),
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 from modelgate.config.settings import DeploymentSettings
 from modelgate.pipeline.contract import Principal
@@ -21,6 +21,12 @@ class SharedBreakers(Protocol):
     @property
     def connected(self) -> bool:
         """Whether the link that shares breaker state (Redis) is up right now."""
+        ...
+
+
+class RedisLink(Protocol):
+    def status(self) -> dict[str, Any]:
+        """The circuit around Redis: its state, since when, why, and its counters."""
         ...
 
 
@@ -44,6 +50,11 @@ class AdminCore(Protocol):
     @property
     def health_sync(self) -> SharedBreakers | None:
         """The link sharing breaker state between processes; None when each process keeps its own."""
+        ...
+
+    @property
+    def redis(self) -> RedisLink | None:
+        """The process's Redis client; None without ``redis_url``."""
         ...
 
     def authenticate(self, headers: Mapping[str, str]) -> Principal: ...

@@ -6,6 +6,12 @@ probe through, the moving average of time to first token, the error rate and att
 the last minute, attempts in flight. ``shared`` says whether breaker state is shared through
 Redis (``connected`` then says whether it is right now) or kept by this process alone. The
 latency and error figures are this process's own.
+
+``redis`` (null without ``redis_url``) is the circuit around Redis (``redis_client/circuit.py``):
+``state`` ``closed`` (in use) or ``open`` (unreachable: limits and budgets do what their
+``redis_outage`` says), ``for_s`` in that state, the ``error`` that opened it and
+``next_probe_in_s`` while open; ``opened``, ``probes``, ``failed_fast`` (commands that failed at
+once while open) and ``timeouts`` (answers waited for in vain) count since the start.
 """
 
 from __future__ import annotations
@@ -42,5 +48,6 @@ class DeploymentHealth:
                                 "timeout": group.timeout, "retries": group.retries,
                                 "max_share": group.max_share, "targets": targets})
         sync = self.core.health_sync
+        redis = self.core.redis
         return {"shared": router.health.shared, "connected": sync.connected if sync is not None else None,
-                "deployments": deployments}
+                "redis": redis.status() if redis is not None else None, "deployments": deployments}
