@@ -29,7 +29,7 @@ async def test_a_blackholed_redis_is_waited_on_once_then_commands_fail_at_once(r
             # The probe waits on the black hole, again and again; requests never do.
             for _ in range(3):
                 probes = client.circuit.probes
-                await eventually(lambda probes=probes: client.circuit.probes > probes + 1, what="two more probes")
+                await eventually(lambda: client.circuit.probes > probes + 1, what="two more probes")  # noqa: B023
                 for _ in range(20):
                     with pytest.raises(RedisUnavailable):
                         await client.command("PING")

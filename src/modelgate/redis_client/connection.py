@@ -52,19 +52,21 @@ class Connection(asyncio.Protocol):
             self.transport.abort()
 
     def send(self, payload: bytes) -> asyncio.Future[Any]:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.waiting.append(future)
-        assert self.transport is not None
-        self.transport.write(payload)
-        return future
+        return self.send_all(payload, 1)[0]
 
     def send_all(self, payload: bytes, count: int) -> list[asyncio.Future[Any]]:
-        """``count`` encoded commands in one write; a future for each reply."""
+        """``count`` encoded commands in one write; a future for each reply. On a connection the
+        peer has closed (and this side not yet noticed) they fail with ``ConnectionError``."""
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[Any]] = [loop.create_future() for _ in range(count)]
         self.waiting.extend(futures)
-        assert self.transport is not None
-        self.transport.write(payload)
+        transport = self.transport
+        try:
+            if transport is None or transport.is_closing():
+                raise ConnectionError("the connection to Redis was closed")
+            transport.write(payload)
+        except (ConnectionError, RuntimeError) as error:  # uvloop: RuntimeError on a closed handle
+            self.fail(error if isinstance(error, ConnectionError) else ConnectionError(str(error)))
         return futures
 
 
