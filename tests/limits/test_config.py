@@ -36,3 +36,14 @@ def test_bad_values_are_named_with_their_fix(deployment: dict[str, object], top:
     with pytest.raises(ConfigError) as error:
         settings(deployment, **top)
     assert problem in str(error.value)
+
+
+def test_what_limits_and_budgets_do_while_redis_is_away_is_read_with_defaults() -> None:
+    plain = settings({})
+    assert (plain.limits.redis_outage, plain.budgets.redis_outage) == ("allow", "refuse")  # type: ignore[attr-defined]
+    chosen = settings({}, limits={"redis_outage": "refuse"}, budgets={"redis_outage": "allow"})
+    assert (chosen.limits.redis_outage, chosen.budgets.redis_outage) == ("refuse", "allow")  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError) as error:
+        settings({}, limits={"redis_outage": "open"}, budgets={"on_outage": "allow"})
+    assert "limits.redis_outage: must be one of allow, refuse, got 'open'" in str(error.value)
+    assert "budgets.on_outage: unknown key; allowed here: redis_outage" in str(error.value)
