@@ -14,6 +14,9 @@ import time
 from modelgate.schema.events import Event, ReasoningDelta, Start, TextDelta, ToolCallDelta, Usage
 from modelgate.schema.request import ChatRequest, EmbeddingRequest
 from modelgate.schema.tokens import estimate_input_tokens, estimate_text_tokens
+from modelgate.storage.bounds import MAX_TOKENS, bounded_int
+
+_COUNTS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens")
 
 
 def estimate_request_tokens(request: ChatRequest | EmbeddingRequest) -> int:
@@ -25,6 +28,16 @@ def estimate_request_tokens(request: ChatRequest | EmbeddingRequest) -> int:
         # Token arrays are already tokens; strings are estimated.
         total += estimate_text_tokens(item) if isinstance(item, str) else len(item)
     return total
+
+
+def bounded_usage(usage: Usage) -> Usage:
+    """``usage`` with each count a whole number from 0 to ``MAX_TOKENS`` (an upstream may report
+    anything: a string, a float, a number past any column); ``usage`` itself when it already is."""
+    for name in _COUNTS:
+        value = getattr(usage, name)
+        if type(value) is not int or not 0 <= value <= MAX_TOKENS:
+            return Usage(**{name: bounded_int(getattr(usage, name), MAX_TOKENS) for name in _COUNTS})
+    return usage
 
 
 class UsageWatch:
