@@ -86,9 +86,10 @@ def test_an_echoed_nul_costs_no_record_and_a_poisoned_journal_no_start(
     # A segment as a gateway that stored records raw left it: a NUL, a model that is a number, and
     # a line that is not a record. The next gateway on this journal starts and keeps the records.
     folder = journal / installation(migrated_database_url)
+    poison: list[tuple[Any, str | None]] = [(echoing, "echo: 'x\x00y'"), (123, None)]
     raw = [UsageRecord(request_id=f"req_poison_{n}", created_at=record.created_at, project=None, key_id=None,
                        deployment="echoing", provider="openai", model=model, route="chat", status=400, error=error)
-           for n, (model, error) in enumerate([(echoing, "echo: 'x\x00y'"), (123, None)])]
+           for n, (model, error) in enumerate(poison)]
     (folder / "usage-4242-0badcafe-000001.jsonl").write_bytes(
         b"".join(orjson.dumps(r) + b"\n" for r in raw) + b"not a record\n")
 

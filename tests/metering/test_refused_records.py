@@ -39,6 +39,10 @@ async def stored_ids(storage: Storage) -> set[str]:
         return {str(row) for row in (await conn.execute(select(usage.c.request_id))).scalars()}
 
 
+def journal_files(directory: Path, pattern: str = "usage-*.jsonl") -> list[Path]:
+    return sorted(directory.glob(pattern))
+
+
 def quarantined(directory: Path) -> list[dict[str, Any]]:
     path = directory / QUARANTINE
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
@@ -60,7 +64,7 @@ async def test_a_refused_record_is_set_aside_and_the_rest_of_its_batch_lands(sto
     assert entry["record"]["request_id"] == "req_000017"
     assert "refused the values" in entry["reason"]
     assert entry["segment"].startswith("usage-")
-    assert sorted(tmp_path.glob("usage-*.jsonl")) == []  # the segment went, its records accounted for
+    assert journal_files(tmp_path) == []  # the segment went, its records accounted for
     # What was set aside is a journal record: an operator can feed it back, made storable.
     back = decode(orjson.dumps(entry["record"]))
     assert back.error == "invalid_value: 'xy'" and back.cost == 0.0
@@ -107,9 +111,9 @@ async def test_a_poisoned_journal_never_stops_the_start(storage: Storage, tmp_pa
     assert entries[0]["line"] == "[1, 2, 3]\n"
     assert recorder.quarantined == 3
     # The segment that cannot be read is out of the journal's way, under a name that says why.
-    assert sorted(tmp_path.glob("usage-*.jsonl")) == []
-    [aside] = tmp_path.glob("unreadable-usage-*.jsonl")
-    assert aside.is_dir()
+    assert journal_files(tmp_path) == []
+    [aside] = journal_files(tmp_path, "unreadable-usage-*.jsonl")
+    assert aside.name.endswith(".jsonl")
 
 
 async def test_what_was_set_aside_is_not_set_aside_again(storage: Storage, tmp_path: Path) -> None:

@@ -97,7 +97,7 @@ async def test_records_made_storable_are_all_taken_by_the_database(storage: Stor
 
 
 # Values each database refuses when written raw.
-REFUSED = {
+REFUSED: dict[str, dict[str, dict[str, Any]]] = {
     "sqlite": {"lone-surrogate": {"error": "bad \ud800 text"}, "huge-tokens": {"input_tokens": 2**63},
                "nan-cost": {"cost": math.nan}},
     "postgresql": {"nul-in-error": {"error": "x\x00y"}, "lone-surrogate": {"error": "bad \ud800 text"},

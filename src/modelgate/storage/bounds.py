@@ -17,12 +17,12 @@ from __future__ import annotations
 import math
 from dataclasses import fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import BigInteger, Float, Integer, SmallInteger, String, Table
 
-from modelgate.storage.records import UsageRecord
-from modelgate.storage.tables import usage
+from modelgate.storage.records import LimitFields, UsageRecord
+from modelgate.storage.tables import api_keys, usage
 
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
@@ -46,6 +46,28 @@ def int_max(table: Table, name: str) -> int:
     if isinstance(kind, SmallInteger):
         return 2**15 - 1
     return INT32_MAX
+
+
+# The largest limits a key or project may carry: what the columns hold, and what the limiters count
+# exactly (the Redis limiter's script prints numbers of 15 digits or more in exponent form).
+MAX_RPM = int_max(api_keys, "rpm")
+MAX_TPM = min(int_max(api_keys, "tpm"), MAX_TOKENS)
+MAX_BUDGET = MAX_USD
+
+
+Limited = TypeVar("Limited", bound=LimitFields)
+
+
+def bounded_limits(limits: Limited) -> Limited:
+    """``limits`` (changed in place, and returned) within ``MAX_RPM``, ``MAX_TPM`` and
+    ``MAX_BUDGET``: limits stored before the admin API checked them still work."""
+    if limits.rpm is not None and limits.rpm > MAX_RPM:
+        limits.rpm = MAX_RPM
+    if limits.tpm is not None and limits.tpm > MAX_TPM:
+        limits.tpm = MAX_TPM
+    if limits.budget is not None and not 0 <= limits.budget <= MAX_BUDGET:
+        limits.budget = MAX_BUDGET if limits.budget > 0 else 0.0  # NaN: no budget left
+    return limits
 
 
 def clean_text(value: str, limit: int) -> str:
