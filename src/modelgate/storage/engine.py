@@ -22,7 +22,7 @@ from sqlalchemy import event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from modelgate.storage.errors import DataRejected, SchemaOutdated, StorageError, StorageUnavailable
+from modelgate.storage.errors import AlreadyExists, DataRejected, SchemaOutdated, StorageError, StorageUnavailable
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 CONNECT_TIMEOUT_S = 5.0
@@ -132,6 +132,8 @@ async def _translated(url: str) -> AsyncIterator[None]:
                                  f"run `modelgate db upgrade` ({error.orig})") from error
         if _unavailable(error):
             raise StorageUnavailable(f"the database {describe(url)} cannot be reached: {error.orig}") from error
+        if _duplicate(error):
+            raise AlreadyExists(f"a record with that key exists already: {error.orig}") from error
         if _rejected(error):
             raise DataRejected(f"the database {describe(url)} refused the values: {error.orig}") from error
         raise StorageError(f"the database {describe(url)} failed: {error.orig}") from error
@@ -159,6 +161,12 @@ def _unavailable(error: exc.DBAPIError) -> bool:
     if error.connection_invalidated or isinstance(error, exc.OperationalError | exc.InterfaceError):
         return True
     return _sqlstate(error)[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
+
+
+def _duplicate(error: exc.DBAPIError) -> bool:
+    # PostgreSQL's unique_violation; SQLite says it in words.
+    return _sqlstate(error) == "23505" or (
+        isinstance(error, exc.IntegrityError) and "UNIQUE constraint failed" in str(error.orig))
 
 
 def _rejected(error: exc.DBAPIError) -> bool:
