@@ -66,6 +66,7 @@ async def test_a_refused_record_is_set_aside_and_the_rest_of_its_batch_lands(sto
     assert entry["segment"].startswith("usage-")
     assert journal_files(tmp_path) == []  # the segment went, its records accounted for
     # What was set aside is a journal record: an operator can feed it back, made storable.
+    assert entry["record"]["cost"] is None  # a NaN, which JSON cannot say
     back = decode(orjson.dumps(entry["record"]))
     assert back.error == "invalid_value: 'xy'" and back.cost == 0.0
     assert await storage.write_usage([back]) == 1

@@ -29,6 +29,7 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
+import math
 import os
 import secrets
 from collections.abc import Iterator, Sequence
@@ -113,13 +114,17 @@ def record_json(record: UsageRecord) -> dict[str, Any]:
 
 
 def _json_value(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime) else value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no NaN
+    return value
 
 
 class Quarantine:
     """``quarantine.jsonl`` of a journal directory: what the database refused or the journal could
-    not read, one JSON object a line, kept for an operator to look at (a ``record`` in it is in the
-    journal's own format: ``decode`` reads it). Appends are single writes, so processes sharing the
+    not read, one JSON object a line, kept for an operator to look at; a ``record`` in it has the
+    journal's fields, as it was refused. Appends are single writes, so processes sharing the
     directory may append at once."""
 
     def __init__(self, directory: Path) -> None:

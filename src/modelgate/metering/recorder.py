@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -211,8 +212,9 @@ class UsageRecorder:
         try:
             await asyncio.to_thread(self.quarantine.add, entries)
         except OSError as error:
-            log.error("usage journal %s: the quarantine file cannot be written (%s); %d entries are only logged",
-                      self.journal.directory, error, len(entries))
+            # The log is the last place left for them: in full, so that they can be recovered.
+            log.error("usage journal %s: the quarantine file cannot be written (%s); the entries: %s",
+                      self.journal.directory, error, json.dumps(entries, ensure_ascii=True, default=str))
         for record, reason in refused:
             log.error("usage record %s set aside in %s: %s", record.request_id, self.quarantine.path, reason)
         for number, _, reason in bad_lines:
