@@ -160,11 +160,12 @@ async def _keys_create(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _keys_list(args: argparse.Namespace, settings: Settings) -> int:
-    from modelgate.surfaces.admin.wire import key_json
+    from modelgate.surfaces.admin.wire import key_json, text_param
 
+    project = text_param(args.project, "project") if args.project is not None else None
     storage = await _open(settings)
     try:
-        found = await storage.keys.list_keys(args.project, include_revoked=args.all)
+        found = await storage.keys.list_keys(project, include_revoked=args.all)
     finally:
         await storage.close()
     rows = [key_json(record) for record in found]
@@ -181,8 +182,11 @@ async def _keys_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    from modelgate.surfaces.admin.wire import text_param
+
+    key_id = text_param(args.id, "id")
     async with _KeyAdmin(settings) as admin:
-        record = await admin.revoke_key(args.id)
+        record = await admin.revoke_key(key_id)
     print(f"revoked {record.id} (project {record.project})")
     return 0
 

@@ -113,8 +113,8 @@ def test_project_limits_change_and_reach_keys_at_once(gateway: RunningGateway) -
 
 MISTAKES = [
     ("/admin/keys", {"project": "p", "rpm": "ten"}, "rpm", "whole number"),
-    ("/admin/keys", {"project": "p", "tpm": 0}, "tpm", "1 or more"),
-    ("/admin/keys", {"project": "p", "budget": -1}, "budget", "0 or more"),
+    ("/admin/keys", {"project": "p", "tpm": 0}, "tpm", "from 1 to"),
+    ("/admin/keys", {"project": "p", "budget": -1}, "budget", "from 0 to"),
     ("/admin/keys", {"project": "p", "budget_period": "week"}, "budget_period", "day, month"),
     ("/admin/keys", {"project": "p", "deployments": ["gpt-4o", "gpt-9"]}, "deployments", "'gpt-9'"),
     ("/admin/keys", {"project": "p", "expires": "2001-01-01"}, "expires", "in the past"),

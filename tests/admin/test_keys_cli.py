@@ -101,3 +101,25 @@ def test_cli_mistakes_name_the_fix(sim: SimulatorThread, tmp_path: Path) -> None
     made = modelgate("keys", "create", "--config", path, "--project", "p")
     # Without Redis running gateways pick the key up at their next refresh, and the CLI says so.
     assert made.stdout.startswith("mg-") and "within 2s" in made.stderr
+
+
+def test_cli_values_the_database_cannot_hold_are_refused_naming_the_flag(
+        sim: SimulatorThread, migrated_database_url: str, tmp_path: Path) -> None:
+    config = openai_sim_config(sim.base_url, database_url=migrated_database_url)
+    path = write_config(tmp_path / "modelgate.yaml", config)
+    rpm = modelgate("keys", "create", "--config", path, "--project", "p", "--rpm", str(2**31), code=2)
+    assert "'rpm' must be a whole number from 1 to 2147483647" in rpm.stderr
+    budget = modelgate("keys", "create", "--config", path, "--project", "p", "--budget", "1e308", code=2)
+    assert "'budget' must be USD as a number from 0 to 1000000000" in budget.stderr
+    # Bytes that are not UTF-8 reach Python as lone surrogates, which no database stores.
+    undecodable = b"p\xff"
+    for args in ([b"keys", b"create", b"--project", b"p", b"--name", undecodable],
+                 [b"keys", b"list", b"--project", undecodable],
+                 [b"keys", b"revoke", undecodable],
+                 [b"usage", b"--model", undecodable],
+                 [b"statements", b"--provider", undecodable]):
+        done = subprocess.run([sys.executable.encode(), b"-m", b"modelgate", *args, b"--config", path.encode()],
+                              capture_output=True, timeout=60)
+        assert done.returncode == 2, (args, done.stderr)
+        assert b"surrogate" in done.stderr, done.stderr
+    assert json.loads(modelgate("keys", "list", "--config", path, "--json").stdout)["data"] == []

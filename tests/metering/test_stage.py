@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
+from typing import cast
 
 import pytest
 
@@ -191,3 +192,30 @@ def test_an_answer_from_a_fallback_is_priced_at_the_fallback() -> None:
     assert book.lookup("big", "openai", "gpt-4o-2024-08-06").cost.nanos(usage) == 12_500_000_000
     # A reservation for "big" holds the dearest rates of every target that may answer for it.
     assert book.reserve_nanos(big, 1_000_000, 1_000_000) == 102_500_000_000
+
+
+class Hostile(Script):
+    """An upstream whose every value is wrong: a model that is an object, counts past any column
+    or not numbers at all, an error that quotes a NUL."""
+
+    async def __call__(self, call: Call) -> AsyncGenerator[Event, None]:
+        call.attempts += 1
+        call.provider = "openai"
+        call.upstream_model = cast(str, {"id": "gpt-4o"})
+        yield Start(model=call.upstream_model)
+        yield TextDelta("hi")
+        yield Usage(input_tokens=2**70, output_tokens=cast(int, "12"), cached_input_tokens=-3)
+        raise UpstreamError("provider 'openai' answered 400: Invalid value: 'x\x00y'.", provider="openai",
+                            status=400)
+
+
+async def test_hostile_upstream_values_make_a_storable_record_and_the_call_fails_as_it_did(
+        records: Records) -> None:
+    with pytest.raises(UpstreamError, match="Invalid value"):
+        await drain(metering(records)(call(chat()), Hostile([])))
+    [record] = records.records
+    assert record.model is None
+    assert (record.input_tokens, record.output_tokens, record.cached_input_tokens) == (10**12, 0, 0)
+    assert record.error == "UpstreamError: provider 'openai' answered 400: Invalid value: 'xy'."
+    assert record.status == 400
+    assert 0 < record.cost <= 1e9  # priced at gpt-4o's catalog prices, within what a record holds

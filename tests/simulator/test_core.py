@@ -58,6 +58,7 @@ def test_parse_fault_specs() -> None:
     assert (parse_fault("cut=3").kind, parse_fault("cut=3").after) == ("cut", 3)
     assert parse_fault("error_after=0").after == 0
     assert parse_fault("malformed").kind == "malformed" and parse_fault("safety").kind == "safety"
+    assert (parse_fault("echo=user").kind, parse_fault("echo=user").field) == ("echo", "user")
     for bad, fragment in [
         ("status=200", "400-599"),
         ("status=abc", "integer"),
@@ -65,6 +66,7 @@ def test_parse_fault_specs() -> None:
         ("cut=1;colour=red", "unknown fault option"),
         ("", "empty"),
         ("safety=1", "no value"),
+        ("echo", "body field"),
     ]:
         with pytest.raises(FaultSpecError, match=fragment):
             parse_fault(bad)

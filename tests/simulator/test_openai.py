@@ -356,6 +356,15 @@ def test_status_faults_map_to_sdk_errors(sim_thread: SimulatorThread) -> None:
     assert "unknown fault 'bogus'" in bad.value.message
 
 
+def test_an_echo_fault_quotes_the_field_as_sent(sim_thread: SimulatorThread) -> None:
+    status, body = post_json(f"{sim_thread.base_url}/v1/chat/completions",
+                             {"model": "m", "messages": user("hi"), "reasoning_effort": "x\u0000y"},
+                             {"authorization": f"Bearer {API_KEY}", "x-sim-fault": "echo=reasoning_effort"})
+    assert status == 400
+    assert body["error"]["message"] == "Invalid value for 'reasoning_effort': 'x\u0000y'."
+    assert (body["error"]["param"], body["error"]["code"]) == ("reasoning_effort", "invalid_value")
+
+
 def test_context_window(sim_thread: SimulatorThread) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         client(sim_thread).chat.completions.create(

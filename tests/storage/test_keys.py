@@ -98,3 +98,10 @@ async def test_expiry_is_stored_as_utc(storage: Storage) -> None:
     await storage.keys.create_key(id="key_e", project="p", key_hash="e" * 64, prefix="mg-e", expires_at=expires)
     key = await storage.keys.get_key("key_e")
     assert key is not None and key.expires_at == expires
+
+
+async def test_projects_created_at_once_under_one_name_make_one_and_already_exists(storage: Storage) -> None:
+    results = await asyncio.gather(*(storage.keys.create_project("same") for _ in range(6)), return_exceptions=True)
+    made = [r for r in results if not isinstance(r, BaseException)]
+    assert len(made) == 1
+    assert all(isinstance(r, AlreadyExists) for r in results if isinstance(r, BaseException)), results

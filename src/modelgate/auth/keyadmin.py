@@ -2,12 +2,15 @@
 
 Bodies use the names of the CLI flags (``project``, ``deployments``, ``rpm``, ``tpm``,
 ``budget``, ``budget_period``, ``expires``, ``name``); a mistake is an ``InvalidRequest`` naming
-the field. Every change is announced (``changed``) so that each gateway process applies it before
-the call returns (auth/keysync.py).
+the field. Every value is checked against what the database and the gateway can hold
+(``storage.bounds``): a value let through here is stored and used without failing. Every change
+is announced (``changed``) so that each gateway process applies it before the call returns
+(auth/keysync.py).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -17,9 +20,13 @@ from typing import Any
 from modelgate.auth.keystore import SHOWN_PREFIX, generate_key, hash_key, new_key_id
 from modelgate.schema.errors import Conflict, InvalidRequest, NotFound
 from modelgate.storage import AlreadyExists, KeyRecord, LimitFields, ProjectRecord, RecordNotFound, Storage
+from modelgate.storage.bounds import MAX_BUDGET, MAX_RPM, MAX_TPM, text_length, text_problem
 from modelgate.storage.records import BUDGET_PERIODS
+from modelgate.storage.tables import api_keys
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$")
+NAME_LENGTH = text_length(api_keys, "project")
+NAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._:@-]{{0,{NAME_LENGTH - 1}}}")
+KEY_NAME_LENGTH = text_length(api_keys, "name")
 LIMIT_FIELDS = ("deployments", "rpm", "tpm", "budget", "budget_period")
 KEY_FIELDS = {"project", "name", "expires", *LIMIT_FIELDS}
 PROJECT_FIELDS = {"name", *LIMIT_FIELDS}
@@ -44,8 +51,12 @@ def parse_key_spec(body: Any, deployments: Collection[str]) -> KeySpec:
     _known_fields(body, KEY_FIELDS)
     project = _name(body.get("project"), "project")
     name = body.get("name")
-    if name is not None and not isinstance(name, str):
-        raise InvalidRequest(f"'name' must be a string, got {name!r}", param="name")
+    if name is not None:
+        if not isinstance(name, str):
+            raise InvalidRequest(f"'name' must be a string, got {name!r}", param="name")
+        problem = text_problem(name, KEY_NAME_LENGTH)
+        if problem is not None:
+            raise InvalidRequest(f"'name' {problem}", param="name")
     expires = body.get("expires")
     return KeySpec(project=project, name=name or None, limits=parse_limits(body, deployments),
                    expires_at=parse_expires(expires) if expires is not None else None)
@@ -76,16 +87,18 @@ def parse_limits(body: Mapping[str, Any], deployments: Collection[str]) -> Limit
             raise InvalidRequest(f"'deployments' names {', '.join(map(repr, unknown))}, which the gateway does "
                                  f"not have; configured: {', '.join(deployments) or 'none'}", param="deployments")
         limits.deployments = list(dict.fromkeys(allowed))
-    for name in ("rpm", "tpm"):
+    for name, top in (("rpm", MAX_RPM), ("tpm", MAX_TPM)):
         value = body.get(name)
         if value is not None:
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidRequest(f"'{name}' must be a whole number of 1 or more, got {value!r}", param=name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
+                raise InvalidRequest(f"'{name}' must be a whole number from 1 to {top}, got {value!r}", param=name)
             setattr(limits, name, value)
     budget = body.get("budget")
     if budget is not None:
-        if isinstance(budget, bool) or not isinstance(budget, int | float) or budget < 0:
-            raise InvalidRequest(f"'budget' must be USD as a number of 0 or more, got {budget!r}", param="budget")
+        if (isinstance(budget, bool) or not isinstance(budget, int | float) or not math.isfinite(budget)
+                or not 0 <= budget <= MAX_BUDGET):
+            raise InvalidRequest(f"'budget' must be USD as a number from 0 to {MAX_BUDGET:.0f}, got {budget!r}",
+                                 param="budget")
         limits.budget = float(budget)
     period = body.get("budget_period")
     if period is not None:
@@ -106,14 +119,16 @@ def parse_expires(value: Any, now: datetime | None = None) -> datetime:
             moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
         else:
             moment = datetime.fromisoformat(value)
-    except ValueError:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        moment = moment.astimezone(UTC)
+    except (ValueError, OverflowError):
+        # OverflowError: a time whose UTC is past the year 9999.
         raise InvalidRequest(f"'expires' must be an ISO date (2030-01-31) or date-time "
-                             f"(2030-01-31T12:00:00Z), got {value!r}", param="expires") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
+                             f"(2030-01-31T12:00:00Z) up to 9999-12-31, got {value!r}", param="expires") from None
     if moment <= (now or datetime.now(UTC)):
         raise InvalidRequest(f"'expires' is in the past ({value}); give a future date", param="expires")
-    return moment.astimezone(UTC)
+    return moment
 
 
 def _mapping(body: Any, what: str) -> Mapping[str, Any]:
@@ -129,8 +144,8 @@ def _known_fields(body: Mapping[str, Any], allowed: set[str]) -> None:
 
 
 def _name(value: Any, field_name: str) -> str:
-    if not isinstance(value, str) or not NAME.match(value):
-        raise InvalidRequest(f"'{field_name}' is required: letters, digits and . _ : @ - (up to 200), "
+    if not isinstance(value, str) or not NAME.fullmatch(value):
+        raise InvalidRequest(f"'{field_name}' is required: letters, digits and . _ : @ - (up to {NAME_LENGTH}), "
                              f"starting with a letter or digit; got {value!r}", param=field_name)
     return value
 

@@ -13,6 +13,11 @@ request id, so a replay never counts one twice):
 * the machine loses power: lines not yet fsync'd can be lost (at most the last batch, written
   within ``interval`` of its response; segments kept for an outage are always fsync'd).
 
+A record the database refuses, a line that is not a record and a segment that cannot be read
+are never retried forever: they are set aside in ``quarantine.jsonl`` in the same directory (one
+JSON object a line: when, why, from which segment, and the record or the line), or for a segment,
+renamed ``unreadable-usage-*.jsonl``, so that they block neither their batch nor a start-up.
+
 Several processes may share one directory. Each owns the segments named after it and holds an
 exclusive ``flock`` on its ``owner-*.lock`` file while it runs; a segment whose owner's lock can
 be taken (or whose lock file is gone) belongs to a process that ended, and is adopted by renaming
@@ -21,24 +26,31 @@ it into the adopter's name (atomic: two adopters never both get it).
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
+import json
 import logging
+import math
 import os
 import secrets
-from collections.abc import Iterator
-from dataclasses import fields
-from datetime import datetime
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from modelgate.storage.bounds import storable
 from modelgate.storage.records import UsageRecord
 
 log = logging.getLogger("modelgate.metering")
 
-_FIELDS = frozenset(f.name for f in fields(UsageRecord))
+_FIELDS_ORDERED = tuple(f.name for f in fields(UsageRecord))
+_FIELDS = frozenset(_FIELDS_ORDERED)
+
+
+QUARANTINE = "quarantine.jsonl"
+UNREADABLE_PREFIX = "unreadable-"
 
 
 def encode(record: UsageRecord) -> bytes:
@@ -46,23 +58,98 @@ def encode(record: UsageRecord) -> bytes:
 
 
 def decode(line: bytes) -> UsageRecord:
-    data: dict[str, Any] = {k: v for k, v in orjson.loads(line).items() if k in _FIELDS}
-    data["created_at"] = datetime.fromisoformat(data["created_at"])
-    return UsageRecord(**data)
+    """The record of a journal line, made storable (lines written by older versions may not be);
+    ``ValueError`` naming what is wrong when the line is not a usage record."""
+    try:
+        found = orjson.loads(line)
+        if not isinstance(found, dict):
+            raise ValueError(f"a JSON {type(found).__name__}, not an object")
+        data: dict[str, Any] = {k: v for k, v in found.items() if k in _FIELDS}
+        data["created_at"] = _utc(datetime.fromisoformat(data["created_at"]))
+        return storable(UsageRecord(**data))
+    except KeyError as error:
+        raise ValueError(f"no {error.args[0]!r}") from None
+    except (orjson.JSONDecodeError, TypeError, ValueError) as error:
+        raise ValueError(str(error)) from None
 
 
-def read_segment(path: Path) -> list[UsageRecord]:
-    """The records of a segment; a torn last line (power loss mid-write) is skipped and logged."""
-    records = []
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+@dataclass(slots=True)
+class Segment:
+    """What a segment holds: its records, and the lines that are not records (number, bytes, why)."""
+
+    records: list[UsageRecord] = field(default_factory=list)
+    bad_lines: list[tuple[int, bytes, str]] = field(default_factory=list)
+
+
+def load_segment(path: Path) -> Segment:
+    """The records of a segment, and its lines that are not records (a torn last line after a
+    power loss, a line edited by hand). ``OSError`` when the file cannot be read."""
+    segment = Segment()
     with path.open("rb") as file:
         for number, line in enumerate(file, 1):
             if not line.strip():
                 continue
             try:
-                records.append(decode(line))
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-                log.error("journal %s line %d is not a usage record (%s); skipped", path, number, error)
-    return records
+                segment.records.append(decode(line))
+            except ValueError as error:
+                segment.bad_lines.append((number, line, str(error)))
+    return segment
+
+
+def read_segment(path: Path) -> list[UsageRecord]:
+    """The records of a segment; lines that are not records are logged and skipped."""
+    segment = load_segment(path)
+    for number, _, reason in segment.bad_lines:
+        log.error("journal %s line %d is not a usage record (%s); skipped", path, number, reason)
+    return segment.records
+
+
+def record_json(record: UsageRecord) -> dict[str, Any]:
+    """A record as the journal writes it, for the quarantine file."""
+    return {name: _json_value(getattr(record, name)) for name in _FIELDS_ORDERED}
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no NaN
+    return value
+
+
+class Quarantine:
+    """``quarantine.jsonl`` of a journal directory: what the database refused or the journal could
+    not read, one JSON object a line, kept for an operator to look at; a ``record`` in it has the
+    journal's fields, as it was refused. Appends are single writes, so processes sharing the
+    directory may append at once."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / QUARANTINE
+        self.count = 0  # entries this process set aside
+
+    def add(self, entries: Sequence[dict[str, Any]]) -> None:
+        """Append ``entries`` (each with a ``reason``), durably: the caller deletes their source
+        next. Blocking: call it from a thread."""
+        if not entries:
+            return
+        now = datetime.now(UTC).isoformat()
+        # The standard library's JSON: it writes a lone surrogate as an escape where orjson refuses.
+        data = "".join(json.dumps({"quarantined_at": now, **entry}, ensure_ascii=True, default=str) + "\n"
+                       for entry in entries).encode()
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        fsync_path(self.path.parent)
+        self.count += len(entries)
 
 
 def fsync_path(path: Path) -> None:
@@ -150,6 +237,18 @@ class Journal:
     def remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
+    @staticmethod
+    def move_aside(path: Path) -> Path | None:
+        """Rename a segment that cannot be read out of the journal's way (``unreadable-*``); its
+        new path, or None when it cannot be renamed either."""
+        target = path.with_name(UNREADABLE_PREFIX + path.name)
+        try:
+            os.rename(path, target)
+        except OSError as error:
+            log.error("usage journal segment %s cannot be moved aside either (%s)", path, error)
+            return None
+        return target
+
     def _segments(self) -> Iterator[tuple[str, Path]]:
         for path in self.directory.glob("usage-*.jsonl"):
             owner = path.name[len("usage-"):].rsplit("-", 1)[0]
@@ -166,8 +265,14 @@ class Journal:
             lock = self.directory / f"owner-{owner}.lock"
             fd = None
             # No lock file: the owner closed down cleanly (or an adopter removed it).
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 fd = os.open(lock, os.O_RDWR)
+            except FileNotFoundError:
+                pass
+            except OSError as error:
+                log.error("usage journal %s: the lock file %s cannot be opened (%s); its segments are left",
+                          self.directory, lock.name, error)
+                continue
             try:
                 if fd is not None:
                     try:
@@ -180,6 +285,9 @@ class Journal:
                         os.rename(path, target)
                     except FileNotFoundError:
                         continue  # another process adopted it first
+                    except OSError as error:
+                        log.error("usage journal segment %s cannot be adopted (%s); left", path, error)
+                        continue
                     adopted.append(target)
                 if fd is not None:
                     lock.unlink(missing_ok=True)

@@ -8,20 +8,28 @@ returns: the request path never waits for the database. A background task writes
 While the database is unreachable the segments are fsync'd and kept; every ``retry_interval``
 the recorder tries them again, oldest first, and goes back to normal once one goes through. At
 start-up it adopts the segments that ended processes left behind and replays them.
+
+A batch the database refuses (``DataRejected``: a value it cannot hold) is split in halves and
+written again, down to single records, so that every record it takes lands; each record it still
+refuses is set aside in the journal's quarantine file with the reason, counted (``quarantined``)
+and logged, and its segment goes as usual. Nothing a record holds can block its batch, the
+records after it, or a start-up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from modelgate.metering.journal import Journal, encode, read_segment
-from modelgate.storage.errors import StorageError, StorageUnavailable
+from modelgate.metering.journal import Journal, Quarantine, encode, load_segment, record_json
+from modelgate.storage.bounds import storable
+from modelgate.storage.errors import DataRejected, StorageError, StorageUnavailable
 from modelgate.storage.records import UsageRecord
 
 log = logging.getLogger("modelgate.metering")
@@ -30,8 +38,9 @@ ADOPT_INTERVAL_S = 60.0  # how often to look for segments of processes that died
 
 
 class UsageSink(Protocol):
-    """Where records go: ``Storage``. Must be idempotent by request id and raise
-    ``StorageUnavailable`` when the database cannot be reached."""
+    """Where records go: ``Storage``. Must be idempotent by request id, raise
+    ``StorageUnavailable`` when the database cannot be reached and ``DataRejected`` when it
+    refuses a record's values."""
 
     async def write_usage(self, records: Sequence[UsageRecord]) -> int: ...
 
@@ -54,12 +63,19 @@ class UsageRecorder:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self.written = 0  # records the database took (duplicates of a replay not counted)
+        self.quarantine = Quarantine(journal.directory)
         self._journal_failed = False
 
     @property
     def backlog(self) -> int:
         """Segments kept for the database (non-zero while it is unreachable)."""
         return len(self._unsent)
+
+    @property
+    def quarantined(self) -> int:
+        """Records and lines this process set aside in the quarantine file (refused by the
+        database, or not records at all)."""
+        return self.quarantine.count
 
     async def start(self) -> None:
         """Open the journal, replay what ended processes left (if the database answers), start writing."""
@@ -69,16 +85,32 @@ class UsageRecorder:
             raise RuntimeError(
                 f"the usage journal directory {self.journal.directory} cannot be used ({error.strerror or error}): "
                 "set journal_dir in the config to a directory this process can write") from error
-        self._unsent.extend(self.journal.adopt_orphans())
+        try:
+            self._unsent.extend(self.journal.adopt_orphans())
+        except OSError as error:
+            log.error("usage journal %s: segments of ended processes cannot be adopted (%s)",
+                      self.journal.directory, error)
         self._next_adoption = time.monotonic() + self.adopt_interval
         if self._unsent:
-            await self._replay()
+            try:
+                await self._replay()
+            except Exception:
+                # Never expected (_replay sets aside what it cannot write); the segments stay kept
+                # and the writer tries them again: the gateway starts whatever the journal holds.
+                log.exception("usage journal %s: replaying failed", self.journal.directory)
+                self._retry_at = time.monotonic() + self.retry_interval
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     def record(self, record: UsageRecord) -> None:
         """Take a record; never waits. Called once per request, as it ends."""
         try:
-            self.journal.append(encode(record))
+            line = encode(record)
+        except TypeError:
+            # Not JSON (a lone surrogate, an integer past 64 bits): the metering stage makes
+            # records storable, so only a record made elsewhere gets here.
+            line = encode(storable(record))
+        try:
+            self.journal.append(line)
         except OSError as error:
             # The disk is full or gone: the record still goes to the database from memory, but
             # would not survive a crash. Said once per failure streak, loudly.
@@ -129,17 +161,65 @@ class UsageRecorder:
         segment = self.journal.rotate()
         batch, self._pending = self._pending, []  # together, as above
         try:
-            await self._write(batch)
+            refused = await self._write(batch)
         except StorageError as error:
             self._outage(error)
             await self._keep(segment)
             return
+        await self._set_aside(refused, segment)
         if segment is not None:
             self.journal.remove(segment)
 
-    async def _write(self, records: Sequence[UsageRecord]) -> None:
+    async def _write(self, records: Sequence[UsageRecord]) -> list[tuple[UsageRecord, str]]:
+        """Write ``records``; the ones the database refused, with its reason. Raises the
+        ``StorageError`` of a database that cannot take any now (unreachable, schema outdated)."""
+        refused: list[tuple[UsageRecord, str]] = []
         for start in range(0, len(records), self.batch_size):
-            self.written += await self.sink.write_usage(records[start:start + self.batch_size])
+            await self._write_batch(records[start:start + self.batch_size], refused)
+        return refused
+
+    async def _write_batch(self, records: Sequence[UsageRecord], refused: list[tuple[UsageRecord, str]]) -> None:
+        try:
+            self.written += await self.sink.write_usage(records)
+            return
+        except DataRejected as error:
+            reason = str(error)
+        except StorageError:
+            raise
+        except Exception as error:
+            # Not the database's word on its state: something in these records' values.
+            log.exception("usage recorder: writing %d record(s) failed", len(records))
+            reason = f"{type(error).__name__}: {error}"
+        if len(records) == 1:
+            refused.append((records[0], reason))
+            return
+        # Halves, down to the records that are refused: the others land.
+        middle = len(records) // 2
+        await self._write_batch(records[:middle], refused)
+        await self._write_batch(records[middle:], refused)
+
+    async def _set_aside(self, refused: list[tuple[UsageRecord, str]], segment: Path | None,
+                         bad_lines: Sequence[tuple[int, bytes, str]] = ()) -> None:
+        """Put what the database refused, and lines that are not records, in the quarantine file
+        (durably, before their segment is deleted); logged and counted."""
+        source = segment.name if segment is not None else None
+        entries: list[dict[str, Any]] = [{"reason": reason, "segment": source, "record": record_json(record)}
+                                         for record, reason in refused]
+        entries += [{"reason": f"not a usage record: {reason}", "segment": source, "line_number": number,
+                     "line": line.decode("utf-8", "backslashreplace")} for number, line, reason in bad_lines]
+        if not entries:
+            return
+        try:
+            await asyncio.to_thread(self.quarantine.add, entries)
+        except OSError as error:
+            # The log is the last place left for them: in full, so that they can be recovered.
+            log.error("usage journal %s: the quarantine file cannot be written (%s); the entries: %s",
+                      self.journal.directory, error, json.dumps(entries, ensure_ascii=True, default=str))
+        for record, reason in refused:
+            log.error("usage record %s set aside in %s: %s", record.request_id, self.quarantine.path, reason)
+        for number, _, reason in bad_lines:
+            log.error("usage journal %s line %d set aside in %s: not a usage record (%s)", source, number,
+                      self.quarantine.path, reason)
 
     def _outage(self, error: StorageError) -> None:
         self._retry_at = time.monotonic() + self.retry_interval
@@ -154,15 +234,25 @@ class UsageRecorder:
             self._unsent.append(segment)
 
     async def _replay(self) -> None:
-        """Write the kept segments, oldest first; stop at the first failure."""
+        """Write the kept segments, oldest first; stop at the first that the database cannot take
+        now. A segment that cannot be read is moved aside; what it holds that is not a record, or
+        that the database refuses, goes to the quarantine file."""
         while self._unsent:
             segment = self._unsent[0]
-            records = await asyncio.to_thread(read_segment, segment)
             try:
-                await self._write(records)
+                loaded = await asyncio.to_thread(load_segment, segment)
+            except OSError as error:
+                moved = await asyncio.to_thread(Journal.move_aside, segment)
+                log.error("usage journal segment %s cannot be read (%s); %s", segment, error,
+                          f"moved aside to {moved.name}" if moved is not None else "left where it is")
+                self._unsent.pop(0)
+                continue
+            try:
+                refused = await self._write(loaded.records)
             except StorageError as error:
                 self._outage(error)
                 return
+            await self._set_aside(refused, segment, loaded.bad_lines)
             self.journal.remove(segment)
             self._unsent.pop(0)
             if not self._unsent:

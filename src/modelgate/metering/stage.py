@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
 from typing import Protocol
 
 from modelgate.metering.pricing import NANO, PriceBook
-from modelgate.metering.usage import UsageWatch, estimate_request_tokens
+from modelgate.metering.usage import UsageWatch, bounded_usage, estimate_request_tokens
 from modelgate.pipeline.contract import Call, Handler
 from modelgate.schema.errors import GatewayError
 from modelgate.schema.events import Event
 from modelgate.schema.request import ChatRequest
+from modelgate.storage.bounds import MAX_USD, storable
 from modelgate.storage.records import UsageRecord
 
+log = logging.getLogger("modelgate.metering")
+
+MAX_NANOS = round(MAX_USD * NANO)
 CLIENT_CLOSED = 499  # nginx's status for a client that closed the connection before the answer
 
 
@@ -32,6 +37,9 @@ class Metering:
     It is the outermost stage, so that requests refused by rate limits or budgets are recorded
     too (status 429, no tokens). Failures before the pipeline (bad key, bad JSON, unknown model)
     have no call and no record.
+
+    What the upstream said (its model, its error text, its token counts) is hostile input: the
+    record is made storable here (``storage.bounds.storable``), so that the database takes it.
     """
 
     def __init__(self, recorder: Recorder, prices: PriceBook) -> None:
@@ -60,16 +68,29 @@ class Metering:
             status, error = 500, f"internal_error: {failure!r}"
             raise
         finally:
-            self.recorder.record(self.usage_record(call, watch, status, error))
+            self.recorder.record(self.made_record(call, watch, status, error))
+
+    def made_record(self, call: Call, watch: UsageWatch, status: int, error: str | None) -> UsageRecord:
+        """``usage_record``, or where making it fails (a bug), a record of the call without usage."""
+        try:
+            return self.usage_record(call, watch, status, error)
+        except Exception as failure:
+            log.exception("request %s: its usage record could not be made", call.request_id)
+            principal = call.principal
+            return storable(UsageRecord(
+                request_id=call.request_id, created_at=datetime.now(UTC), project=principal.project,
+                key_id=principal.key_id, deployment=call.deployment.name, provider=None, model=None,
+                route=call.route or call.kind, status=status, attempts=call.attempts,
+                error=f"internal_error: usage record: {failure!r}"))
 
     def usage_record(self, call: Call, watch: UsageWatch, status: int, error: str | None) -> UsageRecord:
         now = time.monotonic()
         request = call.request
-        usage = watch.usage if watch.usage is not None else watch.final(estimate_request_tokens(request))
-        prices = self.prices.lookup(call.deployment.name, call.provider, call.upstream_model)
+        usage = bounded_usage(watch.usage if watch.usage is not None
+                              else watch.final(estimate_request_tokens(request)))
         principal = call.principal
         streamed = isinstance(request, ChatRequest) and request.stream
-        return UsageRecord(
+        record = storable(UsageRecord(
             request_id=call.request_id,
             created_at=datetime.fromtimestamp(time.time() - (now - call.started), UTC),
             project=principal.project,
@@ -83,12 +104,20 @@ class Metering:
             cache_write_tokens=usage.cache_write_tokens,
             reasoning_tokens=usage.reasoning_tokens,
             output_tokens=usage.output_tokens,
-            cost=prices.cost.nanos(usage) / NANO,
-            price=prices.price.nanos(usage) / NANO,
             latency_ms=round((now - call.started) * 1000, 3),
             ttft_ms=(round((watch.first_token - call.started) * 1000, 3)
                      if streamed and watch.first_token is not None else None),
             status=status,
             attempts=call.attempts,
-            error=error[:1000] if error else None,
-        )
+            error=error,
+        ))
+        # Priced by the stored provider and model: strings, whatever the upstream sent.
+        prices = self.prices.lookup(call.deployment.name, record.provider, record.model)
+        record.cost = bounded_amount(prices.cost.nanos(usage))
+        record.price = bounded_amount(prices.price.nanos(usage))
+        return record
+
+
+def bounded_amount(nanos: int) -> float:
+    """Nano-dollars as USD, within what a usage record holds."""
+    return min(nanos, MAX_NANOS) / NANO if nanos > 0 else 0.0

@@ -14,6 +14,9 @@ import time
 from modelgate.schema.events import Event, ReasoningDelta, Start, TextDelta, ToolCallDelta, Usage
 from modelgate.schema.request import ChatRequest, EmbeddingRequest
 from modelgate.schema.tokens import bound_input_tokens, estimate_input_tokens, estimate_text_tokens, utf8_length
+from modelgate.storage.bounds import MAX_TOKENS, bounded_int
+
+_COUNTS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens")
 
 
 def estimate_request_tokens(request: ChatRequest | EmbeddingRequest) -> int:
@@ -36,6 +39,16 @@ def bound_request_tokens(request: ChatRequest | EmbeddingRequest) -> int:
         # Token arrays are exact; a string is at most its UTF-8 bytes (and the end-of-text token).
         total += utf8_length(item) + 1 if isinstance(item, str) else len(item)
     return total
+
+
+def bounded_usage(usage: Usage) -> Usage:
+    """``usage`` with each count a whole number from 0 to ``MAX_TOKENS`` (an upstream may report
+    anything: a string, a float, a number past any column); ``usage`` itself when it already is."""
+    for name in _COUNTS:
+        value = getattr(usage, name)
+        if type(value) is not int or not 0 <= value <= MAX_TOKENS:
+            return Usage(**{name: bounded_int(getattr(usage, name), MAX_TOKENS) for name in _COUNTS})
+    return usage
 
 
 class UsageWatch:

@@ -43,6 +43,7 @@ class Exchange:
         self.model = ""
         self.spec: ModelSpec = state.config.defaults
         self.fault: Fault | None = None
+        self.body: dict[str, Any] = {}
 
     # -- request side -------------------------------------------------------------------------------------
 
@@ -74,6 +75,8 @@ class Exchange:
         self.state.stats.faults[self.fault.spec] += 1
         if self.fault.kind == "status":
             raise _status_error(self.fault)
+        if self.fault.kind == "echo":
+            raise _echo_error(self.fault, self.body)
         if self.fault.kind == "timeout":
             await self._hang(self.fault.seconds)
 
@@ -201,6 +204,13 @@ def _status_error(fault: Fault) -> SimError:
     )
 
 
+def _echo_error(fault: Fault, body: dict[str, Any]) -> SimError:
+    field = fault.field or ""
+    value = body.get(field)
+    quoted = value if isinstance(value, str) else orjson.dumps(value).decode()
+    return SimError(400, f"Invalid value for '{field}': '{quoted}'.", param=field, code="invalid_value")
+
+
 def endpoint(
     state: SimState, surface: Surface, handler: Handler
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -210,7 +220,7 @@ def endpoint(
         exchange = Exchange(state, surface, request)
         try:
             exchange.check_auth()
-            body = await exchange.read_json() if request.method == "POST" else {}
+            body = exchange.body = await exchange.read_json() if request.method == "POST" else {}
             return await handler(exchange, body)
         except SimError as error:
             return exchange.error_response(error)

@@ -17,6 +17,8 @@ The spec syntax is ``kind[=value][;option=value...]``:
 ``error_after=K``          streaming: after K chunks send the API's mid-stream error (Anthropic ``event: error``
                            with ``overloaded_error``, OpenAI ``data: {"error": ...}``, Gemini ``data: {"error": ...}``)
                            and end the stream. Non-stream: same as ``status=500``.
+``echo=FIELD``             answer 400 ``invalid_request_error`` whose message quotes the request body's FIELD as
+                           sent (``Invalid value for 'FIELD': 'VALUE'.``), as upstreams that echo an invalid value do.
 ``safety``                 the reply is blocked: Gemini ``finishReason: SAFETY`` with safety ratings and no text,
                            OpenAI ``finish_reason: content_filter`` with empty content, Anthropic
                            ``stop_reason: refusal``.
@@ -30,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-FaultKind = Literal["status", "timeout", "cut", "malformed", "error_after", "safety"]
+FaultKind = Literal["status", "timeout", "cut", "malformed", "error_after", "safety", "echo"]
 
 DEFAULT_TIMEOUT_S = 600.0
 
@@ -51,6 +53,7 @@ class Fault:
     retry_after: str | None = None
     retry_after_ms: str | None = None
     message: str | None = None
+    field: str | None = None  # echo: the body field quoted
 
 
 def parse_fault(spec: str) -> Fault:
@@ -89,12 +92,17 @@ def parse_fault(spec: str) -> Fault:
         if after < 0:
             raise FaultSpecError(f"{kind}={after}: the chunk count must be 0 or more")
         return Fault(kind="cut" if kind == "cut" else "error_after", spec=spec, after=after, status=500)
+    if kind == "echo":
+        if not value:
+            raise FaultSpecError("echo needs the body field to quote, e.g. 'echo=reasoning_effort'")
+        return Fault(kind="echo", spec=spec, status=400, field=value)
     if kind in ("malformed", "safety"):
         if value:
             raise FaultSpecError(f"{kind!r} takes no value")
         return Fault(kind="malformed" if kind == "malformed" else "safety", spec=spec)
     raise FaultSpecError(
-        f"unknown fault {kind!r}; valid faults: status=CODE, timeout[=S], cut=K, malformed, error_after=K, safety"
+        f"unknown fault {kind!r}; valid faults: status=CODE, timeout[=S], cut=K, malformed, error_after=K, safety, "
+        "echo=FIELD"
     )
 
 

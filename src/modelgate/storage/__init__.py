@@ -3,7 +3,8 @@
     Storage.open(database_url)        engine for sqlite:///PATH or postgresql://...
     storage.prepare() / upgrade()     numbered migrations (migrations.py)
     storage.keys                      projects and keys (keys.py)
-    storage.write_usage(records)      idempotent by request id; StorageUnavailable when down
+    storage.write_usage(records)      idempotent by request id; StorageUnavailable when down,
+                                      DataRejected when the database refuses a value
     storage.spend / query_usage       budgets and reports (usage.py)
     storage.prices                    the versioned price table (prices.py)
 
@@ -13,6 +14,7 @@ auth, metering, the admin surface and the CLI. Nothing on the request path waits
 
 from modelgate.storage.errors import (
     AlreadyExists,
+    DataRejected,
     RecordNotFound,
     SchemaOutdated,
     StorageError,
@@ -35,6 +37,7 @@ from modelgate.storage.store import Storage
 __all__ = [
     "GROUP_BY",
     "AlreadyExists",
+    "DataRejected",
     "KeyChanges",
     "KeyRecord",
     "LimitFields",

@@ -1,5 +1,7 @@
-"""The async engine for a ``database_url``, and transactions that report an unreachable database
-as ``StorageUnavailable``.
+"""The async engine for a ``database_url``, and transactions that report every failure of the
+database as a ``StorageError``: ``StorageUnavailable`` when it cannot be reached (the same call may
+work later), ``DataRejected`` when it refused the values written (the same call fails again),
+``SchemaOutdated`` when its tables are missing or old.
 
 ``sqlite:///PATH`` is the embedded default: aiosqlite, WAL mode (readers never wait for the
 writer), a busy timeout, and ``BEGIN IMMEDIATE`` for write transactions so that two processes
@@ -20,13 +22,18 @@ from sqlalchemy import event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from modelgate.storage.errors import SchemaOutdated, StorageError, StorageUnavailable
+from modelgate.storage.errors import AlreadyExists, DataRejected, SchemaOutdated, StorageError, StorageUnavailable
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 CONNECT_TIMEOUT_S = 5.0
 # SQLSTATE classes of a server that went away: 08 connection exception, 57 operator intervention
 # (admin shutdown, crash shutdown, cannot connect now).
 _UNAVAILABLE_SQLSTATE_CLASSES = ("08", "57")
+# SQLSTATE classes of values refused: 22 data exception (a NUL in a text, a number out of range, a
+# text too long for its column, a value of the wrong type), 23 integrity constraint violation.
+_REJECTED_SQLSTATE_CLASSES = ("22", "23")
+# PostgreSQL's undefined_table and undefined_column.
+_MISSING_SQLSTATES = ("42P01", "42703")
 
 
 def async_url(database_url: str) -> tuple[str, str]:
@@ -125,13 +132,27 @@ async def _translated(url: str) -> AsyncIterator[None]:
                                  f"run `modelgate db upgrade` ({error.orig})") from error
         if _unavailable(error):
             raise StorageUnavailable(f"the database {describe(url)} cannot be reached: {error.orig}") from error
-        raise
+        if _duplicate(error):
+            raise AlreadyExists(f"a record with that key exists already: {error.orig}") from error
+        if _rejected(error):
+            raise DataRejected(f"the database {describe(url)} refused the values: {error.orig}") from error
+        raise StorageError(f"the database {describe(url)} failed: {error.orig}") from error
+    except (UnicodeError, OverflowError) as error:
+        # SQLite's driver cannot bind the value (a lone surrogate, an integer past 64 bits).
+        raise DataRejected(f"the database {describe(url)} refused the values: {error}") from error
     except (OSError, TimeoutError) as error:
         # Connection refused or timed out before SQLAlchemy had a connection to wrap it in.
         raise StorageUnavailable(f"the database {describe(url)} cannot be reached: {error!r}") from error
 
 
+def _sqlstate(error: exc.DBAPIError) -> str:
+    sqlstate = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+    return sqlstate if isinstance(sqlstate, str) else ""
+
+
 def _missing_table(error: exc.DBAPIError) -> bool:
+    if _sqlstate(error) in _MISSING_SQLSTATES:
+        return True
     text = str(error.orig)
     return isinstance(error, exc.OperationalError) and ("no such table" in text or "no such column" in text)
 
@@ -139,5 +160,14 @@ def _missing_table(error: exc.DBAPIError) -> bool:
 def _unavailable(error: exc.DBAPIError) -> bool:
     if error.connection_invalidated or isinstance(error, exc.OperationalError | exc.InterfaceError):
         return True
-    sqlstate = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
-    return isinstance(sqlstate, str) and sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
+    return _sqlstate(error)[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
+
+
+def _duplicate(error: exc.DBAPIError) -> bool:
+    # PostgreSQL's unique_violation; SQLite says it in words.
+    return _sqlstate(error) == "23505" or (
+        isinstance(error, exc.IntegrityError) and "UNIQUE constraint failed" in str(error.orig))
+
+
+def _rejected(error: exc.DBAPIError) -> bool:
+    return isinstance(error, exc.DataError | exc.IntegrityError) or _sqlstate(error)[:2] in _REJECTED_SQLSTATE_CLASSES

@@ -2,6 +2,7 @@
 
     StorageError
     ├── StorageUnavailable   the database cannot be reached (down, restarting, locked too long)
+    ├── DataRejected         the database refused the values written: the same write fails again
     ├── SchemaOutdated       migrations are pending: run `modelgate db upgrade`
     ├── AlreadyExists        a project of that name exists
     └── RecordNotFound       no project or key with that name or id
@@ -16,6 +17,11 @@ class StorageError(Exception):
 
 class StorageUnavailable(StorageError):
     """The database cannot be reached now; the same call may succeed later."""
+
+
+class DataRejected(StorageError):
+    """The database refused the values of a write (a NUL in a text, a number out of its column's
+    range, a wrong type): the same write will fail again, whatever the database's state."""
 
 
 class SchemaOutdated(StorageError):

@@ -17,6 +17,7 @@ from sqlalchemy import RowMapping, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from modelgate.storage.bounds import bounded_limits
 from modelgate.storage.engine import Database
 from modelgate.storage.errors import AlreadyExists, RecordNotFound, StorageError
 from modelgate.storage.records import BUDGET_PERIODS, KeyChanges, KeyRecord, LimitFields, ProjectRecord
@@ -187,8 +188,8 @@ def _project_row(record: ProjectRecord) -> dict[str, Any]:
 
 
 def _project_record(row: RowMapping) -> ProjectRecord:
-    return ProjectRecord(name=row["name"], created_at=row["created_at"], revision=int(row["revision"]),
-                         **_limits_from(row))
+    return bounded_limits(ProjectRecord(name=row["name"], created_at=row["created_at"],
+                                        revision=int(row["revision"]), **_limits_from(row)))
 
 
 def _key_row(record: KeyRecord) -> dict[str, Any]:
@@ -198,9 +199,10 @@ def _key_row(record: KeyRecord) -> dict[str, Any]:
 
 
 def _key_record(row: RowMapping) -> KeyRecord:
-    return KeyRecord(id=row["id"], project=row["project"], key_hash=row["key_hash"], prefix=row["prefix"],
-                     name=row["name"], expires_at=row["expires_at"], created_at=row["created_at"],
-                     revoked_at=row["revoked_at"], revision=int(row["revision"]), **_limits_from(row))
+    return bounded_limits(KeyRecord(
+        id=row["id"], project=row["project"], key_hash=row["key_hash"], prefix=row["prefix"], name=row["name"],
+        expires_at=row["expires_at"], created_at=row["created_at"], revoked_at=row["revoked_at"],
+        revision=int(row["revision"]), **_limits_from(row)))
 
 
 def limits_of(record: LimitFields) -> LimitFields:

@@ -29,6 +29,7 @@ from modelgate.schema.errors import (
     NotFound,
     PermissionDenied,
 )
+from modelgate.storage import DataRejected
 from modelgate.surfaces.admin.core import AdminCore
 from modelgate.surfaces.admin.health import DeploymentHealth
 from modelgate.surfaces.admin.routes import ENDPOINTS, AdminAPI
@@ -70,8 +71,9 @@ class AdminRoute(Route):
 
 
 def master_only(core: AdminCore, answer: Answer, refusal: str) -> Answer:
-    """``answer`` for the master key alone (``refusal`` says why to a project key). Any failure
-    other than a ``GatewayError`` is a bug: logged, and answered as an internal error."""
+    """``answer`` for the master key alone (``refusal`` says why to a project key). A value the
+    database refused (which the validation should have caught first) is a 400; any other failure
+    that is not a ``GatewayError`` is a bug: logged, and answered as an internal error."""
     async def endpoint(request: Request) -> Response:
         if core.authenticate(request.headers).key_id != "master":
             raise PermissionDenied(refusal, code="master_key_required")
@@ -79,6 +81,10 @@ def master_only(core: AdminCore, answer: Answer, refusal: str) -> Answer:
             return await answer(request)
         except GatewayError:
             raise
+        except DataRejected as exc:
+            log.warning("%s %s: %s", request.method, request.url.path, exc)
+            raise InvalidRequest("The database cannot hold a value of this request; the log has the details.",
+                                 code="value_not_storable") from exc
         except Exception as exc:
             log.exception("unhandled error on %s %s", request.method, request.url.path)
             raise InternalError("The gateway hit an internal error; the log has the details.") from exc

@@ -12,7 +12,10 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from modelgate import __version__
+from modelgate.auth.keyadmin import KEY_NAME_LENGTH, NAME, NAME_LENGTH
 from modelgate.storage import GROUP_BY
+from modelgate.storage.bounds import MAX_BUDGET, MAX_RPM, MAX_TPM
+from modelgate.surfaces.admin.wire import TEXT_PARAMS
 
 JSON = "application/json"
 
@@ -38,19 +41,23 @@ TIME = {"type": "string", "format": "date-time"}
 INT = {"type": "integer", "minimum": 0}
 MONEY = {"type": "number"}
 
+RPM = {"type": "integer", "minimum": 1, "maximum": MAX_RPM}
+TPM = {"type": "integer", "minimum": 1, "maximum": MAX_TPM}
+BUDGET = {"type": "number", "minimum": 0, "maximum": MAX_BUDGET}
+PROJECT_NAME = {"type": "string", "pattern": f"^{NAME.pattern}$", "maxLength": NAME_LENGTH}
 LIMITS: dict[str, Any] = {
     "deployments": _nullable({"type": "array", "items": {"type": "string"},
                               "description": "Deployments it may call; null: all"}),
-    "rpm": _nullable({"type": "integer", "minimum": 1, "description": "Requests per minute"}),
-    "tpm": _nullable({"type": "integer", "minimum": 1, "description": "Tokens per minute"}),
-    "budget": _nullable({"type": "number", "minimum": 0, "description": "USD per budget_period"}),
+    "rpm": _nullable({**RPM, "description": "Requests per minute"}),
+    "tpm": _nullable({**TPM, "description": "Tokens per minute"}),
+    "budget": _nullable({**BUDGET, "description": "USD per budget_period"}),
     "budget_period": {"enum": ["day", "month"]},
 }
 LIMITS_IN: dict[str, Any] = {
     "deployments": {"type": "array", "items": {"type": "string"}},
-    "rpm": {"type": "integer", "minimum": 1},
-    "tpm": {"type": "integer", "minimum": 1},
-    "budget": {"type": "number", "minimum": 0},
+    "rpm": RPM,
+    "tpm": TPM,
+    "budget": BUDGET,
     "budget_period": {"enum": ["day", "month"], "default": "month"},
 }
 TOKENS = {name: INT for name in ("input_tokens", "cached_input_tokens", "cache_write_tokens",
@@ -69,13 +76,14 @@ SCHEMAS: dict[str, Any] = {
         "message": {"type": "string"}, "type": {"type": "string"},
         "param": _nullable({"type": "string"}), "code": _nullable({"type": "string"})})}),
     "Project": _object({"object": {"const": "project"}, "name": {"type": "string"}, **LIMITS, "created_at": TIME}),
-    "ProjectCreate": _object({"name": {"type": "string"}, **LIMITS_IN}, required=["name"]),
+    "ProjectCreate": _object({"name": PROJECT_NAME, **LIMITS_IN}, required=["name"]),
     "ProjectUpdate": _object({name: _nullable(schema) for name, schema in LIMITS_IN.items()}, required=[]),
     "ProjectList": _list("Project"),
     "Key": _object(KEY),
     "KeyCreate": _object({
-        "project": {"type": "string", "description": "Created (with no limits) if it does not exist"},
-        "name": {"type": "string"}, **LIMITS_IN,
+        "project": {**PROJECT_NAME, "description": "Created (with no limits) if it does not exist"},
+        "name": {"type": "string", "maxLength": KEY_NAME_LENGTH, "description": "A label; no NUL character"},
+        **LIMITS_IN,
         "expires": {"type": "string", "description": "ISO date (midnight UTC) or date-time"}},
         required=["project"]),
     "KeyCreated": _object({**KEY, "key": {"type": "string", "description": "The key; shown this once only"}}),
@@ -103,8 +111,13 @@ def parameter(name: str, description: str, schema: dict[str, Any] | None = None)
             "schema": schema or {"type": "string"}}
 
 
+def text_schema(name: str) -> dict[str, Any]:
+    """A text parameter compared with a column: no longer than the column, without NUL."""
+    return {"type": "string", "maxLength": TEXT_PARAMS[name], "description": "No NUL character"}
+
+
 def _path(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+    return {"name": name, "in": "path", "required": True, "schema": text_schema(name)}
 
 
 def answer(description: str, schema: str | None = None, csv: bool = False) -> dict[str, Any]:
@@ -118,9 +131,11 @@ ERRORS = {status: {"description": text, "content": {JSON: {"schema": _ref("Error
           for status, text in (("400", "Invalid request: the message names the field"),
                                ("401", "Missing or wrong key"), ("403", "Not the master key"))}
 FILTERS = [
-    parameter("project", "Only this project"), parameter("key", "Only this key id"),
-    parameter("deployment", "Only this deployment"), parameter("provider", "Only this provider"),
-    parameter("model", "Only this upstream model"),
+    parameter("project", "Only this project", text_schema("project")),
+    parameter("key", "Only this key id", text_schema("key")),
+    parameter("deployment", "Only this deployment", text_schema("deployment")),
+    parameter("provider", "Only this provider", text_schema("provider")),
+    parameter("model", "Only this upstream model", text_schema("model")),
     parameter("since", "From this ISO date or date-time (inclusive, UTC)"),
     parameter("until", "Up to this ISO date or date-time (exclusive, UTC)"),
     parameter("period", "A month (2030-01) or day (2030-01-31) instead of since/until"),

@@ -27,6 +27,7 @@ from modelgate.surfaces.admin.openapi import (
     document,
     documented,
     parameter,
+    text_schema,
 )
 from modelgate.surfaces.admin.web import csv_response, json_body, json_response, output_format, query
 
@@ -57,7 +58,7 @@ class AdminAPI:
 
     @documented("One project", {"200": answer("The project", "Project"), **NOT_FOUND})
     async def get_project(self, request: Request) -> Response:
-        name = request.path_params["name"]
+        name = wire.text_param(request.path_params["name"], "name")
         record = await self.storage.keys.get_project(name)
         if record is None:
             raise NotFound(f"There is no project {name!r}.", code="project_not_found")
@@ -67,7 +68,7 @@ class AdminAPI:
                 {"200": answer("The project", "Project"), **NOT_FOUND}, body="ProjectUpdate")
     async def update_project(self, request: Request) -> Response:
         changes = parse_limit_changes(await json_body(request), self.admin.deployments)
-        record = await self.admin.update_project(request.path_params["name"], changes)
+        record = await self.admin.update_project(wire.text_param(request.path_params["name"], "name"), changes)
         return json_response(200, wire.project_json(record))
 
     # -- keys --------------------------------------------------------------------------------
@@ -79,19 +80,20 @@ class AdminAPI:
         return json_response(201, wire.issued_key_json(issued))
 
     @documented("List the keys (not their secrets)", {"200": answer("The keys", "KeyList")},
-                parameters=[parameter("project", "Only this project's keys"),
+                parameters=[parameter("project", "Only this project's keys", text_schema("project")),
                             parameter("include_revoked", "Revoked keys too", {"enum": ["true", "false"]})])
     async def list_keys(self, request: Request) -> Response:
         params = query(request, {"project", "include_revoked"})
         include = params.get("include_revoked", "false")
         if include not in ("true", "false"):
             raise InvalidRequest("'include_revoked' must be true or false", param="include_revoked")
-        found = await self.storage.keys.list_keys(params.get("project"), include_revoked=include == "true")
+        project = wire.text_param(params["project"], "project") if "project" in params else None
+        found = await self.storage.keys.list_keys(project, include_revoked=include == "true")
         return json_response(200, {"object": "list", "data": [wire.key_json(k) for k in found]})
 
     @documented("One key", {"200": answer("The key", "Key"), **NOT_FOUND})
     async def get_key(self, request: Request) -> Response:
-        key_id = request.path_params["id"]
+        key_id = wire.text_param(request.path_params["id"], "id")
         record = await self.storage.keys.get_key(key_id)
         if record is None:
             raise NotFound(f"There is no key {key_id!r}.", code="key_not_found")
@@ -100,7 +102,7 @@ class AdminAPI:
     @documented("Revoke a key: it stops working on every gateway process at once",
                 {"200": answer("The revoked key", "Key"), **NOT_FOUND})
     async def revoke_key(self, request: Request) -> Response:
-        record = await self.admin.revoke_key(request.path_params["id"])
+        record = await self.admin.revoke_key(wire.text_param(request.path_params["id"], "id"))
         return json_response(200, wire.key_json(record))
 
     # -- reports -----------------------------------------------------------------------------
@@ -120,7 +122,7 @@ class AdminAPI:
 
     @documented("What is owed to each provider for a period, by model",
                 {"200": answer("One statement per provider", "StatementList", csv=True)},
-                parameters=[parameter("provider", "Only this provider"), *FILTERS[5:], FORMAT])
+                parameters=[parameter("provider", "Only this provider", text_schema("provider")), *FILTERS[5:], FORMAT])
     async def statements(self, request: Request) -> Response:
         params = query(request, {"provider", "since", "until", "period", "format"})
         filters = wire.report_filters(params)

@@ -15,6 +15,8 @@ from typing import Any
 from modelgate.auth.keyadmin import IssuedKey
 from modelgate.schema.errors import InvalidRequest
 from modelgate.storage import GROUP_BY, KeyRecord, ProjectRecord, UsageFilters, UsageRow
+from modelgate.storage.bounds import text_length, text_problem
+from modelgate.storage.tables import api_keys, usage
 
 TOKEN_FIELDS = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "output_tokens")
 USAGE_FIELDS = ("requests", "errors", *TOKEN_FIELDS, "cost", "revenue", "margin")
@@ -140,17 +142,36 @@ def _csv(columns: list[str], rows: list[dict[str, Any]]) -> str:
 
 # -- reading report parameters (query string or CLI flags) -------------------------------------
 
+# The longest value of each text parameter: the length of the column it is compared with.
+TEXT_PARAMS = {
+    "project": text_length(usage, "project"), "key": text_length(usage, "key_id"),
+    "deployment": text_length(usage, "deployment"), "provider": text_length(usage, "provider"),
+    "model": text_length(usage, "model"), "id": text_length(api_keys, "id"),
+    "name": text_length(api_keys, "project"),
+}
+
+
+def text_param(value: str, name: str) -> str:
+    """A text parameter (a filter, a name or id in a path) as the database can compare it: a
+    400 naming it when it holds a NUL or is longer than its column."""
+    problem = text_problem(value, TEXT_PARAMS[name])
+    if problem is not None:
+        raise InvalidRequest(f"'{name}' {problem}", param=name)
+    return value
+
+
 def parse_time(value: str, name: str) -> datetime:
-    """An ISO date (midnight UTC) or date-time (UTC unless it names a zone)."""
+    """An ISO date (midnight UTC) or date-time (UTC unless it names a zone), up to the year 9999."""
     try:
         if len(value) == 10:
             day = date.fromisoformat(value)
             return datetime(day.year, day.month, day.day, tzinfo=UTC)
         moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidRequest(f"'{name}' must be an ISO date (2030-01-31) or date-time (2030-01-31T12:00:00Z), "
-                             f"got {value!r}", param=name) from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):
+        # OverflowError: a time whose UTC is past the year 9999.
+        raise InvalidRequest(f"'{name}' must be an ISO date (2030-01-31) or date-time (2030-01-31T12:00:00Z) "
+                             f"up to 9999-12-31, got {value!r}", param=name) from None
 
 
 def parse_group_by(value: str | None) -> list[str]:
@@ -163,7 +184,7 @@ def parse_group_by(value: str | None) -> list[str]:
 
 
 def parse_period(value: str) -> tuple[datetime, datetime]:
-    """A month (2030-01) or a day (2030-01-31) as [since, until)."""
+    """A month (2030-01) or a day (2030-01-31) as [since, until), up to 9999-12."""
     try:
         if len(value) == 7:
             start = datetime.strptime(value, "%Y-%m").replace(tzinfo=UTC)
@@ -171,17 +192,18 @@ def parse_period(value: str) -> tuple[datetime, datetime]:
             return start, end
         start = parse_time(value, "period")
         return start, start + timedelta(days=1)
-    except (ValueError, InvalidRequest):
-        raise InvalidRequest(f"'period' must be a month (2030-01) or a day (2030-01-31), got {value!r}",
-                             param="period") from None
+    except (ValueError, OverflowError, InvalidRequest):
+        raise InvalidRequest(f"'period' must be a month (2030-01) or a day (2030-01-31) before 9999-12, "
+                             f"got {value!r}", param="period") from None
 
 
 def report_filters(params: dict[str, str]) -> UsageFilters:
     """Filters from parameters named as the CLI's flags: project, key, deployment, provider, model,
     since, until, period."""
-    filters = UsageFilters(project=params.get("project"), key_id=params.get("key"),
-                           deployment=params.get("deployment"), provider=params.get("provider"),
-                           model=params.get("model"))
+    texts = {name: text_param(params[name], name) if params.get(name) is not None else None
+             for name in ("project", "key", "deployment", "provider", "model")}
+    filters = UsageFilters(project=texts["project"], key_id=texts["key"], deployment=texts["deployment"],
+                           provider=texts["provider"], model=texts["model"])
     if params.get("period"):
         filters.since, filters.until = parse_period(params["period"])
     if params.get("since"):
