@@ -23,6 +23,7 @@ from modelgate.config.deployments import (
 from modelgate.config.fields import Key, nonempty
 from modelgate.config.providers import read_providers
 from modelgate.config.routing import RoutingSettings
+from modelgate.config.server import ServerSettings
 from modelgate.providers.settings import ProviderSettings
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "ProviderSettings",
     "ReasoningSettings",
     "RoutingSettings",
+    "ServerSettings",
     "Settings",
     "TargetSettings",
 ]
@@ -47,6 +49,7 @@ class Settings:
     database_url: Annotated[str, Key("a URL string")] = "sqlite:///modelgate.db"
     redis_url: Annotated[str | None, Key("a URL string")] = None
     routing: RoutingSettings = field(default_factory=RoutingSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
     # Where usage records wait while the database cannot be reached (metering/journal.py).
     journal_dir: Annotated[str, Key("a directory path", nonempty(
         "is empty; name a directory or remove the key for ./journal"))] = "./journal"
