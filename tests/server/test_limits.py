@@ -8,11 +8,14 @@ import resource
 import socket
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import orjson
 import pytest
 
 from modelgate.config import ConfigError, parse_settings
+from modelgate.http.request import HTTPRequest
+from modelgate.schema.errors import ClientDisconnected
 from tests.support import DEADLINE_S, RunningGateway, gateway_in_thread
 
 REQUEST = b"GET /health HTTP/1.1\r\nHost: gateway\r\n"
@@ -219,6 +222,21 @@ def test_a_stalled_body_is_answered_408(hasty: RunningGateway) -> None:
     with Client(hasty) as client:
         client.send(REQUEST + b"\r\n")
         assert client.status() == 200
+
+
+async def test_a_body_cut_short_is_answered_as_a_client_that_left_not_as_a_failure() -> None:
+    """The app's error for a body that stopped coming is a GatewayError (answered to no one), not a
+    cancellation that uvicorn would log as an exception of the app."""
+    sent: list[dict[str, Any]] = [{"type": "http.request", "body": b"{", "more_body": True},
+                                  {"type": "http.disconnect"}]
+    messages = iter(sent)
+
+    async def receive() -> dict[str, Any]:
+        return next(messages)
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": []}
+    with pytest.raises(ClientDisconnected):
+        await HTTPRequest(scope, receive).body()
 
 
 def test_an_idle_kept_alive_connection_is_closed() -> None:
