@@ -31,7 +31,7 @@ import yaml
 from openai.types.chat import ChatCompletionMessageParam
 
 from modelgate.config import parse_settings
-from modelgate.server.app import create_app
+from modelgate.server.serve import server_config
 
 DEADLINE_S = 10.0  # how long a condition may take: generous, as a loaded machine is slow
 
@@ -94,7 +94,8 @@ class RunningGateway:
 
 @contextmanager
 def gateway_in_thread(config: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Iterator[RunningGateway]:
-    """The gateway app under uvicorn in a background thread of this process. Without a
+    """The gateway app under uvicorn, configured as `modelgate serve` configures it (its HTTP
+    protocol and the ``server:`` limits), in a background thread of this process. Without a
     ``database_url`` or ``journal_dir`` in ``config`` it gets a new SQLite database and usage
     journal in a temporary folder (not the working directory other tests share)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -109,9 +110,7 @@ def _gateway_in_thread(config: Mapping[str, Any], env: Mapping[str, str] | None)
     settings = parse_settings(dict(config), env or {}, source="test config")
     sock = bound_socket()
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, loop="uvloop", http="httptools",
-        log_level="warning", lifespan="on"))
+    server = uvicorn.Server(server_config(settings, "127.0.0.1", port, "warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:

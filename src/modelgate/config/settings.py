@@ -25,6 +25,7 @@ from modelgate.config.fields import Key, nonempty
 from modelgate.config.limits import LimitsSettings
 from modelgate.config.providers import read_providers
 from modelgate.config.routing import RoutingSettings
+from modelgate.config.server import ServerSettings
 from modelgate.providers.settings import ProviderSettings
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "ProviderSettings",
     "ReasoningSettings",
     "RoutingSettings",
+    "ServerSettings",
     "Settings",
     "TargetSettings",
 ]
@@ -53,6 +55,7 @@ class Settings:
     routing: RoutingSettings = field(default_factory=RoutingSettings)
     limits: LimitsSettings = field(default_factory=LimitsSettings)
     budgets: BudgetsSettings = field(default_factory=BudgetsSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
     # Where usage records wait while the database cannot be reached (metering/journal.py).
     journal_dir: Annotated[str, Key("a directory path", nonempty(
         "is empty; name a directory or remove the key for ./journal"))] = "./journal"

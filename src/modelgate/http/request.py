@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from modelgate.http.asgi import Receive, Scope
-from modelgate.schema.errors import InvalidRequest, RequestTooLarge
+from modelgate.schema.errors import ClientDisconnected, InvalidRequest, RequestTooLarge, UnsupportedMediaType
 
 MAX_BODY = 32 * 1024 * 1024  # what Anthropic accepts for Messages; OpenAI's limits are lower
 
@@ -36,7 +36,7 @@ class HTTPRequest:
             while True:
                 message = await self.receive()
                 if message["type"] == "http.disconnect":
-                    raise asyncio.CancelledError
+                    raise ClientDisconnected("The connection closed before the request body was complete.")
                 chunk = message.get("body", b"")
                 size += len(chunk)
                 if size > MAX_BODY:
@@ -49,6 +49,13 @@ class HTTPRequest:
         return self._body
 
     async def json(self) -> Any:
+        """The body as JSON: sent as ``application/json`` (with parameters), a ``+json`` type, or
+        without a Content-Type (some clients leave it out); any other type is a 415."""
+        content_type = self.headers.get("content-type")
+        if content_type and not is_json(content_type):
+            raise UnsupportedMediaType(
+                f"This endpoint takes a JSON body, but the request's Content-Type is {content_type[:100]!r}. "
+                "Send the body as JSON with 'Content-Type: application/json'.")
         raw = await self.body()
         try:
             return orjson.loads(raw)
@@ -57,6 +64,13 @@ class HTTPRequest:
                 f"We could not parse the JSON body of your request ({exc}). "
                 "Send valid JSON with 'Content-Type: application/json'.",
                 code="invalid_json") from None
+
+
+def is_json(content_type: str) -> bool:
+    """Whether a Content-Type names JSON: ``application/json`` or ``application/<anything>+json``."""
+    media_type = content_type.partition(";")[0].strip().lower()
+    return media_type == "application/json" or (media_type.startswith("application/")
+                                                  and media_type.endswith("+json"))
 
 
 class DisconnectWatch:

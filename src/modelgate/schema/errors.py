@@ -3,7 +3,9 @@
     GatewayError                    status, code, message, param, retry_after, headers
     ├── InternalError           500  a bug of ours; the log has the details
     ├── InvalidRequest          400  a client's mistake in the request
-    │   └── RequestTooLarge     413  the body is over the limit
+    │   ├── RequestTooLarge     413  the body is over the limit
+    │   ├── UnsupportedMediaType 415 a body that is not JSON
+    │   └── ClientDisconnected  499  the client left before its body was complete (answered to no one)
     ├── AuthenticationFailed    401  missing or wrong key
     ├── PermissionDenied        403  the key may not use this
     ├── NotFound                404  unknown route, deployment or record
@@ -18,7 +20,7 @@
         └── UpstreamMalformed   502  an answer that cannot be read, or a stream cut short
 
 An error carries what happened (status, code, message), never how a wire format names it: each
-surface maps the class and status to its own vocabulary (``surfaces/openai/errors.py``,
+surface maps the class and status to its own vocabulary (``surfaces/openai/render.py``,
 ``surfaces/anthropic/render.py``). The one exception is ``UpstreamError.upstream_type``, the
 type an OpenAI-compatible upstream named itself, which OpenAI-format clients get back as is.
 """
@@ -30,6 +32,7 @@ from typing import ClassVar
 __all__ = [
     "AuthenticationFailed",
     "BudgetExceeded",
+    "ClientDisconnected",
     "Conflict",
     "GatewayError",
     "InternalError",
@@ -40,6 +43,7 @@ __all__ = [
     "RateLimited",
     "RequestTooLarge",
     "ServiceUnavailable",
+    "UnsupportedMediaType",
     "UpstreamError",
     "UpstreamMalformed",
     "UpstreamTimeout",
@@ -77,6 +81,19 @@ class InvalidRequest(GatewayError):
 class RequestTooLarge(InvalidRequest):
     status = 413
     default_code = "request_too_large"
+
+
+class UnsupportedMediaType(InvalidRequest):
+    status = 415
+    default_code = "unsupported_media_type"
+
+
+class ClientDisconnected(InvalidRequest):
+    """The connection closed before the request body was complete: nobody reads the answer, and
+    nothing went wrong on our side (nginx's 499)."""
+
+    status = 499
+    default_code = "client_disconnected"
 
 
 class AuthenticationFailed(GatewayError):

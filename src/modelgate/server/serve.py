@@ -33,11 +33,13 @@ from modelgate.server.protocol import HTTPProtocol
 log = logging.getLogger("modelgate")
 
 
-def _config(settings: Settings, host: str, port: int, log_level: str) -> uvicorn.Config:
+def server_config(settings: Settings, host: str, port: int, log_level: str) -> uvicorn.Config:
+    """uvicorn's configuration for serving ``settings``: the protocol with the ``server:`` limits."""
+    limits = settings.server
     return uvicorn.Config(
-        create_app(settings), host=host, port=port, loop="uvloop", http=HTTPProtocol,
+        create_app(settings), host=host, port=port, loop="uvloop", http=HTTPProtocol.with_limits(limits),
         lifespan="on", access_log=False, log_level=log_level, server_header=False,
-        date_header=False, timeout_keep_alive=75,
+        date_header=False, timeout_keep_alive=limits.keepalive_timeout,  # type: ignore[arg-type]
         # Nothing reads the client address; behind a proxy, X-Forwarded-For is the proxy's business.
         proxy_headers=False,
     )
@@ -59,7 +61,7 @@ def run_server(settings: Settings, host: str, port: int, log_level: str = "info"
     """``sock``: from ``bind(host, port)``, where the caller had to know the port first (port 0)."""
     tune_collector()
     if workers <= 1:
-        uvicorn.Server(_config(settings, host, port, log_level)).run(sockets=[sock] if sock else None)
+        uvicorn.Server(server_config(settings, host, port, log_level)).run(sockets=[sock] if sock else None)
         return
     if not settings.redis_url:
         log.warning("%d workers without redis_url: each keeps its own rate limits, budgets and breakers",
@@ -95,7 +97,7 @@ def _worker(settings: Settings, host: str, port: int, log_level: str, sock: sock
     if REUSE_PORT:
         sock.close()
         sock = _bind(host, port)
-    uvicorn.Server(_config(settings, host, port, log_level)).run(sockets=[sock])
+    uvicorn.Server(server_config(settings, host, port, log_level)).run(sockets=[sock])
 
 
 class Supervisor:

@@ -20,8 +20,10 @@ opaque state (DeepSeek, xAI, vLLM): it comes back as a ``ReasoningPart`` of no o
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -79,6 +81,20 @@ def _text_of(block: dict[str, Any], at: str) -> str:
     return text
 
 
+MEDIA_TYPE = re.compile(r"image/[A-Za-z0-9.+-]+")
+
+
+def _web_url(url: str) -> bool:
+    """Whether ``url`` is an http(s) URL with a host (``file:`` and the like name nothing an
+    upstream should fetch)."""
+    if url.partition(":")[0].lower() not in ("http", "https"):
+        return False
+    try:
+        return bool(urlsplit(url).hostname)
+    except ValueError:  # a malformed host, e.g. an unclosed IPv6 bracket
+        return False
+
+
 def _image(block: dict[str, Any], at: str) -> ImagePart:
     source = block.get("source")
     kind = source.get("type") if isinstance(source, dict) else None
@@ -87,9 +103,16 @@ def _image(block: dict[str, Any], at: str) -> ImagePart:
         data, media_type = source.get("data"), source.get("media_type")
         if not isinstance(data, str) or not isinstance(media_type, str):
             raise bad(f"'{at}.source' must be {{type: 'base64', media_type, data}}", f"{at}.source")
+        if not MEDIA_TYPE.fullmatch(media_type):
+            raise bad(f"'{at}.source.media_type' must be an image type such as 'image/png', got {media_type[:40]!r}",
+                      f"{at}.source.media_type")
         return ImagePart(f"data:{media_type};base64,{data}", cache_control=cache_control)
-    if kind == "url" and isinstance(source, dict) and isinstance(source.get("url"), str):
-        return ImagePart(source["url"], cache_control=cache_control)
+    if kind == "url" and isinstance(source, dict):
+        url = source.get("url")
+        if not isinstance(url, str) or not _web_url(url):
+            got = f"{url[:40]!r}" if isinstance(url, str) else type_name(url)
+            raise bad(f"'{at}.source.url' must be an http(s) URL, got {got}", f"{at}.source.url")
+        return ImagePart(url, cache_control=cache_control)
     raise bad(f"'{at}.source' must be {{type: 'base64', media_type, data}} or {{type: 'url', url}}; "
                "file sources (the Files API) are not served by this gateway", f"{at}.source")
 

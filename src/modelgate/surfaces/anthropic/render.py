@@ -42,7 +42,7 @@ NATIVE_STOP_REASONS = frozenset({
 })
 ERROR_TYPES = {
     400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
-    403: "permission_error", 404: "not_found_error", 413: "request_too_large",
+    403: "permission_error", 404: "not_found_error", 413: "request_too_large", 415: "invalid_request_error",
     429: "rate_limit_error", 503: "overloaded_error", 504: "timeout_error", 529: "overloaded_error",
 }
 
