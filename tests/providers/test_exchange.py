@@ -3,7 +3,9 @@ upstream would (or fails as the connection would), and the canonical errors and 
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
+import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,7 +18,14 @@ from modelgate.providers.base import Provider, UpstreamCall
 from modelgate.providers.mock_transport import MockHandler, MockResponse, MockTransport
 from modelgate.providers.registry import create_provider
 from modelgate.providers.settings import ProviderSettings
-from modelgate.providers.transport import ConnectError, ProtocolError, ReadTimeout, Timeout, UpstreamRequest
+from modelgate.providers.transport import (
+    ConnectError,
+    DeadlineExceeded,
+    ProtocolError,
+    ReadTimeout,
+    Timeout,
+    UpstreamRequest,
+)
 from modelgate.schema.errors import (
     InvalidRequest,
     UpstreamError,
@@ -24,7 +33,7 @@ from modelgate.schema.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from modelgate.schema.events import Embeddings, Event, Start, TextDelta, fold_events
+from modelgate.schema.events import Embeddings, Event, Start, TextDelta, Usage, fold_events
 from modelgate.schema.request import (
     AnthropicPassthrough,
     ChatRequest,
@@ -123,7 +132,8 @@ async def test_the_request_and_its_answer(kind: str, stream: bool, url: str, aut
     result = fold_events(await run(adapter, ask(stream), first_byte_s=12.0))
     assert result.choices[0].text == "Hello" and result.choices[0].finish_reason == "stop"
     [sent] = transport.requests
-    assert (sent.method, sent.url, sent.headers[auth[0]], sent.timeout) == ("POST", url, auth[1], Timeout(3.0, 12.0))
+    assert (sent.method, sent.url, sent.headers[auth[0]]) == ("POST", url, auth[1])
+    assert sent.timeout == Timeout(connect=3.0, read=12.0, total=600.0)
     assert sent.headers["content-type"] == "application/json" and isinstance(orjson.loads(sent.body), dict)
 
 
@@ -335,3 +345,161 @@ async def test_leaving_a_stream_early_ends_the_exchange(kind: str) -> None:
     assert not response.closed
     await stream.aclose()
     assert response.closed and not response.finished
+
+
+# --- hostile upstreams -----------------------------------------------------------------------------
+
+ECHOED = "provider key sk-test, header x-api-key: sk-live-0123456789abcdefXYZ"
+
+
+def echoing_error(kind: str) -> Any:
+    """An error body in ``kind``'s format whose every text field quotes the provider's key."""
+    if kind == "openai":
+        return {"error": {"message": ECHOED, "type": "sk-live-0123456789abcdefXYZ", "param": "sk-test-param",
+                          "code": "auth sk-live-0123456789abcdefXYZ"}}
+    if kind == "anthropic":
+        return {"type": "error", "error": {"type": "sk-live-0123456789abcdefXYZ", "message": ECHOED}}
+    return {"error": {"code": 401, "message": ECHOED, "status": "sk-live-0123456789abcdefXYZ"}}
+
+
+def assert_masked(error: UpstreamError) -> None:
+    for text in (error.message, error.code, error.upstream_type, error.param, str(error)):
+        assert text is None or ("sk-test" not in text and "0123456789abcdef" not in text), text
+    assert "provider key ***, header x-api-key: ***" in error.message
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+@pytest.mark.parametrize("kind", KINDS)
+async def test_an_error_status_that_echoes_the_key_is_masked(kind: str, stream: bool) -> None:
+    adapter, _ = provider(kind, answer(MockResponse(401, json=echoing_error(kind))))
+    with pytest.raises(UpstreamError) as caught:
+        await run(adapter, ask(stream))
+    assert_masked(caught.value)
+    assert caught.value.status == 401
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_an_error_mid_stream_that_echoes_the_key_is_masked(kind: str) -> None:
+    body = echoing_error(kind)
+    failure = [b"event: error\n" + sse(body)[0]] if kind == "anthropic" else sse(body)
+    parts = stream_parts(kind)
+    adapter, _ = provider(kind, answer(MockResponse(200, body=[*parts[:2], *failure])))
+    seen: list[Event] = []
+    with pytest.raises(UpstreamError) as caught:
+        async for event in adapter.chat(ask(stream=True), UpstreamCall(model="up-model")):
+            seen.append(event)
+    assert isinstance(seen[0], Start)
+    assert "failed mid-stream" in caught.value.message
+    assert_masked(caught.value)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_malformed_answer_that_quotes_the_key_is_masked_and_a_long_one_cut(kind: str) -> None:
+    adapter, _ = provider(kind, answer(MockResponse(200, body=b"<html>key sk-test " + b"x" * 100 + b"</html>")))
+    with pytest.raises(UpstreamMalformed) as caught:
+        await run(adapter, ask())
+    assert "sk-test" not in caught.value.message and "key ***" in caught.value.message
+    adapter, _ = provider(kind, answer(MockResponse(500, json={"error": {"message": "y" * 100_000}})))
+    with pytest.raises(UpstreamError) as error:
+        await run(adapter, ask())
+    assert len(error.value.message) <= 1000 and error.value.message.endswith("…")
+
+
+@pytest.mark.parametrize("value", ["nan", "1e400", "not-a-date", "-3"])
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_retry_after_that_is_no_number_of_seconds_is_dropped(kind: str, value: str) -> None:
+    adapter, _ = provider(kind, answer(MockResponse(429, {"retry-after": value}, json=ERROR_BODIES[kind][0])))
+    with pytest.raises(UpstreamError) as caught:
+        await run(adapter, ask())
+    assert (caught.value.status, caught.value.retry_after) == (429, None)
+
+
+HOSTILE_VALUES: list[Any] = [None, "text", -1, 10**30, 1e308, [], {}, [1, "x", None], {"a": [1]}, True]
+
+
+def _paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every place in a JSON value where another value could stand."""
+    found = [path]
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found += _paths(item, (*path, key))
+    elif isinstance(value, list):
+        for position, item in enumerate(value):
+            found += _paths(item, (*path, position))
+    return found
+
+
+def _replaced(value: Any, path: tuple[Any, ...], new: Any) -> Any:
+    if not path:
+        return new
+    copy = orjson.loads(orjson.dumps(value))
+    at = copy
+    for step in path[:-1]:
+        at = at[step]
+    at[path[-1]] = new
+    return copy
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_any_value_of_an_answer_replaced_by_a_hostile_one_is_read_or_refused_never_a_crash(kind: str) -> None:
+    tried = 0
+    for path in _paths(WHOLE[kind]):
+        for hostile in HOSTILE_VALUES:
+            body = json.dumps(_replaced(WHOLE[kind], path, hostile)).encode()
+            adapter, _ = provider(kind, answer(MockResponse(200, body=body)))
+            try:
+                events = await run(adapter, ask())
+            except UpstreamError as error:  # refused as malformed (or an error the body says it is)
+                assert error.status >= 400
+                continue
+            result = fold_events(events)
+            tried += 1
+            assert isinstance(result.model, str) and len(result.model) <= 256
+            usage = next((e for e in events if isinstance(e, Usage)), None)
+            if usage is not None:
+                counts = (usage.input_tokens, usage.output_tokens, usage.cached_input_tokens,
+                          usage.cache_write_tokens, usage.reasoning_tokens)
+                assert all(isinstance(n, int) and 0 <= n <= 2 * 100_000_000 for n in counts)
+            for choice in result.choices:
+                assert isinstance(choice.text, str) and 0 <= choice.index < 1024
+                assert len(choice.tool_calls) <= 1024
+    assert tried > 50
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_hostile_stream_chunks_are_read_or_refused_never_a_crash(kind: str) -> None:
+    parts = stream_parts(kind)
+    for hostile in [b"data: [1, 2]\n\n", b'data: "text"\n\n', b"data: 42\n\n", b"data: null\n\n",
+                    b'data: {"choices": 5, "candidates": "x", "type": "content_block_delta", "delta": 7}\n\n',
+                    b'data: {"choices": [{"index": 99999999, "delta": {"tool_calls": [{"index": 10000000000}]}}]}\n\n',
+                    b'data: {"type": "message_start", "message": {"model": 42, "usage": [1]}}\n\n']:
+        adapter, _ = provider(kind, answer(MockResponse(200, body=[parts[0], hostile, *parts[1:]])))
+        try:
+            result = fold_events(await run(adapter, ask(stream=True)))
+        except UpstreamError as error:
+            assert error.status >= 400
+            continue
+        assert all(len(choice.tool_calls) <= 1024 and choice.index < 1024 for choice in result.choices)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_an_answer_not_ended_within_max_duration_is_a_timeout(kind: str) -> None:
+    async def endless() -> AsyncIterator[bytes]:
+        parts = stream_parts(kind)
+        yield parts[0]
+        while True:
+            await asyncio.sleep(0.01)
+            yield parts[1] if kind != "anthropic" else parts[2]
+
+    for stream in (False, True):
+        adapter, _ = provider(kind, answer(MockResponse(200, body=endless())))
+        seen: list[Event] = []
+        with pytest.raises(UpstreamTimeout) as caught:
+            async for event in adapter.chat(ask(stream), UpstreamCall(model="up-model", max_duration=0.3)):
+                seen.append(event)
+        assert caught.value.message == (f"provider '{kind}' did not finish its answer within 0.3s, the deployment's "
+                                        f"max_duration ({BASE_URLS[kind]})")
+        assert (caught.value.status, caught.value.code) == (504, "upstream_timeout")
+        assert isinstance(caught.value.__cause__, DeadlineExceeded)
+        if stream:
+            assert sum(isinstance(e, TextDelta) for e in seen) > 1  # it streamed until the deadline

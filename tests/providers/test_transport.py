@@ -19,6 +19,7 @@ from modelgate.providers.registry import create_provider
 from modelgate.providers.settings import ProviderSettings
 from modelgate.providers.transport import (
     ConnectError,
+    DeadlineExceeded,
     HTTPClient,
     ProtocolError,
     ReadTimeout,
@@ -224,6 +225,85 @@ async def test_no_first_byte_times_out(serve: Callable[..., Awaitable[tuple[Scri
     client = HTTPClient()
     with pytest.raises(ReadTimeout):
         await post(client, url, Timeout(read=0.2))
+    await client.close()
+
+
+async def test_a_status_line_and_headers_dribbled_byte_by_byte_time_out_after_read(
+    serve: Callable[..., Awaitable[tuple[Script, str]]],
+) -> None:
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n"
+
+    async def dribble(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for byte in head:  # each gap far below the read timeout; the whole head far above it
+            writer.write(bytes([byte]))
+            await writer.drain()
+            await asyncio.sleep(0.05)
+        writer.write(b"{}")
+        await writer.drain()
+
+    script, url = await serve(dribble)
+    client = HTTPClient()
+    with pytest.raises(ReadTimeout, match=r"no status line and headers from the upstream within 0\.5s"):
+        await post(client, url, Timeout(read=0.5))
+    await asyncio.wait_for(script.closed_by_client.wait(), 10)
+    await client.close()
+
+
+async def test_an_answer_past_its_total_deadline_fails_whole_or_streamed(
+    serve: Callable[..., Awaitable[tuple[Script, str]]],
+) -> None:
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        while True:
+            writer.write(b"5\r\nhello\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.01)
+
+    script, url = await serve(endless)
+    client = HTTPClient()
+    with pytest.raises(DeadlineExceeded, match=r"did not end within 0\.3s"):
+        await post(client, url, Timeout(read=5, total=0.3))
+    received = 0
+    with pytest.raises(DeadlineExceeded):
+        async with client.send(UpstreamRequest("POST", url, {}, b"{}", Timeout(read=5, total=0.3))) as response:
+            async for chunk in response.iter_chunks():
+                received += len(chunk)
+    assert received > 0  # it streamed until the deadline
+    await asyncio.wait_for(script.closed_by_client.wait(), 10)
+    await client.close()
+
+
+async def test_a_deadline_holds_while_the_body_comes_faster_than_it_is_read(
+    serve: Callable[..., Awaitable[tuple[Script, str]]],
+) -> None:
+    async def flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        chunk = b"%x\r\n" % 65536 + b"x" * 65536 + b"\r\n"
+        while True:
+            writer.write(chunk)
+            await writer.drain()
+
+    _, url = await serve(flood)
+    client = HTTPClient()
+    with pytest.raises(DeadlineExceeded):
+        async with client.send(UpstreamRequest("POST", url, {}, b"{}", Timeout(read=5, total=0.3))) as response:
+            async for _ in response.iter_chunks():  # there is always more buffered
+                await asyncio.sleep(0.001)
+    await client.close()
+
+
+async def test_a_head_over_the_limit_is_a_protocol_error(serve: Callable[..., Awaitable[tuple[Script, str]]]) -> None:
+    async def huge(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\n")
+        for n in range(100_000):
+            writer.write(b"X-Filler-%d: %s\r\n" % (n, b"a" * 50))
+            await writer.drain()
+        writer.write(b"Content-Length: 0\r\n\r\n")
+
+    _, url = await serve(huge)
+    client = HTTPClient()
+    with pytest.raises(ProtocolError, match="status line and headers run over"):
+        await post(client, url)
     await client.close()
 
 

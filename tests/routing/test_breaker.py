@@ -3,6 +3,7 @@ probe that answers; and GET /health/deployments, which shows it."""
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from threading import Barrier
 from typing import Any
@@ -157,6 +158,40 @@ def test_retry_after_opens_at_once_for_that_long() -> None:
     # A shorter Retry-After while open does not shorten the cool-down.
     target.failed(UpstreamError("again", provider="openai", status=429, retry_after=1), 100.5, False)
     assert target.open_until == 102.5
+
+
+@pytest.mark.parametrize("wait", [float("nan"), float("inf"), -1.0])
+def test_a_retry_after_that_is_no_finite_wait_counts_as_a_plain_failure(wait: float) -> None:
+    health = Health(failures=2, cooldown=10.0)
+    target = health.target("openai", "m")
+    target.failed(UpstreamError("slow down", provider="openai", status=429, retry_after=wait), 100.0, False)
+    assert target.state == CLOSED and target.allows(100.0)
+    target.failed(UpstreamError("slow down", provider="openai", status=429, retry_after=wait), 101.0, False)
+    assert (target.state, target.open_until, target.reason) == (OPEN, 111.0, "2 failures in a row")
+    assert target.allows(111.0)  # the cool-down ends, and a probe goes through
+    assert target.snapshot(105.0)["retry_in_s"] == 6.0
+
+
+def test_a_long_retry_after_is_capped() -> None:
+    health = Health(failures=3, cooldown=10.0)
+    target = health.target("openai", "m")
+    target.failed(UpstreamError("later", provider="openai", status=503, retry_after=1e300), 0.0, False)
+    assert target.state == OPEN and target.open_until == 300.0
+
+
+@pytest.mark.parametrize("left", [float("nan"), float("inf"), float("-inf")])
+def test_a_transition_from_elsewhere_with_no_finite_time_is_ignored(left: float) -> None:
+    health = Health(failures=3, cooldown=10.0)
+    target = health.target("openai", "m")
+    health.apply_remote("openai/m", OPEN, left, "their reason")
+    assert target.state == CLOSED and target.open_until == 0.0
+    health.apply_remote("openai/m", OPEN, 1e9, {"not": "text"})  # capped; a reason that is no text is dropped
+    assert target.state == OPEN and target.reason is None
+    assert target.open_until - time.monotonic() <= 300.0
+    health.apply_remote("openai/m", "wedged", 5.0, None)  # not a state: ignored
+    assert target.state == OPEN
+    health.apply_remote("openai/m", CLOSED, float("nan"), None)
+    assert target.state == CLOSED
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 422])

@@ -8,6 +8,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 
+import orjson
 import pytest
 from redis.asyncio import Redis
 
@@ -77,3 +78,49 @@ async def test_a_process_that_lost_redis_reconnects_and_reads_what_it_missed(red
                 await sync.stop()
             for client in clients:
                 await client.close()
+
+
+async def test_what_another_process_wrote_cannot_wedge_a_target_or_stop_the_sync(redis_url: str, prefix: str) -> None:
+    checker = Redis.from_url(redis_url)
+    client = RedisClient.from_url(redis_url)
+    sync = RedisHealthSync(client, Health(failures=1, cooldown=60), prefix)
+    names = ["nan", "inf", "word", "string", "capped", "fine", "local"]
+    targets = {name: sync.health.target("openai", name) for name in names}
+    try:
+        # Stored by a process that had no such checks: no finite time, no number, not a hash.
+        for name, stored_until in [("nan", "nan"), ("inf", "1e400"), ("word", "soon")]:
+            await checker.hset(f"{prefix}breaker:openai/{name}", mapping={"state": OPEN, "until": stored_until})
+        await checker.set(f"{prefix}breaker:openai/string", "not a hash")
+        await sync.start()
+        assert sync.connected
+        assert all(target.state == CLOSED for target in targets.values())
+
+        channel = f"{prefix}breaker"
+        for data in [b'{"target": "openai/nan", "state": "open", "until": "nan", "origin": "o"}',
+                     b'{"target": "openai/inf", "state": "open", "until": "-Infinity", "origin": "o"}',
+                     b'{"target": "openai/capped", "state": "open", "until": 1e308, "reason": [1], "origin": "o"}',
+                     b"\xff\xfe", b"[1, 2]", b'{"origin": "o"}', b"null"]:
+            await checker.publish(channel, data)
+        later = orjson.dumps({"target": "openai/fine", "state": OPEN, "until": time.time() + 30, "reason": "theirs",
+                              "origin": "o"})
+        await checker.publish(channel, later)
+        await until(lambda: targets["fine"].state == OPEN)  # the listener lived through all of it
+        assert targets["nan"].state == CLOSED and targets["inf"].state == CLOSED
+        capped = targets["capped"]
+        assert capped.state == OPEN and capped.reason is None and capped.open_until - time.monotonic() <= 300
+
+        # A local failure with a Retry-After that is no number: shared with a finite until.
+        targets["local"].failed(UpstreamError("x", provider="openai", status=429, retry_after=float("nan")),
+                                time.monotonic(), probe=False)
+        assert targets["local"].state == OPEN
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while not (stored := await checker.hgetall(f"{prefix}breaker:openai/local")):
+            assert loop.time() < deadline, "the open breaker was not stored"
+            await asyncio.sleep(0.01)
+        assert 50 < float(stored[b"until"]) - time.time() <= 60
+        assert 0 < await checker.pttl(f"{prefix}breaker:openai/local") <= (60 + 60) * 1000
+    finally:
+        await sync.stop()
+        await client.close()
+        await checker.aclose()

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from modelgate.catalog.facts import ModelFacts
 from modelgate.config.fields import INVALID, Key, Reader, Shape, at_least, join, positive
+from modelgate.providers.base import MAX_DURATION_S
 from modelgate.providers.settings import ProviderSettings
 
 STRATEGIES = ("weighted", "priority", "latency", "least-busy", "cost")
@@ -24,6 +25,10 @@ def _known_capabilities(capabilities: tuple[str, ...]) -> str | None:
     if unknown:
         return f"unknown capability {', '.join(map(repr, unknown))}; known: {', '.join(CAPABILITIES)}"
     return None
+
+
+def _seconds(value: float) -> str | None:
+    return None if value > 0 else "must be a positive number of seconds"  # NaN is not
 
 
 def _share(share: float) -> str | None:
@@ -78,8 +83,11 @@ class DeploymentSettings:
     targets: list[TargetSettings]
     strategy: Annotated[str, Key(choices=STRATEGIES)] = "weighted"
     fallbacks: Annotated[list[str], Key("a list of deployment names")] = field(default_factory=list)
-    # Seconds to the first byte from the upstream.
-    timeout: Annotated[float, Key("seconds as a number", positive("must be a positive number of seconds"))] = 60.0
+    # Seconds to the upstream's status line and headers (the first byte of a stream), and of
+    # silence between later bytes.
+    timeout: Annotated[float, Key("seconds as a number", _seconds)] = 60.0
+    # Seconds for the whole answer of one upstream call, streams included.
+    max_duration: Annotated[float, Key("seconds as a number", _seconds)] = MAX_DURATION_S
     retries: Annotated[int, Key(check=at_least(0, "must be 0 or more"))] = 0
     # The most of the traffic each provider (by name) may get.
     max_share: Annotated[dict[str, Share], Key("a mapping of provider name to a share 0..1")] = field(
@@ -160,7 +168,11 @@ def read_deployment(reader: Reader, body: Any, where: str, section: str,
     for provider in [p for p in shares if p not in providers]:
         reader.fail(f"{path}.max_share.{provider}", "is not a configured provider")
         del shares[provider]
-    return DeploymentSettings(name=name, targets=targets, **values)
+    deployment = DeploymentSettings(name=name, targets=targets, **values)
+    if 0 < deployment.max_duration < deployment.timeout:
+        reader.fail(f"{path}.max_duration", f"must be at least the timeout ({deployment.timeout:g}s): the "
+                    "whole answer cannot take less time than its first byte may")
+    return deployment
 
 
 def read_target(reader: Reader, shape: Shape[TargetSettings], body: Any, path: str,

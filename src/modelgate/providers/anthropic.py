@@ -19,9 +19,10 @@ from modelgate.providers.anthropic_wire import (
     request_to_anthropic,
     status_error,
 )
-from modelgate.providers.base import Provider, UpstreamCall, json_or_text, retry_after
+from modelgate.providers.base import Provider, UpstreamCall, json_or_text
 from modelgate.providers.settings import ProviderSettings
 from modelgate.providers.transport import Headers, Transport
+from modelgate.providers.untrusted import retry_after
 from modelgate.schema.errors import UpstreamError, UpstreamMalformed
 from modelgate.schema.events import Event
 from modelgate.schema.request import ChatRequest

@@ -1,7 +1,8 @@
 """Pure translation between the canonical schema and Anthropic's Messages API.
 
 No I/O here: fixtures of recorded upstream bytes test these functions directly. The pitfalls
-this module handles are numbered after protocols.md §7 (e.g. "§7.2" = role alternation).
+this module handles are numbered after protocols.md §7 (e.g. "§7.2" = role alternation). The
+answer's values are read through ``untrusted``: counts bounded, names and ids single lines.
 Wire types: anthropics/anthropic-sdk-python ``src/anthropic/types``.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 import orjson
 
 from modelgate.providers.thinking import ANTHROPIC_EFFORT_BUDGETS, thinking_budget
+from modelgate.providers.untrusted import count, items, label, mapping, optional_label, string
 from modelgate.schema.errors import InvalidRequest, UpstreamError
 from modelgate.schema.events import (
     Event,
@@ -417,13 +419,13 @@ def request_headers(request: ChatRequest, configured: dict[str, str]) -> dict[st
 
 def usage_from_anthropic(usage: dict[str, Any]) -> Usage:
     """OpenAI's sense of usage (§7.12): Anthropic's input_tokens exclude cache reads and writes."""
-    plain = usage.get("input_tokens") or 0
-    read = usage.get("cache_read_input_tokens") or 0
-    written = usage.get("cache_creation_input_tokens") or 0
-    details = usage.get("output_tokens_details") or {}
-    return Usage(input_tokens=plain + read + written, output_tokens=usage.get("output_tokens") or 0,
+    plain = count(usage.get("input_tokens"))
+    read = count(usage.get("cache_read_input_tokens"))
+    written = count(usage.get("cache_creation_input_tokens"))
+    details = mapping(usage.get("output_tokens_details"))
+    return Usage(input_tokens=plain + read + written, output_tokens=count(usage.get("output_tokens")),
                  cached_input_tokens=read, cache_write_tokens=written,
-                 reasoning_tokens=details.get("thinking_tokens") or 0)
+                 reasoning_tokens=count(details.get("thinking_tokens")))
 
 
 def error_from_anthropic(body: Any) -> tuple[str, str | None]:
@@ -473,26 +475,27 @@ class MessageDecoder:
         return handler(self, data) if handler else []  # ping and unknown future events
 
     def _message_start(self, data: dict[str, Any]) -> list[Event]:
-        message = data.get("message") or {}
-        self._usage.update({k: v for k, v in (message.get("usage") or {}).items() if v is not None})
-        return [Start(model=message.get("model") or "", response_id=message.get("id"))]
+        message = mapping(data.get("message"))
+        self._usage.update({k: v for k, v in mapping(message.get("usage")).items() if v is not None})
+        return [Start(model=label(message.get("model")), response_id=optional_label(message.get("id")))]
 
     def _block_start(self, data: dict[str, Any]) -> list[Event]:
-        index = data.get("index", 0)
-        block = data.get("content_block") or {}
+        index = _block_index(data)
+        block = mapping(data.get("content_block"))
         kind = block.get("type")
         if kind == "text":
             self._blocks[index] = "text"
-            return [TextDelta(block["text"])] if block.get("text") else []
+            text = string(block.get("text"))
+            return [TextDelta(text)] if text else []
         if kind == "thinking":
             self._blocks[index] = "thinking"
             # A whole message carries text and signature in the block; a stream sends them as
             # deltas after an empty start.
-            return [ReasoningDelta(text=block.get("thinking") or "", signature=block.get("signature") or None,
+            return [ReasoningDelta(text=string(block.get("thinking")), signature=string(block.get("signature")) or None,
                                    origin=ORIGIN, block_start=True)]
         if kind == "redacted_thinking":
             self._blocks[index] = "redacted_thinking"
-            return [ReasoningDelta(redacted=block.get("data") or "", origin=ORIGIN, block_start=True)]
+            return [ReasoningDelta(redacted=string(block.get("data")), origin=ORIGIN, block_start=True)]
         if kind == "tool_use":
             ordinal = self._blocks[index] = self._tools
             self._tools += 1
@@ -500,24 +503,28 @@ class MessageDecoder:
             arguments = orjson.dumps(given).decode() if given else ""
             if arguments:
                 self._json_seen.add(index)
-            return [ToolCallDelta(index=ordinal, id=block.get("id"), name=block.get("name"),
-                                  arguments=arguments, origin=ORIGIN)]
+            return [ToolCallDelta(index=ordinal, id=optional_label(block.get("id")),
+                                  name=optional_label(block.get("name")), arguments=arguments, origin=ORIGIN)]
         return []  # server tools and their results have no canonical form
 
     def _block_delta(self, data: dict[str, Any]) -> list[Event]:
-        index = data.get("index", 0)
-        delta = data.get("delta") or {}
+        # Once per piece of every stream: the text delta takes the short way through the checks.
+        delta = data.get("delta")
+        if delta.__class__ is not dict:
+            return []
         kind = delta.get("type")
         if kind == "text_delta":
-            return [TextDelta(delta.get("text") or "")] if delta.get("text") else []
+            text = delta.get("text")
+            return [TextDelta(text)] if text and text.__class__ is str else []
+        index = _block_index(data)
         if kind == "thinking_delta":
-            return [ReasoningDelta(text=delta.get("thinking") or "", origin=ORIGIN)]
+            return [ReasoningDelta(text=string(delta.get("thinking")), origin=ORIGIN)]
         if kind == "signature_delta":
             # The signature arrives alone, just before the block stops (§7.13).
-            return [ReasoningDelta(signature=delta.get("signature") or "", origin=ORIGIN)]
+            return [ReasoningDelta(signature=string(delta.get("signature")), origin=ORIGIN)]
         if kind == "input_json_delta":
             ordinal = self._blocks.get(index)
-            fragment = delta.get("partial_json") or ""
+            fragment = string(delta.get("partial_json"))
             if not isinstance(ordinal, int) or not fragment:
                 return []
             self._json_seen.add(index)
@@ -525,21 +532,22 @@ class MessageDecoder:
         return []  # citations_delta and later additions
 
     def _block_stop(self, data: dict[str, Any]) -> list[Event]:
-        index = data.get("index", 0)
+        index = _block_index(data)
         ordinal = self._blocks.get(index)
         if isinstance(ordinal, int) and index not in self._json_seen:
             return [ToolCallDelta(index=ordinal, arguments="{}")]  # a call without arguments
         return []
 
     def _message_delta(self, data: dict[str, Any]) -> list[Event]:
-        delta = data.get("delta") or {}
+        delta = mapping(data.get("delta"))
         # Counts here are cumulative and replace those of message_start that they restate.
-        self._usage.update({k: v for k, v in (data.get("usage") or {}).items() if v is not None})
-        native = delta.get("stop_reason")
+        self._usage.update({k: v for k, v in mapping(data.get("usage")).items() if v is not None})
+        native = label(delta.get("stop_reason"))
         events: list[Event] = []
         if native:
+            stop_sequence = delta.get("stop_sequence")
             events.append(Finish(STOP_REASONS.get(native, "stop"), native_reason=native,
-                                 stop_sequence=delta.get("stop_sequence")))
+                                 stop_sequence=stop_sequence if isinstance(stop_sequence, str) else None))
         events.append(usage_from_anthropic(self._usage))
         return events
 
@@ -566,12 +574,18 @@ class MessageDecoder:
     }
 
 
+def _block_index(data: dict[str, Any]) -> int:
+    """A content block's index, as the key its later events name it by."""
+    index = data.get("index")
+    return index if isinstance(index, int) else 0
+
+
 def events_from_message(body: dict[str, Any], provider: str) -> list[Event]:
     """The events of a whole (non-streaming) message: replayed as the stream that would carry
     it, so both paths share one decoder."""
     decoder = MessageDecoder(provider)
     events = decoder.decode("message_start", {"message": {**body, "content": []}})
-    for index, block in enumerate(body.get("content") or ()):
+    for index, block in enumerate(items(body.get("content"))):
         events += decoder.decode("content_block_start", {"index": index, "content_block": block})
         events += decoder.decode("content_block_stop", {"index": index})
     events += decoder.decode("message_delta", {

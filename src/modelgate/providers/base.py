@@ -3,7 +3,8 @@
 Contract for an implementer of ``Provider``:
 
 * ``chat`` takes the canonical request and an ``UpstreamCall`` (the upstream model id, the
-  first-byte timeout, catalog facts and per-deployment params) and yields canonical events:
+  first-byte timeout, the deadline for the whole answer, catalog facts and per-deployment params)
+  and yields canonical events:
   ``Start`` first, then deltas, ``Finish`` per choice and ``Usage`` when the upstream reports it.
   For ``request.stream`` false it makes a non-streaming upstream call and yields the same events.
   It returns an async generator (the gateway closes it with ``aclose()``); a request the upstream
@@ -20,12 +21,17 @@ An adapter reaches its upstream through a ``Transport`` (``transport.py``) and r
 template, ``Provider.exchange``: send, map an error status with the adapter's ``status_error``,
 decode the stream or the whole body with the decoders it passes, map transport failures. It
 supplies only the URL, headers and body of a request, its decoders and its error mapping.
+
+Nothing an upstream sends is trusted. Decoders read its values through ``untrusted`` (bounded
+counts and indexes, single-line names and ids, Retry-After within bounds); an answer whose shape
+a decoder cannot read is ``UpstreamMalformed``; and every error leaving the exchange, whatever
+raised it (an error status, an error mid-stream, a malformed answer), has its message, code and
+type masked of credentials and cut to length (``Provider.mask``) before anyone sees it.
 """
 
 from __future__ import annotations
 
-import email.utils
-import time
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,12 +42,14 @@ from modelgate.catalog.facts import ModelFacts
 from modelgate.providers.settings import ProviderSettings
 from modelgate.providers.transport import (
     ConnectError,
+    DeadlineExceeded,
     Headers,
     Timeout,
     Transport,
     TransportError,
     UpstreamRequest,
 )
+from modelgate.providers.untrusted import Masker, retry_after
 from modelgate.schema.errors import (
     InvalidRequest,
     UpstreamError,
@@ -52,13 +60,19 @@ from modelgate.schema.errors import (
 from modelgate.schema.events import Event
 from modelgate.schema.request import ChatRequest, EmbeddingRequest
 
+log = logging.getLogger("modelgate.providers")
+
+MAX_DURATION_S = 600.0  # the default deadline of one upstream answer, streams included
+MAX_CODE_CHARS = 100  # an upstream's error code, type or param
+
 
 @dataclass(slots=True)
 class UpstreamCall:
     """Where one attempt goes: the upstream's model id and what the deployment says about it."""
 
     model: str
-    timeout: float = 60.0
+    timeout: float = 60.0  # seconds to the status line and headers, and of silence between bytes
+    max_duration: float = MAX_DURATION_S  # seconds for the whole answer
     facts: ModelFacts = field(default_factory=ModelFacts)
     params: dict[str, Any] = field(default_factory=dict)
 
@@ -75,6 +89,9 @@ class Provider:
         self.settings = settings
         self.name = settings.name
         self.transport = transport
+        # The provider's own credentials and configured header values are masked wherever an
+        # upstream echoes them, besides anything shaped like a key.
+        self.mask = Masker([settings.api_key or "", *settings.headers.values()])
 
     def chat(self, request: ChatRequest, call: UpstreamCall) -> AsyncGenerator[Event, None]:
         raise NotImplementedError
@@ -106,11 +123,35 @@ class Provider:
                 for event in decode(await response.read()):
                     yield event
         except TRANSPORT_ERRORS as exc:
-            raise self.transport_error(exc, call) from exc
+            raise self.masked(self.transport_error(exc, call)) from exc
+        except UpstreamError as error:
+            self.masked(error)
+            raise
+        except UNREADABLE as exc:
+            # A decoder met a value of a shape it does not expect: the answer cannot be read.
+            log.warning("provider '%s' sent an answer the adapter cannot read", self.name, exc_info=True)
+            raise self.masked(UpstreamMalformed(
+                f"provider '{self.name}' sent an answer that cannot be read ({type(exc).__name__}: {exc})",
+                provider=self.name)) from None
+
+    def masked(self, error: UpstreamError) -> UpstreamError:
+        """``error`` with its message, code, type and param masked of credentials and cut to
+        length, in place (every error that leaves ``exchange`` comes through here)."""
+        mask = self.mask
+        error.message = mask(error.message)
+        error.args = (error.message,)
+        if error.code is not None:
+            error.code = mask(error.code, MAX_CODE_CHARS)
+        if error.upstream_type is not None:
+            error.upstream_type = mask(error.upstream_type, MAX_CODE_CHARS)
+        if error.param is not None:
+            error.param = mask(error.param, MAX_CODE_CHARS)
+        return error
 
     def timeout(self, call: UpstreamCall) -> Timeout:
-        # read bounds the wait for the first byte and every later gap between bytes.
-        return Timeout(connect=self.settings.connect_timeout, read=call.timeout)
+        # read bounds the wait for the status line and headers and every later gap between
+        # bytes; total the whole answer.
+        return Timeout(connect=self.settings.connect_timeout, read=call.timeout, total=call.max_duration)
 
     def malformed(self, raw: bytes, expected: str = "a JSON object") -> UpstreamError:
         """The error for an upstream answer that cannot be read as ``expected``."""
@@ -122,6 +163,10 @@ class Provider:
     def transport_error(self, exc: BaseException, call: UpstreamCall) -> UpstreamError:
         """Turn a transport or timeout exception into the error clients see."""
         where = self.settings.base_url
+        if isinstance(exc, DeadlineExceeded):
+            return UpstreamTimeout(
+                f"provider '{self.name}' did not finish its answer within {call.max_duration:g}s, the "
+                f"deployment's max_duration ({where})", provider=self.name)
         if isinstance(exc, TimeoutError):
             return UpstreamTimeout(
                 f"provider '{self.name}' did not answer within {call.timeout:g}s ({where})",
@@ -136,6 +181,8 @@ class Provider:
 
 
 TRANSPORT_ERRORS = (TransportError, TimeoutError)
+# What a decoder raises when an upstream's value is not of the shape it reads.
+UNREADABLE = (AttributeError, TypeError, KeyError, IndexError, ValueError)
 
 
 def json_or_text(raw: bytes) -> Any:
@@ -144,24 +191,6 @@ def json_or_text(raw: bytes) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         return raw.decode("utf-8", "replace")[:500]
-
-
-def retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date)."""
-    value = headers.get("retry-after-ms")
-    if value:
-        try:
-            return max(float(value) / 1000.0, 0.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        return max(parsed.timestamp() - time.time(), 0.0) if parsed else None
 
 
 def upstream_error(

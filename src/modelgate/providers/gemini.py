@@ -14,10 +14,11 @@ from urllib.parse import quote
 import orjson
 
 from modelgate.http.sse import iter_sse
-from modelgate.providers.base import Provider, UpstreamCall, json_or_text, retry_after
+from modelgate.providers.base import Provider, UpstreamCall, json_or_text
 from modelgate.providers.gemini_wire import ResponseDecoder, events_from_response, request_to_gemini, status_error
 from modelgate.providers.settings import ProviderSettings
 from modelgate.providers.transport import Headers, Transport
+from modelgate.providers.untrusted import retry_after
 from modelgate.schema.errors import UpstreamError
 from modelgate.schema.events import Event
 from modelgate.schema.request import ChatRequest

@@ -1,7 +1,8 @@
 """Pure translation between the canonical schema and Gemini's native ``generateContent`` API.
 
 No I/O here. Wire shapes: googleapis/python-genai (``types.py``, and ``models.py``
-``_GenerateContentParameters_to_mldev`` for the camelCase names); protocols.md §6.1.
+``_GenerateContentParameters_to_mldev`` for the camelCase names); protocols.md §6.1. The answer's
+values are read through ``untrusted``: counts and indexes bounded, names and ids single lines.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import orjson
 
 from modelgate.providers.thinking import GEMINI_EFFORT_BUDGETS, thinking_budget
+from modelgate.providers.untrusted import count, index, items, label, mapping, optional_label, string
 from modelgate.schema.errors import InvalidRequest, UpstreamError, UpstreamMalformed
 from modelgate.schema.events import (
     Event,
@@ -244,10 +246,10 @@ def request_to_gemini(request: ChatRequest, params: dict[str, Any]) -> dict[str,
 
 def usage_from_gemini(meta: dict[str, Any]) -> Usage:
     """Thoughts are counted apart from candidates; OpenAI counts them in the output."""
-    thoughts = meta.get("thoughtsTokenCount") or 0
-    prompt = (meta.get("promptTokenCount") or 0) + (meta.get("toolUsePromptTokenCount") or 0)
-    return Usage(input_tokens=prompt, output_tokens=(meta.get("candidatesTokenCount") or 0) + thoughts,
-                 cached_input_tokens=meta.get("cachedContentTokenCount") or 0, reasoning_tokens=thoughts)
+    thoughts = count(meta.get("thoughtsTokenCount"))
+    prompt = count(meta.get("promptTokenCount")) + count(meta.get("toolUsePromptTokenCount"))
+    return Usage(input_tokens=prompt, output_tokens=count(meta.get("candidatesTokenCount")) + thoughts,
+                 cached_input_tokens=count(meta.get("cachedContentTokenCount")), reasoning_tokens=thoughts)
 
 
 def error_from_gemini(body: Any) -> tuple[str, str | None, int | None]:
@@ -288,47 +290,51 @@ class ResponseDecoder:
     def decode(self, chunk: dict[str, Any]) -> list[Event]:
         if "error" in chunk:
             message, gstatus, code = error_from_gemini(chunk)
-            status = code if code is not None and code >= 400 else 502
+            status = code if code is not None and 400 <= code <= 599 else 502
             raise UpstreamError(f"provider '{self._provider}' failed mid-stream: {message}",
                                 provider=self._provider, status=status,
                                 code=gstatus)
         events: list[Event] = []
         if not self._started:
             self._started = True
-            events.append(Start(model=chunk.get("modelVersion") or "", response_id=chunk.get("responseId")))
-        candidates = chunk.get("candidates") or ()
+            events.append(Start(model=label(chunk.get("modelVersion")),
+                                response_id=optional_label(chunk.get("responseId"))))
+        candidates = items(chunk.get("candidates"))
         for candidate in candidates:
-            choice = candidate.get("index") or 0
-            for part in (candidate.get("content") or {}).get("parts") or ():
-                self._part(part, choice, events)
-            native = candidate.get("finishReason")
+            candidate = mapping(candidate)
+            choice = index(candidate.get("index"))
+            for part in items(mapping(candidate.get("content")).get("parts")):
+                self._part(mapping(part), choice, events)
+            native = label(candidate.get("finishReason"))
             if native:
                 reason = FINISH_REASONS.get(native, "stop")
                 if reason == "stop" and self._calls.get(choice):
                     reason = "tool_calls"
                 events.append(Finish(reason, choice, native_reason=native))
                 self._finished.add(choice)
-        block = (chunk.get("promptFeedback") or {}).get("blockReason")
+        block = label(mapping(chunk.get("promptFeedback")).get("blockReason"))
         if block and not candidates:  # the prompt itself was refused
             events.append(Finish("content_filter", 0, native_reason=block))
             self._finished.add(0)
-        if chunk.get("usageMetadata"):
-            self._usage = chunk["usageMetadata"]
+        usage = chunk.get("usageMetadata")
+        if usage and isinstance(usage, dict):
+            self._usage = usage
         return events
 
     def _part(self, part: dict[str, Any], choice: int, events: list[Event]) -> None:
-        signature = part.get("thoughtSignature") or None
+        signature = string(part.get("thoughtSignature")) or None
         call = part.get("functionCall")
         if call is not None:
+            call = mapping(call)
             self._in_thought.discard(choice)
             ordinal = self._calls.get(choice, 0)
             self._calls[choice] = ordinal + 1
             events.append(ToolCallDelta(
-                index=ordinal, id=call.get("id") or generated_call_id(ordinal), name=call.get("name"),
-                arguments=orjson.dumps(call.get("args") or {}).decode(), signature=signature,
-                origin=ORIGIN, choice=choice))
+                index=ordinal, id=optional_label(call.get("id")) or generated_call_id(ordinal),
+                name=optional_label(call.get("name")), arguments=orjson.dumps(call.get("args") or {}).decode(),
+                signature=signature, origin=ORIGIN, choice=choice))
             return
-        text = part.get("text")
+        text = string(part.get("text"))
         if part.get("thought"):
             events.append(ReasoningDelta(text=text or "", signature=signature, origin=ORIGIN,
                                          block_start=choice not in self._in_thought, choice=choice))

@@ -11,19 +11,22 @@ The handler (a function or a coroutine function) gets each ``UpstreamRequest`` a
 iterable of chunks, where an exception instance in place of a chunk is raised when the reader
 reaches it (a stream cut short), or an async iterable. ``MockTransport.requests`` keeps every
 request sent, and each response says whether it was read to its end (``finished``) and whether
-its exchange is over (``closed``).
+its exchange is over (``closed``). The request's ``Timeout.total`` holds as the HTTP client keeps
+it: a chunk that comes after it raises ``DeadlineExceeded`` instead.
 """
 
 from __future__ import annotations
 
 import inspect
+import math
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
 import orjson
 
-from modelgate.providers.transport import Headers, UpstreamRequest
+from modelgate.providers.transport import DeadlineExceeded, Headers, UpstreamRequest
 
 Body = bytes | Iterable[bytes | BaseException] | AsyncIterable[bytes]
 MockHandler = Callable[[UpstreamRequest], "MockResponse | Awaitable[MockResponse]"]
@@ -43,6 +46,8 @@ class MockResponse:
         self.started = False  # a reader asked for the body
         self.finished = False  # the body was read to its end
         self.closed = False  # the exchange's block was left
+        self.deadline = math.inf  # monotonic time by which the body must have ended
+        self.total: float | None = None
 
     async def read(self) -> bytes:
         return b"".join([chunk async for chunk in self.iter_chunks()])
@@ -54,16 +59,23 @@ class MockResponse:
         body = self._body
         if isinstance(body, bytes):
             if body:
+                self._in_time()
                 yield body
         elif isinstance(body, AsyncIterable):
             async for chunk in body:
+                self._in_time()
                 yield chunk
         else:
             for part in body:
                 if isinstance(part, BaseException):
                     raise part
+                self._in_time()
                 yield part
         self.finished = True
+
+    def _in_time(self) -> None:
+        if time.monotonic() >= self.deadline:
+            raise DeadlineExceeded(f"the upstream's answer did not end within {self.total:g}s")
 
 
 class _MockExchange:
@@ -74,8 +86,13 @@ class _MockExchange:
 
     async def __aenter__(self) -> MockResponse:
         self._transport.requests.append(self._request)
+        sent_at = time.monotonic()
         answer = self._transport.handler(self._request)
         response = await answer if inspect.isawaitable(answer) else answer
+        total = self._request.timeout.total
+        if total is not None:
+            response.total = total
+            response.deadline = sent_at + total
         self._response = response
         return response
 

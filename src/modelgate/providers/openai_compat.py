@@ -23,6 +23,7 @@ from modelgate.providers.openai_wire import (
 )
 from modelgate.providers.settings import ProviderSettings
 from modelgate.providers.transport import Headers, Transport
+from modelgate.providers.untrusted import count, items, label, mapping
 from modelgate.schema.errors import UpstreamError, UpstreamMalformed
 from modelgate.schema.events import Embeddings, Event, Start, Usage
 from modelgate.schema.request import ChatRequest, EmbeddingRequest, OpenAIPassthrough
@@ -70,11 +71,14 @@ class OpenAICompatProvider(Provider):
         return self.exchange(call, self.url("embeddings", call.model), self.headers, body, None,
                              self._embedding_events)
 
-    def _json(self, raw: bytes) -> Any:
+    def _json(self, raw: bytes) -> dict[str, Any]:
         try:
-            return orjson.loads(raw)
+            payload = orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise self.malformed(raw, "JSON") from None
+        if not isinstance(payload, dict):
+            raise self.malformed(raw)
+        return payload
 
     def _chat_events(self, raw: bytes) -> list[Event]:
         return events_from_response(self._json(raw))
@@ -91,7 +95,9 @@ class OpenAICompatProvider(Provider):
                 chunk = orjson.loads(sse.data)
             except orjson.JSONDecodeError:
                 raise self.malformed(sse.data.encode(), "JSON") from None
-            if isinstance(chunk, dict) and "error" in chunk and "choices" not in chunk:
+            if not isinstance(chunk, dict):
+                raise self.malformed(sse.data.encode(), "a JSON object")
+            if "error" in chunk and "choices" not in chunk:
                 message, etype, code, _ = error_from_openai(chunk)
                 raise UpstreamError(f"provider '{self.name}' failed mid-stream: {message}",
                                     provider=self.name, status=502, upstream_type=etype or "upstream_error",
@@ -112,10 +118,15 @@ class OpenAICompatProvider(Provider):
 
 
 def _embedding_events(payload: dict[str, Any]) -> list[Event]:
-    data = sorted(payload.get("data") or (), key=lambda item: item.get("index", 0))
-    usage = payload.get("usage") or {}
+    data = sorted((item for item in items(payload.get("data")) if isinstance(item, dict)), key=_position)
+    usage = mapping(payload.get("usage"))
     return [
-        Start(model=payload.get("model") or ""),
+        Start(model=label(payload.get("model"))),
         Embeddings([item["embedding"] for item in data]),
-        Usage(input_tokens=usage.get("prompt_tokens") or 0),
+        Usage(input_tokens=count(usage.get("prompt_tokens"))),
     ]
+
+
+def _position(item: dict[str, Any]) -> int:
+    position = item.get("index")
+    return position if isinstance(position, int) else 0

@@ -1,7 +1,8 @@
 """Pure translation between the canonical schema and OpenAI's chat completions wire format,
 from the gateway's side as a client of an OpenAI-compatible upstream.
 
-No I/O here: fixtures of recorded upstream bytes test these functions directly.
+No I/O here: fixtures of recorded upstream bytes test these functions directly. The answer's
+values are read through ``untrusted``: counts and indexes bounded, names and ids single lines.
 """
 
 from __future__ import annotations
@@ -11,6 +12,17 @@ from typing import Any
 
 from modelgate.catalog.facts import ModelFacts
 from modelgate.providers.openai_profiles import OpenAIProfile
+from modelgate.providers.untrusted import (
+    MAX_INDEX,
+    count,
+    index,
+    items,
+    json_text,
+    label,
+    mapping,
+    optional_label,
+    text,
+)
 from modelgate.schema.events import Event, Finish, FinishReason, ReasoningDelta, Start, TextDelta, ToolCallDelta, Usage
 from modelgate.schema.request import (
     ChatRequest,
@@ -201,17 +213,21 @@ def _tool(name: str, description: str | None, parameters: dict[str, Any] | None,
 
 
 def usage_from_openai(usage: dict[str, Any]) -> Usage:
-    prompt_details = usage.get("prompt_tokens_details") or {}
-    completion_details = usage.get("completion_tokens_details") or {}
+    prompt_details = mapping(usage.get("prompt_tokens_details"))
+    completion_details = mapping(usage.get("completion_tokens_details"))
     # DeepSeek reports cache hits in prompt_cache_hit_tokens instead of prompt_tokens_details.
-    cached = prompt_details.get("cached_tokens") or usage.get("prompt_cache_hit_tokens") or 0
+    cached = count(prompt_details.get("cached_tokens")) or count(usage.get("prompt_cache_hit_tokens"))
     return Usage(
-        input_tokens=usage.get("prompt_tokens") or 0,
-        output_tokens=usage.get("completion_tokens") or 0,
+        input_tokens=count(usage.get("prompt_tokens")),
+        output_tokens=count(usage.get("completion_tokens")),
         cached_input_tokens=cached,
-        cache_write_tokens=prompt_details.get("cache_write_tokens") or 0,
-        reasoning_tokens=completion_details.get("reasoning_tokens") or 0,
+        cache_write_tokens=count(prompt_details.get("cache_write_tokens")),
+        reasoning_tokens=count(completion_details.get("reasoning_tokens")),
     )
+
+
+def _native(choice: dict[str, Any]) -> str:
+    return label(choice.get("finish_reason"))
 
 
 def _reasoning_of(obj: dict[str, Any]) -> str | None:
@@ -235,63 +251,90 @@ class ChunkDecoder:
         self._started = False
 
     def decode(self, chunk: dict[str, Any]) -> list[Event]:
+        # Once per chunk of every stream: the common shapes take the short way through the checks.
         events: list[Event] = []
+        choices = chunk.get("choices")
+        if choices.__class__ is not list:
+            choices = ()
         # Azure opens with a chunk of prompt filter results whose model and id are empty: the
         # stream's Start waits for a chunk that names them or carries choices.
-        if not self._started and (chunk.get("model") or chunk.get("choices")):
+        if not self._started and (chunk.get("model") or choices):
             self._started = True
-            events.append(Start(model=chunk.get("model") or "", response_id=chunk.get("id") or None))
-        for choice in chunk.get("choices") or ():
-            index = choice.get("index", 0)
-            delta = choice.get("delta") or {}
-            reasoning = _reasoning_of(delta)
-            if reasoning:
-                events.append(ReasoningDelta(text=reasoning, choice=index))
-            content = delta.get("content")
-            if content:
-                events.append(TextDelta(content, index))
-            refusal = delta.get("refusal")
-            if refusal:
-                events.append(TextDelta(refusal, index))
-            for call in delta.get("tool_calls") or ():
-                function = call.get("function") or {}
-                events.append(ToolCallDelta(
-                    index=call.get("index", 0), id=call.get("id"), name=function.get("name"),
-                    arguments=function.get("arguments") or "", choice=index))
+            events.append(Start(model=label(chunk.get("model")), response_id=optional_label(chunk.get("id"))))
+        for choice in choices:
+            if choice.__class__ is not dict:
+                continue
+            at = choice.get("index", 0)
+            if at.__class__ is not int or not 0 <= at < MAX_INDEX:
+                at = index(at)
+            delta = choice.get("delta")
+            if delta and delta.__class__ is dict:
+                reasoning = _reasoning_of(delta)
+                if reasoning:
+                    events.append(ReasoningDelta(text=reasoning, choice=at))
+                content = delta.get("content")
+                if content:
+                    content = content if content.__class__ is str else text(content)
+                    if content:
+                        events.append(TextDelta(content, at))
+                refusal = delta.get("refusal")
+                if refusal:
+                    refusal = text(refusal)
+                    if refusal:
+                        events.append(TextDelta(refusal, at))
+                calls = delta.get("tool_calls")
+                if calls:
+                    events += _tool_call_deltas(calls, at)
             native = choice.get("finish_reason")
             if native:
-                events.append(Finish(finish_reason(native), index, native_reason=native))
+                native = label(native)
+                if native:
+                    events.append(Finish(finish_reason(native), at, native_reason=native))
         usage = chunk.get("usage")
-        if usage:
+        if usage and usage.__class__ is dict:
             events.append(usage_from_openai(usage))
         return events
 
 
+def _tool_call_deltas(calls: Any, choice: int) -> list[Event]:
+    events: list[Event] = []
+    for call in items(calls):
+        call = mapping(call)
+        function = mapping(call.get("function"))
+        events.append(ToolCallDelta(
+            index=index(call.get("index")), id=optional_label(call.get("id")),
+            name=optional_label(function.get("name")), arguments=json_text(function.get("arguments")),
+            choice=choice))
+    return events
+
+
 def events_from_response(body: dict[str, Any]) -> list[Event]:
     """The events of a whole (non-streaming) chat completion."""
-    events: list[Event] = [Start(model=body.get("model") or "", response_id=body.get("id"))]
-    for choice in body.get("choices") or ():
-        index = choice.get("index", 0)
-        message = choice.get("message") or {}
+    events: list[Event] = [Start(model=label(body.get("model")), response_id=optional_label(body.get("id")))]
+    for choice in items(body.get("choices")):
+        choice = mapping(choice)
+        at = index(choice.get("index"))
+        message = mapping(choice.get("message"))
         reasoning = _reasoning_of(message)
         if reasoning:
-            events.append(ReasoningDelta(text=reasoning, choice=index))
-        content = message.get("content")
-        if isinstance(content, list):  # some servers answer with content parts
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+            events.append(ReasoningDelta(text=reasoning, choice=at))
+        content = text(message.get("content"))  # some servers answer with content parts
         if content:
-            events.append(TextDelta(content, index))
-        if message.get("refusal"):
-            events.append(TextDelta(message["refusal"], index))
-        for i, call in enumerate(message.get("tool_calls") or ()):
-            function = call.get("function") or {}
-            events.append(ToolCallDelta(index=i, id=call.get("id"), name=function.get("name"),
-                                        arguments=function.get("arguments") or "", choice=index))
-        native = choice.get("finish_reason")
+            events.append(TextDelta(content, at))
+        refusal = text(message.get("refusal"))
+        if refusal:
+            events.append(TextDelta(refusal, at))
+        for i, call in enumerate(items(message.get("tool_calls"))[:MAX_INDEX]):
+            call = mapping(call)
+            function = mapping(call.get("function"))
+            events.append(ToolCallDelta(index=i, id=optional_label(call.get("id")),
+                                        name=optional_label(function.get("name")),
+                                        arguments=json_text(function.get("arguments")), choice=at))
+        native = _native(choice)
         if native:
-            events.append(Finish(finish_reason(native), index, native_reason=native))
+            events.append(Finish(finish_reason(native), at, native_reason=native))
     usage = body.get("usage")
-    if usage:
+    if usage and isinstance(usage, dict):
         events.append(usage_from_openai(usage))
     return events
 

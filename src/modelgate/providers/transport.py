@@ -14,8 +14,11 @@ parsing what this one writes as one pre-joined buffer (docs/performance.md).
   ``idle_timeout`` is closed instead of reused, and a reused one that the server closed just
   before the request arrived is replaced once, before any byte of an answer came back.
 - ``Timeout.connect`` bounds connecting (proxy tunnel and TLS included); ``Timeout.read`` bounds
-  the wait for the first byte and every later gap between bytes, so a slow stream is fine and a
-  stalled one is not.
+  the wait for the status line and headers, whole (bytes dribbled one at a time do not extend
+  it), and every later gap between bytes, so a slow stream is fine and a stalled one is not;
+  ``Timeout.total`` bounds the whole answer from sending the request to the body's last byte
+  (``DeadlineExceeded``), so an answer that dribbles or never ends is cut off. A status line and
+  headers over ``MAX_HEAD`` bytes are a ``ProtocolError``.
 - Leaving the ``send`` block before the body was read to its end (an error, a client that went
   away) closes the connection: the upstream sees its request abandoned at once.
 - Bodies arrive as sent (``Accept-Encoding: identity``); chunked, sized and close-delimited
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import math
 import os
 import socket
 import ssl
@@ -50,6 +54,7 @@ import httptools
 HIGH_WATER = 1 << 20  # bytes of unread body before reading from the socket pauses
 IDLE_TIMEOUT_S = 60.0
 MAX_PROXY_HEAD = 16 * 1024  # bytes of a proxy's answer to CONNECT
+MAX_HEAD = 64 * 1024  # bytes of an answer's status line and headers
 
 
 class TransportError(Exception):
@@ -66,7 +71,12 @@ class ConnectError(TransportError):
 
 
 class ReadTimeout(TransportError, TimeoutError):
-    """No byte came from the upstream within ``Timeout.read``."""
+    """No byte came from the upstream within ``Timeout.read``, or its status line and headers
+    were not whole within it."""
+
+
+class DeadlineExceeded(TransportError, TimeoutError):
+    """The answer had not ended within ``Timeout.total`` of sending the request."""
 
 
 class ProtocolError(TransportError):
@@ -75,8 +85,12 @@ class ProtocolError(TransportError):
 
 @dataclass(frozen=True, slots=True)
 class Timeout:
+    """Seconds: ``connect`` to connect; ``read`` to the whole status line and headers, and of
+    silence between later bytes; ``total`` from sending the request to the end of the answer."""
+
     connect: float = 5.0
     read: float | None = 60.0
+    total: float | None = None
 
 
 DEFAULT_TIMEOUT = Timeout()
@@ -125,7 +139,8 @@ class Transport(Protocol):
     def send(self, request: UpstreamRequest) -> AbstractAsyncContextManager[Response]:
         """``async with transport.send(request) as response``: the block opens once the status
         and headers arrived. Leaving it before the body was read to its end abandons the exchange.
-        Failures below HTTP raise ``TransportError`` (``ReadTimeout`` is also a ``TimeoutError``)."""
+        Failures below HTTP raise ``TransportError`` (``ReadTimeout`` and ``DeadlineExceeded`` are
+        also ``TimeoutError``s); a transport keeps to the request's ``Timeout``, ``total`` included."""
         ...
 
 
@@ -168,6 +183,8 @@ class _Connection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._read: float | None = None
+        self._total: float | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -184,6 +201,10 @@ class _Connection(asyncio.Protocol):
         self._name = ""
         self.last_data = 0.0
         self.wait_started = 0.0
+        self.sent_at = 0.0
+        self.deadline = math.inf  # when the answer must have ended
+        self.expired = False  # the deadline passed: buffered bytes are not handed out any more
+        self.head_bytes = 0
 
     # asyncio.Protocol
 
@@ -203,6 +224,13 @@ class _Connection(asyncio.Protocol):
             self._fail(ProtocolError(f"the upstream's answer is not valid HTTP/1.1: {error}"))
             self.abort()
             return
+        if not self.headers_done:
+            self.head_bytes += len(data)
+            if self.head_bytes > MAX_HEAD:
+                self._fail(ProtocolError(f"the upstream's status line and headers run over {MAX_HEAD} bytes"))
+                self.abort()
+                self._wake()
+                return
         if self.buffered > HIGH_WATER and not self.paused and self.transport is not None:
             self.paused = True
             self.transport.pause_reading()
@@ -265,22 +293,42 @@ class _Connection(asyncio.Protocol):
         finally:
             self._waiter = None
 
-    def _watch(self, read_timeout: float) -> None:
-        """The read timeout: one timer per exchange that re-arms itself (not one per wait, which
-        would cost a timer per streamed chunk). Silence counts only while someone waits."""
+    def _watch(self) -> None:
+        """The timeouts: one timer per exchange that re-arms itself (not one per wait, which
+        would cost a timer per streamed chunk). Until the headers are whole, ``read`` counts from
+        sending the request; after them, silence counts only while someone waits. The deadline
+        counts whatever happens."""
         self._timer = None
         if self.complete or self.failure is not None or self.closed:
             return
         now = time.monotonic()
-        due = read_timeout
-        if self._waiter is not None:
-            silent_for = now - max(self.last_data, self.wait_started)
-            if silent_for >= read_timeout:
-                self._fail(ReadTimeout(f"no data from the upstream for {read_timeout:g}s"))
-                self._wake()
-                return
-            due = read_timeout - silent_for
-        self._timer = asyncio.get_running_loop().call_later(due, self._watch, read_timeout)
+        due = self.deadline - now
+        if due <= 0:
+            self.expired = True
+            self._fail(DeadlineExceeded(f"the upstream's answer did not end within {self._total:g}s"))
+            self._wake()
+            return
+        read = self._read
+        if read is not None:
+            if not self.headers_done:
+                left = self.sent_at + read - now
+                if left <= 0:
+                    self._fail(ReadTimeout(f"no status line and headers from the upstream within {read:g}s"
+                                           if self.received_any else f"no data from the upstream for {read:g}s"))
+                    self._wake()
+                    return
+                due = min(due, left)
+            elif self._waiter is not None:
+                silent_for = now - max(self.last_data, self.wait_started)
+                if silent_for >= read:
+                    self._fail(ReadTimeout(f"no data from the upstream for {read:g}s"))
+                    self._wake()
+                    return
+                due = min(due, read - silent_for)
+            else:
+                due = min(due, read)
+        if due != math.inf:
+            self._timer = asyncio.get_running_loop().call_later(due, self._watch)
 
     def _stop_watch(self) -> None:
         if self._timer is not None:
@@ -296,13 +344,15 @@ class _Connection(asyncio.Protocol):
             self.transport.resume_reading()
         return chunk
 
-    def send(self, data: bytes, read_timeout: float | None) -> None:
+    def send(self, data: bytes, timeout: Timeout) -> None:
         assert self.transport is not None
         self._reset()
-        self.last_data = self.wait_started = time.monotonic()
+        self.last_data = self.wait_started = self.sent_at = now = time.monotonic()
+        self._read, self._total = timeout.read, timeout.total
+        if timeout.total is not None:
+            self.deadline = now + timeout.total
         self.transport.write(data)
-        if read_timeout is not None:
-            self._timer = asyncio.get_running_loop().call_later(read_timeout, self._watch, read_timeout)
+        self._watch()
 
     def reusable(self) -> bool:
         return self.complete and not self.closed and self.failure is None and self.keep_alive
@@ -338,6 +388,8 @@ class HTTPResponse:
         c = self._connection
         while True:
             if c.body:
+                if c.expired:
+                    raise cast(BaseException, c.failure)
                 yield c.take()
                 continue
             if c.complete:
@@ -376,7 +428,7 @@ class _Exchange:
         for _ in range(2):
             connection = await client.acquire(route, timeout.connect)
             self._connection = connection
-            connection.send(data, timeout.read)
+            connection.send(data, timeout)
             while not connection.headers_done:
                 if connection.failure is not None:
                     break

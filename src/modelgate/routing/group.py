@@ -48,7 +48,8 @@ class Group:
         self.traffic = SlidingCounts(SHARE_SPAN_S) if self.max_share else None
         self.targets = [
             Target(provider=providers[t.provider], model=t.model, weight=t.weight, facts=t.facts,
-                   upstream=UpstreamCall(model=t.model, timeout=deployment.timeout, facts=t.facts,
+                   upstream=UpstreamCall(model=t.model, timeout=deployment.timeout,
+                                         max_duration=deployment.max_duration, facts=t.facts,
                                          params=deployment.params),
                    health=health.target(t.provider, t.model))
             for t in deployment.targets

@@ -10,18 +10,23 @@ The breaker::
     half-open ──probe answers──▶ closed        half-open ──probe fails──▶ open again
 
 Everything here is in-process and synchronous: the request path reads the breaker without any
-I/O. Sharing between gateway processes is the job of ``redis_sync.RedisHealthSync``, which sends
-this process's transitions to Redis (``on_change``) and applies the other processes' ones
+I/O. Its times stay finite whatever arrives: a Retry-After that is not a finite number of seconds
+(``nan``, ``inf``) counts as a failure without one, and a transition from another process with
+such a time is ignored; waits are capped (``RETRY_AFTER_CAP_S``, or the cooldown if longer).
+Sharing between gateway processes is the job of ``redis_sync.RedisHealthSync``, which sends this
+process's transitions to Redis (``on_change``) and applies the other processes' ones
 (``apply_remote``) as they arrive by pub/sub.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any
 
+from modelgate.providers.untrusted import label, seconds
 from modelgate.routing.backoff import RETRY_AFTER_CAP_S
 from modelgate.routing.window import SlidingCounts
 from modelgate.schema.errors import GatewayError
@@ -32,6 +37,7 @@ CLOSED = "closed"
 OPEN = "open"
 HALF_OPEN = "half-open"
 
+MAX_REASON_CHARS = 200  # a reason another process sent
 LATENCY_WEIGHT = 0.2  # weight of the newest time-to-first-token in the moving average
 STATS_SPAN_S = 60.0  # the error rate /health/deployments shows is over this window
 
@@ -112,8 +118,8 @@ class TargetHealth:
         self.failures += 1
         self.last_error = error.message
         self.last_status = error.status
-        if error.retry_after is not None:
-            wait = min(error.retry_after, RETRY_AFTER_CAP_S)
+        wait = seconds(error.retry_after, RETRY_AFTER_CAP_S)
+        if wait is not None:
             self._open(now + wait, f"answered {error.status} with Retry-After {wait:g}s")
         elif probe:
             self._open(now + self._health.cooldown, "the half-open probe failed")
@@ -194,7 +200,17 @@ class Health:
         if self.on_change is not None:
             self.on_change(target)
 
-    def apply_remote(self, key: str, state: str, seconds_left: float, reason: str | None) -> None:
+    def apply_remote(self, key: str, state: str, seconds_left: float, reason: object) -> None:
+        """Another process's transition of ``key``; one with a time that is not a finite number,
+        or a state other than open and closed, is ignored."""
         target = self.targets.get(key)
-        if target is not None:
-            target.apply_remote(state, time.monotonic() + seconds_left, reason)
+        if target is None:
+            return
+        if state == OPEN:
+            if not isinstance(seconds_left, (int, float)) or not math.isfinite(seconds_left):
+                log.warning("ignoring a breaker transition of %s with %r seconds left", key, seconds_left)
+                return
+            seconds_left = min(max(seconds_left, 0.0), max(RETRY_AFTER_CAP_S, self.cooldown))
+        elif state != CLOSED:
+            return
+        target.apply_remote(state, time.monotonic() + seconds_left, label(reason, MAX_REASON_CHARS) or None)

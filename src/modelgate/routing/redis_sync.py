@@ -14,12 +14,17 @@ it skips what its peers already found failing. If Redis is unreachable the gatew
 on its own view and retries the connection in the background; nothing on the request path waits
 for Redis. Failure counts stay per process: a target opens when one process sees ``failures`` in
 a row, and then opens for all. Time crosses processes as Unix time, so hosts need synced clocks.
+
+What other processes wrote is read as untrusted: a message or stored breaker that cannot be read,
+or whose ``until`` is not a finite time, is ignored with a warning (``Health.apply_remote``), and
+neither task ends on anything but ``stop()``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
 import time
 from typing import Any
@@ -32,6 +37,7 @@ from modelgate.routing.health import CLOSED, OPEN, Health, TargetHealth
 log = logging.getLogger("modelgate.routing")
 
 KEY_GRACE_S = 60  # an open breaker's key outlives its until by this much
+MAX_TTL_S = 86_400.0  # an open breaker's key outlives it by KEY_GRACE_S, and this at most
 CONNECT_TIMEOUT_S = 2.0
 
 
@@ -95,13 +101,16 @@ class RedisHealthSync:
                 await self._store(key, message)
             except (RespError, OSError) as exc:
                 log.warning("could not share breaker state of %s (%s): %s", key, message["state"], exc)
+            except Exception:
+                log.exception("could not share breaker state of %s (%s)", key, message["state"])
             finally:
                 self._outbox.task_done()
 
     async def _store(self, key: str, message: dict[str, Any]) -> None:
         name = self.key_prefix + key
         if message["state"] == OPEN:
-            ttl = max(message["until"] - time.time(), 0.0) + KEY_GRACE_S
+            left = message["until"] - time.time()
+            ttl = (min(max(left, 0.0), MAX_TTL_S) if math.isfinite(left) else 0.0) + KEY_GRACE_S
             await self.redis.pipeline(
                 ["HSET", name, "state", OPEN, "until", repr(message["until"]), "reason", message["reason"] or "",
                  "origin", self.origin],
@@ -118,7 +127,11 @@ class RedisHealthSync:
         # Subscribe before reading the stored state, so no transition falls between the two.
         await pubsub.start()
         async for name in self.redis.scan_iter(match=self.key_prefix + "*", count=500):
-            fields = await self.redis.hgetall(name)
+            try:
+                fields = await self.redis.hgetall(name)
+            except RespError as exc:  # not a hash: not a breaker this code wrote
+                log.warning("ignoring %r in Redis: %s", _text(name)[:200], exc)
+                continue
             if fields:
                 self._apply_stored(_text(name)[len(self.key_prefix):], fields)
         self.connected = True
@@ -156,19 +169,19 @@ class RedisHealthSync:
                 return
             self.health.apply_remote(str(message["target"]), str(message["state"]),
                                      float(message["until"]) - time.time(), message.get("reason"))
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            log.warning("ignoring a malformed breaker message on %s: %r (%s)", self.channel, data, exc)
+        except Exception as exc:  # whatever another process sent, the listener goes on
+            log.warning("ignoring a malformed breaker message on %s: %r (%s)", self.channel, data[:500], exc)
 
     def _apply_stored(self, key: str, fields: dict[Any, Any]) -> None:
         values = {_text(k): _text(v) for k, v in fields.items()}
         state = values.get("state", CLOSED)
         try:
             until = float(values.get("until", "0"))
-        except ValueError:
-            log.warning("ignoring stored breaker %s with until=%r", key, values.get("until"))
+        except (ValueError, OverflowError):
+            log.warning("ignoring stored breaker %s with until=%r", key, values.get("until", "")[:100])
             return
         self.health.apply_remote(key, state, until - time.time(), values.get("reason") or None)
 
 
 def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value

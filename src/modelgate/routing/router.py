@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
@@ -38,6 +39,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from modelgate.config.settings import DeploymentSettings
 from modelgate.pipeline.contract import Call
 from modelgate.providers.base import Provider
+from modelgate.providers.untrusted import seconds
 from modelgate.routing.backoff import backoff_delay
 from modelgate.routing.group import Group, Target
 from modelgate.routing.health import Health
@@ -166,8 +168,9 @@ class Router:
             now = time.monotonic()
             health.failed(error, now, probe)
             job.last_error = error
-            if error.retry_after is not None:
-                job.retry_at[id(target)] = now + error.retry_after
+            wait = seconds(error.retry_after)  # a finite number of seconds, or None
+            if wait is not None:
+                job.retry_at[id(target)] = now + wait
             log.info("request %s: %s failed (%s), trying on: %s", job.call.request_id, target.label,
                      error.status, error.message)
             return
@@ -213,7 +216,7 @@ class Router:
         now = time.monotonic()
         cooling = [t for g in chain for t in g.targets if job.fits(t)]
         wait = min((t.health.ready_at(now) - now for t in cooling), default=1.0)
-        wait = max(wait, 0.0) if wait != float("inf") else 1.0
+        wait = max(wait, 0.0) if math.isfinite(wait) else 1.0
         rate_limited = bool(cooling) and all(t.health.last_status == 429 for t in cooling)
         names = ", ".join(f"{t.label} ({t.health.reason or t.health.state})" for t in cooling)
         return UpstreamError(

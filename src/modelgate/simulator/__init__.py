@@ -5,6 +5,14 @@ the request; usage follows one documented estimator (:mod:`modelgate.simulator.t
 injected per request (``x-sim-fault`` header, see :mod:`modelgate.simulator.faults`), per model (config) or at
 runtime (``POST /sim/faults``, see :mod:`modelgate.simulator.control`).
 
+Besides the faults of a flaky upstream (``status=429;retry_after=2``, ``timeout``, ``cut=K``, ``malformed``,
+``error_after=K``, ``safety``) it plays a hostile one, for the gateway's defences: ``status=429;retry_after=nan``
+(any text goes as written: ``1e400``, ``not-a-date``; ``date+30`` sends an HTTP date), ``dribble[=MS]`` (the whole
+answer a byte every MS ms, headers included), ``dribble_body=MS`` (the body only), ``endless[=MS]`` (a stream, or a
+body, that never ends), ``echo_key[=K]`` (an error quoting the key and auth header it was sent; with K, mid-stream)
+and ``model=VALUE`` (the answer names VALUE, JSON where it parses: ``42``, ``"a\\r\\nb"``, ``"\\u6a21"``, as
+its model).
+
 Usage::
 
     from modelgate.simulator import SimConfig, Simulator, SimulatorThread, run

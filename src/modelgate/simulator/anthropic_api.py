@@ -61,13 +61,16 @@ class AnthropicSurface(Surface):
             "request_id": request_id,
         }
 
-    def stream_error_frame(self, request_id: str) -> bytes:
+    def stream_error_frame(self, request_id: str, message: str | None = None) -> bytes:
         body = {
             "type": "error",
-            "error": {"type": "overloaded_error", "message": "Overloaded"},
+            "error": {"type": "overloaded_error", "message": message or "Overloaded"},
             "request_id": request_id,
         }
         return b"event: error\ndata: " + orjson.dumps(body) + b"\n\n"
+
+    def carries_content(self, data: Any) -> bool:
+        return isinstance(data, dict) and data.get("type") == "content_block_delta"
 
 
 def _require_version(exchange: Exchange) -> None:

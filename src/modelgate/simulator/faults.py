@@ -6,8 +6,11 @@ The spec syntax is ``kind[=value][;option=value...]``:
 
 ``status=CODE``            answer CODE with an error body in the called API's own format (429 → rate limit,
                            529 → Anthropic ``overloaded_error``, 500/503, any 4xx/5xx).
-                           Options: ``retry_after=S`` sends ``Retry-After: S``; ``retry_after_ms=MS`` sends
-                           ``retry-after-ms: MS``; ``message=TEXT`` replaces the error message.
+                           Options: ``retry_after=S`` sends ``Retry-After: S`` as written, so a hostile value
+                           goes too (``retry_after=nan``, ``retry_after=1e400``, ``retry_after=not-a-date``);
+                           ``retry_after=date+S`` (or ``date-S``) sends the HTTP date S seconds from now;
+                           ``retry_after_ms=MS`` sends ``retry-after-ms: MS``; ``message=TEXT`` replaces the error
+                           message.
 ``timeout[=S]``            accept the request and never send headers: sleep S seconds (default 600) or until the
                            client goes away / the simulator stops, then drop the connection.
 ``cut=K``                  streaming: send K chunks, then abort the TCP connection without a terminator.
@@ -23,6 +26,23 @@ The spec syntax is ``kind[=value][;option=value...]``:
                            OpenAI ``finish_reason: content_filter`` with empty content, Anthropic
                            ``stop_reason: refusal``.
 
+Hostile upstreams, for the gateway's defences:
+
+``dribble[=MS]``           the whole answer, status line and headers first, one byte every MS milliseconds
+                           (default 100), then the connection closes.
+``dribble_body=MS``        the status line and headers at once, then the body one byte every MS milliseconds.
+``endless[=MS]``           streaming: the stream's frames up to its first content, then that content frame again
+                           every MS milliseconds (default 20), never ending. Non-stream: the headers, then a body
+                           that never ends (a space every MS milliseconds). Until the client goes away or the
+                           simulator stops.
+``echo_key[=K]``           an error that quotes the API key and the auth header the request carried, as a careless
+                           upstream would: a 401 answer; with K, on a stream, the API's mid-stream error after K
+                           chunks instead.
+``model=VALUE``            the answer names VALUE as its model (``model``, Anthropic's ``message.model``, Gemini's
+                           ``modelVersion``): VALUE as JSON where it is JSON (``model=42``, ``model=null``,
+                           ``model="gpt\r\nx-evil: 1"``, ``model="\u6a21\u578b"``), else as text. (A ``;``
+                           would end the spec.)
+
 Pacing can be overridden per request with ``x-sim-latency-ms`` (non-stream delay), ``x-sim-ttft-ms`` (delay
 before the first stream chunk) and ``x-sim-chunk-ms`` (gap between chunks).
 """
@@ -30,11 +50,16 @@ before the first stream chunk) and ``x-sim-chunk-ms`` (gap between chunks).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
-FaultKind = Literal["status", "timeout", "cut", "malformed", "error_after", "safety", "echo"]
+import orjson
+
+FaultKind = Literal["status", "timeout", "cut", "malformed", "error_after", "safety", "dribble", "dribble_body",
+                    "endless", "echo_key", "model", "echo"]
 
 DEFAULT_TIMEOUT_S = 600.0
+DEFAULT_DRIBBLE_MS = 100.0
+DEFAULT_ENDLESS_MS = 20.0
 
 
 class FaultSpecError(ValueError):
@@ -54,6 +79,13 @@ class Fault:
     retry_after_ms: str | None = None
     message: str | None = None
     field: str | None = None  # echo: the body field quoted
+    gap_ms: float = 0.0  # dribble, dribble_body, endless: the pause between bytes or frames
+    model: object = None  # model: what the answer names as its model
+
+    @property
+    def mid_stream(self) -> bool:
+        """The fault breaks a stream after ``after`` chunks (``cut``, ``error_after``, ``echo_key=K``)."""
+        return self.kind in ("cut", "error_after") or (self.kind == "echo_key" and self.after >= 0)
 
 
 def parse_fault(spec: str) -> Fault:
@@ -100,10 +132,39 @@ def parse_fault(spec: str) -> Fault:
         if value:
             raise FaultSpecError(f"{kind!r} takes no value")
         return Fault(kind="malformed" if kind == "malformed" else "safety", spec=spec)
+    if kind in ("dribble", "dribble_body", "endless"):
+        default = DEFAULT_ENDLESS_MS if kind == "endless" else DEFAULT_DRIBBLE_MS
+        if not value and kind == "dribble_body":
+            raise FaultSpecError("dribble_body needs the milliseconds between bytes, e.g. 'dribble_body=100'")
+        gap = _milliseconds(value, kind) if value else default
+        return Fault(kind=cast(FaultKind, kind), spec=spec, gap_ms=gap)
+    if kind == "echo_key":
+        after = _int(value, kind) if value else -1
+        if value and after < 0:
+            raise FaultSpecError(f"echo_key={after}: the chunk count must be 0 or more")
+        return Fault(kind="echo_key", spec=spec, status=401, after=after)
+    if kind == "model":
+        if not value:
+            raise FaultSpecError("model needs a value, e.g. 'model=42'")
+        try:
+            named: object = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            named = value
+        return Fault(kind="model", spec=spec, model=named)
     raise FaultSpecError(
         f"unknown fault {kind!r}; valid faults: status=CODE, timeout[=S], cut=K, malformed, error_after=K, safety, "
-        "echo=FIELD"
+        "echo=FIELD, dribble[=MS], dribble_body=MS, endless[=MS], echo_key[=K], model=VALUE"
     )
+
+
+def _milliseconds(value: str, name: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not 0 <= number <= 60_000:
+        raise FaultSpecError(f"{name} needs milliseconds from 0 to 60000, got {value!r}")
+    return number
 
 
 def _int(value: str, name: str) -> int:

@@ -76,9 +76,18 @@ class GeminiSurface(Surface):
             ]
         return {"error": body}
 
-    def stream_error_frame(self, request_id: str) -> bytes:
-        error = {"code": 503, "message": "The model is overloaded. Please try again later.", "status": "UNAVAILABLE"}
+    def stream_error_frame(self, request_id: str, message: str | None = None) -> bytes:
+        error = {"code": 503, "message": message or "The model is overloaded. Please try again later.",
+                 "status": "UNAVAILABLE"}
         return b"data: " + orjson.dumps({"error": error}) + b"\n\n"
+
+    def carries_content(self, data: Any) -> bool:
+        candidates = data.get("candidates") if isinstance(data, dict) else None
+        return any(
+            isinstance(candidate, dict) and not candidate.get("finishReason")
+            and bool((candidate.get("content") or {}).get("parts"))
+            for candidate in candidates or ()
+        )
 
 
 def _split_target(exchange: Exchange) -> tuple[str, str]:

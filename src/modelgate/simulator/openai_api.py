@@ -69,12 +69,17 @@ class OpenAISurface(Surface):
             "code": code if code is not None else _ERROR_CODES.get(status),
         }
 
-    def stream_error_frame(self, request_id: str) -> bytes:
+    def stream_error_frame(self, request_id: str, message: str | None = None) -> bytes:
         # The openai SDK raises APIError when a data payload is an object with an "error" key.
         error = self._error_object(
-            500, "The server had an error while processing your request (simulated).", None, "server_error"
+            500, message or "The server had an error while processing your request (simulated).", None, "server_error"
         )
         return b"data: " + orjson.dumps({"error": error}) + b"\n\n"
+
+    def carries_content(self, data: Any) -> bool:
+        choices = data.get("choices") if isinstance(data, dict) else None
+        deltas = [choice.get("delta") or {} for choice in choices or () if isinstance(choice, dict)]
+        return any(value for delta in deltas for key, value in delta.items() if key != "role")
 
 
 async def chat_completions(

@@ -66,8 +66,13 @@ class Surface(ABC):
         """The JSON body of an error reply in this API's format."""
 
     @abstractmethod
-    def stream_error_frame(self, request_id: str) -> bytes:
-        """The SSE frame this API uses to report a failure after a stream has started."""
+    def stream_error_frame(self, request_id: str, message: str | None = None) -> bytes:
+        """The SSE frame this API uses to report a failure after a stream has started (with
+        ``message`` in place of its usual text)."""
+
+    def carries_content(self, data: Any) -> bool:
+        """Whether ``data``, the JSON of one frame of this API's streams, carries answer content."""
+        return False
 
     def malformed_frame(self) -> bytes:
         """A ``data:`` line whose payload is not JSON."""

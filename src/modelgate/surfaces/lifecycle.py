@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable
 from contextlib import aclosing
+from urllib.parse import quote
 
 from modelgate.http.asgi import Receive, Send
 from modelgate.http.request import DisconnectWatch, HTTPRequest
@@ -22,6 +24,29 @@ from modelgate.surfaces.base import Core, Operation
 
 log = logging.getLogger("modelgate.surfaces")
 
+MAX_HEADER_CHARS = 256  # a header value that names what answered
+MAX_RETRY_AFTER_S = 86_400  # the longest Retry-After an error answer carries
+# What a header value keeps as it is: visible ASCII and space, but "%", which escapes the rest.
+_HEADER_SAFE = frozenset(chr(c) for c in range(0x20, 0x7f) if chr(c) != "%")
+
+
+def header_value(value: object) -> str:
+    """``value`` as a header value: text of visible ASCII as it is; other characters (line
+    breaks, non-ASCII) percent-encoded as UTF-8; cut to ``MAX_HEADER_CHARS``; "" for what is not
+    text. The upstream's model name gets here, and an upstream may send anything."""
+    if not isinstance(value, str):
+        return ""
+    if value.isascii() and value.isprintable() and "%" not in value:
+        return value[:MAX_HEADER_CHARS]
+    pieces: list[str] = []
+    size = 0
+    for char in value[:MAX_HEADER_CHARS]:  # whole characters only, however many escapes each takes
+        piece = char if char in _HEADER_SAFE else quote(char, safe="", errors="replace")
+        size += len(piece)
+        if size > MAX_HEADER_CHARS:
+            break
+        pieces.append(piece)
+    return "".join(pieces)
 
 
 def answered_by(call: Call) -> dict[str, str]:
@@ -30,7 +55,7 @@ def answered_by(call: Call) -> dict[str, str]:
         "x-request-id": call.request_id,
         "x-modelgate-deployment": call.deployment.name,
         "x-modelgate-provider": call.provider or "",
-        "x-modelgate-model": call.upstream_model or "",
+        "x-modelgate-model": header_value(call.upstream_model),
         "x-modelgate-attempts": str(call.attempts),
         **call.response_headers,
     }
@@ -38,10 +63,12 @@ def answered_by(call: Call) -> dict[str, str]:
 
 def error_headers(error: GatewayError, ids: dict[str, str]) -> dict[str, str]:
     """The headers of an error answer: those the error carries, the request ids, and
-    ``Retry-After`` in whole seconds where waiting helps."""
+    ``Retry-After`` in whole seconds where waiting helps (a wait that is not a finite number of
+    seconds is left out)."""
     headers = {**error.headers, **ids}
-    if error.retry_after is not None:
-        headers["retry-after"] = str(max(1, round(error.retry_after)))
+    wait = error.retry_after
+    if isinstance(wait, (int, float)) and math.isfinite(wait):
+        headers["retry-after"] = str(min(max(1, round(wait)), MAX_RETRY_AFTER_S))
     return headers
 
 
