@@ -41,6 +41,7 @@ class SpendSync:
         self.ledger = ledger
         self.interval = interval
         self.wanted = wanted
+        self.checks = 0  # times a sync was due (at start, each interval, each wake)
         self.syncs = 0  # syncs that read the database
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
@@ -69,6 +70,7 @@ class SpendSync:
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def _sync_logged(self) -> bool:
+        self.checks += 1
         if self.wanted is not None and not self.wanted():
             return True
         try:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelgate.auth import Authenticator, Principal
-from modelgate.auth.keystore import KeyCache
+from modelgate.auth.keystore import KeyCache, collector_paused
 from modelgate.auth.keysync import KeySync
 from modelgate.budgets import BudgetGuard, Ledger, LocalLedger, SpendSync
 from modelgate.budgets.redis import RedisLedger
@@ -148,6 +148,9 @@ async def build_services(settings: Settings) -> Services:
 
 
 async def start_services(settings: Settings) -> Services:
-    services = await build_services(settings)
-    await services.start()
+    # What start-up builds lives as long as the process; collecting while it is built only walks
+    # it again and again.
+    with collector_paused():
+        services = await build_services(settings)
+        await services.start()
     return services
