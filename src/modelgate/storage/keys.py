@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, overload
 
 import orjson
-from sqlalchemy import RowMapping, select, update
+from sqlalchemy import RowMapping, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -134,8 +134,14 @@ class KeyRepository:
             revision = await _revision(conn)
             # The driver's values, converted here: the result machinery costs several times the
             # query itself at 100,000 keys, every start-up.
-            keys = await conn.exec_driver_sql(_ACTIVE_KEYS)
-            key_records = [_active_key(row) for row in keys.all()]
+            # Read in parts, so that the rows in transit stay few: their memory is reused part
+            # after part instead of staying behind, scattered among the records, as idle memory.
+            keys = await conn.stream(text(_ACTIVE_KEYS).execution_options(yield_per=_LOAD_PART))
+            # Texts that repeat (a project's name, the budget period) are kept once, not per key.
+            shared: dict[str, str] = {}
+            key_records: list[KeyRecord] = []
+            async for part in keys.partitions():
+                key_records += [_active_key(row, shared) for row in part]
             found = (await conn.execute(select(projects))).mappings()
             return KeyChanges(revision=revision, keys=key_records,
                               projects=[_project_record(row) for row in found])
@@ -153,18 +159,19 @@ class KeyRepository:
                               projects=[_project_record(row) for row in found])
 
 
+_LOAD_PART = 5_000
 _ACTIVE_KEYS = ("SELECT id, project, key_hash, prefix, name, deployments, rpm, tpm, budget, budget_period, "
                 "expires_at, created_at, revision FROM api_keys WHERE revoked_at IS NULL")
 
 
-def _active_key(row: Sequence[Any]) -> KeyRecord:
+def _active_key(row: Sequence[Any], shared: dict[str, str]) -> KeyRecord:
     """A row of ``_ACTIVE_KEYS``."""
     (id, project, key_hash, prefix, name, deployments, rpm, tpm, budget, budget_period, expires_at, created_at,
      revision) = row
-    return KeyRecord(id=id, project=project, key_hash=key_hash, prefix=prefix, name=name,
-                     deployments=_json_list(deployments), rpm=rpm, tpm=tpm, budget=budget,
-                     budget_period=budget_period, expires_at=_moment(expires_at), created_at=_moment(created_at),
-                     revision=int(revision))
+    return KeyRecord(id=id, project=shared.setdefault(project, project), key_hash=key_hash, prefix=prefix,
+                     name=name, deployments=_json_list(deployments), rpm=rpm, tpm=tpm, budget=budget,
+                     budget_period=shared.setdefault(budget_period, budget_period),
+                     expires_at=_moment(expires_at), created_at=_moment(created_at), revision=int(revision))
 
 
 def _json_list(value: Any) -> list[str] | None:
@@ -184,7 +191,12 @@ def _moment(value: str | datetime | None) -> datetime | None:
     if value is None:
         return None
     if isinstance(value, str):
-        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+        try:
+            return datetime.fromisoformat(value + "+00:00")  # five times faster than .replace(tzinfo=)
+        except ValueError:
+            return _moment(datetime.fromisoformat(value))
+    if value.tzinfo is UTC:
+        return value
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
