@@ -8,9 +8,12 @@ for every key not revoked; ``auth/keysync.py`` keeps it in step with the databas
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import secrets
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -42,51 +45,107 @@ class ActiveKey:
 
 
 class KeyCache:
-    """The keys not revoked, by hash, with the principal each one authenticates as."""
+    """The keys not revoked, by hash, with the principal each one authenticates as.
+
+    A change costs what it touches: a key's own entries, or, for a project, those of its keys
+    (found through ``_by_project``), never a pass over every key. A key's principal is made when
+    the key is first used, so loading 100,000 keys makes none."""
 
     def __init__(self) -> None:
         self.revision = 0  # every change up to this revision is applied
         self._keys: dict[str, KeyRecord] = {}  # by id
         self._projects: dict[str, ProjectRecord] = {}
-        self._by_hash: dict[str, ActiveKey] = {}
+        # By hash: the key's principal once made, its record until then.
+        self._by_hash: dict[str, ActiveKey | KeyRecord] = {}
+        self._by_project: dict[str, set[str]] = {}  # key ids by project
+        # Who has a budget: what the budget sync (budgets/sync.py) needs to read spend for.
+        self._budgeted: set[tuple[str, str]] = set()  # ("key", id) | ("project", name)
+        self.on_budget_added: Callable[[], None] | None = None
+        self.principals_built = 0
 
     def __len__(self) -> int:
         return len(self._by_hash)
+
+    @property
+    def has_budgets(self) -> bool:
+        """Whether any active key or any project has a budget."""
+        return bool(self._budgeted)
 
     def load(self, changes: KeyChanges) -> None:
         """Replace everything with a full load (``KeyRepository.load_active``)."""
         self._keys.clear()
         self._projects.clear()
         self._by_hash.clear()
+        self._by_project.clear()
+        self._budgeted.clear()
         self.revision = -1
-        self.apply(changes)
+        with collector_paused():
+            for project in changes.projects:
+                self._projects[project.name] = project
+                if project.budget is not None:
+                    self._budgeted.add(("project", project.name))
+            for key in changes.keys:
+                if key.revoked_at is None:
+                    self._add(key)
+            self.revision = changes.revision
+        if self._budgeted and self.on_budget_added is not None:
+            self.on_budget_added()
 
     def apply(self, changes: KeyChanges) -> None:
         """Apply changed keys and projects; a change already applied is applied again harmlessly."""
         if changes.revision < self.revision:
             return
+        budgeted = len(self._budgeted)
         for project in changes.projects:
             self._projects[project.name] = project
-        changed_projects = {project.name for project in changes.projects}
+            self._mark(("project", project.name), project.budget is not None)
+            # Its keys' principals are made again, from the new limits, when next used.
+            for key_id in self._by_project.get(project.name, ()):
+                record = self._keys[key_id]
+                self._by_hash[record.key_hash] = record
         for key in changes.keys:
-            self._keys[key.id] = key
-        touched = {key.id for key in changes.keys}
-        touched |= {key.id for key in self._keys.values() if key.project in changed_projects}
-        for key_id in touched:
-            record = self._keys[key_id]
-            if record.revoked_at is not None:
-                del self._keys[key_id]
-                self._by_hash.pop(record.key_hash, None)
-            else:
-                self._by_hash[record.key_hash] = self._active(record)
+            earlier = self._keys.pop(key.id, None)
+            if earlier is not None:
+                self._forget(earlier)
+            if key.revoked_at is None:
+                self._add(key)
         self.revision = changes.revision
+        if len(self._budgeted) > budgeted and self.on_budget_added is not None:
+            self.on_budget_added()
+
+    def _add(self, record: KeyRecord) -> None:
+        self._keys[record.id] = record
+        self._by_hash[record.key_hash] = record
+        members = self._by_project.get(record.project)
+        if members is None:
+            members = self._by_project[record.project] = set()
+        members.add(record.id)
+        if record.budget is not None:
+            self._budgeted.add(("key", record.id))
+
+    def _forget(self, record: KeyRecord) -> None:
+        """Drop what is derived from ``record``."""
+        self._by_hash.pop(record.key_hash, None)
+        self._budgeted.discard(("key", record.id))
+        members = self._by_project.get(record.project)
+        if members is not None:
+            members.discard(record.id)
+            if not members:
+                del self._by_project[record.project]
+
+    def _mark(self, owner: tuple[str, str], budget: bool) -> None:
+        if budget:
+            self._budgeted.add(owner)
+        else:
+            self._budgeted.discard(owner)
 
     def lookup(self, key: str, now: float | None = None) -> Principal | None:
         """The principal of a key, or None if it is no key of ours (revoked ones included).
         Raises ``AuthenticationFailed`` for a key past its expiry."""
-        active = self._by_hash.get(hash_key(key))
-        if active is None:
+        found = self._by_hash.get(hash_key(key))
+        if found is None:
             return None
+        active = self._activate(found) if isinstance(found, KeyRecord) else found
         if active.expires_at is not None and (now if now is not None else time.time()) >= active.expires_at:
             raise AuthenticationFailed(
                 f"This API key ({active.id}) expired at "
@@ -94,14 +153,30 @@ class KeyCache:
                 "Ask for a new one ('modelgate keys create').")
         return active.principal
 
-    def _active(self, record: KeyRecord) -> ActiveKey:
+    def _activate(self, record: KeyRecord) -> ActiveKey:
+        """The key's principal, made from its record and its project's, and kept."""
+        self.principals_built += 1
         project = self._projects.get(record.project)
         allowed = _allowed(record.deployments, project.deployments if project else None)
         principal = Principal(
             key_id=record.id, project=record.project, deployments=allowed,
             key_limits=limits(record), project_limits=limits(project) if project else Limits())
         expires = record.expires_at.timestamp() if record.expires_at is not None else None
-        return ActiveKey(id=record.id, principal=principal, expires_at=expires)
+        active = self._by_hash[record.key_hash] = ActiveKey(id=record.id, principal=principal, expires_at=expires)
+        return active
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection in the block: objects made in bulk to live on (keys at
+    start-up) are not walked again and again while they are made."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def limits(record: LimitFields) -> Limits:

@@ -22,7 +22,7 @@ import secrets
 
 import orjson
 
-from modelgate.auth.keystore import KeyCache
+from modelgate.auth.keystore import KeyCache, collector_paused
 from modelgate.redis_client import RedisClient, RespError
 from modelgate.storage import Storage, StorageError
 
@@ -87,7 +87,8 @@ class KeySync:
         self.subscribed = False
 
     async def start(self) -> None:
-        self.cache.load(await self.storage.keys.load_active())
+        with collector_paused():
+            self.cache.load(await self.storage.keys.load_active())
         log.info("%d active project key(s) loaded (revision %d)", len(self.cache), self.cache.revision)
         self._tasks.append(asyncio.create_task(self._poll(), name="modelgate-key-refresh"))
         if self.redis is not None:

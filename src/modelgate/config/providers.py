@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from modelgate.config.fields import INVALID, Key, Reader, Shape, join
+from modelgate.config.fields import INVALID, Key, Reader, Shape, join, positive
 from modelgate.providers.registry import PROVIDER_TYPES
 from modelgate.providers.settings import ProviderSettings
 
@@ -82,6 +82,7 @@ PROVIDER: Shape[ProviderSettings] = Shape(ProviderSettings, skip=("name",), keys
     "headers": Key(read=_header_values),
     "connect_timeout": Key("seconds as a number"),
     "proxy": Key(f"an http:// URL such as {PROXY_EXAMPLE}", _proxy_key),
+    "max_connections": Key("a whole number of connections", positive("must be at least 1")),
 })
 
 

@@ -18,3 +18,6 @@ class ProviderSettings:
     flavor: str = "openai"
     connect_timeout: float = 5.0
     proxy: str | None = None  # egress proxy URL (http://host:port); None: connect directly
+    # Upstream exchanges (connections) this provider holds at once in one process; further
+    # requests queue for up to their deployment's timeout.
+    max_connections: int = 100

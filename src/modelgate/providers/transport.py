@@ -703,3 +703,85 @@ class HTTPClient:
         self._open.clear()
         self._idle.clear()
         await asyncio.sleep(0)
+
+
+class PoolTimeout(TransportError, TimeoutError):
+    """Every connection a provider may hold stayed in use for as long as the request may wait."""
+
+
+class ConnectionCap:
+    """A ``Transport`` that lets one provider hold at most ``limit`` upstream exchanges (so
+    connections) at once. Further requests queue in arrival order, each for at most its
+    ``timeout.read`` (the deployment's ``timeout``), then fail with ``PoolTimeout``."""
+
+    def __init__(self, transport: Transport, limit: int) -> None:
+        self.transport = transport
+        self.limit = limit
+        self.active = 0  # exchanges holding a slot
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def waiting(self) -> int:
+        return sum(1 for waiter in self._waiters if not waiter.done())
+
+    def send(self, request: UpstreamRequest) -> _CappedExchange:
+        return _CappedExchange(self, request)
+
+    async def acquire(self, wait: float | None) -> None:
+        if self.active < self.limit and not self._waiters:
+            self.active += 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(wait):
+                await waiter
+        except BaseException as error:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # a slot came just as the wait ended: pass it on
+            else:
+                waiter.cancel()
+                if waiter in self._waiters:  # release() may have passed it over already
+                    self._waiters.remove(waiter)
+            if isinstance(error, TimeoutError):
+                raise PoolTimeout(f"all {self.limit} connections (max_connections) stayed in use for "
+                                  f"{wait:g}s") from None
+            raise
+
+    def release(self) -> None:
+        """Hand the slot to the first request still waiting, or free it."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self.active -= 1
+
+
+class _CappedExchange:
+    __slots__ = ("_cap", "_inner", "_request")
+
+    def __init__(self, cap: ConnectionCap, request: UpstreamRequest) -> None:
+        self._cap = cap
+        self._request = request
+        self._inner: AbstractAsyncContextManager[Response] | None = None
+
+    async def __aenter__(self) -> Response:
+        cap = self._cap
+        await cap.acquire(self._request.timeout.read)
+        try:
+            inner = cap.transport.send(self._request)
+            response = await inner.__aenter__()
+        except BaseException:
+            cap.release()
+            raise
+        self._inner = inner
+        return response
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> bool | None:
+        assert self._inner is not None
+        try:
+            return await self._inner.__aexit__(exc_type, exc, tb)
+        finally:
+            self._cap.release()

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelgate.auth import Authenticator, Principal
-from modelgate.auth.keystore import KeyCache
+from modelgate.auth.keystore import KeyCache, collector_paused
 from modelgate.auth.keysync import KeySync
 from modelgate.budgets import BudgetGuard, Ledger, LocalLedger, SpendSync
 from modelgate.budgets.redis import RedisLedger
@@ -22,7 +22,7 @@ from modelgate.pipeline.contract import Handler
 from modelgate.pipeline.reasoning import SplitThinkTags
 from modelgate.providers.base import Provider
 from modelgate.providers.registry import create_provider
-from modelgate.providers.transport import HTTPClient
+from modelgate.providers.transport import ConnectionCap, HTTPClient
 from modelgate.redis_client import RedisClient
 from modelgate.routing import Health, Router
 from modelgate.routing.redis_sync import RedisHealthSync
@@ -125,20 +125,23 @@ async def build_services(settings: Settings) -> Services:
     ledger: Ledger = RedisLedger(redis, prefix + "budget:") if redis else LocalLedger()
     health = Health(settings.routing.failures, settings.routing.cooldown)
     transport = HTTPClient()
-    providers = {name: create_provider(p, transport) for name, p in settings.providers.items()}
+    providers = {name: create_provider(p, ConnectionCap(transport, p.max_connections))
+                 for name, p in settings.providers.items()}
     router = Router(settings.deployments, providers, health)
     # One entry per target: a target named twice in a deployment is priced once.
     prices = list({(e.deployment, e.provider, e.model): e for e in prices_from_settings(settings)}.values())
     price_book = PriceBook(prices, settings.deployments.values())
     recorder = UsageRecorder(storage, Journal(Path(settings.journal_dir) / installation))
     keys = KeyCache()
+    spend_sync = SpendSync(storage, ledger, wanted=lambda: keys.has_budgets)
+    keys.on_budget_added = spend_sync.wake
     return Services(
         settings=settings, storage=storage, redis=redis, transport=transport, providers=providers,
         keys=keys, key_sync=KeySync(storage, keys, redis), auth=Authenticator(settings.master_key, keys),
         health=health,
         health_sync=RedisHealthSync(redis, health, settings.routing.redis_prefix) if redis else None,
         router=router, limiter=limiter, ledger=ledger, prices=prices, recorder=recorder,
-        spend_sync=SpendSync(storage, ledger),
+        spend_sync=spend_sync,
         handler=build_handler(router, [SplitThinkTags()], metering=Metering(recorder, price_book),
                               rate_limit=RateLimit(limiter, settings.limits.redis_outage),
                               budget=BudgetGuard(ledger, price_book, settings.budgets.redis_outage)),
@@ -146,6 +149,9 @@ async def build_services(settings: Settings) -> Services:
 
 
 async def start_services(settings: Settings) -> Services:
-    services = await build_services(settings)
-    await services.start()
+    # What start-up builds lives as long as the process; collecting while it is built only walks
+    # it again and again.
+    with collector_paused():
+        services = await build_services(settings)
+        await services.start()
     return services

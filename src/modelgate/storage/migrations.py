@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from sqlalchemy import (
     JSON,
@@ -24,10 +25,13 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    case,
+    func,
     insert,
+    select,
 )
 
-from modelgate.storage.tables import UTCDateTime
+from modelgate.storage.tables import UTCDateTime, group_hash
 
 Migration = Callable[[Connection], None]
 
@@ -113,6 +117,94 @@ def m001_initial(conn: Connection) -> None:
     ])
 
 
+def _usage_002(meta: MetaData, name: str) -> Table:
+    return Table(
+        name, meta,
+        Column("created_at", UTCDateTime, primary_key=True),
+        Column("request_id", String(100), primary_key=True),
+        Column("project", String(200), nullable=True),
+        Column("key_id", String(40), nullable=True),
+        Column("deployment", String(200), nullable=False),
+        Column("provider", String(200), nullable=True),
+        Column("model", String(200), nullable=True),
+        Column("route", String(20), nullable=False),
+        *(Column(name, BigInteger, nullable=False) for name in _TOKENS),
+        Column("cost", Float, nullable=False),
+        Column("price", Float, nullable=False),
+        Column("latency_ms", Float, nullable=False),
+        Column("ttft_ms", Float, nullable=True),
+        Column("status", Integer, nullable=False),
+        Column("attempts", Integer, nullable=False),
+        Column("error", Text, nullable=True),
+    )
+
+
+_TOKENS = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "output_tokens")
+_GROUP = ("project", "key_id", "deployment", "provider", "model")
+
+
+def m002_usage_daily(conn: Connection) -> None:
+    """Usage keyed by (created_at, request_id) with no other index, and ``usage_daily``: the
+    totals per UTC day and (project, key, deployment, provider, model) that reports and budgets
+    read, filled here from the rows already stored, one day at a time."""
+    meta = MetaData()
+    sqlite = conn.dialect.name == "sqlite"
+    if sqlite:
+        # SQLite cannot change a primary key: the table is copied into its new shape.
+        new = _usage_002(meta, "usage_002")
+        new.create(conn)
+        columns = ", ".join(f'"{c.name}"' for c in new.columns)
+        conn.exec_driver_sql(f"INSERT INTO usage_002 ({columns}) SELECT {columns} FROM usage")
+        conn.exec_driver_sql("DROP TABLE usage")
+        conn.exec_driver_sql("ALTER TABLE usage_002 RENAME TO usage")
+    else:
+        conn.exec_driver_sql("ALTER TABLE usage DROP CONSTRAINT usage_pkey")
+        conn.exec_driver_sql("ALTER TABLE usage ADD CONSTRAINT usage_pkey PRIMARY KEY (created_at, request_id)")
+        for index in ("ix_usage_created_at", "usage_project_time", "usage_key_time"):
+            conn.exec_driver_sql(f"DROP INDEX IF EXISTS {index}")
+    usage = _usage_002(MetaData(), "usage")
+    daily = Table(
+        "usage_daily", meta,
+        Column("day", String(10), primary_key=True),
+        Column("group_hash", String(32), primary_key=True),
+        Column("project", String(200), nullable=True),
+        Column("key_id", String(40), nullable=True),
+        Column("deployment", String(200), nullable=False),
+        Column("provider", String(200), nullable=True),
+        Column("model", String(200), nullable=True),
+        Column("requests", BigInteger, nullable=False),
+        Column("errors", BigInteger, nullable=False),
+        *(Column(name, BigInteger, nullable=False) for name in _TOKENS),
+        Column("cost", Float, nullable=False),
+        Column("price", Float, nullable=False),
+        sqlite_with_rowid=False,
+    )
+    daily.create(conn)
+    groups = [usage.c[name] for name in _GROUP]
+    totals = select(
+        *groups, func.count(), func.sum(case((usage.c.status >= 400, 1), else_=0)),
+        *(func.sum(usage.c[name]) for name in _TOKENS), func.sum(usage.c.cost), func.sum(usage.c.price),
+    ).group_by(*groups)
+    first = select(func.min(usage.c.created_at))
+    after: datetime | None = None
+    while True:
+        # The next day with usage: one step of the key's index, however long the gap.
+        found_first = conn.execute(first if after is None else first.where(usage.c.created_at >= after)).scalar()
+        if found_first is None:
+            return
+        day: datetime = found_first.replace(hour=0, minute=0, second=0, microsecond=0)
+        after = day + timedelta(days=1)
+        found = conn.execute(totals.where(usage.c.created_at >= day, usage.c.created_at < after)).all()
+        if found:
+            label = day.strftime("%Y-%m-%d")
+            conn.execute(insert(daily), [
+                {"day": label, "group_hash": group_hash(*row[:5]), **dict(zip(_GROUP, row[:5], strict=True)),
+                 "requests": row[5], "errors": row[6], **dict(zip(_TOKENS, row[7:12], strict=True)),
+                 "cost": row[12], "price": row[13]}
+                for row in found])
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_initial", m001_initial),
+    ("002_usage_daily", m002_usage_daily),
 ]

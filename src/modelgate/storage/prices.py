@@ -72,13 +72,14 @@ class PriceRepository:
             # Two processes starting together: the second waits here and then finds the rows of
             # the first (a no-op on SQLite, whose write transactions are serialized anyway).
             await conn.execute(select(counters.c.value).where(counters.c.name == "installation").with_for_update())
-            current: dict[PriceKey, PriceEntry] = {}
-            for row in (await conn.execute(select(prices).order_by(prices.c.valid_from, prices.c.id))).mappings():
-                entry = _entry(row)
-                current[_key(entry)] = entry
+            # The newest prices of each target, as plain tuples: read at every start-up, for
+            # every target ever priced.
+            columns = [prices.c.deployment, prices.c.provider, prices.c.model, *(prices.c[n] for n in PRICE_FIELDS)]
+            found = await conn.execute(select(*columns).order_by(prices.c.valid_from, prices.c.id))
+            current = {tuple(row[:3]): tuple(row[3:]) for row in found}
             for entry in entries:
                 stored = current.get(_key(entry))
-                if stored is None or not stored.same_prices(entry):
+                if stored is None or stored != tuple(getattr(entry, name) for name in PRICE_FIELDS):
                     written.append(replace(entry, valid_from=now))
             if written:
                 await conn.execute(prices.insert(), [_row(entry) for entry in written])

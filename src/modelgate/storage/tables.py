@@ -5,9 +5,11 @@ Timestamps are stored as UTC and read back as timezone-aware UTC datetimes on ev
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -94,10 +96,13 @@ api_keys = Table(
     Column("revision", BigInteger, nullable=False),
 )
 
+# One row per request. The key puts rows in time order: new rows go to the end of the index (a
+# random key alone sends each insert to a random page), and a time range is one range of it.
+# A record written twice (a journal replayed) has the same time and id, and is stored once.
 usage = Table(
     "usage", metadata,
+    Column("created_at", UTCDateTime, primary_key=True),
     Column("request_id", String(100), primary_key=True),
-    Column("created_at", UTCDateTime, nullable=False),
     Column("project", String(200), nullable=True),
     Column("key_id", String(40), nullable=True),
     Column("deployment", String(200), nullable=False),
@@ -129,3 +134,34 @@ prices = Table(
         "input_price", "output_price", "cached_input_price", "cache_write_price")),
     Column("valid_from", UTCDateTime, nullable=False),
 )
+
+# What reports and budgets read: the totals of the usage rows of one UTC day and one group
+# (project, key, deployment, provider, model), kept up to date in the transaction that writes the
+# rows. ``group_hash`` names the group (NULLs and empty strings apart) in a key of fixed size.
+usage_daily = Table(
+    "usage_daily", metadata,
+    Column("day", String(10), primary_key=True),  # YYYY-MM-DD, UTC
+    Column("group_hash", String(32), primary_key=True),
+    Column("project", String(200), nullable=True),
+    Column("key_id", String(40), nullable=True),
+    Column("deployment", String(200), nullable=False),
+    Column("provider", String(200), nullable=True),
+    Column("model", String(200), nullable=True),
+    Column("requests", BigInteger, nullable=False),
+    Column("errors", BigInteger, nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("cached_input_tokens", BigInteger, nullable=False),
+    Column("cache_write_tokens", BigInteger, nullable=False),
+    Column("reasoning_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("cost", Float, nullable=False),
+    Column("price", Float, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+
+def group_hash(project: str | None, key_id: str | None, deployment: str, provider: str | None,
+               model: str | None) -> str:
+    """The ``usage_daily.group_hash`` of a group: 128 bits of BLAKE2b over its values as JSON."""
+    text = orjson.dumps([project, key_id, deployment, provider, model])
+    return hashlib.blake2b(text, digest_size=16).hexdigest()

@@ -1,25 +1,35 @@
-"""Usage records: written in batches, idempotently by request id; summed for budgets and reports."""
+"""Usage records: written in batches, idempotently; summed for budgets and reports.
+
+Each batch is written in one transaction together with the day totals it adds to
+(``usage_daily``: per UTC day and project, key, deployment, provider and model). Reports and
+budgets read those totals for the whole days they cover and the records themselves only for the
+part days at either end of a range (through the records' time-ordered key), so what they read
+grows with the groups used per day, not with the requests made.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import fields
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import ColumnElement, Select, Table, case, func, literal, select, union_all
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from modelgate.storage.engine import Database
 from modelgate.storage.errors import StorageError
 from modelgate.storage.records import GROUP_BY, UsageFilters, UsageRecord, UsageRow
-from modelgate.storage.tables import usage
+from modelgate.storage.tables import group_hash, usage, usage_daily
 
 Scope = Literal["key", "project"]
 # Records are flat: a shallow row per record (dataclasses.asdict deep-copies every value).
 _COLUMNS = tuple(f.name for f in fields(UsageRecord))
 TOTALS = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "output_tokens")
+# What a usage_daily row adds up, in its column order.
+MEASURES = ("requests", "errors", *TOTALS, "cost", "price")
+_DAY = timedelta(days=1)
 
 
 class UsageRepository:
@@ -27,92 +37,165 @@ class UsageRepository:
         self.db = db
 
     async def write(self, records: Sequence[UsageRecord]) -> int:
-        """Insert the records whose request id is not stored yet; the number inserted."""
+        """Insert the records not stored yet (the same ``created_at`` and ``request_id``) and add
+        them to their days' totals; the number inserted."""
         if not records:
             return 0
-        rows = [{name: getattr(record, name) for name in _COLUMNS} for record in records]
+        # Once per key, in key order: rows are locked in the same order by concurrent writers.
+        unique = {(_utc(record.created_at), record.request_id): record for record in reversed(records)}
+        keys = sorted(unique)
+        rows = [{name: getattr(unique[key], name) for name in _COLUMNS} for key in keys]
         insert = pg_insert if self.db.dialect == "postgresql" else sqlite_insert
-        statement = (insert(usage).on_conflict_do_nothing(index_elements=[usage.c.request_id])
-                     .returning(usage.c.request_id))
+        statement = (insert(usage).on_conflict_do_nothing(index_elements=[usage.c.created_at, usage.c.request_id])
+                     .returning(usage.c.created_at, usage.c.request_id))
+        add = insert(usage_daily)
+        add_totals = add.on_conflict_do_update(
+            index_elements=[usage_daily.c.day, usage_daily.c.group_hash],
+            set_={name: usage_daily.c[name] + add.excluded[name] for name in MEASURES})
         async with self.db.write() as conn:
             # RETURNING yields only the rows inserted, so the count is exact on both dialects
-            # (an executemany's rowcount is not).
+            # (an executemany's rowcount is not), and only those are added to the totals.
             result = await conn.execute(statement, rows)
-            return len(result.fetchall())
+            inserted = [unique[(_utc(created_at), request_id)] for created_at, request_id in result.all()]
+            if inserted:
+                await conn.execute(add_totals, _day_totals(inserted))
+            return len(inserted)
 
     async def spend(self, scope: Scope, id: str, since: datetime) -> float:
-        column = _scope_column(scope)
-        query = select(func.coalesce(func.sum(usage.c.price), 0.0)).where(
-            column == id, usage.c.created_at >= since)
-        async with self.db.read() as conn:
-            return float((await conn.execute(query)).scalar_one())
+        """USD charged to one key or project since ``since``."""
+        filters = (UsageFilters(key_id=id, since=since) if _scope_group(scope) == "key"
+                   else UsageFilters(project=id, since=since))
+        rows = await self.query(filters)
+        return rows[0].revenue if rows else 0.0
 
     async def spend_all(self, scope: Scope, since: datetime) -> dict[str, float]:
-        column = _scope_column(scope)
-        query = (select(column, func.sum(usage.c.price))
-                 .where(column.is_not(None), usage.c.created_at >= since).group_by(column))
-        async with self.db.read() as conn:
-            return {str(name): float(total) for name, total in (await conn.execute(query)).all()}
+        """USD charged to each key or project with usage since ``since``."""
+        rows = await self.query(UsageFilters(since=since), [_scope_group(scope)])
+        owners = ((row.key_id if scope == "key" else row.project, row.revenue) for row in rows)
+        return {owner: revenue for owner, revenue in owners if owner is not None}
 
     async def query(self, filters: UsageFilters, group_by: Sequence[str] = ()) -> list[UsageRow]:
         for name in group_by:
             if name not in GROUP_BY:
                 raise StorageError(f"cannot group usage by {name!r}; use some of {', '.join(GROUP_BY)}")
-        groups = {name: self._group_column(name) for name in dict.fromkeys(group_by)}
+        names = list(dict.fromkeys(group_by))
+        parts = self._parts(filters, names)
+        if not parts:
+            return []
+        source = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery()
+        groups = [source.c[name] for name in names]
         query: Select[Any] = select(
-            *(column.label(name) for name, column in groups.items()),
-            func.count().label("requests"),
-            func.coalesce(func.sum((usage.c.status >= 400).cast(usage.c.status.type)), 0).label("errors"),
-            *(func.coalesce(func.sum(usage.c[name]), 0).label(name) for name in TOTALS),
-            func.coalesce(func.sum(usage.c.cost), 0.0).label("cost"),
-            func.coalesce(func.sum(usage.c.price), 0.0).label("revenue"),
-        )
-        query = query.where(*_conditions(filters))
+            *groups, *(func.coalesce(func.sum(source.c[name]), 0).label(name) for name in MEASURES))
         if groups:
             # NULLs (say, requests no provider answered) sort last on both dialects.
-            query = query.group_by(*groups.values()).order_by(*(c.asc().nulls_last() for c in groups.values()))
+            query = query.group_by(*groups).order_by(*(c.asc().nulls_last() for c in groups))
         async with self.db.read() as conn:
             result = (await conn.execute(query)).mappings().all()
         rows = []
         for found in result:
-            if not groups and found["requests"] == 0:
+            if not found["requests"]:
                 continue
             row = UsageRow(requests=int(found["requests"]), errors=int(found["errors"]),
-                           cost=float(found["cost"]), revenue=float(found["revenue"]))
+                           cost=float(found["cost"]), revenue=float(found["price"]))
             for name in TOTALS:
                 setattr(row, name, int(found[name]))
-            for name in groups:
+            for name in names:
                 setattr(row, "key_id" if name == "key" else name, found[name])
             rows.append(row)
         return rows
 
-    def _group_column(self, name: str) -> ColumnElement[Any]:
+    def _parts(self, filters: UsageFilters, names: list[str]) -> list[Select[Any]]:
+        """Selects of the same columns (the groups, then ``MEASURES``) that together cover the
+        filtered usage: the day totals of the whole days in the range, the records of the part
+        days at its ends."""
+        since, until = filters.since, filters.until
+        if since is not None and until is not None and until <= since:
+            return []
+        first_day = _day_start(since + _DAY - timedelta(microseconds=1)) if since is not None else None
+        end_day = _day_start(until) if until is not None else None
+        if since is not None and until is not None and first_day is not None and end_day is not None \
+                and first_day >= end_day:
+            return [self._records(filters, names, since, until)]  # no whole day: the records alone
+        parts = [self._days(filters, names, first_day, end_day)]
+        if since is not None and first_day is not None and since < first_day:
+            parts.append(self._records(filters, names, since, first_day))
+        if until is not None and end_day is not None and end_day < until:
+            parts.append(self._records(filters, names, end_day, until))
+        return parts
+
+    def _days(self, filters: UsageFilters, names: list[str], first: datetime | None,
+              end: datetime | None) -> Select[Any]:
+        conditions = _conditions(usage_daily, filters)
+        if first is not None:
+            conditions.append(usage_daily.c.day >= _label(first))
+        if end is not None:
+            conditions.append(usage_daily.c.day < _label(end))
+        groups = [(usage_daily.c.key_id if name == "key" else usage_daily.c[name]).label(name) for name in names]
+        return select(*groups, *(usage_daily.c[name] for name in MEASURES)).where(*conditions)
+
+    def _records(self, filters: UsageFilters, names: list[str], since: datetime, until: datetime) -> Select[Any]:
+        conditions = [*_conditions(usage, filters), usage.c.created_at >= since, usage.c.created_at < until]
+        groups = [self._record_group(name).label(name) for name in names]
+        return select(
+            *groups, literal(1, usage.c.input_tokens.type).label("requests"),
+            case((usage.c.status >= 400, 1), else_=0).label("errors"),
+            *(usage.c[name] for name in TOTALS), usage.c.cost, usage.c.price,
+        ).where(*conditions)
+
+    def _record_group(self, name: str) -> ColumnElement[Any]:
         if name == "day":
             # The UTC calendar day as YYYY-MM-DD. SQLite stores naive UTC text (tables.UTCDateTime).
             if self.db.dialect == "sqlite":
                 return func.substr(usage.c.created_at, 1, 10)
             return func.to_char(func.timezone("UTC", usage.c.created_at), "YYYY-MM-DD")
-        return _scope_column("key") if name == "key" else usage.c[name]
+        return usage.c.key_id if name == "key" else usage.c[name]
 
 
-def _scope_column(scope: str) -> ColumnElement[Any]:
-    if scope == "key":
-        return usage.c.key_id
-    if scope == "project":
-        return usage.c.project
+def _day_totals(records: Sequence[UsageRecord]) -> list[dict[str, Any]]:
+    """The records added up per ``usage_daily`` row, in key order."""
+    totals: dict[tuple[str, str], dict[str, Any]] = {}
+    for record in records:
+        group = (record.project, record.key_id, record.deployment, record.provider, record.model)
+        key = (_label(_utc(record.created_at)), group_hash(*group))
+        found = totals.get(key)
+        if found is None:
+            found = totals[key] = {
+                "day": key[0], "group_hash": key[1], "project": record.project, "key_id": record.key_id,
+                "deployment": record.deployment, "provider": record.provider, "model": record.model,
+                **dict.fromkeys(MEASURES, 0)}
+            found["cost"] = found["price"] = 0.0
+        found["requests"] += 1
+        found["errors"] += 1 if record.status >= 400 else 0
+        for name in TOTALS:
+            found[name] += getattr(record, name)
+        found["cost"] += record.cost
+        found["price"] += record.price
+    return [totals[key] for key in sorted(totals)]
+
+
+def _utc(moment: datetime) -> datetime:
+    """As ``tables.UTCDateTime`` stores it: aware UTC (naive taken as UTC)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _day_start(moment: datetime) -> datetime:
+    return _utc(moment).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _label(day: datetime) -> str:
+    return day.strftime("%Y-%m-%d")
+
+
+def _scope_group(scope: str) -> str:
+    if scope in ("key", "project"):
+        return scope
     raise StorageError(f"spend scope must be 'key' or 'project', got {scope!r}")
 
 
-def _conditions(filters: UsageFilters) -> list[ColumnElement[bool]]:
+def _conditions(table: Table, filters: UsageFilters) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = []
-    for name, column in (("project", usage.c.project), ("key_id", usage.c.key_id),
-                         ("deployment", usage.c.deployment), ("provider", usage.c.provider),
-                         ("model", usage.c.model)):
+    for name in ("project", "key_id", "deployment", "provider", "model"):
         value = getattr(filters, name)
         if value is not None:
-            conditions.append(column == value)
-    if filters.since is not None:
-        conditions.append(usage.c.created_at >= filters.since)
-    if filters.until is not None:
-        conditions.append(usage.c.created_at < filters.until)
+            conditions.append(table.c[name] == value)
     return conditions
