@@ -52,8 +52,9 @@ def test_two_workers_serve_one_port_and_a_dead_one_is_replaced(sim: SimulatorThr
     assert [pid for pid in every_worker if Path(f"/proc/{pid}").exists()] == []
 
 
-def _client_connections(pid: int, port: int) -> int:
-    """Established connections to ``port`` whose socket the process ``pid`` holds."""
+def _client_connections(pid: int, port: int, state: str = "01") -> int:
+    """Connections to ``port`` in ``state`` (01: established, 0A: listening) whose socket the
+    process ``pid`` holds."""
     inodes = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         try:
@@ -67,7 +68,7 @@ def _client_connections(pid: int, port: int) -> int:
         for line in Path(table).read_text().splitlines()[1:]:
             fields = line.split()
             local_port = int(fields[1].rsplit(":", 1)[1], 16)
-            if local_port == port and fields[3] == "01" and fields[9] in inodes:  # 01: ESTABLISHED
+            if local_port == port and fields[3] == state and fields[9] in inodes:
                 count += 1
     return count
 
@@ -77,6 +78,9 @@ def test_a_burst_of_connections_is_spread_over_the_workers(sim: SimulatorThread,
         assert gateway.process is not None
         workers = sorted(children(gateway.process.pid))
         port = int(gateway.v1.rsplit(":", 1)[1].split("/")[0])
+        # A worker that has not yet bound its socket takes no part in the spread: wait for both.
+        wait_until(lambda: all(_client_connections(pid, port, "0A") for pid in workers), 30,
+                   "both workers listening")
         # 32 connections opened at once, as a load balancer or a pooled client does, each kept open.
         conns = [socket.create_connection(("127.0.0.1", port)) for _ in range(32)]
         try:

@@ -169,10 +169,11 @@ def _active_key(row: Sequence[Any], shared: dict[str, str]) -> KeyRecord:
     """A row of ``_ACTIVE_KEYS``."""
     (id, project, key_hash, prefix, name, deployments, rpm, tpm, budget, budget_period, expires_at, created_at,
      revision) = row
-    return KeyRecord(id=id, project=shared.setdefault(project, project), key_hash=key_hash, prefix=prefix,
-                     name=name, deployments=_json_list(deployments), rpm=rpm, tpm=tpm, budget=budget,
-                     budget_period=shared.setdefault(budget_period, budget_period),
-                     expires_at=_moment(expires_at), created_at=_moment(created_at), revision=int(revision))
+    return bounded_limits(KeyRecord(
+        id=id, project=shared.setdefault(project, project), key_hash=key_hash, prefix=prefix, name=name,
+        deployments=_json_list(deployments), rpm=rpm, tpm=tpm, budget=budget,
+        budget_period=shared.setdefault(budget_period, budget_period), expires_at=_moment(expires_at),
+        created_at=_moment(created_at), revision=int(revision)))
 
 
 def _json_list(value: Any) -> list[str] | None:
