@@ -21,7 +21,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from modelgate.storage.engine import Database
 from modelgate.storage.errors import AlreadyExists, RecordNotFound, StorageError
-from modelgate.storage.records import BUDGET_PERIODS, KeyChanges, KeyRecord, LimitFields, ProjectRecord
+from modelgate.storage.records import (
+    BUDGET_PERIODS,
+    ActiveKeyRow,
+    ActiveKeys,
+    KeyChanges,
+    KeyRecord,
+    LimitFields,
+    ProjectRecord,
+)
 from modelgate.storage.tables import api_keys, counters, projects
 
 LIMIT_NAMES = tuple(f.name for f in fields(LimitFields))
@@ -129,22 +137,24 @@ class KeyRepository:
 
     async def load_active(self) -> KeyChanges:
         """Every key not revoked and every project, with the revision they are complete up to."""
+        found = await self.load_active_rows()
+        shared: dict[str, str] = {}
+        return KeyChanges(revision=found.revision, keys=[active_key_record(row, shared) for row in found.rows],
+                          projects=found.projects)
+
+    async def load_active_rows(self) -> ActiveKeys:
+        """``load_active`` with each key as the row the driver gives (``ActiveKeyRow``): what a
+        gateway starting with 100,000 keys reads, making a ``KeyRecord`` only of the keys used."""
         async with self.db.read() as conn:
             # The counter first: rows read after it are at least as new (see the module docstring).
             revision = await _revision(conn)
-            # The driver's values, converted here: the result machinery costs several times the
-            # query itself at 100,000 keys, every start-up.
-            # Read in parts, so that the rows in transit stay few: their memory is reused part
-            # after part instead of staying behind, scattered among the records, as idle memory.
+            # Read in parts, so that the rows in transit stay few.
             keys = await conn.stream(text(_ACTIVE_KEYS).execution_options(yield_per=_LOAD_PART))
-            # Texts that repeat (a project's name, the budget period) are kept once, not per key.
-            shared: dict[str, str] = {}
-            key_records: list[KeyRecord] = []
+            rows: list[ActiveKeyRow] = []
             async for part in keys.partitions():
-                key_records += [_active_key(row, shared) for row in part]
+                rows += map(tuple, part)
             found = (await conn.execute(select(projects))).mappings()
-            return KeyChanges(revision=revision, keys=key_records,
-                              projects=[_project_record(row) for row in found])
+            return ActiveKeys(revision=revision, rows=rows, projects=[_project_record(row) for row in found])
 
     async def changes_since(self, revision: int) -> KeyChanges | None:
         """Keys (revoked ones included) and projects changed after ``revision``; None if none."""
@@ -164,8 +174,10 @@ _ACTIVE_KEYS = ("SELECT id, project, key_hash, prefix, name, deployments, rpm, t
                 "expires_at, created_at, revision FROM api_keys WHERE revoked_at IS NULL")
 
 
-def _active_key(row: Sequence[Any], shared: dict[str, str]) -> KeyRecord:
-    """A row of ``_ACTIVE_KEYS``."""
+def active_key_record(row: Sequence[Any], shared: dict[str, str] | None = None) -> KeyRecord:
+    """The record of an ``ActiveKeyRow``; ``shared`` keeps texts that repeat (a project's name,
+    the budget period) once over many records."""
+    shared = {} if shared is None else shared
     (id, project, key_hash, prefix, name, deployments, rpm, tpm, budget, budget_period, expires_at, created_at,
      revision) = row
     return KeyRecord(id=id, project=shared.setdefault(project, project), key_hash=key_hash, prefix=prefix,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 ROUTES = ("chat", "embeddings", "messages")
 BUDGET_PERIODS = ("day", "month")
@@ -80,6 +81,21 @@ class KeyChanges:
 
     revision: int
     keys: list[KeyRecord] = field(default_factory=list)
+    projects: list[ProjectRecord] = field(default_factory=list)
+
+
+ActiveKeyRow = tuple[Any, ...]
+"""A key not revoked as a gateway loads it at start-up: (id, project, key_hash, prefix, name,
+deployments, rpm, tpm, budget, budget_period, expires_at, created_at, revision) as the database
+driver gives them; ``storage.keys.active_key_record`` makes its ``KeyRecord``."""
+
+
+@dataclass(slots=True, kw_only=True)
+class ActiveKeys:
+    """Every key not revoked and every project, complete up to ``revision``."""
+
+    revision: int
+    rows: list[ActiveKeyRow] = field(default_factory=list)
     projects: list[ProjectRecord] = field(default_factory=list)
 
 
