@@ -32,8 +32,7 @@ def cache_of(count: int, projects: int = 10, rows: bool = True) -> KeyCache:
     cache = KeyCache()
     if rows:
         cache.load_rows(ActiveKeys(revision=1, projects=known, rows=[
-            (k.id, k.project, k.key_hash, k.prefix, k.name, None, k.rpm, k.tpm, k.budget, k.budget_period, None,
-             "2030-01-01 00:00:00.000000", k.revision) for k in keys]))
+            (k.id, k.project, k.key_hash, None, k.rpm, k.tpm, k.budget, k.budget_period, None) for k in keys]))
     else:
         cache.load(KeyChanges(revision=1, keys=keys, projects=known))
     return cache

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 from modelgate.pipeline.contract import Limits, Principal
 from modelgate.schema.errors import AuthenticationFailed
-from modelgate.storage.keys import active_key_record
+from modelgate.storage.keys import row_deployments, row_time
 from modelgate.storage.records import ActiveKeyRow, ActiveKeys, KeyChanges, KeyRecord, LimitFields, ProjectRecord
 
 KEY_PREFIX = "mg-"
@@ -47,7 +47,7 @@ class ActiveKey:
 
 _Entry = KeyRecord | ActiveKeyRow  # a key as changed (a record) or as loaded at start-up (a row)
 # Where an ActiveKeyRow holds what the cache indexes by.
-_ID, _PROJECT, _HASH, _BUDGET = 0, 1, 2, 8
+_ID, _PROJECT, _HASH, _BUDGET = 0, 1, 2, 6
 
 
 class KeyCache:
@@ -55,7 +55,7 @@ class KeyCache:
 
     A change costs what it touches: a key's own entries, or, for a project, those of its keys
     (found through ``_by_project``), never a pass over every key. At start-up each key is kept as
-    the row read (``load_rows``); its record and its principal are made when it is first used."""
+    the row read (``load_rows``); its principal is made when it is first used."""
 
     def __init__(self) -> None:
         self.revision = 0  # every change up to this revision is applied
@@ -66,7 +66,6 @@ class KeyCache:
         self._by_project: dict[str, set[str]] = {}  # key ids by project
         # Who has a budget: what the budget sync (budgets/sync.py) needs to read spend for.
         self._budgeted: set[tuple[str, str]] = set()  # ("key", id) | ("project", name)
-        self._shared: dict[str, str] = {}  # texts many records repeat, kept once
         self.on_budget_added: Callable[[], None] | None = None
         self.principals_built = 0
 
@@ -172,19 +171,23 @@ class KeyCache:
         return active.principal
 
     def _activate(self, entry: _Entry) -> ActiveKey:
-        """The key's principal, made from its record and its project's, and kept."""
-        if isinstance(entry, KeyRecord):
-            record = entry
-        else:
-            record = self._keys[entry[_ID]] = active_key_record(entry, self._shared)
+        """The key's principal, made from its record (or row) and its project's, and kept."""
         self.principals_built += 1
-        project = self._projects.get(record.project)
-        allowed = _allowed(record.deployments, project.deployments if project else None)
+        if isinstance(entry, KeyRecord):
+            key_id, project_name, key_hash = entry.id, entry.project, entry.key_hash
+            deployments, key_limits = entry.deployments, limits(entry)
+            expires_at = entry.expires_at
+        else:
+            key_id, project_name, key_hash, raw_deployments, rpm, tpm, budget, period, raw_expires = entry
+            deployments, expires_at = row_deployments(raw_deployments), row_time(raw_expires)
+            key_limits = Limits(rpm=rpm, tpm=tpm, budget=budget, budget_period=period)
+        project = self._projects.get(project_name)
         principal = Principal(
-            key_id=record.id, project=record.project, deployments=allowed,
-            key_limits=limits(record), project_limits=limits(project) if project else Limits())
-        expires = record.expires_at.timestamp() if record.expires_at is not None else None
-        active = self._by_hash[record.key_hash] = ActiveKey(id=record.id, principal=principal, expires_at=expires)
+            key_id=key_id, project=project_name,
+            deployments=_allowed(deployments, project.deployments if project else None),
+            key_limits=key_limits, project_limits=limits(project) if project else Limits())
+        expires = expires_at.timestamp() if expires_at is not None else None
+        active = self._by_hash[key_hash] = ActiveKey(id=key_id, principal=principal, expires_at=expires)
         return active
 
 

@@ -9,10 +9,9 @@ last looked" one cheap, exact query (auth/keysync.py asks it every few seconds).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import fields
 from datetime import UTC, datetime
-from typing import Any, overload
+from typing import Any
 
 import orjson
 from sqlalchemy import RowMapping, select, text, update
@@ -137,22 +136,29 @@ class KeyRepository:
 
     async def load_active(self) -> KeyChanges:
         """Every key not revoked and every project, with the revision they are complete up to."""
-        found = await self.load_active_rows()
-        shared: dict[str, str] = {}
-        return KeyChanges(revision=found.revision, keys=[active_key_record(row, shared) for row in found.rows],
-                          projects=found.projects)
-
-    async def load_active_rows(self) -> ActiveKeys:
-        """``load_active`` with each key as the row the driver gives (``ActiveKeyRow``): what a
-        gateway starting with 100,000 keys reads, making a ``KeyRecord`` only of the keys used."""
         async with self.db.read() as conn:
             # The counter first: rows read after it are at least as new (see the module docstring).
             revision = await _revision(conn)
+            keys = (await conn.execute(select(api_keys).where(api_keys.c.revoked_at.is_(None)))).mappings()
+            key_records = [_key_record(row) for row in keys]
+            found = (await conn.execute(select(projects))).mappings()
+            return KeyChanges(revision=revision, keys=key_records,
+                              projects=[_project_record(row) for row in found])
+
+    async def load_active_rows(self) -> ActiveKeys:
+        """``load_active`` as a gateway starts: each key as the plain row its principal is made of
+        (``ActiveKeyRow``), converted only when the key is first used; texts that repeat (a
+        project's name, the budget period) kept once. About 0.3 s and 50 MB for 100,000 keys."""
+        async with self.db.read() as conn:
+            revision = await _revision(conn)  # first, as in load_active
             # Read in parts, so that the rows in transit stay few.
-            keys = await conn.stream(text(_ACTIVE_KEYS).execution_options(yield_per=_LOAD_PART))
+            keys = await conn.stream(text(_ACTIVE_KEY_ROWS).execution_options(yield_per=_LOAD_PART))
+            shared: dict[str, str] = {}
             rows: list[ActiveKeyRow] = []
             async for part in keys.partitions():
-                rows += map(tuple, part)
+                rows += [(id, shared.setdefault(project, project), key_hash, deployments, rpm, tpm, budget,
+                          shared.setdefault(period, period), expires_at)
+                         for id, project, key_hash, deployments, rpm, tpm, budget, period, expires_at in part]
             found = (await conn.execute(select(projects))).mappings()
             return ActiveKeys(revision=revision, rows=rows, projects=[_project_record(row) for row in found])
 
@@ -170,35 +176,19 @@ class KeyRepository:
 
 
 _LOAD_PART = 5_000
-_ACTIVE_KEYS = ("SELECT id, project, key_hash, prefix, name, deployments, rpm, tpm, budget, budget_period, "
-                "expires_at, created_at, revision FROM api_keys WHERE revoked_at IS NULL")
+_ACTIVE_KEY_ROWS = ("SELECT id, project, key_hash, deployments, rpm, tpm, budget, budget_period, expires_at "
+                    "FROM api_keys WHERE revoked_at IS NULL")
 
 
-def active_key_record(row: Sequence[Any], shared: dict[str, str] | None = None) -> KeyRecord:
-    """The record of an ``ActiveKeyRow``; ``shared`` keeps texts that repeat (a project's name,
-    the budget period) once over many records."""
-    shared = {} if shared is None else shared
-    (id, project, key_hash, prefix, name, deployments, rpm, tpm, budget, budget_period, expires_at, created_at,
-     revision) = row
-    return KeyRecord(id=id, project=shared.setdefault(project, project), key_hash=key_hash, prefix=prefix,
-                     name=name, deployments=_json_list(deployments), rpm=rpm, tpm=tpm, budget=budget,
-                     budget_period=shared.setdefault(budget_period, budget_period),
-                     expires_at=_moment(expires_at), created_at=_moment(created_at), revision=int(revision))
-
-
-def _json_list(value: Any) -> list[str] | None:
-    """A ``deployments`` value as the driver gives it (JSON text, or already decoded)."""
+def row_deployments(value: Any) -> list[str] | None:
+    """An ``ActiveKeyRow``'s deployments as the driver gives them (JSON text, or decoded)."""
     if value is None or isinstance(value, list):
         return value
     decoded = orjson.loads(value)
     return None if decoded is None else [str(name) for name in decoded]
 
 
-@overload
-def _moment(value: None) -> None: ...
-@overload
-def _moment(value: str | datetime) -> datetime: ...
-def _moment(value: str | datetime | None) -> datetime | None:
+def row_time(value: str | datetime | None) -> datetime | None:
     """A time as the driver gives it (SQLite: naive UTC text; PostgreSQL: aware) as aware UTC."""
     if value is None:
         return None
@@ -206,7 +196,7 @@ def _moment(value: str | datetime | None) -> datetime | None:
         try:
             return datetime.fromisoformat(value + "+00:00")  # five times faster than .replace(tzinfo=)
         except ValueError:
-            return _moment(datetime.fromisoformat(value))
+            return row_time(datetime.fromisoformat(value))
     if value.tzinfo is UTC:
         return value
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -85,9 +85,9 @@ class KeyChanges:
 
 
 ActiveKeyRow = tuple[Any, ...]
-"""A key not revoked as a gateway loads it at start-up: (id, project, key_hash, prefix, name,
-deployments, rpm, tpm, budget, budget_period, expires_at, created_at, revision) as the database
-driver gives them; ``storage.keys.active_key_record`` makes its ``KeyRecord``."""
+"""A key not revoked as a gateway loads it at start-up, what its principal is made of: (id,
+project, key_hash, deployments, rpm, tpm, budget, budget_period, expires_at), deployments and
+expires_at as the database driver gives them (``storage.keys.row_deployments``, ``row_time``)."""
 
 
 @dataclass(slots=True, kw_only=True)
