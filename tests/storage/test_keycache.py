@@ -10,9 +10,12 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
+import pytest
+
 from modelgate.auth import keystore
 from modelgate.auth.keystore import KeyCache, hash_key
 from modelgate.storage import KeyChanges, KeyRecord, ProjectRecord
+from modelgate.storage.records import ActiveKeys
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -22,10 +25,16 @@ def key(i: int, project: str = "p", revision: int = 1, **fields: Any) -> KeyReco
                      revision=revision, **fields)
 
 
-def cache_of(count: int, projects: int = 10) -> KeyCache:
+def cache_of(count: int, projects: int = 10, rows: bool = True) -> KeyCache:
+    """A cache of ``count`` keys, loaded as a gateway starts (rows) or from records."""
+    keys = [key(i, f"p{i % projects}") for i in range(count)]
+    known = [ProjectRecord(name=f"p{j}", created_at=NOW) for j in range(projects)]
     cache = KeyCache()
-    cache.load(KeyChanges(revision=1, keys=[key(i, f"p{i % projects}") for i in range(count)],
-                          projects=[ProjectRecord(name=f"p{j}", created_at=NOW) for j in range(projects)]))
+    if rows:
+        cache.load_rows(ActiveKeys(revision=1, projects=known, rows=[
+            (k.id, k.project, k.key_hash, None, k.rpm, k.tpm, k.budget, k.budget_period, None) for k in keys]))
+    else:
+        cache.load(KeyChanges(revision=1, keys=keys, projects=known))
     return cache
 
 
@@ -49,10 +58,11 @@ def lines_run(action: Callable[[], object]) -> int:
     return count
 
 
-def test_a_key_change_runs_the_same_lines_at_1000_and_at_20000_keys() -> None:
+@pytest.mark.parametrize("rows", [True, False], ids=["loaded as rows", "loaded as records"])
+def test_a_key_change_runs_the_same_lines_at_1000_and_at_20000_keys(rows: bool) -> None:
     costs = []
     for count in (1_000, 20_000):
-        cache = cache_of(count)
+        cache = cache_of(count, rows=rows)
         created = key(count + 1, "p3", revision=2)
         revoked = key(5, "p5", revision=3, revoked_at=NOW)
         costs.append((lines_run(lambda: cache.apply(KeyChanges(revision=2, keys=[created]))),  # noqa: B023
@@ -61,10 +71,11 @@ def test_a_key_change_runs_the_same_lines_at_1000_and_at_20000_keys() -> None:
     assert costs[0] == costs[1]
 
 
-def test_a_project_change_runs_lines_for_its_own_keys_only() -> None:
+@pytest.mark.parametrize("rows", [True, False], ids=["loaded as rows", "loaded as records"])
+def test_a_project_change_runs_lines_for_its_own_keys_only(rows: bool) -> None:
     costs = []
     for count in (1_000, 20_000):
-        cache = cache_of(count, projects=count // 10)  # ten keys in each project
+        cache = cache_of(count, projects=count // 10, rows=rows)  # ten keys in each project
         change = KeyChanges(revision=2, projects=[ProjectRecord(name="p7", created_at=NOW, revision=2, rpm=5)])
         costs.append(lines_run(lambda: cache.apply(change)))  # noqa: B023
         principal = cache.lookup("mg-7")

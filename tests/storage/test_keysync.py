@@ -32,13 +32,26 @@ def test_keys_are_long_random_and_only_their_hash_is_kept() -> None:
     assert len(hash_key(key)) == 64 and hash_key(key) != hash_key(key + "x")
 
 
-async def test_the_cache_follows_keys_projects_and_revocations(storage: Storage) -> None:
+async def loaded(storage: Storage, rows: bool) -> KeyCache:
+    """A cache loaded as a gateway starts (plain rows) or from records."""
+    cache = KeyCache()
+    if rows:
+        cache.load_rows(await storage.keys.load_active_rows())
+    else:
+        cache.load(await storage.keys.load_active())
+    return cache
+
+
+LOADS = pytest.mark.parametrize("rows", [True, False], ids=["rows", "records"])
+
+
+@LOADS
+async def test_the_cache_follows_keys_projects_and_revocations(storage: Storage, rows: bool) -> None:
     admin = KeyAdmin(storage, DEPLOYMENTS, changed=_ignore)
     await admin.create_project("p", LimitFields(deployments=["chat", "embed"], rpm=100, budget=10.0))
     narrow = await admin.create_key(KeySpec(project="p", limits=LimitFields(deployments=["chat", "fast"], tpm=50)))
     wide = await admin.create_key(KeySpec(project="p"))
-    cache = KeyCache()
-    cache.load(await storage.keys.load_active())
+    cache = await loaded(storage, rows)
 
     principal = cache.lookup(narrow.key)
     assert principal is not None
@@ -65,12 +78,12 @@ async def test_the_cache_follows_keys_projects_and_revocations(storage: Storage)
     assert await storage.keys.changes_since(cache.revision) is None
 
 
-async def test_an_expired_key_fails_on_the_request_that_comes_after_its_expiry(storage: Storage) -> None:
+@LOADS
+async def test_an_expired_key_fails_on_the_request_that_comes_after_its_expiry(storage: Storage, rows: bool) -> None:
     admin = KeyAdmin(storage, DEPLOYMENTS, changed=_ignore)
     expires = datetime.now(UTC) + timedelta(hours=1)
     issued = await admin.create_key(KeySpec(project="p", expires_at=expires))
-    cache = KeyCache()
-    cache.load(await storage.keys.load_active())
+    cache = await loaded(storage, rows)
     assert cache.lookup(issued.key, now=expires.timestamp() - 1) is not None
     with pytest.raises(AuthenticationFailed, match="expired"):
         cache.lookup(issued.key, now=expires.timestamp())

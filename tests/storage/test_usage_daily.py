@@ -201,3 +201,11 @@ async def test_upgrading_fills_the_day_totals_from_the_records_stored_before(dat
 def _stored_time(moment: datetime, dialect: str) -> Any:
     """A time as the first release stored it: naive UTC text on SQLite, aware on PostgreSQL."""
     return moment.strftime("%Y-%m-%d %H:%M:%S.%f") if dialect == "sqlite" else moment
+
+
+async def test_naive_bounds_are_taken_as_utc(storage: Storage) -> None:
+    stored = records(100, seed=8)
+    await storage.write_usage(stored)
+    aware = UsageFilters(since=DAY0 + timedelta(hours=30), until=DAY0 + timedelta(hours=75))
+    naive = UsageFilters(since=aware.since.replace(tzinfo=None), until=aware.until.replace(tzinfo=None))  # type: ignore[union-attr]
+    same(await storage.query_usage(naive, ["day"]), expected(stored, aware, ["day"]))

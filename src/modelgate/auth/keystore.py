@@ -19,7 +19,9 @@ from datetime import UTC, datetime
 
 from modelgate.pipeline.contract import Limits, Principal
 from modelgate.schema.errors import AuthenticationFailed
-from modelgate.storage.records import KeyChanges, KeyRecord, LimitFields, ProjectRecord
+from modelgate.storage.bounds import bounded_limits
+from modelgate.storage.keys import row_deployments, row_time
+from modelgate.storage.records import ActiveKeyRow, ActiveKeys, KeyChanges, KeyRecord, LimitFields, ProjectRecord
 
 KEY_PREFIX = "mg-"
 SHOWN_PREFIX = 10  # characters of a key kept in clear to recognise it in lists ("mg-" + 7)
@@ -44,19 +46,24 @@ class ActiveKey:
     expires_at: float | None  # seconds since the epoch
 
 
+_Entry = KeyRecord | ActiveKeyRow  # a key as changed (a record) or as loaded at start-up (a row)
+# Where an ActiveKeyRow holds what the cache indexes by.
+_ID, _PROJECT, _HASH, _BUDGET = 0, 1, 2, 6
+
+
 class KeyCache:
     """The keys not revoked, by hash, with the principal each one authenticates as.
 
     A change costs what it touches: a key's own entries, or, for a project, those of its keys
-    (found through ``_by_project``), never a pass over every key. A key's principal is made when
-    the key is first used, so loading 100,000 keys makes none."""
+    (found through ``_by_project``), never a pass over every key. At start-up each key is kept as
+    the row read (``load_rows``); its principal is made when it is first used."""
 
     def __init__(self) -> None:
         self.revision = 0  # every change up to this revision is applied
-        self._keys: dict[str, KeyRecord] = {}  # by id
+        self._keys: dict[str, _Entry] = {}  # by id
         self._projects: dict[str, ProjectRecord] = {}
-        # By hash: the key's principal once made, its record until then.
-        self._by_hash: dict[str, ActiveKey | KeyRecord] = {}
+        # By hash: the key's principal once made, its record or row until then.
+        self._by_hash: dict[str, ActiveKey | _Entry] = {}
         self._by_project: dict[str, set[str]] = {}  # key ids by project
         # Who has a budget: what the budget sync (budgets/sync.py) needs to read spend for.
         self._budgeted: set[tuple[str, str]] = set()  # ("key", id) | ("project", name)
@@ -73,21 +80,31 @@ class KeyCache:
 
     def load(self, changes: KeyChanges) -> None:
         """Replace everything with a full load (``KeyRepository.load_active``)."""
+        self._start(changes.revision, changes.projects)
+        with collector_paused():
+            for key in changes.keys:
+                if key.revoked_at is None:
+                    self._add(key.id, key.project, key.key_hash, key.budget, key)
+        self._loaded()
+
+    def load_rows(self, found: ActiveKeys) -> None:
+        """Replace everything with a full load (``KeyRepository.load_active_rows``)."""
+        self._start(found.revision, found.projects)
+        with collector_paused():
+            for row in found.rows:
+                self._add(row[_ID], row[_PROJECT], row[_HASH], row[_BUDGET], row)
+        self._loaded()
+
+    def _start(self, revision: int, projects: list[ProjectRecord]) -> None:
         self._keys.clear()
-        self._projects.clear()
         self._by_hash.clear()
         self._by_project.clear()
         self._budgeted.clear()
-        self.revision = -1
-        with collector_paused():
-            for project in changes.projects:
-                self._projects[project.name] = project
-                if project.budget is not None:
-                    self._budgeted.add(("project", project.name))
-            for key in changes.keys:
-                if key.revoked_at is None:
-                    self._add(key)
-            self.revision = changes.revision
+        self._projects = {project.name: project for project in projects}
+        self._budgeted.update(("project", p.name) for p in projects if p.budget is not None)
+        self.revision = revision
+
+    def _loaded(self) -> None:
         if self._budgeted and self.on_budget_added is not None:
             self.on_budget_added()
 
@@ -101,37 +118,38 @@ class KeyCache:
             self._mark(("project", project.name), project.budget is not None)
             # Its keys' principals are made again, from the new limits, when next used.
             for key_id in self._by_project.get(project.name, ()):
-                record = self._keys[key_id]
-                self._by_hash[record.key_hash] = record
+                entry = self._keys[key_id]
+                self._by_hash[_ident(entry)[2]] = entry
         for key in changes.keys:
             earlier = self._keys.pop(key.id, None)
             if earlier is not None:
                 self._forget(earlier)
             if key.revoked_at is None:
-                self._add(key)
+                self._add(key.id, key.project, key.key_hash, key.budget, key)
         self.revision = changes.revision
         if len(self._budgeted) > budgeted and self.on_budget_added is not None:
             self.on_budget_added()
 
-    def _add(self, record: KeyRecord) -> None:
-        self._keys[record.id] = record
-        self._by_hash[record.key_hash] = record
-        members = self._by_project.get(record.project)
+    def _add(self, key_id: str, project: str, key_hash: str, budget: float | None, entry: _Entry) -> None:
+        self._keys[key_id] = entry
+        self._by_hash[key_hash] = entry
+        members = self._by_project.get(project)
         if members is None:
-            members = self._by_project[record.project] = set()
-        members.add(record.id)
-        if record.budget is not None:
-            self._budgeted.add(("key", record.id))
+            members = self._by_project[project] = set()
+        members.add(key_id)
+        if budget is not None:
+            self._budgeted.add(("key", key_id))
 
-    def _forget(self, record: KeyRecord) -> None:
-        """Drop what is derived from ``record``."""
-        self._by_hash.pop(record.key_hash, None)
-        self._budgeted.discard(("key", record.id))
-        members = self._by_project.get(record.project)
+    def _forget(self, entry: _Entry) -> None:
+        """Drop what is derived from ``entry``."""
+        key_id, project, key_hash = _ident(entry)
+        self._by_hash.pop(key_hash, None)
+        self._budgeted.discard(("key", key_id))
+        members = self._by_project.get(project)
         if members is not None:
-            members.discard(record.id)
+            members.discard(key_id)
             if not members:
-                del self._by_project[record.project]
+                del self._by_project[project]
 
     def _mark(self, owner: tuple[str, str], budget: bool) -> None:
         if budget:
@@ -145,7 +163,7 @@ class KeyCache:
         found = self._by_hash.get(hash_key(key))
         if found is None:
             return None
-        active = self._activate(found) if isinstance(found, KeyRecord) else found
+        active = found if isinstance(found, ActiveKey) else self._activate(found)
         if active.expires_at is not None and (now if now is not None else time.time()) >= active.expires_at:
             raise AuthenticationFailed(
                 f"This API key ({active.id}) expired at "
@@ -153,17 +171,33 @@ class KeyCache:
                 "Ask for a new one ('modelgate keys create').")
         return active.principal
 
-    def _activate(self, record: KeyRecord) -> ActiveKey:
-        """The key's principal, made from its record and its project's, and kept."""
+    def _activate(self, entry: _Entry) -> ActiveKey:
+        """The key's principal, made from its record (or row) and its project's, and kept."""
         self.principals_built += 1
-        project = self._projects.get(record.project)
-        allowed = _allowed(record.deployments, project.deployments if project else None)
+        if isinstance(entry, KeyRecord):
+            key_id, project_name, key_hash = entry.id, entry.project, entry.key_hash
+            deployments, key_limits = entry.deployments, limits(entry)
+            expires_at = entry.expires_at
+        else:
+            key_id, project_name, key_hash, raw_deployments, rpm, tpm, budget, period, raw_expires = entry
+            deployments, expires_at = row_deployments(raw_deployments), row_time(raw_expires)
+            # Limits stored before the admin API bounded them are read within the bounds.
+            key_limits = limits(bounded_limits(LimitFields(rpm=rpm, tpm=tpm, budget=budget, budget_period=period)))
+        project = self._projects.get(project_name)
         principal = Principal(
-            key_id=record.id, project=record.project, deployments=allowed,
-            key_limits=limits(record), project_limits=limits(project) if project else Limits())
-        expires = record.expires_at.timestamp() if record.expires_at is not None else None
-        active = self._by_hash[record.key_hash] = ActiveKey(id=record.id, principal=principal, expires_at=expires)
+            key_id=key_id, project=project_name,
+            deployments=_allowed(deployments, project.deployments if project else None),
+            key_limits=key_limits, project_limits=limits(project) if project else Limits())
+        expires = expires_at.timestamp() if expires_at is not None else None
+        active = self._by_hash[key_hash] = ActiveKey(id=key_id, principal=principal, expires_at=expires)
         return active
+
+
+def _ident(entry: _Entry) -> tuple[str, str, str]:
+    """(id, project, key hash) of a record or a row."""
+    if isinstance(entry, KeyRecord):
+        return entry.id, entry.project, entry.key_hash
+    return entry[_ID], entry[_PROJECT], entry[_HASH]
 
 
 @contextmanager

@@ -88,7 +88,7 @@ class KeySync:
 
     async def start(self) -> None:
         with collector_paused():
-            self.cache.load(await self.storage.keys.load_active())
+            self.cache.load_rows(await self.storage.keys.load_active_rows())
         log.info("%d active project key(s) loaded (revision %d)", len(self.cache), self.cache.revision)
         self._tasks.append(asyncio.create_task(self._poll(), name="modelgate-key-refresh"))
         if self.redis is not None:

@@ -9,10 +9,9 @@ last looked" one cheap, exact query (auth/keysync.py asks it every few seconds).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import fields
 from datetime import UTC, datetime
-from typing import Any, overload
+from typing import Any
 
 import orjson
 from sqlalchemy import RowMapping, select, text, update
@@ -22,7 +21,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from modelgate.storage.bounds import bounded_limits
 from modelgate.storage.engine import Database
 from modelgate.storage.errors import AlreadyExists, RecordNotFound, StorageError
-from modelgate.storage.records import BUDGET_PERIODS, KeyChanges, KeyRecord, LimitFields, ProjectRecord
+from modelgate.storage.records import (
+    BUDGET_PERIODS,
+    ActiveKeyRow,
+    ActiveKeys,
+    KeyChanges,
+    KeyRecord,
+    LimitFields,
+    ProjectRecord,
+)
 from modelgate.storage.tables import api_keys, counters, projects
 
 LIMIT_NAMES = tuple(f.name for f in fields(LimitFields))
@@ -133,19 +140,28 @@ class KeyRepository:
         async with self.db.read() as conn:
             # The counter first: rows read after it are at least as new (see the module docstring).
             revision = await _revision(conn)
-            # The driver's values, converted here: the result machinery costs several times the
-            # query itself at 100,000 keys, every start-up.
-            # Read in parts, so that the rows in transit stay few: their memory is reused part
-            # after part instead of staying behind, scattered among the records, as idle memory.
-            keys = await conn.stream(text(_ACTIVE_KEYS).execution_options(yield_per=_LOAD_PART))
-            # Texts that repeat (a project's name, the budget period) are kept once, not per key.
-            shared: dict[str, str] = {}
-            key_records: list[KeyRecord] = []
-            async for part in keys.partitions():
-                key_records += [_active_key(row, shared) for row in part]
+            keys = (await conn.execute(select(api_keys).where(api_keys.c.revoked_at.is_(None)))).mappings()
+            key_records = [_key_record(row) for row in keys]
             found = (await conn.execute(select(projects))).mappings()
             return KeyChanges(revision=revision, keys=key_records,
                               projects=[_project_record(row) for row in found])
+
+    async def load_active_rows(self) -> ActiveKeys:
+        """``load_active`` as a gateway starts: each key as the plain row its principal is made of
+        (``ActiveKeyRow``), converted only when the key is first used; texts that repeat (a
+        project's name, the budget period) kept once. About 0.3 s and 50 MB for 100,000 keys."""
+        async with self.db.read() as conn:
+            revision = await _revision(conn)  # first, as in load_active
+            # Read in parts, so that the rows in transit stay few.
+            keys = await conn.stream(text(_ACTIVE_KEY_ROWS).execution_options(yield_per=_LOAD_PART))
+            shared: dict[str, str] = {}
+            rows: list[ActiveKeyRow] = []
+            async for part in keys.partitions():
+                rows += [(id, shared.setdefault(project, project), key_hash, deployments, rpm, tpm, budget,
+                          shared.setdefault(period, period), expires_at)
+                         for id, project, key_hash, deployments, rpm, tpm, budget, period, expires_at in part]
+            found = (await conn.execute(select(projects))).mappings()
+            return ActiveKeys(revision=revision, rows=rows, projects=[_project_record(row) for row in found])
 
     async def changes_since(self, revision: int) -> KeyChanges | None:
         """Keys (revoked ones included) and projects changed after ``revision``; None if none."""
@@ -161,34 +177,19 @@ class KeyRepository:
 
 
 _LOAD_PART = 5_000
-_ACTIVE_KEYS = ("SELECT id, project, key_hash, prefix, name, deployments, rpm, tpm, budget, budget_period, "
-                "expires_at, created_at, revision FROM api_keys WHERE revoked_at IS NULL")
+_ACTIVE_KEY_ROWS = ("SELECT id, project, key_hash, deployments, rpm, tpm, budget, budget_period, expires_at "
+                    "FROM api_keys WHERE revoked_at IS NULL")
 
 
-def _active_key(row: Sequence[Any], shared: dict[str, str]) -> KeyRecord:
-    """A row of ``_ACTIVE_KEYS``."""
-    (id, project, key_hash, prefix, name, deployments, rpm, tpm, budget, budget_period, expires_at, created_at,
-     revision) = row
-    return bounded_limits(KeyRecord(
-        id=id, project=shared.setdefault(project, project), key_hash=key_hash, prefix=prefix, name=name,
-        deployments=_json_list(deployments), rpm=rpm, tpm=tpm, budget=budget,
-        budget_period=shared.setdefault(budget_period, budget_period), expires_at=_moment(expires_at),
-        created_at=_moment(created_at), revision=int(revision)))
-
-
-def _json_list(value: Any) -> list[str] | None:
-    """A ``deployments`` value as the driver gives it (JSON text, or already decoded)."""
+def row_deployments(value: Any) -> list[str] | None:
+    """An ``ActiveKeyRow``'s deployments as the driver gives them (JSON text, or decoded)."""
     if value is None or isinstance(value, list):
         return value
     decoded = orjson.loads(value)
     return None if decoded is None else [str(name) for name in decoded]
 
 
-@overload
-def _moment(value: None) -> None: ...
-@overload
-def _moment(value: str | datetime) -> datetime: ...
-def _moment(value: str | datetime | None) -> datetime | None:
+def row_time(value: str | datetime | None) -> datetime | None:
     """A time as the driver gives it (SQLite: naive UTC text; PostgreSQL: aware) as aware UTC."""
     if value is None:
         return None
@@ -196,7 +197,7 @@ def _moment(value: str | datetime | None) -> datetime | None:
         try:
             return datetime.fromisoformat(value + "+00:00")  # five times faster than .replace(tzinfo=)
         except ValueError:
-            return _moment(datetime.fromisoformat(value))
+            return row_time(datetime.fromisoformat(value))
     if value.tzinfo is UTC:
         return value
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

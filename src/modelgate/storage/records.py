@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 ROUTES = ("chat", "embeddings", "messages")
 BUDGET_PERIODS = ("day", "month")
@@ -80,6 +81,21 @@ class KeyChanges:
 
     revision: int
     keys: list[KeyRecord] = field(default_factory=list)
+    projects: list[ProjectRecord] = field(default_factory=list)
+
+
+ActiveKeyRow = tuple[Any, ...]
+"""A key not revoked as a gateway loads it at start-up, what its principal is made of: (id,
+project, key_hash, deployments, rpm, tpm, budget, budget_period, expires_at), deployments and
+expires_at as the database driver gives them (``storage.keys.row_deployments``, ``row_time``)."""
+
+
+@dataclass(slots=True, kw_only=True)
+class ActiveKeys:
+    """Every key not revoked and every project, complete up to ``revision``."""
+
+    revision: int
+    rows: list[ActiveKeyRow] = field(default_factory=list)
     projects: list[ProjectRecord] = field(default_factory=list)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import fields
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, Select, Table, case, func, literal, select, union_all
@@ -56,7 +56,8 @@ class UsageRepository:
             # RETURNING yields only the rows inserted, so the count is exact on both dialects
             # (an executemany's rowcount is not), and only those are added to the totals.
             result = await conn.execute(statement, rows)
-            inserted = [unique[(_utc(created_at), request_id)] for created_at, request_id in result.all()]
+            inserted = [(moment, unique[(moment, request_id)])
+                        for moment, request_id in ((_utc(c), r) for c, r in result.all())]
             if inserted:
                 await conn.execute(add_totals, _day_totals(inserted))
             return len(inserted)
@@ -108,7 +109,8 @@ class UsageRepository:
         """Selects of the same columns (the groups, then ``MEASURES``) that together cover the
         filtered usage: the day totals of the whole days in the range, the records of the part
         days at its ends."""
-        since, until = filters.since, filters.until
+        since = _utc(filters.since) if filters.since is not None else None
+        until = _utc(filters.until) if filters.until is not None else None
         if since is not None and until is not None and until <= since:
             return []
         first_day = _day_start(since + _DAY - timedelta(microseconds=1)) if since is not None else None
@@ -151,30 +153,36 @@ class UsageRepository:
         return usage.c.key_id if name == "key" else usage.c[name]
 
 
-def _day_totals(records: Sequence[UsageRecord]) -> list[dict[str, Any]]:
-    """The records added up per ``usage_daily`` row, in key order."""
-    totals: dict[tuple[str, str], dict[str, Any]] = {}
-    for record in records:
+def _day_totals(records: Sequence[tuple[datetime, UsageRecord]]) -> list[dict[str, Any]]:
+    """The records (each with its time in UTC) added up per ``usage_daily`` row, in key order."""
+    totals: dict[tuple[date, tuple[str | None, ...]], dict[str, Any]] = {}
+    for moment, record in records:
         group = (record.project, record.key_id, record.deployment, record.provider, record.model)
-        key = (_label(_utc(record.created_at)), group_hash(*group))
+        key = (moment.date(), group)
         found = totals.get(key)
         if found is None:
             found = totals[key] = {
-                "day": key[0], "group_hash": key[1], "project": record.project, "key_id": record.key_id,
-                "deployment": record.deployment, "provider": record.provider, "model": record.model,
-                **dict.fromkeys(MEASURES, 0)}
-            found["cost"] = found["price"] = 0.0
+                "day": key[0].isoformat(), "group_hash": group_hash(*group), "project": record.project,
+                "key_id": record.key_id, "deployment": record.deployment, "provider": record.provider,
+                "model": record.model, "requests": 0, "errors": 0, **dict.fromkeys(TOTALS, 0), "cost": 0.0,
+                "price": 0.0}
         found["requests"] += 1
-        found["errors"] += 1 if record.status >= 400 else 0
-        for name in TOTALS:
-            found[name] += getattr(record, name)
+        if record.status >= 400:
+            found["errors"] += 1
+        found["input_tokens"] += record.input_tokens
+        found["cached_input_tokens"] += record.cached_input_tokens
+        found["cache_write_tokens"] += record.cache_write_tokens
+        found["reasoning_tokens"] += record.reasoning_tokens
+        found["output_tokens"] += record.output_tokens
         found["cost"] += record.cost
         found["price"] += record.price
-    return [totals[key] for key in sorted(totals)]
+    return sorted(totals.values(), key=lambda row: (row["day"], row["group_hash"]))
 
 
 def _utc(moment: datetime) -> datetime:
     """As ``tables.UTCDateTime`` stores it: aware UTC (naive taken as UTC)."""
+    if moment.tzinfo is UTC:
+        return moment
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
