@@ -14,7 +14,7 @@ from dataclasses import fields
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, Table, case, func, literal, select, union_all
+from sqlalchemy import ColumnElement, RowMapping, Select, Table, case, func, literal, select, union_all
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -30,6 +30,10 @@ TOTALS = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "reasonin
 # What a usage_daily row adds up, in its column order.
 MEASURES = ("requests", "errors", *TOTALS, "cost", "price")
 _DAY = timedelta(days=1)
+# What one record adds to each measure.
+_RECORD_MEASURES: dict[str, ColumnElement[Any]] = {
+    "requests": literal(1, usage.c.input_tokens.type), "errors": case((usage.c.status >= 400, 1), else_=0),
+    **{name: usage.c[name] for name in (*TOTALS, "cost", "price")}}
 
 
 class UsageRepository:
@@ -66,34 +70,22 @@ class UsageRepository:
         """USD charged to one key or project since ``since``."""
         filters = (UsageFilters(key_id=id, since=since) if _scope_group(scope) == "key"
                    else UsageFilters(project=id, since=since))
-        rows = await self.query(filters)
-        return rows[0].revenue if rows else 0.0
+        found = await self._summed(filters, [], ("requests", "price"))
+        return float(found[0]["price"]) if found and found[0]["requests"] else 0.0
 
     async def spend_all(self, scope: Scope, since: datetime) -> dict[str, float]:
         """USD charged to each key or project with usage since ``since``."""
-        rows = await self.query(UsageFilters(since=since), [_scope_group(scope)])
-        owners = ((row.key_id if scope == "key" else row.project, row.revenue) for row in rows)
-        return {owner: revenue for owner, revenue in owners if owner is not None}
+        name = _scope_group(scope)
+        found = await self._summed(UsageFilters(since=since), [name], ("price",))
+        return {str(row[name]): float(row["price"]) for row in found if row[name] is not None}
 
     async def query(self, filters: UsageFilters, group_by: Sequence[str] = ()) -> list[UsageRow]:
         for name in group_by:
             if name not in GROUP_BY:
                 raise StorageError(f"cannot group usage by {name!r}; use some of {', '.join(GROUP_BY)}")
         names = list(dict.fromkeys(group_by))
-        parts = self._parts(filters, names)
-        if not parts:
-            return []
-        source = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery()
-        groups = [source.c[name] for name in names]
-        query: Select[Any] = select(
-            *groups, *(func.coalesce(func.sum(source.c[name]), 0).label(name) for name in MEASURES))
-        if groups:
-            # NULLs (say, requests no provider answered) sort last on both dialects.
-            query = query.group_by(*groups).order_by(*(c.asc().nulls_last() for c in groups))
-        async with self.db.read() as conn:
-            result = (await conn.execute(query)).mappings().all()
         rows = []
-        for found in result:
+        for found in await self._summed(filters, names, MEASURES):
             if not found["requests"]:
                 continue
             row = UsageRow(requests=int(found["requests"]), errors=int(found["errors"]),
@@ -105,8 +97,24 @@ class UsageRepository:
             rows.append(row)
         return rows
 
-    def _parts(self, filters: UsageFilters, names: list[str]) -> list[Select[Any]]:
-        """Selects of the same columns (the groups, then ``MEASURES``) that together cover the
+    async def _summed(self, filters: UsageFilters, names: list[str], measures: Sequence[str]) -> Sequence[RowMapping]:
+        """The ``measures`` summed per group of ``names`` over the filtered usage."""
+        parts = self._parts(filters, names, measures)
+        if not parts:
+            return []
+        source = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery()
+        groups = [source.c[name] for name in names]
+        query: Select[Any] = select(
+            *groups, *(func.coalesce(func.sum(source.c[name]), 0).label(name) for name in measures))
+        if groups:
+            # NULLs (say, requests no provider answered) sort last on both dialects.
+            query = query.group_by(*groups).order_by(*(c.asc().nulls_last() for c in groups))
+        async with self.db.read() as conn:
+            found: Sequence[RowMapping] = (await conn.execute(query)).mappings().all()
+        return found
+
+    def _parts(self, filters: UsageFilters, names: list[str], measures: Sequence[str]) -> list[Select[Any]]:
+        """Selects of the same columns (the groups, then the measures) that together cover the
         filtered usage: the day totals of the whole days in the range, the records of the part
         days at its ends."""
         since = _utc(filters.since) if filters.since is not None else None
@@ -117,15 +125,15 @@ class UsageRepository:
         end_day = _day_start(until) if until is not None else None
         if since is not None and until is not None and first_day is not None and end_day is not None \
                 and first_day >= end_day:
-            return [self._records(filters, names, since, until)]  # no whole day: the records alone
-        parts = [self._days(filters, names, first_day, end_day)]
+            return [self._records(filters, names, measures, since, until)]  # no whole day: the records alone
+        parts = [self._days(filters, names, measures, first_day, end_day)]
         if since is not None and first_day is not None and since < first_day:
-            parts.append(self._records(filters, names, since, first_day))
+            parts.append(self._records(filters, names, measures, since, first_day))
         if until is not None and end_day is not None and end_day < until:
-            parts.append(self._records(filters, names, end_day, until))
+            parts.append(self._records(filters, names, measures, end_day, until))
         return parts
 
-    def _days(self, filters: UsageFilters, names: list[str], first: datetime | None,
+    def _days(self, filters: UsageFilters, names: list[str], measures: Sequence[str], first: datetime | None,
               end: datetime | None) -> Select[Any]:
         conditions = _conditions(usage_daily, filters)
         if first is not None:
@@ -133,16 +141,13 @@ class UsageRepository:
         if end is not None:
             conditions.append(usage_daily.c.day < _label(end))
         groups = [(usage_daily.c.key_id if name == "key" else usage_daily.c[name]).label(name) for name in names]
-        return select(*groups, *(usage_daily.c[name] for name in MEASURES)).where(*conditions)
+        return select(*groups, *(usage_daily.c[name] for name in measures)).where(*conditions)
 
-    def _records(self, filters: UsageFilters, names: list[str], since: datetime, until: datetime) -> Select[Any]:
+    def _records(self, filters: UsageFilters, names: list[str], measures: Sequence[str], since: datetime,
+                 until: datetime) -> Select[Any]:
         conditions = [*_conditions(usage, filters), usage.c.created_at >= since, usage.c.created_at < until]
         groups = [self._record_group(name).label(name) for name in names]
-        return select(
-            *groups, literal(1, usage.c.input_tokens.type).label("requests"),
-            case((usage.c.status >= 400, 1), else_=0).label("errors"),
-            *(usage.c[name] for name in TOTALS), usage.c.cost, usage.c.price,
-        ).where(*conditions)
+        return select(*groups, *(_RECORD_MEASURES[name].label(name) for name in measures)).where(*conditions)
 
     def _record_group(self, name: str) -> ColumnElement[Any]:
         if name == "day":
