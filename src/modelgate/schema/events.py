@@ -44,6 +44,7 @@ class ReasoningDelta:
     origin: str | None = None
     block_start: bool = False
     choice: int = 0
+    id: str | None = None  # the issuer's id of the block (OpenAI Responses "rs_...")
 
 
 @dataclass(slots=True)
@@ -107,6 +108,7 @@ class ReasoningBlock:
     signature: str | None = None
     redacted: str | None = None
     origin: str | None = None
+    id: str | None = None
 
 
 @dataclass(slots=True)
@@ -180,6 +182,8 @@ class ResultBuilder:
                 block.redacted = event.redacted
             if event.origin:
                 block.origin = event.origin
+            if event.id:
+                block.id = event.id
         elif isinstance(event, Usage):
             self.result.usage = event
         elif isinstance(event, Finish):

@@ -52,7 +52,8 @@ class ReasoningPart:
     """Reasoning text with the opaque state its provider needs back on a later turn.
 
     ``signature`` is Anthropic's thinking signature or Gemini's thought signature;
-    ``redacted`` holds the data of an Anthropic ``redacted_thinking`` block. ``origin`` names the
+    ``redacted`` holds the data of an Anthropic ``redacted_thinking`` block; ``signature`` is also
+    the ``encrypted_content`` of an OpenAI Responses reasoning item. ``origin`` names the
     provider type that issued the opaque state ("anthropic", "gemini", ...): signatures are bound
     to their issuer and are dropped when the turn goes to another one.
     """
@@ -61,6 +62,8 @@ class ReasoningPart:
     signature: str | None = None
     redacted: str | None = None
     origin: str | None = None
+    # The issuer's id of the reasoning item (OpenAI Responses "rs_..."), sent back beside it.
+    id: str | None = None
 
 
 @dataclass(slots=True)
