@@ -28,6 +28,7 @@ from modelgate.surfaces.anthropic.routes import AnthropicSurface
 from modelgate.surfaces.base import Surface
 from modelgate.surfaces.models import ModelList
 from modelgate.surfaces.openai.routes import OpenAISurface
+from modelgate.surfaces.responses.routes import ResponsesSurface
 
 log = logging.getLogger("modelgate")
 
@@ -46,8 +47,9 @@ class GatewayApp:
     async def startup(self) -> None:
         self.services = services = await start_services(self.settings)
         openai = OpenAISurface(services)
-        # Longest prefix first: /v1/messages is Anthropic's, the rest of /v1 OpenAI's.
-        self.surfaces = [AnthropicSurface(services), openai]
+        # Longest prefix first: /v1/messages is Anthropic's, /v1/responses the Responses API's, the
+        # rest of /v1 OpenAI's.
+        self.surfaces = [AnthropicSurface(services), ResponsesSurface(services), openai]
         self.fallback = openai
         routes = [Route("GET", "/health", self.health)]
         for surface in self.surfaces:

@@ -20,6 +20,7 @@ from modelgate.limits.redis import RedisLimiter
 from modelgate.metering import Journal, Metering, PriceBook, UsageRecorder
 from modelgate.pipeline.contract import Handler
 from modelgate.pipeline.reasoning import SplitThinkTags
+from modelgate.pipeline.sealing import KEY_BYTES, AESGCMSealer
 from modelgate.providers.base import Provider
 from modelgate.providers.registry import create_provider
 from modelgate.providers.transport import ConnectionCap, HTTPClient
@@ -29,6 +30,7 @@ from modelgate.routing.redis_sync import RedisHealthSync
 from modelgate.schema.errors import NotFound
 from modelgate.server.chain import build_handler
 from modelgate.storage import PriceEntry, Storage, prices_from_settings
+from modelgate.storage.responses import MemoryResponseStore
 
 log = logging.getLogger("modelgate")
 
@@ -57,6 +59,9 @@ class Services:
     recorder: UsageRecorder
     spend_sync: SpendSync
     handler: Handler  # the chain every call runs through
+    # Stored responses (previous_response_id), and the key that seals reasoning state for clients.
+    responses: MemoryResponseStore = field(default_factory=MemoryResponseStore)
+    sealer: AESGCMSealer = field(default_factory=lambda: AESGCMSealer(os.urandom(KEY_BYTES)))
     started_at: int = field(default_factory=lambda: int(time.time()))
 
     async def start(self) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-ROUTES = ("chat", "embeddings", "messages")
+ROUTES = ("chat", "embeddings", "messages", "responses")
 BUDGET_PERIODS = ("day", "month")
 # What a usage report can be grouped by (``day`` is the UTC calendar day of ``created_at``).
 GROUP_BY = ("project", "key", "deployment", "provider", "model", "day")
@@ -27,7 +27,7 @@ class UsageRecord:
     deployment: str
     provider: str | None  # the provider that answered (the last one tried), None if none was
     model: str | None  # the upstream model id
-    route: str  # "chat" | "embeddings" | "messages"
+    route: str  # "chat" | "embeddings" | "messages" | "responses"
     input_tokens: int = 0  # all input tokens, cached ones included
     cached_input_tokens: int = 0
     cache_write_tokens: int = 0

@@ -8,6 +8,9 @@ in Anthropic's format and one under ``/v1`` in OpenAI's.
 Routes that run a model call describe the call's translation as an ``Operation`` (a parser, a
 folded answer, a stream) and hand it to ``serve_call`` (``surfaces/lifecycle.py``), which does the
 rest the same way for every format: adding a wire format means writing its parser and renderers.
+An operation whose calls continue from stored state (the Responses API's ``previous_response_id``)
+is also a ``StatefulOperation``: it completes its request from the store before the call runs,
+and keeps the answer once it is whole.
 """
 
 from __future__ import annotations
@@ -21,6 +24,32 @@ from modelgate.pipeline.contract import Call, Handler, Principal
 from modelgate.schema.errors import GatewayError
 from modelgate.schema.events import Event
 from modelgate.schema.request import ChatRequest, EmbeddingRequest
+from modelgate.storage.responses import StoredResponse
+
+
+class Sealer(Protocol):
+    """Seals state a client carries for the gateway (``pipeline/sealing.py``): authenticated
+    encryption, so that the client can neither read nor forge it."""
+
+    def seal(self, payload: dict[str, Any]) -> str: ...
+
+    def open(self, token: str) -> dict[str, Any] | None:
+        """The payload of a token this gateway sealed; None for anything else."""
+        ...
+
+
+class ResponseStore(Protocol):
+    """Stored responses (``storage/responses.py``); another project's response is never found."""
+
+    async def put(self, stored: StoredResponse) -> None: ...
+
+    async def get(self, id: str, project: str | None) -> StoredResponse | None: ...
+
+    async def delete(self, id: str, project: str | None) -> bool: ...
+
+    async def lineage(self, id: str, project: str | None) -> list[StoredResponse]:
+        """``id`` and its ancestors, oldest first; [] if ``id`` is not found."""
+        ...
 
 
 class Core(Protocol):
@@ -35,6 +64,12 @@ class Core(Protocol):
 
     @property
     def deployments(self) -> Mapping[str, DeploymentSettings]: ...
+
+    @property
+    def responses(self) -> ResponseStore: ...
+
+    @property
+    def sealer(self) -> Sealer: ...
 
     def authenticate(self, headers: Mapping[str, str]) -> Principal: ...
 
@@ -82,7 +117,7 @@ class StreamRender(Protocol):
 class Operation(Protocol):
     """One model call's translation in one wire format."""
 
-    route: str  # how usage records name it: "chat", "messages", "embeddings"
+    route: str  # how usage records name it: "chat", "messages", "embeddings", "responses"
 
     def parse(self, body: Any, headers: Mapping[str, str]) -> ChatRequest | EmbeddingRequest: ...
 
@@ -93,3 +128,18 @@ class Operation(Protocol):
     def fold(self, call: Call) -> Fold: ...
 
     def stream(self, call: Call) -> StreamRender: ...
+
+
+class StatefulOperation(Operation, Protocol):
+    """An operation whose calls read and keep state. One instance serves one request, so that
+    what ``parse`` learns stays with it until the answer is kept."""
+
+    async def prepare(self, call: Call) -> None:
+        """Complete ``call.request`` from stored state (a conversation to continue), once the
+        caller and the deployment are known and before the call runs."""
+        ...
+
+    async def keep(self, call: Call) -> None:
+        """Keep the answer, once it is whole and before its last bytes go out (not called for
+        an answer that failed)."""
+        ...

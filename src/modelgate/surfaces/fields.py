@@ -6,6 +6,7 @@ Shared by every surface: the wire formats differ, the way a client is told what 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from modelgate.schema.errors import InvalidRequest
 
@@ -58,3 +59,18 @@ def boolean(body: dict[str, Any], name: str) -> bool | None:
     if not isinstance(value, bool):
         raise bad(f"'{name}' must be true or false, got {type_name(value)}", name)
     return value
+
+
+def fetchable_url(url: str) -> bool:
+    """Whether ``url`` is an http(s) URL with a host, or a data: URL with its comma (``file:``,
+    ``ftp:`` and the like name nothing an upstream should fetch)."""
+    scheme, colon, rest = url.partition(":")
+    scheme = scheme.lower()
+    if not colon or scheme not in ("http", "https", "data"):
+        return False
+    if scheme == "data":
+        return "," in rest
+    try:
+        return bool(urlsplit(url).hostname)
+    except ValueError:  # a malformed host, e.g. an unclosed IPv6 bracket
+        return False

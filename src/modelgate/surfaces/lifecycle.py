@@ -1,9 +1,11 @@
 """One request lifecycle for every surface that runs a model call.
 
-authenticate → parse → deployment → ``Call`` → the chain → a stream or a folded answer. Errors
-before the first byte of the response are raised, for the application to render in the
-surface's format; a stream that fails after it started ends with the format's error frame. A
-client that goes away cancels the call, and with it the upstream request.
+authenticate → parse → deployment → ``Call`` → the chain → a stream or a folded answer; for a
+``StatefulOperation`` (``serve_stateful_call``) the request is completed from stored state before
+the chain runs, and the answer is kept before its last bytes go out. Errors before the first
+byte of the response are raised, for the application to render in the surface's format; a
+stream that fails after it started ends with the format's error frame. A client that goes away
+cancels the call, and with it the upstream request.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from urllib.parse import quote
 
@@ -20,9 +22,11 @@ from modelgate.http.request import DisconnectWatch, HTTPRequest
 from modelgate.http.response import respond, start_stream
 from modelgate.pipeline.contract import Call
 from modelgate.schema.errors import GatewayError
-from modelgate.surfaces.base import Core, Operation
+from modelgate.surfaces.base import Core, Operation, StatefulOperation
 
 log = logging.getLogger("modelgate.surfaces")
+
+Keep = Callable[[Call], Awaitable[None]]  # keeps a whole answer (``StatefulOperation.keep``)
 
 MAX_HEADER_CHARS = 256  # a header value that names what answered
 MAX_RETRY_AFTER_S = 86_400  # the longest Retry-After an error answer carries
@@ -73,25 +77,44 @@ def error_headers(error: GatewayError, ids: dict[str, str]) -> dict[str, str]:
 
 
 async def serve_call(core: Core, operation: Operation, http: HTTPRequest, send: Send) -> None:
+    call = await _start(core, operation, http)
+    await _serve(core, operation, call, http, send, None)
+
+
+async def serve_stateful_call(core: Core, operation: StatefulOperation, http: HTTPRequest, send: Send) -> None:
+    """``serve_call`` for an operation that continues from stored state and keeps its answers."""
+    call = await _start(core, operation, http)
+    await operation.prepare(call)
+    await _serve(core, operation, call, http, send, operation.keep)
+
+
+async def _start(core: Core, operation: Operation, http: HTTPRequest) -> Call:
     principal = core.authenticate(http.headers)
     request = operation.parse(await http.json(), http.headers)
     deployment = core.deployment(request.model, principal)
-    call = Call(request_id=http.request_id, request=request, deployment=deployment, principal=principal,
+    return Call(request_id=http.request_id, request=request, deployment=deployment, principal=principal,
                 route=operation.route)
-    streaming = getattr(request, "stream", False)
-    await _answer(call, http.receive, _stream(core, operation, call, send) if streaming
-                  else _fold(core, operation, call, send))
 
 
-async def _fold(core: Core, operation: Operation, call: Call, send: Send) -> None:
+async def _serve(core: Core, operation: Operation, call: Call, http: HTTPRequest, send: Send,
+                 keep: Keep | None) -> None:
+    streaming = getattr(call.request, "stream", False)
+    await _answer(call, http.receive, _stream(core, operation, call, send, keep) if streaming
+                  else _fold(core, operation, call, send, keep))
+
+
+async def _fold(core: Core, operation: Operation, call: Call, send: Send, keep: Keep | None) -> None:
     fold = operation.fold(call)
     async with aclosing(core.handler(call)) as events:
         async for event in events:
             fold.add(event)
-    await respond(send, 200, fold.body(), operation.headers(call))
+    body = fold.body()
+    if keep is not None:
+        await keep(call)
+    await respond(send, 200, body, operation.headers(call))
 
 
-async def _stream(core: Core, operation: Operation, call: Call, send: Send) -> None:
+async def _stream(core: Core, operation: Operation, call: Call, send: Send, keep: Keep | None) -> None:
     render = operation.stream(call)
     async with aclosing(core.handler(call)) as events:
         # Until the first event arrives nothing is sent, so an error still gets its status.
@@ -106,7 +129,10 @@ async def _stream(core: Core, operation: Operation, call: Call, send: Send) -> N
             log.warning("stream %s failed after it started: %s", call.request_id, error.message)
             await send({"type": "http.response.body", "body": render.fail(error), "more_body": False})
             return
-    await send({"type": "http.response.body", "body": render.close(), "more_body": False})
+    closing = render.close()
+    if keep is not None:
+        await keep(call)
+    await send({"type": "http.response.body", "body": closing, "more_body": False})
 
 
 async def _send(send: Send, frames: bytes) -> None:

@@ -5,7 +5,6 @@ the request's ``OpenAIPassthrough``."""
 from __future__ import annotations
 
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from modelgate.schema.errors import InvalidRequest
 from modelgate.schema.request import (
@@ -22,7 +21,7 @@ from modelgate.schema.request import (
     ToolCallPart,
     ToolChoice,
 )
-from modelgate.surfaces.fields import bad, boolean, integer, number, string, type_name
+from modelgate.surfaces.fields import bad, boolean, fetchable_url, integer, number, string, type_name
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 # Fields consumed into the canonical request; everything else goes to the pass-through.
@@ -54,7 +53,7 @@ def _parts(content: Any, where: str, role: str) -> list[Part]:
         elif kind == "image_url":
             image = part.get("image_url")
             url = image.get("url") if isinstance(image, dict) else image
-            if not isinstance(url, str) or not _fetchable(url):
+            if not isinstance(url, str) or not fetchable_url(url):
                 raise bad(f"'{at}.image_url.url' must be an http(s) URL or a data: URL"
                           f"{_got(url)}", f"{at}.image_url.url")
             detail = image.get("detail") if isinstance(image, dict) else None
@@ -64,21 +63,6 @@ def _parts(content: Any, where: str, role: str) -> list[Part]:
         else:
             raise bad(f"'{at}.type' {kind!r} is not supported here; use 'text' or 'image_url'", f"{at}.type")
     return parts
-
-
-def _fetchable(url: str) -> bool:
-    """Whether ``url`` is an http(s) URL with a host, or a data: URL with its comma (``file:``,
-    ``ftp:`` and the like name nothing an upstream should fetch)."""
-    scheme, colon, rest = url.partition(":")
-    scheme = scheme.lower()
-    if not colon or scheme not in ("http", "https", "data"):
-        return False
-    if scheme == "data":
-        return "," in rest
-    try:
-        return bool(urlsplit(url).hostname)
-    except ValueError:  # a malformed host, e.g. an unclosed IPv6 bracket
-        return False
 
 
 def _got(value: Any) -> str:
