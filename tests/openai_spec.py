@@ -43,12 +43,30 @@ class OpenAISpec:
     def __init__(self, document: dict[str, Any]) -> None:
         self.components = _nullable_to_schema(document["components"])
         self._validators: dict[str, Draft202012Validator] = {}
+        self._event_schemas: dict[str, str] | None = None
 
     def validator(self, schema: str) -> Draft202012Validator:
         if schema not in self._validators:
             root = {"$ref": f"#/components/schemas/{schema}", "components": self.components}
             self._validators[schema] = Draft202012Validator(root)
         return self._validators[schema]
+
+    def stream_event_schema(self, event_type: str) -> str:
+        """The component of ``ResponseStreamEvent`` for a Responses stream event of ``event_type``
+        (validating against the union itself says only that no branch matched)."""
+        if self._event_schemas is None:
+            schemas = self.components["schemas"]
+            self._event_schemas = {}
+            for branch in schemas["ResponseStreamEvent"]["anyOf"]:
+                name = branch["$ref"].rsplit("/", 1)[-1]
+                for kind in schemas[name].get("properties", {}).get("type", {}).get("enum", []):
+                    self._event_schemas[kind] = name
+        if event_type not in self._event_schemas:
+            raise AssertionError(f"{event_type!r} is not a Responses stream event of the OpenAI spec")
+        return self._event_schemas[event_type]
+
+    def validate_stream_event(self, event: dict[str, Any]) -> None:
+        self.validate(self.stream_event_schema(str(event.get("type"))), event)
 
     def validate(self, schema: str, instance: Any) -> None:
         errors = sorted(self.validator(schema).iter_errors(instance), key=lambda e: list(e.path))

@@ -26,10 +26,13 @@ def response_object(*, id: str, created_at: int, status: str, model: str, echo: 
         "id": id, "object": "response", "created_at": created_at, "status": status, "background": False,
         "error": error_object(error) if error is not None else None,
         "incomplete_details": {"reason": incomplete_reason} if incomplete_reason else None,
-        "model": model, "output": output, **echo,
-        "usage": usage_object(usage) if usage is not None else None,
-        "completed_at": completed_at,
+        "model": model, "output": output, **echo, "completed_at": completed_at,
     }
+    # The spec has no null for these two: left out until there is a value.
+    if usage is not None:
+        body["usage"] = usage_object(usage)
+    if body.get("user") is None:
+        body.pop("user", None)
     return body
 
 

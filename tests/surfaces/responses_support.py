@@ -1,0 +1,122 @@
+"""A gateway in front of every provider type of the simulator, for the Responses API tests."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from modelgate.simulator import SimConfig, SimulatorThread
+from tests.openai_spec import OpenAISpec
+from tests.support import RunningGateway, gateway_in_thread
+
+MASTER = "mk-responses"
+WEATHER: dict[str, Any] = {
+    "type": "function", "name": "get_weather", "description": "Weather for a city", "strict": False,
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+TIME: dict[str, Any] = {
+    "type": "function", "name": "get_time", "strict": False,
+    "parameters": {"type": "object", "properties": {"zone": {"type": "string"}}}}
+# Deployments that think, and what it takes to make them think.
+REASONERS: dict[str, dict[str, Any]] = {
+    "claude": {"reasoning": {"effort": "low", "summary": "auto"}, "max_output_tokens": 4000},
+    "gemini": {"reasoning": {"effort": "low", "summary": "auto"}},
+    "deepseek-reasoner": {},
+}
+
+
+@pytest.fixture(scope="module")
+def responses_sim() -> Iterator[SimulatorThread]:
+    config = SimConfig.from_dict({"api_key": "sk-sim", "models": {
+        "deepseek-reasoner": {"reasoning": True, "require_reasoning_echo": True},
+        "midstream": {"fault": "error_after=6"},
+    }})
+    with SimulatorThread(config) as simulator:
+        yield simulator
+
+
+@pytest.fixture(scope="module")
+def gateway(responses_sim: SimulatorThread) -> Iterator[RunningGateway]:
+    root = responses_sim.base_url
+    config = {
+        "master_key": MASTER,
+        "providers": {
+            "openai": {"type": "openai", "base_url": f"{root}/v1", "api_key": "sk-sim", "flavor": "openai"},
+            "deepseek": {"type": "openai", "base_url": f"{root}/v1", "api_key": "sk-sim", "flavor": "deepseek"},
+            "anthropic": {"type": "anthropic", "base_url": root, "api_key": "sk-sim"},
+            "gemini": {"type": "gemini", "base_url": root, "api_key": "sk-sim"},
+        },
+        "deployments": [
+            {"name": "gpt-4o", "provider": "openai", "model": "gpt-4o"},
+            {"name": "midstream", "provider": "openai", "model": "midstream"},
+            {"name": "deepseek-reasoner", "provider": "deepseek", "model": "deepseek-reasoner"},
+            {"name": "claude", "provider": "anthropic", "model": "claude-sonnet-4-5"},
+            {"name": "gemini", "provider": "gemini", "model": "gemini-2.5-flash"},
+        ],
+    }
+    with gateway_in_thread(config) as running:
+        yield running
+
+
+@pytest.fixture
+def client(gateway: RunningGateway) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gateway.v1, api_key=MASTER, max_retries=0)
+
+
+def post(gateway: RunningGateway, body: dict[str, Any], key: str = MASTER) -> httpx.Response:
+    return httpx.post(f"{gateway.v1}/responses", json=body, headers={"authorization": f"Bearer {key}"}, timeout=30)
+
+
+def get(gateway: RunningGateway, path: str, key: str = MASTER, **params: Any) -> httpx.Response:
+    return httpx.get(f"{gateway.v1}/responses{path}", params=params, headers={"authorization": f"Bearer {key}"},
+                     timeout=30)
+
+
+def new_key(gateway: RunningGateway, project: str) -> str:
+    response = httpx.post(f"{gateway.base_url}/admin/keys", headers={"authorization": f"Bearer {MASTER}"},
+                          json={"project": project})
+    assert response.status_code == 201, response.text
+    return str(response.json()["key"])
+
+
+def stream_events(response: httpx.Response, spec: OpenAISpec) -> list[dict[str, Any]]:
+    """The events of a Responses stream, each checked: its ``event:`` line names its type, it
+    matches its component of the spec, and sequence numbers count up from 0."""
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = []
+    for frame in response.text.split("\n\n"):
+        if not frame.strip():
+            continue
+        lines = frame.split("\n")
+        assert lines[0].startswith("event: ") and lines[1].startswith("data: "), frame
+        event = json.loads(lines[1][6:])
+        assert event["type"] == lines[0][7:]
+        spec.validate_stream_event(event)
+        events.append(event)
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    assert "[DONE]" not in response.text
+    return events
+
+
+def check_item_events(events: list[dict[str, Any]]) -> None:
+    """Every item is added before its deltas and done after them, at one output index and id;
+    the items' output indexes count up from 0."""
+    added: dict[int, str] = {}
+    done: set[int] = set()
+    for event in events:
+        index = event.get("output_index")
+        if event["type"] == "response.output_item.added":
+            assert index == len(added) and index not in added
+            added[index] = event["item"]["id"]
+        elif index is not None:
+            assert index in added and index not in done, event
+            item_id = event["item"]["id"] if "item" in event else event["item_id"]
+            assert item_id == added[index]
+            if event["type"] == "response.output_item.done":
+                done.add(index)
+    assert done == set(added)
