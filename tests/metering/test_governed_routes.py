@@ -71,12 +71,30 @@ def messages_stream(gateway: RunningGateway, key: str) -> Result:
         return Result(response.status_code, response.headers["request-id"], response.headers)
 
 
+def responses(gateway: RunningGateway, key: str) -> Result:
+    client = openai.OpenAI(base_url=gateway.v1, api_key=key, max_retries=0)
+    raw = client.responses.with_raw_response.create(model="gpt-4o", input="Hi", max_output_tokens=16)
+    raw.parse()
+    return Result(raw.status_code, raw.headers["x-request-id"], raw.headers)
+
+
+def responses_stream(gateway: RunningGateway, key: str) -> Result:
+    client = openai.OpenAI(base_url=gateway.v1, api_key=key, max_retries=0)
+    with client.responses.with_streaming_response.create(
+            model="gpt-4o", input="Hi", max_output_tokens=16, stream=True) as response:
+        events = list(response.parse())
+        assert events[-1].type == "response.incomplete"
+        return Result(response.status_code, response.headers["x-request-id"], response.headers)
+
+
 ROUTES: dict[str, tuple[Callable[[RunningGateway, str], Result], str]] = {
     "chat": (chat, "chat"),
     "chat-stream": (chat_stream, "chat"),
     "embeddings": (embeddings, "embeddings"),
     "messages": (messages, "messages"),
     "messages-stream": (messages_stream, "messages"),
+    "responses": (responses, "responses"),
+    "responses-stream": (responses_stream, "responses"),
 }
 
 
@@ -152,3 +170,20 @@ def test_every_model_route_is_limited_budgeted_and_metered(gateway: tuple[Runnin
     ids = [answered.request_id, over_rate.request_id, over_budget.request_id]
     assert records(database, ids) == {answered.request_id: (route_name, 200), over_rate.request_id: (route_name, 429),
                                       over_budget.request_id: (route_name, 429)}
+
+
+def test_stored_responses_are_read_without_a_model_call_or_a_record(gateway: tuple[RunningGateway, Path]) -> None:
+    running, database = gateway
+    key = new_key(running, rpm=1)
+    client = openai.OpenAI(base_url=running.v1, api_key=key, max_retries=0)
+    raw = client.responses.with_raw_response.create(model="gpt-4o", input="Hi", max_output_tokens=16)
+    created = raw.parse()
+    # The key's one request a minute is spent: reading, listing and deleting call no model.
+    ids = []
+    for call in (lambda: client.responses.with_raw_response.retrieve(created.id),
+                 lambda: client.responses.input_items.with_raw_response.list(created.id),
+                 lambda: client.responses.with_raw_response.delete(created.id)):
+        answer = call()
+        assert answer.status_code == 200
+        ids.append(answer.headers["x-request-id"])
+    assert records(database, [raw.headers["x-request-id"], *ids]) == {raw.headers["x-request-id"]: ("responses", 200)}

@@ -16,15 +16,7 @@ import pytest
 
 from tests.openai_spec import OpenAISpec
 from tests.support import RunningGateway
-from tests.surfaces.responses_support import (  # noqa: F401  (fixtures)
-    REASONERS,
-    WEATHER,
-    check_item_events,
-    gateway,
-    post,
-    responses_sim,
-    stream_events,
-)
+from tests.surfaces.responses.support import REASONERS, WEATHER, check_item_events, post, stream_events
 
 QUESTION = {"role": "user", "content": "What is the weather in Lisbon?"}
 STATELESS = {"store": False, "include": ["reasoning.encrypted_content"], "tools": [WEATHER]}

@@ -15,16 +15,7 @@ from pydantic import BaseModel
 
 from tests.openai_spec import OpenAISpec
 from tests.support import RunningGateway
-from tests.surfaces.responses_support import (  # noqa: F401  (fixtures)
-    TIME,
-    WEATHER,
-    check_item_events,
-    client,
-    gateway,
-    post,
-    responses_sim,
-    stream_events,
-)
+from tests.surfaces.responses.support import TIME, WEATHER, check_item_events, post, stream_events
 
 
 def test_text_response(client: openai.OpenAI, gateway: RunningGateway, openai_spec: OpenAISpec) -> None:
@@ -78,9 +69,9 @@ def test_tool_call_round_trip(client: openai.OpenAI, openai_spec: OpenAISpec, ga
     assert call.type == "function_call" and call.name == "get_weather" and call.status == "completed"
     assert call.id and call.id.startswith("fc_") and call.call_id
     assert json.loads(call.arguments)["city"]
-    second = client.responses.create(model="gpt-4o", tools=[WEATHER], input=[  # type: ignore[list-item]
-        *question, call.model_dump(exclude_none=True),
-        {"type": "function_call_output", "call_id": call.call_id, "output": "Sunny, 24 degrees"}])
+    history: list[Any] = [*question, call.model_dump(exclude_none=True),
+                          {"type": "function_call_output", "call_id": call.call_id, "output": "Sunny, 24 degrees"}]
+    second = client.responses.create(model="gpt-4o", tools=[WEATHER], input=history)  # type: ignore[list-item]
     assert "Sunny, 24 degrees" in second.output_text
     openai_spec.validate("Response", post(gateway, {"model": "gpt-4o", "input": question, "tools": [WEATHER]}).json())
 

@@ -1,18 +1,15 @@
-"""A gateway in front of every provider type of the simulator, for the Responses API tests."""
+"""What the Responses API tests share: tools, the deployments that think, requests, and the checks
+every Responses stream gets."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import openai
-import pytest
 
-from modelgate.simulator import SimConfig, SimulatorThread
 from tests.openai_spec import OpenAISpec
-from tests.support import RunningGateway, gateway_in_thread
+from tests.support import RunningGateway
 
 MASTER = "mk-responses"
 WEATHER: dict[str, Any] = {
@@ -27,44 +24,6 @@ REASONERS: dict[str, dict[str, Any]] = {
     "gemini": {"reasoning": {"effort": "low", "summary": "auto"}},
     "deepseek-reasoner": {},
 }
-
-
-@pytest.fixture(scope="module")
-def responses_sim() -> Iterator[SimulatorThread]:
-    config = SimConfig.from_dict({"api_key": "sk-sim", "models": {
-        "deepseek-reasoner": {"reasoning": True, "require_reasoning_echo": True},
-        "midstream": {"fault": "error_after=6"},
-    }})
-    with SimulatorThread(config) as simulator:
-        yield simulator
-
-
-@pytest.fixture(scope="module")
-def gateway(responses_sim: SimulatorThread) -> Iterator[RunningGateway]:
-    root = responses_sim.base_url
-    config = {
-        "master_key": MASTER,
-        "providers": {
-            "openai": {"type": "openai", "base_url": f"{root}/v1", "api_key": "sk-sim", "flavor": "openai"},
-            "deepseek": {"type": "openai", "base_url": f"{root}/v1", "api_key": "sk-sim", "flavor": "deepseek"},
-            "anthropic": {"type": "anthropic", "base_url": root, "api_key": "sk-sim"},
-            "gemini": {"type": "gemini", "base_url": root, "api_key": "sk-sim"},
-        },
-        "deployments": [
-            {"name": "gpt-4o", "provider": "openai", "model": "gpt-4o"},
-            {"name": "midstream", "provider": "openai", "model": "midstream"},
-            {"name": "deepseek-reasoner", "provider": "deepseek", "model": "deepseek-reasoner"},
-            {"name": "claude", "provider": "anthropic", "model": "claude-sonnet-4-5"},
-            {"name": "gemini", "provider": "gemini", "model": "gemini-2.5-flash"},
-        ],
-    }
-    with gateway_in_thread(config) as running:
-        yield running
-
-
-@pytest.fixture
-def client(gateway: RunningGateway) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.v1, api_key=MASTER, max_retries=0)
 
 
 def post(gateway: RunningGateway, body: dict[str, Any], key: str = MASTER) -> httpx.Response:
