@@ -42,7 +42,8 @@ EXAMPLES = 25
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
                 suppress_health_check=list(HealthCheck))
 # The OpenAI operations the gateway serves, by the spec's paths (under /v1).
-OPENAI_OPERATIONS = {"/chat/completions": "post", "/embeddings": "post", "/models": "get", "/models/{model}": "get"}
+OPENAI_OPERATIONS = {"/chat/completions": "post", "/embeddings": "post", "/models": "get", "/models/{model}": "get",
+                     "/responses": "post", "/responses/{response_id}": "get"}
 
 
 @pytest.fixture(scope="module")
