@@ -10,6 +10,7 @@ import orjson
 from modelgate.config import parse_settings
 from modelgate.config.settings import DeploymentSettings
 from modelgate.pipeline.contract import Handler, Principal
+from modelgate.surfaces.base import ResponseStore, Sealer
 from modelgate.surfaces.models import ModelList, anthropic_model
 
 PROVIDERS = {"a": {"type": "openai", "base_url": "http://127.0.0.1:9/v1"},
@@ -34,6 +35,14 @@ class Gateway:
 
     @property
     def handler(self) -> Handler:
+        raise NotImplementedError
+
+    @property
+    def responses(self) -> ResponseStore:
+        raise NotImplementedError
+
+    @property
+    def sealer(self) -> Sealer:
         raise NotImplementedError
 
     def authenticate(self, headers: Mapping[str, str]) -> Principal:
