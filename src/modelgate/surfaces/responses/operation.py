@@ -81,14 +81,14 @@ class CreateResponse:
         return answered_by(call)
 
     def fold(self, call: Call) -> ResponseFold:
-        return ResponseFold(self._answer(call))
+        return ResponseFold(self._answer(call, streamed=False))
 
     def stream(self, call: Call) -> ResponseStream:
-        return ResponseStream(self._answer(call))
+        return ResponseStream(self._answer(call, streamed=True))
 
-    def _answer(self, call: Call) -> ResponseAnswer:
+    def _answer(self, call: Call, streamed: bool) -> ResponseAnswer:
         self.answer = ResponseAnswer(self.id, self._parsed, call.deployment.name, self.core.sealer,
-                                     call.deployment.reasoning.show)
+                                     call.deployment.reasoning.show, streamed)
         return self.answer
 
     @property

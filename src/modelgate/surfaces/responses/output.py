@@ -39,10 +39,12 @@ class _Item:
 
 
 class OutputBuilder:
-    """See the module docstring. ``ids_base`` makes the item ids of one response unique."""
+    """See the module docstring. ``ids_base`` makes the item ids of one response unique; with
+    ``deltas`` false (a folded answer) the delta events, which nobody reads then, are not made."""
 
-    def __init__(self, ids_base: str, sealer: Sealer, show_reasoning: bool) -> None:
+    def __init__(self, ids_base: str, sealer: Sealer, show_reasoning: bool, deltas: bool = True) -> None:
         self.items: list[Wire] = []
+        self._deltas = deltas
         self.model = ""
         self.usage: Usage | None = None
         self.finish: Finish | None = None
@@ -100,8 +102,9 @@ class OutputBuilder:
                         "content_index": 0, "part": _output_text("")})
         if event.text:
             item.text += event.text
-            out.append({"type": "response.output_text.delta", "item_id": item.id, "output_index": item.index,
-                        "content_index": 0, "delta": event.text, "logprobs": []})
+            if self._deltas:
+                out.append({"type": "response.output_text.delta", "item_id": item.id,
+                            "output_index": item.index, "content_index": 0, "delta": event.text, "logprobs": []})
         return out
 
     # -- reasoning -------------------------------------------------------------------------
@@ -136,6 +139,10 @@ class OutputBuilder:
     def _reasoning_text(self, item: _Item, delta: str) -> list[Wire]:
         out: list[Wire] = []
         where = {"item_id": item.id, "output_index": item.index}
+        item.text += delta
+        if not self._deltas:
+            item.started = True
+            return out
         if item.kind == "raw":
             if not item.started:
                 out.append({"type": "response.content_part.added", **where, "content_index": 0,
@@ -148,7 +155,6 @@ class OutputBuilder:
             out.append({"type": "response.reasoning_summary_text.delta", **where, "summary_index": 0,
                         "delta": delta})
         item.started = True
-        item.text += delta
         return out
 
     # -- tool calls ------------------------------------------------------------------------
@@ -176,8 +182,9 @@ class OutputBuilder:
             self._call_origin = event.origin or self._call_origin
         if event.arguments:
             item.text += event.arguments
-            out.append({"type": "response.function_call_arguments.delta", "item_id": item.id,
-                        "output_index": item.index, "delta": event.arguments})
+            if self._deltas:
+                out.append({"type": "response.function_call_arguments.delta", "item_id": item.id,
+                            "output_index": item.index, "delta": event.arguments})
         return out
 
     # -- items -----------------------------------------------------------------------------

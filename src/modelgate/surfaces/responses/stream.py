@@ -28,12 +28,12 @@ class ResponseAnswer:
     whole response object (``final``, reasoning state included, for the store)."""
 
     def __init__(self, response_id: str, parsed: ResponsesRequest, model: str, sealer: Sealer,
-                 show_reasoning: bool) -> None:
+                 show_reasoning: bool, streamed: bool) -> None:
         self.id = response_id
         self.parsed = parsed
         self.created_at = int(time.time())
         self.model = model  # until the upstream names the model that answered
-        self.output = OutputBuilder(response_id.removeprefix("resp_"), sealer, show_reasoning)
+        self.output = OutputBuilder(response_id.removeprefix("resp_"), sealer, show_reasoning, deltas=streamed)
         self.final: dict[str, Any] | None = None
 
     def snapshot(self, status: str, error: GatewayError | None = None) -> dict[str, Any]:
