@@ -177,6 +177,8 @@ BAD_REQUESTS: list[tuple[dict[str, Any], str, str]] = [
     ({"model": "gpt-4o", "input": "Hi", "include": "reasoning.encrypted_content"}, "include", "array"),
     ({"model": "gpt-4o", "input": "Hi", "metadata": {"n": 1}}, "metadata", "string"),
     ({"model": "gpt-4o", "input": "Hi", "background": True}, "background", "stream"),
+    ({"model": "gpt-4o", "input": "Hi", "truncation": "sometimes"}, "truncation", "'auto' or 'disabled'"),
+    ({"model": "gpt-4o", "input": "Hi", "max_tool_calls": "3"}, "max_tool_calls", "integer"),
     ({"model": "gpt-4o", "input": "Hi", "conversation": "conv_1"}, "conversation", "previous_response_id"),
 ]
 

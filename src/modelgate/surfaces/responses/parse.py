@@ -107,7 +107,7 @@ def parse_responses_request(body: Any, sealer: Sealer) -> ResponsesRequest:
         fields["text"] = text  # verbosity
     if choice_echo is not None and choice is None:
         fields["tool_choice"] = choice_echo  # a built-in tool, named
-    for name in ("safety_identifier", "prompt_cache_key", "service_tier", "truncation"):
+    for name in ("safety_identifier", "prompt_cache_key", "service_tier"):
         string(body, name)
     stream_options = body.get("stream_options")
     if stream_options is not None and not isinstance(stream_options, dict):
@@ -123,15 +123,15 @@ def parse_responses_request(body: Any, sealer: Sealer) -> ResponsesRequest:
     )
     echo = {
         "instructions": instructions, "max_output_tokens": max_output,
-        "max_tool_calls": body.get("max_tool_calls"), "metadata": metadata or {},
+        "max_tool_calls": integer(body, "max_tool_calls", 1), "metadata": metadata or {},
         "parallel_tool_calls": True if parallel is None else parallel, "previous_response_id": previous_id,
         "prompt_cache_key": body.get("prompt_cache_key"), "reasoning": {"effort": effort, "summary": summary},
         "safety_identifier": body.get("safety_identifier"),
         "service_tier": _tier(body.get("service_tier")), "store": store,
         "temperature": 1.0 if temperature is None else temperature, "text": text_echo,
         "tool_choice": "auto" if choice_echo is None else choice_echo, "tools": tools_echo,
-        "top_logprobs": body.get("top_logprobs") or 0, "top_p": 1.0 if top_p is None else top_p,
-        "truncation": body.get("truncation") or "disabled", "user": user,
+        "top_logprobs": integer(body, "top_logprobs", 0) or 0, "top_p": 1.0 if top_p is None else top_p,
+        "truncation": _truncation(body.get("truncation")), "user": user,
     }
     return ResponsesRequest(request=request, turns=turns, items=items, instructions=instructions,
                             previous_id=previous_id, store=store, include=include, echo=echo)
@@ -261,3 +261,11 @@ def _text(raw: Any) -> tuple[ResponseFormat | None, dict[str, Any]]:
 def _tier(value: Any) -> str:
     """The service tier a response reports: the one asked for, "default" for "auto" or none."""
     return value if isinstance(value, str) and value != "auto" else "default"
+
+
+def _truncation(value: Any) -> str:
+    if value is None:
+        return "disabled"
+    if value not in ("auto", "disabled"):
+        raise bad(f"'truncation' must be 'auto' or 'disabled', got {value!r:.60}", "truncation")
+    return str(value)
