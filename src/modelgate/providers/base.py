@@ -101,9 +101,33 @@ class Provider:
             f"provider '{self.name}' (type {self.settings.type}) does not serve embeddings; "
             "use a deployment of an embedding model", param="model", code="model_not_supported")
 
+    async def count_tokens(self, request: ChatRequest, call: UpstreamCall) -> int | None:
+        """The input tokens of ``request`` as the upstream counts them, where its API has an
+        endpoint for that; None where it has none (the caller estimates instead)."""
+        return None
+
     def status_error(self, status: int, headers: Headers, raw: bytes) -> UpstreamError:
         """The error for an answer with an error status (``raw``: its whole body)."""
         raise NotImplementedError
+
+    async def post_json(self, call: UpstreamCall, url: str, headers: Mapping[str, str], body: Any) -> Any:
+        """POST ``body`` as JSON to ``url`` and return the answer's JSON, for the calls that yield
+        no events (count_tokens); errors are mapped and masked as ``exchange`` maps them."""
+        request = UpstreamRequest("POST", url, headers, orjson.dumps(body), self.timeout(call), self.settings.proxy)
+        try:
+            async with self.transport.send(request) as response:
+                raw = await response.read()
+                if response.status >= 400:
+                    raise self.status_error(response.status, response.headers, raw)
+        except TRANSPORT_ERRORS as exc:
+            raise self.masked(self.transport_error(exc, call)) from exc
+        except UpstreamError as error:
+            self.masked(error)
+            raise
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise self.masked(self.malformed(raw)) from None
 
     async def exchange(
         self, call: UpstreamCall, url: str, headers: Mapping[str, str], body: Any,

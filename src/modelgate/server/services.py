@@ -27,6 +27,7 @@ from modelgate.redis_client import RedisClient
 from modelgate.routing import Health, Router
 from modelgate.routing.redis_sync import RedisHealthSync
 from modelgate.schema.errors import NotFound
+from modelgate.schema.request import ChatRequest
 from modelgate.server.chain import build_handler
 from modelgate.storage import PriceEntry, Storage, prices_from_settings
 
@@ -105,6 +106,8 @@ class Services:
                 param="model", code="model_not_found")
         return deployment
 
+    async def count_tokens(self, request: ChatRequest, deployment: DeploymentSettings) -> int | None:
+        return await self.router.count_tokens(deployment.name, request)
 
 
 async def build_services(settings: Settings) -> Services:
