@@ -4,11 +4,13 @@ The official ``anthropic`` SDK and Claude Code (``ANTHROPIC_BASE_URL`` pointed h
 any provider: the request becomes the canonical one and runs through the same lifecycle and
 pipeline as the OpenAI surface's (limits, routing, metering), and the events come back as
 Anthropic's. Errors before the response are Anthropic error objects with their status and a
-``request-id`` header; a stream that fails after it started ends with ``event: error``.
+``request-id`` header; a stream that fails after it started ends with ``event: error``. Answers
+and refusals carry the ``anthropic-ratelimit-*`` headers of the caller's limits.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,6 +21,7 @@ from modelgate.http.request import HTTPRequest
 from modelgate.http.response import respond
 from modelgate.http.routing import Route
 from modelgate.http.sse import sse_event
+from modelgate.limits.headers import anthropic_ratelimit_headers
 from modelgate.pipeline.contract import Call
 from modelgate.schema.errors import GatewayError, MethodNotAllowed, NotFound
 from modelgate.schema.events import Event
@@ -44,8 +47,9 @@ class AnthropicSurface:
         ]
 
     def error_response(self, error: GatewayError, request_id: str) -> tuple[bytes, dict[str, str]]:
-        return error_body(error, request_id), error_headers(error, {"request-id": request_id,
-                                                                    "x-request-id": request_id})
+        headers = error_headers(error, {"request-id": request_id, "x-request-id": request_id})
+        headers.update(anthropic_ratelimit_headers(headers, time.time()))
+        return error_body(error, request_id), headers
 
     def no_route(self, method: str, path: str, path_known: bool) -> GatewayError:
         if path_known:
@@ -59,9 +63,10 @@ class AnthropicSurface:
     async def count_tokens(self, http: HTTPRequest, send: Send) -> None:
         principal = self.core.authenticate(http.headers)
         request = parse_messages_request(await http.json(), http.headers, counting=True)
-        self.core.deployment(request.model, principal)
-        # An estimate for every provider; Anthropic deployments could ask their upstream instead.
-        body = orjson.dumps({"input_tokens": estimate_input_tokens(request)})
+        deployment = self.core.deployment(request.model, principal)
+        # The upstream's own count where it has an endpoint for it (Anthropic's), else an estimate.
+        counted = await self.core.count_tokens(request, deployment)
+        body = orjson.dumps({"input_tokens": estimate_input_tokens(request) if counted is None else counted})
         await respond(send, 200, body, {"request-id": http.request_id, "x-request-id": http.request_id})
 
 
@@ -74,7 +79,9 @@ class Messages:
         return parse_messages_request(body, headers)
 
     def headers(self, call: Call) -> dict[str, str]:
-        return {"request-id": call.request_id, **answered_by(call)}
+        headers = {"request-id": call.request_id, **answered_by(call)}
+        headers.update(anthropic_ratelimit_headers(call.response_headers, time.time()))
+        return headers
 
     def fold(self, call: Call) -> MessageFold:
         return MessageFold(call)
