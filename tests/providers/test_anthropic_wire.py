@@ -46,8 +46,8 @@ from modelgate.schema.request import (
     ToolCallPart,
     ToolChoice,
 )
-from modelgate.surfaces.openai.parse import parse_chat_request
-from modelgate.surfaces.openai.render import error_type
+from modelgate.surfaces.openai_format.parse import parse_chat_request
+from modelgate.surfaces.openai_format.render import error_type
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "anthropic"
 PROVIDER = "claude"

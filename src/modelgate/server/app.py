@@ -25,6 +25,7 @@ from modelgate.server.services import Services, start_services
 from modelgate.surfaces.admin.app import PATHS as ADMIN_PATHS
 from modelgate.surfaces.admin.app import admin_app
 from modelgate.surfaces.anthropic.routes import AnthropicSurface
+from modelgate.surfaces.azure.routes import AzureSurface
 from modelgate.surfaces.base import Surface
 from modelgate.surfaces.models import ModelList
 from modelgate.surfaces.openai.routes import OpenAISurface
@@ -46,13 +47,14 @@ class GatewayApp:
     async def startup(self) -> None:
         self.services = services = await start_services(self.settings)
         openai = OpenAISurface(services)
-        # Longest prefix first: /v1/messages is Anthropic's, the rest of /v1 OpenAI's.
-        self.surfaces = [AnthropicSurface(services), openai]
+        models = ModelList(services)
+        # Longest prefix first: /v1/messages is Anthropic's, the rest of /v1 OpenAI's; /openai Azure's.
+        self.surfaces = [AnthropicSurface(services), openai, AzureSurface(services, models)]
         self.fallback = openai
         routes = [Route("GET", "/health", self.health)]
         for surface in self.surfaces:
             routes += surface.routes()
-        routes += ModelList(services).routes()
+        routes += models.routes()
         self.router = PathRouter(routes)
         self.admin = admin_app(services)
 

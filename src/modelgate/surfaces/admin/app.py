@@ -34,7 +34,7 @@ from modelgate.surfaces.admin.core import AdminCore
 from modelgate.surfaces.admin.health import DeploymentHealth
 from modelgate.surfaces.admin.routes import ENDPOINTS, AdminAPI
 from modelgate.surfaces.admin.web import new_request_id
-from modelgate.surfaces.openai.render import error_body
+from modelgate.surfaces.openai_format.render import error_body
 
 log = logging.getLogger("modelgate")
 
