@@ -14,8 +14,16 @@ from anthropic.lib.tools import beta_tool
 from anthropic.types import MessageParam, ThreadFingerprintMismatchError, ThreadNotFoundError
 from anthropic.types.beta import BetaMessage, BetaMessageParam, BetaToolParam
 
+from modelgate.schema.errors import ServiceUnavailable
 from modelgate.simulator import SimConfig, SimulatorThread
-from modelgate.surfaces.anthropic.threads import MESSAGE_THREADS_BETA, ThreadTurn, without_threads_beta
+from modelgate.storage import ResponseStore, Storage
+from modelgate.surfaces.anthropic.threads import (
+    MESSAGE_THREADS_BETA,
+    Thread,
+    ThreadTurn,
+    load_turn,
+    without_threads_beta,
+)
 from tests.support import RunningGateway, gateway_in_thread, openai_sim_config
 
 MASTER_KEY = "mg-test-master"
@@ -238,3 +246,13 @@ def test_the_upstream_gets_the_whole_conversation_without_the_thread_or_its_beta
     assert without_threads_beta({"anthropic-beta": f"a-1, {MESSAGE_THREADS_BETA},b-2", "x": "y"}) == {
         "anthropic-beta": "a-1,b-2", "x": "y"}
     assert without_threads_beta({"anthropic-beta": MESSAGE_THREADS_BETA}) == {}
+
+
+async def test_a_continue_while_the_database_is_away_is_a_503_not_a_500() -> None:
+    storage = await Storage.open("postgresql://postgres@127.0.0.1:1/nothing")
+    try:
+        with pytest.raises(ServiceUnavailable, match="cannot be read now") as refused:
+            await load_turn(ResponseStore(storage.db), Thread("msg_1"), {"messages": []}, None)
+        assert refused.value.status == 503 and refused.value.retry_after == 1
+    finally:
+        await storage.close()

@@ -30,8 +30,8 @@ from typing import Any
 
 import orjson
 
-from modelgate.schema.errors import InvalidRequest, NotFound
-from modelgate.storage import ResponseStore, StoredResponse
+from modelgate.schema.errors import InvalidRequest, NotFound, ServiceUnavailable
+from modelgate.storage import ResponseStore, StorageError, StoredResponse
 
 MESSAGE_THREADS_BETA = "message-threads-2026-08-12"
 THREAD_KIND = "thread"
@@ -131,7 +131,12 @@ async def load_turn(store: ResponseStore, thread: Thread, body: dict[str, Any], 
     turn = ThreadTurn(project=project, previous_message_id=thread.previous_message_id)
     if thread.previous_message_id is None:
         return turn
-    lineage = await store.lineage(thread.previous_message_id, project)
+    try:
+        lineage = await store.lineage(thread.previous_message_id, project)
+    except StorageError as error:
+        raise ServiceUnavailable("The thread's earlier turns cannot be read now (the gateway's database does not "
+                                 "answer); try again shortly, or send the whole conversation without 'thread'.",
+                                 retry_after=1) from error
     if not lineage or lineage[-1].id != thread.previous_message_id or any(t.kind != THREAD_KIND for t in lineage):
         raise NotFound(f"No thread state was found for previous_message_id {thread.previous_message_id[:100]!r}: "
                        "it is unknown here, past its retention, or was made with another project's key. Send the "
