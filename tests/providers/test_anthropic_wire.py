@@ -409,6 +409,14 @@ def test_max_tokens_from_the_client_the_catalog_or_the_default() -> None:
     assert to_anthropic(request, max_output_tokens=64000)["max_tokens"] == 0
 
 
+def test_max_tokens_above_the_models_output_limit_is_capped_there() -> None:
+    # The budget stage sets max_tokens for the dearest target of a group; a fallback target with a
+    # smaller output limit would refuse it.
+    assert to_anthropic(chat(max_completion_tokens=128000), max_output_tokens=8192)["max_tokens"] == 8192
+    out = to_anthropic(chat(max_completion_tokens=128000, reasoning_effort="high"), max_output_tokens=8192)
+    assert out["max_tokens"] == 8192 and out["thinking"]["budget_tokens"] < 8192
+
+
 @pytest.mark.parametrize(("effort", "budget"), [("low", 1024), ("medium", 4096), ("high", 16384),
                                                 ("ultra-from-the-future", 4096)])
 def test_reasoning_effort_turns_thinking_on(effort: str, budget: int) -> None:

@@ -323,8 +323,12 @@ def _limits(
     budget = thinking_budget(effort, request.reasoning_budget, ANTHROPIC_EFFORT_BUDGETS) or 0
     if budget:
         budget = max(budget, MIN_THINKING_BUDGET)
-    # max_tokens 0 is valid: "populate the prompt cache without generating".
+    # max_tokens 0 is valid: "populate the prompt cache without generating". Above the model's
+    # output limit it is capped there (Anthropic refuses more), as the budget stage may have set it
+    # for the dearest target of a group, not for this one.
     limit = request.max_tokens if request.max_tokens is not None else max_output_tokens
+    if limit is not None and max_output_tokens:
+        limit = min(limit, max_output_tokens)
     if limit is None:
         # Every model that thinks writes well past the budget; leave room for the answer.
         return (budget + DEFAULT_MAX_TOKENS if budget else DEFAULT_MAX_TOKENS), budget

@@ -20,8 +20,10 @@ from modelgate.http.asgi import ASGIApp, Receive, Scope, Send
 from modelgate.http.request import HTTPRequest
 from modelgate.http.response import respond
 from modelgate.http.routing import PathRouter, Route
+from modelgate.pipeline.sealing import Sealer
 from modelgate.schema.errors import GatewayError, InternalError
 from modelgate.server.services import Services, start_services
+from modelgate.storage import ResponseStore
 from modelgate.surfaces.admin.app import PATHS as ADMIN_PATHS
 from modelgate.surfaces.admin.app import admin_app
 from modelgate.surfaces.anthropic.routes import AnthropicSurface
@@ -57,6 +59,18 @@ class GatewayApp:
         routes += models.routes()
         self.router = PathRouter(routes)
         self.admin = admin_app(services)
+
+    @property
+    def responses(self) -> ResponseStore:
+        """The stored responses (once started)."""
+        assert self.services is not None, "lifespan startup has not run"
+        return self.services.responses
+
+    @property
+    def sealer(self) -> Sealer:
+        """What seals the state handed to clients (once started)."""
+        assert self.services is not None, "lifespan startup has not run"
+        return self.services.sealer
 
     async def shutdown(self) -> None:
         if self.services is not None:

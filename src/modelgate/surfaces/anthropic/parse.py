@@ -42,6 +42,7 @@ from modelgate.schema.request import (
     ToolCallPart,
     ToolChoice,
 )
+from modelgate.surfaces.anthropic.threads import thread_without_beta
 
 # The field validators are the OpenAI surface's; they say "'name' must be ..." in any format.
 from modelgate.surfaces.fields import bad, boolean, integer, number, type_name
@@ -423,6 +424,9 @@ def parse_messages_request(body: Any, headers: Mapping[str, str], *, counting: b
         reasoning_budget=budget,
         user=user,
     )
+    if body.get("thread") is not None and not counting:
+        # The gateway keeps threads itself (threads.py), only with the beta named.
+        raise thread_without_beta()
     beta = headers.get("anthropic-beta")
     request.passthrough = AnthropicPassthrough(
         fields={k: v for k, v in body.items() if k not in MESSAGES_FIELDS},
