@@ -10,6 +10,7 @@ import orjson
 from modelgate.config import parse_settings
 from modelgate.config.settings import DeploymentSettings
 from modelgate.pipeline.contract import Handler, Principal
+from modelgate.schema.request import ChatRequest
 from modelgate.surfaces.base import ResponseStore, Sealer
 from modelgate.surfaces.models import ModelList, anthropic_model
 
@@ -50,6 +51,9 @@ class Gateway:
 
     def deployment(self, name: str, principal: Principal) -> DeploymentSettings:
         return self.deployments[name]
+
+    async def count_tokens(self, request: ChatRequest, deployment: DeploymentSettings) -> int | None:
+        raise NotImplementedError
 
 
 def openai_list(gateway: Gateway, names: list[str]) -> dict[str, Any]:

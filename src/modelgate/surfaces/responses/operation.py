@@ -50,7 +50,8 @@ class CreateResponse:
         conversation = Conversation([])
         if parsed.previous_id is not None:
             lineage = await self.core.responses.lineage(parsed.previous_id, call.principal.project)
-            if not lineage:
+            # An Anthropic message thread shares the store, not the format.
+            if not lineage or any(stored.kind != "response" for stored in lineage):
                 raise NotFound(f"Previous response with id '{parsed.previous_id[:100]}' not found.",
                                param="previous_response_id", code="previous_response_not_found")
             conversation = Conversation(lineage)

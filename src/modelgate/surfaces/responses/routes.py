@@ -23,7 +23,7 @@ from modelgate.schema.errors import GatewayError, InvalidRequest, MethodNotAllow
 from modelgate.storage.responses import StoredResponse
 from modelgate.surfaces.base import Core
 from modelgate.surfaces.lifecycle import error_headers, serve_stateful_call
-from modelgate.surfaces.openai_errors import error_body
+from modelgate.surfaces.openai_format.render import error_body
 from modelgate.surfaces.responses.operation import CreateResponse
 from modelgate.surfaces.responses.parse import SEALED_REASONING
 from modelgate.surfaces.responses.render import visible, visible_response
@@ -71,7 +71,9 @@ class ResponsesSurface:
     async def delete(self, http: HTTPRequest, send: Send) -> None:
         principal = self.core.authenticate(http.headers)
         response_id = http.path_params["response_id"]
-        if not await self.core.responses.delete(response_id, principal.project):
+        stored = await self.core.responses.get(response_id, principal.project)
+        if stored is None or stored.kind != "response" or not await self.core.responses.delete(
+                response_id, principal.project):
             raise _not_found(response_id)
         body = orjson.dumps({"id": response_id, "object": "response", "deleted": True})
         await respond(send, 200, body, {"x-request-id": http.request_id})
@@ -103,7 +105,7 @@ class ResponsesSurface:
         principal = self.core.authenticate(http.headers)
         response_id = http.path_params["response_id"]
         stored = await self.core.responses.get(response_id, principal.project)
-        if stored is None:
+        if stored is None or stored.kind != "response":  # a message thread is not a response
             raise _not_found(response_id)
         return stored
 
