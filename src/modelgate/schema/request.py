@@ -9,8 +9,9 @@ family that issued it (see ``ReasoningPart.origin``).
 Every canonical field means the same whichever surface filled it. What only makes sense between
 the same wire format on both sides travels in ``ChatRequest.passthrough``: an ``OpenAIPassthrough``
 filled by the OpenAI surface and read only by the OpenAI-compatible translator, or an
-``AnthropicPassthrough`` filled by the Anthropic surface and read only by the Anthropic one. No
-provider asks which surface a request came from.
+``AnthropicPassthrough`` filled by the Anthropic surface and read only by the Anthropic one, or a
+``ResponsesPassthrough`` filled by the Responses surface and read only by the translator for
+upstreams that speak the Responses API. No provider asks which surface a request came from.
 """
 
 from __future__ import annotations
@@ -159,7 +160,21 @@ class AnthropicPassthrough:
         return value if isinstance(value, str) else None
 
 
-Passthrough = OpenAIPassthrough | AnthropicPassthrough
+@dataclass(slots=True, kw_only=True)
+class ResponsesPassthrough:
+    """What an OpenAI Responses request carries for upstreams that speak the Responses API only."""
+
+    # Body fields the canonical request has no slot for, as sent (truncation, service_tier,
+    # prompt_cache_key, include, reasoning.summary, text.verbosity, ...).
+    fields: dict[str, Any] = field(default_factory=dict)
+    # The built-in tools as sent (web_search, file_search, code_interpreter, computer_use, mcp, ...):
+    # they run on OpenAI's servers, so only a target with ``api: responses`` can take them.
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    # Per-request headers for the upstream.
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+Passthrough = OpenAIPassthrough | AnthropicPassthrough | ResponsesPassthrough
 
 
 @dataclass(slots=True, kw_only=True)
