@@ -374,7 +374,7 @@ class ResponseDecoder:
             if arguments:
                 self._arguments_seen.add(key)
             return [ToolCallDelta(index=ordinal, id=optional_label(item.get("call_id")),
-                                  name=optional_label(item.get("name")), arguments=arguments)]
+                                  name=optional_label(item.get("name")), arguments=arguments, origin=ORIGIN)]
         return []  # messages open empty; built-in tool calls have no canonical form
 
     def _item_done(self, data: dict[str, Any]) -> list[Event]:
@@ -470,7 +470,7 @@ def events_from_response(body: dict[str, Any], provider: str) -> list[Event]:
         elif kind == "function_call" and calls < MAX_INDEX:
             events.append(ToolCallDelta(index=calls, id=optional_label(item.get("call_id")),
                                         name=optional_label(item.get("name")),
-                                        arguments=json_text(item.get("arguments"))))
+                                        arguments=json_text(item.get("arguments")), origin=ORIGIN))
             calls += 1
     events.append(_finish(body, calls))
     usage = body.get("usage")
