@@ -120,11 +120,9 @@ def _assistant_items(message: Message) -> list[dict[str, Any]]:
 
 
 def _tool_output(message: Message) -> dict[str, Any]:
-    output: str | list[dict[str, Any]]
-    if any(isinstance(p, ImagePart) for p in message.content):
-        output = _input_content(message)
-    else:
-        output = message.text()
+    # Text alone is a string; with images, the parts (function_call_output takes both).
+    images = any(isinstance(p, ImagePart) for p in message.content)
+    output: str | list[dict[str, Any]] = _input_content(message) if images else message.text()
     return {"type": "function_call_output", "call_id": fit_call_id(message.tool_call_id or ""), "output": output}
 
 
@@ -332,13 +330,14 @@ class ResponseDecoder:
     encrypted content, arrives with ``response.output_item.done``.
     """
 
-    __slots__ = ("_arguments_seen", "_calls", "_done", "_provider", "_summaries")
+    __slots__ = ("_arguments_seen", "_calls", "_done", "_provider", "_reasoned", "_summaries")
 
     def __init__(self, provider: str) -> None:
         self._provider = provider
         self._calls: dict[str, int] = {}  # function_call item id → tool call ordinal
         self._arguments_seen: set[str] = set()
         self._summaries: set[tuple[str, int]] = set()  # (reasoning item id, summary index) with text
+        self._reasoned: set[str] = set()  # reasoning items whose text has been passed on
         self._done = False
 
     @property
@@ -362,8 +361,10 @@ class ResponseDecoder:
         item = mapping(data.get("item"))
         kind = item.get("type")
         if kind == "reasoning":
-            return [ReasoningDelta(origin=ORIGIN, block_start=True, id=optional_label(item.get("id")),
-                                   text=_summary_text(item),
+            text = _summary_text(item)
+            if text:
+                self._reasoned.add(string(item.get("id")))
+            return [ReasoningDelta(origin=ORIGIN, block_start=True, id=optional_label(item.get("id")), text=text,
                                    signature=string(item.get("encrypted_content")) or None)]
         if kind == "function_call":
             key = string(item.get("id")) or f"#{len(self._calls)}"
@@ -381,9 +382,11 @@ class ResponseDecoder:
         item = mapping(data.get("item"))
         kind = item.get("type")
         if kind == "reasoning":
-            # The encrypted content comes with the finished item; the summary streamed before it.
+            # The encrypted content comes with the finished item; its text streamed before it, or
+            # (where no delta carried it) comes here too.
             signature = string(item.get("encrypted_content"))
-            return [ReasoningDelta(signature=signature, origin=ORIGIN)] if signature else []
+            text = "" if string(item.get("id")) in self._reasoned else _summary_text(item)
+            return [ReasoningDelta(text=text, signature=signature, origin=ORIGIN)] if signature or text else []
         if kind == "function_call":
             key = string(item.get("id"))
             ordinal = self._calls.get(key)
@@ -406,15 +409,20 @@ class ResponseDecoder:
         delta = string(data.get("delta"))
         if not delta:
             return []
-        where = (string(data.get("item_id")), count(data.get("summary_index")))
+        item = string(data.get("item_id"))
+        where = (item, count(data.get("summary_index")))
         # Summary parts are separated as the whole response joins them (_summary_text).
-        lead = "\n\n" if where not in self._summaries and any(w[0] == where[0] for w in self._summaries) else ""
+        lead = "\n\n" if where not in self._summaries and item in self._reasoned else ""
         self._summaries.add(where)
+        self._reasoned.add(item)
         return [ReasoningDelta(text=lead + delta, origin=ORIGIN)]
 
     def _reasoning_text_delta(self, data: dict[str, Any]) -> list[Event]:
         delta = string(data.get("delta"))
-        return [ReasoningDelta(text=delta, origin=ORIGIN)] if delta else []
+        if not delta:
+            return []
+        self._reasoned.add(string(data.get("item_id")))
+        return [ReasoningDelta(text=delta, origin=ORIGIN)]
 
     def _refusal_delta(self, data: dict[str, Any]) -> list[Event]:
         delta = string(data.get("delta"))

@@ -292,12 +292,14 @@ class _Job:
 
 
 def _builtin_tools_refused(job: _Job, chain: list[Group]) -> InvalidRequest:
-    tool = str(job.builtin_tools[0].get("type") or "a built-in tool")
+    kinds = list(dict.fromkeys(str(tool.get("type") or "?") for tool in job.builtin_tools))
+    what = (f"{kinds[0]} is a built-in tool that runs on OpenAI's servers and needs" if len(kinds) == 1
+            else f"{', '.join(kinds)} are built-in tools that run on OpenAI's servers and need")
     targets = ", ".join(f"{t.label} (api: {t.upstream.api})" for g in chain for t in g.targets)
     return InvalidRequest(
-        f"{tool} is a built-in tool that runs on OpenAI's servers and needs an upstream that speaks the Responses "
-        f"API; deployment '{job.call.deployment.name}' and its fallbacks have no target with api: responses "
-        f"({targets}). Remove the tool, or use a deployment whose target says api: responses.",
+        f"{what} an upstream that speaks the Responses API; deployment "
+        f"'{job.call.deployment.name}' and its fallbacks have no target with api: responses ({targets}). Remove "
+        "the tool, or use a deployment whose target says api: responses.",
         param="tools", code="unsupported_value")
 
 

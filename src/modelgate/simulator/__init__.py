@@ -60,7 +60,8 @@ Behaviour worth knowing (each mirrors the real provider):
 
 Module map: ``config`` (SimConfig/ModelSpec) · ``tokens`` (estimator) · ``faults`` (spec parsing, runtime faults)
 · ``replies`` + ``schema_values`` (the one reply generator) · ``surface`` + ``exchange`` (shared request pipeline)
-· ``openai_chat``/``openai_responses``/``openai_api``/``azure_api``/``anthropic_*``/``gemini_*`` (one wire format each) · ``control``
+· ``openai_chat``/``openai_responses``/``openai_api``/``azure_api``/``anthropic_*``/``gemini_*`` (one wire format
+each) · ``control``
 · ``server`` (Simulator, SimulatorThread, run). API modules depend on the pipeline and the generator, never on
 each other (Azure extends OpenAI).
 """

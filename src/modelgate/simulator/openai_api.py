@@ -15,8 +15,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from modelgate.simulator.exchange import Exchange, endpoint
 from modelgate.simulator import openai_responses
+from modelgate.simulator.exchange import Exchange, endpoint
 from modelgate.simulator.openai_chat import ChatOptions, render_chunks, render_completion, to_prompt
 from modelgate.simulator.replies import generate_reply
 from modelgate.simulator.state import SimState

@@ -199,8 +199,8 @@ def _check_reasoning(item: dict[str, Any], where: str, signer: Signer) -> None:
                             "to false. Try again with `store` set to true, or remove this item from your input.",
                        param="input")
     if decrypt(signer, token) is None:
-        raise _invalid(f"The encrypted content for item {item['id']} could not be verified.", f"{where}.encrypted_content",
-                       "invalid_encrypted_content")
+        raise _invalid(f"The encrypted content for item {item['id']} could not be verified.",
+                       f"{where}.encrypted_content", "invalid_encrypted_content")
 
 
 def _tools(body: dict[str, Any]) -> list[ToolSpec]:
@@ -249,11 +249,16 @@ def to_prompt(body: dict[str, Any], model: str, spec: ModelSpec, safety: bool, s
         raise _invalid(f"Invalid 'max_output_tokens': integer below minimum value. Expected a value >= "
                        f"{MIN_OUTPUT_TOKENS}, but got {max_tokens!r} instead.", "max_output_tokens",
                        "integer_below_min_value")
-    text_format = ((body.get("text") or {}).get("format") or {}) if isinstance(body.get("text"), dict) else {}
+    text = body.get("text")
+    text_format = text.get("format") if isinstance(text, dict) else None
+    if not isinstance(text_format, dict):
+        text_format = {}
     json_schema = None
     if text_format.get("type") == "json_schema":
         json_schema = text_format.get("schema") or {"type": "object"}
-    reasoning = body.get("reasoning") if isinstance(body.get("reasoning"), dict) else {}
+    reasoning = body.get("reasoning")
+    if not isinstance(reasoning, dict):
+        reasoning = {}
     tool_mode, forced = _tool_choice(body.get("tool_choice"))
     include = body.get("include") or []
     prompt = Prompt(
@@ -343,7 +348,7 @@ def response_object(prompt: Prompt, options: ResponseOptions, status: str, outpu
     incomplete = None
     if status == "incomplete" and reply is not None:
         incomplete = {"reason": "content_filter" if reply.finish == "safety" else "max_output_tokens"}
-    return {
+    response: dict[str, Any] = {
         "id": options.response_id,
         "object": "response",
         "created_at": options.created,
@@ -369,10 +374,14 @@ def response_object(prompt: Prompt, options: ResponseOptions, status: str, outpu
         "top_logprobs": body.get("top_logprobs", 0),
         "top_p": body.get("top_p", 1.0),
         "truncation": body.get("truncation", "disabled"),
-        "usage": usage(prompt, reply) if reply is not None else None,
-        "user": body.get("user"),
         "metadata": body.get("metadata") or {},
     }
+    # The spec's Response has no null for these: absent until there is a value.
+    if reply is not None:
+        response["usage"] = usage(prompt, reply)
+    if isinstance(body.get("user"), str):
+        response["user"] = body["user"]
+    return response
 
 
 def final_status(reply: Reply) -> str:
