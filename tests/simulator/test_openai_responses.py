@@ -163,9 +163,12 @@ def test_altered_or_lost_reasoning_is_refused(sim_thread: SimulatorThread, opena
     status, body = refusal(sim_thread, altered)
     assert (status, body["error"]["code"], body["error"]["param"]) == (
         400, "invalid_encrypted_content", "input[1].encrypted_content")
-    # Dropped: the function call it came with is refused without it.
+    # Dropped: the function call item it came with, sent back under its fc_ id, is refused without it...
     status, body = refusal(sim_thread, [items[0], *items[2:]])
     assert status == 400 and "without its required 'reasoning' item" in body["error"]["message"]
+    # ...and taken without its id, as from a client that kept only the call_id (the model reasons afresh).
+    status, body = refusal(sim_thread, [items[0], {k: v for k, v in items[2].items() if k != "id"}, items[3]])
+    assert status == 200, body
     # Sent without its encrypted content: nothing is stored, so the item cannot be found.
     stripped = [dict(item) for item in items]
     del stripped[1]["encrypted_content"]

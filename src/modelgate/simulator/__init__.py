@@ -51,8 +51,8 @@ Behaviour worth knowing (each mirrors the real provider):
 * Signatures (Anthropic thinking/redacted_thinking, Gemini ``thoughtSignature``, the ``encrypted_content`` of
   Responses reasoning items) are HMACs with a per-instance secret and are verified when sent back. The Responses
   API keeps nothing: a reasoning model's item carries ``encrypted_content`` when ``include`` asks for
-  ``reasoning.encrypted_content``, its text only when ``reasoning.summary`` is set, and a function call issued
-  beside it is refused on a later turn unless the item, intact, comes before it.
+  ``reasoning.encrypted_content``, its text only when ``reasoning.summary`` is set, and a function call item
+  issued beside it and sent back under its ``fc_`` id is refused unless the reasoning item comes before it.
 * Gemini auth failures are 400 ``API_KEY_INVALID`` (wrong key) and 403 ``PERMISSION_DENIED`` (no key), as on the
   real API; the other APIs answer 401.
 * Anthropic prompt caching: each ``cache_control`` prefix is a cache write the first time, a read afterwards (no

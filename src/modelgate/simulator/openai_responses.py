@@ -1,14 +1,16 @@
 """OpenAI Responses API: wire request → :class:`Prompt`, :class:`Reply` → ``Response`` object or SSE events.
 
-Pure translation, no I/O (the signer and the set of calls issued beside reasoning are passed in);
+Pure translation, no I/O (the signer and the set of function call items issued beside reasoning are passed in);
 :mod:`modelgate.simulator.openai_api` wires it to HTTP. Shapes follow the OpenAI OpenAPI spec
 (``CreateResponse``, ``Response``, ``ResponseStreamEvent``); see protocols.md §1.6.
 
 Like the real API the simulator keeps nothing (``store`` is accepted and ignored), so state goes round
 only in ``encrypted_content``: a reasoning model's reasoning item carries it when ``include`` asks for
-``reasoning.encrypted_content``. It is signed per simulator instance and checked when sent back; and a
-function call issued beside such an item is refused on a later turn unless that item, intact, comes
-before it, as OpenAI refuses a function call item without its reasoning item.
+``reasoning.encrypted_content``. It is signed per simulator instance and checked when sent back (an
+altered one is a 400, an item without it a 404: nothing is stored to find it by). A function call item
+sent back with the ``fc_`` id it was issued under, beside such a reasoning item, is refused unless that
+item comes before it, as OpenAI refuses "a function_call item without its required reasoning item"; one
+sent back without its id (as chat-style clients do, having only the ``call_id``) is taken.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ BUILTIN_TOOLS = frozenset({
 _ROLES = ("user", "assistant", "system", "developer")
 # Tool-call arguments stream in fragments of this many characters, as on the chat API.
 _ARGUMENT_FRAGMENT = 8
-# A call issued beside an encrypted reasoning item, in the simulator's set of such calls.
+# The id of a function call item issued beside an encrypted reasoning item, in the simulator's set.
 _CALL_KEY = "responses-call:"
 
 
@@ -166,10 +168,10 @@ def _read_items(entries: list[dict[str, Any]], signer: Signer, issued: BoundedSe
                 if not isinstance(item.get(key), str):
                     raise _invalid(f"Missing required parameter: '{where}.{key}'.", f"{where}.{key}",
                                    "missing_required_parameter")
-            if f"{_CALL_KEY}{item['call_id']}" in issued and not reasoned:
-                raise _invalid(f"Item '{where}' of type 'function_call' (call_id '{item['call_id']}') was provided "
-                               "without its required 'reasoning' item: send the reasoning item it came with, its "
-                               "encrypted_content intact, before it.", where)
+            if f"{_CALL_KEY}{item.get('id')}" in issued and not reasoned:
+                raise _invalid(f"Item '{item['id']}' of type 'function_call' was provided without its required "
+                               "'reasoning' item: send the reasoning item it came with before it, or leave out "
+                               "the function call's id.", where)
             assistant.append(f"{item['name']} {item['arguments']}")
         elif kind == "function_call_output":
             if not isinstance(item.get("call_id"), str) or "output" not in item:
@@ -310,11 +312,12 @@ def output_items(reply: Reply, options: ResponseOptions, signer: Signer, issued:
             "content": [{"type": "output_text", "text": reply.text, "annotations": [], "logprobs": []}],
         })
     for call in reply.tool_calls:
-        call_id = _item_id("call", options, len(output))
+        item_id = _item_id("fc", options, len(output))
         if reply.reasoning and options.encrypted:
-            issued.add(f"{_CALL_KEY}{call_id}")
-        output.append({"id": _item_id("fc", options, len(output)), "type": "function_call", "status": "completed",
-                       "call_id": call_id, "name": call.name, "arguments": call.arguments_json})
+            issued.add(f"{_CALL_KEY}{item_id}")
+        output.append({"id": item_id, "type": "function_call", "status": "completed",
+                       "call_id": _item_id("call", options, len(output)), "name": call.name,
+                       "arguments": call.arguments_json})
     return output
 
 
