@@ -148,7 +148,7 @@ def input_items(messages: list[Message]) -> list[dict[str, Any]]:
     return out
 
 
-def _function_tool(request: ChatRequest) -> list[dict[str, Any]]:
+def _function_tools(request: ChatRequest) -> list[dict[str, Any]]:
     tools = []
     for tool in request.tools:
         out: dict[str, Any] = {"type": "function", "name": tool.name}
@@ -201,7 +201,7 @@ def request_to_responses(
     body: dict[str, Any] = {"model": model, "input": input_items(rest)}
     if instructions is not None:
         body["instructions"] = instructions
-    tools = _function_tool(request) + builtin_tools(request)
+    tools = _function_tools(request) + builtin_tools(request)
     if tools:
         body["tools"] = tools
     choice = request.tool_choice
@@ -227,26 +227,7 @@ def request_to_responses(
         if value is not None:
             body[name] = value
     include = [ENCRYPTED_REASONING]
-    passthrough = request.passthrough
-    if isinstance(passthrough, OpenAIPassthrough):
-        fields = passthrough.fields
-        for name in _CHAT_FIELDS:
-            if name in fields:
-                body[name] = fields[name]
-        if "verbosity" in fields:
-            text.setdefault("verbosity", fields["verbosity"])
-    elif isinstance(passthrough, ResponsesPassthrough):
-        for key, value in passthrough.fields.items():
-            if key in _NOT_PASSED:
-                continue
-            if key == "include" and isinstance(value, list):
-                include += [v for v in value if v not in include]
-            elif key == "text" and isinstance(value, dict):
-                text = {**value, **text}
-            elif key == "reasoning" and isinstance(value, dict):
-                reasoning = {**value, **reasoning}
-            else:
-                body.setdefault(key, value)
+    _add_passthrough(request, body, text, reasoning, include)
     if reasoning.get("effort") not in (None, "none"):
         # Without a summary a reasoning item carries no text; ask for one unless the client chose.
         reasoning.setdefault("summary", "auto")
@@ -260,6 +241,32 @@ def request_to_responses(
         body["stream"] = True
     body.update(params)
     return body
+
+
+def _add_passthrough(request: ChatRequest, body: dict[str, Any], text: dict[str, Any], reasoning: dict[str, Any],
+                     include: list[str]) -> None:
+    """Add what the request's pass-through says to the body being built (and to its ``text``,
+    ``reasoning`` and ``include``, filled in place): a field the translation sets wins."""
+    passthrough = request.passthrough
+    if isinstance(passthrough, OpenAIPassthrough):
+        fields = passthrough.fields
+        body.update({name: fields[name] for name in _CHAT_FIELDS if name in fields})
+        if "verbosity" in fields:
+            text.setdefault("verbosity", fields["verbosity"])
+        return
+    if not isinstance(passthrough, ResponsesPassthrough):
+        return
+    for key, value in passthrough.fields.items():
+        if key in _NOT_PASSED:
+            continue
+        if key == "include" and isinstance(value, list):
+            include += [v for v in value if v not in include]
+        elif key in ("text", "reasoning") and isinstance(value, dict):
+            nested = text if key == "text" else reasoning
+            for name, inner in value.items():
+                nested.setdefault(name, inner)
+        else:
+            body.setdefault(key, value)
 
 
 def request_headers(request: ChatRequest) -> dict[str, str]:
