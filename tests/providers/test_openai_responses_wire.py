@@ -275,7 +275,7 @@ def test_a_streamed_reasoning_turn_with_parallel_calls(openai_spec: OpenAISpec) 
     assert (result.usage.input_tokens, result.usage.output_tokens, result.usage.reasoning_tokens) == (84, 142, 128)
 
 
-def test_the_whole_response_folds_as_its_stream_would(openai_spec: OpenAISpec) -> None:
+def test_a_whole_response_with_reasoning_and_text(openai_spec: OpenAISpec) -> None:
     body = orjson.loads((FIXTURES / "responses_reasoning_text.json").read_bytes())
     check(openai_spec, "Response", body)
     result = fold_events(events_from_response(body, "up"))
