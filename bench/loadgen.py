@@ -45,6 +45,9 @@ class Target:
     path: str = "/v1/chat/completions"
     model: str = "bench-model"
     headers: tuple[tuple[str, str], ...] = (("Authorization", "Bearer bench"),)
+    # The wire format: "chat" (Chat Completions), "responses" (the Responses API, stored as its
+    # default says) or "responses-stateless" (store false, as Codex sends it).
+    api: str = "chat"
 
     @classmethod
     def from_url(cls, url: str, model: str = "bench-model", api_key: str = "bench") -> Target:
@@ -62,8 +65,10 @@ class Shape:
     expect_chunks: int = 64  # content deltas a stream must deliver
     fault: str | None = None  # x-bench-fault header, for the fault figures
 
-    def body(self, model: str, nonce: int) -> bytes:
+    def body(self, model: str, nonce: int, api: str = "chat") -> bytes:
         pad = ("lorem ipsum " * (self.prompt_bytes // 12 + 1))[: self.prompt_bytes]
+        if api != "chat":
+            return self._responses_body(model, f"{pad}Say hello. bench-nonce-{nonce}", api == "responses")
         msg: dict[str, Any] = {
             "model": model,
             "messages": [
@@ -78,9 +83,18 @@ class Shape:
             msg["stream_options"] = {"include_usage": True}
         return orjson.dumps(msg)
 
+    def _responses_body(self, model: str, text: str, store: bool) -> bytes:
+        msg: dict[str, Any] = {"model": model, "instructions": "You are the modelgate benchmark.", "input": text,
+                               "max_output_tokens": 256, "temperature": 0.0}
+        if not store:
+            msg["store"] = False
+        if self.stream:
+            msg["stream"] = True
+        return orjson.dumps(msg)
+
 
 def build_request(t: Target, shape: Shape, nonce: int) -> bytes:
-    body = shape.body(t.model, nonce)
+    body = shape.body(t.model, nonce, t.api)
     extra = "".join(f"{k}: {v}\r\n" for k, v in t.headers)
     if shape.fault:
         extra += f"x-bench-fault: {shape.fault}\r\n"
@@ -324,7 +338,7 @@ class Outcome:
     status: int = 0
 
 
-def check(resp: Response, shape: Shape, nonce: int, start: float) -> Outcome:
+def check(resp: Response, shape: Shape, nonce: int, start: float, api: str = "chat") -> Outcome:
     """Apply the correctness gates; ``start`` is the time latency is measured from."""
     lat = resp.done_at - start
     want = f"bench-nonce-{nonce} "
@@ -337,7 +351,11 @@ def check(resp: Response, shape: Shape, nonce: int, start: float) -> Outcome:
             return Outcome(False, "truncated", lat, status=200)
         try:
             doc = orjson.loads(resp.body)
-            content = doc["choices"][0]["message"]["content"]
+            if api == "chat":
+                content = doc["choices"][0]["message"]["content"]
+            else:
+                message = next(item for item in doc["output"] if item["type"] == "message")
+                content = message["content"][0]["text"]
             usage = doc.get("usage") or {}
         except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
             return Outcome(False, "bad-json", lat, status=200)
@@ -346,10 +364,10 @@ def check(resp: Response, shape: Shape, nonce: int, start: float) -> Outcome:
         if not usage.get("total_tokens"):
             return Outcome(False, "no-usage", lat, status=200)
         return Outcome(True, None, lat, status=200)
-    return _check_stream(resp, shape, want, start, lat)
+    return _check_stream(resp, shape, want, start, lat, api)
 
 
-def _check_stream(resp: Response, shape: Shape, want: str, start: float, lat: float) -> Outcome:
+def _check_stream(resp: Response, shape: Shape, want: str, start: float, lat: float, api: str) -> Outcome:
     if not resp.headers.get("content-type", "").startswith("text/event-stream"):
         return Outcome(False, "not-sse", lat, status=200)
     times: list[float] = []
@@ -369,6 +387,15 @@ def _check_stream(resp: Response, shape: Shape, want: str, start: float, lat: fl
             ev = orjson.loads(data)
         except orjson.JSONDecodeError:
             return Outcome(False, "sse-framing", lat, status=200)
+        if api != "chat":
+            # The Responses API ends a stream with response.completed (which carries the usage), not [DONE].
+            kind = ev.get("type")
+            if kind == "response.output_text.delta" and ev.get("delta"):
+                times.append(at)
+                text.append(ev["delta"])
+            elif kind == "response.completed":
+                done = usage = bool((ev.get("response") or {}).get("usage"))
+            continue
         if ev.get("usage"):
             usage = True
         for choice in ev.get("choices") or []:
@@ -457,7 +484,7 @@ async def one(pool: Pool, shape: Shape, start: float | None = None) -> Outcome:
         pool.release(conn)
         return Outcome(False, "timeout", time.perf_counter() - t_start)
     pool.release(conn)
-    return check(resp, shape, nonce, start if start is not None else resp.sent_at)
+    return check(resp, shape, nonce, start if start is not None else resp.sent_at, pool.target.api)
 
 
 async def open_loop(target: Target, shape: Shape, rate: float, duration: float,

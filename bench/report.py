@@ -344,7 +344,10 @@ def markdown(out: dict[str, Any], summ: dict[str, Any], charts: Sequence[tuple[s
     rows = []
     for variant, what in (("modelgate-auth", "key auth (master_key)"),
                           ("modelgate-full", "project key from the database + rpm/tpm limits + budget "
-                                             "(reserve and settle) + metering")):
+                                             "(reserve and settle) + metering"),
+                          ("modelgate-responses", "the Responses API instead of Chat Completions (store: true, "
+                                                  "its default: each response kept in the database)"),
+                          ("modelgate-responses-stateless", "the Responses API, store: false")):
         v = sysrows.get(variant) or {}
         if "cpu_ms_per_req" in bare and "cpu_ms_per_req" in v:
             rows.append([what, _f(v["cpu_ms_per_req"]), _ratio(v["cpu_ms_per_req"], bare["cpu_ms_per_req"]),

@@ -92,6 +92,7 @@ class Running:
     model_prefix: str = ""  # put before the kind's model name (TensorZero: "tensorzero::model_name::")
     kind_headers: Callable[[str], Headers] | None = None  # extra request headers per kind (Portkey's routing)
     figures: str = "all"  # System.figures
+    api: str = "chat"  # System.api
 
     def target(self, kind: str) -> loadgen.Target | None:
         if kind not in self.kinds:
@@ -103,7 +104,7 @@ class Running:
         if self.kind_headers is not None:
             headers += self.kind_headers(kind)
         return loadgen.Target("127.0.0.1", self.port, path=self.path, model=self.model_prefix + MODELS[kind],
-                              headers=headers)
+                              headers=headers, api=self.api)
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,7 @@ class System:
     # feature changes on the request path), "scale" (a process-count variant: throughput and CPU).
     figures: str = "all"
     version: Callable[[], str] = lambda: "?"  # what is installed, for the report
+    api: str = "chat"  # the wire format clients send (loadgen.Target.api)
 
 
 def port_file_for(config: Path) -> Path:
@@ -288,6 +290,14 @@ SYSTEMS: dict[str, System] = {
         figures="cost",
         version=_modelgate_version,
     ),
+    # The Responses API in front of the same chat-completions stand-ins: what its translation and
+    # its stored state cost next to Chat Completions (store on, its default; and off, as Codex sends it).
+    "modelgate-responses": System(
+        "modelgate-responses", _modelgate_cmd, _modelgate_config, available=_modelgate_available,
+        path="/v1/responses", api="responses", figures="cost", version=_modelgate_version),
+    "modelgate-responses-stateless": System(
+        "modelgate-responses-stateless", _modelgate_cmd, _modelgate_config, available=_modelgate_available,
+        path="/v1/responses", api="responses-stateless", figures="cost", version=_modelgate_version),
     # Scaling past one process: the bare gateway unpinned, as one process and as two workers
     # sharing one socket, measured the same way.
     "modelgate-1p": System("modelgate-1p", _modelgate_workers_cmd(1),
@@ -367,7 +377,7 @@ async def start_system(sys_: System, ups: Upstreams, log_dir: Path, config_path:
         raise
     kind_headers = None if sys_.kind_headers is None else functools.partial(sys_.kind_headers, ups)
     return Running(sys_.name, proc, port, set(sys_.kinds), ready, ups, api_key, sys_.path, sys_.model_prefix,
-                   kind_headers, sys_.figures)
+                   kind_headers, sys_.figures, sys_.api)
 
 
 def _read_port(port_file: Path) -> int | None:

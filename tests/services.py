@@ -82,10 +82,13 @@ def database_url(request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url"))
 
 
-async def upgrade(url: str) -> None:
+async def upgrade(url: str) -> str:
+    """Apply every migration to the database at ``url``; its installation id (what namespaces the
+    gateway's keys in a shared Redis)."""
     storage = await Storage.open(url)
     try:
         await storage.upgrade()
+        return await storage.installation_id()
     finally:
         await storage.close()
 

@@ -11,9 +11,12 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.requests import Request
 
+from modelgate.schema.errors import ServiceUnavailable
 from modelgate.simulator import SimulatorThread
 from modelgate.surfaces.admin import wire
+from modelgate.surfaces.admin.app import gateway_error
 from tests.support import RunningGateway, gateway_in_thread, openai_sim_config
 
 MASTER = {"authorization": "Bearer sk-master"}
@@ -129,3 +132,12 @@ def test_an_unexpected_failure_is_logged_and_answered_as_a_500(
     assert logged and logged[0].exc_info is not None and "a bug" in str(logged[0].exc_info[1])
     # The gateway goes on answering.
     assert httpx.get(f"{gateway.base_url}/admin/projects", headers=MASTER).status_code == 200
+
+
+@pytest.mark.parametrize(("wait", "header"), [(3.4, "3"), (0.2, "1"), (float("nan"), None), (float("inf"), None),
+                                              (10**9, "86400")])
+async def test_retry_after_is_whole_finite_seconds_or_absent(wait: float, header: str | None) -> None:
+    response = await gateway_error(Request({"type": "http", "method": "GET", "path": "/admin/keys", "headers": []}),
+                                   ServiceUnavailable("busy", retry_after=wait))
+    assert response.status_code == 503
+    assert response.headers.get("retry-after") == header

@@ -15,20 +15,12 @@ import pytest
 from redis import Redis
 
 from modelgate.simulator import SimConfig, SimulatorThread
-from modelgate.storage import Storage
+from tests.services import upgrade
 from tests.support import RunningGateway, gateway_in_thread, openai_sim_config, wait_until
 
 MASTER = "mk-overspend"
 BUDGET = 0.03
 
-
-async def _installation(url: str) -> str:
-    storage = await Storage.open(url)
-    try:
-        await storage.upgrade()
-        return await storage.installation_id()
-    finally:
-        await storage.close()
 
 
 def ask(gateway: RunningGateway, key: str) -> int:
@@ -43,7 +35,7 @@ def test_concurrent_prompts_far_above_the_estimate_do_not_overspend(ledger: str,
     redis_url = str(request.getfixturevalue("redis_url")) if ledger == "redis" else None
     database = tmp_path / "modelgate.db"
     url = f"sqlite:///{database}"
-    installation = asyncio.run(_installation(url))
+    installation = asyncio.run(upgrade(url))
     # Slow enough that the 20 requests are in flight together.
     with SimulatorThread(SimConfig.from_dict({"api_key": "sk-sim", "defaults": {"latency_ms": 300}})) as sim:
         config = openai_sim_config(sim.base_url, master_key=MASTER, database_url=url,

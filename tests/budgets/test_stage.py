@@ -14,7 +14,7 @@ from modelgate.metering import NANO, PriceBook
 from modelgate.schema.errors import UpstreamError
 from modelgate.schema.events import Usage
 from modelgate.storage import prices_from_settings
-from modelgate.surfaces.openai.render import error_type
+from modelgate.surfaces.openai_format.render import error_type
 from tests.governed_calls import Script, answer, call, chat, deployment, drain, principal
 
 # $1,000 per million tokens in and out: one token is a tenth of a cent.

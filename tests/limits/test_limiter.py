@@ -6,8 +6,9 @@ import asyncio
 
 import pytest
 
-from modelgate.limits import Counter, LocalLimiter, go_duration, ratelimit_headers
+from modelgate.limits import Counter, LocalLimiter, anthropic_ratelimit_headers, go_duration, ratelimit_headers
 from modelgate.limits.gcra import CounterState
+from modelgate.limits.headers import UNLIMITED, go_duration_ms
 from modelgate.limits.redis import RedisLimiter
 from modelgate.redis_client import RedisClient
 
@@ -149,6 +150,7 @@ async def test_an_unreachable_redis_leaves_the_decision_unchecked() -> None:
 ])
 def test_reset_times_are_go_durations_as_openai_sends_them(ms: float, text: str) -> None:
     assert go_duration(ms) == text
+    assert go_duration_ms(text) == (0 if ms == 0 else round(ms))
 
 
 def test_headers_report_the_tightest_counter_of_each_kind() -> None:
@@ -163,6 +165,21 @@ def test_headers_report_the_tightest_counter_of_each_kind() -> None:
         "x-ratelimit-remaining-tokens": "4000",
         "x-ratelimit-reset-tokens": "12s",
     }
+    # A kind with no limit is reported too, as unlimited: clients read all six.
     assert ratelimit_headers([requests(10)], [CounterState(10, 9, 6000)]) == {
         "x-ratelimit-limit-requests": "10", "x-ratelimit-remaining-requests": "9",
-        "x-ratelimit-reset-requests": "6s"}
+        "x-ratelimit-reset-requests": "6s",
+        "x-ratelimit-limit-tokens": str(UNLIMITED), "x-ratelimit-remaining-tokens": str(UNLIMITED),
+        "x-ratelimit-reset-tokens": "0s"}
+
+
+def test_anthropic_headers_name_the_limited_kinds_with_rfc_3339_resets() -> None:
+    openai_headers = ratelimit_headers([tokens(5000)], [CounterState(5000, 4000, 12_500)])
+    now = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+    assert anthropic_ratelimit_headers(openai_headers, now) == {
+        f"anthropic-ratelimit-{kind}-{part}": value
+        for kind in ("tokens", "input-tokens", "output-tokens")
+        for part, value in (("limit", "5000"), ("remaining", "4000"), ("reset", "2026-01-01T00:00:13Z"))
+    }
+    assert anthropic_ratelimit_headers({}, now) == {}
+    assert go_duration_ms("soon") is None

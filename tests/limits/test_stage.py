@@ -8,6 +8,7 @@ import pytest
 
 from modelgate.auth import Limits
 from modelgate.limits import LocalLimiter, RateLimit, counters_for
+from modelgate.limits.headers import UNLIMITED_HEADERS
 from modelgate.limits.redis import RedisLimiter
 from modelgate.redis_client import RedisClient
 from modelgate.schema.errors import RateLimited, ServiceUnavailable, UpstreamError
@@ -25,14 +26,15 @@ def test_the_counters_of_key_project_and_deployment_apply() -> None:
     assert counters_for(call()) == ()
 
 
-async def test_no_limits_no_wrapper_and_no_headers() -> None:
+async def test_no_limits_no_wrapper_and_unlimited_headers() -> None:
     script = Script(answer())
     c = call()
     events = RateLimit(LocalLimiter())(c, script)
     # The next handler's own events, not a wrapper.
     assert isinstance(events, types.AsyncGeneratorType) and events.__qualname__ == "Script.__call__"
     await drain(events)
-    assert c.response_headers == {}
+    # Every answer has all six headers; a caller with no limits is told it has no limits.
+    assert c.response_headers == UNLIMITED_HEADERS
 
 
 async def test_headers_go_on_the_response_and_the_limit_refuses_with_retry_after() -> None:

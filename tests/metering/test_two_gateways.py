@@ -23,8 +23,7 @@ import pytest
 from redis import Redis
 
 from modelgate.simulator import SimulatorThread
-from modelgate.storage import Storage
-from tests.services import _admin
+from tests.services import _admin, upgrade
 from tests.support import RunningGateway, gateway_process, openai_sim_config, wait_until
 from tests.tcp_proxy import TcpProxy
 
@@ -35,14 +34,6 @@ REPLAYED = "the database has every record again"
 # $1,000 per million tokens: a request of a few dozen tokens costs a few cents, easy to add up.
 PRICED = {"name": "priced", "provider": "openai", "model": "gpt-4o", "price": {"input": 1000, "output": 1000}}
 
-
-async def _migrate(url: str) -> str:
-    storage = await Storage.open(url)
-    try:
-        await storage.upgrade()
-        return await storage.installation_id()
-    finally:
-        await storage.close()
 
 
 async def _usage_rows(url: str, where: str = "") -> list[dict[str, Any]]:
@@ -68,7 +59,7 @@ def database(postgres_server: str, redis_url: str) -> Iterator[str]:
     asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
     url = postgres_server.rsplit("/", 1)[0] + "/" + name
     try:
-        installation = asyncio.run(_migrate(url))
+        installation = asyncio.run(upgrade(url))
         yield url
     finally:
         client = Redis.from_url(redis_url)

@@ -31,7 +31,7 @@ from modelgate.schema.request import (
     ToolCallPart,
 )
 from modelgate.simulator import SimulatorThread
-from modelgate.surfaces.openai.render import error_type
+from modelgate.surfaces.openai_format.render import error_type
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "anthropic"
 MODEL = "claude-sonnet-4-5"

@@ -46,8 +46,8 @@ from modelgate.schema.request import (
     ToolCallPart,
     ToolChoice,
 )
-from modelgate.surfaces.openai.parse import parse_chat_request
-from modelgate.surfaces.openai.render import error_type
+from modelgate.surfaces.openai_format.parse import parse_chat_request
+from modelgate.surfaces.openai_format.render import error_type
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "anthropic"
 PROVIDER = "claude"
@@ -407,6 +407,14 @@ def test_max_tokens_from_the_client_the_catalog_or_the_default() -> None:
     request = chat()
     request.max_tokens = 0  # Anthropic: "populate the prompt cache without generating"
     assert to_anthropic(request, max_output_tokens=64000)["max_tokens"] == 0
+
+
+def test_max_tokens_above_the_models_output_limit_is_capped_there() -> None:
+    # The budget stage sets max_tokens for the dearest target of a group; a fallback target with a
+    # smaller output limit would refuse it.
+    assert to_anthropic(chat(max_completion_tokens=128000), max_output_tokens=8192)["max_tokens"] == 8192
+    out = to_anthropic(chat(max_completion_tokens=128000, reasoning_effort="high"), max_output_tokens=8192)
+    assert out["max_tokens"] == 8192 and out["thinking"]["budget_tokens"] < 8192
 
 
 @pytest.mark.parametrize(("effort", "budget"), [("low", 1024), ("medium", 4096), ("high", 16384),

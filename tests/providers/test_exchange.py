@@ -7,14 +7,14 @@ import asyncio
 import email.utils
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from modelgate.providers.base import Provider, UpstreamCall
+from modelgate.providers.base import MAX_BODY_BYTES, Provider, UpstreamCall
 from modelgate.providers.mock_transport import MockHandler, MockResponse, MockTransport
 from modelgate.providers.registry import create_provider
 from modelgate.providers.settings import ProviderSettings
@@ -240,6 +240,33 @@ async def test_openai_error_keeps_its_type_and_param() -> None:
     error = caught.value
     assert (error.status, error.upstream_type, error.param, error.code, error.retryable) == (
         400, "invalid_request_error", "foo", "unknown_parameter", False)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_an_endless_error_body_is_read_to_its_bound_and_the_connection_dropped(kind: str) -> None:
+    def endless() -> Iterator[bytes]:
+        yield b"upstream says no: "
+        while True:
+            yield b"x" * 65536
+
+    response = MockResponse(500, {"content-type": "text/plain"}, endless())
+    adapter, _ = provider(kind, answer(response))
+    with pytest.raises(UpstreamError) as caught:
+        await run(adapter, ask())
+    assert caught.value.status == 500 and "upstream says no" in caught.value.message
+    assert not response.finished and response.closed
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_whole_answer_past_the_size_bound_is_malformed(kind: str) -> None:
+    chunk = b" " * (1 << 20)  # the same megabyte again and again: the bound, not memory, ends it
+    parts = [b'{"id": "c1", "pad": "', *[chunk] * (MAX_BODY_BYTES >> 20), b'"}']
+    response = MockResponse(200, {"content-type": "application/json"}, parts)
+    adapter, _ = provider(kind, answer(response))
+    with pytest.raises(UpstreamMalformed) as caught:
+        await run(adapter, ask())
+    assert f"more than {MAX_BODY_BYTES} bytes" in caught.value.message
+    assert not response.finished and response.closed
 
 
 # --- malformed answers -----------------------------------------------------------------------------

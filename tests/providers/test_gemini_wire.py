@@ -23,8 +23,8 @@ from modelgate.providers.gemini_wire import (
 from modelgate.schema.errors import InvalidRequest, UpstreamError
 from modelgate.schema.events import Event, ReasoningDelta, Start, ToolCallDelta, Usage, fold_events
 from modelgate.schema.request import ChatRequest, Message, ReasoningPart, TextPart, ToolCallPart
-from modelgate.surfaces.openai.parse import parse_chat_request
-from modelgate.surfaces.openai.render import error_type
+from modelgate.surfaces.openai_format.parse import parse_chat_request
+from modelgate.surfaces.openai_format.render import error_type
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "gemini"
 PROVIDER = "gemini"

@@ -14,7 +14,7 @@ from modelgate.providers.openai_profiles import profile_for
 from modelgate.providers.openai_wire import ChunkDecoder, error_from_openai, events_from_response, request_to_openai
 from modelgate.schema.events import ChatResult, Event, ResultBuilder
 from modelgate.schema.request import AnthropicPassthrough, ChatRequest, Message, OpenAIPassthrough, TextPart
-from modelgate.surfaces.openai.parse import parse_chat_request
+from modelgate.surfaces.openai_format.parse import parse_chat_request
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "openai"
 

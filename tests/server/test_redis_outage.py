@@ -17,21 +17,13 @@ import httpx
 from redis import Redis
 
 from modelgate.simulator import SimulatorThread
-from modelgate.storage import Storage
+from tests.services import upgrade
 from tests.support import RunningGateway, gateway_in_thread, openai_sim_config, wait_until
 from tests.tcp_proxy import TcpProxy
 
 MASTER = "mk-outage"
 HEADER = "x-modelgate-degraded"
 
-
-async def _installation(url: str) -> str:
-    storage = await Storage.open(url)
-    try:
-        await storage.upgrade()
-        return await storage.installation_id()
-    finally:
-        await storage.close()
 
 
 @contextmanager
@@ -40,7 +32,7 @@ def gateway_behind(proxy: TcpProxy, sim: SimulatorThread, folder: Path, **settin
     """A gateway on a fresh SQLite database whose Redis is reached through ``proxy``; its Redis keys
     (namespaced by the database's installation id) are deleted afterwards."""
     url = f"sqlite:///{folder / 'modelgate.db'}"
-    installation = asyncio.run(_installation(url))
+    installation = asyncio.run(upgrade(url))
     config = openai_sim_config(sim.base_url, master_key=MASTER, database_url=url, journal_dir=str(folder / "journal"),
                                redis_url=f"redis://127.0.0.1:{proxy.port}/0", **settings)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import socket
 import subprocess
@@ -163,6 +164,24 @@ async def test_an_unreachable_redis_does_not_stop_start_up_or_changes(storage: S
     try:
         issued = await KeyAdmin(storage, DEPLOYMENTS, changed=sync.changed).create_key(KeySpec(project="p"))
         assert sync.cache.lookup(issued.key) is not None
+    finally:
+        await sync.stop()
+        await client.close()
+
+
+async def test_a_redis_outage_is_logged_once_not_at_every_attempt(storage: Storage,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="modelgate.auth")
+    client = RedisClient.from_url("redis://127.0.0.1:1/0")
+    sync = KeySync(storage, KeyCache(), client, interval=60)
+    await sync.start()
+
+    def attempts() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if "subscription to" in r.getMessage()]
+
+    try:
+        await eventually(lambda: len(attempts()) >= 3, what="three failed attempts to subscribe")
+        assert [r.levelno for r in attempts()][:3] == [logging.WARNING, logging.DEBUG, logging.DEBUG]
     finally:
         await sync.stop()
         await client.close()

@@ -146,12 +146,16 @@ class KeySync:
     async def _listen(self, channel: str) -> None:
         assert self.redis is not None
         delay = 0.5
+        failures = 0  # attempts failed in a row: an outage is logged once when it starts and once when it ends
         while True:
             try:
                 async with self.redis.subscribe(channel) as subscription:
                     self.subscribed = True
                     self._first_try.set()
                     delay = 0.5
+                    if failures:
+                        log.info("Redis subscription to %s is back after %d failed attempt(s)", channel, failures)
+                        failures = 0
                     # Changes announced while this process was not subscribed.
                     await self._refresh_logged()
                     async for message in subscription:
@@ -159,7 +163,10 @@ class KeySync:
             except (RespError, OSError) as error:
                 self.subscribed = False
                 self._first_try.set()
-                log.warning("Redis subscription to %s lost (%s); again in %.1fs", channel, error, delay)
+                failures += 1
+                log.log(logging.WARNING if failures == 1 else logging.DEBUG,
+                        "Redis subscription to %s lost (%s); trying again, waits growing from %.1fs to 10s",
+                        channel, error, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 

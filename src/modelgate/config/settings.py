@@ -24,7 +24,9 @@ from modelgate.config.deployments import (
 from modelgate.config.fields import Key, nonempty
 from modelgate.config.limits import LimitsSettings
 from modelgate.config.providers import read_providers
+from modelgate.config.responses import ResponsesSettings
 from modelgate.config.routing import RoutingSettings
+from modelgate.config.secret import secret_problem
 from modelgate.config.server import ServerSettings
 from modelgate.providers.settings import ProviderSettings
 
@@ -37,6 +39,7 @@ __all__ = [
     "PriceSettings",
     "ProviderSettings",
     "ReasoningSettings",
+    "ResponsesSettings",
     "RoutingSettings",
     "ServerSettings",
     "Settings",
@@ -56,6 +59,10 @@ class Settings:
     limits: LimitsSettings = field(default_factory=LimitsSettings)
     budgets: BudgetsSettings = field(default_factory=BudgetsSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
+    responses: ResponsesSettings = field(default_factory=ResponsesSettings)
+    # What the state handed to clients is sealed with (pipeline/sealing.py); unset: a key made at
+    # the first start and kept in the database, shared by every process on it.
+    secret_key: Annotated[str | None, Key("a string of at least 32 characters", secret_problem)] = None
     # Where usage records wait while the database cannot be reached (metering/journal.py).
     journal_dir: Annotated[str, Key("a directory path", nonempty(
         "is empty; name a directory or remove the key for ./journal"))] = "./journal"

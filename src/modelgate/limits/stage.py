@@ -8,7 +8,7 @@ from typing import Protocol
 
 from modelgate.config.limits import OnRedisOutage
 from modelgate.limits.gcra import Counter, Decision
-from modelgate.limits.headers import go_duration, ratelimit_headers
+from modelgate.limits.headers import UNLIMITED_HEADERS, go_duration, ratelimit_headers
 from modelgate.metering.usage import UsageWatch, estimate_request_tokens
 from modelgate.pipeline.caller_cache import CallerCache
 from modelgate.pipeline.contract import Call, Handler
@@ -63,7 +63,8 @@ def output_allowance(call: Call) -> int:
 
 class RateLimit:
     """Stage: refuses a request over any of its rpm/tpm limits with 429 and ``Retry-After``;
-    puts OpenAI's ``x-ratelimit-*`` headers on every response it lets through.
+    puts OpenAI's six ``x-ratelimit-*`` headers on every response it lets through and every
+    refusal (``limits/headers.py``), but one it could not count.
 
     Tokens are charged from an estimate when the request starts and corrected from the upstream's
     usage when it ends (or from what was streamed, when the usage never came).
@@ -83,6 +84,7 @@ class RateLimit:
     def __call__(self, call: Call, next: Handler) -> AsyncGenerator[Event, None]:
         counters = self._counters(call)
         if not counters:
+            call.response_headers.update(UNLIMITED_HEADERS)
             return next(call)  # nothing to count: no wrapper around the events either
         return self._limited(call, next, counters)
 

@@ -1,4 +1,5 @@
-"""Provider type ``anthropic``: Anthropic's Messages API (``POST /v1/messages``).
+"""Provider type ``anthropic``: Anthropic's Messages API (``POST /v1/messages``, and
+``/v1/messages/count_tokens`` for the Anthropic surface's token counts).
 
 Also serves other hosts of the same API (e.g. DeepSeek's ``https://api.deepseek.com/anthropic``):
 ``base_url`` is the root the SDK would take as ``ANTHROPIC_BASE_URL``. Translation lives in
@@ -14,6 +15,7 @@ import orjson
 from modelgate.http.sse import iter_sse
 from modelgate.providers.anthropic_wire import (
     MessageDecoder,
+    count_tokens_body,
     events_from_message,
     request_headers,
     request_to_anthropic,
@@ -22,7 +24,7 @@ from modelgate.providers.anthropic_wire import (
 from modelgate.providers.base import Provider, UpstreamCall, json_or_text
 from modelgate.providers.settings import ProviderSettings
 from modelgate.providers.transport import Headers, Transport
-from modelgate.providers.untrusted import retry_after
+from modelgate.providers.untrusted import count, retry_after
 from modelgate.schema.errors import UpstreamError, UpstreamMalformed
 from modelgate.schema.events import Event
 from modelgate.schema.request import ChatRequest
@@ -35,6 +37,7 @@ class AnthropicProvider(Provider):
         super().__init__(settings, transport)
         base = settings.base_url
         self.url = f"{base}/messages" if base.endswith("/v1") else f"{base}/v1/messages"
+        self.count_url = f"{self.url}/count_tokens"
         headers = {"content-type": "application/json", "anthropic-version": API_VERSION}
         if settings.api_key:
             headers["x-api-key"] = settings.api_key
@@ -48,6 +51,15 @@ class AnthropicProvider(Provider):
         headers = {**self.headers, **extra} if extra else self.headers
         return self.exchange(call, self.url, headers, body, self._stream if request.stream else None,
                              self._message)
+
+    async def count_tokens(self, request: ChatRequest, call: UpstreamCall) -> int:
+        """``POST /v1/messages/count_tokens`` (protocols.md §3.6)."""
+        body = count_tokens_body(request, call.model, call.params)
+        extra = request_headers(request, self.headers)
+        answer = await self.post_json(call, self.count_url, {**self.headers, **extra}, body)
+        if not isinstance(answer, dict) or "input_tokens" not in answer:
+            raise self.malformed(orjson.dumps(answer), "a count_tokens answer {\"input_tokens\": ...}")
+        return count(answer["input_tokens"])
 
     def status_error(self, status: int, headers: Headers, raw: bytes) -> UpstreamError:
         return status_error(self.name, status, json_or_text(raw), retry_after(headers))

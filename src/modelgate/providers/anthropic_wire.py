@@ -323,8 +323,12 @@ def _limits(
     budget = thinking_budget(effort, request.reasoning_budget, ANTHROPIC_EFFORT_BUDGETS) or 0
     if budget:
         budget = max(budget, MIN_THINKING_BUDGET)
-    # max_tokens 0 is valid: "populate the prompt cache without generating".
+    # max_tokens 0 is valid: "populate the prompt cache without generating". Above the model's
+    # output limit it is capped there (Anthropic refuses more), as the budget stage may have set it
+    # for the dearest target of a group, not for this one.
     limit = request.max_tokens if request.max_tokens is not None else max_output_tokens
+    if limit is not None and max_output_tokens:
+        limit = min(limit, max_output_tokens)
     if limit is None:
         # Every model that thinks writes well past the budget; leave room for the answer.
         return (budget + DEFAULT_MAX_TOKENS if budget else DEFAULT_MAX_TOKENS), budget
@@ -379,8 +383,10 @@ def request_to_anthropic(
         body["tool_choice"] = tool_choice
     output_config: dict[str, Any] = {}
     fmt = request.response_format
-    if fmt is not None and fmt.type == "json_schema" and fmt.schema is not None:
-        # Native structured outputs (§7.14); json_object has no Anthropic equivalent.
+    beta_format = passthrough is not None and "output_format" in passthrough.fields
+    if fmt is not None and fmt.type == "json_schema" and fmt.schema is not None and not beta_format:
+        # Native structured outputs (§7.14); json_object has no Anthropic equivalent. A client's
+        # beta output_format goes as it came (with its anthropic-beta header), not beside it.
         output_config["format"] = {"type": "json_schema", "schema": fmt.schema}
     if passthrough is not None and passthrough.effort is not None:
         output_config["effort"] = passthrough.effort  # where that client put it
@@ -398,6 +404,20 @@ def request_to_anthropic(
                 body[key] = value
     body.update(params)
     return body
+
+
+# What count_tokens takes of a Messages body (protocols.md §3.6): no max_tokens, stream or sampling.
+COUNT_TOKENS_FIELDS = frozenset({
+    "model", "messages", "system", "tools", "tool_choice", "thinking", "output_config", "output_format",
+    "mcp_servers", "cache_control", "context_management",
+})
+
+
+def count_tokens_body(request: ChatRequest, model: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The ``POST /v1/messages/count_tokens`` body for ``request``: its Messages body, less what
+    only a generation takes."""
+    body = request_to_anthropic(request, model, None, params)
+    return {key: value for key, value in body.items() if key in COUNT_TOKENS_FIELDS}
 
 
 def request_headers(request: ChatRequest, configured: dict[str, str]) -> dict[str, str]:

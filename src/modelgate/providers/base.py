@@ -64,6 +64,10 @@ log = logging.getLogger("modelgate.providers")
 
 MAX_DURATION_S = 600.0  # the default deadline of one upstream answer, streams included
 MAX_CODE_CHARS = 100  # an upstream's error code, type or param
+# The largest whole (non-streamed) answer read: room for the largest embeddings batch as JSON
+# floats (2,048 inputs of 3,072 dimensions), with margin. An error body is read to a smaller bound.
+MAX_BODY_BYTES = 512 * 1024 * 1024
+MAX_ERROR_BODY_BYTES = 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -104,9 +108,33 @@ class Provider:
             f"provider '{self.name}' (type {self.settings.type}) does not serve embeddings; "
             "use a deployment of an embedding model", param="model", code="model_not_supported")
 
+    async def count_tokens(self, request: ChatRequest, call: UpstreamCall) -> int | None:
+        """The input tokens of ``request`` as the upstream counts them, where its API has an
+        endpoint for that; None where it has none (the caller estimates instead)."""
+        return None
+
     def status_error(self, status: int, headers: Headers, raw: bytes) -> UpstreamError:
         """The error for an answer with an error status (``raw``: its whole body)."""
         raise NotImplementedError
+
+    async def post_json(self, call: UpstreamCall, url: str, headers: Mapping[str, str], body: Any) -> Any:
+        """POST ``body`` as JSON to ``url`` and return the answer's JSON, for the calls that yield
+        no events (count_tokens); errors are mapped and masked as ``exchange`` maps them."""
+        request = UpstreamRequest("POST", url, headers, orjson.dumps(body), self.timeout(call), self.settings.proxy)
+        try:
+            async with self.transport.send(request) as response:
+                raw = await response.read()
+                if response.status >= 400:
+                    raise self.status_error(response.status, response.headers, raw)
+        except TRANSPORT_ERRORS as exc:
+            raise self.masked(self.transport_error(exc, call)) from exc
+        except UpstreamError as error:
+            self.masked(error)
+            raise
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise self.masked(self.malformed(raw)) from None
 
     async def exchange(
         self, call: UpstreamCall, url: str, headers: Mapping[str, str], body: Any,
@@ -118,12 +146,14 @@ class Provider:
         try:
             async with self.transport.send(request) as response:
                 if response.status >= 400:
-                    raise self.status_error(response.status, response.headers, await response.read())
+                    raise self.status_error(response.status, response.headers,
+                                            await self.read_bounded(response.iter_chunks(), MAX_ERROR_BODY_BYTES,
+                                                                    cut=True))
                 if stream is not None:
                     async for event in stream(response.iter_chunks()):
                         yield event
                     return
-                for event in decode(await response.read()):
+                for event in decode(await self.read_bounded(response.iter_chunks(), MAX_BODY_BYTES)):
                     yield event
         except TRANSPORT_ERRORS as exc:
             raise self.masked(self.transport_error(exc, call)) from exc
@@ -136,6 +166,23 @@ class Provider:
             raise self.masked(UpstreamMalformed(
                 f"provider '{self.name}' sent an answer that cannot be read ({type(exc).__name__}: {exc})",
                 provider=self.name)) from None
+
+    async def read_bounded(self, chunks: AsyncIterator[bytes], limit: int, *, cut: bool = False) -> bytes:
+        """A whole body of at most ``limit`` bytes. Past it, the first ``limit`` bytes when ``cut``
+        (an error body: its start says what went wrong), else ``UpstreamMalformed``; the rest is
+        not read, and the connection is closed rather than reused."""
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in chunks:
+            size += len(chunk)
+            if size > limit:
+                if cut:
+                    parts.append(chunk[:len(chunk) - (size - limit)])
+                    break
+                raise UpstreamMalformed(f"provider '{self.name}' sent an answer of more than {limit} bytes",
+                                        provider=self.name)
+            parts.append(chunk)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def masked(self, error: UpstreamError) -> UpstreamError:
         """``error`` with its message, code, type and param masked of credentials and cut to

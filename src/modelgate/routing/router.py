@@ -73,6 +73,25 @@ class Router:
     def __call__(self, call: Call) -> AsyncGenerator[Event, None]:
         return self._route(call)
 
+    async def count_tokens(self, deployment: str, request: ChatRequest) -> int | None:
+        """The input tokens of ``request`` as counted by the first target of ``deployment`` whose
+        upstream has an endpoint for it (Anthropic's count_tokens), the next such target taking
+        over on a retryable failure; None when none has one (the caller estimates)."""
+        failure: UpstreamError | None = None
+        for target in self.groups[deployment].targets:
+            try:
+                counted = await target.provider.count_tokens(request, target.upstream)
+            except UpstreamError as error:
+                if not error.retryable:
+                    raise
+                failure = error
+                continue
+            if counted is not None:
+                return counted
+        if failure is not None:
+            raise failure
+        return None
+
     async def _route(self, call: Call) -> AsyncGenerator[Event, None]:
         job = _Job(call, call.started + self.chains[call.deployment.name][0].timeout)
         attempt = await self._answer(job)
@@ -223,12 +242,11 @@ class Router:
         cooling = [t for g in chain for t in g.targets if job.fits(t)]
         wait = min((t.health.ready_at(now) - now for t in cooling), default=1.0)
         wait = max(wait, 0.0) if math.isfinite(wait) else 1.0
-        rate_limited = bool(cooling) and all(t.health.last_status == 429 for t in cooling)
         names = ", ".join(f"{t.label} ({t.health.reason or t.health.state})" for t in cooling)
         return UpstreamError(
             f"No target of deployment '{name}' or its fallbacks can take requests now: {names}. "
             f"Retry in {wait:.1f}s.", provider=cooling[0].provider.name if cooling else "",
-            status=429 if rate_limited else 503, code="no_healthy_target", retry_after=wait)
+            status=_cooling_status(cooling), code="no_healthy_target", retry_after=wait)
 
 
 class _Attempt:
@@ -301,6 +319,18 @@ def _builtin_tools_refused(job: _Job, chain: list[Group]) -> InvalidRequest:
         f"'{job.call.deployment.name}' and its fallbacks have no target with api: responses ({targets}). Remove "
         "the tool, or use a deployment whose target says api: responses.",
         param="tools", code="unsupported_value")
+
+
+def _cooling_status(cooling: list[Target]) -> int:
+    """The status of a refusal while targets cool down: what they all last answered where that
+    was a rate limit (429) or an overload (529, Anthropic's), so that a client keeps seeing the
+    condition it is waiting out; else 503."""
+    statuses = {t.health.last_status for t in cooling}
+    if len(statuses) == 1:
+        (status,) = statuses
+        if status in (429, 529):
+            return status
+    return 503
 
 
 def _max_tokens(request: ChatRequest | EmbeddingRequest) -> int | None:

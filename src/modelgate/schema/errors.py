@@ -20,7 +20,7 @@
         └── UpstreamMalformed   502  an answer that cannot be read, or a stream cut short
 
 An error carries what happened (status, code, message), never how a wire format names it: each
-surface maps the class and status to its own vocabulary (``surfaces/openai/render.py``,
+surface maps the class and status to its own vocabulary (``surfaces/openai_format/render.py``,
 ``surfaces/anthropic/render.py``). The one exception is ``UpstreamError.upstream_type``, the
 type an OpenAI-compatible upstream named itself, which OpenAI-format clients get back as is.
 """

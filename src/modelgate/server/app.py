@@ -20,11 +20,14 @@ from modelgate.http.asgi import ASGIApp, Receive, Scope, Send
 from modelgate.http.request import HTTPRequest
 from modelgate.http.response import respond
 from modelgate.http.routing import PathRouter, Route
+from modelgate.pipeline.sealing import Sealer
 from modelgate.schema.errors import GatewayError, InternalError
 from modelgate.server.services import Services, start_services
+from modelgate.storage import ResponseStore
 from modelgate.surfaces.admin.app import PATHS as ADMIN_PATHS
 from modelgate.surfaces.admin.app import admin_app
 from modelgate.surfaces.anthropic.routes import AnthropicSurface
+from modelgate.surfaces.azure.routes import AzureSurface
 from modelgate.surfaces.base import Surface
 from modelgate.surfaces.models import ModelList
 from modelgate.surfaces.openai.routes import OpenAISurface
@@ -46,15 +49,28 @@ class GatewayApp:
     async def startup(self) -> None:
         self.services = services = await start_services(self.settings)
         openai = OpenAISurface(services)
-        # Longest prefix first: /v1/messages is Anthropic's, the rest of /v1 OpenAI's.
-        self.surfaces = [AnthropicSurface(services), openai]
+        models = ModelList(services)
+        # Longest prefix first: /v1/messages is Anthropic's, the rest of /v1 OpenAI's; /openai Azure's.
+        self.surfaces = [AnthropicSurface(services), openai, AzureSurface(services, models)]
         self.fallback = openai
         routes = [Route("GET", "/health", self.health)]
         for surface in self.surfaces:
             routes += surface.routes()
-        routes += ModelList(services).routes()
+        routes += models.routes()
         self.router = PathRouter(routes)
         self.admin = admin_app(services)
+
+    @property
+    def responses(self) -> ResponseStore:
+        """The stored responses (once started)."""
+        assert self.services is not None, "lifespan startup has not run"
+        return self.services.responses
+
+    @property
+    def sealer(self) -> Sealer:
+        """What seals the state handed to clients (once started)."""
+        assert self.services is not None, "lifespan startup has not run"
+        return self.services.sealer
 
     async def shutdown(self) -> None:
         if self.services is not None:

@@ -20,6 +20,7 @@ from modelgate.limits.redis import RedisLimiter
 from modelgate.metering import Journal, Metering, PriceBook, UsageRecorder
 from modelgate.pipeline.contract import Handler
 from modelgate.pipeline.reasoning import SplitThinkTags
+from modelgate.pipeline.sealing import Sealer
 from modelgate.providers.base import Provider
 from modelgate.providers.registry import create_provider
 from modelgate.providers.transport import ConnectionCap, HTTPClient
@@ -27,8 +28,10 @@ from modelgate.redis_client import RedisClient
 from modelgate.routing import Health, Router
 from modelgate.routing.redis_sync import RedisHealthSync
 from modelgate.schema.errors import NotFound
+from modelgate.schema.request import ChatRequest
 from modelgate.server.chain import build_handler
-from modelgate.storage import PriceEntry, Storage, prices_from_settings
+from modelgate.storage import PriceEntry, ResponseStore, Storage, prices_from_settings
+from modelgate.storage.secrets import SEALING_KEY
 
 log = logging.getLogger("modelgate")
 
@@ -57,11 +60,16 @@ class Services:
     recorder: UsageRecorder
     spend_sync: SpendSync
     handler: Handler  # the chain every call runs through
+    # State kept for clients: stored responses (written behind the requests), and the sealer of
+    # what they hold themselves (reasoning state in encrypted_content).
+    responses: ResponseStore
+    sealer: Sealer
     started_at: int = field(default_factory=lambda: int(time.time()))
 
     async def start(self) -> None:
         """Start the background work: prices recorded, keys loaded and followed, breaker state
-        shared, the journal left by ended processes replayed, budgets' spend read."""
+        shared, the journal left by ended processes replayed, budgets' spend read, stored responses
+        written behind and purged past their retention."""
         try:
             await self.storage.prices.sync(self.prices)
             await self.key_sync.start()
@@ -69,6 +77,7 @@ class Services:
                 await self.health_sync.start()
             await self.recorder.start()
             await self.spend_sync.start()
+            await self.responses.start()
         except BaseException:
             await self.stop()
             raise
@@ -78,6 +87,7 @@ class Services:
     async def stop(self) -> None:
         # Usage first, while the database is still open: what it will not take stays journaled.
         await self.recorder.stop()
+        await self.responses.stop()
         await self.spend_sync.stop()
         await self.limiter.close()
         await self.ledger.close()
@@ -105,6 +115,8 @@ class Services:
                 param="model", code="model_not_found")
         return deployment
 
+    async def count_tokens(self, request: ChatRequest, deployment: DeploymentSettings) -> int | None:
+        return await self.router.count_tokens(deployment.name, request)
 
 
 async def build_services(settings: Settings) -> Services:
@@ -112,10 +124,12 @@ async def build_services(settings: Settings) -> Services:
     migrates itself; PostgreSQL is refused with pending migrations), whose installation id
     namespaces the Redis keys and the journal's folder, so that gateways on one database share
     counters and records are only ever replayed into the database they were meant for; then
-    Redis, which when configured holds limits, budgets, breaker state and key revocations."""
+    Redis, which when configured holds limits, budgets, breaker state and key revocations. The
+    sealing key is the config's ``secret_key``, or the one every process on the database shares."""
     storage = await Storage.open_prepared(settings.database_url)
     try:
         installation = await storage.installation_id()
+        sealer = Sealer.from_secret(settings.secret_key or await storage.secrets.shared(SEALING_KEY))
     except BaseException:
         await storage.close()
         raise
@@ -142,6 +156,8 @@ async def build_services(settings: Settings) -> Services:
         health_sync=RedisHealthSync(redis, health, settings.routing.redis_prefix) if redis else None,
         router=router, limiter=limiter, ledger=ledger, prices=prices, recorder=recorder,
         spend_sync=spend_sync,
+        responses=ResponseStore(storage.db, retention_s=settings.responses.retention_s),
+        sealer=sealer,
         handler=build_handler(router, [SplitThinkTags()], metering=Metering(recorder, price_book),
                               rate_limit=RateLimit(limiter, settings.limits.redis_outage),
                               budget=BudgetGuard(ledger, price_book, settings.budgets.redis_outage)),

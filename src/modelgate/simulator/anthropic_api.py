@@ -1,7 +1,8 @@
 """The Anthropic surface: ``POST /v1/messages`` and ``POST /v1/messages/count_tokens``.
 
 Auth is ``x-api-key`` (or ``Authorization: Bearer``); ``anthropic-version`` is required. Thinking happens only
-when the request asks for it (``thinking: {type: enabled|adaptive}``), as on the real API. Responses carry a
+when the request asks for it (``thinking: {type: enabled|adaptive}``), as on the real API. The structured-outputs
+beta's ``output_format`` is taken with ``anthropic-beta: structured-outputs-2025-11-13``. Responses carry a
 ``request-id`` header; errors are ``{"type": "error", "error": {"type", "message"}, "request_id"}``.
 """
 
@@ -20,6 +21,7 @@ from modelgate.simulator.replies import generate_reply
 from modelgate.simulator.state import SimState
 from modelgate.simulator.surface import SimError, Surface
 
+STRUCTURED_OUTPUTS_BETA = "structured-outputs-2025-11-13"
 _ERROR_TYPES: dict[int, str] = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -93,8 +95,24 @@ def _check_context(exchange: Exchange, total: int) -> None:
         raise SimError(400, f"prompt is too long: {total} tokens > {window} maximum")
 
 
+def _beta_output_format(exchange: Exchange, body: dict[str, Any]) -> dict[str, Any]:
+    """The body with the structured-outputs beta's ``output_format`` read as ``output_config.format``;
+    the field is refused without that beta in ``anthropic-beta``, and beside ``output_config.format``."""
+    output_format = body.get("output_format")
+    if output_format is None:
+        return body
+    betas = {b.strip() for b in exchange.request.headers.get("anthropic-beta", "").split(",")}
+    if STRUCTURED_OUTPUTS_BETA not in betas:
+        raise SimError(400, "output_format: Extra inputs are not permitted")
+    config = body.get("output_config") or {}
+    if config.get("format") is not None:
+        raise SimError(400, "output_format and output_config.format cannot both be given")
+    return {**body, "output_config": {**config, "format": output_format}}
+
+
 async def messages(exchange: Exchange, body: dict[str, Any]) -> web.StreamResponse:
     model = await _model(exchange, body)
+    body = _beta_output_format(exchange, body)
     state = exchange.state
     history = validate(body, state.signer)
     _check_context(exchange, prompt_usage(body, history, model, None).total)

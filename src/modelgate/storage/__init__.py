@@ -7,6 +7,8 @@
                                       DataRejected when the database refuses a value
     storage.spend / query_usage       budgets and reports (usage.py)
     storage.prices                    the versioned price table (prices.py)
+    storage.secrets                   secrets every process shares: the sealing key (secrets.py)
+    ResponseStore(storage.db)         stored responses, written behind the requests (responses.py)
 
 Storage imports nothing of the project but ``config.settings`` (for prices) and is imported by
 auth, metering, the admin surface and the CLI. Nothing on the request path waits for it.
@@ -32,6 +34,7 @@ from modelgate.storage.records import (
     UsageRecord,
     UsageRow,
 )
+from modelgate.storage.responses import ResponseStore, StoredResponse
 from modelgate.storage.store import Storage
 
 __all__ = [
@@ -45,10 +48,12 @@ __all__ = [
     "PriceKey",
     "ProjectRecord",
     "RecordNotFound",
+    "ResponseStore",
     "SchemaOutdated",
     "Storage",
     "StorageError",
     "StorageUnavailable",
+    "StoredResponse",
     "UsageFilters",
     "UsageRecord",
     "UsageRow",

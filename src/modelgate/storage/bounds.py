@@ -4,7 +4,8 @@ A value the database refuses fails its whole write: PostgreSQL takes no NUL char
 neither database's driver can encode a lone surrogate, PostgreSQL refuses a text longer than its
 VARCHAR and an integer past its column's width (SQLite past 64 bits), SQLite stores a NaN as NULL
 (refused where the column is NOT NULL). ``storable`` brings a usage record within what its
-columns hold; the admin API checks its input against the same bounds (``auth/keyadmin.py``).
+columns hold; the admin API checks its input against the same bounds (``auth/keyadmin.py``), and
+the response store the ids and projects of stored responses (``response_problem``).
 
 The bounds are read from the tables (``tables.py``), plus two that keep sums and budgets exact:
 token counts up to ``MAX_TOKENS`` per record (millions of such records still sum within a 64-bit
@@ -22,7 +23,7 @@ from typing import Any, TypeVar
 from sqlalchemy import BigInteger, Float, Integer, SmallInteger, String, Table
 
 from modelgate.storage.records import LimitFields, UsageRecord
-from modelgate.storage.tables import api_keys, usage
+from modelgate.storage.tables import api_keys, responses, usage
 
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
@@ -95,6 +96,40 @@ def text_problem(value: str, limit: int) -> str | None:
             value.encode("utf-8")
         except UnicodeEncodeError:
             return "contains a lone surrogate, which is not valid Unicode text"
+    return None
+
+
+# The ids of stored responses ("resp_...", "msg_...") and the projects they belong to.
+RESPONSE_ID_LENGTH = text_length(responses, "id")
+PROJECT_LENGTH = text_length(responses, "project")
+RESPONSE_KINDS = ("response", "thread")
+
+
+def response_id_problem(value: object) -> str | None:
+    """Why ``value`` cannot be the id of a stored response; None if it can. Ids come from clients
+    (``previous_response_id``), so a lookup checks them before the database sees them."""
+    if not isinstance(value, str) or not value:
+        return "must be a non-empty string"
+    return text_problem(value, RESPONSE_ID_LENGTH)
+
+
+def response_problem(id: object, project: object, kind: object, previous_id: object) -> str | None:
+    """Why a response with these values cannot be stored; None if it can."""
+    problem = response_id_problem(id)
+    if problem:
+        return f"id {problem}"
+    if project is not None:
+        if not isinstance(project, str):
+            return "project must be a string or None"
+        problem = text_problem(project, PROJECT_LENGTH)
+        if problem:
+            return f"project {problem}"
+    if kind not in RESPONSE_KINDS:
+        return f"kind must be one of {', '.join(RESPONSE_KINDS)}, got {kind!r}"
+    if previous_id is not None:
+        problem = response_id_problem(previous_id)
+        if problem:
+            return f"previous_id {problem}"
     return None
 
 

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -206,7 +207,33 @@ def m002_usage_daily(conn: Connection) -> None:
         conn.exec_driver_sql("ANALYZE usage, usage_daily")  # the planner's figures for the new shapes
 
 
+def m003_responses(conn: Connection) -> None:
+    """``responses``: the stored state of the Responses API and of Anthropic message threads, and
+    ``gateway_secrets``: values every process of one database shares (the sealing key)."""
+    meta = MetaData()
+    responses = Table(
+        "responses", meta,
+        Column("id", String(100), primary_key=True),
+        Column("project", String(200), nullable=True),
+        Column("kind", String(20), nullable=False),
+        Column("created_at", BigInteger, nullable=False),  # unix seconds
+        Column("previous_id", String(100), nullable=True),
+        Column("body", LargeBinary, nullable=False),
+        Column("input_items", LargeBinary, nullable=False),
+    )
+    # Retention deletes the oldest rows first, a batch at a time.
+    Index("responses_created_at", responses.c.created_at)
+    Table(
+        "gateway_secrets", meta,
+        Column("name", String(50), primary_key=True),
+        Column("value", String(200), nullable=False),
+        Column("created_at", UTCDateTime, nullable=False),
+    )
+    meta.create_all(conn)
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_initial", m001_initial),
     ("002_usage_daily", m002_usage_daily),
+    ("003_responses", m003_responses),
 ]

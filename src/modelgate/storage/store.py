@@ -20,6 +20,7 @@ from modelgate.storage.keys import KeyRepository
 from modelgate.storage.migrations import MIGRATIONS
 from modelgate.storage.prices import PriceKey, PriceRepository
 from modelgate.storage.records import PriceEntry, UsageFilters, UsageRecord, UsageRow
+from modelgate.storage.secrets import SecretRepository
 from modelgate.storage.tables import counters, schema_migrations
 from modelgate.storage.usage import Scope, UsageRepository
 
@@ -29,7 +30,7 @@ _PG_MIGRATION_LOCK = 0x6D67_0001
 
 
 class Storage:
-    """The database of a gateway: schema, projects and keys, usage, prices."""
+    """The database of a gateway: schema, projects and keys, usage, prices, shared secrets."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -38,6 +39,7 @@ class Storage:
         self.keys = KeyRepository(db)
         self.prices = PriceRepository(db)
         self.usage = UsageRepository(db)
+        self.secrets = SecretRepository(db)
 
     @classmethod
     async def open(cls, database_url: str) -> Storage:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Dialect,
     Float,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -157,6 +158,27 @@ usage_daily = Table(
     Column("cost", Float, nullable=False),
     Column("price", Float, nullable=False),
     sqlite_with_rowid=False,
+)
+
+# The stored state of the Responses API (kind "response") and of Anthropic message threads (kind
+# "thread"): one row per response, linked to the one it continues (storage/responses.py).
+responses = Table(
+    "responses", metadata,
+    Column("id", String(100), primary_key=True),
+    Column("project", String(200), nullable=True),  # NULL: made with the master key
+    Column("kind", String(20), nullable=False),
+    Column("created_at", BigInteger, nullable=False),  # unix seconds
+    Column("previous_id", String(100), nullable=True),
+    Column("body", LargeBinary, nullable=False),
+    Column("input_items", LargeBinary, nullable=False),
+)
+
+# Values every process on one database shares: "sealing_key" (storage/secrets.py).
+gateway_secrets = Table(
+    "gateway_secrets", metadata,
+    Column("name", String(50), primary_key=True),
+    Column("value", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
 )
 
 

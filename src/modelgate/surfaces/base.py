@@ -42,6 +42,11 @@ class Core(Protocol):
         """The deployment a principal asked for; ``NotFound`` if it does not exist for it."""
         ...
 
+    async def count_tokens(self, request: ChatRequest, deployment: DeploymentSettings) -> int | None:
+        """The input tokens of ``request`` as the deployment's upstream counts them; None where
+        its upstream has no way to count them."""
+        ...
+
 
 class Surface(Protocol):
     prefix: str  # the paths it answers for, e.g. "/v1" or "/v1/messages"

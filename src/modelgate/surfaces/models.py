@@ -64,7 +64,7 @@ class ModelList:
         self._source = deployments
         self._names = list(deployments)
         self._position = {name: i for i, name in enumerate(self._names)}
-        self._entries = ([orjson.dumps(self._openai_model(name)) for name in self._names],
+        self._entries = ([orjson.dumps(self.openai_model(name)) for name in self._names],
                          [orjson.dumps(self._anthropic_model(name)) for name in self._names])
         self._lists.clear()
 
@@ -86,10 +86,10 @@ class ModelList:
         principal = self.core.authenticate(http.headers)
         deployment = self.core.deployment(http.path_params["model"], principal)
         body = (self._anthropic_model(deployment.name) if "anthropic-version" in http.headers
-                else self._openai_model(deployment.name))
+                else self.openai_model(deployment.name))
         await respond(send, 200, orjson.dumps(body), {"x-request-id": http.request_id})
 
-    def _openai_model(self, name: str) -> dict[str, object]:
+    def openai_model(self, name: str) -> dict[str, object]:
         deployment = self.core.deployments[name]
         return {"id": name, "object": "model", "created": self.core.started_at,
                 "owned_by": deployment.targets[0].provider}

@@ -34,7 +34,8 @@ from modelgate.surfaces.admin.core import AdminCore
 from modelgate.surfaces.admin.health import DeploymentHealth
 from modelgate.surfaces.admin.routes import ENDPOINTS, AdminAPI
 from modelgate.surfaces.admin.web import new_request_id
-from modelgate.surfaces.openai.render import error_body
+from modelgate.surfaces.lifecycle import error_headers
+from modelgate.surfaces.openai_format.render import error_body
 
 log = logging.getLogger("modelgate")
 
@@ -94,9 +95,7 @@ def master_only(core: AdminCore, answer: Answer, refusal: str) -> Answer:
 async def gateway_error(request: Request, exc: Exception) -> Response:
     """``exc`` as an OpenAI-style error object, with its headers and an ``x-request-id``."""
     assert isinstance(exc, GatewayError)
-    headers = {**exc.headers, "x-request-id": new_request_id()}
-    if exc.retry_after is not None:
-        headers["retry-after"] = str(max(1, round(exc.retry_after)))
+    headers = error_headers(exc, {"x-request-id": new_request_id()})
     return Response(error_body(exc), exc.status, headers, media_type="application/json")
 
 

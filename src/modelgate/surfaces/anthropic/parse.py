@@ -6,7 +6,8 @@ their place, ``tool_use`` input objects become JSON text, ``thinking`` blocks ke
 Top-level fields it has no field for (``top_k``, ``service_tier``, ``container``,
 ``context_management``, top-level ``cache_control``, ...) go to the request's
 ``AnthropicPassthrough``, which only Anthropic upstreams receive; so do ``thinking``,
-``output_config`` and ``metadata`` as sent, beside their canonical translation, because they can
+``output_config``, ``output_format`` (the structured-outputs beta, read as ``output_config.format``
+is) and ``metadata`` as sent, beside their canonical translation, because they can
 say more than it (``adaptive`` thinking, ``display``), the tools' ``strict`` flags and the
 ``anthropic-beta`` header.
 
@@ -41,6 +42,7 @@ from modelgate.schema.request import (
     ToolCallPart,
     ToolChoice,
 )
+from modelgate.surfaces.anthropic.threads import thread_without_beta
 
 # The field validators are the OpenAI surface's; they say "'name' must be ..." in any format.
 from modelgate.surfaces.fields import bad, boolean, integer, number, type_name
@@ -54,6 +56,7 @@ MESSAGES_FIELDS = {
 CUSTOM_TOOL_TYPES = (None, "custom")
 TOOL_CHOICE_MODES: dict[str, Literal["auto", "required", "none"]] = {"auto": "auto", "any": "required", "none": "none"}
 ANTHROPIC_ORIGIN = "anthropic"
+STRUCTURED_OUTPUTS_BETA = "structured-outputs-2025-11-13"
 
 
 def join_signature(signature: str, origin: str | None, on_call: bool = False) -> str:
@@ -341,6 +344,20 @@ def _output_config(raw: Any) -> tuple[str | None, ResponseFormat | None]:
     return effort, ResponseFormat(type="json_schema", schema=fmt["schema"])
 
 
+def _output_format(raw: Any, headers: Mapping[str, str]) -> ResponseFormat | None:
+    """The response format of the structured-outputs beta's top-level ``output_format``, which
+    says what ``output_config.format`` says; it needs that beta named in ``anthropic-beta``."""
+    if raw is None:
+        return None
+    betas = {beta.strip() for beta in headers.get("anthropic-beta", "").split(",")}
+    if STRUCTURED_OUTPUTS_BETA not in betas:
+        raise bad(f"'output_format' needs the header 'anthropic-beta: {STRUCTURED_OUTPUTS_BETA}'; "
+                  "or send the format as output_config.format, which needs no beta", "output_format")
+    if not isinstance(raw, dict) or raw.get("type") != "json_schema" or not isinstance(raw.get("schema"), dict):
+        raise bad("'output_format' must be {type: 'json_schema', schema: {...}}", "output_format")
+    return ResponseFormat(type="json_schema", schema=raw["schema"])
+
+
 def _metadata_user(raw: Any) -> str | None:
     if raw is None:
         return None
@@ -384,6 +401,12 @@ def parse_messages_request(body: Any, headers: Mapping[str, str], *, counting: b
     tool_choice, parallel = _tool_choice(body.get("tool_choice"))
     budget = _thinking(body.get("thinking"))
     effort, response_format = _output_config(body.get("output_config"))
+    beta_format = _output_format(body.get("output_format"), headers)
+    if beta_format is not None:
+        if response_format is not None:
+            raise bad("Give the format once: 'output_format' (the structured-outputs beta) or "
+                      "'output_config.format', not both", "output_format")
+        response_format = beta_format
     user = _metadata_user(body.get("metadata"))
     request = ChatRequest(
         model=model,
@@ -401,6 +424,9 @@ def parse_messages_request(body: Any, headers: Mapping[str, str], *, counting: b
         reasoning_budget=budget,
         user=user,
     )
+    if body.get("thread") is not None and not counting:
+        # The gateway keeps threads itself (threads.py), only with the beta named.
+        raise thread_without_beta()
     beta = headers.get("anthropic-beta")
     request.passthrough = AnthropicPassthrough(
         fields={k: v for k, v in body.items() if k not in MESSAGES_FIELDS},

@@ -55,9 +55,16 @@ def error_type(status: int) -> str:
     return "invalid_request_error" if status < 500 else "api_error"
 
 
+# Codes that Anthropic's error objects name in ``error.details.error_code`` (the SDK raises its
+# typed errors by them, and the thread helper replays a conversation on thread_not_found).
+DETAILED_CODES = frozenset({"thread_not_found", "thread_fingerprint_mismatch"})
+
+
 def error_body(error: GatewayError, request_id: str) -> bytes:
-    return orjson.dumps({"type": "error", "error": {"type": error_type(error.status), "message": error.message},
-                         "request_id": request_id})
+    detail: dict[str, Any] = {"type": error_type(error.status), "message": error.message}
+    if error.code in DETAILED_CODES:
+        detail["details"] = {"error_code": error.code}
+    return orjson.dumps({"type": "error", "error": detail, "request_id": request_id})
 
 
 def stream_error(error: GatewayError, request_id: str) -> bytes:

@@ -4,13 +4,15 @@ The official ``anthropic`` SDK and Claude Code (``ANTHROPIC_BASE_URL`` pointed h
 any provider: the request becomes the canonical one and runs through the same lifecycle and
 pipeline as the OpenAI surface's (limits, routing, metering), and the events come back as
 Anthropic's. Errors before the response are Anthropic error objects with their status and a
-``request-id`` header; a stream that fails after it started ends with ``event: error``.
+``request-id`` header; a stream that fails after it started ends with ``event: error``. Answers
+and refusals carry the ``anthropic-ratelimit-*`` headers of the caller's limits.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -19,21 +21,38 @@ from modelgate.http.request import HTTPRequest
 from modelgate.http.response import respond
 from modelgate.http.routing import Route
 from modelgate.http.sse import sse_event
+from modelgate.limits.headers import anthropic_ratelimit_headers
 from modelgate.pipeline.contract import Call
 from modelgate.schema.errors import GatewayError, MethodNotAllowed, NotFound
 from modelgate.schema.events import Event
 from modelgate.schema.request import ChatRequest
 from modelgate.schema.tokens import estimate_input_tokens
+from modelgate.storage import ResponseStore
 from modelgate.surfaces.anthropic.parse import parse_messages_request
 from modelgate.surfaces.anthropic.render import MessageRenderer, error_body, fold_message, stream_error
+from modelgate.surfaces.anthropic.threads import (
+    Thread,
+    ThreadTurn,
+    has_threads_beta,
+    load_turn,
+    read_thread,
+    without_threads_beta,
+)
 from modelgate.surfaces.base import Core
 from modelgate.surfaces.lifecycle import answered_by, error_headers, serve_call
+
+
+class ThreadCore(Core, Protocol):
+    """What the surface needs besides ``Core``: the store that keeps message threads."""
+
+    @property
+    def responses(self) -> ResponseStore: ...
 
 
 class AnthropicSurface:
     prefix = "/v1/messages"
 
-    def __init__(self, core: Core) -> None:
+    def __init__(self, core: ThreadCore) -> None:
         self.core = core
         self.messages = Messages()
 
@@ -44,8 +63,9 @@ class AnthropicSurface:
         ]
 
     def error_response(self, error: GatewayError, request_id: str) -> tuple[bytes, dict[str, str]]:
-        return error_body(error, request_id), error_headers(error, {"request-id": request_id,
-                                                                    "x-request-id": request_id})
+        headers = error_headers(error, {"request-id": request_id, "x-request-id": request_id})
+        headers.update(anthropic_ratelimit_headers(headers, time.time()))
+        return error_body(error, request_id), headers
 
     def no_route(self, method: str, path: str, path_known: bool) -> GatewayError:
         if path_known:
@@ -54,14 +74,28 @@ class AnthropicSurface:
                         "POST /v1/messages and POST /v1/messages/count_tokens.")
 
     async def create_message(self, http: HTTPRequest, send: Send) -> None:
+        if has_threads_beta(http.headers):
+            thread = read_thread(await http.json())
+            if thread is not None:
+                await self.continue_thread(http, send, thread)
+                return
         await serve_call(self.core, self.messages, http, send)
+
+    async def continue_thread(self, http: HTTPRequest, send: Send, thread: Thread) -> None:
+        """A message thread's turn (threads.py): the thread's earlier turns read back before the
+        call, this one stored after it."""
+        principal = self.core.authenticate(http.headers)
+        body = await http.json()
+        turn = await load_turn(self.core.responses, thread, body, principal.project)
+        await serve_call(self.core, ThreadedMessages(turn, self.core.responses), http, send)
 
     async def count_tokens(self, http: HTTPRequest, send: Send) -> None:
         principal = self.core.authenticate(http.headers)
         request = parse_messages_request(await http.json(), http.headers, counting=True)
-        self.core.deployment(request.model, principal)
-        # An estimate for every provider; Anthropic deployments could ask their upstream instead.
-        body = orjson.dumps({"input_tokens": estimate_input_tokens(request)})
+        deployment = self.core.deployment(request.model, principal)
+        # The upstream's own count where it has an endpoint for it (Anthropic's), else an estimate.
+        counted = await self.core.count_tokens(request, deployment)
+        body = orjson.dumps({"input_tokens": estimate_input_tokens(request) if counted is None else counted})
         await respond(send, 200, body, {"request-id": http.request_id, "x-request-id": http.request_id})
 
 
@@ -74,7 +108,9 @@ class Messages:
         return parse_messages_request(body, headers)
 
     def headers(self, call: Call) -> dict[str, str]:
-        return {"request-id": call.request_id, **answered_by(call)}
+        headers = {"request-id": call.request_id, **answered_by(call)}
+        headers.update(anthropic_ratelimit_headers(call.response_headers, time.time()))
+        return headers
 
     def fold(self, call: Call) -> MessageFold:
         return MessageFold(call)
@@ -102,9 +138,12 @@ class MessageFold:
     def add(self, event: Event) -> None:
         self.events += self.renderer.render(event)
 
-    def body(self) -> bytes:
+    def message(self) -> dict[str, Any]:
         self.events += self.renderer.finish()
-        return orjson.dumps(fold_message(self.events, self.call.provider or self.call.deployment.name))
+        return fold_message(self.events, self.call.provider or self.call.deployment.name)
+
+    def body(self) -> bytes:
+        return orjson.dumps(self.message())
 
 
 class MessageStream:
@@ -123,6 +162,66 @@ class MessageStream:
 
     def fail(self, error: GatewayError) -> bytes:
         return stream_error(error, self.request_id)
+
+
+class ThreadedMessages(Messages):
+    """``POST /v1/messages`` as one turn of a message thread: the body gets the thread's earlier
+    messages, and the answer is stored as the thread's next turn."""
+
+    def __init__(self, turn: ThreadTurn, store: ResponseStore) -> None:
+        self.turn = turn
+        self.store = store
+
+    def parse(self, body: Any, headers: Mapping[str, str]) -> ChatRequest:
+        return parse_messages_request(self.turn.body(body), without_threads_beta(headers))
+
+    def fold(self, call: Call) -> MessageFold:
+        return ThreadFold(call, self)
+
+    def stream(self, call: Call) -> MessageStream:
+        return ThreadStream(call, self)
+
+    def keep(self, message: dict[str, Any]) -> None:
+        stored = self.turn.stored(message)
+        if stored is not None:
+            self.store.put_nowait(stored)
+
+
+class ThreadFold(MessageFold):
+    __slots__ = ("operation",)
+
+    def __init__(self, call: Call, operation: ThreadedMessages) -> None:
+        super().__init__(call)
+        self.operation = operation
+
+    def body(self) -> bytes:
+        message = self.message()
+        self.operation.keep(message)
+        return orjson.dumps(message)
+
+
+class ThreadStream(MessageStream):
+    """A stream whose events are also folded, to store the message once it is complete (one
+    that fails midway is not stored: the next turn finds no such thread and starts anew)."""
+
+    __slots__ = ("call", "events", "operation")
+
+    def __init__(self, call: Call, operation: ThreadedMessages) -> None:
+        super().__init__(call)
+        self.call = call
+        self.operation = operation
+        self.events: list[dict[str, Any]] = []
+
+    def render(self, event: Event) -> bytes:
+        events = self.renderer.render(event)
+        self.events += events
+        return _frames(events)
+
+    def close(self) -> bytes:
+        events = self.renderer.finish()
+        self.events += events
+        self.operation.keep(fold_message(self.events, self.call.provider or self.call.deployment.name))
+        return _frames(events)
 
 
 def _frames(events: list[dict[str, Any]]) -> bytes:
