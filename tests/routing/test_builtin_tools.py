@@ -29,8 +29,10 @@ def router_for(sim: SimulatorThread, http: HTTPClient, *deployments: dict[str, A
 
 
 async def ask(router: Router, deployment: Any, tools: list[dict[str, Any]]) -> Call:
+    # As the Responses surface sends them: each built-in tool beside its place in the client's tools.
+    passthrough = ResponsesPassthrough(tools=tools, tool_indexes=[i + 1 for i in range(len(tools))])
     request = ChatRequest(model=deployment.name, messages=[Message("user", [TextPart("Any news today?")])],
-                          passthrough=ResponsesPassthrough(tools=tools))
+                          passthrough=passthrough)
     call = Call(request_id="req-1", request=request, deployment=deployment, principal=Principal(key_id="master"))
     result = fold_events([event async for event in router(call)])
     assert result.choices[0].text.startswith("Simulated reply from")
@@ -46,14 +48,16 @@ async def test_a_deployment_without_a_responses_target_refuses_the_tool(
     with pytest.raises(InvalidRequest) as caught:
         await ask(router, deployments["chat"], [WEB_SEARCH])
     error = caught.value
-    assert (error.status, error.param, error.code) == (400, "tools", "unsupported_value")
-    assert error.message.startswith("web_search is a built-in tool that runs on OpenAI's servers and needs an "
-                                    "upstream that speaks the Responses API; deployment 'chat' and its fallbacks")
+    assert (error.status, error.param, error.code) == (400, "tools[1]", "unsupported_tool")
+    assert error.message.startswith("web_search (tools[1]) is a built-in tool that runs on OpenAI's servers and "
+                                    "needs an upstream that speaks the Responses API; deployment 'chat' and its "
+                                    "fallbacks")
     assert f"openai/{names.a} (api: chat), azure/{names.b} (api: chat)" in error.message
     assert (simctl.served(names.a), simctl.served(names.b)) == (0, 0)  # refused before anything was sent
     with pytest.raises(InvalidRequest) as caught:
         await ask(router, deployments["backup"], [WEB_SEARCH, {"type": "file_search", "vector_store_ids": ["v"]}])
-    assert caught.value.message.startswith("web_search, file_search are built-in tools that run on OpenAI's servers")
+    assert caught.value.message.startswith(
+        "web_search, file_search (tools[1], ...) are built-in tools that run on OpenAI's servers")
 
 
 async def test_only_the_targets_that_speak_responses_take_them(

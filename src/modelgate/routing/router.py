@@ -50,7 +50,7 @@ from modelgate.routing.health import Health
 from modelgate.routing.strategies import order_targets
 from modelgate.schema.errors import GatewayError, InvalidRequest, UpstreamError
 from modelgate.schema.events import Event, Start, Usage
-from modelgate.schema.request import ChatRequest, EmbeddingRequest
+from modelgate.schema.request import ChatRequest, EmbeddingRequest, ResponsesPassthrough
 from modelgate.schema.tokens import estimate_input_tokens, estimate_text_tokens
 
 log = logging.getLogger("modelgate.routing")
@@ -310,15 +310,21 @@ class _Job:
 
 
 def _builtin_tools_refused(job: _Job, chain: list[Group]) -> InvalidRequest:
-    kinds = list(dict.fromkeys(str(tool.get("type") or "?") for tool in job.builtin_tools))
-    what = (f"{kinds[0]} is a built-in tool that runs on OpenAI's servers and needs" if len(kinds) == 1
-            else f"{', '.join(kinds)} are built-in tools that run on OpenAI's servers and need")
+    """The refusal of built-in tools that no target of the chain can take, naming the first by its
+    place in the client's ``tools`` (where the surface says it) and every one by its type."""
+    request = job.call.request
+    passthrough = request.passthrough if isinstance(request, ChatRequest) else None
+    indexes = passthrough.tool_indexes if isinstance(passthrough, ResponsesPassthrough) else []
+    param = f"tools[{indexes[0]}]" if indexes else "tools"
+    kinds = list(dict.fromkeys(str(tool.get("type") or "?")[:60] for tool in job.builtin_tools))
+    what = (f"{kinds[0]} ({param}) is a built-in tool that runs on OpenAI's servers and needs" if len(kinds) == 1
+            else f"{', '.join(kinds)} ({param}, ...) are built-in tools that run on OpenAI's servers and need")
     targets = ", ".join(f"{t.label} (api: {t.upstream.api})" for g in chain for t in g.targets)
     return InvalidRequest(
         f"{what} an upstream that speaks the Responses API; deployment "
         f"'{job.call.deployment.name}' and its fallbacks have no target with api: responses ({targets}). Remove "
         "the tool, or use a deployment whose target says api: responses.",
-        param="tools", code="unsupported_value")
+        param=param, code="unsupported_tool")
 
 
 def _cooling_status(cooling: list[Target]) -> int:

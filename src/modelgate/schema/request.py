@@ -10,8 +10,8 @@ Every canonical field means the same whichever surface filled it. What only make
 the same wire format on both sides travels in ``ChatRequest.passthrough``: an ``OpenAIPassthrough``
 filled by the OpenAI surface and read only by the OpenAI-compatible translator, or an
 ``AnthropicPassthrough`` filled by the Anthropic surface and read only by the Anthropic one, or a
-``ResponsesPassthrough`` filled by the Responses surface and read only by the translator for
-upstreams that speak the Responses API. No provider asks which surface a request came from.
+``ResponsesPassthrough`` filled by the Responses surface and read only by the Responses
+translator. No provider asks which surface a request came from.
 """
 
 from __future__ import annotations
@@ -164,12 +164,16 @@ class AnthropicPassthrough:
 class ResponsesPassthrough:
     """What an OpenAI Responses request carries for upstreams that speak the Responses API only."""
 
-    # Body fields the canonical request has no slot for, as sent (truncation, service_tier,
-    # prompt_cache_key, include, reasoning.summary, text.verbosity, ...).
+    # Body fields as sent that the canonical request has no slot for (include, truncation,
+    # service_tier, prompt_cache_key, safety_identifier, max_tool_calls, top_logprobs, ...), and
+    # ``text`` and ``reasoning`` whole beside their canonical translation where they say more than
+    # it (verbosity, summary).
     fields: dict[str, Any] = field(default_factory=dict)
-    # The built-in tools as sent (web_search, file_search, code_interpreter, computer_use, mcp, ...):
-    # they run on OpenAI's servers, so only a target with ``api: responses`` can take them.
+    # The built-in tools (web_search, file_search, code_interpreter, computer_use, mcp, ...) as
+    # sent: they run on OpenAI's servers, so only an upstream that speaks Responses can take them.
     tools: list[dict[str, Any]] = field(default_factory=list)
+    # The index of each of ``tools`` in the request's own ``tools`` array, for errors that name it.
+    tool_indexes: list[int] = field(default_factory=list)
     # Per-request headers for the upstream.
     headers: dict[str, str] = field(default_factory=dict)
 
