@@ -39,6 +39,7 @@ def test_the_documented_example_loads(tmp_path: Path) -> None:
     assert azure.api_version == "2024-10-21"
     grok = settings.deployments["grok"].targets[0]
     assert (grok.provider, grok.model) == ("xai", "grok-3")
+    assert (grok.api, settings.deployments["codex"].targets[0].api) == ("chat", "responses")
     # Catalog facts come from the built-in catalog for well-known models.
     assert grok.facts.context_window == 131072 and grok.facts.input_price == 3.0
 

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import pytest
 
+from modelgate.providers.base import UpstreamCall
 from modelgate.providers.settings import ProviderSettings
 from modelgate.simulator import SimConfig
 
@@ -41,8 +42,9 @@ HANGS = "conformance-hangs"  # accepts the request and sends nothing
 SLOW_CHUNK_MS = 500
 RETRY_AFTER_S = 7
 # Frames sent before the mid-stream error: enough for every API to have sent some text (Azure opens
-# with a filter chunk and a role chunk, Anthropic with message_start, content_block_start and a ping).
-ERROR_AFTER_FRAMES = 4
+# with a filter chunk and a role chunk, Anthropic with message_start, content_block_start and a ping,
+# the Responses API with response.created, .in_progress, .output_item.added and .content_part.added).
+ERROR_AFTER_FRAMES = 6
 SERVER_STATUSES = (500, 503, 529)
 
 
@@ -70,8 +72,9 @@ def simulator_config() -> SimConfig:
 # Where an upstream keeps the opaque state a later turn must carry back, and so how a turn that lost
 # it is refused: "reasoning_echo" (DeepSeek: reasoning_content on assistant turns with tool calls),
 # "thinking_signature" (Anthropic: signed thinking blocks), "thought_signature" (Gemini: a signature
-# on the first function call), "none" (nothing to carry).
-OpaqueState = Literal["none", "reasoning_echo", "thinking_signature", "thought_signature"]
+# on the first function call), "encrypted_content" (OpenAI Responses: reasoning items with their
+# encrypted content before the function calls they came with), "none" (nothing to carry).
+OpaqueState = Literal["none", "reasoning_echo", "thinking_signature", "thought_signature", "encrypted_content"]
 RecordingKind = Literal["text", "reasoning", "tool_calls", "mid_stream_error", "status_error"]
 
 
@@ -112,6 +115,8 @@ class Adapter:
     type: str
     flavor: str = "openai"
     api_version: str | None = None
+    # Which of the upstream's APIs the target calls (a deployment's api: key).
+    api: str = "chat"
     reasoning_model: str = REASONER
     # The origin canonical reasoning and tool-call parts carry (the issuer of their opaque state).
     origin: str | None = None
@@ -135,6 +140,10 @@ class Adapter:
         return ProviderSettings(name=self.id, type=self.type, base_url=base_url, api_key=API_KEY,
                                 api_version=self.api_version, flavor=self.flavor)
 
+    def call(self, model: str, timeout: float) -> UpstreamCall:
+        """One attempt at ``model`` as a target of this adapter would make it."""
+        return UpstreamCall(model=model, timeout=timeout, api=self.api)
+
 
 # Azure opens a stream with a choice-less chunk that carries only prompt_filter_results, with
 # "model": "" and "id": "" (recorded in openai/azure_stream.sse; protocols.md §6.6).
@@ -143,6 +152,22 @@ _AZURE_START = ("openai_compat takes Start from the first chunk of a stream, and
                 "model and no response id (openai_wire.ChunkDecoder.decode)")
 _AZURE_TEXT = Recording("openai/azure_stream.sse", "text", stream=True, model="gpt-4o-2024-08-06",
                         text="Hello", finish="stop", usage=(9, 1))
+
+# Written from the shapes of the OpenAI spec (Response, ResponseStreamEvent) and protocols.md §1.6,
+# not captured from the live API; see README.md.
+_RESPONSES_RECORDINGS = (
+    Recording("openai/responses_stream_reasoning_tool_calls.sse", "tool_calls", stream=True, model="o4-mini-2025-04-16",
+              reasoning="The user wants the weather in Paris and London.\n\nI will call get_weather twice.",
+              calls=(("get_weather", {"city": "Paris"}), ("get_weather", {"city": "London"})),
+              finish="tool_calls", usage=(84, 142), signed=True),
+    Recording("openai/responses_reasoning_text.json", "reasoning", stream=False, model="o4-mini-2025-04-16",
+              reasoning="Paris is the capital of France.", text="The capital of France is Paris.", finish="stop",
+              usage=(23, 96), signed=True),
+    Recording("openai/responses_stream_failed.sse", "mid_stream_error", stream=True, text="Once upon",
+              error_status=502),
+    Recording("openai/responses_error_rate_limited.json", "status_error", stream=True, status=429,
+              headers={"retry-after": "20"}, error_status=429, retry_after=20.0),
+)
 
 ADAPTERS: tuple[Adapter, ...] = (
     Adapter(
@@ -169,8 +194,11 @@ ADAPTERS: tuple[Adapter, ...] = (
                       reasoning="Let me think.", text="Two.", finish="length", usage=(12, 8)),
         ),
     ),
+    Adapter(id="openai-responses", type="openai", api="responses", origin="openai",
+            opaque_state="encrypted_content", recordings=_RESPONSES_RECORDINGS),
     Adapter(id="azure", type="azure", api_version="2024-10-21", recordings=(_AZURE_TEXT,)),
     Adapter(id="azure-v1", type="azure", recordings=(_AZURE_TEXT,)),
+    Adapter(id="azure-responses", type="azure", api="responses", origin="openai", opaque_state="encrypted_content"),
     Adapter(
         id="anthropic", type="anthropic", origin="anthropic", opaque_state="thinking_signature",
         reports_reasoning_tokens=False, overloaded_status=529, mid_stream_status=529,

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from modelgate.providers.base import Provider, UpstreamCall
+from modelgate.providers.base import Provider
 from modelgate.providers.registry import create_provider
 from modelgate.providers.transport import HTTPClient
 from modelgate.schema.errors import UpstreamError, UpstreamTimeout, UpstreamUnreachable
@@ -80,19 +80,31 @@ def sim() -> Iterator[SimulatorThread]:
         yield simulator
 
 
-def connect(adapter: Adapter, root: str, http: HTTPClient) -> Provider:
-    return create_provider(adapter.settings(root), http)
+@dataclass(frozen=True)
+class Connected:
+    """An adapter pointed at a server, calling it as a target of that adapter would (``Adapter.call``)."""
+
+    adapter: Adapter
+    provider: Provider
+
+    def chat(self, request: ChatRequest, model: str, timeout: float = TIMEOUT_S) -> AsyncGenerator[Event, None]:
+        return self.provider.chat(request, self.adapter.call(model, timeout))
+
+
+def connect(adapter: Adapter, root: str, http: HTTPClient) -> Connected:
+    return Connected(adapter, create_provider(adapter.settings(root), http))
 
 
 def ask(text: str, **fields: Any) -> ChatRequest:
     return ChatRequest(model="conformance", messages=[Message("user", [TextPart(text)])], **fields)
 
 
-async def collect(provider: Provider, request: ChatRequest, model: str, first_byte_s: float = TIMEOUT_S) -> list[Event]:
-    return [event async for event in provider.chat(request, UpstreamCall(model=model, timeout=first_byte_s))]
+async def collect(provider: Connected, request: ChatRequest, model: str,
+                  first_byte_s: float = TIMEOUT_S) -> list[Event]:
+    return [event async for event in provider.chat(request, model, first_byte_s)]
 
 
-async def chat(provider: Provider, request: ChatRequest, model: str) -> tuple[list[Event], ChatResult]:
+async def chat(provider: Connected, request: ChatRequest, model: str) -> tuple[list[Event], ChatResult]:
     events = await collect(provider, request, model)
     assert events and isinstance(events[0], Start), f"the first event must be Start, got {events[:1]}"
     return events, fold_events(events)
@@ -101,8 +113,8 @@ async def chat(provider: Provider, request: ChatRequest, model: str) -> tuple[li
 def replay(result: ChatResult) -> Message:
     """The assistant turn a client sends back for ``result``, with all its opaque state."""
     choice = result.choices[0]
-    parts: list[Part] = [ReasoningPart(text=b.text, signature=b.signature, redacted=b.redacted, origin=b.origin)
-                         for b in choice.reasoning]
+    parts: list[Part] = [ReasoningPart(text=b.text, signature=b.signature, redacted=b.redacted, origin=b.origin,
+                                       id=b.id) for b in choice.reasoning]
     if choice.text:
         parts.append(TextPart(choice.text))
     parts += [ToolCallPart(id=c.id, name=c.name, arguments=c.arguments, signature=c.signature, origin=c.origin)
@@ -113,7 +125,8 @@ def replay(result: ChatResult) -> Message:
 def same_answer(result: ChatResult) -> tuple[Any, ...]:
     """What a streamed and a whole response must agree on: everything but the ids, which are fresh per
     response, and the model, which ``test_start_names_the_model_that_answered`` checks on its own."""
-    choices = [replace(c, tool_calls=[replace(t, id="") for t in c.tool_calls]) for c in result.choices]
+    choices = [replace(c, tool_calls=[replace(t, id="") for t in c.tool_calls],
+                       reasoning=[replace(b, id=None) for b in c.reasoning]) for c in result.choices]
     return choices, result.usage
 
 
@@ -262,6 +275,8 @@ async def test_reasoning_with_its_origin_and_usage(
     assert all(block.origin == adapter.origin for block in choice.reasoning)
     if adapter.opaque_state == "thinking_signature":
         assert choice.reasoning and all(block.signature for block in choice.reasoning)
+    if adapter.opaque_state == "encrypted_content":  # the item's encrypted content, and its rs_ id
+        assert choice.reasoning and all(block.signature and block.id for block in choice.reasoning)
     assert same_answer(streamed) == same_answer(whole)
     assert len([e for e in events if isinstance(e, ReasoningDelta) and e.text]) > 3  # streamed as it comes
 
@@ -284,7 +299,7 @@ async def test_multi_turn_round_trip_with_reasoning_and_tools(
     assert choice.reasoning_text.startswith("The user wrote about What is the weather in Oslo")
     [call] = choice.tool_calls
     assert call.name == "get_weather" and call.origin == adapter.origin
-    if adapter.opaque_state == "thinking_signature":
+    if adapter.opaque_state in ("thinking_signature", "encrypted_content"):
         assert all(block.signature for block in choice.reasoning)
     if adapter.opaque_state == "thought_signature":
         assert call.signature
@@ -301,7 +316,7 @@ def lose_opaque_state(message: Message, adapter: Adapter) -> Message:
     for part in message.content:
         if isinstance(part, ReasoningPart) and adapter.opaque_state == "reasoning_echo":
             continue
-        if isinstance(part, ReasoningPart) and adapter.opaque_state == "thinking_signature":
+        if isinstance(part, ReasoningPart) and adapter.opaque_state in ("thinking_signature", "encrypted_content"):
             # A thinking block without its signature is dropped by the adapter (and thinking turned off
             # for the loop), so the check that bites is a signature that does not match.
             part = replace(part, signature=(part.signature or "") + "x")
@@ -369,8 +384,7 @@ async def test_error_in_the_middle_of_a_stream_is_raised_never_a_clean_finish(
     provider = connect(adapter, sim.base_url, http)
     seen: list[Event] = []
     with pytest.raises(UpstreamError) as caught:
-        async for event in provider.chat(ask(GREETING, stream=True),
-                                         UpstreamCall(model=MID_STREAM_ERROR, timeout=TIMEOUT_S)):
+        async for event in provider.chat(ask(GREETING, stream=True), MID_STREAM_ERROR):
             seen.append(event)
     assert isinstance(seen[0], Start)
     assert any(isinstance(e, TextDelta) for e in seen), f"{ERROR_AFTER_FRAMES} frames carry some text: {seen}"
@@ -387,7 +401,7 @@ async def test_a_cut_connection_is_unreachable_never_a_clean_finish(
     provider = connect(adapter, sim.base_url, http)
     seen: list[Event] = []
     with pytest.raises(UpstreamUnreachable) as caught:
-        async for event in provider.chat(ask(GREETING, stream=stream), UpstreamCall(model=CUT, timeout=TIMEOUT_S)):
+        async for event in provider.chat(ask(GREETING, stream=stream), CUT):
             seen.append(event)
     assert not any(isinstance(e, (Finish, Usage)) for e in seen)
     if stream:
@@ -475,8 +489,7 @@ async def test_early_client_disconnect_closes_the_upstream_stream(
     provider = connect(adapter, watched.base_url, http)
     # SLOW streams a word every 500 ms: its ~20-word reply takes about 10 s. The handler's end says
     # why it ended (its client went away, or the reply was done), so no clock is read.
-    stream = provider.chat(ask(f"{GREETING} and tell me a long story please", stream=True),
-                           UpstreamCall(model=SLOW, timeout=TIMEOUT_S))
+    stream = provider.chat(ask(f"{GREETING} and tell me a long story please", stream=True), SLOW)
     assert isinstance(stream, AsyncGenerator)  # the gateway closes it with aclose() (routing, surfaces)
     first = await anext(stream)
     second = await anext(stream)
@@ -592,7 +605,7 @@ async def test_recorded_mid_stream_error(adapter: Adapter, recording: Recording,
     provider = connect(adapter, replay_server.base_url, http)
     seen: list[Event] = []
     with pytest.raises(UpstreamError) as caught:
-        async for event in provider.chat(ask(GREETING, stream=True), UpstreamCall(model="recorded")):
+        async for event in provider.chat(ask(GREETING, stream=True), "recorded"):
             seen.append(event)
     assert isinstance(seen[0], Start) and not any(isinstance(e, Finish) for e in seen)
     assert fold_events(seen).choices[0].text == recording.text

@@ -15,12 +15,13 @@ from modelgate.simulator import FaultSpecError, Simulator, parse_fault
 from tests.simulator.conftest import API_KEY, make_config
 
 CHAT = {"model": "m", "max_tokens": 30, "messages": [{"role": "user", "content": "Hello there"}]}
-PATHS = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages",
+PATHS = {"openai": "/v1/chat/completions", "responses": "/v1/responses", "anthropic": "/v1/messages",
          "gemini": "/v1beta/models/m:generateContent"}
-AUTH = {"openai": {"authorization": f"Bearer {API_KEY}"},
+AUTH = {"openai": {"authorization": f"Bearer {API_KEY}"}, "responses": {"authorization": f"Bearer {API_KEY}"},
         "anthropic": {"x-api-key": API_KEY, "anthropic-version": "2023-06-01"},
         "gemini": {"x-goog-api-key": API_KEY}}
 GEMINI = {"contents": [{"role": "user", "parts": [{"text": "Hello there"}]}]}
+RESPONSES = {"model": "m", "max_output_tokens": 30, "input": "Hello there"}
 
 
 @pytest.fixture
@@ -36,7 +37,8 @@ async def exchange(sim: Simulator, api: str, fault: str, stream: bool = False,
     """A request on a raw connection: (the status line and headers, the rest), read to the
     connection's end or until ``until`` says it has seen enough."""
     path = PATHS[api]
-    request: dict[str, object] = dict(GEMINI) if api == "gemini" else {**CHAT, "stream": stream}
+    request: dict[str, object] = (dict(GEMINI) if api == "gemini" else
+                                  {**(RESPONSES if api == "responses" else CHAT), "stream": stream})
     if api == "gemini" and stream:
         path = path.replace(":generateContent", ":streamGenerateContent?alt=sse")
     payload = orjson.dumps(request)
@@ -115,11 +117,13 @@ async def test_dribble_body_streams_a_whole_stream_then_closes(sim: Simulator, a
 
 @pytest.mark.parametrize("api", list(PATHS))
 async def test_endless_streams_never_end(sim: Simulator, api: str) -> None:
-    marker = {"openai": b'"content":"', "anthropic": b"text_delta", "gemini": b'"text":'}[api]
+    marker = {"openai": b'"content":"', "responses": b"response.output_text.delta", "anthropic": b"text_delta",
+              "gemini": b'"text":'}[api]
     # Far more content than a reply of 30 tokens has: the stream goes on until the client leaves.
     head, text = await exchange(sim, api, "endless=1", stream=True, until=lambda seen: seen.count(marker) > 300)
     assert head.startswith(b"HTTP/1.1 200") and text.count(marker) > 300
     assert b"[DONE]" not in text and b"message_stop" not in text and b"finishReason" not in text
+    assert b"response.completed" not in text
 
 
 @pytest.mark.parametrize("api", list(PATHS))
@@ -127,7 +131,8 @@ async def test_echo_key_quotes_the_key_and_its_header(sim: Simulator, api: str) 
     head, body = await exchange(sim, api, "echo_key")
     assert head.startswith(b"HTTP/1.1 401")
     text = body.decode()
-    header = {"openai": f"authorization: Bearer {API_KEY}", "anthropic": f"x-api-key: {API_KEY}",
+    header = {"openai": f"authorization: Bearer {API_KEY}", "responses": f"authorization: Bearer {API_KEY}",
+              "anthropic": f"x-api-key: {API_KEY}",
               "gemini": f"x-goog-api-key: {API_KEY}"}[api]
     assert f"Incorrect API key provided: {API_KEY}." in text and header in text
 
@@ -151,5 +156,6 @@ async def test_model_names_what_the_fault_says(sim: Simulator, api: str, spec: s
     _, text = await exchange(sim, api, spec, stream=True)
     first = next(frame for frame in text.replace(b"\r\n", b"\n").split(b"\n\n") if b"data: " in frame)
     data = orjson.loads(first[first.index(b"data: ") + 6:])
-    shown = data["message"]["model"] if api == "anthropic" else data["modelVersion" if api == "gemini" else "model"]
+    container = {"anthropic": "message", "responses": "response"}.get(api)
+    shown = data[container]["model"] if container else data["modelVersion" if api == "gemini" else "model"]
     assert shown == named

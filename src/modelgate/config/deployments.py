@@ -17,6 +17,10 @@ from modelgate.providers.base import MAX_DURATION_S
 from modelgate.providers.settings import ProviderSettings
 
 STRATEGIES = ("weighted", "priority", "latency", "least-busy", "cost")
+# The upstream APIs a target may be called through: chat completions (or the provider's own API),
+# or OpenAI's Responses API, which only OpenAI-type and Azure providers speak.
+APIS = ("chat", "responses")
+RESPONSES_PROVIDER_TYPES = ("openai", "azure")
 CAPABILITIES = ("chat", "tools", "vision", "reasoning", "json", "embeddings", "streaming")
 
 
@@ -58,6 +62,8 @@ class TargetSettings:
     provider: Annotated[str, Key(doc="the name of one of the providers: entries")]
     model: Annotated[str, Key(doc="the upstream's own model id, e.g. gpt-4o")]
     weight: Annotated[float, Key("a positive number", positive("must be positive"))] = 1.0
+    # "responses": call the upstream's /responses (OpenAI's Responses API) instead of chat completions.
+    api: Annotated[str, Key(choices=APIS)] = "chat"
     facts: Annotated[ModelFacts, Key(shape=FACTS, inline=True)] = field(default_factory=ModelFacts)
 
 
@@ -151,8 +157,12 @@ def read_deployment(reader: Reader, body: Any, where: str, section: str,
         if "provider" in body or "model" in body:
             reader.fail(path, "give either provider: and model:, or targets:, not both")
         listed = body["targets"]
+        # A deployment's api: is the default of its targets that do not say.
+        api = _api(reader, body.get("api"), f"{path}.api")
         if reader.expect(listed, list, f"{path}.targets", "a list of {provider, model, weight}"):
             for i, item in enumerate(listed):
+                if api is not None and isinstance(item, dict) and item.get("api") is None:
+                    item = {**item, "api": api}
                 target = read_target(reader, TARGET, item, f"{path}.targets[{i}]", providers)
                 if target is not None:
                     targets.append(target)
@@ -175,6 +185,16 @@ def read_deployment(reader: Reader, body: Any, where: str, section: str,
     return deployment
 
 
+def _api(reader: Reader, value: Any, path: str) -> str | None:
+    """A deployment-level ``api:`` beside ``targets:``, checked as a target's would be; None if absent or wrong."""
+    if value is None:
+        return None
+    if value not in APIS:
+        reader.fail(path, f"must be one of {', '.join(APIS)}, got {value!r}")
+        return None
+    return str(value)
+
+
 def read_target(reader: Reader, shape: Shape[TargetSettings], body: Any, path: str,
                 providers: Mapping[str, ProviderSettings], *, inline: bool = False) -> TargetSettings | None:
     """One target, its facts merged over the catalog's; ``inline``: its keys sit in the deployment's."""
@@ -186,6 +206,13 @@ def read_target(reader: Reader, shape: Shape[TargetSettings], body: Any, path: s
         known = ", ".join(providers) or "none are configured"
         reader.fail(f"{path}.provider", f"'{provider}' is not a configured provider ({known})")
         return None
+    if provider is not None and values.get("api") == "responses":
+        kind = providers[provider].type
+        if kind not in RESPONSES_PROVIDER_TYPES:
+            reader.fail(f"{path}.api", f"'responses' needs a provider of type {' or '.join(RESPONSES_PROVIDER_TYPES)} "
+                        f"(the Responses API is OpenAI's); provider '{provider}' is of type {kind}: "
+                        "remove api: or set it to chat")
+            return None
     target = shape.build(reader, body, values, path)
     if target is None:
         return None

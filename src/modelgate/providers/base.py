@@ -79,6 +79,9 @@ class UpstreamCall:
     max_duration: float = MAX_DURATION_S  # seconds for the whole answer
     facts: ModelFacts = field(default_factory=ModelFacts)
     params: dict[str, Any] = field(default_factory=dict)
+    # Which of the upstream's APIs answers: "chat" (chat completions, or the provider's own API)
+    # or "responses" (OpenAI's Responses API, for provider types openai and azure).
+    api: str = "chat"
 
 
 # The body of an answer streamed, as it arrives → events; the body of a whole answer → events.

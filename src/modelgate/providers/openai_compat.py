@@ -1,8 +1,10 @@
-"""Provider type ``openai``: every OpenAI-compatible chat completions API.
+"""Provider type ``openai``: every OpenAI-compatible chat completions API, and OpenAI's
+Responses API for targets that say ``api: responses``.
 
 OpenAI, xAI, DeepSeek, Mistral, Groq, Together, Fireworks, GitHub Models, vLLM, Ollama's /v1 and
 LM Studio differ only in base URL and the quirks of ``openai_profiles``. Azure OpenAI differs in
-URL layout and auth header and subclasses this (``azure.py``).
+URL layout and auth header and subclasses this (``azure.py``). Translation lives in
+``openai_wire`` (chat completions) and ``openai_responses_wire`` (Responses); this module does the I/O.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import orjson
 from modelgate.http.sse import iter_sse
 from modelgate.providers.base import Provider, UpstreamCall, upstream_error
 from modelgate.providers.openai_profiles import OpenAIProfile, profile_for
+from modelgate.providers.openai_responses_wire import ResponseDecoder, request_headers, request_to_responses
+from modelgate.providers.openai_responses_wire import events_from_response as events_from_responses
 from modelgate.providers.openai_wire import (
     ChunkDecoder,
     error_from_openai,
@@ -44,10 +48,12 @@ class OpenAICompatProvider(Provider):
         return {"authorization": f"Bearer {key}"} if key else {}
 
     def url(self, operation: str, model: str) -> str:
-        """The URL of ``operation`` ("chat/completions", "embeddings") for ``model``."""
+        """The URL of ``operation`` ("chat/completions", "responses", "embeddings") for ``model``."""
         return f"{self.settings.base_url}/{operation}"
 
     def chat(self, request: ChatRequest, call: UpstreamCall) -> AsyncGenerator[Event, None]:
+        if call.api == "responses":
+            return self._responses(request, call)
         body = request_to_openai(request, call.model, self.profile, call.params, call.facts)
         # Per-request headers come only in an OpenAI-format request's pass-through.
         passthrough = request.passthrough
@@ -55,6 +61,17 @@ class OpenAICompatProvider(Provider):
         headers = {**self.headers, **extra} if extra else self.headers
         return self.exchange(call, self.url("chat/completions", call.model), headers, body,
                              self._stream_events if request.stream else None, self._chat_events)
+
+    def speaks_responses(self, call: UpstreamCall) -> bool:
+        """Whether ``call`` goes through OpenAI's Responses API: a target with ``api: responses``."""
+        return call.api == "responses"
+
+    def _responses(self, request: ChatRequest, call: UpstreamCall) -> AsyncGenerator[Event, None]:
+        body = request_to_responses(request, call.model, call.params, call.facts)
+        extra = request_headers(request)
+        headers = {**self.headers, **extra} if extra else self.headers
+        return self.exchange(call, self.url("responses", call.model), headers, body,
+                             self._response_stream if request.stream else None, self._response_events)
 
     def embed(self, request: EmbeddingRequest, call: UpstreamCall) -> AsyncGenerator[Event, None]:
         # Ask for the client's encoding where the upstream can produce it: base64 avoids
@@ -106,6 +123,27 @@ class OpenAICompatProvider(Provider):
                 yield event
         # The stream ended without [DONE]: the connection was cut after a clean HTTP end.
         raise UpstreamMalformed(f"provider '{self.name}' ended the stream before it was complete",
+                                provider=self.name, code="upstream_stream_cut")
+
+    def _response_events(self, raw: bytes) -> list[Event]:
+        return events_from_responses(self._json(raw), self.name)
+
+    async def _response_stream(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[Event]:
+        decoder = ResponseDecoder(self.name)
+        async for sse in iter_sse(chunks):
+            try:
+                data = orjson.loads(sse.data)
+            except orjson.JSONDecodeError:
+                raise self.malformed(sse.data.encode(), "JSON") from None
+            if not isinstance(data, dict):
+                raise self.malformed(sse.data.encode(), "a JSON object")
+            # The event name and data.type agree; data.type is what the SDK reads.
+            for event in decoder.decode(str(data.get("type") or sse.event or ""), data):
+                yield event
+            if decoder.done:
+                return
+        # Responses streams have no [DONE]: the answer is whole at response.completed or .incomplete.
+        raise UpstreamMalformed(f"provider '{self.name}' ended the stream before response.completed",
                                 provider=self.name, code="upstream_stream_cut")
 
     def status_error(self, status: int, headers: Headers, raw: bytes) -> UpstreamError:

@@ -14,6 +14,9 @@ Only what can succeed when sent again moves the request on: 429, 5xx, 529, refus
 timeouts, a stream cut or a malformed body before the first content. A client error (400, 401,
 403, 404, 422) is raised at once. A prompt that is larger than a target's context window skips
 that target; an upstream ``context_length_exceeded`` skips every target no larger than that one.
+A request with built-in tools (web_search, file_search, ...: they run on OpenAI's servers) goes
+only to targets that speak the Responses API (``api: responses``); when the deployment and its
+fallbacks have none, it is refused with 400 naming the tool before anything is sent.
 
 **Streams.** Nothing reaches the surface until an attempt has produced its first content event
 (a delta, ``Finish`` or ``Embeddings``; the provider's ``Start`` and any early ``Usage`` are held
@@ -39,6 +42,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from modelgate.config.settings import DeploymentSettings
 from modelgate.pipeline.contract import Call
 from modelgate.providers.base import Provider
+from modelgate.providers.openai_responses_wire import builtin_tools
 from modelgate.providers.untrusted import seconds
 from modelgate.routing.backoff import backoff_delay
 from modelgate.routing.group import Group, Target
@@ -46,7 +50,7 @@ from modelgate.routing.health import Health
 from modelgate.routing.strategies import order_targets
 from modelgate.schema.errors import GatewayError, InvalidRequest, UpstreamError
 from modelgate.schema.events import Event, Start, Usage
-from modelgate.schema.request import ChatRequest, EmbeddingRequest
+from modelgate.schema.request import ChatRequest, EmbeddingRequest, ResponsesPassthrough
 from modelgate.schema.tokens import estimate_input_tokens, estimate_text_tokens
 
 log = logging.getLogger("modelgate.routing")
@@ -113,6 +117,8 @@ class Router:
     async def _answer(self, job: _Job) -> _Attempt:
         """Work through the chain until an attempt commits; raise what to tell the client if none does."""
         chain = self.chains[job.call.deployment.name]
+        if job.builtin_tools and not any(t.upstream.api == "responses" for g in chain for t in g.targets):
+            raise _builtin_tools_refused(job, chain)
         for group in chain:
             now = time.monotonic()
             allowed = [t for t in group.targets if t.health.allows(now) and job.fits(t)]
@@ -258,8 +264,8 @@ class _Attempt:
 class _Job:
     """One request's way through the chain: what was tried and what it learned."""
 
-    __slots__ = ("_tokens", "call", "ceiling", "deadline", "excluded", "last_error", "retries", "retry_at",
-                 "too_small", "tried")
+    __slots__ = ("_tokens", "builtin_tools", "call", "ceiling", "deadline", "excluded", "last_error", "retries",
+                 "retry_at", "too_small", "tried")
 
     def __init__(self, call: Call, deadline: float) -> None:
         self.call = call
@@ -272,6 +278,9 @@ class _Job:
         self.ceiling: int | None = None  # an upstream said a window this large is too small
         self.excluded: set[int] = set()  # id() of targets an upstream said the prompt is too large for
         self._tokens: int | None = None
+        request = call.request
+        # Built-in tools need a target that speaks the Responses API (see the module docstring).
+        self.builtin_tools = builtin_tools(request) if isinstance(request, ChatRequest) else []
 
     def input_tokens(self) -> int:
         if self._tokens is None:
@@ -281,6 +290,8 @@ class _Job:
     def fits(self, target: Target) -> bool:
         window = target.facts.context_window
         if self.excluded and id(target) in self.excluded:
+            return False
+        if self.builtin_tools and target.upstream.api != "responses":
             return False
         if window is None or isinstance(self.call.request, EmbeddingRequest):
             return True
@@ -298,6 +309,24 @@ class _Job:
             self.ceiling = window if self.ceiling is None else max(self.ceiling, window)
         self.excluded.add(id(target))
         self.too_small.append(target)
+
+
+def _builtin_tools_refused(job: _Job, chain: list[Group]) -> InvalidRequest:
+    """The refusal of built-in tools that no target of the chain can take, naming the first by its
+    place in the client's ``tools`` (where the surface says it) and every one by its type."""
+    request = job.call.request
+    passthrough = request.passthrough if isinstance(request, ChatRequest) else None
+    indexes = passthrough.tool_indexes if isinstance(passthrough, ResponsesPassthrough) else []
+    param = f"tools[{indexes[0]}]" if indexes else "tools"
+    kinds = list(dict.fromkeys(str(tool.get("type") or "?")[:60] for tool in job.builtin_tools))
+    what = (f"{kinds[0]} ({param}) is a built-in tool that runs on OpenAI's servers and needs" if len(kinds) == 1
+            else f"{', '.join(kinds)} ({param}, ...) are built-in tools that run on OpenAI's servers and need")
+    targets = ", ".join(f"{t.label} (api: {t.upstream.api})" for g in chain for t in g.targets)
+    return InvalidRequest(
+        f"{what} an upstream that speaks the Responses API; deployment "
+        f"'{job.call.deployment.name}' and its fallbacks have no target with api: responses ({targets}). Remove "
+        "the tool, or use a deployment whose target says api: responses.",
+        param=param, code="unsupported_tool")
 
 
 def _cooling_status(cooling: list[Target]) -> int:

@@ -32,9 +32,11 @@ Usage::
 
 Routes (relative to ``base_url``):
 
-* OpenAI: ``POST /v1/chat/completions``, ``POST /v1/embeddings``, ``GET /v1/models`` (Bearer key).
-* Azure OpenAI: ``POST /openai/deployments/{deployment}/chat/completions|embeddings?api-version=...`` and
-  ``POST /openai/v1/chat/completions|embeddings`` (``api-key`` header).
+* OpenAI: ``POST /v1/chat/completions``, ``POST /v1/responses``, ``POST /v1/embeddings``, ``GET /v1/models``
+  (Bearer key).
+* Azure OpenAI: ``POST /openai/deployments/{deployment}/chat/completions|embeddings?api-version=...``,
+  ``POST /openai/responses?api-version=...`` and ``POST /openai/v1/chat/completions|responses|embeddings``
+  (``api-key`` header).
 * Anthropic: ``POST /v1/messages``, ``POST /v1/messages/count_tokens`` (``x-api-key`` + ``anthropic-version``).
 * Gemini: ``POST /v1beta/models/{model}:generateContent`` and ``:streamGenerateContent?alt=sse``
   (``x-goog-api-key`` header or ``key`` query parameter).
@@ -46,8 +48,11 @@ Behaviour worth knowing (each mirrors the real provider):
   ``DEFAULT_REASONING_MODELS``), in ``reasoning_content`` or ``reasoning`` per ``reasoning_field``. Anthropic thinks
   only when the request sets ``thinking`` (enabled/adaptive). Gemini thinks for reasoning models or with a
   ``thinkingConfig``, but shows thought parts only with ``includeThoughts``; ``thinkingBudget: 0`` turns it off.
-* Signatures (Anthropic thinking/redacted_thinking, Gemini ``thoughtSignature``) are HMACs with a per-instance
-  secret and are verified when sent back.
+* Signatures (Anthropic thinking/redacted_thinking, Gemini ``thoughtSignature``, the ``encrypted_content`` of
+  Responses reasoning items) are HMACs with a per-instance secret and are verified when sent back. The Responses
+  API keeps nothing: a reasoning model's item carries ``encrypted_content`` when ``include`` asks for
+  ``reasoning.encrypted_content``, its text only when ``reasoning.summary`` is set, and a function call item
+  issued beside it and sent back under its ``fc_`` id is refused unless the reasoning item comes before it.
 * Gemini auth failures are 400 ``API_KEY_INVALID`` (wrong key) and 403 ``PERMISSION_DENIED`` (no key), as on the
   real API; the other APIs answer 401.
 * Anthropic prompt caching: each ``cache_control`` prefix is a cache write the first time, a read afterwards (no
@@ -55,7 +60,8 @@ Behaviour worth knowing (each mirrors the real provider):
 
 Module map: ``config`` (SimConfig/ModelSpec) · ``tokens`` (estimator) · ``faults`` (spec parsing, runtime faults)
 · ``replies`` + ``schema_values`` (the one reply generator) · ``surface`` + ``exchange`` (shared request pipeline)
-· ``openai_chat``/``openai_api``/``azure_api``/``anthropic_*``/``gemini_*`` (one wire format each) · ``control``
+· ``openai_chat``/``openai_responses``/``openai_api``/``azure_api``/``anthropic_*``/``gemini_*`` (one wire format
+each) · ``control``
 · ``server`` (Simulator, SimulatorThread, run). API modules depend on the pipeline and the generator, never on
 each other (Azure extends OpenAI).
 """

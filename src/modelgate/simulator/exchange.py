@@ -211,7 +211,7 @@ class Exchange:
                     self._abort()
                     raise _Aborted
                 message = self._echo_message() if fault.kind == "echo_key" else None
-                await response.write(self.surface.stream_error_frame(self.request_id, message))
+                await response.write(self.surface.stream_error_frame_at(self.request_id, message, sent))
                 break
             if sent:
                 await asyncio.sleep(gap)
@@ -293,10 +293,11 @@ def _name_model(body: Any, model: object) -> bool:
         if key in body:
             body[key] = model
             named = True
-    message = body.get("message")
-    if isinstance(message, dict) and "model" in message:
-        message["model"] = model
-        named = True
+    for key in ("message", "response"):  # Anthropic's message_start, the Responses API's response.* events
+        inner = body.get(key)
+        if isinstance(inner, dict) and "model" in inner:
+            inner["model"] = model
+            named = True
     return named
 
 

@@ -1,4 +1,4 @@
-"""The OpenAI-compatible surface: ``/v1/chat/completions``, ``/v1/embeddings``, ``/v1/models``.
+"""The OpenAI-compatible surface: ``/v1/chat/completions``, ``/v1/responses``, ``/v1/embeddings``, ``/v1/models``.
 
 Also the base of the Azure surface (:mod:`modelgate.simulator.azure_api`), which differs only in paths, auth
 header, error wording and content-filter annotations.
@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from modelgate.simulator import openai_responses
 from modelgate.simulator.exchange import Exchange, endpoint
 from modelgate.simulator.openai_chat import ChatOptions, render_chunks, render_completion, to_prompt
 from modelgate.simulator.replies import generate_reply
@@ -82,6 +83,24 @@ class OpenAISurface(Surface):
         return any(value for delta in deltas for key, value in delta.items() if key != "role")
 
 
+class ResponsesSurface(OpenAISurface):
+    """The Responses API's variant: a failure after the stream started is an ``error`` event."""
+
+    def stream_error_frame(self, request_id: str, message: str | None = None) -> bytes:
+        return self.stream_error_frame_at(request_id, message, 0)
+
+    def stream_error_frame_at(self, request_id: str, message: str | None, sent: int) -> bytes:
+        return openai_responses.error_event(
+            sent, message or "The server had an error while processing your request (simulated).")
+
+    def carries_content(self, data: Any) -> bool:
+        return isinstance(data, dict) and data.get("type") in _RESPONSE_CONTENT_EVENTS
+
+
+_RESPONSE_CONTENT_EVENTS = frozenset({"response.output_text.delta", "response.function_call_arguments.delta",
+                                      "response.reasoning_summary_text.delta"})
+
+
 async def chat_completions(
     exchange: Exchange, body: dict[str, Any], *, model: str | None = None, azure: bool = False
 ) -> web.StreamResponse:
@@ -106,14 +125,32 @@ async def chat_completions(
     return await exchange.send_json(render_completion(prompt, replies, options))
 
 
-def check_context(exchange: Exchange, prompt_tokens: int) -> None:
+async def responses(exchange: Exchange, body: dict[str, Any], *, model: str | None = None) -> web.StreamResponse:
+    """Serve one Responses API request (``model`` overrides the body's: Azure deployments)."""
+    model = model or body.get("model")
+    if not isinstance(model, str) or not model:
+        raise SimError(400, "Missing required parameter: 'model'.", param="model", code="missing_required_parameter")
+    await exchange.bind_model(model)
+    state = exchange.state
+    prompt, options = openai_responses.to_prompt(body, model, exchange.spec, exchange.safety, state.signer,
+                                                 state.signed_calls)
+    check_context(exchange, prompt.prompt_tokens, param="input")
+    reply = generate_reply(prompt)
+    if body.get("stream"):
+        return await exchange.send_stream(
+            openai_responses.render_events(prompt, reply, options, state.signer, state.signed_calls))
+    return await exchange.send_json(
+        openai_responses.render_response(prompt, reply, options, state.signer, state.signed_calls))
+
+
+def check_context(exchange: Exchange, prompt_tokens: int, param: str = "messages") -> None:
     window = exchange.spec.context_window
     if prompt_tokens > window:
         raise SimError(
             400,
             f"This model's maximum context length is {window} tokens. However, your messages resulted in "
             f"{prompt_tokens} tokens. Please reduce the length of the messages.",
-            param="messages",
+            param=param,
             code="context_length_exceeded",
         )
 
@@ -218,6 +255,10 @@ def add_openai_routes(app: web.Application, state: SimState) -> None:
     async def embed(exchange: Exchange, body: dict[str, Any]) -> web.StreamResponse:
         return await embeddings(exchange, body)
 
+    async def respond(exchange: Exchange, body: dict[str, Any]) -> web.StreamResponse:
+        return await responses(exchange, body)
+
     app.router.add_post("/v1/chat/completions", endpoint(state, surface, chat))
+    app.router.add_post("/v1/responses", endpoint(state, ResponsesSurface(), respond))
     app.router.add_post("/v1/embeddings", endpoint(state, surface, embed))
     app.router.add_get("/v1/models", endpoint(state, surface, list_models))

@@ -70,6 +70,10 @@ class Surface(ABC):
         """The SSE frame this API uses to report a failure after a stream has started (with
         ``message`` in place of its usual text)."""
 
+    def stream_error_frame_at(self, request_id: str, message: str | None, sent: int) -> bytes:
+        """``stream_error_frame`` after ``sent`` frames, for APIs that number their events."""
+        return self.stream_error_frame(request_id, message)
+
     def carries_content(self, data: Any) -> bool:
         """Whether ``data``, the JSON of one frame of this API's streams, carries answer content."""
         return False
