@@ -58,7 +58,7 @@ from modelgate.schema.errors import (
     UpstreamUnreachable,
 )
 from modelgate.schema.events import Event
-from modelgate.schema.request import ChatRequest, EmbeddingRequest, ResponsesPassthrough
+from modelgate.schema.request import ChatRequest, EmbeddingRequest
 
 log = logging.getLogger("modelgate.providers")
 
@@ -102,28 +102,6 @@ class Provider:
 
     def chat(self, request: ChatRequest, call: UpstreamCall) -> AsyncGenerator[Event, None]:
         raise NotImplementedError
-
-    def speaks_responses(self, call: UpstreamCall) -> bool:
-        """Whether this target is called through OpenAI's Responses API, the only API that runs
-        built-in tools (web search, file search, ...). No adapter does yet."""
-        return False
-
-    def refuse_unsupported(self, request: ChatRequest, call: UpstreamCall) -> None:
-        """Raise ``InvalidRequest`` for what the request asks that this target cannot do, before
-        anything is sent: built-in tools anywhere but on a Responses API."""
-        passthrough = request.passthrough
-        if not isinstance(passthrough, ResponsesPassthrough) or not passthrough.tools:
-            return
-        if self.speaks_responses(call):
-            return
-        tool = passthrough.tools[0]
-        index = passthrough.tool_indexes[0] if passthrough.tool_indexes else 0
-        kind = str(tool.get("type"))[:60]
-        raise InvalidRequest(
-            f"The tool '{kind}' (tools[{index}]) runs on OpenAI's servers and needs an upstream that speaks the "
-            f"Responses API, but model '{call.model}' of provider '{self.name}' (type {self.settings.type}) does "
-            "not: remove the tool, or call a deployment whose target says 'api: responses'.",
-            param=f"tools[{index}]", code="unsupported_tool")
 
     def embed(self, request: EmbeddingRequest, call: UpstreamCall) -> AsyncGenerator[Event, None]:
         raise InvalidRequest(

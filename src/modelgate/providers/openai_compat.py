@@ -62,10 +62,6 @@ class OpenAICompatProvider(Provider):
         return self.exchange(call, self.url("chat/completions", call.model), headers, body,
                              self._stream_events if request.stream else None, self._chat_events)
 
-    def speaks_responses(self, call: UpstreamCall) -> bool:
-        """Whether ``call`` goes through OpenAI's Responses API: a target with ``api: responses``."""
-        return call.api == "responses"
-
     def _responses(self, request: ChatRequest, call: UpstreamCall) -> AsyncGenerator[Event, None]:
         body = request_to_responses(request, call.model, call.params, call.facts)
         extra = request_headers(request)

@@ -150,8 +150,6 @@ class Router:
     async def _open(self, job: _Job, group: Group, target: Target) -> _Attempt | None:
         """Start an attempt and read it up to its first content; None if it failed retryably."""
         call = job.call
-        if isinstance(call.request, ChatRequest):
-            target.provider.refuse_unsupported(call.request, target.upstream)
         started = time.monotonic()
         health = target.health
         probe = health.begin(started)
