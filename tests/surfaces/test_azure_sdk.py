@@ -210,3 +210,53 @@ def test_unknown_paths_answer_in_azure_shape(gateway: RunningGateway) -> None:
         assert response.json()["error"]["code"] == "404" and response.headers["apim-request-id"]
     wrong_method = httpx.get(f"{gateway.base_url}/openai/v1/chat/completions", timeout=10)
     assert wrong_method.status_code == 405
+
+
+# --- the Responses API on the Azure routes --------------------------------------------------------
+
+
+def test_responses_with_azure_openai_create_stream_retrieve_delete(gateway: RunningGateway,
+                                                                  openai_spec: OpenAISpec) -> None:
+    client = azure(gateway, api_version="2025-04-01-preview")
+    raw = client.responses.with_raw_response.create(model="gpt-4o", input="Tell me about the sea")
+    response = raw.parse()
+    assert response.id.startswith("resp_") and response.output_text.startswith("Simulated reply from gpt-4o")
+    assert raw.headers["apim-request-id"] == raw.headers["x-request-id"]
+    # Stored, so the SDK's retrieve and input_items find it under the same dated routes.
+    stored = client.responses.retrieve(response.id)
+    assert stored.output_text == response.output_text
+    openai_spec.validate("Response", stored.model_dump(mode="json", exclude_unset=True))
+    items = client.responses.input_items.list(response.id)
+    assert [item.type for item in items.data] == ["message"]
+    client.responses.delete(response.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(response.id)
+
+    with client.responses.stream(model="grok-3-mini", input="Count to three") as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_response()
+    assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
+    assert final.output_text.startswith("Simulated reply from grok-3-mini")
+
+
+def test_responses_on_a_deployment_route_and_on_v1(gateway: RunningGateway) -> None:
+    # AzureOpenAI sends responses to /openai/responses whatever its azure_deployment; a client that
+    # builds the deployment's URL itself gets the path's deployment, as for chat.
+    response = post(gateway, "/openai/deployments/grok-3-mini/responses?api-version=2025-04-01-preview",
+                    {"model": "gpt-4o", "input": "hello"})
+    assert response.status_code == 200, response.text
+    assert response.headers["x-modelgate-deployment"] == "grok-3-mini"
+    first = v1(gateway).responses.create(model="gpt-4o", input="My name is Ada")
+    second = v1(gateway).responses.create(model="grok-3-mini", input="What is my name?",
+                                          previous_response_id=first.id)
+    assert second.output_text.startswith("Simulated reply from grok-3-mini")
+    assert v1(gateway).responses.retrieve(second.id).previous_response_id == first.id
+
+
+def test_responses_need_a_version_that_has_them(gateway: RunningGateway) -> None:
+    response = post(gateway, f"/openai/responses?api-version={VERSION}", {"model": "gpt-4o", "input": "hi"})
+    assert response.status_code == 404 and response.json()["error"]["code"] == "404"
+    assert "2025-04-01-preview" in response.json()["error"]["message"]
+    missing = httpx.get(f"{gateway.base_url}/openai/responses/resp_nope?api-version=2025-04-01-preview",
+                        headers={"api-key": MASTER}, timeout=10)
+    assert missing.status_code == 404 and "resp_nope" in missing.json()["error"]["message"]

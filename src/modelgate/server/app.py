@@ -12,6 +12,7 @@ The admin app (surfaces/admin/app.py, on Starlette) answers the paths under /adm
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 import orjson
 
@@ -27,10 +28,11 @@ from modelgate.storage import ResponseStore
 from modelgate.surfaces.admin.app import PATHS as ADMIN_PATHS
 from modelgate.surfaces.admin.app import admin_app
 from modelgate.surfaces.anthropic.routes import AnthropicSurface
-from modelgate.surfaces.azure.routes import AzureSurface
+from modelgate.surfaces.azure.routes import AzureSurface, ResponsesPlug
 from modelgate.surfaces.base import Surface
 from modelgate.surfaces.models import ModelList
 from modelgate.surfaces.openai.routes import OpenAISurface
+from modelgate.surfaces.responses.operation import CreateResponse
 from modelgate.surfaces.responses.routes import ResponsesSurface
 
 log = logging.getLogger("modelgate")
@@ -53,8 +55,11 @@ class GatewayApp:
         models = ModelList(services)
         # Longest prefix first: /v1/messages is Anthropic's, /v1/responses the Responses API's, the
         # rest of /v1 OpenAI's; /openai Azure's.
-        self.surfaces = [AnthropicSurface(services), ResponsesSurface(services), openai,
-                         AzureSurface(services, models)]
+        responses = ResponsesSurface(services)
+        azure_responses = ResponsesPlug(create=partial(CreateResponse, services), retrieve=responses.retrieve,
+                                        delete=responses.delete, input_items=responses.input_items)
+        self.surfaces = [AnthropicSurface(services), responses, openai,
+                         AzureSurface(services, models, azure_responses)]
         self.fallback = openai
         routes = [Route("GET", "/health", self.health)]
         for surface in self.surfaces:

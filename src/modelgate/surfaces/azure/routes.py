@@ -4,27 +4,29 @@ Dated routes, each with a required ``?api-version=`` (versions.py):
 
     POST /openai/deployments/{deployment}/chat/completions
     POST /openai/deployments/{deployment}/embeddings
-    POST /openai/deployments/{deployment}/responses      (with a Responses operation)
-    POST /openai/responses                               (with a Responses operation; the body's model)
+    POST /openai/deployments/{deployment}/responses      (with the Responses API plugged in)
+    POST /openai/responses                               (the body's model names the deployment)
+    GET, DELETE /openai/responses/{id}, GET /openai/responses/{id}/input_items
     GET  /openai/models, /openai/models/{model}
 
 and the v1 routes, which need none (``preview`` is taken):
 
     POST /openai/v1/chat/completions, /openai/v1/embeddings, /openai/v1/responses
+    GET, DELETE /openai/v1/responses/{id}, GET /openai/v1/responses/{id}/input_items
     GET  /openai/v1/models, /openai/v1/models/{model}
 
 ``{deployment}`` is a modelgate deployment, and wins over the body's ``model`` (``AzureOpenAI``
 with ``azure_deployment`` sends another one there). The key comes as ``api-key`` or as
 ``Authorization: Bearer`` (an Entra token slot). Bodies, answers and streams are OpenAI's
 (``surfaces/openai_format``), run by ``serve_call`` like every other model call; errors are in
-Azure's envelopes (render.py). The Responses operation comes from the composition
-(``server/app.py``), as surfaces do not import each other: without it the responses routes are
-not served.
+Azure's envelopes (render.py). The Responses API comes from the composition (``server/app.py``)
+as a ``ResponsesPlug``, as surfaces do not import each other: without it its routes are not served.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -44,8 +46,8 @@ from modelgate.surfaces.azure.versions import (
     check_v1_version,
     check_version,
 )
-from modelgate.surfaces.base import Core, Fold, Operation, StreamRender
-from modelgate.surfaces.lifecycle import error_headers, serve_call
+from modelgate.surfaces.base import Core, Fold, Operation, StatefulOperation, StreamRender
+from modelgate.surfaces.lifecycle import error_headers, serve_call, serve_stateful_call
 from modelgate.surfaces.models import ModelList
 from modelgate.surfaces.openai_format.operations import ChatCompletions, Embeddings
 
@@ -81,6 +83,31 @@ class AzureOperation:
         return self.inner.stream(call)
 
 
+class AzureStatefulOperation(AzureOperation):
+    """An ``AzureOperation`` around an operation that continues from stored state and keeps its answers."""
+
+    __slots__ = ()
+
+    inner: StatefulOperation
+
+    async def prepare(self, call: Call) -> None:
+        await self.inner.prepare(call)
+
+    async def keep(self, call: Call) -> None:
+        await self.inner.keep(call)
+
+
+@dataclass(frozen=True, slots=True)
+class ResponsesPlug:
+    """The Responses API as the Azure routes serve it: a new operation per request (given its
+    request id) to create a response, and the endpoints of stored responses."""
+
+    create: Callable[[str], StatefulOperation]
+    retrieve: Endpoint
+    delete: Endpoint
+    input_items: Endpoint
+
+
 def deployment_not_found(name: str) -> NotFound:
     return NotFound(f"The API deployment '{name[:100]}' does not exist, or this key may not use it. "
                     "GET /openai/models lists the deployments you can call.", code=DEPLOYMENT_NOT_FOUND)
@@ -89,7 +116,7 @@ def deployment_not_found(name: str) -> NotFound:
 class AzureSurface:
     prefix = "/openai"
 
-    def __init__(self, core: Core, models: ModelList, responses: Operation | None = None) -> None:
+    def __init__(self, core: Core, models: ModelList, responses: ResponsesPlug | None = None) -> None:
         self.core = core
         self.models = models
         self.chat = ChatCompletions()
@@ -108,13 +135,19 @@ class AzureSurface:
             Route("GET", "/openai/v1/models", self.list_models),
             Route("GET", "/openai/v1/models/{model}", self.get_model),
         ]
-        if self.responses is not None:
+        plug = self.responses
+        if plug is not None:
             routes += [
-                Route("POST", "/openai/deployments/{deployment}/responses",
-                      self._dated(self.responses, RESPONSES_VERSIONS)),
-                Route("POST", "/openai/responses", self._dated(self.responses, RESPONSES_VERSIONS)),
-                Route("POST", "/openai/v1/responses", self._v1(self.responses)),
+                Route("POST", "/openai/deployments/{deployment}/responses", self._create_response(dated=True)),
+                Route("POST", "/openai/responses", self._create_response(dated=True)),
+                Route("POST", "/openai/v1/responses", self._create_response(dated=False)),
             ]
+            for base, versioned in (("/openai/responses", True), ("/openai/v1/responses", False)):
+                routes += [
+                    Route("GET", base + "/{response_id}", self._checked(plug.retrieve, versioned)),
+                    Route("DELETE", base + "/{response_id}", self._checked(plug.delete, versioned)),
+                    Route("GET", base + "/{response_id}/input_items", self._checked(plug.input_items, versioned)),
+                ]
         return routes
 
     def error_response(self, error: GatewayError, request_id: str) -> tuple[bytes, dict[str, str]]:
@@ -140,9 +173,29 @@ class AzureSurface:
             await self._serve(AzureOperation(operation, None), http, send)
         return endpoint
 
+    def _create_response(self, *, dated: bool) -> Endpoint:
+        assert self.responses is not None
+        create = self.responses.create
+
+        async def endpoint(http: HTTPRequest, send: Send) -> None:
+            _check_responses_version(http, dated)
+            await self._serve(AzureStatefulOperation(create(http.request_id), http.path_params.get("deployment")),
+                              http, send)
+        return endpoint
+
+    def _checked(self, served: Endpoint, dated: bool) -> Endpoint:
+        """A stored-response endpoint behind the api-version check of its route."""
+        async def endpoint(http: HTTPRequest, send: Send) -> None:
+            _check_responses_version(http, dated)
+            await served(http, send)
+        return endpoint
+
     async def _serve(self, operation: AzureOperation, http: HTTPRequest, send: Send) -> None:
         try:
-            await serve_call(self.core, operation, http, send)
+            if isinstance(operation, AzureStatefulOperation):
+                await serve_stateful_call(self.core, operation, http, send)
+            else:
+                await serve_call(self.core, operation, http, send)
         except NotFound as error:
             if error.code != MODEL_NOT_FOUND or operation.model is None:
                 raise
@@ -170,3 +223,10 @@ class AzureSurface:
             raise deployment_not_found(name) from error
         await respond(send, 200, orjson.dumps(self.models.openai_model(deployment.name)),
                       {"x-request-id": http.request_id, "apim-request-id": http.request_id})
+
+
+def _check_responses_version(http: HTTPRequest, dated: bool) -> None:
+    if dated:
+        check_version(http.query, RESPONSES_VERSIONS, http.path)
+    else:
+        check_v1_version(http.query, http.path)
