@@ -76,6 +76,29 @@ def test_tool_call_round_trip(client: openai.OpenAI, openai_spec: OpenAISpec, ga
     openai_spec.validate("Response", post(gateway, {"model": "gpt-4o", "input": question, "tools": [WEATHER]}).json())
 
 
+CRM: dict[str, Any] = {"type": "namespace", "name": "crm", "description": "The customer records",
+                       "tools": [{**WEATHER, "name": "lookup", "description": "Find a customer"}]}
+
+
+@pytest.mark.parametrize("model", ["gpt-4o", "claude"])
+def test_namespace_tools_are_called_in_their_namespace(client: openai.OpenAI, gateway: RunningGateway,
+                                                      openai_spec: OpenAISpec, model: str) -> None:
+    """A namespace tool (Codex sends one) reaches every upstream as its functions, and a call of one
+    comes back in its namespace, streamed and whole, and goes back again."""
+    question: list[Any] = [{"role": "user", "content": "Find Ada"}]
+    body = {"model": model, "input": question, "tools": [CRM, TIME]}
+    first = post(gateway, body).json()
+    openai_spec.validate("Response", first)
+    (call,) = first["output"]
+    assert (call["type"], call["namespace"], call["name"]) == ("function_call", "crm", "lookup")
+    events = stream_events(post(gateway, {**body, "stream": True}), openai_spec)
+    done = [e["item"] for e in events if e["type"] == "response.output_item.done"]
+    assert [(i["namespace"], i["name"]) for i in done] == [("crm", "lookup")]
+    history = [*question, call, {"type": "function_call_output", "call_id": call["call_id"], "output": "Ada, 36"}]
+    second = client.responses.create(model=model, tools=[CRM, TIME], input=history)  # type: ignore[list-item]
+    assert "Ada, 36" in second.output_text
+
+
 def test_streamed_parallel_tool_calls(gateway: RunningGateway, openai_spec: OpenAISpec) -> None:
     events = stream_events(post(gateway, {
         "model": "gpt-4o", "stream": True, "tools": [WEATHER, TIME],

@@ -132,9 +132,20 @@ def _content_part(part: Any, where: str, assistant: bool) -> Part:
     raise bad(f"'{where}.type' {_shown(kind)} is not supported here; use {allowed}", f"{where}.type")
 
 
+NAMESPACE_SEPARATOR = "__"
+
+
+def namespaced(namespace: str, name: str) -> str:
+    """The canonical name of function ``name`` of a namespace tool."""
+    return f"{namespace}{NAMESPACE_SEPARATOR}{name}"
+
+
 def _function_call(raw: dict[str, Any], where: str) -> Turn:
     call_id = _required(raw, "call_id", where, "the id the model gave the call")
     name = _required(raw, "name", where, "the function's name")
+    namespace = raw.get("namespace")
+    if isinstance(namespace, str) and namespace:
+        name = namespaced(namespace, name)
     arguments = raw.get("arguments")
     if not isinstance(arguments, str):
         raise bad(f"'{where}.arguments' is required: the call's arguments as a JSON string, got "

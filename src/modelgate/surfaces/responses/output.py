@@ -20,6 +20,7 @@ from typing import Any
 
 from modelgate.schema.events import Event, Finish, ReasoningDelta, Start, TextDelta, ToolCallDelta, Usage
 from modelgate.surfaces.base import Sealer
+from modelgate.surfaces.responses.items import NAMESPACE_SEPARATOR
 from modelgate.surfaces.responses.sealed import ReasoningState
 
 Wire = dict[str, Any]
@@ -42,8 +43,10 @@ class OutputBuilder:
     """See the module docstring. ``ids_base`` makes the item ids of one response unique; with
     ``deltas`` false (a folded answer) the delta events, which nobody reads then, are not made."""
 
-    def __init__(self, ids_base: str, sealer: Sealer, show_reasoning: bool, deltas: bool = True) -> None:
+    def __init__(self, ids_base: str, sealer: Sealer, show_reasoning: bool, deltas: bool = True,
+                 namespaces: frozenset[str] = frozenset()) -> None:
         self.items: list[Wire] = []
+        self._namespaces = namespaces
         self._deltas = deltas
         self.model = ""
         self.usage: Usage | None = None
@@ -159,6 +162,13 @@ class OutputBuilder:
 
     # -- tool calls ------------------------------------------------------------------------
 
+    def _named(self, name: str) -> dict[str, str]:
+        """A call's ``name``, and its ``namespace`` where it is a function of a namespace tool."""
+        namespace, separator, inner = name.partition(NAMESPACE_SEPARATOR)
+        if separator and inner and namespace in self._namespaces:
+            return {"name": inner, "namespace": namespace}
+        return {"name": name}
+
     def _call(self, event: ToolCallDelta) -> list[Wire]:
         out: list[Wire] = []
         group = self._current("function_call")
@@ -174,7 +184,7 @@ class OutputBuilder:
             first.calls[event.index] = item
             out.append({"type": "response.output_item.added", "output_index": item.index, "item": {
                 "id": item.id, "type": "function_call", "status": "in_progress", "arguments": "",
-                "call_id": item.call_id, "name": item.name}})
+                "call_id": item.call_id, **self._named(item.name)}})
         elif event.name:
             item.name += event.name
         if event.signature:
@@ -219,10 +229,11 @@ class OutputBuilder:
             done = {"id": item.id, "type": "message", "status": "incomplete" if incomplete else "completed",
                     "content": [part], "role": "assistant"}
         elif item.kind == "function_call":
-            out.append({"type": "response.function_call_arguments.done", **where, "name": item.name,
+            named = self._named(item.name)
+            out.append({"type": "response.function_call_arguments.done", **where, "name": named["name"],
                         "arguments": item.text})
             done = {"id": item.id, "type": "function_call", "status": "incomplete" if incomplete else "completed",
-                    "arguments": item.text, "call_id": item.call_id, "name": item.name}
+                    "arguments": item.text, "call_id": item.call_id, **named}
         else:
             done = {"id": item.id, "type": "reasoning", "summary": []}
             if item.kind == "raw":

@@ -11,6 +11,7 @@ not speak Responses refuses by name. What the gateway itself does with the reque
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +27,7 @@ from modelgate.schema.request import (
 )
 from modelgate.surfaces.base import Sealer
 from modelgate.surfaces.fields import bad, boolean, integer, number, string, type_name
-from modelgate.surfaces.responses.items import Reference, Turn, read_item
+from modelgate.surfaces.responses.items import Reference, Turn, namespaced, read_item
 
 SEALED_REASONING = "reasoning.encrypted_content"
 # Body fields the gateway consumes; the rest ride in the pass-through for Responses upstreams.
@@ -54,6 +55,7 @@ class ResponsesRequest:
     store: bool
     include: list[str] = field(default_factory=list)
     echo: dict[str, Any] = field(default_factory=dict)  # the parameters a response object repeats
+    namespaces: frozenset[str] = frozenset()  # of the namespace tools, whose functions are "namespace__name"
 
     @property
     def sealed_reasoning(self) -> bool:
@@ -134,7 +136,9 @@ def parse_responses_request(body: Any, sealer: Sealer) -> ResponsesRequest:
         "truncation": _truncation(body.get("truncation")), "user": user,
     }
     return ResponsesRequest(request=request, turns=turns, items=items, instructions=instructions,
-                            previous_id=previous_id, store=store, include=include, echo=echo)
+                            previous_id=previous_id, store=store, include=include, echo=echo,
+                            namespaces=frozenset(t["name"] for t in tools_echo if t.get("type") == "namespace"
+                                                 and _functions_only(t)))
 
 
 def _input(raw: Any, previous_id: str | None) -> list[Any]:
@@ -174,26 +178,58 @@ def _tools(raw: Any) -> tuple[list[Tool], list[dict[str, Any]], list[int], list[
         kind = tool.get("type") if isinstance(tool, dict) else None
         if not isinstance(tool, dict) or not isinstance(kind, str):
             raise bad(f"'{at}' must be an object with a 'type', such as {{type: 'function', name, parameters}}", at)
-        if kind != "function":
+        if kind == "function":
+            function, shown = _function_tool(tool, at)
+            tools.append(function)
+            echo.append(shown)
+        elif kind == "namespace" and _functions_only(tool):
+            # Its functions, each named "namespace__name": every upstream takes them, and a call
+            # of one is answered as a call in the namespace (output.py).
+            namespace = _namespace_name(tool, at)
+            for j, inner in enumerate(tool["tools"]):
+                function, _ = _function_tool(inner, f"{at}.tools[{j}]")
+                function.name = namespaced(namespace, function.name)
+                tools.append(function)
+            echo.append(tool)
+        else:
             builtin.append(tool)
             indexes.append(i)
             echo.append(tool)
-            continue
-        name = tool.get("name")
-        if not isinstance(name, str) or not name:
-            raise bad(f"'{at}.name' is required: the function's name (Responses function tools are flat: "
-                      "{type: 'function', name, parameters})", f"{at}.name")
-        parameters = tool.get("parameters")
-        if parameters is not None and not isinstance(parameters, dict):
-            raise bad(f"'{at}.parameters' must be a JSON Schema object", f"{at}.parameters")
-        description = string(tool, "description", f"{at}.description")
-        strict = tool.get("strict")
-        if strict is not None and not isinstance(strict, bool):
-            raise bad(f"'{at}.strict' must be true or false", f"{at}.strict")
-        tools.append(Tool(name=name, description=description, parameters=parameters, strict=strict))
-        echo.append({"type": "function", "name": name, "description": description, "parameters": parameters,
-                     "strict": strict})
     return tools, builtin, indexes, echo
+
+
+_NAMESPACE = re.compile(r"[A-Za-z0-9-]+(?:_[A-Za-z0-9-]+)*")  # no "__", which joins it to a name
+
+
+def _functions_only(tool: dict[str, Any]) -> bool:
+    inner = tool.get("tools")
+    return isinstance(inner, list) and all(isinstance(t, dict) and t.get("type") == "function" for t in inner)
+
+
+def _namespace_name(tool: dict[str, Any], at: str) -> str:
+    name = tool.get("name")
+    if not isinstance(name, str) or not _NAMESPACE.fullmatch(name) or len(name) > 32:
+        raise bad(f"'{at}.name' must be a namespace name of letters, digits, '-' and single '_' (at most 32), "
+                  "such as 'crm'", f"{at}.name")
+    return name
+
+
+def _function_tool(tool: dict[str, Any], at: str) -> tuple[Tool, dict[str, Any]]:
+    """A function tool, and how the response object repeats it."""
+    name = tool.get("name")
+    if not isinstance(name, str) or not name:
+        raise bad(f"'{at}.name' is required: the function's name (Responses function tools are flat: "
+                  "{type: 'function', name, parameters})", f"{at}.name")
+    parameters = tool.get("parameters")
+    if parameters is not None and not isinstance(parameters, dict):
+        raise bad(f"'{at}.parameters' must be a JSON Schema object", f"{at}.parameters")
+    description = string(tool, "description", f"{at}.description")
+    strict = tool.get("strict")
+    if strict is not None and not isinstance(strict, bool):
+        raise bad(f"'{at}.strict' must be true or false", f"{at}.strict")
+    return (Tool(name=name, description=description, parameters=parameters, strict=strict),
+            {"type": "function", "name": name, "description": description, "parameters": parameters,
+             "strict": strict})
 
 
 def _tool_choice(raw: Any, tools: list[Tool]) -> tuple[ToolChoice | None, Any, list[Tool]]:

@@ -33,7 +33,8 @@ class ResponseAnswer:
         self.parsed = parsed
         self.created_at = int(time.time())
         self.model = model  # until the upstream names the model that answered
-        self.output = OutputBuilder(response_id.removeprefix("resp_"), sealer, show_reasoning, deltas=streamed)
+        self.output = OutputBuilder(response_id.removeprefix("resp_"), sealer, show_reasoning, deltas=streamed,
+                                    namespaces=parsed.namespaces)
         self.final: dict[str, Any] | None = None
 
     def snapshot(self, status: str, error: GatewayError | None = None) -> dict[str, Any]:
