@@ -33,6 +33,8 @@ def demo_config(simulator_url: str) -> dict[str, Any]:
         "deployments": [
             {"name": "gpt-4o", "provider": "openai", "model": "gpt-4o"},
             {"name": "gpt-4o-mini", "provider": "openai", "model": "gpt-4o-mini"},
+            # Called through the upstream's Responses API: built-in tools and its reasoning state pass.
+            {"name": "gpt-5-codex", "provider": "openai", "model": "gpt-5-codex", "api": "responses"},
             {"name": "grok-3", "provider": "xai", "model": "grok-3"},
             {"name": "grok-3-mini", "provider": "xai", "model": "grok-3-mini"},
             {"name": "deepseek-reasoner", "provider": "deepseek", "model": "deepseek-reasoner"},

@@ -143,3 +143,15 @@ def test_the_thinking_block_carries_the_reasoning_item_back(gateway: RunningGate
     history[1]["content"][0]["signature"] += "x"
     with pytest.raises(anthropic.BadRequestError):
         claude.messages.create(model="thinker", max_tokens=4096, tools=TOOLS, thinking=THINKING, messages=history)
+
+
+def test_a_codex_request_passes_through_whole_but_its_client_metadata(client: openai.OpenAI) -> None:
+    """What Codex CLI sends (a namespace tool, a built-in tool, its client_metadata, a prompt cache
+    key) reaches a Responses upstream, which refuses parameters it does not know; client_metadata
+    is for the gateway, and stops there."""
+    response = client.responses.create(
+        model="codex", input="List the files here", store=False, include=["reasoning.encrypted_content"],
+        reasoning={"summary": "auto"}, prompt_cache_key="session-1",
+        tools=[{"type": "web_search", "external_web_access": False}],
+        extra_body={"client_metadata": {"x-codex-installation-id": "abc"}})
+    assert response.status == "completed" and response.output_text.startswith("Simulated reply from")

@@ -35,6 +35,9 @@ CONSUMED = {
     "model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "text", "reasoning",
     "max_output_tokens", "temperature", "top_p", "metadata", "user", "stream", "stream_options", "store",
     "previous_response_id",
+    # What Codex CLI says about itself to a custom provider (installation, session); OpenAI's API
+    # refuses it as an unknown parameter, so it stops here.
+    "client_metadata",
 }
 # What needs OpenAI's own servers and has nothing to run on here.
 UNSUPPORTED = {
