@@ -124,3 +124,27 @@ def test_raw_reasoning_goes_back_as_sent_without_a_token(gateway: RunningGateway
     second = post(gateway, {"model": "deepseek-reasoner", "input": answer_call(plain), "store": False,
                             "tools": [WEATHER]})
     assert second.status_code == 200, second.text
+
+
+@pytest.mark.parametrize("model", list(REASONERS))
+def test_stored_reasoning_goes_back_by_its_id(gateway: RunningGateway, openai_spec: OpenAISpec, model: str) -> None:
+    """Stored responses (the default), their output items sent back as they came, without
+    encrypted_content, as the Agents SDK does: each reasoning item is the stored one of its id."""
+    body = {"model": model, "input": [QUESTION], "tools": [WEATHER], **REASONERS[model]}
+    first = post(gateway, body).json()
+    openai_spec.validate("Response", first)
+    reasoning = [item for item in first["output"] if item["type"] == "reasoning"]
+    assert reasoning and not any("encrypted_content" in item for item in reasoning)
+    second = post(gateway, {**body, "input": answer_call(first["output"])})
+    assert second.status_code == 200, second.text
+    assert "Sunny, 24 C" in second.json()["output"][-1]["content"][0]["text"]
+    if model == "claude":  # thinking stays on only where the signed block went back
+        assert any(item["type"] == "reasoning" for item in second.json()["output"])
+
+
+def test_a_reasoning_item_that_was_not_stored_is_left_out(gateway: RunningGateway) -> None:
+    stateless = post(gateway, {"model": "gemini", "input": [QUESTION], "tools": [WEATHER], "store": False}).json()
+    bare = [{k: v for k, v in item.items() if k != "encrypted_content"} for item in stateless["output"]]
+    # Not stored, the reasoning item by id alone is nothing to resolve: Gemini misses its signature.
+    refused = post(gateway, {"model": "gemini", "input": answer_call(bare), "tools": [WEATHER]})
+    assert refused.status_code == 400 and "thought_signature" in refused.text

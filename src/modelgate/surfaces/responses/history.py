@@ -19,6 +19,7 @@ from modelgate.surfaces.base import Sealer
 from modelgate.surfaces.responses.items import Reference, Turn, read_item
 
 ID_PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "reasoning": "rs"}
+RESPONSE_ID_HEX = 24  # the hex digits of a response id (those of the request id it is made from)
 
 
 class Conversation:
@@ -55,6 +56,15 @@ class Conversation:
         turn = read_item(item, reference.where, sealer)
         assert isinstance(turn, Turn), "stored items are never references"
         return turn, item
+
+
+def response_of_item(item_id: str) -> str | None:
+    """The id of the response whose output or input has the item ``item_id``: the gateway's item
+    ids are a prefix, the response's own id, and three hex digits (output.py, ``stored_item``)."""
+    prefix, _, rest = item_id.partition("_")
+    if prefix not in ID_PREFIXES.values() or len(rest) != RESPONSE_ID_HEX + 3:
+        return None
+    return f"resp_{rest[:RESPONSE_ID_HEX]}"
 
 
 def stored_item(raw: dict[str, Any], fallback_id: str) -> dict[str, Any]:

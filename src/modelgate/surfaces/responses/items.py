@@ -38,10 +38,13 @@ class Turn:
 
 @dataclass(slots=True, frozen=True)
 class Reference:
-    """An ``item_reference``: an item of a stored response, by its id."""
+    """An ``item_reference``: an item of a stored response, by its id. A ``soft`` one (a reasoning
+    item sent back by its id alone, as clients of stored responses do) is left out when no stored
+    response has it."""
 
     id: str
     where: str
+    soft: bool = False
 
 
 def read_item(raw: Any, where: str, sealer: Sealer) -> Turn | Reference:
@@ -166,7 +169,7 @@ def _function_call_output(raw: dict[str, Any], where: str) -> Turn:
     return Turn(role="tool", parts=parts, tool_call_id=call_id)
 
 
-def _reasoning(raw: dict[str, Any], where: str, sealer: Sealer) -> Turn:
+def _reasoning(raw: dict[str, Any], where: str, sealer: Sealer) -> Turn | Reference:
     summary = raw.get("summary", [])
     if not isinstance(summary, list):
         raise bad(f"'{where}.summary' must be an array of summary_text parts", f"{where}.summary")
@@ -182,8 +185,10 @@ def _reasoning(raw: dict[str, Any], where: str, sealer: Sealer) -> Turn:
                     call_signatures=state.calls, call_origin=state.origin)
     content = raw.get("content")
     if content is None:
-        # A summary alone is not the reasoning: no upstream takes it back.
-        return Turn(role="assistant")
+        # A summary alone is not the reasoning, which no upstream takes back: the reasoning is the
+        # stored item of that id, where the response was stored.
+        item_id = raw.get("id")
+        return Reference(item_id, where, soft=True) if isinstance(item_id, str) and item_id else Turn(role="assistant")
     if not isinstance(content, list):
         raise bad(f"'{where}.content' must be an array of reasoning_text parts", f"{where}.content")
     texts = []

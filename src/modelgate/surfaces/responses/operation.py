@@ -19,7 +19,7 @@ from modelgate.schema.request import ChatRequest
 from modelgate.storage.responses import StoredResponse
 from modelgate.surfaces.base import Core
 from modelgate.surfaces.lifecycle import answered_by
-from modelgate.surfaces.responses.history import Conversation, stored_item
+from modelgate.surfaces.responses.history import Conversation, response_of_item, stored_item
 from modelgate.surfaces.responses.items import Reference, Turn, to_messages
 from modelgate.surfaces.responses.parse import ResponsesRequest, parse_responses_request
 from modelgate.surfaces.responses.stream import ResponseAnswer, ResponseFold, ResponseStream
@@ -60,7 +60,11 @@ class CreateResponse:
         base = self.id.removeprefix("resp_")
         for index, (turn, raw) in enumerate(zip(parsed.turns, parsed.items, strict=True)):
             if isinstance(turn, Reference):
-                turn, raw = conversation.resolve(turn, sealer)
+                found = await self._find(turn, conversation, call.principal.project)
+                if found is None:
+                    self.items.append(stored_item(raw, f"{base}i{index:03x}"))
+                    continue
+                turn, raw = found.resolve(turn, sealer)
             own.append(turn)
             self.items.append(stored_item(raw, f"{base}i{index:03x}"))
         request = call.request
@@ -69,6 +73,19 @@ class CreateResponse:
         if not any(m.role != "system" for m in request.messages):
             raise InvalidRequest("'input' has nothing to answer: send at least one message",
                                  param="input", code="missing_required_parameter")
+
+    async def _find(self, reference: Reference, conversation: Conversation, project: str | None) -> Conversation | None:
+        """Where the item ``reference`` names is: the conversation continued, else the stored
+        response that made it (its id says which); None for a soft reference found nowhere."""
+        if reference.id in conversation.by_id:
+            return conversation
+        response_id = response_of_item(reference.id)
+        stored = await self.core.responses.get(response_id, project) if response_id else None
+        if stored is not None and stored.kind == "response":
+            found = Conversation([stored])
+            if reference.id in found.by_id:
+                return found
+        return None if reference.soft else conversation  # which refuses it, naming the item
 
     async def keep(self, call: Call) -> None:
         parsed, answer = self._parsed, self.answer
