@@ -34,9 +34,9 @@ RESULTS = BENCH / "results"
 DOCS = BENCH.parent / "docs" / "benchmarks.md"
 CHARTS = DOCS.parent / "benchmarks"  # the PNGs docs/benchmarks.md embeds
 # Peers that are not installed (bench/setup.sh) are skipped with the command that installs them.
-DEFAULT_SYSTEMS = ("direct", "floor", "modelgate", "modelgate-full", "modelgate-1p", "modelgate-2p", "litellm",
-                   "tensorzero", "portkey")
-SMOKE_SYSTEMS = ("direct", "floor", "modelgate", "modelgate-full", "modelgate-2p")
+DEFAULT_SYSTEMS = ("direct", "floor", "modelgate", "modelgate-full", "modelgate-responses",
+                   "modelgate-responses-stateless", "modelgate-1p", "modelgate-2p", "litellm", "tensorzero", "portkey")
+SMOKE_SYSTEMS = ("direct", "floor", "modelgate", "modelgate-full", "modelgate-responses", "modelgate-2p")
 
 
 async def run_one(name: str, ups: systems.Upstreams, direct: systems.Running, floor: systems.Running,
