@@ -20,7 +20,7 @@ from typing import Any
 
 from modelgate.schema.events import Event, Finish, ReasoningDelta, Start, TextDelta, ToolCallDelta, Usage
 from modelgate.surfaces.base import Sealer
-from modelgate.surfaces.responses.sealed import ReasoningState
+from modelgate.surfaces.reasoning_state import ReasoningState
 
 Wire = dict[str, Any]
 
