@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from modelgate.pipeline.sealing import Sealer
+from modelgate.providers.gemini_wire import request_to_gemini
 from modelgate.schema.request import ChatRequest, Message, ReasoningPart, TextPart, ToolCallPart
+from modelgate.surfaces.openai_format.parse import parse_chat_request
 from modelgate.surfaces.reasoning_state import ReasoningState, restore_reasoning
 
 SEALER = Sealer.from_secret("a-test-secret-of-more-than-32-characters")
@@ -94,3 +96,24 @@ def test_only_assistant_turns_carry_reasoning_state() -> None:
     chat = ChatRequest(model="m", messages=[Message(role="user", content=[ReasoningPart(signature=token)])])
     restore_reasoning(chat, SEALER)
     assert chat.messages[0].content == [ReasoningPart(signature=token)]
+
+
+def test_a_gemini_turn_carried_in_a_chat_thinking_block_reaches_gemini_with_its_own_signatures() -> None:
+    """Parsed, restored and translated as the gateway does: Gemini gets the call's own thought
+    signature, not the stand-in it takes for calls of other providers (which would hide a loss)."""
+    thought = sealed(ReasoningState(text="Weather first.", signature="text-sig", origin="gemini"))
+    calls = sealed(ReasoningState(origin="gemini", calls={"call_a": "call-sig"}))
+    chat = parse_chat_request({"model": "m", "messages": [
+        {"role": "user", "content": "Weather in Lima?"},
+        {"role": "assistant", "content": None,
+         "thinking_blocks": [{"type": "thinking", "thinking": "Weather first.", "signature": thought},
+                             {"type": "thinking", "thinking": "", "signature": calls}],
+         "tool_calls": [{"id": "call_a", "type": "function",
+                         "function": {"name": "get_weather", "arguments": '{"city": "Lima"}'}}]},
+        {"role": "tool", "tool_call_id": "call_a", "content": "rain"}]})
+    restore_reasoning(chat, SEALER)
+    model_turn = request_to_gemini(chat, {})["contents"][1]
+    assert model_turn["parts"] == [
+        {"functionCall": {"name": "get_weather", "args": {"city": "Lima"}, "id": "call_a"},
+         "thoughtSignature": "call-sig"},
+        {"text": "", "thoughtSignature": "text-sig"}]
