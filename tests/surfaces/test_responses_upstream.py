@@ -147,6 +147,7 @@ def test_the_thinking_block_carries_the_reasoning_item_back(gateway: RunningGate
 
 def chat_thinking_turn(client: openai.OpenAI, stream: bool) -> dict[str, Any]:
     """A reasoning turn that calls a tool, as the assistant message a client sends back."""
+    message: openai.types.chat.ChatCompletionMessage
     if stream:
         with client.chat.completions.stream(model="thinker", messages=[QUESTION], tools=[WEATHER],
                                             reasoning_effort="low") as events:
@@ -167,10 +168,9 @@ def test_chat_thinking_blocks_carry_the_reasoning_item_back(client: openai.OpenA
     assert block["provider"] == "openai" and block["id"].startswith("rs_") and block["signature"], block
     call = message["tool_calls"][0]
     answer: Any = {"role": "tool", "tool_call_id": call["id"], "content": "Sunny, 22C"}
-    reply = client.chat.completions.create(model="thinker", messages=[QUESTION, message, answer], tools=[WEATHER],
-                                           reasoning_effort="low")
+    history: Any = [QUESTION, message, answer]
+    reply = client.chat.completions.create(model="thinker", messages=history, tools=[WEATHER], reasoning_effort="low")
     assert "after the tool returned: Sunny, 22C" in (reply.choices[0].message.content or "")
     block["signature"] += "x"
     with pytest.raises(openai.BadRequestError):
-        client.chat.completions.create(model="thinker", messages=[QUESTION, message, answer], tools=[WEATHER],
-                                       reasoning_effort="low")
+        client.chat.completions.create(model="thinker", messages=history, tools=[WEATHER], reasoning_effort="low")
