@@ -246,6 +246,20 @@ def test_a_conversation_that_switches_format_keeps_its_reasoning_state(provider:
     assert "after the tool returned: noon" in fourth.text
 
 
+@pytest.mark.parametrize("surface", ["chat", "messages"])
+def test_a_tool_turn_of_another_provider_goes_on_on_gemini(surface: str, http: httpx.Client) -> None:
+    """A conversation moved to Gemini mid-turn: the call Claude made has no thought signature, which
+    Gemini 3 (the simulator's reasoning model) requires of the turn's first call, so the gateway sends
+    Google's documented stand-in."""
+    client = SURFACES[surface]
+    ask = Ask(text="Weather in Quito, think first", tools=[WEATHER], reasoning=True)
+    first = answer(client.send(http, "anthropic-reasoner", client.user(ask.text), ask, stream=False))
+    assert first.calls
+    history = client.user(ask.text) + first.history + client.tool_results(first, "sun")
+    second = answer(client.send(http, "gemini-reasoner", history, ask, stream=True))
+    assert "after the tool returned: sun" in second.text
+
+
 def test_the_documented_matrix_is_the_tested_one() -> None:
     if not DOCS.exists():
         pytest.fail(f"{DOCS} is missing: it documents this matrix")

@@ -14,6 +14,7 @@ from google.genai import types as genai_types
 
 from modelgate.http.sse import iter_sse
 from modelgate.providers.gemini_wire import (
+    FOREIGN_CALL_SIGNATURE,
     ResponseDecoder,
     error_from_gemini,
     events_from_response,
@@ -230,9 +231,41 @@ def test_function_calls_and_responses_keep_names_ids_and_signatures() -> None:
     assert contents[3]["parts"] == [{"functionCall": {"name": "get_time", "args": {}, "id": "fc_real"}}]
     assert contents[4]["parts"] == [
         {"functionResponse": {"name": "get_time", "response": {"error": "timeout"}, "id": "fc_real"}}]
-    # Another issuer's signature is dropped; a JSON array result is the output.
-    assert contents[5]["parts"] == [{"functionCall": {"name": "get_time", "args": {}}}]
+    # Another issuer's signature is dropped for Google's stand-in; a JSON array result is the output.
+    assert contents[5]["parts"] == [{"functionCall": {"name": "get_time", "args": {}},
+                                     "thoughtSignature": FOREIGN_CALL_SIGNATURE}]
     assert contents[6]["parts"] == [{"functionResponse": {"name": "get_time", "response": {"output": [1, 2]}}}]
+
+
+def test_calls_of_other_providers_in_the_current_turn_carry_googles_stand_in() -> None:
+    """The first call of each step of the current turn needs a signature (Gemini 3 refuses the turn
+    without one); a turn another provider made has none that Gemini could check."""
+    def step(*parts: ReasoningPart | ToolCallPart) -> list[Message]:
+        return [Message("assistant", list(parts)), *[Message("tool", [TextPart("ok")], tool_call_id=p.id)
+                                                     for p in parts if isinstance(p, ToolCallPart)]]
+
+    request = ChatRequest(model="m", messages=[
+        Message("user", [TextPart("Earlier question")]),
+        *step(ToolCallPart(id="toolu_1", name="f", arguments="{}", origin="anthropic")),
+        Message("user", [TextPart("Weather and time?")]),
+        *step(ToolCallPart(id="toolu_2", name="f", arguments="{}", signature="claude", origin="anthropic"),
+              ToolCallPart(id="toolu_3", name="g", arguments="{}", origin="anthropic")),
+        # As a Messages or Chat client sends Claude's turn back: its thinking block says who made it.
+        *step(ReasoningPart(text="t", signature="claude-sig", origin="anthropic"),
+              ToolCallPart(id="toolu_4", name="f", arguments="{}")),
+        # Nothing says who made this one: a Gemini call that lost its signature is refused by Gemini.
+        *step(ToolCallPart(id="call_9", name="f", arguments="{}")),
+        *step(ToolCallPart(id="fc_1", name="f", arguments="{}", signature="gemini-sig", origin="gemini")),
+    ])
+    signatures = [[p.get("thoughtSignature") for p in content["parts"]]
+                  for content in request_to_gemini(request, {})["contents"] if content["role"] == "model"]
+    assert signatures == [
+        [None],  # an earlier turn's calls are not checked
+        [FOREIGN_CALL_SIGNATURE, None],  # parallel calls: the step's first one only
+        [FOREIGN_CALL_SIGNATURE],
+        [None],
+        ["gemini-sig"],  # Gemini's own goes back as issued
+    ]
 
 
 def test_signature_of_an_answer_part_goes_back_on_the_last_text() -> None:

@@ -231,6 +231,29 @@ def test_errors_in_gemini_format(sim_thread: SimulatorThread) -> None:
         c.models.generate_content(model="tiny-context", contents="one two three four five six seven eight nine ten")
 
 
+@pytest.mark.parametrize(("signature", "status"), [
+    (None, 400),  # a thinking model (Gemini 3) refuses an unsigned call, whoever made it
+    ("skip_thought_signature_validator", 200),  # Google's stand-in for a call Gemini did not make
+])
+def test_a_call_another_model_made_needs_googles_stand_in(
+    sim_thread: SimulatorThread, signature: str | None, status: int
+) -> None:
+    call: dict[str, Any] = {"functionCall": {"name": "get_weather", "args": {"city": "Lima"}}}
+    if signature is not None:
+        call["thoughtSignature"] = signature
+    contents = [
+        {"role": "user", "parts": [{"text": "Weather in Lima?"}]},
+        {"role": "model", "parts": [call]},
+        {"role": "user", "parts": [{"functionResponse": {"name": "get_weather", "response": {"output": "rain"}}}]},
+    ]
+    http_status, body = post_json(
+        f"{sim_thread.base_url}/v1beta/models/gemini-2.5-pro:generateContent?key={API_KEY}", {"contents": contents}
+    )
+    assert http_status == status, body
+    if status == 400:
+        assert "Function call is missing a thought_signature" in body["error"]["message"]
+
+
 def test_mid_stream_error_and_count_tokens(sim_thread: SimulatorThread) -> None:
     c = client(sim_thread)
     received: list[Any] = []

@@ -346,6 +346,24 @@ def test_signatures_come_back_to_their_issuer(origin: str, on_call: bool) -> Non
         assert turn.content == [ReasoningPart(text="t", signature="s1", origin=origin), TextPart("x")]
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_a_responses_reasoning_item_comes_back_with_its_id(stream: bool) -> None:
+    """As a Responses API upstream streams it: the item's id with its start, its encrypted content
+    when it is done."""
+    answer: list[Event] = [Start(model="m"),
+                           ReasoningDelta(text="Plan.", origin="openai", block_start=True, id="rs_01"),
+                           ReasoningDelta(signature="gAAAA-enc==", origin="openai"),
+                           ReasoningDelta(text="Second.", signature="gBBBB", origin="openai", block_start=True),
+                           ToolCallDelta(index=0, id="call_1", name="f", arguments="{}", origin="openai"),
+                           Finish("tool_calls")]
+    events = render(answer)
+    content = sdk_message(events)["content"] if stream else fold_message(events, "p")["content"]
+    assert [b.get("signature") for b in content] == ["openai:rs_01:gAAAA-enc==", "openai:gBBBB", None]
+    (turn,) = parse_turn({"role": "assistant", "content": content}, 0)
+    assert turn.content[:2] == [ReasoningPart(text="Plan.", signature="gAAAA-enc==", origin="openai", id="rs_01"),
+                                ReasoningPart(text="Second.", signature="gBBBB", origin="openai")]
+
+
 def test_unsigned_reasoning_comes_back_without_origin() -> None:
     (turn,) = parse_turn({"role": "assistant", "content": [
         {"type": "thinking", "thinking": "from deepseek", "signature": ""}, {"type": "text", "text": "x"}]}, 0)

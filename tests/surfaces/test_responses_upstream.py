@@ -2,12 +2,14 @@
 Completions and Messages surfaces with the official SDKs, over the simulator's ``/v1/responses``.
 
 The simulator checks the reasoning items' ``encrypted_content`` as OpenAI does, so a tool loop passes only
-if the gateway carries it to the client and back unchanged (Messages: in the thinking block's signature).
+if the gateway carries it to the client and back unchanged, with the item's id (Messages: in the thinking
+block's signature; Chat Completions: in a ``thinking_blocks`` entry).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -70,7 +72,7 @@ def test_chat_completions_text_and_stream(client: openai.OpenAI, openai_spec: Op
 @pytest.mark.parametrize("model", ["thinker", "foundry"])
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
 def test_a_chat_tool_loop_on_a_reasoning_model(client: openai.OpenAI, model: str, stream: bool) -> None:
-    """Chat Completions has no field for the reasoning item: the loop goes on without it, as OpenAI allows."""
+    """The assistant message goes back as the SDK returned it, reasoning item included."""
     first = client.chat.completions.create(model=model, messages=[QUESTION], tools=[WEATHER],
                                            reasoning_effort="low")
     message = first.choices[0].message
@@ -132,15 +134,13 @@ def test_a_messages_tool_loop_with_thinking(gateway: RunningGateway, stream: boo
     assert "after the tool returned: Sunny, 22C" in "".join(b.text for b in answer.content if b.type == "text")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the Messages surface carries an OpenAI reasoning item's encrypted_content in the thinking block's signature "
-    "(\"openai:<encrypted_content>\") but not its rs_ id (surfaces/anthropic/parse.py join_signature), and the "
-    "Responses API takes a reasoning item back only with its id: the item is dropped on the way back, so an "
-    "altered one is not even sent"))
-def test_the_thinking_block_carries_the_reasoning_item_back(gateway: RunningGateway) -> None:
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_the_thinking_block_carries_the_reasoning_item_back(gateway: RunningGateway, stream: bool) -> None:
     """Altered, the encrypted content is refused upstream: proof that the item went back at all."""
-    claude, history = thinking_turn(gateway, stream=False)
-    history[1]["content"][0]["signature"] += "x"
+    claude, history = thinking_turn(gateway, stream)
+    thinking = history[1]["content"][0]
+    assert re.fullmatch(r"openai:rs_\w+:[^:]+", thinking["signature"]), thinking
+    thinking["signature"] += "x"
     with pytest.raises(anthropic.BadRequestError):
         claude.messages.create(model="thinker", max_tokens=4096, tools=TOOLS, thinking=THINKING, messages=history)
 
@@ -155,3 +155,34 @@ def test_a_codex_request_passes_through_whole_but_its_client_metadata(client: op
         tools=[{"type": "web_search", "external_web_access": False}],
         extra_body={"client_metadata": {"x-codex-installation-id": "abc"}})
     assert response.status == "completed" and response.output_text.startswith("Simulated reply from")
+
+
+def chat_thinking_turn(client: openai.OpenAI, stream: bool) -> dict[str, Any]:
+    """A reasoning turn that calls a tool, as the assistant message a client sends back."""
+    message: openai.types.chat.ChatCompletionMessage
+    if stream:
+        with client.chat.completions.stream(model="thinker", messages=[QUESTION], tools=[WEATHER],
+                                            reasoning_effort="low") as events:
+            message = events.get_final_completion().choices[0].message
+    else:
+        message = client.chat.completions.create(model="thinker", messages=[QUESTION], tools=[WEATHER],
+                                                 reasoning_effort="low").choices[0].message
+    assert message.tool_calls
+    return message.model_dump(exclude_none=True)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_chat_thinking_blocks_carry_the_reasoning_item_back(client: openai.OpenAI, stream: bool) -> None:
+    """The item's id rides beside its encrypted content in ``thinking_blocks``; altered, the content
+    is refused upstream (so it went back), and as issued the loop goes on."""
+    message = chat_thinking_turn(client, stream)
+    (block,) = message["thinking_blocks"]
+    assert block["provider"] == "openai" and block["id"].startswith("rs_") and block["signature"], block
+    call = message["tool_calls"][0]
+    answer: Any = {"role": "tool", "tool_call_id": call["id"], "content": "Sunny, 22C"}
+    history: Any = [QUESTION, message, answer]
+    reply = client.chat.completions.create(model="thinker", messages=history, tools=[WEATHER], reasoning_effort="low")
+    assert "after the tool returned: Sunny, 22C" in (reply.choices[0].message.content or "")
+    block["signature"] += "x"
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="thinker", messages=history, tools=[WEATHER], reasoning_effort="low")

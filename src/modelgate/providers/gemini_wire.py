@@ -49,6 +49,12 @@ FINISH_REASONS: dict[str, FinishReason] = {
     "IMAGE_PROHIBITED_CONTENT": "content_filter",
     "IMAGE_RECITATION": "content_filter",
 }
+# Google's stand-in for the thought signature of a function call that Gemini did not make (history
+# from another model): the first call of each step of the current turn needs a signature, or Gemini 3
+# answers 400 (ai.google.dev/gemini-api/docs/thought-signatures, FAQ). It is sent only where the turn
+# shows another issuer's state: a call that merely lost its signature must still be refused, as the
+# stand-in would hide the loss and Gemini would carry on without its reasoning.
+FOREIGN_CALL_SIGNATURE = "skip_thought_signature_validator"
 # Older models give function calls no id; the gateway numbers them per response so that the
 # tool messages answering them can be matched (and recognises its own ids on the way back).
 _GENERATED_ID = re.compile(r"call_\d+")
@@ -102,9 +108,14 @@ def _function_response(message: Message, name: str, call_id: str | None) -> dict
     return {"functionResponse": out}
 
 
-def _model_parts(message: Message) -> list[dict[str, Any]]:
+def _model_parts(message: Message, current_turn: bool) -> list[dict[str, Any]]:
+    """A model turn's parts. In the current turn (since the last user message) the message's
+    first call, one step's, gets ``FOREIGN_CALL_SIGNATURE`` where another provider made the turn."""
     parts: list[dict[str, Any]] = []
     signatures: list[str] = []
+    first_call = True
+    foreign = current_turn and any(isinstance(p, (ReasoningPart, ToolCallPart)) and p.origin not in (None, ORIGIN)
+                                   for p in message.content)
     for part in message.content:
         if isinstance(part, ReasoningPart):
             # Thought summaries need not go back; their signatures must, and only to Gemini.
@@ -122,6 +133,9 @@ def _model_parts(message: Message) -> list[dict[str, Any]]:
             out: dict[str, Any] = {"functionCall": call}
             if part.origin == ORIGIN and part.signature:
                 out["thoughtSignature"] = part.signature
+            elif first_call and foreign:
+                out["thoughtSignature"] = FOREIGN_CALL_SIGNATURE
+            first_call = False
             parts.append(out)
     # A signature that came on a text part goes back on one: Gemini puts it on the last part of
     # an answer without function calls (ai.google.dev/gemini-api/docs/thought-signatures).
@@ -139,11 +153,12 @@ def contents_to_gemini(messages: list[Message]) -> list[dict[str, Any]]:
     ``functionResponse`` parts named after the call they answer."""
     calls: dict[str, ToolCallPart] = {}
     contents: list[dict[str, Any]] = []
-    for message in messages:
+    turn_start = max((i for i, m in enumerate(messages) if m.role == "user"), default=0)
+    for i, message in enumerate(messages):
         if message.role in ("system", "developer"):
             continue
         if message.role == "assistant":
-            role, parts = "model", _model_parts(message)
+            role, parts = "model", _model_parts(message, current_turn=i > turn_start)
             calls.update((c.id, c) for c in message.tool_calls())
         elif message.role == "tool":
             call = calls.get(message.tool_call_id or "")

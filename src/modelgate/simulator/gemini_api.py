@@ -103,12 +103,12 @@ async def models_action(exchange: Exchange, body: dict[str, Any]) -> web.StreamR
     state = exchange.state
     if action == "countTokens":
         request = get_field(body, "generateContentRequest") or body
-        contents = check_contents(request, model, state.signer, state.signed_calls)
+        contents = check_contents(request, model, state.signer, state.signed_calls, exchange.spec.reasoning)
         total = prompt_tokens(request, contents)
         return await exchange.send_json(
             {"totalTokens": total, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": total}]}
         )
-    contents = check_contents(body, model, state.signer, state.signed_calls)
+    contents = check_contents(body, model, state.signer, state.signed_calls, exchange.spec.reasoning)
     tokens = prompt_tokens(body, contents)
     window = exchange.spec.context_window
     if tokens > window:

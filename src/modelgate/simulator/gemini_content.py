@@ -20,6 +20,9 @@ from modelgate.simulator.tokens import canonical_json, message_tokens, split_wor
 
 SIGNATURE = "gemini-thought-signature"
 _DOCS = "https://ai.google.dev/gemini-api/docs/thought-signatures"
+# What Google documents for a function call that Gemini did not make (history from another model, an
+# injected call): the API takes it in place of a thought signature and skips the check.
+SKIP_VALIDATOR = "skip_thought_signature_validator"
 _FINISH: dict[Finish, str] = {
     "stop": "STOP",
     "stop_sequence": "STOP",
@@ -92,8 +95,12 @@ def _signature_valid(signer: Signer, key: str, signature: Any) -> bool:
     return raw == signer.digest(SIGNATURE, key)
 
 
-def check_contents(body: dict[str, Any], model: str, signer: Signer, signed: BoundedSet) -> list[dict[str, Any]]:
-    """Validate ``contents`` and the thought signatures of the current turn's function calls."""
+def check_contents(
+    body: dict[str, Any], model: str, signer: Signer, signed: BoundedSet, require_signatures: bool = False
+) -> list[dict[str, Any]]:
+    """Validate ``contents`` and the thought signatures of the current turn's function calls: the first
+    call of each step needs one where the simulator signed it, and with ``require_signatures`` (Gemini 3,
+    which the simulator's reasoning models stand for) whoever made it."""
     contents = body.get("contents")
     if not isinstance(contents, list) or not contents:
         raise SimError(400, "* GenerateContentRequest.contents: contents is not specified\n")
@@ -123,13 +130,15 @@ def check_contents(body: dict[str, Any], model: str, signer: Signer, signed: Bou
             call = get_field(part, "functionCall")
             key = call_key(model, call)
             signature = get_field(part, "thoughtSignature")
+            if signature == SKIP_VALIDATOR:
+                continue
             if signature is not None and not _signature_valid(signer, key, signature):
                 raise SimError(
                     400,
                     f"Thought signature is not valid (contents[{index}].parts[{position}]). "
                     f"Please refer to {_DOCS} for more details.",
                 )
-            if order == 0 and signature is None and key in signed:
+            if order == 0 and signature is None and (key in signed or require_signatures):
                 raise SimError(
                     400,
                     "Function call is missing a thought_signature in functionCall parts. This is required for "

@@ -1,9 +1,11 @@
 """One request lifecycle for every surface that runs a model call.
 
-authenticate → parse → deployment → ``Call`` → the chain → a stream or a folded answer; for a
-``StatefulOperation`` (``serve_stateful_call``) the request is completed from stored state before
-the chain runs, and the answer is kept before its last bytes go out. Errors before the first
-byte of the response are raised, for the application to render in the surface's format; a
+authenticate → parse → deployment → ``Call`` → the chain → a stream or a folded answer. Reasoning
+state that the gateway sealed for a client and the client sent back in a chat request's history is
+opened before the chain runs (``reasoning_state.py``). For a ``StatefulOperation``
+(``serve_stateful_call``, which opens its own sealed items) the request is completed from stored
+state before the chain runs, and the answer is kept before its last bytes go out. Errors before the
+first byte of the response are raised, for the application to render in the surface's format; a
 stream that fails after it started ends with the format's error frame. A client that goes away
 cancels the call, and with it the upstream request.
 """
@@ -22,7 +24,9 @@ from modelgate.http.request import DisconnectWatch, HTTPRequest
 from modelgate.http.response import respond, start_stream
 from modelgate.pipeline.contract import Call
 from modelgate.schema.errors import GatewayError
+from modelgate.schema.request import ChatRequest
 from modelgate.surfaces.base import Core, Operation, StatefulOperation
+from modelgate.surfaces.reasoning_state import restore_reasoning
 
 log = logging.getLogger("modelgate.surfaces")
 
@@ -78,11 +82,16 @@ def error_headers(error: GatewayError, ids: dict[str, str]) -> dict[str, str]:
 
 async def serve_call(core: Core, operation: Operation, http: HTTPRequest, send: Send) -> None:
     call = await _start(core, operation, http)
+    if isinstance(call.request, ChatRequest):
+        # The history may carry reasoning state sealed by the Responses surface, in the place
+        # this format keeps opaque state; the upstream gets back what it issued instead.
+        restore_reasoning(call.request, core.sealer)
     await _serve(core, operation, call, http, send, None)
 
 
 async def serve_stateful_call(core: Core, operation: StatefulOperation, http: HTTPRequest, send: Send) -> None:
-    """``serve_call`` for an operation that continues from stored state and keeps its answers."""
+    """``serve_call`` for an operation that continues from stored state and keeps its answers.
+    Such an operation (the Responses API's) opens the sealed state of its own items itself."""
     call = await _start(core, operation, http)
     await operation.prepare(call)
     await _serve(core, operation, call, http, send, operation.keep)

@@ -13,17 +13,19 @@ say more than it (``adaptive`` thinking, ``display``), the tools' ``strict`` fla
 
 Signatures are bound to their issuer. A thinking block from an Anthropic upstream carries the
 signature as issued; one from another provider is rendered with its origin in front,
-``"gemini:<signature>"``, and a Gemini thought signature that belongs to a function call rides
-on an empty thinking block just before the ``tool_use`` block, as ``"gemini:call:<signature>"``
-(signatures are base64, so never hold a colon). An empty signature means reasoning text with no
-opaque state (DeepSeek, xAI, vLLM): it comes back as a ``ReasoningPart`` of no origin.
+``"gemini:<signature>"``, and with the issuer's item id too where the issuer takes the block back
+only with it, ``"openai:<rs_ id>:<encrypted_content>"`` (an OpenAI Responses reasoning item). A
+Gemini thought signature that belongs to a function call rides on an empty thinking block just
+before the ``tool_use`` block, as ``"gemini:call:<signature>"`` (signatures are base64, so never
+hold a colon). An empty signature means reasoning text with no opaque state (DeepSeek, xAI,
+vLLM): it comes back as a ``ReasoningPart`` of no origin.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 import orjson
@@ -59,22 +61,34 @@ ANTHROPIC_ORIGIN = "anthropic"
 STRUCTURED_OUTPUTS_BETA = "structured-outputs-2025-11-13"
 
 
-def join_signature(signature: str, origin: str | None, on_call: bool = False) -> str:
+def join_signature(signature: str, origin: str | None, on_call: bool = False, item_id: str | None = None) -> str:
     """A thinking block's signature for ``signature`` issued by ``origin`` (see the docstring)."""
     if origin in (None, ANTHROPIC_ORIGIN):
         return signature
-    return f"{origin}:call:{signature}" if on_call else f"{origin}:{signature}"
+    if on_call:
+        return f"{origin}:call:{signature}"
+    return f"{origin}:{item_id}:{signature}" if item_id else f"{origin}:{signature}"
 
 
-def split_signature(signature: str) -> tuple[str | None, str | None, bool]:
-    """(signature, origin, whether it belongs to the next tool call): ``join_signature`` undone."""
+class SplitSignature(NamedTuple):
+    """A thinking block's signature read back: ``join_signature`` undone."""
+
+    signature: str | None
+    origin: str | None
+    item_id: str | None = None
+    on_call: bool = False  # it belongs to the tool call after the block
+
+
+def split_signature(signature: str) -> SplitSignature:
     if not signature:
-        return None, None, False
+        return SplitSignature(None, None)
     origin, colon, rest = signature.partition(":")
     if not colon:
-        return signature, ANTHROPIC_ORIGIN, False
-    on_call = rest.startswith("call:")
-    return rest.removeprefix("call:") if on_call else rest, origin, on_call
+        return SplitSignature(signature, ANTHROPIC_ORIGIN)
+    if rest.startswith("call:"):
+        return SplitSignature(rest.removeprefix("call:"), origin, on_call=True)
+    item_id, colon, value = rest.partition(":")
+    return SplitSignature(value, origin, item_id or None) if colon else SplitSignature(rest, origin)
 
 
 def _text_of(block: dict[str, Any], at: str) -> str:
@@ -192,8 +206,9 @@ def _block(block: Any, at: str, role: str) -> tuple[Part | Message, bool]:
         thinking, signature = block.get("thinking", ""), block.get("signature") or ""
         if not isinstance(thinking, str) or not isinstance(signature, str):
             raise bad(f"'{at}' must be {{type: 'thinking', thinking, signature}}", at)
-        sig, origin, on_call = split_signature(signature)
-        return ReasoningPart(text=thinking, signature=sig, origin=origin), on_call
+        split = split_signature(signature)
+        return (ReasoningPart(text=thinking, signature=split.signature, origin=split.origin, id=split.item_id),
+                split.on_call)
     if kind == "redacted_thinking":
         data = block.get("data")
         if not isinstance(data, str):

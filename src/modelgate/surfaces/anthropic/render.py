@@ -96,8 +96,8 @@ class MessageRenderer:
     """
 
     __slots__ = ("_block", "_chars", "_finish", "_input_estimate", "_message_id", "_model", "_next",
-                 "_open", "_reasoning_break", "_show_reasoning", "_signature", "_started", "_tools",
-                 "_usage")
+                 "_open", "_reasoning_break", "_reasoning_id", "_show_reasoning", "_signature", "_started",
+                 "_tools", "_usage")
 
     def __init__(self, message_id: str, model: str, show_reasoning: bool, input_estimate: int = 0) -> None:
         self._message_id = message_id
@@ -110,6 +110,7 @@ class MessageRenderer:
         self._block = 0  # index of the open block
         self._signature = ""  # of the open thinking block, sent just before it stops
         self._reasoning_break = False  # the next reasoning starts a new thinking block
+        self._reasoning_id: str | None = None  # the issuer's id of the reasoning block (an "rs_...")
         self._tools: dict[int, int] = {}  # canonical tool call index -> block index
         self._usage: Usage | None = None
         self._finish: Finish | None = None
@@ -205,6 +206,9 @@ class MessageRenderer:
             return
         if event.block_start:
             self._reasoning_break = True
+            self._reasoning_id = None
+        if event.id:
+            self._reasoning_id = event.id  # it comes with the block's start, its signature later
         text = event.text if self._show_reasoning else ""
         if not text and not event.signature:
             return
@@ -216,7 +220,8 @@ class MessageRenderer:
             self._chars += len(text)
         if event.signature:
             # Clients keep only the last signature_delta of a block: send it whole at the end.
-            self._signature += event.signature if self._signature else join_signature(event.signature, event.origin)
+            self._signature += (event.signature if self._signature
+                                else join_signature(event.signature, event.origin, item_id=self._reasoning_id))
 
     def _tool_call(self, event: ToolCallDelta, out: list[dict[str, Any]]) -> None:
         index = self._tools.get(event.index)

@@ -40,6 +40,7 @@ from modelgate.surfaces.anthropic.threads import (
 )
 from modelgate.surfaces.base import Core
 from modelgate.surfaces.lifecycle import answered_by, error_headers, serve_call
+from modelgate.surfaces.reasoning_state import restore_reasoning
 
 
 class ThreadCore(Core, Protocol):
@@ -92,6 +93,7 @@ class AnthropicSurface:
     async def count_tokens(self, http: HTTPRequest, send: Send) -> None:
         principal = self.core.authenticate(http.headers)
         request = parse_messages_request(await http.json(), http.headers, counting=True)
+        restore_reasoning(request, self.core.sealer)
         deployment = self.core.deployment(request.model, principal)
         # The upstream's own count where it has an endpoint for it (Anthropic's), else an estimate.
         counted = await self.core.count_tokens(request, deployment)

@@ -79,11 +79,13 @@ def _reasoning_parts(raw: dict[str, Any], where: str) -> list[Part]:
             if not isinstance(block, dict):
                 raise bad(f"'{where}.thinking_blocks[{j}]' must be an object", f"{where}.thinking_blocks")
             origin = str(block.get("provider") or "anthropic")
+            item_id = block.get("id")  # the issuer's item id, where it takes the block back only with it
+            item_id = item_id if isinstance(item_id, str) and item_id else None
             if block.get("type") == "redacted_thinking":
-                parts.append(ReasoningPart(redacted=str(block.get("data", "")), origin=origin))
+                parts.append(ReasoningPart(redacted=str(block.get("data", "")), origin=origin, id=item_id))
             else:
                 parts.append(ReasoningPart(text=str(block.get("thinking") or ""),
-                                           signature=block.get("signature") or None, origin=origin))
+                                           signature=block.get("signature") or None, origin=origin, id=item_id))
         return parts
     reasoning = raw.get("reasoning_content")
     if reasoning is None:

@@ -36,15 +36,18 @@ from modelgate.schema.events import (
 )
 
 
-def thinking_block(text: str, signature: str | None, redacted: str | None,
-                   origin: str | None) -> dict[str, Any]:
+def thinking_block(text: str, signature: str | None, redacted: str | None, origin: str | None,
+                   item_id: str | None = None) -> dict[str, Any]:
     """A reasoning block with the opaque state its provider needs back, in the ``thinking_blocks``
     shape OpenAI-format clients of Claude models already know; ``provider`` marks blocks that
-    are not Anthropic's (Gemini's signatures on text)."""
+    are not Anthropic's (Gemini's signatures on text), and ``id`` carries the issuer's item id
+    where it has one (an OpenAI Responses reasoning item, which goes back only with its id)."""
     block: dict[str, Any] = ({"type": "redacted_thinking", "data": redacted} if redacted is not None
                              else {"type": "thinking", "thinking": text, "signature": signature or ""})
     if origin and origin != "anthropic":
         block["provider"] = origin
+    if item_id:
+        block["id"] = item_id
     return block
 
 
@@ -131,7 +134,7 @@ def completion_body(result: ChatResult, response_id: str, created: int, show_rea
         }
         if show_reasoning and choice.reasoning_text:
             message["reasoning_content"] = choice.reasoning_text
-        blocks = [thinking_block(b.text, b.signature, b.redacted, b.origin) for b in choice.reasoning
+        blocks = [thinking_block(b.text, b.signature, b.redacted, b.origin, b.id) for b in choice.reasoning
                   if b.signature or b.redacted is not None]
         if show_reasoning and blocks:
             message["thinking_blocks"] = blocks
@@ -160,8 +163,9 @@ class ChunkRenderer:
         self._include_usage = include_usage
         self._show_reasoning = show_reasoning
         self._announced: set[int] = set()
-        # Per choice: how many reasoning blocks were sent whole, and the text of the open one.
-        self._blocks: dict[int, tuple[int, str]] = {}
+        # Per choice: how many reasoning blocks were sent whole, and the text and issuer's id of
+        # the open one.
+        self._blocks: dict[int, tuple[int, str, str | None]] = {}
         self.usage: Usage | None = None
 
     def _chunk(self, choice: int, delta: dict[str, Any], finish: str | None = None) -> bytes:
@@ -207,18 +211,20 @@ class ChunkRenderer:
         which accumulate deltas (the openai SDK merges list entries by index) end up with each
         block's full text beside its signature."""
         out: list[bytes] = []
-        sent, text = self._blocks.get(choice, (0, ""))
+        sent, text, item_id = self._blocks.get(choice, (0, "", None))
         if event.block_start:
-            text = ""
+            text, item_id = "", None
+        if event.id:
+            item_id = event.id  # it comes with the block's start, its signature later
         if event.text:
             text += event.text
             out.append(self._chunk(choice, {"reasoning_content": event.text}))
         if event.signature or event.redacted is not None:
-            block = thinking_block(text, event.signature, event.redacted, event.origin)
+            block = thinking_block(text, event.signature, event.redacted, event.origin, item_id)
             block["index"] = sent
             out.append(self._chunk(choice, {"thinking_blocks": [block]}))
-            sent, text = sent + 1, ""
-        self._blocks[choice] = (sent, text)
+            sent, text, item_id = sent + 1, "", None
+        self._blocks[choice] = (sent, text, item_id)
         return out
 
     def closing(self) -> list[bytes]:

@@ -5,8 +5,9 @@ message, a ``function_call``), or a tool's answer (``function_call_output``). It
 at a time (``read_item``) into ``Turn``s; ``to_messages`` then joins the consecutive pieces of an
 assistant turn into one canonical assistant message, in order, as the canonical schema keeps it.
 
-A reasoning item's ``encrypted_content`` is the gateway's sealed token (``ReasoningState``): it
-is opened here, and one that does not open is refused, never forwarded.
+A reasoning item's ``encrypted_content`` is the gateway's sealed token (``ReasoningState`` of
+``surfaces/reasoning_state.py``): it is opened here, and one that does not open is refused, never
+forwarded.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from modelgate.schema.request import ImagePart, Message, Part, ReasoningPart, Role, TextPart, ToolCallPart
 from modelgate.surfaces.base import Sealer
 from modelgate.surfaces.fields import bad, fetchable_url, type_name
-from modelgate.surfaces.responses.sealed import ReasoningState
+from modelgate.surfaces.reasoning_state import ReasoningState
 
 MESSAGE_ROLES = ("user", "assistant", "system", "developer")
 TEXT_PARTS = ("input_text", "output_text")
@@ -175,11 +176,10 @@ def _reasoning(raw: dict[str, Any], where: str, sealer: Sealer) -> Turn | Refere
         raise bad(f"'{where}.summary' must be an array of summary_text parts", f"{where}.summary")
     token = raw.get("encrypted_content")
     if token is not None:
-        payload = sealer.open(token) if isinstance(token, str) else None
-        if payload is None:
+        state = ReasoningState.open(token, sealer) if isinstance(token, str) else None
+        if state is None:
             raise bad(f"'{where}.encrypted_content' was not issued by this gateway or was altered: send reasoning "
                       "items back exactly as they were returned, or leave them out", f"{where}.encrypted_content")
-        state = ReasoningState.from_payload(payload)
         part = state.part()
         return Turn(role="assistant", parts=[part] if part is not None else [],
                     call_signatures=state.calls, call_origin=state.origin)

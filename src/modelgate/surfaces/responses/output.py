@@ -20,8 +20,8 @@ from typing import Any
 
 from modelgate.schema.events import Event, Finish, ReasoningDelta, Start, TextDelta, ToolCallDelta, Usage
 from modelgate.surfaces.base import Sealer
+from modelgate.surfaces.reasoning_state import ReasoningState
 from modelgate.surfaces.responses.items import NAMESPACE_SEPARATOR
-from modelgate.surfaces.responses.sealed import ReasoningState
 
 Wire = dict[str, Any]
 
