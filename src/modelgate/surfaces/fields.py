@@ -15,6 +15,17 @@ def bad(message: str, param: str) -> InvalidRequest:
     return InvalidRequest(message, param=param, code="invalid_value")
 
 
+def model_of(body: Any) -> str:
+    """The deployment a request body names; a 400 for a body that is not an object or has no model."""
+    if not isinstance(body, dict):
+        raise bad("The request body must be a JSON object.", "body")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("'model' is required: the name of a deployment (GET /v1/models lists them)",
+                             param="model", code="missing_required_parameter")
+    return model
+
+
 def type_name(value: Any) -> str:
     return {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer",
             float: "number", type(None): "null"}.get(type(value), type(value).__name__)

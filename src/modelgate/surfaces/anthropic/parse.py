@@ -47,7 +47,7 @@ from modelgate.schema.request import (
 from modelgate.surfaces.anthropic.threads import thread_without_beta
 
 # The field validators are the OpenAI surface's; they say "'name' must be ..." in any format.
-from modelgate.surfaces.fields import bad, boolean, integer, number, type_name
+from modelgate.surfaces.fields import bad, boolean, integer, model_of, number, type_name
 
 # Fields the canonical request carries whole; every other one goes to the pass-through (thinking,
 # output_config and metadata beside their canonical translation).
@@ -395,12 +395,7 @@ def _stop_sequences(raw: Any) -> list[str]:
 def parse_messages_request(body: Any, headers: Mapping[str, str], *, counting: bool = False) -> ChatRequest:
     """The canonical request for a ``POST /v1/messages`` body (``counting``: a count_tokens body,
     which has no ``max_tokens``)."""
-    if not isinstance(body, dict):
-        raise bad("The request body must be a JSON object.", "body")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise InvalidRequest("'model' is required: the name of a deployment (GET /v1/models lists them)",
-                             param="model", code="missing_required_parameter")
+    model = model_of(body)
     max_tokens = integer(body, "max_tokens", 0)
     if max_tokens is None and not counting:
         raise InvalidRequest("'max_tokens' is required: the most tokens the reply may have, e.g. 1024 "

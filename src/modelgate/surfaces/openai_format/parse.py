@@ -21,7 +21,7 @@ from modelgate.schema.request import (
     ToolCallPart,
     ToolChoice,
 )
-from modelgate.surfaces.fields import bad, boolean, fetchable_url, integer, number, string, type_name
+from modelgate.surfaces.fields import bad, boolean, fetchable_url, integer, model_of, number, string, type_name
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 # Fields consumed into the canonical request; everything else goes to the pass-through.
@@ -190,12 +190,7 @@ def _response_format(raw: Any) -> ResponseFormat | None:
 
 
 def parse_chat_request(body: Any) -> ChatRequest:
-    if not isinstance(body, dict):
-        raise bad("The request body must be a JSON object.", "body")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise InvalidRequest("'model' is required: the name of a deployment (GET /v1/models lists them)",
-                             param="model", code="missing_required_parameter")
+    model = model_of(body)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("'messages' is required and must be a non-empty array",

@@ -26,7 +26,7 @@ from modelgate.schema.request import (
     ToolChoice,
 )
 from modelgate.surfaces.base import Sealer
-from modelgate.surfaces.fields import bad, boolean, integer, number, string, type_name
+from modelgate.surfaces.fields import bad, boolean, integer, model_of, number, string, type_name
 from modelgate.surfaces.responses.items import Reference, Turn, namespaced, read_item
 
 SEALED_REASONING = "reasoning.encrypted_content"
@@ -67,12 +67,7 @@ class ResponsesRequest:
 
 
 def parse_responses_request(body: Any, sealer: Sealer) -> ResponsesRequest:
-    if not isinstance(body, dict):
-        raise bad("The request body must be a JSON object.", "body")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise InvalidRequest("'model' is required: the name of a deployment (GET /v1/models lists them)",
-                             param="model", code="missing_required_parameter")
+    model = model_of(body)
     for name, why in UNSUPPORTED.items():
         if body.get(name) is not None:
             raise bad(f"'{name}' is not supported by this gateway: {why}", name)
