@@ -215,11 +215,17 @@ WRK_LUA = """
 counter = 0
 request = function()
   counter = counter + 1
-  local body = '{"model":"%s","messages":[{"role":"user","content":"Say hello. bench-nonce-'
-    .. counter .. '"}],"max_tokens":256}'
+  local body = '%s' .. counter .. '%s'
   return wrk.format("POST", "%s", {%s}, body)
 end
 """
+# The body of a wrk request in each wire format, around its counter (loadgen.Target.api).
+WRK_BODIES = {
+    "chat": ('{"model":"%s","messages":[{"role":"user","content":"Say hello. bench-nonce-', '"}],"max_tokens":256}'),
+    "responses": ('{"model":"%s","input":"Say hello. bench-nonce-', '","max_output_tokens":256}'),
+    "responses-stateless": ('{"model":"%s","input":"Say hello. bench-nonce-',
+                            '","max_output_tokens":256,"store":false}'),
+}
 
 
 def _lua_string(s: str) -> str:
@@ -234,17 +240,19 @@ def wrk_max(sut: Running, seconds: int, connections: int = 64) -> dict[str, Any]
     # Every header the target's requests carry (a key, Portkey's routing headers).
     headers = ", ".join(f"[{_lua_string(k)}]={_lua_string(v)}" for k, v in
                         (("Content-Type", "application/json"), *t.headers))
+    head, tail = WRK_BODIES[t.api]
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
-        fh.write(WRK_LUA % (t.model, t.path, headers))
+        fh.write(WRK_LUA % (head % t.model, tail, t.path, headers))
     cmd = ["taskset", "-c", str(measure.RIG_CORE), "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s",
            fh.name, f"http://{t.host}:{t.port}"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30).stdout
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors:.*", out)
-    return {"connections": connections, "rps": float(rps.group(1)) if rps else None,
-            "non_2xx": int(non2xx.group(1)) if non2xx else 0, "socket_errors": errors.group(0) if errors else None,
-            "raw": out[-1500:]}
+    failed = int(non2xx.group(1)) if non2xx else 0
+    # Refusals are answered fast: a run with any is no throughput figure.
+    return {"connections": connections, "rps": float(rps.group(1)) if rps and not failed else None,
+            "non_2xx": failed, "socket_errors": errors.group(0) if errors else None, "raw": out[-1500:]}
 
 
 async def soak(sut: Running, rate: float, plan: Plan) -> dict[str, Any]:

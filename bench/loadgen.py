@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import itertools
 import math
 import socket
@@ -596,9 +597,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--fault", default=None, help="x-bench-fault header to send")
     p.add_argument("--model", default="bench-model")
     p.add_argument("--api-key", default="bench")
+    p.add_argument("--api", choices=["chat", "responses", "responses-stateless"], default="chat",
+                   help="the wire format of the requests (Target.api)")
     a = p.parse_args(argv)
     shape = Shape(a.stream, a.prompt_bytes, a.chunks, a.fault)
-    targets = [Target.from_url(u, a.model, a.api_key) for u in a.url]
+    targets = [dataclasses.replace(Target.from_url(u, a.model, a.api_key), api=a.api) for u in a.url]
     if a.mode == "open":
         res = run(lambda: open_loop(targets[0], shape, a.rate, a.duration))
     elif a.mode == "closed":
