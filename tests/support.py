@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self, cast
 
+import anthropic
 import httpx
 import uvicorn
 import yaml
@@ -220,6 +221,19 @@ def openai_sim_config(sim_url: str, **extra: Any) -> dict[str, Any]:
     }
     config.update(extra)
     return config
+
+
+def native_sim_config(sim_url: str, **extra: Any) -> dict[str, Any]:
+    """``openai_sim_config`` with Anthropic- and Gemini-type providers on the simulator too."""
+    config = openai_sim_config(sim_url, **extra)
+    config["providers"]["anthropic"] = {"type": "anthropic", "base_url": sim_url, "api_key": "sk-sim"}
+    config["providers"]["gemini"] = {"type": "gemini", "base_url": sim_url, "api_key": "sk-sim"}
+    return config
+
+
+def anthropic_client(gateway: RunningGateway, key: str) -> anthropic.Anthropic:
+    """The anthropic SDK on ``gateway`` with ``key``, without retries (use it in a ``with``)."""
+    return anthropic.Anthropic(base_url=gateway.base_url, api_key=key, max_retries=0)
 
 
 class RecordingUpstream:

@@ -90,11 +90,35 @@ def sse(lines: Iterator[str]) -> Iterator[tuple[str, Any]]:
             event = ""
 
 
-def _error_or(response: httpx.Response) -> httpx.Response | None:
-    return response if response.status_code != 200 else None
+class Client:
+    """What every format's client shares: sending, whole or streamed, to the format's ``path``; a
+    refusal comes back as the HTTP response, an answer as an ``Answer``."""
+
+    path: str
+
+    def body(self, deployment: str, history: list[dict[str, Any]], ask: Ask, stream: bool) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def whole(self, data: dict[str, Any]) -> Answer:
+        raise NotImplementedError
+
+    def streamed(self, lines: Iterator[str]) -> Answer:
+        raise NotImplementedError
+
+    def send(self, http: httpx.Client, deployment: str, history: list[dict[str, Any]], ask: Ask,
+             *, stream: bool) -> httpx.Response | Answer:
+        body = self.body(deployment, history, ask, stream)
+        if not stream:
+            response = http.post(self.path, json=body)
+            return response if response.status_code != 200 else self.whole(response.json())
+        with http.stream("POST", self.path, json=body) as response:
+            if response.status_code != 200:
+                response.read()
+                return response
+            return self.streamed(response.iter_lines())
 
 
-class Chat:
+class Chat(Client):
     name = "chat"
 
     def user(self, text: str) -> list[dict[str, Any]]:
@@ -116,17 +140,7 @@ class Chat:
             body |= {"stream": True, "stream_options": {"include_usage": True}}
         return body
 
-    def send(self, http: httpx.Client, deployment: str, history: list[dict[str, Any]], ask: Ask,
-             *, stream: bool) -> httpx.Response | Answer:
-        body = self.body(deployment, history, ask, stream)
-        if not stream:
-            response = http.post("/v1/chat/completions", json=body)
-            return _error_or(response) or self.whole(response.json())
-        with http.stream("POST", "/v1/chat/completions", json=body) as response:
-            if response.status_code != 200:
-                response.read()
-                return response
-            return self.streamed(response.iter_lines())
+    path = "/v1/chat/completions"
 
     def whole(self, data: dict[str, Any]) -> Answer:
         choice = data["choices"][0]
@@ -191,7 +205,7 @@ class Chat:
         return [message]
 
 
-class Messages:
+class Messages(Client):
     name = "messages"
 
     def user(self, text: str) -> list[dict[str, Any]]:
@@ -214,17 +228,7 @@ class Messages:
             body["stream"] = True
         return body
 
-    def send(self, http: httpx.Client, deployment: str, history: list[dict[str, Any]], ask: Ask,
-             *, stream: bool) -> httpx.Response | Answer:
-        body = self.body(deployment, history, ask, stream)
-        if not stream:
-            response = http.post("/v1/messages", json=body)
-            return _error_or(response) or self.whole(response.json())
-        with http.stream("POST", "/v1/messages", json=body) as response:
-            if response.status_code != 200:
-                response.read()
-                return response
-            return self.streamed(response.iter_lines())
+    path = "/v1/messages"
 
     def whole(self, data: dict[str, Any]) -> Answer:
         answer = Answer(finish=_ANTHROPIC_FINISH.get(data["stop_reason"], data["stop_reason"]),
@@ -292,7 +296,7 @@ class Messages:
 _ANTHROPIC_FINISH = {"end_turn": "stop", "tool_use": "tool_calls", "max_tokens": "length", "stop_sequence": "stop"}
 
 
-class Responses:
+class Responses(Client):
     name = "responses"
 
     def user(self, text: str) -> list[dict[str, Any]]:
@@ -315,17 +319,7 @@ class Responses:
             body["stream"] = True
         return body
 
-    def send(self, http: httpx.Client, deployment: str, history: list[dict[str, Any]], ask: Ask,
-             *, stream: bool) -> httpx.Response | Answer:
-        body = self.body(deployment, history, ask, stream)
-        if not stream:
-            response = http.post("/v1/responses", json=body)
-            return _error_or(response) or self.whole(response.json())
-        with http.stream("POST", "/v1/responses", json=body) as response:
-            if response.status_code != 200:
-                response.read()
-                return response
-            return self.streamed(response.iter_lines())
+    path = "/v1/responses"
 
     def whole(self, data: dict[str, Any]) -> Answer:
         answer = Answer(input_tokens=data["usage"]["input_tokens"], output_tokens=data["usage"]["output_tokens"])

@@ -13,7 +13,7 @@ import pytest
 from anthropic.types import Message, MessageParam, ToolParam
 
 from modelgate.simulator import SimConfig, SimulatorThread, count_tokens, message_tokens
-from tests.support import RunningGateway, gateway_in_thread, openai_sim_config
+from tests.support import RunningGateway, anthropic_client, gateway_in_thread, native_sim_config
 
 MASTER_KEY = "mg-test-master"
 WEATHER: ToolParam = {"name": "get_weather", "description": "Current weather in a city",
@@ -38,9 +38,7 @@ def upstream() -> Iterator[SimulatorThread]:
 
 @pytest.fixture(scope="module")
 def gateway(upstream: SimulatorThread) -> Iterator[RunningGateway]:
-    config = openai_sim_config(upstream.base_url, master_key=MASTER_KEY)
-    config["providers"]["anthropic"] = {"type": "anthropic", "base_url": upstream.base_url, "api_key": "sk-sim"}
-    config["providers"]["gemini"] = {"type": "gemini", "base_url": upstream.base_url, "api_key": "sk-sim"}
+    config = native_sim_config(upstream.base_url, master_key=MASTER_KEY)
     config["deployments"] += [
         {"name": "deepseek-v4", "provider": "deepseek", "model": "deepseek-v4"},
         {"name": "deepseek-hidden", "provider": "deepseek", "model": "deepseek-v4", "reasoning": {"show": False}},
@@ -57,7 +55,7 @@ def gateway(upstream: SimulatorThread) -> Iterator[RunningGateway]:
 
 @pytest.fixture(scope="module")
 def client(gateway: RunningGateway) -> Iterator[anthropic.Anthropic]:
-    with anthropic.Anthropic(base_url=gateway.base_url, api_key=MASTER_KEY, max_retries=0) as sdk:
+    with anthropic_client(gateway, MASTER_KEY) as sdk:
         yield sdk
 
 

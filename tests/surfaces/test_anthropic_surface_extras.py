@@ -20,7 +20,13 @@ from anthropic.types.beta import BetaMessageParam
 
 from modelgate.limits.headers import UNLIMITED
 from modelgate.simulator import SimConfig, SimulatorThread, message_tokens
-from tests.support import RecordingUpstream, RunningGateway, gateway_in_thread, openai_sim_config
+from tests.support import (
+    RecordingUpstream,
+    RunningGateway,
+    anthropic_client,
+    gateway_in_thread,
+    native_sim_config,
+)
 
 MASTER_KEY = "mg-test-extras"
 HELLO: list[MessageParam] = [{"role": "user", "content": "Hello there"}]
@@ -45,9 +51,7 @@ def upstream() -> Iterator[SimulatorThread]:
 
 @pytest.fixture(scope="module")
 def gateway(upstream: SimulatorThread) -> Iterator[RunningGateway]:
-    config = openai_sim_config(upstream.base_url, master_key=MASTER_KEY,
-                               routing={"failures": 1, "cooldown": 60})
-    config["providers"]["anthropic"] = {"type": "anthropic", "base_url": upstream.base_url, "api_key": "sk-sim"}
+    config = native_sim_config(upstream.base_url, master_key=MASTER_KEY, routing={"failures": 1, "cooldown": 60})
     config["deployments"] += [
         {"name": "claude", "provider": "anthropic", "model": "claude-sonnet-4-5"},
         {"name": "claude-overloaded", "provider": "anthropic", "model": "claude-overloaded"},
@@ -60,7 +64,7 @@ def gateway(upstream: SimulatorThread) -> Iterator[RunningGateway]:
 
 @pytest.fixture(scope="module")
 def client(gateway: RunningGateway) -> Iterator[anthropic.Anthropic]:
-    with anthropic.Anthropic(base_url=gateway.base_url, api_key=MASTER_KEY, max_retries=0) as sdk:
+    with anthropic_client(gateway, MASTER_KEY) as sdk:
         yield sdk
 
 
@@ -197,7 +201,7 @@ def _reset_after(value: str, started: float) -> float:
 def test_anthropic_surface_carries_anthropic_ratelimit_headers(gateway: RunningGateway) -> None:
     key = new_key(gateway, rpm=5, tpm=10_000)
     started = time.time()
-    with anthropic.Anthropic(base_url=gateway.base_url, api_key=key, max_retries=0) as sdk:
+    with anthropic_client(gateway, key) as sdk:
         raw = sdk.messages.with_raw_response.create(model="gpt-4o", max_tokens=20, messages=HELLO)
         with sdk.messages.with_streaming_response.create(model="gpt-4o", max_tokens=20, messages=HELLO,
                                                          stream=True) as streamed:
@@ -215,7 +219,7 @@ def test_anthropic_surface_carries_anthropic_ratelimit_headers(gateway: RunningG
 
 def test_anthropic_refusal_carries_its_ratelimit_headers(gateway: RunningGateway) -> None:
     key = new_key(gateway, rpm=1)
-    with anthropic.Anthropic(base_url=gateway.base_url, api_key=key, max_retries=0) as sdk:
+    with anthropic_client(gateway, key) as sdk:
         first = sdk.messages.with_raw_response.create(model="gpt-4o", max_tokens=20, messages=HELLO)
         with pytest.raises(anthropic.RateLimitError) as caught:
             sdk.messages.create(model="gpt-4o", max_tokens=20, messages=HELLO)

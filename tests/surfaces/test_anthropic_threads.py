@@ -24,7 +24,7 @@ from modelgate.surfaces.anthropic.threads import (
     load_turn,
     without_threads_beta,
 )
-from tests.support import RunningGateway, gateway_in_thread, openai_sim_config
+from tests.support import RunningGateway, anthropic_client, gateway_in_thread, native_sim_config
 
 MASTER_KEY = "mg-test-master"
 BETAS = [MESSAGE_THREADS_BETA]
@@ -46,8 +46,7 @@ def upstream() -> Iterator[SimulatorThread]:
 
 @pytest.fixture(scope="module")
 def gateway(upstream: SimulatorThread) -> Iterator[RunningGateway]:
-    config = openai_sim_config(upstream.base_url, master_key=MASTER_KEY)
-    config["providers"]["anthropic"] = {"type": "anthropic", "base_url": upstream.base_url, "api_key": "sk-sim"}
+    config = native_sim_config(upstream.base_url, master_key=MASTER_KEY)
     config["deployments"] += [
         {"name": "deepseek-v4", "provider": "deepseek", "model": "deepseek-v4"},
         {"name": "claude", "provider": "anthropic", "model": "claude-sonnet-4-5"},
@@ -59,7 +58,7 @@ def gateway(upstream: SimulatorThread) -> Iterator[RunningGateway]:
 
 @pytest.fixture(scope="module")
 def client(gateway: RunningGateway) -> Iterator[anthropic.Anthropic]:
-    with anthropic.Anthropic(base_url=gateway.base_url, api_key=MASTER_KEY, max_retries=0) as sdk:
+    with anthropic_client(gateway, MASTER_KEY) as sdk:
         yield sdk
 
 
@@ -67,7 +66,7 @@ def project_client(gateway: RunningGateway) -> anthropic.Anthropic:
     response = httpx.post(f"{gateway.base_url}/admin/keys", headers={"authorization": f"Bearer {MASTER_KEY}"},
                           json={"project": "p-" + secrets.token_hex(4)}, timeout=10)
     assert response.status_code == 201, response.text
-    return anthropic.Anthropic(base_url=gateway.base_url, api_key=response.json()["key"], max_retries=0)
+    return anthropic_client(gateway, response.json()["key"])
 
 
 def as_param(message: BetaMessage) -> BetaMessageParam:
