@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from modelgate import __version__
 from modelgate.cli_admin import add_admin_commands
+from modelgate.cli_models import add_model_commands
 
 if TYPE_CHECKING:
     from modelgate.config.settings import Settings
@@ -41,12 +42,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     deployments = commands.add_parser("deployments", help="list the configured deployments")
     deployments.add_argument("--config", default=DEFAULT_CONFIG)
     add_admin_commands(commands, _settings)
+    add_model_commands(commands)
 
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
-    handler = getattr(args, "handler", None)  # the database commands of cli_admin.py set one
+    handler = getattr(args, "handler", None)  # the commands of cli_admin.py and cli_models.py set one
     if handler is None:
         handler = {"serve": _serve, "sim": _sim, "deployments": _deployments}[args.command]
     return handler(args)

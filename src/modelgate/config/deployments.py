@@ -3,6 +3,10 @@
 A deployment names one target inline (``provider:``, ``model:`` and the model's facts) or lists
 ``targets:``; a target's facts are the catalog's for its model with those the config gives put in
 their place. Deployments refer to providers by name and to each other as fallbacks.
+
+A target of a ``local`` provider names a model of its store, a GGUF file or a model folder (paths
+relative to the config file's folder); its facts are read from the model itself, so a model that
+is none of these is reported here, before the server starts.
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from modelgate.catalog.facts import ModelFacts
+from modelgate.catalog.model_store import ModelStore, ModelStoreError
 from modelgate.config.fields import INVALID, Key, Reader, Shape, at_least, join, positive
+from modelgate.config.providers import LOCAL
 from modelgate.providers.base import MAX_DURATION_S
 from modelgate.providers.settings import ProviderSettings
 
@@ -216,6 +222,15 @@ def read_target(reader: Reader, shape: Shape[TargetSettings], body: Any, path: s
     target = shape.build(reader, body, values, path)
     if target is None:
         return None
+    settings = providers[target.provider]
+    if settings.type == LOCAL:
+        try:
+            model = ModelStore(settings.models_dir or ".", relative_to=reader.folder).resolve(target.model)
+        except ModelStoreError as error:
+            reader.fail(f"{path}.model", str(error))
+            return None
+        target.facts = model.facts().merged(target.facts)
+        return target
     entry = reader.catalog.get(target.model)
     if entry is not None:
         target.facts = entry.facts.merged(target.facts)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import types
 from collections.abc import Callable, Collection, Mapping
+from pathlib import Path
 from typing import (
     TYPE_CHECKING,
     Annotated,
@@ -77,12 +78,22 @@ class Key:
 
 
 class Reader:
-    """One document being read: its inputs and the problems found so far, each with its key path."""
+    """One document being read: its inputs and the problems found so far, each with its key path.
 
-    def __init__(self, env: Mapping[str, str], catalog: Catalog) -> None:
+    ``folder`` is the config file's folder, which relative paths in it are taken from (None: the
+    current directory).
+    """
+
+    def __init__(self, env: Mapping[str, str], catalog: Catalog, folder: Path | None = None) -> None:
         self.env = env
         self.catalog = catalog
+        self.folder = folder
         self.problems: list[str] = []
+
+    def path(self, given: str) -> Path:
+        """A path the config gives, made absolute from the config file's folder."""
+        path = Path(given).expanduser()
+        return (path if path.is_absolute() else (self.folder or Path.cwd()) / path).absolute()
 
     def fail(self, path: str, problem: str) -> None:
         self.problems.append(f"{path}: {problem}")

@@ -29,9 +29,11 @@ import yaml
 from modelgate.catalog import Catalog
 from modelgate.config.env import expand_env, protect_references
 from modelgate.config.fields import Reader, shape_of
+from modelgate.config.providers import read_providers
 from modelgate.config.settings import Settings
+from modelgate.providers.settings import ProviderSettings
 
-__all__ = ["ConfigError", "load_settings", "parse_settings"]
+__all__ = ["ConfigError", "load_providers", "load_settings", "parse_settings"]
 
 
 class ConfigError(Exception):
@@ -66,7 +68,34 @@ def _load_settings(path: Path, env: Mapping[str, str], catalog: Catalog | None) 
             raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
         if cache is not None:
             _keep(cache, digest, data)
-    return parse_settings(data or {}, env, catalog, source=str(path), references=references)
+    return parse_settings(data or {}, env, catalog, source=str(path), references=references,
+                          folder=path.absolute().parent)
+
+
+def load_providers(path: str | Path, env: Mapping[str, str]) -> dict[str, ProviderSettings]:
+    """The ``providers:`` section alone, checked as ``load_settings`` checks it.
+
+    For commands that manage what the rest of the file refers to (the model store): a deployment
+    naming a model not yet added must not keep that model from being added.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    protected, references = protect_references(text)
+    try:
+        data = yaml.load(protected, Loader=_LOADER)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping with providers: and deployments:")
+    reader = Reader(env, Catalog({}), path.absolute().parent)
+    section = expand_env((data or {}).get("providers"), env, "providers", reader.fail, references)
+    providers = read_providers(reader, section, "providers", {})
+    if reader.problems:
+        raise ConfigError(f"{path} has {len(reader.problems)} problem(s):\n  " + "\n  ".join(reader.problems))
+    return dict(providers)
 
 
 _LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -117,12 +146,13 @@ def _keep(cache: Path, digest: bytes, data: Any) -> None:
 
 def parse_settings(
     data: Any, env: Mapping[str, str], catalog: Catalog | None = None, source: str = "config",
-    references: list[str] | None = None,
+    references: list[str] | None = None, folder: Path | None = None,
 ) -> Settings:
-    """Settings from a parsed document; ``references`` are those ``protect_references`` swapped out."""
+    """Settings from a parsed document; ``references`` are those ``protect_references`` swapped out;
+    relative paths in it are taken from ``folder`` (the config file's; None: the current directory)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping with providers: and deployments:")
-    reader = Reader(env, catalog or Catalog.builtin())
+    reader = Reader(env, catalog or Catalog.builtin(), folder)
     data = expand_env(data, env, "", reader.fail, references)
     settings = shape_of(Settings).read(reader, data, "")
     if reader.problems or settings is None:

@@ -4,6 +4,9 @@ The keys are the fields of ``ProviderSettings`` (providers/settings.py); the typ
 registry (providers/registry.py). A provider without ``base_url`` gets its type's public API; the
 ``flavor`` of an OpenAI-compatible API follows from its host unless given.
 
+A provider of type ``local`` runs models in this installation: it has no URL but a ``models_dir``,
+the model store's folder (catalog/model_store.py), relative to the config file's folder.
+
 Egress proxy: a provider without a ``proxy`` key connects through the proxy the environment names
 for its URL's scheme, ``https_proxy``/``HTTPS_PROXY`` for https and ``http_proxy``/``HTTP_PROXY``
 for http (the lower-case variable first, as curl and Python do; a value without a scheme is an
@@ -18,10 +21,16 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from modelgate.config.fields import INVALID, Key, Reader, Shape, join, positive
+from modelgate.config.fields import INVALID, Key, Reader, Shape, join, nonempty, positive
 from modelgate.providers.registry import PROVIDER_TYPES
 from modelgate.providers.settings import ProviderSettings
 
+LOCAL = "local"
+# The types the config takes: the registry's, and local (its adapter runs the model store's models).
+TYPES = tuple(dict.fromkeys([*PROVIDER_TYPES, LOCAL]))
+DEFAULT_MODELS_DIR = "./models"
+# What a local provider has no use for: it reaches no upstream.
+NOT_LOCAL = ("base_url", "api_version", "headers", "flavor", "proxy")
 DEFAULT_BASE_URLS = {
     "openai": "https://api.openai.com/v1",
     "anthropic": "https://api.anthropic.com",
@@ -76,13 +85,14 @@ def _header_values(reader: Reader, value: Any, path: str, earlier: Mapping[str, 
 
 
 PROVIDER: Shape[ProviderSettings] = Shape(ProviderSettings, skip=("name",), keys={
-    "type": Key(doc=f"one of {', '.join(PROVIDER_TYPES)}", choices=tuple(PROVIDER_TYPES)),
+    "type": Key(doc=f"one of {', '.join(TYPES)}", choices=TYPES),
     "base_url": Key("a URL string", _web_url),
     "api_version": Key('a quoted date string such as "2024-10-21"'),
     "headers": Key(read=_header_values),
     "connect_timeout": Key("seconds as a number"),
     "proxy": Key(f"an http:// URL such as {PROXY_EXAMPLE}", _proxy_key),
     "max_connections": Key("a whole number of connections", positive("must be at least 1")),
+    "models_dir": Key("a folder path", nonempty(f"is empty; name a folder or remove the key for {DEFAULT_MODELS_DIR}")),
 })
 
 
@@ -107,8 +117,12 @@ def read_provider(reader: Reader, name: str, body: Any, path: str) -> ProviderSe
     kind = values.get("type")
     if kind is None:
         if body.get("type") is None:
-            reader.fail(join(path, "type"), f"is required: one of {', '.join(PROVIDER_TYPES)}")
+            reader.fail(join(path, "type"), f"is required: one of {', '.join(TYPES)}")
         return None
+    if kind == LOCAL:
+        return _read_local(reader, name, body, values, path)
+    if body.get("models_dir") is not None:
+        reader.fail(join(path, "models_dir"), f"is for providers of type {LOCAL}; remove it from this {kind} provider")
     if body.get("base_url") is None or body.get("base_url") == "":
         default = DEFAULT_BASE_URLS.get(kind)
         if default is None:
@@ -130,6 +144,25 @@ def read_provider(reader: Reader, name: str, body: Any, path: str) -> ProviderSe
         values["proxy"] = _environment_proxy(reader, base_url, path)
     else:
         values["proxy"] = values.get("proxy") or None
+    return PROVIDER.build(reader, body, {"name": name, **values}, path)
+
+
+def _read_local(reader: Reader, name: str, body: Mapping[str, Any], values: dict[str, Any],
+                path: str) -> ProviderSettings | None:
+    for key in NOT_LOCAL:
+        if body.get(key) is not None:
+            reader.fail(join(path, key), f"type {LOCAL} runs its models in this installation and reaches no "
+                        f"upstream; remove {key}")
+    if "models_dir" in body and "models_dir" not in values:
+        return None
+    folder = reader.path(values.get("models_dir") or DEFAULT_MODELS_DIR)
+    if folder.exists() and not folder.is_dir():
+        reader.fail(join(path, "models_dir"), f"{folder} is a file; name a folder for the model store")
+        return None
+    for key in NOT_LOCAL:
+        values.pop(key, None)
+    # base_url says where the provider's models are, in the messages that name it.
+    values.update(models_dir=str(folder), base_url=folder.as_uri(), api_key=None)
     return PROVIDER.build(reader, body, {"name": name, **values}, path)
 
 

@@ -21,3 +21,5 @@ class ProviderSettings:
     # Upstream exchanges (connections) this provider holds at once in one process; further
     # requests queue for up to their deployment's timeout.
     max_connections: int = 100
+    # Type local: the model store's folder (catalog/model_store.py), absolute.
+    models_dir: str | None = None
