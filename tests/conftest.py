@@ -6,6 +6,7 @@ import pytest
 
 from modelgate.providers.transport import HTTPClient
 from modelgate.simulator import SimConfig, SimulatorThread
+from tests.local_models import smollm2_gguf  # noqa: F401  (fixture: the real SmolLM2 GGUF)
 from tests.openai_spec import OpenAISpec, load_spec
 from tests.services import (  # noqa: F401  (fixtures: real PostgreSQL and Redis, fresh databases)
     database_url,

