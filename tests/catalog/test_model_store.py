@@ -142,6 +142,9 @@ def test_names_taken_and_names_refused(tmp_path: Path) -> None:
             store.add(tiny, name=bad)
     with pytest.raises(ModelStoreError, match=r"no such file or folder"):
         store.add(tmp_path / "missing.gguf")
+    os.mkfifo(tmp_path / "pipe.gguf")
+    with pytest.raises(ModelStoreError, match=r"pipe.gguf is not a regular file"):
+        store.add(tmp_path / "pipe.gguf")
     assert [m.name for m in store.list()] == ["tiny"]
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == [".lock", "manifest.json", "tiny"]
 

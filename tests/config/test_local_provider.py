@@ -66,7 +66,10 @@ def test_a_deployment_of_a_stored_model_has_its_facts(tmp_path: Path) -> None:
     deployments = load_settings(config, {}).deployments
     tiny = deployments["tiny"].targets[0].facts
     assert (tiny.context_window, tiny.capabilities, tiny.mode) == (4096, ("chat", "streaming", "tools"), "chat")
-    assert deployments["loose"].targets[0].facts.context_window == 1024  # the config's own facts win
+    assert deployments["tiny"].targets[0].model == "tiny"
+    loose = deployments["loose"].targets[0]
+    assert loose.facts.context_window == 1024  # the config's own facts win
+    assert loose.model == str(tmp_path / "loose.gguf")  # the same file whatever the current folder
 
 
 def test_a_deployment_of_a_model_that_is_nowhere(tmp_path: Path) -> None:

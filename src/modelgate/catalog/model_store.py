@@ -105,6 +105,8 @@ def read_model(path: Path, name: str) -> LocalModel:
                 quantization=hf.quantization, context_length=hf.context_length, chat_template=hf.chat_template,
                 supports_tools=hf.supports_tools, size_bytes=sum(f.stat().st_size for f in _files(path)),
                 sha256=None, embedding_length=hf.embedding_length, mode="embedding" if hf.embedding else "chat")
+        if not path.is_file():  # a device or a pipe would be read without end
+            raise ModelStoreError(f"{path} is not a regular file; give a GGUF file or a model folder")
         gguf = read_gguf(path)
     except (GGUFError, HFModelError) as exc:
         raise ModelStoreError(str(exc)) from None

@@ -4,9 +4,9 @@ A deployment names one target inline (``provider:``, ``model:`` and the model's 
 ``targets:``; a target's facts are the catalog's for its model with those the config gives put in
 their place. Deployments refer to providers by name and to each other as fallbacks.
 
-A target of a ``local`` provider names a model of its store, a GGUF file or a model folder (paths
-relative to the config file's folder); its facts are read from the model itself, so a model that
-is none of these is reported here, before the server starts.
+A target of a ``local`` provider names a model of its store, a GGUF file or a model folder (a
+relative path is taken from the config file's folder and made absolute); its facts are read from
+the model itself, so a model that is none of these is reported here, before the server starts.
 """
 
 from __future__ import annotations
@@ -224,11 +224,14 @@ def read_target(reader: Reader, shape: Shape[TargetSettings], body: Any, path: s
         return None
     settings = providers[target.provider]
     if settings.type == LOCAL:
+        store = ModelStore(settings.models_dir or ".", relative_to=reader.folder)
         try:
-            model = ModelStore(settings.models_dir or ".", relative_to=reader.folder).resolve(target.model)
+            model = store.resolve(target.model)
         except ModelStoreError as error:
             reader.fail(f"{path}.model", str(error))
             return None
+        if store.get(target.model) is None:  # a path: absolute, so that it means the same from any folder
+            target.model = str(model.path)
         target.facts = model.facts().merged(target.facts)
         return target
     entry = reader.catalog.get(target.model)
