@@ -151,6 +151,8 @@ def test_names_taken_and_names_refused(tmp_path: Path) -> None:
 
 def test_remove(tmp_path: Path) -> None:
     store = ModelStore(tmp_path / "models")
+    with pytest.raises(ModelStoreError, match=r"no model 'tiny' in the store .*\(it is empty\)"):
+        store.remove("tiny")  # before the folder exists
     store.add(tiny_llama(tmp_path / "tiny.gguf"))
     removed = store.remove("tiny")
     assert isinstance(removed, LocalModel) and not (tmp_path / "models" / "tiny").exists()

@@ -233,16 +233,21 @@ class ModelStore:
 
     def remove(self, name: str) -> LocalModel:
         """Take ``name`` out of the manifest, then delete its files; the removed model is returned."""
+        if not self.manifest.is_file():
+            raise self._not_there(name, {})
         with self._lock():
             models = self._read()
             model = models.pop(name, None)
             if model is None:
-                known = ", ".join(sorted(models)) or "it is empty"
-                raise ModelStoreError(f"no model '{name}' in the store at {self.models_dir} ({known}); "
-                                      "`modelgate models list` shows what is there")
+                raise self._not_there(name, models)
             self._write(models)
             shutil.rmtree(self.models_dir / name, ignore_errors=True)
         return model
+
+    def _not_there(self, name: str, models: dict[str, LocalModel]) -> ModelStoreError:
+        known = ", ".join(sorted(models)) or "it is empty"
+        return ModelStoreError(f"no model '{name}' in the store at {self.models_dir} ({known}); "
+                               "`modelgate models list` shows what is there")
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
