@@ -249,7 +249,10 @@ async def serve(args: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
     if args.watch_stdin:
-        _watch_stdin(lambda: loop.call_soon_threadsafe(stopping.set))
+        def stop() -> None:
+            loop.call_soon_threadsafe(stopping.set)
+
+        _watch_stdin(stop)
     loading = asyncio.ensure_future(engine.load())
     stopped = asyncio.ensure_future(stopping.wait())
     await asyncio.wait({loading, stopped}, return_when=asyncio.FIRST_COMPLETED)
