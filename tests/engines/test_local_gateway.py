@@ -79,13 +79,13 @@ def test_chat_completions_streamed_carries_the_exact_usage(gateway: RunningGatew
 def test_messages_through_the_anthropic_sdk(gateway: RunningGateway, reference: Any) -> None:
     want = expected(reference)
     with anthropic_client(gateway, "none") as sdk:
-        message = sdk.messages.create(model="smollm2", max_tokens=MAX_TOKENS, temperature=0,
+        message = sdk.messages.create(model="smollm2", max_tokens=MAX_TOKENS, extra_body={"temperature": 0},
                                       messages=[{"role": "user", "content": QUESTION}])
         assert message.content[0].type == "text"
         assert message.content[0].text == want["text"]
         assert (message.usage.input_tokens, message.usage.output_tokens) == (
             want["usage"]["prompt_tokens"], want["usage"]["completion_tokens"])
-        with sdk.messages.stream(model="smollm2", max_tokens=MAX_TOKENS, temperature=0,
+        with sdk.messages.stream(model="smollm2", max_tokens=MAX_TOKENS, extra_body={"temperature": 0},
                                  messages=[{"role": "user", "content": QUESTION}]) as stream:
             final = stream.get_final_message()
         assert final.content[0].type == "text"
@@ -113,17 +113,21 @@ def test_a_prompt_past_the_context_window_is_a_400(gateway: RunningGateway) -> N
 def test_beyond_the_queue_a_request_gets_429_with_retry_after(smollm2: str) -> None:
     config = local_config(smollm2, max_concurrency=1, queue=0)
     with gateway_in_thread(config) as gateway, httpx.Client(timeout=DEADLINE_S * 3) as http:
+        # With no queue nothing waits for the model to load either (503 meanwhile): the SDK retries.
+        patient = openai.OpenAI(base_url=gateway.v1, api_key="none", max_retries=10)
+        patient.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "hi"}], max_tokens=1)
         body = {"model": "smollm2", "stream": True, "max_tokens": 400, "temperature": 0,
                 "messages": [{"role": "user", "content": "Write a long story about a dragon and a knight."}]}
         with http.stream("POST", f"{gateway.v1}/chat/completions", json=body) as slow:
             assert slow.status_code == 200
-            next(slow.iter_lines())  # the first chunk: the one slot is taken
+            lines = slow.iter_lines()
+            next(lines)  # the answer has begun: the one slot is taken
             with pytest.raises(openai.RateLimitError) as raised:
                 client(gateway).chat.completions.create(
                     model="smollm2", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
             assert int(raised.value.response.headers["retry-after"]) >= 1
             assert "at capacity" in raised.value.message
-            rest = "".join(slow.iter_lines())
+            rest = "".join(lines)
         assert '"finish_reason":"length"' in rest.replace(" ", "")
 
 

@@ -71,7 +71,7 @@ class Engine:
         model = await asyncio.to_thread(self._load)
         self._made = 1
         self._idle.put_nowait(model)
-        self.facts = {"n_ctx": model.llm.n_ctx(), "n_ctx_train": model.llm.n_ctx_train(),
+        self.facts = {"n_ctx": model.llm.n_ctx(), "n_ctx_train": model.llm._model.n_ctx_train(),
                       "load_s": round(time.monotonic() - started, 3)}
         self.ready = True
 
