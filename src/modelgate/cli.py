@@ -78,10 +78,11 @@ def _serve(args: argparse.Namespace) -> int:
     from modelgate.server.serve import bind, run_server
 
     if args.demo:
-        from modelgate.demo import demo_settings, print_demo_help, start_demo_simulator
+        from modelgate.demo import demo_settings, print_demo_help, smollm2_path, start_demo_simulator
 
         simulator = start_demo_simulator()
-        settings = demo_settings(simulator.base_url)
+        smollm2 = smollm2_path()
+        settings = demo_settings(simulator.base_url, smollm2)
     else:
         settings = _load(args.config or DEFAULT_CONFIG)  # type: ignore[assignment]
     assert isinstance(settings, Settings)
@@ -92,7 +93,7 @@ def _serve(args: argparse.Namespace) -> int:
         host = f"[{args.host}]" if ":" in args.host else args.host
         print(f"modelgate serving on http://{host}:{port}", flush=True)
     if args.demo:
-        print_demo_help(args.host, port)
+        print_demo_help(args.host, port, smollm2)
     run_server(settings, args.host, port, args.log_level, args.workers, sock)
     return 0
 

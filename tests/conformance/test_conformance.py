@@ -634,5 +634,8 @@ def test_every_adapter_type_in_the_registry_is_covered() -> None:
     """A provider type added to the registry without a conformance entry fails here."""
     from modelgate.providers.registry import PROVIDER_TYPES
 
-    assert set(PROVIDER_TYPES) <= {adapter.type for adapter in ADAPTERS}
+    # Types whose upstream is a process the gateway runs itself, not an API that recordings replay:
+    # their conformance runs against the real engine, in the module named.
+    own_engines = {"local": "tests/engines/test_local_gateway.py"}
+    assert set(PROVIDER_TYPES) - set(own_engines) <= {adapter.type for adapter in ADAPTERS}
     assert len({adapter.id for adapter in ADAPTERS}) == len(ADAPTERS)

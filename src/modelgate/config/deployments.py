@@ -13,12 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any
 
 from modelgate.catalog.facts import ModelFacts
 from modelgate.catalog.model_store import ModelStore, ModelStoreError
 from modelgate.config.fields import INVALID, Key, Reader, Shape, at_least, join, positive
 from modelgate.config.providers import LOCAL
+from modelgate.engines.models import ModelNotFound, resolve_model
+from modelgate.engines.settings import AVAILABLE_ENGINES, DEVICES, ENGINES, EngineSettings
 from modelgate.providers.base import MAX_DURATION_S
 from modelgate.providers.settings import ProviderSettings
 
@@ -59,6 +62,16 @@ FACTS: Shape[ModelFacts] = Shape(ModelFacts, keys={
     "mode": Key(choices=("chat", "embedding")),
 })
 
+_REQUESTS = "a whole number of requests"
+# The keys of a local target's engine (engines/settings.py), given beside its provider: and model:.
+ENGINE: Shape[EngineSettings] = Shape(EngineSettings, keys={
+    "engine": Key(choices=ENGINES),
+    "replicas": Key("a whole number of replicas", positive("must be at least 1")),
+    "max_concurrency": Key(_REQUESTS, positive("must be at least 1 request at once")),
+    "queue": Key(_REQUESTS, at_least(0, "must be 0 or more waiting requests")),
+    "device": Key(choices=DEVICES),
+})
+
 Share = Annotated[float, Key("a share between 0 and 1", _share)]
 Price = Annotated[float | None, Key("USD per million tokens as a number", at_least(0, "must be 0 or more"))]
 
@@ -71,6 +84,8 @@ class TargetSettings:
     # "responses": call the upstream's /responses (OpenAI's Responses API) instead of chat completions.
     api: Annotated[str, Key(choices=APIS)] = "chat"
     facts: Annotated[ModelFacts, Key(shape=FACTS, inline=True)] = field(default_factory=ModelFacts)
+    # The engine of a target whose provider is of type local; None for every other target.
+    local: Annotated[EngineSettings | None, Key(shape=ENGINE, inline=True)] = None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -223,7 +238,10 @@ def read_target(reader: Reader, shape: Shape[TargetSettings], body: Any, path: s
     if target is None:
         return None
     settings = providers[target.provider]
-    if settings.type == LOCAL:
+    if settings.type != LOCAL:
+        if not _engine_checked(reader, target, settings.type, path, None):
+            return None
+    else:
         store = ModelStore(settings.models_dir or ".", relative_to=reader.folder)
         try:
             model = store.resolve(target.model)
@@ -233,8 +251,33 @@ def read_target(reader: Reader, shape: Shape[TargetSettings], body: Any, path: s
         if store.get(target.model) is None:  # a path: absolute, so that it means the same from any folder
             target.model = str(model.path)
         target.facts = model.facts().merged(target.facts)
+        if not _engine_checked(reader, target, settings.type, path, model.path):
+            return None
         return target
     entry = reader.catalog.get(target.model)
     if entry is not None:
         target.facts = entry.facts.merged(target.facts)
     return target
+
+
+def _engine_checked(reader: Reader, target: TargetSettings, kind: str, path: str, model: Path | None) -> bool:
+    """Whether the engine keys suit the target's provider: a local one gets its engine (the
+    defaults where none is given) and a model its engine can load (``model``); any other has none."""
+    if kind != LOCAL:
+        if target.local is not None:
+            reader.fail(path, f"{', '.join(k + ':' for k in sorted(ENGINE.keys))} are for providers of type "
+                        f"{LOCAL}; provider '{target.provider}' is of type {kind}: remove them")
+            return False
+        return True
+    engine = target.local = target.local or EngineSettings()
+    ok = True
+    if engine.engine not in AVAILABLE_ENGINES:
+        reader.fail(join(path, "engine"), f"'{engine.engine}' is not available in this build yet; "
+                    f"use engine: {' or '.join(AVAILABLE_ENGINES)} (GGUF models on CPU or GPU)")
+        ok = False
+    try:
+        resolve_model(str(model))
+    except ModelNotFound as problem:
+        reader.fail(join(path, "model"), str(problem))
+        ok = False
+    return ok

@@ -35,6 +35,8 @@ DEFAULT_BASE_URLS = {
     "openai": "https://api.openai.com/v1",
     "anthropic": "https://api.anthropic.com",
     "gemini": "https://generativelanguage.googleapis.com",
+    # A local provider's replicas listen on loopback ports of their own (engines/pool.py).
+    "local": "http://127.0.0.1",
 }
 # What a base_url looks like for the types that have no public default.
 BASE_URL_EXAMPLES = {"azure": "https://RESOURCE.openai.azure.com"}

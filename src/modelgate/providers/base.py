@@ -39,6 +39,7 @@ from typing import Any
 import orjson
 
 from modelgate.catalog.facts import ModelFacts
+from modelgate.engines.settings import EngineSettings
 from modelgate.providers.settings import ProviderSettings
 from modelgate.providers.transport import (
     ConnectError,
@@ -82,6 +83,8 @@ class UpstreamCall:
     # Which of the upstream's APIs answers: "chat" (chat completions, or the provider's own API)
     # or "responses" (OpenAI's Responses API, for provider types openai and azure).
     api: str = "chat"
+    # The engine that runs the model, for a provider of type local (providers/local.py).
+    engine: EngineSettings | None = None
 
 
 # The body of an answer streamed, as it arrives → events; the body of a whole answer → events.
@@ -102,6 +105,14 @@ class Provider:
 
     def chat(self, request: ChatRequest, call: UpstreamCall) -> AsyncGenerator[Event, None]:
         raise NotImplementedError
+
+    async def start(self, calls: Iterable[UpstreamCall]) -> None:
+        """Start what the adapter runs itself for ``calls``, the targets that name this provider
+        (a local provider's engines); most adapters run nothing. Must return once started, not
+        once ready: requests wait for readiness themselves."""
+
+    async def close(self) -> None:
+        """Stop what ``start`` started, letting requests in flight finish first."""
 
     def embed(self, request: EmbeddingRequest, call: UpstreamCall) -> AsyncGenerator[Event, None]:
         raise InvalidRequest(

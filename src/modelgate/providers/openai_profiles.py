@@ -45,6 +45,8 @@ PROFILES: dict[str, OpenAIProfile] = {
     "ollama": OpenAIProfile(
         embeddings_base64=False, unsupported=frozenset({"tool_choice", "logit_bias", "user", "n"})),
     "lmstudio": OpenAIProfile(embeddings_base64=False),
+    # The engines of providers/local.py (engines/llamacpp_worker.py).
+    "local": OpenAIProfile(),
 }
 
 

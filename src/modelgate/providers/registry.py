@@ -6,6 +6,7 @@ from modelgate.providers.anthropic import AnthropicProvider
 from modelgate.providers.azure import AzureProvider
 from modelgate.providers.base import Provider
 from modelgate.providers.gemini import GeminiProvider
+from modelgate.providers.local import LocalProvider
 from modelgate.providers.openai_compat import OpenAICompatProvider
 from modelgate.providers.settings import ProviderSettings
 from modelgate.providers.transport import Transport
@@ -15,6 +16,7 @@ PROVIDER_TYPES: dict[str, type[Provider]] = {
     "azure": AzureProvider,
     "anthropic": AnthropicProvider,
     "gemini": GeminiProvider,
+    "local": LocalProvider,
 }
 
 

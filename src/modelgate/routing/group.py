@@ -50,7 +50,7 @@ class Group:
             Target(provider=providers[t.provider], model=t.model, weight=t.weight, facts=t.facts,
                    upstream=UpstreamCall(model=t.model, timeout=deployment.timeout,
                                          max_duration=deployment.max_duration, facts=t.facts,
-                                         params=deployment.params, api=t.api),
+                                         params=deployment.params, api=t.api, engine=t.local),
                    health=health.target(t.provider, t.model))
             for t in deployment.targets
         ]

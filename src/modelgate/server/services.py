@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -21,7 +22,7 @@ from modelgate.metering import Journal, Metering, PriceBook, UsageRecorder
 from modelgate.pipeline.contract import Handler
 from modelgate.pipeline.reasoning import SplitThinkTags
 from modelgate.pipeline.sealing import Sealer
-from modelgate.providers.base import Provider
+from modelgate.providers.base import Provider, UpstreamCall
 from modelgate.providers.registry import create_provider
 from modelgate.providers.transport import ConnectionCap, HTTPClient
 from modelgate.redis_client import RedisClient
@@ -78,13 +79,26 @@ class Services:
             await self.recorder.start()
             await self.spend_sync.start()
             await self.responses.start()
+            await self._start_providers()
         except BaseException:
             await self.stop()
             raise
         if self.auth.open:
             log.warning("no master_key is set: the gateway accepts every caller (pid %d)", os.getpid())
 
+    async def _start_providers(self) -> None:
+        """Start what providers run themselves (a local provider's engine replicas) for the
+        targets that name them."""
+        calls: dict[str, list[UpstreamCall]] = {name: [] for name in self.providers}
+        for group in self.router.groups.values():
+            for target in group.targets:
+                calls[target.provider.name].append(target.upstream)
+        for name, provider in self.providers.items():
+            await provider.start(calls[name])
+
     async def stop(self) -> None:
+        # Requests are over: local engines drain what is left of them and stop.
+        await asyncio.gather(*(provider.close() for provider in self.providers.values()))
         # Usage first, while the database is still open: what it will not take stays journaled.
         await self.recorder.stop()
         await self.responses.stop()

@@ -1,0 +1,12 @@
+"""Engines: models this installation runs itself, each replica a supervised child process.
+
+Below the providers (``providers/local.py`` sends to a pool's replicas) and above the catalog:
+this package knows nothing of the config loader, the pipeline or the surfaces.
+
+    settings.py          what a deployment says about its engine (engine, replicas, queue, ...)
+    models.py            a deployment's ``model:`` → the file the engine loads
+    admission.py         at most max_concurrency running per replica, at most queue waiting
+    replica.py           one child process: start, wait for health, stop
+    pool.py              a deployment's replicas, supervised: restarted with backoff, drained
+    llamacpp_worker.py   the child: a GGUF model under llama.cpp behind OpenAI's chat completions
+"""

@@ -1,0 +1,197 @@
+"""A local model's replicas: supervised, and the requests admitted to them.
+
+**Supervision.** Each replica has a task that starts it, waits for its health, and when it dies
+(a crash of native code, the kernel's OOM killer, a signal) starts it again after a backoff that
+doubles with each failure in a row (0.5 s up to 30 s), back to the start once a replica has run
+for a minute. ``stop`` drains: new requests are refused with 503, those running get
+``DRAIN_S`` to finish, then the children get SIGTERM and, if they linger, SIGKILL.
+
+**Admission.** A replica runs at most ``max_concurrency`` requests at once; a request that finds
+every ready replica full waits in a FIFO queue of at most ``queue`` requests, for up to its
+timeout. Beyond the queue a request is refused at once with 429 and a Retry-After from the
+recent request durations, never made to wait without bound. While no replica is ready (loading,
+or restarting after a crash) requests wait in the same queue; one that is still waiting at its
+timeout, or finds the queue full, gets 503 with a Retry-After. The errors are ``UpstreamError``s:
+the router fails over to the deployment's fallbacks as for any provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections import deque
+
+from modelgate.engines.replica import EngineSpec, Replica, ReplicaFailed
+from modelgate.schema.errors import UpstreamError
+
+log = logging.getLogger("modelgate.engines")
+
+LOAD_TIMEOUT_S = 600.0  # a replica that is not healthy by then is restarted
+BACKOFF_S = (0.5, 30.0)  # first and longest wait before a dead replica is started again
+STEADY_S = 60.0  # a replica that ran this long before dying starts again without backoff
+DRAIN_S = 30.0
+STOP_GRACE_S = 10.0
+DURATION_WEIGHT = 0.2  # weight of the newest request duration in the moving average
+
+
+class ReplicaPool:
+    """The replicas of one ``EngineSpec``, and admission to them; see the module docstring."""
+
+    def __init__(self, spec: EngineSpec, provider: str, *, load_timeout: float = LOAD_TIMEOUT_S,
+                 backoff: tuple[float, float] = BACKOFF_S) -> None:
+        self.spec = spec
+        self.provider = provider
+        self.name = spec.model.name
+        self.replicas = [Replica(spec, i) for i in range(spec.engine.replicas)]
+        self.load_timeout = load_timeout
+        self.backoff = backoff
+        self.restarts = 0
+        self._waiters: deque[asyncio.Future[Replica]] = deque()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._mean_s = 1.0  # recent request durations, for Retry-After
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    @property
+    def running(self) -> int:
+        return sum(r.running for r in self.replicas)
+
+    def ready(self) -> list[Replica]:
+        return [r for r in self.replicas if r.state == "ready"]
+
+    async def start(self) -> None:
+        """Start every replica's supervisor; returns at once (requests wait for readiness)."""
+        self._tasks = [asyncio.ensure_future(self._supervise(r)) for r in self.replicas]
+
+    async def _supervise(self, replica: Replica) -> None:
+        failures = 0
+        while not self._stopping:
+            started = time.monotonic()
+            try:
+                await replica.launch(self.load_timeout)
+            except ReplicaFailed as failure:
+                log.error("local model '%s' (provider '%s'): %s", self.name, self.provider, failure)
+            else:
+                log.info("local model '%s': replica %d ready in %.2fs (pid %s)", self.name, replica.index,
+                         time.monotonic() - started, replica.pid)
+                self._wake()
+                code = await replica.exited()
+                if self._stopping:
+                    return
+                said = "\n".join(replica.output)
+                log.error("local model '%s' (provider '%s'): replica %d (pid %s) died with exit code %s; "
+                          "restarting it. Its last output:\n%s", self.name, self.provider, replica.index,
+                          replica.pid, code, said or "(none)")
+            replica.state = "dead"
+            self.restarts += 1
+            if time.monotonic() - started > STEADY_S:
+                failures = 0
+            first, longest = self.backoff
+            await asyncio.sleep(min(longest, first * 2 ** failures))
+            failures += 1
+
+    async def acquire(self, wait_s: float) -> Replica:
+        """A ready replica with a free slot, taken for one request (give it back with ``release``)."""
+        if self._stopping:
+            raise self._unavailable("is shutting down", 1.0)
+        replica = self._free()
+        if replica is not None and not self._waiters:
+            return self._take(replica)
+        if len(self._waiters) >= self.spec.engine.queue:
+            if not self.ready():
+                raise self._unavailable("has no replica ready yet and its queue is full", self._load_wait())
+            raise self._queue_full()
+        waiter: asyncio.Future[Replica] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await asyncio.wait({waiter}, timeout=wait_s)
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release(waiter.result())  # given a slot just as the request was cancelled
+            else:
+                self._forget(waiter)
+            raise
+        if not waiter.done():
+            self._forget(waiter)
+            if not self.ready():
+                raise self._unavailable(f"is still loading after {wait_s:g}s", self._load_wait())
+            raise self._queue_full(waited=wait_s)
+        if waiter.cancelled():
+            raise self._unavailable("is shutting down", 1.0)
+        return waiter.result()
+
+    def _forget(self, waiter: asyncio.Future[Replica]) -> None:
+        waiter.cancel()
+        with contextlib.suppress(ValueError):
+            self._waiters.remove(waiter)
+
+    def release(self, replica: Replica, elapsed: float | None = None) -> None:
+        """Give back the slot ``acquire`` took; ``elapsed``: how long the request held it."""
+        replica.running -= 1
+        if elapsed is not None:
+            self._mean_s += DURATION_WEIGHT * (elapsed - self._mean_s)
+        if self.running == 0:
+            self._idle.set()
+        self._wake()
+
+    def _free(self) -> Replica | None:
+        limit = self.spec.engine.max_concurrency
+        free = [r for r in self.replicas if r.state == "ready" and r.running < limit]
+        return min(free, key=lambda r: r.running) if free else None
+
+    def _take(self, replica: Replica) -> Replica:
+        replica.running += 1
+        self._idle.clear()
+        return replica
+
+    def _wake(self) -> None:
+        """Hand free slots to the requests waiting longest."""
+        while self._waiters:
+            replica = self._free()
+            if replica is None:
+                return
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(self._take(replica))
+
+    def _queue_full(self, waited: float | None = None) -> UpstreamError:
+        engine = self.spec.engine
+        capacity = max(1, len(self.ready())) * engine.max_concurrency
+        wait = max(1, math.ceil(self._mean_s * (len(self._waiters) + 1) / capacity))
+        what = (f"waited {waited:g}s in the queue" if waited is not None else
+                f"{self.running} running and {len(self._waiters)} waiting (queue: {engine.queue})")
+        return UpstreamError(
+            f"local model '{self.name}' is at capacity: {what}, at most {engine.max_concurrency} at once on each "
+            f"of {len(self.ready())} ready replica(s). Retry after {wait}s, or raise replicas, max_concurrency "
+            "or queue in the deployment.", provider=self.provider, status=429, code="engine_at_capacity",
+            retry_after=wait)
+
+    def _unavailable(self, why: str, wait: float) -> UpstreamError:
+        return UpstreamError(f"local model '{self.name}' {why}; retry after {math.ceil(wait)}s",
+                             provider=self.provider, status=503, code="engine_unavailable",
+                             retry_after=math.ceil(wait))
+
+    def _load_wait(self) -> float:
+        return 1.0 if any(r.state == "starting" for r in self.replicas) else self.backoff[0] + 1.0
+
+    async def stop(self, drain: float = DRAIN_S, grace: float = STOP_GRACE_S) -> None:
+        """Refuse new requests, let those running finish (up to ``drain`` s), stop every child."""
+        self._stopping = True
+        while self._waiters:
+            self._waiters.popleft().cancel()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), drain)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await asyncio.gather(*(r.stop(grace) for r in self.replicas))
