@@ -6,11 +6,16 @@ time, in a thread: llama.cpp releases the GIL while it computes. The prompt is f
 llama-cpp-python's own chat handler formats it (the Jinja template of the GGUF's
 ``tokenizer.chat_template``), but the generation loop is ours, so that the usage is the count of
 tokens the tokenizer made of the prompt and the count the model sampled, streamed or not.
+
+``response_format`` json_object decodes under llama.cpp's JSON grammar; json_schema under the
+grammar llama-cpp-python's converter makes of the schema, once ``engines/json_schema.py`` has
+found in it nothing the converter would pass over (a 400 naming the keyword otherwise).
 """
 
 from __future__ import annotations
 
 import codecs
+import json
 import random
 import threading
 from collections.abc import Callable
@@ -19,6 +24,9 @@ from typing import Any
 
 from llama_cpp import Llama, llama_model_get_vocab, llama_vocab_is_eog
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar, json_schema_to_gbnf
+
+from modelgate.engines.json_schema import UnsupportedSchema, grammar_schema
 
 ROLES = ("system", "developer", "user", "assistant")
 MAX_STOPS = 4  # as OpenAI
@@ -46,6 +54,7 @@ class ChatJob:
     stop: list[str] = field(default_factory=list)
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
+    grammar: LlamaGrammar | None = None  # what response_format holds the output to
     cancelled: threading.Event = field(default_factory=threading.Event)
 
 
@@ -57,10 +66,6 @@ def read_job(body: Any) -> ChatJob:
         raise BadRequest("this local model's engine does not run tools yet; send the request without tools, "
                          "or use a deployment of a model served with tool support", param="tools",
                          code="unsupported_parameter")
-    fmt = body.get("response_format")
-    if isinstance(fmt, dict) and fmt.get("type") not in (None, "text"):
-        raise BadRequest(f"response_format {fmt.get('type')!r} is not enforced by this local engine yet; "
-                         "remove response_format", param="response_format", code="unsupported_parameter")
     if body.get("n") not in (None, 1):
         raise BadRequest("n must be 1 for a local model", param="n")
     messages = [_message(m, i) for i, m in enumerate(_list(body.get("messages"), "messages"))]
@@ -73,7 +78,8 @@ def read_job(body: Any) -> ChatJob:
     stops = [stop] if isinstance(stop, str) else list(stop or [])
     if len(stops) > MAX_STOPS or not all(isinstance(s, str) and s for s in stops):
         raise BadRequest(f"stop must be up to {MAX_STOPS} non-empty strings", param="stop")
-    job = ChatJob(messages=messages, max_tokens=limit, stream=body.get("stream") is True, stop=stops)
+    job = ChatJob(messages=messages, max_tokens=limit, stream=body.get("stream") is True, stop=stops,
+                  grammar=_grammar(body.get("response_format")))
     for name in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
         value = body.get(name)
         if value is not None:
@@ -86,6 +92,41 @@ def read_job(body: Any) -> ChatJob:
             raise BadRequest("seed must be a whole number", param="seed")
         job.seed = seed
     return job
+
+
+def _grammar(fmt: Any) -> LlamaGrammar | None:
+    """The grammar of ``response_format``: JSON for json_object, the schema's for json_schema."""
+    if fmt is None:
+        return None
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return _parsed(JSON_GBNF)
+    if kind != "json_schema":
+        raise BadRequest("response_format.type must be 'text', 'json_object' or 'json_schema'",
+                         param="response_format")
+    spec = fmt.get("json_schema")
+    schema = spec.get("schema", {}) if isinstance(spec, dict) else None
+    param = "response_format.json_schema.schema"
+    try:
+        readable = grammar_schema(schema)
+    except UnsupportedSchema as error:
+        raise BadRequest(f"response_format.json_schema: {error}", param=param, code="unsupported_schema") from None
+    try:
+        grammar = json_schema_to_gbnf(json.dumps(readable))
+    except (AssertionError, ValueError, KeyError, TypeError, RecursionError) as error:
+        raise BadRequest(f"response_format.json_schema: a local model's grammar cannot be made of this schema "
+                         f"({type(error).__name__}: {error})", param=param, code="unsupported_schema") from None
+    return _parsed(grammar)
+
+
+def _parsed(grammar: str) -> LlamaGrammar:
+    try:
+        return LlamaGrammar.from_string(grammar, verbose=False)
+    except ValueError as error:
+        raise BadRequest(f"response_format: the grammar made of it does not parse: {error}",
+                         param="response_format", code="unsupported_schema") from None
 
 
 def _list(value: Any, param: str) -> list[Any]:
@@ -172,7 +213,7 @@ class ChatModel:
         reason = "length"
         for token in llm.generate(tokens, temp=job.temperature, top_p=job.top_p,
                                   presence_penalty=job.presence_penalty,
-                                  frequency_penalty=job.frequency_penalty):
+                                  frequency_penalty=job.frequency_penalty, grammar=job.grammar):
             if job.cancelled.is_set():
                 reason = "cancelled"
                 break

@@ -6,7 +6,8 @@
 It binds a port of 127.0.0.1 that the system picks and prints ``{"listening": PORT}`` on stdout,
 then loads the model; ``GET /health`` answers 503 while it loads and 200 once it serves.
 ``POST /v1/chat/completions`` answers whole or streamed (SSE), with ``usage`` in both (the last
-chunk of a stream, as OpenAI's ``stream_options.include_usage``). Up to ``--max-concurrency``
+chunk of a stream, as OpenAI's ``stream_options.include_usage``); ``response_format`` json_object
+or json_schema holds decoding to a grammar (``llamacpp_chat.py``). Up to ``--max-concurrency``
 requests run at once, each on a ``Llama`` of its own: the weights are mapped from the file once
 and shared, each has its own context (KV cache). The parent (``replica.py``) admits no more than
 that; a request beyond it waits here.

@@ -6,6 +6,22 @@ completions, so a request goes out through the same translation as to any OpenAI
 server (``openai_wire``), to the replica the pool admits it to; the answer's usage is the
 engine's own exact count. A replica that dies while answering fails the request with a 502
 saying so (the router fails over before the first content, as for any upstream).
+
+**Structured output.** ``response_format`` json_object or json_schema: the engine holds decoding
+to a grammar made of the schema (``engines/json_schema.py`` says which keywords it can hold to; a
+schema with any other is refused here with a 400 naming it, before a replica is taken), and the
+complete answer is then parsed and checked against the schema here. An answer that is not valid
+JSON of it (cut at ``max_tokens``, say) is never a success: a whole answer is a 502
+``UpstreamMalformed`` saying which constraint failed, a stream ends with that error instead of
+its finish. The engine is not at fault when a model's answer misses a schema, so no breaker
+counts it (``upstream_healthy``).
+
+**Reasoning.** A model whose chat template writes ``<think>`` (DeepSeek R1 distills, Qwen3, QwQ:
+the ``reasoning`` capability of its catalog entry) gets its ``<think>...</think>`` prefix as
+reasoning, not as text, whatever the deployment's ``reasoning.split_think_tags`` says.
+
+**Tools.** Refused with a 400: naming the model where its chat template renders no tools, and
+saying the engine does not run them yet where it does.
 """
 
 from __future__ import annotations
@@ -16,6 +32,9 @@ import time
 from collections.abc import AsyncGenerator, Iterable
 from typing import Any
 
+import orjson
+
+from modelgate.engines.json_schema import UnsupportedSchema, grammar_schema, violation
 from modelgate.engines.models import resolve_model
 from modelgate.engines.pool import ReplicaPool
 from modelgate.engines.replica import EngineSpec, Replica
@@ -23,9 +42,10 @@ from modelgate.engines.settings import EngineSettings
 from modelgate.providers.base import UpstreamCall
 from modelgate.providers.openai_compat import OpenAICompatProvider
 from modelgate.providers.openai_wire import request_to_openai
-from modelgate.schema.errors import InvalidRequest, UpstreamError, UpstreamUnreachable
-from modelgate.schema.events import Event
-from modelgate.schema.request import ChatRequest, EmbeddingRequest
+from modelgate.providers.thinking import ThinkTagSplitter
+from modelgate.schema.errors import InvalidRequest, UpstreamError, UpstreamMalformed, UpstreamUnreachable
+from modelgate.schema.events import Event, Finish, TextDelta, Usage
+from modelgate.schema.request import ChatRequest, EmbeddingRequest, ResponseFormat
 
 EXIT_NOTICE_S = 1.0  # how long a failed request waits to learn whether its replica exited
 
@@ -60,8 +80,66 @@ class LocalProvider(OpenAICompatProvider):
         if pool is None:
             raise UpstreamUnreachable(f"local model '{call.model}' of provider '{self.name}' was not started "
                                       "with the gateway", provider=self.name)
+        if request.tools:
+            raise self._no_tools(pool.name, call)
+        fmt = request.response_format
+        structured = fmt is not None and fmt.type in ("json_object", "json_schema")
+        if fmt is not None and fmt.type == "json_schema":
+            try:
+                grammar_schema({} if fmt.schema is None else fmt.schema)
+            except UnsupportedSchema as error:
+                raise InvalidRequest(f"local model '{pool.name}': response_format: {error}", param="response_format",
+                                     code="unsupported_schema") from None
         body = request_to_openai(request, pool.name, self.profile, call.params, call.facts)
-        return self._chat(pool, body, call, request.stream)
+        events = self._chat(pool, body, call, request.stream)
+        if "reasoning" in call.facts.capabilities and not structured:
+            events = _split_think(events)
+        if structured:
+            assert fmt is not None
+            events = self._checked(events, fmt, pool.name, hold=not request.stream)
+        return events
+
+    def _no_tools(self, model: str, call: UpstreamCall) -> InvalidRequest:
+        if "tools" not in call.facts.capabilities:
+            return InvalidRequest(
+                f"local model '{model}' has no tool support: its chat template (tokenizer.chat_template) renders "
+                "no tools; send the request without tools, or use a deployment of a model that has them",
+                param="tools", code="tools_not_supported")
+        return InvalidRequest(
+            f"local model '{model}' has tool support in its chat template, but the llamacpp engine does not run "
+            "tools yet; send the request without tools, or use a deployment served with tool calling",
+            param="tools", code="tools_not_supported")
+
+    async def _checked(self, events: AsyncGenerator[Event, None], fmt: ResponseFormat, model: str,
+                       hold: bool) -> AsyncGenerator[Event, None]:
+        """``events``, the answer's text checked against ``fmt`` before its finish goes on; ``hold``:
+        all events are held until then (a whole answer, so that a failure comes before any content
+        and the router may still try a fallback)."""
+        texts: list[str] = []
+        held: list[Event] = []
+        finish: Finish | None = None
+        try:
+            async for event in events:
+                if isinstance(event, TextDelta):
+                    texts.append(event.text)
+                if isinstance(event, Finish):
+                    finish = event
+                if hold or finish is not None:
+                    held.append(event)
+                else:
+                    yield event
+        finally:
+            await events.aclose()
+        usage = next((e for e in held if isinstance(e, Usage)), None)
+        problem = _format_problem("".join(texts), fmt, model, finish, usage)
+        if problem is None:
+            for event in held:
+                yield event
+            return
+        if usage is not None:
+            yield usage  # the tokens were spent: metering counts them
+        raise UpstreamMalformed(problem, provider=self.name, code="structured_output_invalid",
+                                upstream_healthy=True)
 
     async def _chat(self, pool: ReplicaPool, body: dict[str, Any], call: UpstreamCall,
                     stream: bool) -> AsyncGenerator[Event, None]:
@@ -98,3 +176,41 @@ class LocalProvider(OpenAICompatProvider):
         raise InvalidRequest(
             f"local model '{call.model}' (provider '{self.name}') does not serve embeddings in this build; "
             "use a deployment of an embedding model", param="model", code="model_not_supported")
+
+
+def _format_problem(text: str, fmt: ResponseFormat, model: str, finish: Finish | None,
+                    usage: Usage | None) -> str | None:
+    """Why ``text`` is not the JSON ``fmt`` asks for; None where it is."""
+    what = f"the schema '{fmt.name}'" if fmt.type == "json_schema" and fmt.name else (
+        "the schema" if fmt.type == "json_schema" else "a JSON object")
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as error:
+        if finish is not None and finish.reason == "length":
+            spent = f" ({usage.output_tokens} tokens)" if usage is not None else ""
+            return (f"local model '{model}' reached max_tokens{spent} before its JSON answer for {what} was "
+                    "complete; raise max_tokens")
+        return f"local model '{model}' answered text that is not JSON ({error}) where {what} was asked for"
+    if fmt.type == "json_object":
+        return None if isinstance(value, dict) else (
+            f"local model '{model}' answered JSON that is not an object where response_format json_object asks "
+            "for one")
+    failed = violation(value, {} if fmt.schema is None else fmt.schema)
+    return None if failed is None else f"local model '{model}' answered JSON that does not match {what}: {failed}"
+
+
+async def _split_think(events: AsyncGenerator[Event, None]) -> AsyncGenerator[Event, None]:
+    """``events`` with the ``<think>...</think>`` prefix of the answer as reasoning."""
+    splitter = ThinkTagSplitter()
+    try:
+        async for event in events:
+            if isinstance(event, TextDelta):
+                for piece in splitter.feed(event.text):
+                    yield piece
+                continue
+            if isinstance(event, Finish):
+                for piece in splitter.flush():
+                    yield piece
+            yield event
+    finally:
+        await events.aclose()

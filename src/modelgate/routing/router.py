@@ -48,7 +48,7 @@ from modelgate.routing.backoff import backoff_delay
 from modelgate.routing.group import Group, Target
 from modelgate.routing.health import Health
 from modelgate.routing.strategies import order_targets
-from modelgate.schema.errors import GatewayError, InvalidRequest, UpstreamError
+from modelgate.schema.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamMalformed
 from modelgate.schema.events import Event, Start, Usage
 from modelgate.schema.request import ChatRequest, EmbeddingRequest, ResponsesPassthrough
 from modelgate.schema.tokens import estimate_input_tokens, estimate_text_tokens
@@ -102,6 +102,9 @@ class Router:
             async for event in attempt.stream:
                 yield event
         except UpstreamError as error:
+            if _upstream_healthy(error):
+                target.health.answered(attempt.probe)
+                raise
             target.health.failed(error, time.monotonic(), attempt.probe)
             raise error.restated(
                 f"The answer from provider '{target.provider.name}' (model '{target.model}', deployment "
@@ -191,7 +194,10 @@ class Router:
         health = target.health
         if isinstance(error, UpstreamError) and error.retryable:
             now = time.monotonic()
-            health.failed(error, now, probe)
+            if _upstream_healthy(error):
+                health.answered(probe)
+            else:
+                health.failed(error, now, probe)
             job.last_error = error
             wait = seconds(error.retry_after)  # a finite number of seconds, or None
             if wait is not None:
@@ -247,6 +253,12 @@ class Router:
             f"No target of deployment '{name}' or its fallbacks can take requests now: {names}. "
             f"Retry in {wait:.1f}s.", provider=cooling[0].provider.name if cooling else "",
             status=_cooling_status(cooling), code="no_healthy_target", retry_after=wait)
+
+
+def _upstream_healthy(error: UpstreamError) -> bool:
+    """Whether the target answered whole and only the answer failed the request (its breaker keeps
+    no count of it)."""
+    return isinstance(error, UpstreamMalformed) and error.upstream_healthy
 
 
 class _Attempt:

@@ -179,10 +179,15 @@ class UpstreamTimeout(UpstreamError):
         super().__init__(message, provider=provider, status=504, code="upstream_timeout")
 
 
-
 class UpstreamMalformed(UpstreamError):
     """The provider's answer could not be read: not the JSON it should be, or a stream cut short
-    (``code`` says which)."""
+    (``code`` says which).
 
-    def __init__(self, message: str, *, provider: str, code: str = "upstream_malformed") -> None:
+    ``upstream_healthy``: the upstream answered whole, as a working one does, and the answer fails
+    what the request asked of it (a local model's structured output that is not JSON of its
+    schema). The router may still try a fallback, but no breaker counts it against the target."""
+
+    def __init__(self, message: str, *, provider: str, code: str = "upstream_malformed",
+                 upstream_healthy: bool = False) -> None:
         super().__init__(message, provider=provider, status=502, code=code)
+        self.upstream_healthy = upstream_healthy
