@@ -11,7 +11,7 @@ the model itself, so a model that is none of these is reported here, before the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -158,6 +158,21 @@ def read_deployments(reader: Reader, value: Any, path: str, earlier: Mapping[str
                 reader.fail(join(path, f"{deployment.name}.fallbacks"),
                             f"'{fallback}' is not a deployment; name one of: {', '.join(deployments)}")
     return deployments
+
+
+def read_one_deployment(reader: Reader, body: Any, providers: Mapping[str, ProviderSettings],
+                        names: Collection[str] | None = None) -> DeploymentSettings | None:
+    """One deployment given on its own (through the admin API), read as an entry of the config
+    file's ``deployments:`` is: its problems are reported with the same key paths. ``names``: the
+    deployments its fallbacks may name (None: not checked)."""
+    deployment = read_deployment(reader, body, "deployments[]", "deployments", providers)
+    if deployment is None or names is None:
+        return deployment
+    for fallback in deployment.fallbacks:
+        if fallback != deployment.name and fallback not in names:
+            reader.fail(join("deployments", f"{deployment.name}.fallbacks"),
+                        f"'{fallback}' is not a deployment; name one of: {', '.join(names)}")
+    return deployment
 
 
 def read_deployment(reader: Reader, body: Any, where: str, section: str,

@@ -73,6 +73,10 @@ class PriceBook:
     """Prices by (deployment, provider, model), and what a request may cost at most."""
 
     def __init__(self, entries: Iterable[PriceEntry], deployments: Iterable[DeploymentSettings]) -> None:
+        self.reload(entries, deployments)
+
+    def reload(self, entries: Iterable[PriceEntry], deployments: Iterable[DeploymentSettings]) -> None:
+        """Take these prices and deployments in place of those it had (deployments changed at run time)."""
         self._exact: dict[tuple[str, str, str], TargetPrices] = {}
         self._anywhere: dict[tuple[str, str], TargetPrices] = {}
         for entry in entries:

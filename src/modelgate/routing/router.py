@@ -48,7 +48,7 @@ from modelgate.routing.backoff import backoff_delay
 from modelgate.routing.group import Group, Target
 from modelgate.routing.health import Health
 from modelgate.routing.strategies import order_targets
-from modelgate.schema.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamMalformed
+from modelgate.schema.errors import GatewayError, InvalidRequest, NotFound, UpstreamError, UpstreamMalformed
 from modelgate.schema.events import Event, Start, Usage
 from modelgate.schema.request import ChatRequest, EmbeddingRequest, ResponsesPassthrough
 from modelgate.schema.tokens import estimate_input_tokens, estimate_text_tokens
@@ -66,9 +66,27 @@ class Router:
                  health: Health, rng: random.Random | None = None) -> None:
         self.health = health
         self.rng = rng or random.Random()
+        self.providers = providers
         self.groups = {name: Group(d, providers, health) for name, d in deployments.items()}
-        self.chains = {name: [group] + [self.groups[f] for f in group.fallbacks if f != name]
-                       for name, group in self.groups.items()}
+        self.chains = self._chains(self.groups)
+
+    def update(self, changes: Mapping[str, DeploymentSettings | None]) -> None:
+        """Deployments added, changed (by name) or removed (None) while the gateway runs. Requests
+        already routed keep the groups they started with."""
+        groups = dict(self.groups)
+        for name, deployment in changes.items():
+            if deployment is None:
+                groups.pop(name, None)
+            else:
+                groups[name] = Group(deployment, self.providers, self.health)
+        self.groups = groups
+        self.chains = self._chains(groups)
+
+    @staticmethod
+    def _chains(groups: Mapping[str, Group]) -> dict[str, list[Group]]:
+        # A fallback that is gone (a deployment removed at run time) is left out.
+        return {name: [group] + [groups[f] for f in group.fallbacks if f != name and f in groups]
+                for name, group in groups.items()}
 
     def __call__(self, call: Call) -> AsyncGenerator[Event, None]:
         return self._route(call)
@@ -78,7 +96,8 @@ class Router:
         upstream has an endpoint for it (Anthropic's count_tokens), the next such target taking
         over on a retryable failure; None when none has one (the caller estimates)."""
         failure: UpstreamError | None = None
-        for target in self.groups[deployment].targets:
+        group = self.groups.get(deployment)
+        for target in group.targets if group is not None else ():
             try:
                 counted = await target.provider.count_tokens(request, target.upstream)
             except UpstreamError as error:
@@ -93,7 +112,11 @@ class Router:
         return None
 
     async def _route(self, call: Call) -> AsyncGenerator[Event, None]:
-        job = _Job(call, call.started + self.chains[call.deployment.name][0].timeout)
+        chain = self.chains.get(call.deployment.name)
+        if chain is None:
+            raise NotFound(f"The model '{call.deployment.name}' was removed while this request waited for it.",
+                           param="model", code="model_not_found")
+        job = _Job(call, chain, call.started + chain[0].timeout)
         attempt = await self._answer(job)
         target = attempt.target
         try:
@@ -119,7 +142,7 @@ class Router:
 
     async def _answer(self, job: _Job) -> _Attempt:
         """Work through the chain until an attempt commits; raise what to tell the client if none does."""
-        chain = self.chains[job.call.deployment.name]
+        chain = job.chain
         if job.builtin_tools and not any(t.upstream.api == "responses" for g in chain for t in g.targets):
             raise _builtin_tools_refused(job, chain)
         for group in chain:
@@ -274,11 +297,12 @@ class _Attempt:
 class _Job:
     """One request's way through the chain: what was tried and what it learned."""
 
-    __slots__ = ("_tokens", "builtin_tools", "call", "ceiling", "deadline", "excluded", "last_error", "retries",
-                 "retry_at", "too_small", "tried")
+    __slots__ = ("_tokens", "builtin_tools", "call", "ceiling", "chain", "deadline", "excluded", "last_error",
+                 "retries", "retry_at", "too_small", "tried")
 
-    def __init__(self, call: Call, deadline: float) -> None:
+    def __init__(self, call: Call, chain: list[Group], deadline: float) -> None:
         self.call = call
+        self.chain = chain
         self.deadline = deadline
         self.last_error: GatewayError | None = None
         self.retries = 0

@@ -31,6 +31,7 @@ from modelgate.routing.redis_sync import RedisHealthSync
 from modelgate.schema.errors import NotFound
 from modelgate.schema.request import ChatRequest
 from modelgate.server.chain import build_handler
+from modelgate.server.deployments import DeploymentSync
 from modelgate.storage import PriceEntry, ResponseStore, Storage, prices_from_settings
 from modelgate.storage.secrets import SEALING_KEY
 
@@ -50,6 +51,8 @@ class Services:
     keys: KeyCache
     key_sync: KeySync
     auth: Authenticator
+    # Deployments made through the admin API, followed as keys are: in settings, router and prices.
+    deployment_sync: DeploymentSync
     # Routing: each target's breaker and figures, shared through Redis by health_sync.
     health: Health
     health_sync: RedisHealthSync | None
@@ -74,6 +77,7 @@ class Services:
         try:
             await self.storage.prices.sync(self.prices)
             await self.key_sync.start()
+            await self.deployment_sync.start()
             if self.health_sync is not None:
                 await self.health_sync.start()
             await self.recorder.start()
@@ -108,6 +112,7 @@ class Services:
         if self.health_sync is not None:
             await self.health_sync.stop()
         await self.key_sync.stop()
+        await self.deployment_sync.stop()
         if self.redis is not None:
             await self.redis.close()
         await self.transport.close()
@@ -116,6 +121,10 @@ class Services:
     @property
     def deployments(self) -> Mapping[str, DeploymentSettings]:
         return self.settings.deployments
+
+    @property
+    def deployment_admin(self) -> DeploymentSync:
+        return self.deployment_sync
 
     def authenticate(self, headers: Mapping[str, str]) -> Principal:
         return self.auth.authenticate(headers)
@@ -166,6 +175,7 @@ async def build_services(settings: Settings) -> Services:
     return Services(
         settings=settings, storage=storage, redis=redis, transport=transport, providers=providers,
         keys=keys, key_sync=KeySync(storage, keys, redis), auth=Authenticator(settings.master_key, keys),
+        deployment_sync=DeploymentSync(storage, settings, router, price_book, redis),
         health=health,
         health_sync=RedisHealthSync(redis, health, settings.routing.redis_prefix) if redis else None,
         router=router, limiter=limiter, ledger=ledger, prices=prices, recorder=recorder,

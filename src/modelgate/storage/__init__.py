@@ -3,6 +3,7 @@
     Storage.open(database_url)        engine for sqlite:///PATH or postgresql://...
     storage.prepare() / upgrade()     numbered migrations (migrations.py)
     storage.keys                      projects and keys (keys.py)
+    storage.deployments               deployments made through the admin API (deployments.py)
     storage.write_usage(records)      idempotent by request id; StorageUnavailable when down,
                                       DataRejected when the database refuses a value
     storage.spend / query_usage       budgets and reports (usage.py)
@@ -14,6 +15,7 @@ Storage imports nothing of the project but ``config.settings`` (for prices) and 
 auth, metering, the admin surface and the CLI. Nothing on the request path waits for it.
 """
 
+from modelgate.storage.deployments import DeploymentChanges, DeploymentRecord
 from modelgate.storage.errors import (
     AlreadyExists,
     DataRejected,
@@ -41,6 +43,8 @@ __all__ = [
     "GROUP_BY",
     "AlreadyExists",
     "DataRejected",
+    "DeploymentChanges",
+    "DeploymentRecord",
     "KeyChanges",
     "KeyRecord",
     "LimitFields",

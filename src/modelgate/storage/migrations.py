@@ -232,8 +232,33 @@ def m003_responses(conn: Connection) -> None:
     meta.create_all(conn)
 
 
+def m004_deployments(conn: Connection) -> None:
+    """``api_deployments``: the deployments made through the admin API, each its body as the config
+    file would give it (JSON text) and the ``deployment_revision`` it was last changed at; a deleted
+    one keeps its row with no body, so that every gateway process learns of the deletion."""
+    meta = MetaData()
+    deployments = Table(
+        "api_deployments", meta,
+        Column("name", String(200), primary_key=True),
+        Column("body", Text, nullable=True),
+        Column("created_at", UTCDateTime, nullable=False),
+        Column("updated_at", UTCDateTime, nullable=False),
+        Column("revision", BigInteger, nullable=False),
+    )
+    Index("api_deployments_revision", deployments.c.revision)
+    meta.create_all(conn)
+    counters = Table(
+        "counters", MetaData(),
+        Column("name", String(50), primary_key=True),
+        Column("value", BigInteger, nullable=False),
+        Column("text", String(100), nullable=True),
+    )
+    conn.execute(insert(counters).values(name="deployment_revision", value=0, text=None))
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_initial", m001_initial),
     ("002_usage_daily", m002_usage_daily),
     ("003_responses", m003_responses),
+    ("004_deployments", m004_deployments),
 ]

@@ -67,7 +67,8 @@ schema_migrations = Table(
 )
 
 # Named values: "installation" (a random id shared by the processes of one database) and
-# "key_revision" (bumped by every change to keys or projects; see keys.py).
+# "key_revision" (bumped by every change to keys or projects; see keys.py) and
+# "deployment_revision" (bumped by every change to API-made deployments; see deployments.py).
 counters = Table(
     "counters", metadata,
     Column("name", String(50), primary_key=True),
@@ -179,6 +180,18 @@ gateway_secrets = Table(
     Column("name", String(50), primary_key=True),
     Column("value", String(200), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+)
+
+
+# The deployments made through the admin API (storage/deployments.py): ``body`` is the deployment
+# as JSON text, NULL once deleted; ``revision`` is the ``deployment_revision`` of its last change.
+api_deployments = Table(
+    "api_deployments", metadata,
+    Column("name", String(200), primary_key=True),
+    Column("body", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("revision", BigInteger, nullable=False),
 )
 
 

@@ -2,19 +2,46 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from modelgate.config.settings import DeploymentSettings
 from modelgate.pipeline.contract import Principal
 from modelgate.routing import Router
-from modelgate.storage import Storage
+from modelgate.storage import DeploymentRecord, Storage
 
 
 class KeyChanges(Protocol):
     async def changed(self, revision: int) -> None:
         """Keys changed in storage: apply the change in this process and announce it to the others."""
         ...
+
+
+class DeploymentEntry(Protocol):
+    @property
+    def settings(self) -> DeploymentSettings:
+        """The deployment as routing uses it."""
+        ...
+
+    @property
+    def record(self) -> DeploymentRecord | None:
+        """Its stored record when made through the admin API; None for one of the config file."""
+        ...
+
+
+class DeploymentAdmin(Protocol):
+    """The deployments in force, and changes to those made through the admin API, applied on every
+    gateway process before they return. Bodies are deployments as the config file gives them."""
+
+    def listed(self) -> Sequence[DeploymentEntry]: ...
+
+    async def get(self, name: str) -> DeploymentEntry: ...
+
+    async def create(self, body: Any) -> DeploymentEntry: ...
+
+    async def update(self, name: str, patch: Any) -> DeploymentEntry: ...
+
+    async def delete(self, name: str) -> DeploymentEntry: ...
 
 
 class SharedBreakers(Protocol):
@@ -41,6 +68,9 @@ class AdminCore(Protocol):
 
     @property
     def key_sync(self) -> KeyChanges: ...
+
+    @property
+    def deployment_admin(self) -> DeploymentAdmin: ...
 
     @property
     def router(self) -> Router:

@@ -103,6 +103,28 @@ SCHEMAS: dict[str, Any] = {
             "model": _nullable({"type": "string"}), "requests": INT, **TOKENS, "cost": MONEY})},
         "requests": INT, "total": {"type": "number", "description": "USD owed to the provider"}}),
     "StatementList": _list("Statement"),
+    "Deployment": _object({
+        "object": {"const": "deployment"}, "name": {"type": "string"},
+        "source": {"enum": ["config", "api"], "description": "config: read-only here; api: made through this API"},
+        "strategy": {"type": "string"}, "fallbacks": {"type": "array", "items": {"type": "string"}},
+        "timeout": _nullable({"type": "number"}), "retries": INT,
+        "targets": {"type": "array", "items": _object({
+            "provider": {"type": "string"}, "model": {"type": "string"}, "weight": {"type": "number"},
+            "api": {"type": "string"}})},
+        "body": _nullable({"type": "object", "description": "The deployment as given (source api)"}),
+        "created_at": _nullable(TIME), "updated_at": _nullable(TIME)}),
+    "DeploymentCreate": {
+        "type": "object", "required": ["name"], "additionalProperties": True,
+        "description": "A deployment exactly as an entry of the config file's deployments: (name; provider and "
+                       "model, or targets; strategy, fallbacks, timeout, price, ...), checked by the same reader",
+        "properties": {"name": PROJECT_NAME, "provider": {"type": "string"}, "model": {"type": "string"},
+                       "targets": {"type": "array", "items": {"type": "object"}},
+                       "fallbacks": {"type": "array", "items": {"type": "string"}},
+                       "strategy": {"type": "string"}, "timeout": {"type": "number"}}},
+    "DeploymentUpdate": {
+        "type": "object", "additionalProperties": True,
+        "description": "Keys of the deployment to change, merged over the stored body; null removes a key"},
+    "DeploymentList": _list("Deployment"),
 }
 
 
@@ -143,6 +165,9 @@ FILTERS = [
 FORMAT = parameter("format", "json (default) or csv", {"enum": ["json", "csv"]})
 NOT_FOUND = {"404": {"description": "No such record", "content": {JSON: {"schema": _ref("Error")}}}}
 CONFLICT = {"409": {"description": "The project exists", "content": {JSON: {"schema": _ref("Error")}}}}
+DEPLOYMENT_CONFLICT = {"409": {"description": "The name is taken, the deployment comes from the config file "
+                                              "(read-only here), or another deployment falls back to it",
+                               "content": {JSON: {"schema": _ref("Error")}}}}
 
 
 def _operation(summary: str, answers: dict[str, Any], body: str | None = None,
@@ -183,7 +208,7 @@ def document(endpoints: Iterable[tuple[str, str, Callable[..., Any]]]) -> dict[s
     return {
         "openapi": "3.1.0",
         "info": {"title": "modelgate admin API", "version": __version__,
-                 "description": "Projects, keys, usage and provider statements. Every route needs the "
+                 "description": "Projects, keys, deployments, usage and provider statements. Every route needs the "
                                 "gateway's master key."},
         "security": [{"masterKey": []}],
         "paths": paths,

@@ -1,4 +1,4 @@
-"""The admin API under /admin: projects, keys, usage reports and provider statements.
+"""The admin API under /admin: projects, keys, deployments, usage reports and provider statements.
 
 ``ENDPOINTS`` is the API: the admin app (surfaces/admin/app.py) serves each route with the master
 key required, and the OpenAPI document at ``GET /admin/openapi.json`` (surfaces/admin/openapi.py)
@@ -20,6 +20,7 @@ from modelgate.surfaces.admin import wire
 from modelgate.surfaces.admin.core import AdminCore
 from modelgate.surfaces.admin.openapi import (
     CONFLICT,
+    DEPLOYMENT_CONFLICT,
     FILTERS,
     FORMAT,
     NOT_FOUND,
@@ -37,7 +38,9 @@ class AdminAPI:
 
     def __init__(self, core: AdminCore) -> None:
         self.storage = core.storage
-        self.admin = KeyAdmin(core.storage, list(core.deployments), core.key_sync.changed)
+        # The deployments as they are now: those made through the API come and go.
+        self.admin = KeyAdmin(core.storage, core.deployments, core.key_sync.changed)
+        self.deployments = core.deployment_admin
 
     @documented("This document", {"200": {"description": "OpenAPI 3.1"}})
     async def openapi(self, request: Request) -> Response:
@@ -105,6 +108,39 @@ class AdminAPI:
         record = await self.admin.revoke_key(wire.text_param(request.path_params["id"], "id"))
         return json_response(200, wire.key_json(record))
 
+    # -- deployments -------------------------------------------------------------------------
+
+    @documented("Create a deployment, in force on every gateway process when this returns",
+                {"201": answer("The deployment", "Deployment"), **DEPLOYMENT_CONFLICT}, body="DeploymentCreate")
+    async def create_deployment(self, request: Request) -> Response:
+        entry = await self.deployments.create(await json_body(request))
+        return json_response(201, wire.deployment_json(entry.settings, entry.record))
+
+    @documented("List the deployments in force, from the config file and from this API",
+                {"200": answer("The deployments", "DeploymentList")})
+    async def list_deployments(self, request: Request) -> Response:
+        return json_response(200, {"object": "list", "data": [
+            wire.deployment_json(entry.settings, entry.record) for entry in self.deployments.listed()]})
+
+    @documented("One deployment", {"200": answer("The deployment", "Deployment"), **NOT_FOUND})
+    async def get_deployment(self, request: Request) -> Response:
+        entry = await self.deployments.get(wire.text_param(request.path_params["name"], "name"))
+        return json_response(200, wire.deployment_json(entry.settings, entry.record))
+
+    @documented("Change a deployment made through this API (its keys merged over the stored ones)",
+                {"200": answer("The deployment", "Deployment"), **NOT_FOUND, **DEPLOYMENT_CONFLICT},
+                body="DeploymentUpdate")
+    async def update_deployment(self, request: Request) -> Response:
+        name = wire.text_param(request.path_params["name"], "name")
+        entry = await self.deployments.update(name, await json_body(request))
+        return json_response(200, wire.deployment_json(entry.settings, entry.record))
+
+    @documented("Delete a deployment made through this API: it stops answering on every gateway process",
+                {"200": answer("The deleted deployment", "Deployment"), **NOT_FOUND, **DEPLOYMENT_CONFLICT})
+    async def delete_deployment(self, request: Request) -> Response:
+        entry = await self.deployments.delete(wire.text_param(request.path_params["name"], "name"))
+        return json_response(200, wire.deployment_json(entry.settings, entry.record))
+
     # -- reports -----------------------------------------------------------------------------
 
     @documented("Usage totals with cost, revenue and margin, optionally grouped",
@@ -153,6 +189,11 @@ ENDPOINTS = [
     Endpoint("GET", "/admin/keys", AdminAPI.list_keys),
     Endpoint("GET", "/admin/keys/{id}", AdminAPI.get_key),
     Endpoint("DELETE", "/admin/keys/{id}", AdminAPI.revoke_key),
+    Endpoint("POST", "/admin/deployments", AdminAPI.create_deployment),
+    Endpoint("GET", "/admin/deployments", AdminAPI.list_deployments),
+    Endpoint("GET", "/admin/deployments/{name}", AdminAPI.get_deployment),
+    Endpoint("PATCH", "/admin/deployments/{name}", AdminAPI.update_deployment),
+    Endpoint("DELETE", "/admin/deployments/{name}", AdminAPI.delete_deployment),
     Endpoint("GET", "/admin/usage", AdminAPI.usage),
     Endpoint("GET", "/admin/statements", AdminAPI.statements),
 ]

@@ -13,8 +13,9 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from modelgate.auth.keyadmin import IssuedKey
+from modelgate.config.settings import DeploymentSettings
 from modelgate.schema.errors import InvalidRequest
-from modelgate.storage import GROUP_BY, KeyRecord, ProjectRecord, UsageFilters, UsageRow
+from modelgate.storage import GROUP_BY, DeploymentRecord, KeyRecord, ProjectRecord, UsageFilters, UsageRow
 from modelgate.storage.bounds import text_length, text_problem
 from modelgate.storage.tables import api_keys, usage
 
@@ -59,6 +60,19 @@ def key_status(record: KeyRecord, now: datetime | None = None) -> str:
 def issued_key_json(issued: IssuedKey) -> dict[str, Any]:
     """The answer to creating a key: the only time its plaintext is shown."""
     return {**key_json(issued.record), "key": issued.key}
+
+
+def deployment_json(deployment: DeploymentSettings, record: DeploymentRecord | None) -> dict[str, Any]:
+    """A deployment in force: where it comes from (the config file or the admin API), how it
+    routes, and for one made through the API the body it was given."""
+    return {"object": "deployment", "name": deployment.name, "source": "config" if record is None else "api",
+            "strategy": deployment.strategy, "fallbacks": list(deployment.fallbacks),
+            "timeout": deployment.timeout, "retries": deployment.retries,
+            "targets": [{"provider": t.provider, "model": t.model, "weight": t.weight, "api": t.api}
+                        for t in deployment.targets],
+            "body": record.body if record is not None else None,
+            "created_at": _time(record.created_at) if record is not None else None,
+            "updated_at": _time(record.updated_at) if record is not None else None}
 
 
 def usage_row_json(row: UsageRow, group_by: Sequence[str]) -> dict[str, Any]:
