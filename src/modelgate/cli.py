@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modelgate import __version__
@@ -14,7 +16,7 @@ from modelgate.cli_admin import add_admin_commands
 from modelgate.cli_models import add_model_commands
 
 if TYPE_CHECKING:
-    from modelgate.config.settings import Settings
+    from modelgate.config.settings import DeploymentSettings, Settings
 
 DEFAULT_CONFIG = "modelgate.yaml"
 
@@ -39,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sim.add_argument("--port", type=int, default=9100, help="0: a free port (the URL printed says which)")
     sim.add_argument("--config", default=None, help="simulator config file (models, faults)")
 
-    deployments = commands.add_parser("deployments", help="list the configured deployments")
+    deployments = commands.add_parser("deployments", help="list the deployments: the config file's and the admin API's")
     deployments.add_argument("--config", default=DEFAULT_CONFIG)
     add_admin_commands(commands, _settings)
     add_model_commands(commands)
@@ -117,8 +119,12 @@ def _deployments(args: argparse.Namespace) -> int:
 
     settings = _load(args.config)
     assert isinstance(settings, Settings)
-    rows = [("NAME", "PROVIDER", "MODEL", "CONTEXT", "MAX OUT", "$IN/M", "$OUT/M", "CAPABILITIES")]
-    for deployment in settings.deployments.values():
+    rows = [("NAME", "PROVIDER", "MODEL", "CONTEXT", "MAX OUT", "$IN/M", "$OUT/M", "CAPABILITIES", "SOURCE")]
+    found = [(d, "config") for d in settings.deployments.values()]
+    url = settings.database_url
+    if not url.startswith("sqlite") or Path(url.split(":///", 1)[-1]).exists():  # no new file made here
+        found += [(d, "api") for d in asyncio.run(_api_deployments(settings)) if d.name not in settings.deployments]
+    for deployment, source in found:
         for i, target in enumerate(deployment.targets):
             facts = target.facts
             rows.append((
@@ -127,11 +133,45 @@ def _deployments(args: argparse.Namespace) -> int:
                 _fmt(facts.context_window), _fmt(facts.max_output_tokens),
                 _fmt(facts.input_price), _fmt(facts.output_price),
                 ",".join(facts.capabilities) or "-",
+                source if i == 0 else "",
             ))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
     return 0
+
+
+async def _api_deployments(settings: Settings) -> list[DeploymentSettings]:
+    """The deployments made through the admin API, from the config's database, read as a gateway
+    reads them; none where the database has no such table yet. A database that
+    cannot be read is reported and the config's deployments are shown alone."""
+    from modelgate.catalog import Catalog
+    from modelgate.config.deployments import read_one_deployment
+    from modelgate.config.fields import Reader
+    from modelgate.storage import Storage, StorageError
+
+    found: list[DeploymentSettings] = []
+    try:
+        storage = await Storage.open(settings.database_url)
+        try:
+            if "004_deployments" not in await storage.applied_migrations():
+                return []
+            records = await storage.deployments.list()
+        finally:
+            await storage.close()
+    except (StorageError, OSError) as error:
+        print(f"modelgate: the deployments made through the admin API are not shown: {error}", file=sys.stderr)
+        return []
+    catalog = Catalog.builtin()
+    for record in records:
+        reader = Reader({}, catalog)
+        deployment = read_one_deployment(reader, record.body, settings.providers)
+        if deployment is None or reader.problems:
+            print(f"modelgate: deployment {record.name!r} of the database does not fit this config: "
+                  f"{'; '.join(reader.problems)}", file=sys.stderr)
+            continue
+        found.append(deployment)
+    return found
 
 
 def _fmt(value: float | int | None) -> str:

@@ -3,14 +3,19 @@ process sharing it without a restart, checked by the config's reader, config one
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 
+from modelgate.cli import main
 from modelgate.simulator import SimulatorThread
+from modelgate.storage import Storage
 from tests.admin.test_admin_api import MASTER, check
 from tests.support import RunningGateway, gateway_in_thread, openai_sim_config, wait_until
 
@@ -144,3 +149,29 @@ def test_a_patch_is_checked_before_it_is_stored(gateway: RunningGateway) -> None
         200, "Deployment")
     assert [t["provider"] for t in admin.get("/admin/deployments/p1").json()["targets"]] == ["openai", "xai"]
     assert chat(gateway, "p1").status_code == 200
+
+
+def test_the_deployments_command_shows_both_sources(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    database = f"sqlite:///{tmp_path / 'modelgate.db'}"
+    config = tmp_path / "modelgate.yaml"
+    config.write_text(yaml.safe_dump({
+        "database_url": database,
+        "providers": {"openai": {"type": "openai", "api_key": "sk"}},
+        "deployments": [{"name": "main", "provider": "openai", "model": "gpt-4o"}]}))
+
+    async def made() -> None:
+        storage = await Storage.open_prepared(database)
+        try:
+            await storage.deployments.create("extra", {"name": "extra", "provider": "openai", "model": "gpt-4o-mini"})
+            await storage.deployments.create("gone", {"name": "gone", "provider": "openai", "model": "gpt-4o"})
+            await storage.deployments.delete("gone")
+        finally:
+            await storage.close()
+
+    asyncio.run(made())
+    assert main(["deployments", "--config", str(config)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[-1] == "SOURCE"
+    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    assert set(rows) == {"main", "extra"}
+    assert rows["main"][-1] == "config" and rows["extra"][-1] == "api" and rows["extra"][2] == "gpt-4o-mini"
