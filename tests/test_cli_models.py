@@ -37,7 +37,7 @@ def test_add_list_and_remove_the_real_model(tmp_path: Path, smollm2_gguf: Path) 
     deployments = run_cli("deployments", "--config", str(config))
     assert deployments.returncode == 0, deployments.stderr
     assert deployments.stdout.splitlines()[1].split() == ["smol", "local", "smollm2-135m-instruct", "8192", "-", "-",
-                                                          "-", "chat,streaming"]
+                                                          "-", "chat,streaming", "config"]
 
     removed = run_cli("models", "rm", "smollm2-135m-instruct", "--config", str(config))
     assert removed.returncode == 0 and removed.stdout.startswith("removed smollm2-135m-instruct")
