@@ -193,6 +193,44 @@ def with_charts(md: str, charts: Sequence[tuple[str, str]]) -> str:
     return "\n".join(lines)
 
 
+# Sections of docs/benchmarks.md that other scripts write (bench/local.py): a rewrite by run.py keeps them.
+KEPT_SECTIONS = ("## Models run by the gateway (local engine)",)
+
+
+def section(md: str, title: str) -> list[str] | None:
+    """The lines of the section headed ``title`` (up to the next ``## ``), or None."""
+    lines = md.split("\n")
+    if title not in lines:
+        return None
+    start = lines.index(title)
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    return lines[start:end]
+
+
+def with_section(md: str, title: str, body: Sequence[str]) -> str:
+    """``md`` with the section ``title`` replaced by ``body`` (its heading included), or added at the end."""
+    lines = md.rstrip("\n").split("\n")
+    new = [*body]
+    while new and not new[-1]:
+        new.pop()
+    if title in lines:
+        start = lines.index(title)
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        lines[start:end] = [*new, ""] if end < len(lines) else new
+    else:
+        lines += ["", *new]
+    return "\n".join(lines) + "\n"
+
+
+def keep_sections(new: str, old: str) -> str:
+    """``new`` with the sections other scripts wrote into ``old`` carried over (KEPT_SECTIONS)."""
+    for title in KEPT_SECTIONS:
+        kept = section(old, title)
+        if kept is not None:
+            new = with_section(new, title, kept)
+    return new
+
+
 def markdown(out: dict[str, Any], summ: dict[str, Any], charts: Sequence[tuple[str, str]] = ()) -> str:
     """The Markdown report; charts are (title, path relative to the Markdown file) as charts.write_charts
     returns them, embedded after the headline table."""

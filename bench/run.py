@@ -203,7 +203,7 @@ def main() -> None:
     md = report.markdown(out, summary, made)
     if not args.no_docs and not args.smoke:
         DOCS.parent.mkdir(exist_ok=True)
-        DOCS.write_text(md)
+        DOCS.write_text(report.keep_sections(md, DOCS.read_text()) if DOCS.exists() else md)
     print(md)
     print(f"raw: {raw}", file=sys.stderr)
     missing = report.missing_figures(out, chart_dir)
