@@ -16,7 +16,6 @@ tried again every ``retry_interval`` seconds; a stop writes what it can and logs
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import secrets
@@ -57,6 +56,7 @@ class UptimeRecorder:
         self._events: deque[ReplicaRun | _End] = deque()  # not yet written, in order
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._next_beat = 0.0
 
     @property
@@ -100,10 +100,10 @@ class UptimeRecorder:
 
     async def stop(self) -> None:
         """Stop the task and write what is left (the pools have stopped: their ends are queued)."""
+        self._stopping = True
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await self._task
             self._task = None
         try:
             await self._write()
@@ -116,12 +116,20 @@ class UptimeRecorder:
         await self._write()
         await self._beat()
 
+    async def _pause(self, seconds: float) -> None:
+        """Until an event is taken, the stop, or ``seconds``."""
+        waiter = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({waiter}, timeout=seconds)
+        finally:
+            waiter.cancel()
+        self._wake.clear()
+
     async def _run(self) -> None:
-        while True:
-            wait = max(0.0, self._next_beat - time.monotonic())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
-            self._wake.clear()
+        while not self._stopping:
+            await self._pause(max(0.0, self._next_beat - time.monotonic()))
+            if self._stopping:
+                return
             try:
                 await self._write()
                 if time.monotonic() >= self._next_beat:
@@ -130,11 +138,11 @@ class UptimeRecorder:
             except StorageError as error:
                 log.warning("replica hours: the database did not take %d event(s) (%s); trying again in %gs",
                             len(self._events), error, self.retry_interval)
-                await asyncio.sleep(self.retry_interval)
+                await self._pause(self.retry_interval)
                 self._wake.set()
             except Exception:
                 log.exception("replica hours: writing failed")
-                await asyncio.sleep(self.retry_interval)
+                await self._pause(self.retry_interval)
 
     async def _write(self) -> None:
         while self._events:
