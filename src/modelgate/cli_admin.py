@@ -266,10 +266,11 @@ async def _statements(args: argparse.Namespace, settings: Settings) -> int:
     filters = wire.report_filters(_params(args, ("provider", "since", "until", "period")))
     storage = await _open(settings)
     try:
-        rows = await storage.query_usage(filters, ["provider", "model"])
+        rows = await storage.query_usage(filters, wire.STATEMENT_GROUPS)
+        compute = await storage.replica_hours.compute(filters.since, filters.until, filters.provider)
     finally:
         await storage.close()
-    found = wire.statements(rows, filters.since, filters.until)
+    found = wire.statements(rows, filters.since, filters.until, compute)
     if args.csv:
         sys.stdout.write(wire.statements_csv(found))
     elif args.json:
@@ -277,11 +278,19 @@ async def _statements(args: argparse.Namespace, settings: Settings) -> int:
     else:
         for statement in found:
             body = wire.statement_json(statement)
-            print(f"{statement.provider}: {body['requests']} requests, USD {body['total']:.6f} owed "
-                  f"({body['since'] or 'start'} .. {body['until'] or 'now'})")
+            own = "" if body["compute_cost"] is None else f", of which USD {body['compute_cost']:.6f} own compute"
+            print(f"{statement.provider}: {body['requests']} requests, USD {body['total']:.6f} owed{own}; "
+                  f"USD {body['revenue']:.6f} charged ({body['since'] or 'start'} .. {body['until'] or 'now'})")
             for line in body["lines"]:
                 print(f"  {line['model'] or '-':<32} {line['requests']:>8} req  {line['input_tokens']:>12} in  "
-                      f"{line['output_tokens']:>12} out  USD {line['cost']:.6f}")
+                      f"{line['output_tokens']:>12} out  USD {line['cost']:.6f}  charged USD {line['revenue']:.6f}")
+                if line["replica_hours"] is not None:
+                    rate = line["per_replica_hour"]
+                    cost = line["compute_cost"]
+                    print(f"  {'':<32} {line['replica_hours']:.4f} replica-hours"
+                          + (f" x USD {rate:g}/h" if rate is not None else "")
+                          + (f" = USD {cost:.6f} own compute" if cost is not None else " (no compute_cost set)")
+                          + f"  deployments: {', '.join(line['deployments']) or '-'}")
     return 0
 
 

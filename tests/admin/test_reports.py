@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from modelgate.simulator import SimulatorThread
-from modelgate.storage import Storage, UsageRecord
+from modelgate.storage import ReplicaRun, Storage, UsageRecord
 from tests.support import RunningGateway, gateway_in_thread, openai_sim_config
 
 MASTER = {"authorization": "Bearer sk-master"}
@@ -124,12 +124,46 @@ def test_statements_show_what_each_provider_is_owed(gateway: RunningGateway) -> 
         ("openai", 2, 0.002, "2030-01-01T00:00:00Z", "2030-02-01T00:00:00Z"),
         ("xai", 1, 0.01, "2030-01-01T00:00:00Z", "2030-02-01T00:00:00Z")]
     assert statements[1]["lines"] == [{
-        "model": "grok-3-mini", "requests": 1, "input_tokens": 1000, "cached_input_tokens": 200,
-        "cache_write_tokens": 0, "reasoning_tokens": 40, "output_tokens": 100, "cost": 0.01}]
+        "model": "grok-3-mini", "deployments": ["grok-3-mini"], "requests": 1, "input_tokens": 1000,
+        "cached_input_tokens": 200, "cache_write_tokens": 0, "reasoning_tokens": 40, "output_tokens": 100,
+        "cost": 0.01, "revenue": 0.02, "replica_hours": None, "per_replica_hour": None, "compute_cost": None}]
+    assert (statements[1]["revenue"], statements[1]["compute_cost"]) == (0.02, None)
     one = httpx.get(f"{gateway.base_url}/admin/statements", headers=MASTER,
                     params={"provider": "openai", "since": "2030-02-01", "format": "csv"})
     assert [(r["provider"], r["model"], r["requests"], r["cost"]) for r in csv.DictReader(io.StringIO(one.text))] == [
         ("openai", "gpt-4o", "2", "0.006")]
+
+
+def test_statements_show_own_compute_beside_the_revenue_of_local_deployments(
+        gateway: RunningGateway, migrated_database_url: str) -> None:
+    async def store() -> None:
+        storage = await Storage.open(migrated_database_url)
+        try:
+            await storage.write_usage([usage("l1", JAN31, deployment="smol", provider="local", model="smollm2",
+                                             cost=0.0, price=0.5)])
+            await storage.replica_hours.start(ReplicaRun(
+                id="run_1", provider="local", model="smollm2", replica=0, process="h:1", per_replica_hour=0.8,
+                started_at=JAN31 - timedelta(hours=2), heartbeat_at=JAN31))
+            await storage.replica_hours.end("run_1", JAN31 + timedelta(hours=1), "stopped")
+            await storage.replica_hours.start(ReplicaRun(  # no compute_cost, its gateway crashed after 30 min
+                id="run_2", provider="local", model="idle", replica=0, process="h:1", per_replica_hour=None,
+                started_at=JAN31, heartbeat_at=JAN31 + timedelta(minutes=30)))
+        finally:
+            await storage.close()
+
+    asyncio.run(store())
+    response = httpx.get(f"{gateway.base_url}/admin/statements", headers=MASTER,
+                         params={"provider": "local", "since": "2030-01-31T11:00:00Z", "until": "2030-02-01"})
+    [local] = response.json()["data"]
+    assert (local["provider"], local["requests"], local["revenue"], local["compute_cost"], local["total"]) == (
+        "local", 1, 0.5, 1.6, 1.6)
+    assert [(line["model"], line["deployments"], line["requests"], line["revenue"], line["replica_hours"],
+             line["per_replica_hour"], line["compute_cost"]) for line in local["lines"]] == [
+        ("idle", [], 0, 0.0, 0.5, None, None), ("smollm2", ["smol"], 1, 0.5, 2.0, 0.8, 1.6)]
+    as_csv = httpx.get(f"{gateway.base_url}/admin/statements", headers=MASTER,
+                       params={"provider": "local", "period": "2030-01", "format": "csv"})
+    assert [(r["model"], r["replica_hours"], r["compute_cost"]) for r in csv.DictReader(io.StringIO(as_csv.text))] \
+        == [("idle", "0.5", ""), ("smollm2", "3.0", "2.4")]
 
 
 def test_report_mistakes_are_400s_naming_the_parameter(gateway: RunningGateway) -> None:
@@ -162,4 +196,5 @@ def test_the_cli_prints_what_the_api_answers(gateway: RunningGateway, config_fil
     assert table[-1].split()[:2] == ["TOTAL", "6"]
     statements = httpx.get(f"{gateway.base_url}/admin/statements", params={"period": "2030-01"}, headers=MASTER)
     assert json.loads(modelgate("statements", *config, "--period", "2030-01", "--json")) == statements.json()
-    assert "xai: 1 requests, USD 0.010000 owed" in modelgate("statements", *config, "--period", "2030-01")
+    assert "xai: 1 requests, USD 0.010000 owed; USD 0.020000 charged" in modelgate(
+        "statements", *config, "--period", "2030-01")

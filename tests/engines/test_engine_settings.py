@@ -85,8 +85,27 @@ def test_a_file_that_is_no_gguf_is_named(tmp_path: Path) -> None:
 
 def test_engine_keys_on_an_api_provider_are_refused() -> None:
     said = problems({"name": "gpt", "provider": "openai", "model": "gpt-4o", "replicas": 2})
-    assert ("deployments.gpt: device:, engine:, max_concurrency:, queue:, replicas: are for providers of type "
-            "local; provider 'openai' is of type openai: remove them") in said
+    assert ("deployments.gpt: compute_cost:, device:, engine:, max_concurrency:, queue:, replicas: are for "
+            "providers of type local; provider 'openai' is of type openai: remove them") in said
+    said = problems({"name": "gpt", "provider": "openai", "model": "gpt-4o", "compute_cost": {"per_replica_hour": 1}})
+    assert "deployments.gpt: compute_cost:" in said and "are for providers of type local" in said
+
+
+def test_compute_cost_is_read_on_a_local_deployment_and_its_targets(gguf: str) -> None:
+    one = settings({"name": "smol", "provider": "local", "model": gguf, "compute_cost": {"per_replica_hour": 0.9},
+                    "price": {"input": 0.1, "output": 0.2}}).deployments["smol"]
+    engine = one.targets[0].local
+    assert engine is not None and engine.compute_cost is not None and engine.compute_cost.per_replica_hour == 0.9
+    assert one.price is not None and (one.price.input, one.price.output) == (0.1, 0.2)
+    listed = settings({"name": "smol", "targets": [
+        {"provider": "local", "model": gguf, "compute_cost": {"per_replica_hour": 2}},
+        {"provider": "local", "model": gguf}]}).deployments["smol"]
+    engines = [t.local for t in listed.targets]
+    assert [e.compute_cost.per_replica_hour if e and e.compute_cost else None for e in engines] == [2.0, None]
+    assert "deployments.smol.compute_cost.per_replica_hour: must be 0 or more" in problems(
+        {"name": "smol", "provider": "local", "model": gguf, "compute_cost": {"per_replica_hour": -1}})
+    assert "deployments.smol.compute_cost.per_replica_hour: is required" in problems(
+        {"name": "smol", "provider": "local", "model": gguf, "compute_cost": {}})
 
 
 def test_the_engine_finds_a_stored_model_by_its_name(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from modelgate.catalog.model_store import ModelStore, ModelStoreError
 from modelgate.config.fields import INVALID, Key, Reader, Shape, at_least, join, positive
 from modelgate.config.providers import LOCAL
 from modelgate.engines.models import ModelNotFound, resolve_model
-from modelgate.engines.settings import AVAILABLE_ENGINES, DEVICES, ENGINES, EngineSettings
+from modelgate.engines.settings import AVAILABLE_ENGINES, DEVICES, ENGINES, ComputeCost, EngineSettings
 from modelgate.providers.base import MAX_DURATION_S
 from modelgate.providers.settings import ProviderSettings
 
@@ -63,6 +63,10 @@ FACTS: Shape[ModelFacts] = Shape(ModelFacts, keys={
 })
 
 _REQUESTS = "a whole number of requests"
+COMPUTE_COST: Shape[ComputeCost] = Shape(ComputeCost, keys={
+    "per_replica_hour": Key("USD per replica-hour as a number", at_least(0, "must be 0 or more"),
+                            doc="USD per replica per hour it runs"),
+})
 # The keys of a local target's engine (engines/settings.py), given beside its provider: and model:.
 ENGINE: Shape[EngineSettings] = Shape(EngineSettings, keys={
     "engine": Key(choices=ENGINES),
@@ -70,6 +74,7 @@ ENGINE: Shape[EngineSettings] = Shape(EngineSettings, keys={
     "max_concurrency": Key(_REQUESTS, positive("must be at least 1 request at once")),
     "queue": Key(_REQUESTS, at_least(0, "must be 0 or more waiting requests")),
     "device": Key(choices=DEVICES),
+    "compute_cost": Key("a mapping with per_replica_hour:", shape=COMPUTE_COST),
 })
 
 Share = Annotated[float, Key("a share between 0 and 1", _share)]

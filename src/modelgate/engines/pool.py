@@ -13,6 +13,11 @@ recent request durations, never made to wait without bound. While no replica is 
 or restarting after a crash) requests wait in the same queue; one that is still waiting at its
 timeout, or finds the queue full, gets 503 with a Retry-After. The errors are ``UpstreamError``s:
 the router fails over to the deployment's fallbacks as for any provider.
+
+**Uptime.** A ``ReplicaWatcher`` hears when each replica starts (its child process is launched:
+loading holds the machine as much as answering) and when it ends: ``failed`` (it never became
+healthy), ``died`` (it exited on its own) or ``stopped`` (the pool stopped it). It must not wait:
+the supervisor calls it between steps.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import logging
 import math
 import time
 from collections import deque
+from typing import Literal, Protocol
 
 from modelgate.engines.replica import EngineSpec, Replica, ReplicaFailed
 from modelgate.schema.errors import UpstreamError
@@ -36,13 +42,25 @@ DRAIN_S = 30.0
 STOP_GRACE_S = 10.0
 DURATION_WEIGHT = 0.2  # weight of the newest request duration in the moving average
 
+EndReason = Literal["failed", "died", "stopped"]
+
+
+class ReplicaWatcher(Protocol):
+    def replica_started(self, pool: ReplicaPool, index: int) -> None:
+        """Replica ``index`` of ``pool`` was launched; returns at once."""
+
+    def replica_ended(self, pool: ReplicaPool, index: int, reason: EndReason) -> None:
+        """Replica ``index`` of ``pool`` is no longer running; returns at once."""
+
 
 class ReplicaPool:
     """The replicas of one ``EngineSpec``, and admission to them; see the module docstring."""
 
     def __init__(self, spec: EngineSpec, provider: str, *, load_timeout: float = LOAD_TIMEOUT_S,
-                 backoff: tuple[float, float] = BACKOFF_S) -> None:
+                 backoff: tuple[float, float] = BACKOFF_S, watcher: ReplicaWatcher | None = None) -> None:
         self.spec = spec
+        self.watcher = watcher
+        self._up: set[int] = set()  # replicas launched and not yet ended, by index
         self.provider = provider
         self.name = spec.model.name
         self.replicas = [Replica(spec, i) for i in range(spec.engine.replicas)]
@@ -75,10 +93,12 @@ class ReplicaPool:
         failures = 0
         while not self._stopping:
             started = time.monotonic()
+            self._started(replica)
             try:
                 await replica.launch(self.load_timeout)
             except ReplicaFailed as failure:
                 log.error("local model '%s' (provider '%s'): %s", self.name, self.provider, failure)
+                self._ended(replica, "failed")
             else:
                 log.info("local model '%s': replica %d ready in %.2fs (pid %s)", self.name, replica.index,
                          time.monotonic() - started, replica.pid)
@@ -86,6 +106,7 @@ class ReplicaPool:
                 code = await replica.exited()
                 if self._stopping:
                     return
+                self._ended(replica, "died")
                 said = "\n".join(replica.output)
                 log.error("local model '%s' (provider '%s'): replica %d (pid %s) died with exit code %s; "
                           "restarting it. Its last output:\n%s", self.name, self.provider, replica.index,
@@ -97,6 +118,18 @@ class ReplicaPool:
             first, longest = self.backoff
             await asyncio.sleep(min(longest, first * 2 ** failures))
             failures += 1
+
+    def _started(self, replica: Replica) -> None:
+        self._up.add(replica.index)
+        if self.watcher is not None:
+            self.watcher.replica_started(self, replica.index)
+
+    def _ended(self, replica: Replica, reason: EndReason) -> None:
+        if replica.index not in self._up:
+            return
+        self._up.discard(replica.index)
+        if self.watcher is not None:
+            self.watcher.replica_ended(self, replica.index, reason)
 
     async def acquire(self, wait_s: float) -> Replica:
         """A ready replica with a free slot, taken for one request (give it back with ``release``)."""
@@ -195,3 +228,5 @@ class ReplicaPool:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await asyncio.gather(*(r.stop(grace) for r in self.replicas))
+        for replica in self.replicas:
+            self._ended(replica, "stopped")

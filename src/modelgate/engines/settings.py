@@ -15,9 +15,18 @@ DEVICES = ("cpu", "cuda", "auto")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ComputeCost:
+    """What running the model costs the installation itself: USD per replica per hour it runs
+    (a machine's or a GPU's hourly rate, shared by the replicas it holds)."""
+
+    per_replica_hour: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EngineSettings:
     engine: str = "llamacpp"
     replicas: int = 1  # child processes, each with the model loaded
     max_concurrency: int = 4  # requests one replica runs at once
     queue: int = 32  # requests that wait for a replica, beyond those running; more get 429
     device: str = "auto"  # cpu | cuda | auto (the GPU where the engine was built for one)
+    compute_cost: ComputeCost | None = None  # None: the replicas' time is recorded, not priced

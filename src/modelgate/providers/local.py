@@ -36,7 +36,7 @@ import orjson
 
 from modelgate.engines.json_schema import UnsupportedSchema, grammar_schema, violation
 from modelgate.engines.models import resolve_model
-from modelgate.engines.pool import ReplicaPool
+from modelgate.engines.pool import ReplicaPool, ReplicaWatcher
 from modelgate.engines.replica import EngineSpec, Replica
 from modelgate.engines.settings import EngineSettings
 from modelgate.providers.base import UpstreamCall
@@ -58,6 +58,8 @@ class LocalProvider(OpenAICompatProvider):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.pools: dict[PoolKey, ReplicaPool] = {}
+        # Hears each replica start and end (the gateway records their uptime); set before start.
+        self.watcher: ReplicaWatcher | None = None
 
     @staticmethod
     def _key(call: UpstreamCall) -> PoolKey:
@@ -69,7 +71,7 @@ class LocalProvider(OpenAICompatProvider):
             if key not in self.pools:
                 spec = EngineSpec(model=resolve_model(call.model, self.settings.models_dir), engine=key[1],
                                   context_window=key[2])
-                self.pools[key] = pool = ReplicaPool(spec, self.name)
+                self.pools[key] = pool = ReplicaPool(spec, self.name, watcher=self.watcher)
                 await pool.start()
 
     async def close(self) -> None:

@@ -18,11 +18,12 @@ from modelgate.budgets.redis import RedisLedger
 from modelgate.config.settings import DeploymentSettings, Settings
 from modelgate.limits import Limiter, LocalLimiter, RateLimit
 from modelgate.limits.redis import RedisLimiter
-from modelgate.metering import Journal, Metering, PriceBook, UsageRecorder
+from modelgate.metering import Journal, Metering, PriceBook, UptimeRecorder, UsageRecorder
 from modelgate.pipeline.contract import Handler
 from modelgate.pipeline.reasoning import SplitThinkTags
 from modelgate.pipeline.sealing import Sealer
 from modelgate.providers.base import Provider, UpstreamCall
+from modelgate.providers.local import LocalProvider
 from modelgate.providers.registry import create_provider
 from modelgate.providers.transport import ConnectionCap, HTTPClient
 from modelgate.redis_client import RedisClient
@@ -62,6 +63,7 @@ class Services:
     ledger: Ledger
     prices: list[PriceEntry]  # the cost of each (deployment, provider, model) in force
     recorder: UsageRecorder
+    uptime: UptimeRecorder  # the runs of local models' replicas, for their compute cost
     spend_sync: SpendSync
     handler: Handler  # the chain every call runs through
     # State kept for clients: stored responses (written behind the requests), and the sealer of
@@ -83,6 +85,7 @@ class Services:
             await self.recorder.start()
             await self.spend_sync.start()
             await self.responses.start()
+            await self.uptime.start()
             await self._start_providers()
         except BaseException:
             await self.stop()
@@ -98,11 +101,14 @@ class Services:
             for target in group.targets:
                 calls[target.provider.name].append(target.upstream)
         for name, provider in self.providers.items():
+            if isinstance(provider, LocalProvider):
+                provider.watcher = self.uptime
             await provider.start(calls[name])
 
     async def stop(self) -> None:
         # Requests are over: local engines drain what is left of them and stop.
         await asyncio.gather(*(provider.close() for provider in self.providers.values()))
+        await self.uptime.stop()  # the replicas' ends, which closing the providers just queued
         # Usage first, while the database is still open: what it will not take stays journaled.
         await self.recorder.stop()
         await self.responses.stop()
@@ -179,7 +185,7 @@ async def build_services(settings: Settings) -> Services:
         health=health,
         health_sync=RedisHealthSync(redis, health, settings.routing.redis_prefix) if redis else None,
         router=router, limiter=limiter, ledger=ledger, prices=prices, recorder=recorder,
-        spend_sync=spend_sync,
+        uptime=UptimeRecorder(storage.replica_hours), spend_sync=spend_sync,
         responses=ResponseStore(storage.db, retention_s=settings.responses.retention_s),
         sealer=sealer,
         handler=build_handler(router, [SplitThinkTags()], metering=Metering(recorder, price_book),

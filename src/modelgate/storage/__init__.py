@@ -9,6 +9,7 @@
     storage.spend / query_usage       budgets and reports (usage.py)
     storage.prices                    the versioned price table (prices.py)
     storage.secrets                   secrets every process shares: the sealing key (secrets.py)
+    storage.replica_hours             local models' replica runs and their cost (replica_hours.py)
     ResponseStore(storage.db)         stored responses, written behind the requests (responses.py)
 
 Storage imports nothing of the project but ``config.settings`` (for prices) and is imported by
@@ -36,12 +37,14 @@ from modelgate.storage.records import (
     UsageRecord,
     UsageRow,
 )
+from modelgate.storage.replica_hours import ComputeRow, ReplicaRun
 from modelgate.storage.responses import ResponseStore, StoredResponse
 from modelgate.storage.store import Storage
 
 __all__ = [
     "GROUP_BY",
     "AlreadyExists",
+    "ComputeRow",
     "DataRejected",
     "DeploymentChanges",
     "DeploymentRecord",
@@ -52,6 +55,7 @@ __all__ = [
     "PriceKey",
     "ProjectRecord",
     "RecordNotFound",
+    "ReplicaRun",
     "ResponseStore",
     "SchemaOutdated",
     "Storage",

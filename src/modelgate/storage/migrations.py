@@ -256,9 +256,33 @@ def m004_deployments(conn: Connection) -> None:
     conn.execute(insert(counters).values(name="deployment_revision", value=0, text=None))
 
 
+def m005_replica_hours(conn: Connection) -> None:
+    """``replica_hours``: each run of a local model's replica, from its start to its end (or to
+    the last heartbeat of the gateway that ran it). It reads and changes no other table, so it
+    applies the same before or after any migration numbered below it."""
+    meta = MetaData()
+    runs = Table(
+        "replica_hours", meta,
+        Column("id", String(40), primary_key=True),
+        Column("provider", String(200), nullable=False),
+        Column("model", String(200), nullable=False),
+        Column("replica", Integer, nullable=False),
+        Column("process", String(200), nullable=False),
+        Column("per_replica_hour", Float, nullable=True),
+        Column("started_at", UTCDateTime, nullable=False),
+        Column("heartbeat_at", UTCDateTime, nullable=False),
+        Column("ended_at", UTCDateTime, nullable=True),
+        Column("end_reason", String(20), nullable=True),
+    )
+    # A period's runs are those started before its end: one range of this index.
+    Index("replica_hours_started_at", runs.c.started_at)
+    meta.create_all(conn)
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_initial", m001_initial),
     ("002_usage_daily", m002_usage_daily),
     ("003_responses", m003_responses),
     ("004_deployments", m004_deployments),
+    ("005_replica_hours", m005_replica_hours),
 ]

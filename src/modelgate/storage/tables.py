@@ -182,6 +182,22 @@ gateway_secrets = Table(
     Column("created_at", UTCDateTime, nullable=False),
 )
 
+# Each run of a local model's replica (storage/replica_hours.py): from its launch to its end, or
+# while ``ended_at`` is NULL, to ``heartbeat_at``, which its gateway moves on while it runs.
+replica_hours = Table(
+    "replica_hours", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("provider", String(200), nullable=False),
+    Column("model", String(200), nullable=False),  # the model's name, as usage records name it
+    Column("replica", Integer, nullable=False),
+    Column("process", String(200), nullable=False),  # host:pid of the gateway process that ran it
+    Column("per_replica_hour", Float, nullable=True),  # USD, the compute_cost in force; NULL: none set
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False),
+    Column("ended_at", UTCDateTime, nullable=True),
+    Column("end_reason", String(20), nullable=True),  # failed | died | stopped | lost
+)
+
 
 # The deployments made through the admin API (storage/deployments.py): ``body`` is the deployment
 # as JSON text, NULL once deleted; ``revision`` is the ``deployment_revision`` of its last change.

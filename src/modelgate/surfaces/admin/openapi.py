@@ -100,8 +100,18 @@ SCHEMAS: dict[str, Any] = {
         "object": {"const": "statement"}, "provider": {"type": "string"},
         "since": _nullable(TIME), "until": _nullable(TIME),
         "lines": {"type": "array", "items": _object({
-            "model": _nullable({"type": "string"}), "requests": INT, **TOKENS, "cost": MONEY})},
-        "requests": INT, "total": {"type": "number", "description": "USD owed to the provider"}}),
+            "model": _nullable({"type": "string"}),
+            "deployments": {"type": "array", "items": {"type": "string"}}, "requests": INT, **TOKENS,
+            "cost": MONEY, "revenue": MONEY,
+            "replica_hours": _nullable({"type": "number", "description": "Hours the model's replicas ran "
+                                                                         "(local providers; null for APIs)"}),
+            "per_replica_hour": _nullable({"type": "number", "description": "USD per replica-hour, where every "
+                                                                            "run in the period had the same"}),
+            "compute_cost": _nullable({**MONEY, "description": "replica_hours at their per_replica_hour; null "
+                                                               "where no compute_cost is set"})})},
+        "requests": INT, "revenue": MONEY,
+        "compute_cost": _nullable({**MONEY, "description": "USD of own compute (local providers)"}),
+        "total": {"type": "number", "description": "USD owed to the provider, or spent on own compute"}}),
     "StatementList": _list("Statement"),
     "Deployment": _object({
         "object": {"const": "deployment"}, "name": {"type": "string"},

@@ -156,14 +156,16 @@ class AdminAPI:
             return csv_response(wire.usage_csv(rows, group_by), "usage.csv")
         return json_response(200, wire.usage_report_json(rows, filters, group_by))
 
-    @documented("What is owed to each provider for a period, by model",
+    @documented("What is owed to each provider for a period, by model: token cost, and for local providers "
+                "the cost of their replicas' hours, beside what projects were charged",
                 {"200": answer("One statement per provider", "StatementList", csv=True)},
                 parameters=[parameter("provider", "Only this provider", text_schema("provider")), *FILTERS[5:], FORMAT])
     async def statements(self, request: Request) -> Response:
         params = query(request, {"provider", "since", "until", "period", "format"})
         filters = wire.report_filters(params)
-        rows = await self.storage.query_usage(filters, ["provider", "model"])
-        found = wire.statements(rows, filters.since, filters.until)
+        rows = await self.storage.query_usage(filters, wire.STATEMENT_GROUPS)
+        compute = await self.storage.replica_hours.compute(filters.since, filters.until, filters.provider)
+        found = wire.statements(rows, filters.since, filters.until, compute)
         if output_format(params) == "csv":
             return csv_response(wire.statements_csv(found), "statements.csv")
         return json_response(200, {"object": "list", "data": [wire.statement_json(s) for s in found]})

@@ -15,13 +15,16 @@ from typing import Any
 from modelgate.auth.keyadmin import IssuedKey
 from modelgate.config.settings import DeploymentSettings
 from modelgate.schema.errors import InvalidRequest
-from modelgate.storage import GROUP_BY, DeploymentRecord, KeyRecord, ProjectRecord, UsageFilters, UsageRow
+from modelgate.storage import GROUP_BY, ComputeRow, DeploymentRecord, KeyRecord, ProjectRecord, UsageFilters, UsageRow
 from modelgate.storage.bounds import text_length, text_problem
 from modelgate.storage.tables import api_keys, usage
 
 TOKEN_FIELDS = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "output_tokens")
 USAGE_FIELDS = ("requests", "errors", *TOKEN_FIELDS, "cost", "revenue", "margin")
-STATEMENT_FIELDS = ("provider", "model", "requests", *TOKEN_FIELDS, "cost")
+STATEMENT_FIELDS = ("provider", "model", "deployments", "requests", *TOKEN_FIELDS, "cost", "revenue",
+                    "replica_hours", "per_replica_hour", "compute_cost")
+# What statements read of usage: one row per provider, model and deployment.
+STATEMENT_GROUPS = ("provider", "model", "deployment")
 
 
 def _time(value: datetime | None) -> str | None:
@@ -107,41 +110,90 @@ def usage_csv(rows: Sequence[UsageRow], group_by: Sequence[str]) -> str:
 
 
 @dataclass(slots=True, kw_only=True)
+class StatementLine:
+    """One model of a provider: its usage, what it was charged, and for a local model its replicas' time."""
+
+    usage: UsageRow
+    deployments: list[str] = field(default_factory=list)
+    compute: ComputeRow | None = None
+
+
+@dataclass(slots=True, kw_only=True)
 class Statement:
-    """What is owed to one provider for a period: its cost, by model."""
+    """What is owed to one provider for a period, by model: its token cost, and for a local
+    provider the cost of its replicas' time (own compute), each beside what projects were charged."""
 
     provider: str
     since: datetime | None
     until: datetime | None
-    lines: list[UsageRow] = field(default_factory=list)
+    lines: list[StatementLine] = field(default_factory=list)
+
+    @property
+    def compute_cost(self) -> float | None:
+        costs = [line.compute.compute_cost for line in self.lines
+                 if line.compute is not None and line.compute.compute_cost is not None]
+        return sum(costs) if costs else None
 
     @property
     def total(self) -> float:
-        return sum(line.cost for line in self.lines)
+        return sum(line.usage.cost for line in self.lines) + (self.compute_cost or 0.0)
 
 
-def statements(rows: Sequence[UsageRow], since: datetime | None, until: datetime | None) -> list[Statement]:
-    """Statements from usage grouped by provider and model. Requests that reached no provider
-    owe nothing and are left out."""
+def statements(rows: Sequence[UsageRow], since: datetime | None, until: datetime | None,
+               compute: Sequence[ComputeRow] = ()) -> list[Statement]:
+    """Statements from usage grouped by provider, model and deployment, and from the replica time
+    of local models (``compute``). Requests that reached no provider owe nothing and are left out."""
     by_provider: dict[str, Statement] = {}
+    lines: dict[tuple[str, str | None], StatementLine] = {}
+
+    def line(provider: str, model: str | None) -> StatementLine:
+        found = lines.get((provider, model))
+        if found is None:
+            statement = by_provider.setdefault(provider, Statement(provider=provider, since=since, until=until))
+            found = lines[(provider, model)] = StatementLine(usage=UsageRow(provider=provider, model=model))
+            statement.lines.append(found)
+        return found
+
     for row in rows:
         if row.provider is None:
             continue
-        statement = by_provider.setdefault(row.provider, Statement(provider=row.provider, since=since, until=until))
-        statement.lines.append(row)
-    return list(by_provider.values())
+        found = line(row.provider, row.model)
+        for name in ("requests", "errors", *TOKEN_FIELDS, "cost", "revenue"):
+            setattr(found.usage, name, getattr(found.usage, name) + getattr(row, name))
+        if row.deployment is not None and row.deployment not in found.deployments:
+            found.deployments.append(row.deployment)
+    for ran in compute:
+        line(ran.provider, ran.model).compute = ran
+    ordered = [by_provider[name] for name in sorted(by_provider)]
+    for statement in ordered:
+        statement.lines.sort(key=lambda found: (found.usage.model is None, found.usage.model or ""))
+    return ordered
+
+
+def statement_line_json(line: StatementLine) -> dict[str, Any]:
+    row, compute = line.usage, line.compute
+    return {"model": row.model, "deployments": line.deployments,
+            **{name: getattr(row, name) for name in ("requests", *TOKEN_FIELDS)},
+            "cost": _money(row.cost), "revenue": _money(row.revenue),
+            "replica_hours": round(compute.replica_hours, 6) if compute is not None else None,
+            "per_replica_hour": compute.per_replica_hour if compute is not None else None,
+            "compute_cost": (_money(compute.compute_cost)
+                             if compute is not None and compute.compute_cost is not None else None)}
 
 
 def statement_json(statement: Statement) -> dict[str, Any]:
+    compute = statement.compute_cost
     return {"object": "statement", "provider": statement.provider, "since": _time(statement.since),
-            "until": _time(statement.until),
-            "lines": [{"model": line.model, **{name: getattr(line, name) for name in ("requests", *TOKEN_FIELDS)},
-                       "cost": _money(line.cost)} for line in statement.lines],
-            "requests": sum(line.requests for line in statement.lines), "total": _money(statement.total)}
+            "until": _time(statement.until), "lines": [statement_line_json(line) for line in statement.lines],
+            "requests": sum(line.usage.requests for line in statement.lines),
+            "revenue": _money(sum(line.usage.revenue for line in statement.lines)),
+            "compute_cost": _money(compute) if compute is not None else None,
+            "total": _money(statement.total)}
 
 
 def statements_csv(found: Sequence[Statement]) -> str:
-    rows = [{"provider": s.provider, **line} for s in found for line in statement_json(s)["lines"]]
+    rows = [{"provider": s.provider, **line, "deployments": " ".join(line["deployments"])}
+            for s in found for line in statement_json(s)["lines"]]
     return _csv(list(STATEMENT_FIELDS), rows)
 
 
