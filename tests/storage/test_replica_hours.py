@@ -5,13 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
 
 from modelgate.storage import Storage
-from modelgate.storage import store as store_module
-from modelgate.storage.migrations import MIGRATIONS
 from modelgate.storage.replica_hours import ReplicaRun, compute_rows, run_hours
-from modelgate.storage.tables import replica_hours
 
 T0 = datetime(2030, 1, 31, 22, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -102,29 +98,5 @@ async def test_runs_are_stored_beaten_ended_and_read_by_period(migrated_database
         [_, b] = await repo.runs()
         assert (b.ended_at, b.end_reason) == (T0 + 3 * HOUR, "lost")
         assert await repo.count_open() == 0
-    finally:
-        await storage.close()
-
-
-async def test_migration_005_needs_nothing_of_a_004_and_lets_one_apply_after_it(
-        database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Applied on a database at 003 (no 004), and a 004 that comes later applies after it."""
-    storage = await Storage.open(database_url)
-    try:
-        monkeypatch.setattr(store_module, "MIGRATIONS", [m for m in MIGRATIONS if m[0] < "004"])
-        assert await storage.upgrade() == ["001_initial", "002_usage_daily", "003_responses"]
-        monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS)
-        assert await storage.upgrade() == ["005_replica_hours"]
-        applied_004: list[str] = []
-
-        def m004_elsewhere(conn: object) -> None:
-            applied_004.append("004")
-
-        later = sorted([*MIGRATIONS, ("004_elsewhere", m004_elsewhere)])
-        monkeypatch.setattr(store_module, "MIGRATIONS", later)
-        assert await storage.upgrade() == ["004_elsewhere"]
-        assert applied_004 == ["004"]
-        async with storage.db.read() as conn:
-            assert (await conn.execute(select(replica_hours))).all() == []
     finally:
         await storage.close()
