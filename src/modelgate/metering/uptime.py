@@ -52,7 +52,8 @@ class UptimeRecorder:
         self.retry_interval = retry_interval
         self.lost_after = lost_after if lost_after is not None else LOST_AFTER_BEATS * heartbeat
         self.process = f"{socket.gethostname()}:{os.getpid()}"
-        self._open: dict[tuple[int, int], str] = {}  # (id of the pool, replica) -> the run's id
+        # (id of the pool, replica) -> the pool and the run's id; holding the pool keeps its id its own
+        self._open: dict[tuple[int, int], tuple[ReplicaPool, str]] = {}
         self._events: deque[ReplicaRun | _End] = deque()  # not yet written, in order
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -62,7 +63,7 @@ class UptimeRecorder:
     @property
     def running(self) -> list[str]:
         """The ids of this process's runs that have not ended."""
-        return list(self._open.values())
+        return [run_id for _, run_id in self._open.values()]
 
     @property
     def unwritten(self) -> int:
@@ -75,14 +76,14 @@ class UptimeRecorder:
                          replica=index, process=self.process,
                          per_replica_hour=cost.per_replica_hour if cost is not None else None,
                          started_at=now, heartbeat_at=now)
-        self._open[(id(pool), index)] = run.id
+        self._open[(id(pool), index)] = (pool, run.id)
         self._events.append(run)
         self._wake.set()
 
     def replica_ended(self, pool: ReplicaPool, index: int, reason: EndReason) -> None:
-        run_id = self._open.pop((id(pool), index), None)
-        if run_id is not None:
-            self._events.append(_End(run_id, datetime.now(UTC), reason))
+        opened = self._open.pop((id(pool), index), None)
+        if opened is not None:
+            self._events.append(_End(opened[1], datetime.now(UTC), reason))
             self._wake.set()
 
     async def start(self) -> None:
