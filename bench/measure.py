@@ -24,6 +24,19 @@ SUT_CORE = 1
 RIG_CORE = 0
 
 
+def compile_bytecode(package: str = "modelgate") -> None:
+    """Compile ``package``'s modules to bytecode, as installing a wheel does (pip compiles at
+    install): an editable checkout run with PYTHONDONTWRITEBYTECODE=1 would otherwise compile
+    every module again at every start, and its start-up would measure the compiler. The
+    peers, installed from wheels, are compiled already."""
+    import compileall
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        compileall.compile_dir(folder, quiet=1)
+
+
 def pin_self(core: int = RIG_CORE) -> None:
     """Pin the calling process (the load generator) to the rig's core."""
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > core:

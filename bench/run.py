@@ -107,6 +107,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     log_dir = RESULTS / "logs" / f"run-{stamp}"
     measure.pin_self(measure.RIG_CORE)
+    measure.compile_bytecode()
     ups = systems.Upstreams()
     out: dict[str, Any] = {"started": stamp, "smoke": args.smoke, "plan": figures.plan_dict(plan),
                            "machine": {"cpus": measure.os.cpu_count(), "cpu": _cpu_model(),

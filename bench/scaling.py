@@ -444,6 +444,7 @@ async def measure_size(name: str, data: Path, work: Path, postgres: str, label: 
 async def measure_all(data: Path, label: str, sizes: list[str], postgres: str) -> dict[str, Any]:
     import modelgate
 
+    measure.compile_bytecode()
     work = data / f"work-{label}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)

@@ -90,9 +90,18 @@ class KeyCache:
     def load_rows(self, found: ActiveKeys) -> None:
         """Replace everything with a full load (``KeyRepository.load_active_rows``)."""
         self._start(found.revision, found.projects)
+        rows = found.rows
         with collector_paused():
-            for row in found.rows:
-                self._add(row[_ID], row[_PROJECT], row[_HASH], row[_BUDGET], row)
+            # In bulk, one pass per index: at 100,000 keys a call per key was most of the load.
+            self._keys = {row[_ID]: row for row in rows}
+            self._by_hash = {row[_HASH]: row for row in rows}
+            by_project = self._by_project
+            for row in rows:
+                members = by_project.get(row[_PROJECT])
+                if members is None:
+                    members = by_project[row[_PROJECT]] = set()
+                members.add(row[_ID])
+            self._budgeted.update(("key", row[_ID]) for row in rows if row[_BUDGET] is not None)
         self._loaded()
 
     def _start(self, revision: int, projects: list[ProjectRecord]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -28,8 +29,8 @@ class Catalog:
 
     @classmethod
     def builtin(cls) -> Catalog:
-        text = resources.files(__package__).joinpath("models.yaml").read_text(encoding="utf-8")
-        return cls.from_mapping(yaml.safe_load(text))
+        """The catalog shipped in the package (read once per process: it never changes)."""
+        return _builtin()
 
     @classmethod
     def from_mapping(cls, data: dict[str, dict[str, dict[str, Any]]]) -> Catalog:
@@ -57,3 +58,9 @@ def facts_from_mapping(data: dict[str, Any]) -> ModelFacts:
         capabilities=tuple(data.get("capabilities", ())),
         mode=data.get("mode", "chat"),
     )
+
+
+@cache
+def _builtin() -> Catalog:
+    text = resources.files(__package__).joinpath("models.yaml").read_text(encoding="utf-8")
+    return Catalog.from_mapping(yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))

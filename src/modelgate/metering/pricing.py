@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from modelgate.config.settings import DeploymentSettings, Settings
 from modelgate.schema.events import Usage
 from modelgate.storage.prices import prices_from_settings
-from modelgate.storage.records import PriceEntry
+from modelgate.storage.records import PriceEntry, price_values
 
 log = logging.getLogger("modelgate.metering")
 
@@ -79,24 +79,47 @@ class PriceBook:
         """Take these prices and deployments in place of those it had (deployments changed at run time)."""
         self._exact: dict[tuple[str, str, str], TargetPrices] = {}
         self._anywhere: dict[tuple[str, str], TargetPrices] = {}
+        # Targets mostly share a few price lists: one TargetPrices per distinct list.
+        distinct: dict[tuple[float | None, ...], TargetPrices] = {}
         for entry in entries:
-            prices = target_prices(entry)
+            values = price_values(entry)
+            prices = distinct.get(values)
+            if prices is None:
+                prices = distinct[values] = target_prices(entry)
             self._exact[(entry.deployment, entry.provider, entry.model)] = prices
             self._anywhere.setdefault((entry.provider, entry.model), prices)
-        # The deployments whose targets may answer for each deployment: itself, then its fallbacks.
-        by_name = {d.name: d for d in deployments}
-        self._groups: dict[str, list[DeploymentSettings]] = {
-            d.name: [d] + [by_name[f] for f in d.fallbacks if f in by_name] for d in by_name.values()}
+        self._deployments = {d.name: d for d in deployments}
+        # Made for a deployment when first asked for, so that reloading costs the same at any
+        # number of deployments: the deployments whose targets may answer for it (itself, then
+        # its fallbacks), and its ceiling.
+        self._groups: dict[str, list[DeploymentSettings]] = {}
+        self._ceilings: dict[str, tuple[Rates, int | None]] = {}
         self._found: dict[tuple[str, str, str | None], TargetPrices] = {}
-        # Per deployment: the dearest customer rates of those targets, and their largest output.
-        self._ceiling: dict[str, tuple[Rates, int | None]] = {}
-        for name, groups in self._groups.items():
-            targets = [self._exact.get((d.name, t.provider, t.model), UNKNOWN) for d in groups for t in d.targets]
-            outputs = [t.facts.max_output_tokens for d in groups for t in d.targets if t.facts.max_output_tokens]
-            self._ceiling[name] = (
+
+    def _group(self, name: str) -> list[DeploymentSettings]:
+        group = self._groups.get(name)
+        if group is None:
+            deployment = self._deployments.get(name)
+            if deployment is None:
+                return []
+            by_name = self._deployments
+            group = self._groups[name] = [deployment] + [by_name[f] for f in deployment.fallbacks if f in by_name]
+        return group
+
+    def _ceiling_of(self, name: str) -> tuple[Rates, int | None]:
+        """The dearest customer rates of the targets that may answer ``name``, and their largest output."""
+        ceiling = self._ceilings.get(name)
+        if ceiling is None:
+            group = self._group(name)
+            if not group:
+                return NO_CEILING
+            targets = [self._exact.get((d.name, t.provider, t.model), UNKNOWN) for d in group for t in d.targets]
+            outputs = [t.facts.max_output_tokens for d in group for t in d.targets if t.facts.max_output_tokens]
+            ceiling = self._ceilings[name] = (
                 Rates(input=max((t.price.input for t in targets), default=0.0),
                       output=max((t.price.output for t in targets), default=0.0)),
                 max(outputs) if outputs else None)
+        return ceiling
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PriceBook:
@@ -117,7 +140,7 @@ class PriceBook:
         return found
 
     def _resolve(self, deployment: str, provider: str, model: str) -> TargetPrices:
-        groups = self._groups.get(deployment, [])
+        groups = self._group(deployment)
         for group in groups:
             found = self._exact.get((group.name, provider, model))
             if found is not None:
@@ -140,15 +163,15 @@ class PriceBook:
         """The output tokens a chat request may produce: its max_tokens (or a default), capped at
         the largest output the deployment's models can give."""
         output = max_tokens or DEFAULT_OUTPUT_RESERVE
-        max_output = self._ceiling.get(deployment.name, NO_CEILING)[1]
+        max_output = self._ceiling_of(deployment.name)[1]
         return min(output, max_output) if max_output is not None else output
 
     def ceiling(self, deployment: DeploymentSettings) -> tuple[Rates, int | None]:
         """The dearest customer rates among the targets that may answer ``deployment`` (itself and
         its fallbacks), and the largest output any of them may give (None: not known)."""
-        return self._ceiling.get(deployment.name, NO_CEILING)
+        return self._ceiling_of(deployment.name)
 
     def reserve_nanos(self, deployment: DeploymentSettings, input_tokens: int, output_tokens: int) -> int:
         """The most a request may cost the customer, at the dearest of the deployment's targets."""
-        rates = self._ceiling.get(deployment.name, NO_CEILING)[0]
+        rates = self._ceiling_of(deployment.name)[0]
         return rates.nanos(Usage(input_tokens=input_tokens, output_tokens=output_tokens))

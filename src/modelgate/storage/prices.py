@@ -17,7 +17,7 @@ from sqlalchemy import RowMapping, select
 
 from modelgate.config.settings import Settings
 from modelgate.storage.engine import Database
-from modelgate.storage.records import PRICE_FIELDS, PriceEntry
+from modelgate.storage.records import PRICE_FIELDS, PriceEntry, price_values
 from modelgate.storage.tables import counters, prices
 
 PriceKey = tuple[str, str, str]  # (deployment, provider, model)
@@ -67,7 +67,6 @@ class PriceRepository:
         """Store each entry whose prices differ from its target's newest stored entry; the
         entries written, with their ``valid_from``."""
         now = datetime.now(UTC)
-        written: list[PriceEntry] = []
         async with self.db.write() as conn:
             # Two processes starting together: the second waits here and then finds the rows of
             # the first (a no-op on SQLite, whose write transactions are serialized anyway).
@@ -77,10 +76,8 @@ class PriceRepository:
             columns = [prices.c.deployment, prices.c.provider, prices.c.model, *(prices.c[n] for n in PRICE_FIELDS)]
             found = await conn.execute(select(*columns).order_by(prices.c.valid_from, prices.c.id))
             current = {tuple(row[:3]): tuple(row[3:]) for row in found}
-            for entry in entries:
-                stored = current.get(_key(entry))
-                if stored is None or stored != tuple(getattr(entry, name) for name in PRICE_FIELDS):
-                    written.append(replace(entry, valid_from=now))
+            written = [replace(entry, valid_from=now) for entry in entries
+                       if current.get(_key(entry)) != price_values(entry)]
             if written:
                 await conn.execute(prices.insert(), [_row(entry) for entry in written])
         return written

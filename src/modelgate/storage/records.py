@@ -7,6 +7,7 @@ float; token prices are USD per million tokens.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import attrgetter
 from datetime import datetime
 from typing import Any
 
@@ -118,13 +119,14 @@ class PriceEntry:
     valid_from: datetime | None = None  # set by storage when the entry is written
 
     def same_prices(self, other: PriceEntry) -> bool:
-        return all(getattr(self, name) == getattr(other, name) for name in PRICE_FIELDS)
+        return bool(price_values(self) == price_values(other))
 
 
 PRICE_FIELDS = (
     "input_cost", "output_cost", "cached_input_cost", "cache_write_cost",
     "input_price", "output_price", "cached_input_price", "cache_write_price",
 )
+price_values = attrgetter(*PRICE_FIELDS)  # a PriceEntry's prices, as a tuple in that order
 
 
 @dataclass(slots=True, kw_only=True)
