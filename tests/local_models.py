@@ -7,7 +7,8 @@ neither is there the tests that need it are skipped with the command that instal
 CI=true set they fail instead.
 
 ``write_gguf`` writes a GGUF header (and no weights) from metadata and tensor shapes, for the facts
-and for every kind of damage the reader must survive.
+and for every kind of damage the reader must survive. ``with_metadata`` copies a whole GGUF model
+with metadata of its own (another chat template), so that a real model is served with it.
 """
 
 from __future__ import annotations
@@ -111,6 +112,45 @@ def write_gguf(path: Path, metadata: Mapping[str, Any], tensors: Sequence[tuple[
 
 TOOLS_TEMPLATE = ("{% if tools %}<tools>{{ tools | tojson }}</tools>{% endif %}"
                   "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}")
+
+
+# A chat template that renders tools: ChatML (SmolLM2's own turns) with tools in the system turn,
+# calls in <tool_call> (as Hermes and Qwen templates write them) and results in <tool_response>.
+TOOLS_CHAT_TEMPLATE = """\
+{%- if tools %}<|im_start|>system
+{% if messages[0].role == 'system' %}{{ messages[0].content }}
+
+{% endif %}You may call functions to answer. Their signatures are inside <tools></tools>:
+<tools>
+{% for tool in tools %}{{ tool | tojson }}
+{% endfor %}</tools>
+To call a function, answer with a JSON object of its name and arguments inside <tool_call></tool_call>:
+<tool_call>
+{"name": "function name", "arguments": {"argument": "value"}}
+</tool_call><|im_end|>
+{% elif messages[0].role != 'system' %}<|im_start|>system
+You are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>
+{% endif %}
+{%- for message in messages %}
+{%- if message.role == 'system' %}{% if not tools %}<|im_start|>system
+{{ message.content }}<|im_end|>
+{% endif %}
+{%- elif message.role == 'assistant' and message.tool_calls %}<|im_start|>assistant
+{% if message.content %}{{ message.content }}
+{% endif %}{% for call in message.tool_calls %}<tool_call>
+{"name": "{{ call.function.name }}", "arguments": {{ call.function.arguments | tojson }}}
+</tool_call>
+{% endfor %}<|im_end|>
+{% elif message.role == 'tool' %}<|im_start|>user
+<tool_response>
+{{ message.content }}
+</tool_response><|im_end|>
+{% else %}<|im_start|>{{ message.role }}
+{{ message.content }}<|im_end|>
+{% endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}<|im_start|>assistant
+{% endif %}"""
 
 
 def tiny_llama(path: Path, **extra: Any) -> Path:

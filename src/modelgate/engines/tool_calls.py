@@ -105,7 +105,7 @@ class CallReader:
         self._in_call = False
         self._opened = ""  # the marker that began the call being written
         self._started = False  # whether anything but whitespace has come (for a bare JSON call)
-        self._space = ""  # whitespace held until content follows, so calls are not padded with it
+        self._space = ""  # whitespace held until content follows (none before or between calls)
 
     def feed(self, text: str) -> list[Piece]:
         """The content and calls that ``text``, after what came before, makes certain."""
@@ -164,13 +164,13 @@ class CallReader:
         self._held = rest
 
     def _content(self, out: list[Piece], text: str) -> None:
-        if not text:
-            return
-        if not text.strip():
-            self._space += text
-            return
-        out.append(self._space + text)
-        self._space = ""
+        """Pass on ``text`` as content but for its trailing whitespace, held until more content
+        comes: whitespace just before a call (or between calls) is no content."""
+        body = text.rstrip()
+        if body:
+            out.append(self._space + body)
+            self._space = ""
+        self._space += text[len(body):]
 
     def _take(self, out: list[Piece], body: str, raw: str) -> None:
         """The calls ``body`` (what followed a marker) holds; where it holds none, ``raw`` (the
@@ -179,6 +179,7 @@ class CallReader:
         if calls is None:
             self._content(out, raw)
             return
+        self._space = ""
         for call in calls:
             if self.single and self.calls:
                 return
@@ -253,34 +254,34 @@ def _prefix_kept(text: str, markers: tuple[str, ...]) -> int:
 
 def call_schema(tools: dict[str, dict[str, Any]], fmt: ToolFormat) -> dict[str, Any]:
     """The JSON Schema of one call of any of ``tools`` (name → the schema of its arguments, as
-    ``json_schema.grammar_schema`` gives it), with the keys the format writes."""
+    ``json_schema.grammar_schema`` gives it), with the keys the format writes.
+
+    Each tool's arguments schema is kept in ``$defs`` (``t0``, ``t1``, ...) with its own
+    definitions beside it under names that begin with its own (``t0-Item``), so that two tools'
+    ``Item`` stay two, and each reference points where its target now is: through objects only,
+    as llama-cpp-python's converter follows them."""
     key = SYNTAX[fmt].argument_key
     options: list[dict[str, Any]] = []
     defs: dict[str, Any] = {}
     for index, (name, parameters) in enumerate(tools.items()):
-        at = f"#/anyOf/{index}/properties/{key}" if len(tools) > 1 else f"#/properties/{key}"
-        arguments = _rebased(parameters, at, f"t{index}-", defs)
-        options.append({"type": "object", "properties": {"name": {"const": name}, key: arguments},
+        defs[f"t{index}"] = _rebased(parameters, f"t{index}", defs)
+        options.append({"type": "object", "properties": {"name": {"const": name}, key: {"$ref": f"#/$defs/t{index}"}},
                         "required": ["name", key], "additionalProperties": False})
     schema: dict[str, Any] = options[0] if len(options) == 1 else {"anyOf": options}
-    if defs:
-        schema["$defs"] = defs
-    return schema
+    return {**schema, "$defs": defs}
 
 
-def _rebased(parameters: dict[str, Any], at: str, prefix: str, defs: dict[str, Any]) -> dict[str, Any]:
-    """``parameters`` placed at ``at`` in a larger schema: its ``$defs`` (and ``definitions``) moved
-    to that schema's ``$defs`` under names that begin with ``prefix``, so that two tools' ``Item``
-    stay two, and each reference pointed at where its target now is."""
+def _rebased(parameters: dict[str, Any], home: str, defs: dict[str, Any]) -> dict[str, Any]:
+    """``parameters`` to be kept at ``$defs/<home>``: its own definitions moved into ``defs`` as
+    ``<home>-<name>``, and its references rewritten to match."""
     moved = {container: parameters.get(container) for container in ("$defs", "definitions")}
-    local = {k: v for k, v in parameters.items() if k not in moved}
 
     def ref(target: str) -> str:
         for container in moved:
             head = f"#/{container}/"
             if target.startswith(head):
-                return f"#/$defs/{prefix}{target[len(head):]}"
-        return at + target[1:]
+                return f"#/$defs/{home}-{target[len(head):]}"
+        return f"#/$defs/{home}{target[1:]}"
 
     def walk(node: Any) -> Any:
         if isinstance(node, list):
@@ -292,6 +293,6 @@ def _rebased(parameters: dict[str, Any], at: str, prefix: str, defs: dict[str, A
     for found in moved.values():
         if isinstance(found, dict):
             for name, sub in found.items():
-                defs[f"{prefix}{name}"] = walk(sub)
-    rebased: dict[str, Any] = walk(local)
+                defs[f"{home}-{name}"] = walk(sub)
+    rebased: dict[str, Any] = walk({k: v for k, v in parameters.items() if k not in moved})
     return rebased
