@@ -40,7 +40,7 @@ TOOLS: list[Any] = [
                                       "parameters": TIME}},
 ]
 SCHEMAS = {"get_weather": WEATHER, "get_time": TIME}
-QUESTION = [{"role": "user", "content": "What is the weather in Paris?"}]
+QUESTION: list[Any] = [{"role": "user", "content": "What is the weather in Paris?"}]
 MAX_TOKENS = 80
 WORDS = 30  # enough for an answer in words
 
@@ -72,11 +72,22 @@ def tools_gguf(smollm2: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def gateway(smollm2: str, tools_gguf: Path) -> Iterator[RunningGateway]:
+def refusing_gguf(smollm2: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of SmolLM2's GGUF whose chat template names tools in a tag but cannot render them."""
+    template = ("{% if tools %}{{ raise_exception('this model was not trained with tools') }}{% endif %}"
+                "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+                "<|im_start|>assistant\n")
+    folder = tmp_path_factory.mktemp("refusing-model")
+    return with_metadata(Path(smollm2), folder / "SmolLM2-refusing.gguf", {"tokenizer.chat_template": template})
+
+
+@pytest.fixture(scope="module")
+def gateway(smollm2: str, tools_gguf: Path, refusing_gguf: Path) -> Iterator[RunningGateway]:
     common = {"provider": "local", "context_window": 2048, "timeout": 60}
     config = {"providers": {"local": {"type": "local"}}, "deployments": [
         {"name": "tooled", "model": str(tools_gguf), **common},
         {"name": "plain", "model": smollm2, **common},
+        {"name": "refusing", "model": str(refusing_gguf), **common},
     ]}
     with gateway_in_thread(config) as gateway:
         yield gateway
@@ -195,12 +206,12 @@ def test_messages_tool_use_whole_and_streamed(gateway: RunningGateway) -> None:
             streamed = stream.get_final_message()
         for answer in (message, streamed):
             assert answer.stop_reason == "tool_use"
-            uses = [block for block in answer.content if block.type == "tool_use"]
+            uses = [block for block in answer.content if isinstance(block, anthropic.types.ToolUseBlock)]
             assert uses
             for use in uses:
                 assert use.id
                 assert_valid(use.name, use.input, allowed=("get_weather",))
-        use = next(block for block in message.content if block.type == "tool_use")
+        use = next(block for block in message.content if isinstance(block, anthropic.types.ToolUseBlock))
         follow = sdk.messages.create(**{**ask_messages, "tool_choice": {"type": "auto"}, "messages": [
             *ask_messages["messages"], {"role": "assistant", "content": [use.model_dump()]},
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id,
@@ -248,12 +259,23 @@ def test_what_a_grammar_cannot_hold_to_is_a_400(gateway: RunningGateway, extra: 
 
 def test_a_model_whose_template_has_no_tools_is_a_400_on_every_surface(gateway: RunningGateway) -> None:
     said = "local model 'SmolLM2-135M-Instruct.Q4_1' has no tool support"
-    for messages, tools in ((QUESTION, TOOLS), (ANSWERED, None)):
+    offered: dict[str, Any] = {"messages": QUESTION, "tools": TOOLS}
+    answered: dict[str, Any] = {"messages": ANSWERED}  # no tools offered, but a call and its result
+    for asked in (offered, answered):
         with pytest.raises(openai.BadRequestError) as raised:
-            client(gateway).chat.completions.create(model="plain", messages=messages, max_tokens=5,
-                                                    **({"tools": tools} if tools else {}))
+            client(gateway).chat.completions.create(model="plain", max_tokens=5, **asked)
         assert raised.value.code == "tools_not_supported" and said in raised.value.message
     with anthropic_client(gateway, "none") as sdk, pytest.raises(anthropic.BadRequestError) as refused:
         sdk.messages.create(model="plain", max_tokens=5, messages=[{"role": "user", "content": "Weather?"}],
                             tools=[{"name": "get_weather", "input_schema": WEATHER}])
     assert said in refused.value.message
+
+
+def test_a_template_that_only_names_tools_is_a_400_from_the_engine(gateway: RunningGateway) -> None:
+    # Its text names tools in a tag, so the catalog says "tools"; rendering it, the engine finds none.
+    with pytest.raises(openai.BadRequestError) as raised:
+        client(gateway).chat.completions.create(**ask(model="refusing"))
+    assert raised.value.code == "tools_not_supported"
+    assert "this local model has no tool support" in raised.value.message
+    answer = client(gateway).chat.completions.create(model="refusing", messages=QUESTION, max_tokens=3)
+    assert answer.choices[0].message.content is not None

@@ -9,10 +9,9 @@ then loads the model; ``GET /health`` answers 503 while it loads and 200 once it
 chunk of a stream, as OpenAI's ``stream_options.include_usage``); ``response_format`` json_object
 or json_schema holds decoding to a grammar (``chat_request.py``); tool calls come as OpenAI's
 ``tool_calls``, each whole in one stream delta once the model has written all of it
-(``llamacpp_chat.py``). Up to ``--max-concurrency``
-requests run at once, each on a ``Llama`` of its own: the weights are mapped from the file once
-and shared, each has its own context (KV cache). The parent (``replica.py``) admits no more than
-that; a request beyond it waits here.
+(``llamacpp_chat.py``). Up to ``--max-concurrency`` requests run at once, each on a ``Llama`` of
+its own: the weights are mapped from the file once and shared, each has its own context (KV
+cache). The parent (``replica.py``) admits no more than that; a request beyond it waits here.
 
 It stops on SIGTERM or SIGINT, after the requests in flight, and when its stdin closes: the
 gateway that started it is gone, however it went.
