@@ -139,12 +139,12 @@ class ChatModel:
                  for line in rules]
         call = CALL_RULE
         if fmt == "hermes":
-            one = f'"<tool_call>\n" {call} "\n</tool_call>"'
-            root = f'{one} ("\n" {one})*' if tools.parallel else one
+            one = f'"<tool_call>\\n" {call} "\\n</tool_call>"'
+            root = f'{one} ("\\n" {one})*' if tools.parallel else one
         elif fmt == "mistral":
             root = f'"[TOOL_CALLS][" {call} ("," " "? {call})* "]"' if tools.parallel else \
                 f'"[TOOL_CALLS][" {call} "]"'
-        else:  # one JSON call: Llama 3.1 and plain JSON name no separator for more
+        else:  # one JSON object: the whole answer is the call
             root = call
         return parsed_grammar("\n".join([f"root ::= {root}", *rules]), "tools")
 

@@ -4,7 +4,9 @@
                                                  [--n-ctx TOKENS] [--device cpu|cuda|auto]
 
 It binds a port of 127.0.0.1 that the system picks and prints ``{"listening": PORT}`` on stdout,
-then loads the model; ``GET /health`` answers 503 while it loads and 200 once it serves.
+then loads the model; ``GET /health`` answers 503 while it loads and 200 once it serves, with the
+model's facts (its context window, and the format its chat template writes tool calls in, or null
+where it renders no tools).
 ``POST /v1/chat/completions`` answers whole or streamed (SSE), with ``usage`` in both (the last
 chunk of a stream, as OpenAI's ``stream_options.include_usage``); ``response_format`` json_object
 or json_schema holds decoding to a grammar (``chat_request.py``); tool calls come as OpenAI's
@@ -73,7 +75,9 @@ class Engine:
         model = await asyncio.to_thread(self._load)
         self._made = 1
         self._idle.put_nowait(model)
+        tools = model.tool_template
         self.facts = {"n_ctx": model.llm.n_ctx(), "n_ctx_train": model.llm._model.n_ctx_train(),
+                      "tool_format": tools.format if tools is not None else None,
                       "load_s": round(time.monotonic() - started, 3)}
         self.ready = True
 

@@ -67,6 +67,7 @@ SYNTAX: dict[ToolFormat, Syntax] = {
 
 
 def new_call_id(fmt: ToolFormat) -> str:
+    """An id for a call the model wrote: OpenAI's shape, or what Mistral's templates take back."""
     if fmt == "mistral":
         return "".join(secrets.choice(_ALNUM) for _ in range(MISTRAL_ID_LENGTH))
     return f"call_{secrets.token_hex(12)}"
