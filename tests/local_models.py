@@ -7,7 +7,8 @@ neither is there the tests that need it are skipped with the command that instal
 CI=true set they fail instead.
 
 ``write_gguf`` writes a GGUF header (and no weights) from metadata and tensor shapes, for the facts
-and for every kind of damage the reader must survive.
+and for every kind of damage the reader must survive. ``with_metadata`` copies a whole GGUF model
+with metadata of its own (another chat template), so that a real model is served with it.
 """
 
 from __future__ import annotations
@@ -113,6 +114,45 @@ TOOLS_TEMPLATE = ("{% if tools %}<tools>{{ tools | tojson }}</tools>{% endif %}"
                   "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}")
 
 
+# A chat template that renders tools: ChatML (SmolLM2's own turns) with tools in the system turn,
+# calls in <tool_call> (as Hermes and Qwen templates write them) and results in <tool_response>.
+TOOLS_CHAT_TEMPLATE = """\
+{%- if tools %}<|im_start|>system
+{% if messages[0].role == 'system' %}{{ messages[0].content }}
+
+{% endif %}You may call functions to answer. Their signatures are inside <tools></tools>:
+<tools>
+{% for tool in tools %}{{ tool | tojson }}
+{% endfor %}</tools>
+To call a function, answer with a JSON object of its name and arguments inside <tool_call></tool_call>:
+<tool_call>
+{"name": "function name", "arguments": {"argument": "value"}}
+</tool_call><|im_end|>
+{% elif messages[0].role != 'system' %}<|im_start|>system
+You are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>
+{% endif %}
+{%- for message in messages %}
+{%- if message.role == 'system' %}{% if not tools %}<|im_start|>system
+{{ message.content }}<|im_end|>
+{% endif %}
+{%- elif message.role == 'assistant' and message.tool_calls %}<|im_start|>assistant
+{% if message.content %}{{ message.content }}
+{% endif %}{% for call in message.tool_calls %}<tool_call>
+{"name": "{{ call.function.name }}", "arguments": {{ call.function.arguments | tojson }}}
+</tool_call>
+{% endfor %}<|im_end|>
+{% elif message.role == 'tool' %}<|im_start|>user
+<tool_response>
+{{ message.content }}
+</tool_response><|im_end|>
+{% else %}<|im_start|>{{ message.role }}
+{{ message.content }}<|im_end|>
+{% endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}<|im_start|>assistant
+{% endif %}"""
+
+
 def tiny_llama(path: Path, **extra: Any) -> Path:
     """A small, well-formed llama GGUF header: F16, context 4096, a template with tools, 2 tensors."""
     metadata: dict[str, Any] = {
@@ -123,3 +163,96 @@ def tiny_llama(path: Path, **extra: Any) -> Path:
         "tokenizer.chat_template": TOOLS_TEMPLATE, **extra,
     }
     return write_gguf(path, metadata, [("token_embd.weight", [64, 3], 1), ("output_norm.weight", [64], 0)])
+
+
+def with_metadata(source: Path, target: Path, changes: Mapping[str, str]) -> Path:
+    """A copy of the GGUF file ``source`` at ``target`` with the string metadata ``changes`` set
+    (replaced where the key is there, added where not); the tensors are copied as they are.
+
+    The tensors' offsets count from the start of the data, which is aligned to ``general.alignment``
+    (32 bytes unless the file says otherwise) after the header: the new header is padded to that
+    alignment and the data follows unchanged."""
+    with source.open("rb") as file:
+        header = _Reader(file)
+        assert file.read(4) == b"GGUF", f"{source} is not a GGUF file"
+        version = header.u32()
+        assert version >= 2, "version 1 files are not written here"
+        tensor_count, metadata_count = header.u64(), header.u64()
+        entries: list[tuple[str, bytes]] = []  # key, the value's type and bytes as the file has them
+        alignment = 32
+        for _ in range(metadata_count):
+            key = header.string()
+            start = file.tell()
+            kind = header.u32()
+            value = header.value(kind)
+            if key == "general.alignment":
+                alignment = int(value)
+            entries.append((key, _slice(file, start, file.tell())))
+        tensors_at = file.tell()
+        for _ in range(tensor_count):  # name, dimension count, dimensions, type, offset
+            header.string()
+            file.seek(8 * header.u32() + 4 + 8, os.SEEK_CUR)
+        tensors_end = file.tell()
+        tensors = _slice(file, tensors_at, tensors_end)
+        data_at = -(-tensors_end // alignment) * alignment
+        remaining = dict(changes)
+        out = [b"GGUF", struct.pack("<I", version), struct.pack("<Q", tensor_count)]
+        body: list[bytes] = []
+        for key, raw in entries:
+            if key in remaining:
+                raw = _string_value(remaining.pop(key))
+            body.append(_gguf_string(key) + raw)
+        body += [_gguf_string(key) + _string_value(value) for key, value in remaining.items()]
+        out += [struct.pack("<Q", len(body)), *body, tensors]
+        head = b"".join(out)
+        with target.open("wb") as written:
+            written.write(head + b"\0" * (-len(head) % alignment))
+            file.seek(data_at)
+            while chunk := file.read(1 << 20):
+                written.write(chunk)
+    return target
+
+
+def _gguf_string(text: str) -> bytes:
+    data = text.encode()
+    return struct.pack("<Q", len(data)) + data
+
+
+def _string_value(text: str) -> bytes:
+    return struct.pack("<I", STRING) + _gguf_string(text)
+
+
+def _slice(file: Any, start: int, end: int) -> bytes:
+    """The bytes from ``start`` to ``end``, leaving the file at ``end``."""
+    file.seek(start)
+    return bytes(file.read(end - start))
+
+
+class _Reader:
+    """Little-endian reads of a GGUF header (version 2 and 3) that walk over values."""
+
+    def __init__(self, file: Any) -> None:
+        self.file = file
+
+    def u32(self) -> int:
+        return int(struct.unpack("<I", self.file.read(4))[0])
+
+    def u64(self) -> int:
+        return int(struct.unpack("<Q", self.file.read(8))[0])
+
+    def string(self) -> str:
+        return str(self.file.read(self.u64()).decode())
+
+    def value(self, kind: int) -> Any:
+        if kind == STRING:
+            return self.string()
+        if kind == ARRAY:
+            element, count = self.u32(), self.u64()
+            if element in _CODES:
+                self.file.seek(struct.calcsize("<" + _CODES[element]) * count, os.SEEK_CUR)
+            else:
+                for _ in range(count):
+                    self.value(element)
+            return None
+        code = "<" + _CODES[kind]
+        return struct.unpack(code, self.file.read(struct.calcsize(code)))[0]

@@ -148,3 +148,16 @@ def test_a_folder_or_a_missing_file(tmp_path: Path) -> None:
         read_gguf(tmp_path)
     with pytest.raises(GGUFError, match=r"cannot read .*: No such file or directory"):
         read_gguf(tmp_path / "missing.gguf")
+
+
+def test_tool_support_is_a_template_that_uses_tools_in_a_tag(tmp_path: Path) -> None:
+    def supports(**templates: str) -> bool:
+        metadata = {"general.architecture": "llama", **{k.replace("__", "."): v for k, v in templates.items()}}
+        return read_gguf(write_gguf(tmp_path / "m.gguf", metadata)).supports_tools
+
+    assert supports(tokenizer__chat_template="{% for tool in tools %}{{ tool | tojson }}{% endfor %}")
+    # The word in the template's text, or in a string, shows the model nothing.
+    assert not supports(tokenizer__chat_template="You have no tools.{% for m in messages %}{{ m.content }}{% endfor %}")
+    assert not supports(tokenizer__chat_template="{{ 'no tools here' }}{{ messages }}")
+    # Only the default template and the one kept for tool use render a request with tools.
+    assert not supports(tokenizer__chat_template="{{ messages }}", tokenizer__chat_template__rag="{{ tools }}")

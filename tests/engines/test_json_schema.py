@@ -122,7 +122,7 @@ def test_one_of_wants_exactly_one() -> None:
 
 
 def test_the_engine_refuses_an_unsupported_schema_before_taking_a_model(gbnf: Any) -> None:
-    from modelgate.engines.llamacpp_chat import BadRequest, read_job
+    from modelgate.engines.chat_request import BadRequest, read_job
 
     body = {"messages": [{"role": "user", "content": "hi"}],
             "response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": {"type": "number",

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from modelgate.catalog.chat_template import TOOL_USE_KEY, renders_tools
+
 __all__ = ["FILE_TYPES", "GGUFError", "GGUFInfo", "read_gguf"]
 
 MAGIC = b"GGUF"
@@ -60,8 +62,6 @@ TENSOR_TYPES = {
     25: "I16", 26: "I32", 27: "I64", 28: "F64", 29: "IQ1_M", 30: "BF16", 34: "TQ1_0", 35: "TQ2_0",
     39: "MXFP4",
 }
-# A template that renders a tools list names it; one that does not has no way to show the model tools.
-_TOOLS = re.compile(r"\btools\b")
 
 Scalar = int | float | bool | str
 
@@ -233,6 +233,8 @@ def _info(version: int, tensor_count: int, metadata: dict[str, Scalar], tensor_p
     prefix = f"{architecture}." if architecture else "\0"
     templates = [v for k, v in metadata.items()
                  if (k == "tokenizer.chat_template" or k.startswith("tokenizer.chat_template.")) and isinstance(v, str)]
+    # The default template, or the one the file keeps for requests with tools, is the one that renders them.
+    tool_templates = [metadata.get(k) for k in ("tokenizer.chat_template", TOOL_USE_KEY)]
     stated = _whole(metadata.get("general.parameter_count"))
     return GGUFInfo(
         version=version,
@@ -243,7 +245,7 @@ def _info(version: int, tensor_count: int, metadata: dict[str, Scalar], tensor_p
         context_length=_whole(metadata.get(f"{prefix}context_length")),
         embedding_length=_whole(metadata.get(f"{prefix}embedding_length")),
         chat_template=_text(metadata.get("tokenizer.chat_template")),
-        supports_tools=any(_TOOLS.search(template) for template in templates),
+        supports_tools=any(isinstance(t, str) and renders_tools(t) for t in tool_templates),
         embedding=f"{prefix}pooling_type" in metadata and not templates,
         tensor_count=tensor_count,
         metadata=metadata,

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from modelgate.catalog.chat_template import renders_tools
 
 __all__ = ["HFInfo", "HFModelError", "read_hf_folder"]
 
@@ -27,7 +28,6 @@ MAX_JSON_BYTES = 16 * 1024 * 1024
 MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024  # the format's own limit
 _CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
 _DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "float64": "F64"}
-_TOOLS = re.compile(r"\btools\b")
 # Files that only a sentence-transformers (embedding) model has.
 _EMBEDDING_FILES = ("config_sentence_transformers.json", "modules.json")
 
@@ -73,7 +73,7 @@ def read_hf_folder(folder: str | Path) -> HFInfo:
                             None),
         embedding_length=_int(config.get("hidden_size")) or _int(text.get("hidden_size")),
         chat_template=templates[0] if templates else None,
-        supports_tools=any(_TOOLS.search(t) for t in templates),
+        supports_tools=any(renders_tools(t) for t in templates),
         embedding=embedding,
     )
 

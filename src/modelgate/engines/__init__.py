@@ -9,4 +9,8 @@ this package knows nothing of the config loader, the pipeline or the surfaces.
     replica.py           one child process: start, wait for health, stop
     pool.py              a deployment's replicas, supervised: restarted with backoff, drained
     llamacpp_worker.py   the child: a GGUF model under llama.cpp behind OpenAI's chat completions
+    chat_request.py      a chat completions body read into the job the child runs, checked
+    llamacpp_chat.py     one completion: the prompt from the model's chat template, the tokens, the calls
+    json_schema.py       the JSON Schemas a grammar holds a model to, and the check of an answer
+    tool_calls.py        tool calls read from a model's text as it comes; the schema of a valid call
 """

@@ -1,169 +1,63 @@
-"""One chat completion on a llama.cpp model: the request read, the prompt built with the model's
-own chat template, tokens generated with exact counts.
+"""One chat completion on a llama.cpp model: the prompt built with the model's own chat template,
+tokens generated with exact counts, tool calls read from what the model wrote.
 
 Runs inside the engine's child process (``llamacpp_worker.py``), one ``Llama`` per request at a
 time, in a thread: llama.cpp releases the GIL while it computes. The prompt is formatted as
 llama-cpp-python's own chat handler formats it (the Jinja template of the GGUF's
 ``tokenizer.chat_template``), but the generation loop is ours, so that the usage is the count of
-tokens the tokenizer made of the prompt and the count the model sampled, streamed or not.
+tokens the tokenizer made of the prompt and the count the model sampled, streamed or not. The
+request itself is read and checked by ``chat_request.py`` before a model is taken for it.
 
-``response_format`` json_object decodes under llama.cpp's JSON grammar; json_schema under the
-grammar llama-cpp-python's converter makes of the schema, once ``engines/json_schema.py`` has
-found in it nothing the converter would pass over (a 400 naming the keyword otherwise).
+**Tools.** A conversation with tools (offered, called or answered) is rendered by the template the
+GGUF keeps for tool use (``tokenizer.chat_template.tool_use``) where it has one, else by its own.
+Whether that template renders tools is tried when the model loads: it is rendered with one tool,
+whose name must then be in the prompt; a model whose template does not is refused tools with a
+400. The calls are read from the output in the format the template writes them
+(``catalog/chat_template.py``, ``tool_calls.py``). With ``tool_choice`` required or a named
+function, decoding is held to a grammar of a valid call of the allowed tools, in that format, with
+arguments of the tool's schema; with ``auto`` the model writes what it will and what is not a
+valid call is content; with ``none`` the template is not shown the tools and nothing is read as a
+call.
 """
 
 from __future__ import annotations
 
 import codecs
-import json
 import random
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+import jinja2
 from llama_cpp import Llama, llama_model_get_vocab, llama_vocab_is_eog
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar, json_schema_to_gbnf
+from llama_cpp.llama_grammar import LlamaGrammar
 
-from modelgate.engines.json_schema import UnsupportedSchema, grammar_schema
+from modelgate.catalog.chat_template import TOOL_USE_KEY, ToolFormat, tool_call_format
+from modelgate.engines.chat_request import BadRequest, ChatJob, ToolUse, parsed_grammar, schema_gbnf
+from modelgate.engines.tool_calls import CallReader, Piece, call_schema, template_call_id
 
-ROLES = ("system", "developer", "user", "assistant")
-MAX_STOPS = 4  # as OpenAI
-
-
-class BadRequest(ValueError):
-    """A request this engine cannot run; ``code`` and ``param`` as OpenAI names them."""
-
-    def __init__(self, message: str, *, code: str | None = None, param: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.param = param
-
-
-@dataclass(slots=True)
-class ChatJob:
-    """A chat completion request, read and checked before a model is taken for it."""
-
-    messages: list[dict[str, str]]
-    max_tokens: int | None
-    stream: bool
-    temperature: float = 0.8
-    top_p: float = 0.95
-    seed: int | None = None
-    stop: list[str] = field(default_factory=list)
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
-    grammar: LlamaGrammar | None = None  # what response_format holds the output to
-    cancelled: threading.Event = field(default_factory=threading.Event)
-
-
-def read_job(body: Any) -> ChatJob:
-    """The job of an OpenAI chat completions body; ``BadRequest`` for what this engine cannot run."""
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object")
-    if body.get("tools") or body.get("functions"):
-        raise BadRequest("this local model's engine does not run tools yet; send the request without tools, "
-                         "or use a deployment of a model served with tool support", param="tools",
-                         code="unsupported_parameter")
-    if body.get("n") not in (None, 1):
-        raise BadRequest("n must be 1 for a local model", param="n")
-    messages = [_message(m, i) for i, m in enumerate(_list(body.get("messages"), "messages"))]
-    if not messages:
-        raise BadRequest("messages must not be empty", param="messages")
-    limit = body.get("max_completion_tokens", body.get("max_tokens"))
-    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
-        raise BadRequest("max_tokens must be a positive whole number", param="max_tokens")
-    stop = body.get("stop")
-    stops = [stop] if isinstance(stop, str) else list(stop or [])
-    if len(stops) > MAX_STOPS or not all(isinstance(s, str) and s for s in stops):
-        raise BadRequest(f"stop must be up to {MAX_STOPS} non-empty strings", param="stop")
-    job = ChatJob(messages=messages, max_tokens=limit, stream=body.get("stream") is True, stop=stops,
-                  grammar=_grammar(body.get("response_format")))
-    for name in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
-        value = body.get(name)
-        if value is not None:
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise BadRequest(f"{name} must be a number", param=name)
-            setattr(job, name, float(value))
-    seed = body.get("seed")
-    if seed is not None:
-        if not isinstance(seed, int) or isinstance(seed, bool):
-            raise BadRequest("seed must be a whole number", param="seed")
-        job.seed = seed
-    return job
-
-
-def _grammar(fmt: Any) -> LlamaGrammar | None:
-    """The grammar of ``response_format``: JSON for json_object, the schema's for json_schema."""
-    if fmt is None:
-        return None
-    kind = fmt.get("type") if isinstance(fmt, dict) else None
-    if kind == "text":
-        return None
-    if kind == "json_object":
-        return _parsed(JSON_GBNF)
-    if kind != "json_schema":
-        raise BadRequest("response_format.type must be 'text', 'json_object' or 'json_schema'",
-                         param="response_format")
-    spec = fmt.get("json_schema")
-    schema = spec.get("schema", {}) if isinstance(spec, dict) else None
-    param = "response_format.json_schema.schema"
-    try:
-        readable = grammar_schema(schema)
-    except UnsupportedSchema as error:
-        raise BadRequest(f"response_format.json_schema: {error}", param=param, code="unsupported_schema") from None
-    try:
-        grammar = json_schema_to_gbnf(json.dumps(readable))
-    except (AssertionError, ValueError, KeyError, TypeError, RecursionError) as error:
-        raise BadRequest(f"response_format.json_schema: a local model's grammar cannot be made of this schema "
-                         f"({type(error).__name__}: {error})", param=param, code="unsupported_schema") from None
-    return _parsed(grammar)
-
-
-def _parsed(grammar: str) -> LlamaGrammar:
-    try:
-        return LlamaGrammar.from_string(grammar, verbose=False)
-    except ValueError as error:
-        raise BadRequest(f"response_format: the grammar made of it does not parse: {error}",
-                         param="response_format", code="unsupported_schema") from None
-
-
-def _list(value: Any, param: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise BadRequest(f"{param} must be a list", param=param)
-    return value
-
-
-def _message(message: Any, index: int) -> dict[str, str]:
-    param = f"messages[{index}]"
-    if not isinstance(message, dict):
-        raise BadRequest(f"{param} must be an object", param=param)
-    role = message.get("role")
-    if role not in ROLES:
-        raise BadRequest(f"{param}.role {role!r} is not one this engine runs ({', '.join(ROLES)})",
-                         param=f"{param}.role")
-    content = message.get("content")
-    if content is None:
-        text = ""
-    elif isinstance(content, str):
-        text = content
-    else:
-        texts = []
-        for part in _list(content, f"{param}.content"):
-            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-                raise BadRequest(f"{param}.content: this local model reads text only", param=f"{param}.content")
-            texts.append(part["text"])
-        text = "\n\n".join(texts)
-    # Chat templates know system, not developer (OpenAI's newer name for it).
-    return {"role": "system" if role == "developer" else role, "content": text}
+# The tool a template is tried with when the model loads: a template that renders tools shows its name.
+PROBE_NAME = "modelgate_probe_tool"
+PROBE_TOOL: dict[str, Any] = {"type": "function", "function": {
+    "name": PROBE_NAME, "description": "Looks a word up.",
+    "parameters": {"type": "object", "properties": {"word": {"type": "string"}}, "required": ["word"]}}}
+CALL_RULE = "tool-call"  # the grammar's rule for one call; the converter never makes a rule of this name
 
 
 @dataclass(slots=True)
 class Outcome:
-    finish_reason: str  # "stop" | "length" | "cancelled"
+    finish_reason: str  # "stop" | "length" | "tool_calls" | "cancelled"
     prompt_tokens: int
     completion_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class ToolTemplate:
+    """The template that renders a conversation with tools, and the format it writes calls in."""
+
+    formatter: Jinja2ChatFormatter
+    format: ToolFormat
 
 
 class ChatModel:
@@ -176,36 +70,122 @@ class ChatModel:
         if not template:
             raise ValueError("the GGUF file has no chat template (tokenizer.chat_template); "
                              "it is not an instruct model this engine can chat with")
-        eos = llm.token_eos()
-        bos = llm.token_bos()
-        self.formatter = Jinja2ChatFormatter(
+        self.formatter = self._formatter(template)
+        self.tool_template = self._tool_template(llm.metadata.get(TOOL_USE_KEY), template)
+
+    def _formatter(self, template: str) -> Jinja2ChatFormatter:
+        eos = self.llm.token_eos()
+        bos = self.llm.token_bos()
+        return Jinja2ChatFormatter(
             template=template,
-            eos_token=llm._model.token_get_text(eos) if eos != -1 else "",
-            bos_token=llm._model.token_get_text(bos) if bos != -1 else "",
+            eos_token=self.llm._model.token_get_text(eos) if eos != -1 else "",
+            bos_token=self.llm._model.token_get_text(bos) if bos != -1 else "",
             stop_token_ids=[eos],
         )
 
-    def prompt_tokens(self, job: ChatJob) -> tuple[list[int], list[str]]:
-        """The prompt's tokens and the stop strings (the request's and the template's)."""
-        result = self.formatter(messages=job.messages)  # type: ignore[arg-type]
-        tokens = self.llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True)
+    def _tool_template(self, *templates: str | None) -> ToolTemplate | None:
+        """The first of ``templates`` that renders tools, tried with ``PROBE_TOOL``."""
+        for template in templates:
+            if not template:
+                continue
+            formatter = self._formatter(template)
+            try:
+                shown = formatter(messages=[{"role": "user", "content": "?"}],
+                                  tools=[PROBE_TOOL]).prompt  # type: ignore[list-item]
+            except (jinja2.TemplateError, ValueError, TypeError, LookupError, AttributeError):
+                continue  # a template that cannot render a tool does not support tools
+            if PROBE_NAME in shown:
+                return ToolTemplate(formatter, tool_call_format(template))
+        return None
+
+    def prompt(self, job: ChatJob) -> tuple[str, list[str], bool]:
+        """The prompt's text, the stop strings (the request's and the template's), and whether the
+        template wrote the BOS token itself."""
+        formatter = self.formatter
+        messages = job.messages
+        extra: dict[str, Any] = {}
+        if job.uses_tools:
+            if self.tool_template is None:
+                raise BadRequest("this local model has no tool support: its chat template "
+                                 "(tokenizer.chat_template) renders no tools; send the request without tools, "
+                                 "or use a deployment of a model whose template has them", param="tools",
+                                 code="tools_not_supported")
+            formatter = self.tool_template.formatter
+            messages = [_for_template(m, self.tool_template.format) for m in messages]
+            if job.tools is not None and job.tools.choice != "none":
+                extra["tools"] = job.tools.tools
+        try:
+            result = formatter(messages=messages, **extra)  # type: ignore[arg-type]
+        except (jinja2.TemplateError, ValueError) as error:
+            raise BadRequest(f"the model's chat template cannot render these messages: {error}", param="messages",
+                             code="template_error") from None
         stops = list(job.stop)
         if result.stop:
             stops += [result.stop] if isinstance(result.stop, str) else [s for s in result.stop if s]
-        return tokens, stops
+        return result.prompt, stops, bool(result.added_special)
 
-    def run(self, job: ChatJob, emit: Callable[[str], None]) -> Outcome:
+    def prompt_tokens(self, job: ChatJob) -> tuple[list[int], list[str]]:
+        """The prompt's tokens and the stop strings."""
+        text, stops, added_special = self.prompt(job)
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=not added_special, special=True), stops
+
+    def call_grammar(self, tools: ToolUse) -> LlamaGrammar:
+        """The grammar of an answer that is one valid call (or several, where parallel calls are
+        allowed) of the allowed tools, written in the model's format."""
+        assert self.tool_template is not None
+        fmt = self.tool_template.format
+        rules = schema_gbnf(call_schema(tools.allowed, fmt), "tools", "tools").splitlines()
+        rules = [f"{CALL_RULE} ::= {line[len('root ::= '):]}" if line.startswith("root ::= ") else line
+                 for line in rules]
+        call = CALL_RULE
+        if fmt == "hermes":
+            one = f'"<tool_call>\\n" {call} "\\n</tool_call>"'
+            root = f'{one} ("\\n" {one})*' if tools.parallel else one
+        elif fmt == "mistral":
+            root = f'"[TOOL_CALLS][" {call} ("," " "? {call})* "]"' if tools.parallel else \
+                f'"[TOOL_CALLS][" {call} "]"'
+        else:  # one JSON object: the whole answer is the call
+            root = call
+        return parsed_grammar("\n".join([f"root ::= {root}", *rules]), "tools")
+
+    def run(self, job: ChatJob, emit: Callable[[Piece], None]) -> Outcome:
         """Generate the answer of ``job``, passing each piece of text to ``emit`` as it is final
-        (held back while it could be the start of a stop string); the counts are exact."""
-        llm = self.llm
+        (held back while it could be the start of a stop string or of a tool call), and each tool
+        call once it is complete; the counts are exact."""
         tokens, stops = self.prompt_tokens(job)
-        n_ctx = llm.n_ctx()
+        n_ctx = self.llm.n_ctx()
         if len(tokens) >= n_ctx:
             raise BadRequest(f"the prompt is {len(tokens)} tokens, more than this model's context window of "
                              f"{n_ctx} tokens leaves room to answer in; shorten it", param="messages",
                              code="context_length_exceeded")
         room = n_ctx - len(tokens)
         limit = min(job.max_tokens, room) if job.max_tokens else room
+        tools = job.tools
+        if tools is None or tools.choice == "none":
+            reason, produced = self._generate(job, tokens, stops, limit, job.grammar, emit, special=False)
+            return Outcome(reason, len(tokens), produced)
+        assert self.tool_template is not None  # prompt() refuses tools to a model without
+        grammar = self.call_grammar(tools) if tools.constrained else job.grammar
+        reader = CallReader(self.tool_template.format, tools.names, single=not tools.parallel)
+
+        def read(text: str) -> None:
+            for piece in reader.feed(text):
+                emit(piece)
+
+        # Special tokens are text here: some formats mark a call with one ([TOOL_CALLS], <|python_tag|>).
+        reason, produced = self._generate(job, tokens, stops, limit, grammar, read, special=True)
+        if reason != "cancelled":
+            for piece in reader.finish():
+                emit(piece)
+            if reader.calls and reason == "stop":
+                reason = "tool_calls"
+        return Outcome(reason, len(tokens), produced)
+
+    def _generate(self, job: ChatJob, tokens: list[int], stops: list[str], limit: int,
+                  grammar: LlamaGrammar | None, emit: Callable[[str], None], *, special: bool) -> tuple[str, int]:
+        """Sample up to ``limit`` tokens after ``tokens``, passing on the text; why it ended
+        ("stop", "length" or "cancelled") and how many tokens it sampled."""
+        llm = self.llm
         llm.set_seed(job.seed if job.seed is not None else random.randrange(2**32))
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         held = ""  # text that may be the start of a stop string
@@ -213,7 +193,7 @@ class ChatModel:
         reason = "length"
         for token in llm.generate(tokens, temp=job.temperature, top_p=job.top_p,
                                   presence_penalty=job.presence_penalty,
-                                  frequency_penalty=job.frequency_penalty, grammar=job.grammar):
+                                  frequency_penalty=job.frequency_penalty, grammar=grammar):
             if job.cancelled.is_set():
                 reason = "cancelled"
                 break
@@ -221,12 +201,12 @@ class ChatModel:
                 reason = "stop"
                 break
             produced += 1
-            held += decoder.decode(llm.detokenize([token]))
+            held += decoder.decode(llm.detokenize([token], special=special))
             cut = _stop_at(held, stops)
             if cut is not None:
                 if cut:
                     emit(held[:cut])
-                return Outcome("stop", len(tokens), produced)
+                return "stop", produced
             keep = _stop_prefix(held, stops)
             if len(held) > keep:
                 emit(held[:len(held) - keep])
@@ -238,7 +218,19 @@ class ChatModel:
             rest = held + decoder.decode(b"", final=True)
             if rest:
                 emit(rest)
-        return Outcome(reason, len(tokens), produced)
+        return reason, produced
+
+
+def _for_template(message: dict[str, Any], fmt: ToolFormat) -> dict[str, Any]:
+    """``message`` with its tool call ids as the template of ``fmt`` accepts them."""
+    if fmt != "mistral":
+        return message
+    out = dict(message)
+    if "tool_call_id" in out:
+        out["tool_call_id"] = template_call_id(out["tool_call_id"], fmt)
+    if "tool_calls" in out:
+        out["tool_calls"] = [{**call, "id": template_call_id(call["id"], fmt)} for call in out["tool_calls"]]
+    return out
 
 
 def _stop_at(text: str, stops: list[str]) -> int | None:

@@ -4,13 +4,16 @@
                                                  [--n-ctx TOKENS] [--device cpu|cuda|auto]
 
 It binds a port of 127.0.0.1 that the system picks and prints ``{"listening": PORT}`` on stdout,
-then loads the model; ``GET /health`` answers 503 while it loads and 200 once it serves.
+then loads the model; ``GET /health`` answers 503 while it loads and 200 once it serves, with the
+model's facts (its context window, and the format its chat template writes tool calls in, or null
+where it renders no tools).
 ``POST /v1/chat/completions`` answers whole or streamed (SSE), with ``usage`` in both (the last
 chunk of a stream, as OpenAI's ``stream_options.include_usage``); ``response_format`` json_object
-or json_schema holds decoding to a grammar (``llamacpp_chat.py``). Up to ``--max-concurrency``
-requests run at once, each on a ``Llama`` of its own: the weights are mapped from the file once
-and shared, each has its own context (KV cache). The parent (``replica.py``) admits no more than
-that; a request beyond it waits here.
+or json_schema holds decoding to a grammar (``chat_request.py``); tool calls come as OpenAI's
+``tool_calls``, each whole in one stream delta once the model has written all of it
+(``llamacpp_chat.py``). Up to ``--max-concurrency`` requests run at once, each on a ``Llama`` of
+its own: the weights are mapped from the file once and shared, each has its own context (KV
+cache). The parent (``replica.py``) admits no more than that; a request beyond it waits here.
 
 It stops on SIGTERM or SIGINT, after the requests in flight, and when its stdin closes: the
 gateway that started it is gone, however it went.
@@ -72,7 +75,9 @@ class Engine:
         model = await asyncio.to_thread(self._load)
         self._made = 1
         self._idle.put_nowait(model)
+        tools = model.tool_template
         self.facts = {"n_ctx": model.llm.n_ctx(), "n_ctx_train": model.llm._model.n_ctx_train(),
+                      "tool_format": tools.format if tools is not None else None,
                       "load_s": round(time.monotonic() - started, 3)}
         self.ready = True
 
@@ -109,7 +114,7 @@ class Worker:
         return web.json_response({"status": "ok", "model": self.engine.name, **self.engine.facts})
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
-        from modelgate.engines.llamacpp_chat import BadRequest, read_job
+        from modelgate.engines.chat_request import BadRequest, read_job
 
         if not self.engine.ready:
             return _error(503, "the model is still loading", code="engine_loading", kind="server_error")
@@ -133,12 +138,12 @@ class Worker:
 
     @staticmethod
     async def _run(model: Any, job: Any, pieces: asyncio.Queue[tuple[str, Any]]) -> None:
-        from modelgate.engines.llamacpp_chat import BadRequest
+        from modelgate.engines.chat_request import BadRequest
 
         loop = asyncio.get_running_loop()
 
-        def emit(text: str) -> None:
-            loop.call_soon_threadsafe(pieces.put_nowait, ("text", text))
+        def emit(piece: Any) -> None:  # text, or a ToolCall
+            loop.call_soon_threadsafe(pieces.put_nowait, ("text", piece) if isinstance(piece, str) else ("call", piece))
 
         try:
             outcome = await asyncio.to_thread(model.run, job, emit)
@@ -155,23 +160,30 @@ class Worker:
 
     async def _whole(self, pieces: asyncio.Queue[tuple[str, Any]]) -> web.Response:
         texts: list[str] = []
+        calls: list[dict[str, Any]] = []
         async for kind, value in _drain(pieces):
             if kind == "text":
                 texts.append(value)
+                continue
+            if kind == "call":
+                calls.append(_call(value))
                 continue
             if kind == "bad":
                 return _error(400, str(value), code=value.code, param=value.param)
             if kind == "failed":
                 return _error(500, value, code="engine_error", kind="server_error")
+            message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) or (None if calls else "")}
+            if calls:
+                message["tool_calls"] = calls
             body = {**self._head(), "object": "chat.completion", "choices": [{
-                "index": 0, "message": {"role": "assistant", "content": "".join(texts)},
-                "finish_reason": value.finish_reason}], "usage": _usage(value)}
+                "index": 0, "message": message, "finish_reason": value.finish_reason}], "usage": _usage(value)}
             return web.json_response(body)
         raise AssertionError("the generation ended without an outcome")
 
     async def _stream(self, request: web.Request, pieces: asyncio.Queue[tuple[str, Any]]) -> web.StreamResponse:
         head = self._head()
         first = True
+        calls = 0
         response: web.StreamResponse | None = None
         async for kind, value in _drain(pieces):
             if response is None:
@@ -183,8 +195,12 @@ class Worker:
                 response = web.StreamResponse(headers={"content-type": "text/event-stream",
                                                        "cache-control": "no-cache"})
                 await response.prepare(request)
-            if kind == "text":
-                delta = {"role": "assistant", "content": value} if first else {"content": value}
+            if kind in ("text", "call"):
+                delta: dict[str, Any] = {"content": value} if kind == "text" else {
+                    "tool_calls": [{"index": calls, **_call(value)}]}
+                calls += kind == "call"
+                if first:
+                    delta = {"role": "assistant", **delta}
                 first = False
                 await _send(response, {**head, "object": "chat.completion.chunk",
                                        "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
@@ -208,8 +224,13 @@ async def _drain(pieces: asyncio.Queue[tuple[str, Any]]) -> AsyncIterator[tuple[
     while True:
         kind, value = await pieces.get()
         yield kind, value
-        if kind != "text":
+        if kind not in ("text", "call"):
             return
+
+
+def _call(call: Any) -> dict[str, Any]:
+    """A ToolCall as OpenAI writes one: in a message's tool_calls, or whole in one stream delta."""
+    return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
 
 
 async def _send(response: web.StreamResponse, chunk: dict[str, Any]) -> None:

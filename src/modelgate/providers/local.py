@@ -20,8 +20,14 @@ counts it (``upstream_healthy``).
 the ``reasoning`` capability of its catalog entry) gets its ``<think>...</think>`` prefix as
 reasoning, not as text, whatever the deployment's ``reasoning.split_think_tags`` says.
 
-**Tools.** Refused with a 400: naming the model where its chat template renders no tools, and
-saying the engine does not run them yet where it does.
+**Tools.** A model whose chat template renders tools (the ``tools`` capability of its catalog
+entry, read from the template) runs them in its engine: the template shows it the tools and the
+conversation's calls and results, and its calls come back as OpenAI's ``tool_calls``, whole once
+each is written, so that every surface carries them as an API provider's. ``tool_choice``
+required or a named function holds decoding to a grammar of a valid call, whose arguments are then
+checked against the tool's ``parameters`` as structured output is (``local_checks.py``): a call cut
+at ``max_tokens`` is a 502 ``tool_call_invalid``, never a success. Tools for a model whose
+template renders none are a 400 naming it.
 """
 
 from __future__ import annotations
@@ -29,23 +35,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from typing import Any
 
-import orjson
-
-from modelgate.engines.json_schema import UnsupportedSchema, grammar_schema, violation
+from modelgate.engines.json_schema import UnsupportedSchema, grammar_schema
 from modelgate.engines.models import resolve_model
 from modelgate.engines.pool import ReplicaPool, ReplicaWatcher
 from modelgate.engines.replica import EngineSpec, Replica
 from modelgate.engines.settings import EngineSettings
 from modelgate.providers.base import UpstreamCall
+from modelgate.providers.local_checks import call_problem, format_problem, tools_refusal
 from modelgate.providers.openai_compat import OpenAICompatProvider
 from modelgate.providers.openai_wire import request_to_openai
 from modelgate.providers.thinking import ThinkTagSplitter
 from modelgate.schema.errors import InvalidRequest, UpstreamError, UpstreamMalformed, UpstreamUnreachable
 from modelgate.schema.events import Event, Finish, TextDelta, Usage
-from modelgate.schema.request import ChatRequest, EmbeddingRequest, ResponseFormat
+from modelgate.schema.request import ChatRequest, EmbeddingRequest
 
 EXIT_NOTICE_S = 1.0  # how long a failed request waits to learn whether its replica exited
 
@@ -82,8 +87,9 @@ class LocalProvider(OpenAICompatProvider):
         if pool is None:
             raise UpstreamUnreachable(f"local model '{call.model}' of provider '{self.name}' was not started "
                                       "with the gateway", provider=self.name)
-        if request.tools:
-            raise self._no_tools(pool.name, call)
+        refusal = tools_refusal(request, pool.name, call.facts.capabilities)
+        if refusal is not None:
+            raise refusal
         fmt = request.response_format
         structured = fmt is not None and fmt.type in ("json_object", "json_schema")
         if fmt is not None and fmt.type == "json_schema":
@@ -98,32 +104,25 @@ class LocalProvider(OpenAICompatProvider):
             events = _split_think(events)
         if structured:
             assert fmt is not None
-            events = self._checked(events, fmt, pool.name, hold=not request.stream)
+            events = self._checked(events, lambda seen: format_problem(seen, fmt, pool.name),
+                                   "structured_output_invalid", hold=not request.stream)
+        choice = request.tool_choice
+        if request.tools and choice is not None and choice.mode in ("required", "named"):
+            events = self._checked(events, lambda seen: call_problem(seen, request, pool.name), "tool_call_invalid",
+                                   hold=not request.stream)
         return events
 
-    def _no_tools(self, model: str, call: UpstreamCall) -> InvalidRequest:
-        if "tools" not in call.facts.capabilities:
-            return InvalidRequest(
-                f"local model '{model}' has no tool support: its chat template (tokenizer.chat_template) renders "
-                "no tools; send the request without tools, or use a deployment of a model that has them",
-                param="tools", code="tools_not_supported")
-        return InvalidRequest(
-            f"local model '{model}' has tool support in its chat template, but the llamacpp engine does not run "
-            "tools yet; send the request without tools, or use a deployment served with tool calling",
-            param="tools", code="tools_not_supported")
-
-    async def _checked(self, events: AsyncGenerator[Event, None], fmt: ResponseFormat, model: str,
-                       hold: bool) -> AsyncGenerator[Event, None]:
-        """``events``, the answer's text checked against ``fmt`` before its finish goes on; ``hold``:
-        all events are held until then (a whole answer, so that a failure comes before any content
-        and the router may still try a fallback)."""
-        texts: list[str] = []
+    async def _checked(self, events: AsyncGenerator[Event, None], problem_of: Callable[[list[Event]], str | None],
+                       code: str, hold: bool) -> AsyncGenerator[Event, None]:
+        """``events``, the complete answer checked by ``problem_of`` before its finish goes on (a
+        502 ``code`` where it finds a problem); ``hold``: all events are held until then (a whole
+        answer, so that a failure comes before any content and the router may still try a fallback)."""
+        seen: list[Event] = []
         held: list[Event] = []
         finish: Finish | None = None
         try:
             async for event in events:
-                if isinstance(event, TextDelta):
-                    texts.append(event.text)
+                seen.append(event)
                 if isinstance(event, Finish):
                     finish = event
                 if hold or finish is not None:
@@ -133,15 +132,14 @@ class LocalProvider(OpenAICompatProvider):
         finally:
             await events.aclose()
         usage = next((e for e in held if isinstance(e, Usage)), None)
-        problem = _format_problem("".join(texts), fmt, model, finish, usage)
+        problem = problem_of(seen)
         if problem is None:
             for event in held:
                 yield event
             return
         if usage is not None:
             yield usage  # the tokens were spent: metering counts them
-        raise UpstreamMalformed(problem, provider=self.name, code="structured_output_invalid",
-                                upstream_healthy=True)
+        raise UpstreamMalformed(problem, provider=self.name, code=code, upstream_healthy=True)
 
     async def _chat(self, pool: ReplicaPool, body: dict[str, Any], call: UpstreamCall,
                     stream: bool) -> AsyncGenerator[Event, None]:
@@ -178,27 +176,6 @@ class LocalProvider(OpenAICompatProvider):
         raise InvalidRequest(
             f"local model '{call.model}' (provider '{self.name}') does not serve embeddings in this build; "
             "use a deployment of an embedding model", param="model", code="model_not_supported")
-
-
-def _format_problem(text: str, fmt: ResponseFormat, model: str, finish: Finish | None,
-                    usage: Usage | None) -> str | None:
-    """Why ``text`` is not the JSON ``fmt`` asks for; None where it is."""
-    what = f"the schema '{fmt.name}'" if fmt.type == "json_schema" and fmt.name else (
-        "the schema" if fmt.type == "json_schema" else "a JSON object")
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError as error:
-        if finish is not None and finish.reason == "length":
-            spent = f" ({usage.output_tokens} tokens)" if usage is not None else ""
-            return (f"local model '{model}' reached max_tokens{spent} before its JSON answer for {what} was "
-                    "complete; raise max_tokens")
-        return f"local model '{model}' answered text that is not JSON ({error}) where {what} was asked for"
-    if fmt.type == "json_object":
-        return None if isinstance(value, dict) else (
-            f"local model '{model}' answered JSON that is not an object where response_format json_object asks "
-            "for one")
-    failed = violation(value, {} if fmt.schema is None else fmt.schema)
-    return None if failed is None else f"local model '{model}' answered JSON that does not match {what}: {failed}"
 
 
 async def _split_think(events: AsyncGenerator[Event, None]) -> AsyncGenerator[Event, None]:
