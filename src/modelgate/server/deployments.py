@@ -1,6 +1,6 @@
 """Deployments made through the admin API, applied on every gateway process while it runs.
 
-The same two paths as key changes (auth/keysync.py): the process that changes a deployment
+The same two paths as key changes (storage/revisions.py): the process that changes a deployment
 stores it, applies it here and publishes the new ``deployment_revision`` on the installation's
 Redis channel, waiting for the other processes to confirm; each process also asks the database
 for the revision every ``REFRESH_INTERVAL`` seconds and applies what changed, the backstop for
@@ -14,38 +14,29 @@ their replicas at run time is not wired yet.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import os
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from modelgate.auth.keyadmin import NAME, NAME_LENGTH
-from modelgate.auth.keysync import ACK_TTL, REFRESH_INTERVAL, Announcer
 from modelgate.catalog import Catalog
 from modelgate.config.deployments import read_one_deployment
 from modelgate.config.fields import Reader
 from modelgate.config.providers import LOCAL
 from modelgate.config.settings import DeploymentSettings, Settings
 from modelgate.metering import PriceBook
-from modelgate.redis_client import RedisClient, RespError
+from modelgate.redis_client import RedisClient
 from modelgate.routing import Router
 from modelgate.schema.errors import Conflict, InvalidRequest, NotFound
 from modelgate.storage import AlreadyExists, DeploymentRecord, RecordNotFound, Storage, StorageError
 from modelgate.storage.prices import prices_from_settings
+from modelgate.storage.revisions import REFRESH_INTERVAL, RevisionFollower
 
 log = logging.getLogger("modelgate.deployments")
 
 PATCH_REPLACES = {"targets": ("provider", "model"), "provider": ("targets",), "model": ("targets",)}
-
-
-def channel_name(installation: str) -> str:
-    return f"modelgate:{installation}:deployments"
+TOPIC = "deployments"  # the installation's Redis channel for deployment changes
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,51 +63,38 @@ class DeploymentSync:
         self.records: dict[str, DeploymentRecord] = {}  # the API-made deployments in force
         self.revision = 0
         self.catalog = Catalog.builtin()
-        self.announcer: Announcer | None = None
-        self._lock = asyncio.Lock()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._process = f"{os.getpid()}-{secrets.token_hex(4)}"
-        self.subscribed = False
+        self.follower = RevisionFollower(storage, redis, TOPIC, refresh=self._apply_changes,
+                                         revision=lambda: self.revision, interval=interval, what="deployment",
+                                         logger=log)
 
     # -- following the database ------------------------------------------------------------------
 
+    @property
+    def subscribed(self) -> bool:
+        return self.follower.subscribed
+
     async def start(self) -> None:
-        await self.refresh()
-        self._tasks.append(asyncio.create_task(self._poll(), name="modelgate-deployment-refresh"))
-        if self.redis is not None:
-            channel = channel_name(await self.storage.installation_id())
-            self.announcer = Announcer(self.redis, channel)
-            subscribed = asyncio.Event()
-            self._tasks.append(asyncio.create_task(self._listen(channel, subscribed),
-                                                   name="modelgate-deployment-listen"))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(subscribed.wait(), timeout=3)
+        await self.follower.refresh()
+        await self.follower.start()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        await self.follower.stop()
 
     async def refresh(self) -> bool:
         """Apply the changes stored since the last look; whether there were any."""
-        async with self._lock:
-            changes = await self.storage.deployments.changes_since(self.revision)
-            if changes is None:
-                return False
-            self._apply(changes.records)
-            self.revision = changes.revision
-            return True
+        return await self.follower.refresh()
 
     async def changed(self, revision: int) -> None:
         """After this process changed a deployment: apply it here, then announce it to the others."""
-        await self.refresh()
-        if self.announcer is not None:
-            try:
-                await self.announcer.announce(revision)
-            except (RespError, OSError) as error:
-                log.warning("could not announce deployment change %d on Redis (%s); other processes apply "
-                            "it at their next refresh (%.0fs)", revision, error, self.interval)
+        await self.follower.changed(revision)
+
+    async def _apply_changes(self) -> bool:
+        changes = await self.storage.deployments.changes_since(self.revision)
+        if changes is None:
+            return False
+        self._apply(changes.records)
+        self.revision = changes.revision
+        return True
 
     def _apply(self, records: list[DeploymentRecord]) -> None:
         changes: dict[str, DeploymentSettings | None] = {}
@@ -143,42 +121,6 @@ class DeploymentSync:
             self.prices.reload(prices_from_settings(self.settings), self.settings.deployments.values())
             log.info("deployments applied: %s", ", ".join(
                 f"{name} ({'removed' if d is None else 'in force'})" for name, d in changes.items()))
-
-    async def _poll(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            await self._refresh_logged()
-
-    async def _listen(self, channel: str, subscribed: asyncio.Event) -> None:
-        assert self.redis is not None
-        delay = 0.5
-        while True:
-            try:
-                async with self.redis.subscribe(channel) as subscription:
-                    self.subscribed = True
-                    subscribed.set()
-                    delay = 0.5
-                    await self._refresh_logged()  # what was announced while not subscribed
-                    async for message in subscription:
-                        await self._on_message(message.data)
-            except (RespError, OSError) as error:
-                self.subscribed = False
-                subscribed.set()
-                log.debug("Redis subscription to %s lost (%s); trying again", channel, error)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-
-    async def _on_message(self, data: bytes) -> None:
-        try:
-            body = orjson.loads(data)
-            revision, ack = int(body["revision"]), str(body["ack"])
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            log.warning("ignoring a malformed deployment-change message: %r", data)
-            return
-        if self.revision < revision:
-            await self._refresh_logged()
-        if self.revision >= revision and self.redis is not None:
-            await self.redis.pipeline(["RPUSH", ack, self._process], ["EXPIRE", ack, ACK_TTL])
 
     async def _refresh_logged(self) -> None:
         try:
