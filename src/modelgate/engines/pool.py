@@ -73,6 +73,9 @@ class ReplicaPool:
         self._idle = asyncio.Event()
         self._idle.set()
         self._mean_s = 1.0  # recent request durations, for Retry-After
+        # Set when a replica became ready or failed to (``first_load``); ``failure`` says why it failed.
+        self._outcome = asyncio.Event()
+        self.failure: ReplicaFailed | None = None
 
     @property
     def waiting(self) -> int:
@@ -99,9 +102,12 @@ class ReplicaPool:
             except ReplicaFailed as failure:
                 log.error("local model '%s' (provider '%s'): %s", self.name, self.provider, failure)
                 self._ended(replica, "failed")
+                self.failure = failure
+                self._outcome.set()
             else:
                 log.info("local model '%s': replica %d ready in %.2fs (pid %s)", self.name, replica.index,
                          time.monotonic() - started, replica.pid)
+                self._outcome.set()
                 self._wake()
                 code = await replica.exited()
                 if self._stopping:
@@ -130,6 +136,22 @@ class ReplicaPool:
         self._up.discard(replica.index)
         if self.watcher is not None:
             self.watcher.replica_ended(self, replica.index, reason)
+
+    async def first_load(self) -> None:
+        """Return once a replica is ready; ``ReplicaFailed`` (why) if one fails to load first. A
+        replica that does not load within ``load_timeout`` has failed."""
+        await self._loaded(until_failure=True)
+
+    async def any_ready(self) -> None:
+        """Return once a replica is ready, however many attempts that takes."""
+        await self._loaded(until_failure=False)
+
+    async def _loaded(self, until_failure: bool) -> None:
+        while not self.ready():
+            if until_failure and self.failure is not None:
+                raise self.failure
+            self._outcome.clear()
+            await self._outcome.wait()
 
     async def acquire(self, wait_s: float) -> Replica:
         """A ready replica with a free slot, taken for one request (give it back with ``release``)."""
