@@ -7,8 +7,9 @@ gateway runs start pools of their own (``pool``) and retire those no deployment 
 window share one pool. The replicas speak OpenAI's chat
 completions, so a request goes out through the same translation as to any OpenAI-compatible
 server (``openai_wire``), to the replica the pool admits it to; the answer's usage is the
-engine's own exact count. A replica that dies while answering fails the request with a 502
-saying so (the router fails over before the first content, as for any upstream).
+engine's own exact count. A replica that dies while answering, or is killed for not answering
+its health check (hung), fails the request with a 502 saying so (the router fails over before the
+first content, as for any upstream).
 
 **Structured output.** ``response_format`` json_object or json_schema: the engine holds decoding
 to a grammar made of the schema (``engines/json_schema.py`` says which keywords it can hold to; a
@@ -185,6 +186,7 @@ class LocalProvider(OpenAICompatProvider):
     async def _chat(self, pool: ReplicaPool, body: dict[str, Any], call: UpstreamCall,
                     stream: bool) -> AsyncGenerator[Event, None]:
         replica = await pool.acquire(call.timeout)
+        process = replica.process  # the one that answers; a restart replaces it
         started = time.monotonic()
         try:
             events = self.exchange(call, f"{replica.url}/v1/chat/completions", self.headers, body,
@@ -195,23 +197,26 @@ class LocalProvider(OpenAICompatProvider):
             finally:
                 await events.aclose()
         except UpstreamError as error:
-            raise await self._replica_error(pool, replica, error) from error
+            raise await self._replica_error(pool, replica, process, error) from error
         finally:
             pool.release(replica, time.monotonic() - started)
 
-    async def _replica_error(self, pool: ReplicaPool, replica: Replica, error: UpstreamError) -> UpstreamError:
-        """``error``, said as a replica's death where the replica died under the request."""
-        if error.status != 502 or replica.process is None:
+    async def _replica_error(self, pool: ReplicaPool, replica: Replica, process: asyncio.subprocess.Process | None,
+                             error: UpstreamError) -> UpstreamError:
+        """``error``, said as a replica's death where the replica's ``process`` died under the
+        request, or was killed for not answering its health check."""
+        if error.status != 502 or process is None:
             return error
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(replica.process.wait()), EXIT_NOTICE_S)
-        code = replica.exit_code()
+            await asyncio.wait_for(asyncio.shield(process.wait()), EXIT_NOTICE_S)
+        code = process.returncode
         if code is None:
             return error
+        fault = replica.fault(process)
+        what = f"was killed while answering because it {fault}" if fault else f"exited with code {code} while answering"
         return error.restated(
-            f"replica {replica.index} of local model '{pool.name}' (provider '{self.name}', pid {replica.pid}) "
-            f"exited with code {code} while answering; it is being restarted",
-            code="engine_replica_died")
+            f"replica {replica.index} of local model '{pool.name}' (provider '{self.name}', pid {process.pid}) {what}; "
+            "it is being restarted", code="engine_replica_died")
 
     def embed(self, request: EmbeddingRequest, call: UpstreamCall) -> AsyncGenerator[Event, None]:
         raise InvalidRequest(
