@@ -18,6 +18,9 @@ import httpx
 import openai
 import pytest
 
+from modelgate.config import parse_settings
+from modelgate.engines.settings import EngineSettings
+from modelgate.server.services import start_services
 from modelgate.simulator import SimulatorThread
 from modelgate.storage import PriceEntry, ReplicaRun, Storage
 from tests.admin.test_admin_api import MASTER, check
@@ -25,7 +28,15 @@ from tests.engines.conftest import engine_children
 from tests.engines.test_local_gateway import QUESTION, expected
 from tests.local_models import tiny_llama
 from tests.services import upgrade
-from tests.support import DEADLINE_S, RunningGateway, gateway_in_thread, gateway_process, openai_sim_config, wait_until
+from tests.support import (
+    DEADLINE_S,
+    RunningGateway,
+    eventually,
+    gateway_in_thread,
+    gateway_process,
+    openai_sim_config,
+    wait_until,
+)
 
 MODEL_NAME = "SmolLM2-135M-Instruct.Q4_1"
 PER_REPLICA_HOUR = 3.6
@@ -260,3 +271,36 @@ def test_with_workers_each_runs_the_replicas_of_a_deployment_made_at_run_time(
 
         check(admin.delete("/admin/deployments/smol"), 200, "Deployment")
         wait_until(lambda: not replicas(), DEADLINE_S * 3, "every worker's replica stopped")
+
+
+async def test_a_changed_deployment_is_served_by_its_old_replicas_until_the_new_ones_have_loaded(
+        smollm2: str, database: str, tmp_path: Path) -> None:
+    """Two gateways' services on one database, without Redis: the second applies the change when it
+    refreshes, and routes to its new replicas only once they have loaded."""
+    config = {"database_url": database, "journal_dir": str(tmp_path / "journal"),
+              "providers": {"local": {"type": "local"}}}
+    one = await start_services(parse_settings(config, {}))
+    other = await start_services(parse_settings(config, {}))
+    try:
+        await one.deployment_admin.create(smol(smollm2))
+        await other.deployment_sync.refresh()
+        [old] = other.engines.providers["local"].pools.values()
+        await old.first_load()
+
+        def routed() -> EngineSettings | None:
+            return other.router.groups["smol"].targets[0].upstream.engine
+
+        await one.deployment_admin.update("smol", {"replicas": 2})
+        await other.deployment_sync.refresh()
+        # In force in the settings; routed to the old replica while the two new ones load.
+        [target] = other.settings.deployments["smol"].targets
+        assert target.local is not None and target.local.replicas == 2
+        assert routed() == old.spec.engine and old.ready()
+        await eventually(lambda: routed() == target.local, LOAD_S, "the switch to the new replicas")
+        [new] = other.engines.providers["local"].pools.values()
+        assert new is not old and new.ready() and len(new.replicas) == 2
+        await eventually(lambda: all(r.exit_code() is not None for r in old.replicas), DEADLINE_S,
+                         "the old replica drained and stopped")
+    finally:
+        await one.stop()
+        await other.stop()

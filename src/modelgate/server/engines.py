@@ -5,9 +5,9 @@ N``, N times ``replicas`` processes per deployment), whether the deployment come
 file or from the admin API. The pools live on the local providers (``providers/local.py``); this
 module says which pools the deployments in force need: a deployment's targets on ``local``
 providers each need the pool of their model, engine settings and context window. The pools of the
-config's deployments start with the gateway (``start``); a deployment applied later starts its own
-(``start_for``), and a pool that no deployment in force (nor one being made, ``keep``) needs any
-more is drained and stopped (``retire_unused``).
+config's deployments start with the gateway (``Provider.start``); a deployment applied later
+starts its own (``start_for``), and a pool that no deployment in force (nor one being made or
+waiting to be switched to, ``keep``) needs any more is drained and stopped (``retire_unused``).
 """
 
 from __future__ import annotations
@@ -35,15 +35,10 @@ class LocalEngines:
         return [(self.providers[t.provider], upstream_call(deployment, t))
                 for t in deployment.targets if t.provider in self.providers]
 
-    async def start(self, watcher: ReplicaWatcher) -> None:
-        """Start the pools of the deployments the router has now (the config's, at start-up); every
-        pool started from now on tells ``watcher`` of its replicas."""
+    def watch(self, watcher: ReplicaWatcher) -> None:
+        """Every pool started from now on tells ``watcher`` of its replicas (set before any starts)."""
         for provider in self.providers.values():
             provider.watcher = watcher
-        for group in self.router.groups.values():
-            for target in group.targets:
-                if isinstance(target.provider, LocalProvider):
-                    await target.provider.pool(target.upstream)
 
     async def start_for(self, deployment: DeploymentSettings) -> list[ReplicaPool]:
         """The pools ``deployment`` needs, those not running yet started now (they load in the

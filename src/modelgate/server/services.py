@@ -22,7 +22,7 @@ from modelgate.metering import Journal, Metering, PriceBook, UptimeRecorder, Usa
 from modelgate.pipeline.contract import Handler
 from modelgate.pipeline.reasoning import SplitThinkTags
 from modelgate.pipeline.sealing import Sealer
-from modelgate.providers.base import Provider
+from modelgate.providers.base import Provider, UpstreamCall
 from modelgate.providers.registry import create_provider
 from modelgate.providers.transport import ConnectionCap, HTTPClient
 from modelgate.redis_client import RedisClient
@@ -87,7 +87,7 @@ class Services:
             await self.spend_sync.start()
             await self.responses.start()
             await self.uptime.start()
-            await self.engines.start(self.uptime)
+            await self._start_providers()
             await self.deployment_sync.start()
             await self.storage.prices.sync(self.prices)
         except BaseException:
@@ -95,6 +95,17 @@ class Services:
             raise
         if self.auth.open:
             log.warning("no master_key is set: the gateway accepts every caller (pid %d)", os.getpid())
+
+    async def _start_providers(self) -> None:
+        """Start what providers run themselves (a local provider's engine replicas) for the
+        targets of the config's deployments; each replica is recorded by the uptime recorder."""
+        calls: dict[str, list[UpstreamCall]] = {name: [] for name in self.providers}
+        for group in self.router.groups.values():
+            for target in group.targets:
+                calls[target.provider.name].append(target.upstream)
+        self.engines.watch(self.uptime)
+        for name, provider in self.providers.items():
+            await provider.start(calls[name])
 
     @property
     def prices(self) -> list[PriceEntry]:
