@@ -199,6 +199,9 @@ class DeploymentSync:
             except ReplicaFailed as failure:
                 raise InvalidRequest(f"The deployment is not valid: {failure}", param="model",
                                      code="model_not_loadable") from None
+            except ModelNotFound as missing:  # gone since it was checked a moment ago
+                raise InvalidRequest(f"The deployment is not valid: {missing}", param="model",
+                                     code="invalid_deployment") from None
             yield
         finally:
             self._making.remove(deployment)
