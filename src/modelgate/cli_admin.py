@@ -222,7 +222,7 @@ class _KeyAdmin:
             return
         self.redis = RedisClient.from_url(self.settings.redis_url, timeout=ANNOUNCE_REDIS_TIMEOUT_S)
         try:
-            announcer = Announcer(self.redis, channel_name(await self.storage.installation_id()))
+            announcer = Announcer(self.redis, channel_name(await self.storage.installation_id()), "key change")
             receivers, confirmed = await announcer.announce(revision)
         except (RespError, OSError) as error:
             print(f"Redis unreachable ({error}); running gateways apply this within {REFRESH_INTERVAL:.0f}s",

@@ -37,15 +37,17 @@ def problems(*entries: dict[str, Any]) -> str:
 def test_a_local_target_gets_the_engine_defaults(gguf: str) -> None:
     [target] = settings({"name": "smol", "provider": "local", "model": gguf}).deployments["smol"].targets
     assert target.local == EngineSettings(engine="llamacpp", replicas=1, max_concurrency=4, queue=32, device="auto")
+    assert (target.local.health_interval, target.local.health_timeout) == (5.0, 5.0)
     assert target.facts.context_window == 4096  # the model's own
 
 
 def test_the_engine_keys_sit_beside_provider_and_model(gguf: str) -> None:
     deployment = settings({"name": "smol", "provider": "local", "model": gguf, "engine": "llamacpp",
                            "replicas": 2, "max_concurrency": 1, "queue": 0, "device": "cpu",
-                           "context_window": 2048}).deployments["smol"]
+                           "health_interval": 2, "health_timeout": 0.5, "context_window": 2048}).deployments["smol"]
     [target] = deployment.targets
-    assert target.local == EngineSettings(replicas=2, max_concurrency=1, queue=0, device="cpu")
+    assert target.local == EngineSettings(replicas=2, max_concurrency=1, queue=0, device="cpu", health_interval=2.0,
+                                          health_timeout=0.5)
     assert target.facts.context_window == 2048
 
 
@@ -65,6 +67,8 @@ def test_a_target_of_a_group_may_be_local(gguf: str) -> None:
     ({"queue": -1}, "deployments.smol.queue: must be 0 or more waiting requests"),
     ({"queue": "many"}, "deployments.smol.queue: expected a whole number of requests, got str 'many'"),
     ({"device": "tpu"}, "deployments.smol.device: must be one of cpu, cuda, auto, got 'tpu'"),
+    ({"health_interval": 0}, "deployments.smol.health_interval: must be a positive number of seconds"),
+    ({"health_timeout": "soon"}, "deployments.smol.health_timeout: expected seconds as a number, got str 'soon'"),
     ({"api": "responses"}, "deployments.smol.api: 'responses' needs a provider of type openai or azure"),
 ])
 def test_wrong_engine_keys_are_named_with_the_fix(gguf: str, keys: dict[str, Any], problem: str) -> None:
@@ -85,8 +89,9 @@ def test_a_file_that_is_no_gguf_is_named(tmp_path: Path) -> None:
 
 def test_engine_keys_on_an_api_provider_are_refused() -> None:
     said = problems({"name": "gpt", "provider": "openai", "model": "gpt-4o", "replicas": 2})
-    assert ("deployments.gpt: compute_cost:, device:, engine:, max_concurrency:, queue:, replicas: are for "
-            "providers of type local; provider 'openai' is of type openai: remove them") in said
+    assert ("deployments.gpt: compute_cost:, device:, engine:, health_interval:, health_timeout:, max_concurrency:, "
+            "queue:, replicas: are for providers of type local; provider 'openai' is of type openai: "
+            "remove them") in said
     said = problems({"name": "gpt", "provider": "openai", "model": "gpt-4o", "compute_cost": {"per_replica_hour": 1}})
     assert "deployments.gpt: compute_cost:" in said and "are for providers of type local" in said
 

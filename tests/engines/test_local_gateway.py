@@ -8,17 +8,31 @@ prompt tokens and completion tokens must be equal, whole and streamed, on every 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
+import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
 
+from modelgate.simulator import SimulatorThread
+from modelgate.storage import ReplicaRun, Storage
 from tests.engines.conftest import engine_children
-from tests.support import DEADLINE_S, RunningGateway, anthropic_client, gateway_in_thread, wait_until
+from tests.support import (
+    DEADLINE_S,
+    RunningGateway,
+    anthropic_client,
+    gateway_in_thread,
+    openai_sim_config,
+    wait_until,
+)
 
 QUESTION = "What is the capital of France?"
 MAX_TOKENS = 12
@@ -158,3 +172,87 @@ def test_a_replica_killed_mid_stream_fails_the_request_and_comes_back(smollm2: s
         [second] = mine()
         assert second != first
     assert not mine(), "the engine's processes outlived the gateway"
+
+
+HEALTH = {"health_interval": 0.5, "health_timeout": 0.5}
+
+
+def test_a_replica_that_stops_answering_is_killed_its_stream_fails_fast_and_it_comes_back(
+        smollm2: str, tmp_path: Path) -> None:
+    others = set(engine_children())
+
+    def mine() -> set[int]:
+        return set(engine_children()) - others
+
+    database = f"sqlite:///{tmp_path / 'modelgate.db'}"
+    with gateway_in_thread({**local_config(smollm2, **HEALTH), "database_url": database}) as gateway:
+        sdk = client(gateway)
+        sdk.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+        [first] = mine()
+        stream = sdk.chat.completions.create(
+            model="smollm2", messages=[{"role": "user", "content": "Write a long story about a dragon."}],
+            max_tokens=400, temperature=0, stream=True)
+        chunks = iter(stream)
+        next(chunks)
+        os.kill(first, signal.SIGSTOP)  # alive, holding its socket, answering nothing
+        stopped = time.monotonic()
+        try:
+            with pytest.raises(openai.APIError) as raised:
+                for _ in chunks:
+                    pass
+            failed = time.monotonic() - stopped
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(first, signal.SIGCONT)  # not left stopped if the check never came
+        # Within about interval + timeout, where the deployment's timeout (60 s) would have waited.
+        assert failed < 5, f"the stream took {failed:.1f}s to fail"
+        assert "was killed while answering because it did not answer its health check within 0.5s" in (
+            raised.value.message)
+        wait_until(lambda: first not in set(engine_children()), DEADLINE_S, "the hung replica killed")
+        wait_until(lambda: mine(), DEADLINE_S, "a new replica")
+        answer = sdk.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "hi"}],
+                                             max_tokens=2)
+        assert answer.usage is not None and answer.usage.completion_tokens >= 1
+    assert not mine(), "the engine's processes outlived the gateway"
+    runs = asyncio.run(_runs(database))
+    assert [r.end_reason for r in runs] == ["hung", "stopped"]
+
+
+async def _runs(database: str) -> list[ReplicaRun]:
+    storage = await Storage.open(database)
+    try:
+        return await storage.replica_hours.runs(provider="local")
+    finally:
+        await storage.close()
+
+
+def test_a_whole_answer_from_a_hung_replica_falls_back(smollm2: str, sim: SimulatorThread) -> None:
+    config = openai_sim_config(sim.base_url)
+    config["providers"]["local"] = {"type": "local"}
+    config["deployments"] = [
+        {"name": "smollm2", "provider": "local", "model": smollm2, "context_window": 2048, "timeout": 60,
+         "fallbacks": ["gpt-4o"], **HEALTH},
+        {"name": "gpt-4o", "provider": "openai", "model": "gpt-4o"}]
+    others = set(engine_children())
+    with gateway_in_thread(config) as gateway:
+        sdk = client(gateway)
+        sdk.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+        [replica] = set(engine_children()) - others
+        answers: list[Any] = []
+        asking = threading.Thread(target=lambda: answers.append(sdk.chat.completions.with_raw_response.create(
+            model="smollm2", messages=[{"role": "user", "content": "Write a long story about a dragon."}],
+            max_tokens=400, temperature=0)))
+        asking.start()
+        time.sleep(1.0)  # admitted at once and generating (400 tokens take several seconds here)
+        os.kill(replica, signal.SIGSTOP)
+        try:
+            asking.join(DEADLINE_S)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(replica, signal.SIGCONT)
+        assert not asking.is_alive(), "the request waited on the hung replica"
+        [raw] = answers
+        # Nothing had been sent to the client yet: the router took the fallback.
+        assert raw.headers["x-modelgate-provider"] == "openai"
+        assert raw.parse().choices[0].message.content
+        wait_until(lambda: replica not in set(engine_children()), DEADLINE_S, "the hung replica killed")

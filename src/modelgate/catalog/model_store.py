@@ -163,7 +163,8 @@ class ModelStore:
             known = ", ".join(sorted(self._read())) or "none yet"
             raise ModelStoreError(
                 f"'{name_or_path}' is no model in the store at {self.models_dir} (it has: {known}) nor a GGUF file or "
-                f"model folder; add one with `modelgate models add PATH --name {name_or_path}`")
+                f"model folder at {path}; add one with `modelgate models add PATH --name {name_or_path}`, or give the "
+                "path of a file or folder on this machine")
         return read_model(path, default_name(path))
 
     def _path(self, given: str | os.PathLike[str]) -> Path:

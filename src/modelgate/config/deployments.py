@@ -74,6 +74,8 @@ ENGINE: Shape[EngineSettings] = Shape(EngineSettings, keys={
     "max_concurrency": Key(_REQUESTS, positive("must be at least 1 request at once")),
     "queue": Key(_REQUESTS, at_least(0, "must be 0 or more waiting requests")),
     "device": Key(choices=DEVICES),
+    "health_interval": Key("seconds as a number", _seconds, doc="seconds between health checks of a ready replica"),
+    "health_timeout": Key("seconds as a number", _seconds, doc="seconds a replica has to answer a health check"),
     "compute_cost": Key("a mapping with per_replica_hour:", shape=COMPUTE_COST),
 })
 

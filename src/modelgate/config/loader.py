@@ -68,8 +68,10 @@ def _load_settings(path: Path, env: Mapping[str, str], catalog: Catalog | None) 
             raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
         if cache is not None:
             _keep(cache, digest, data)
-    return parse_settings(data or {}, env, catalog, source=str(path), references=references,
-                          folder=path.absolute().parent)
+    settings = parse_settings(data or {}, env, catalog, source=str(path), references=references,
+                              folder=path.absolute().parent)
+    settings.config_file = str(path.absolute())
+    return settings
 
 
 def load_providers(path: str | Path, env: Mapping[str, str]) -> dict[str, ProviderSettings]:

@@ -66,3 +66,7 @@ class Settings:
     # Where usage records wait while the database cannot be reached (metering/journal.py).
     journal_dir: Annotated[str, Key("a directory path", nonempty(
         "is empty; name a directory or remove the key for ./journal"))] = "./journal"
+    # The file these settings were read from, absolute (None: built from a mapping, as tests do). No
+    # config key: it names the file in messages and is the folder relative paths of deployments made
+    # through the admin API are taken from, as the file's own are.
+    config_file: str | None = field(default=None, init=False, compare=False)

@@ -7,7 +7,7 @@ this package knows nothing of the config loader, the pipeline or the surfaces.
     models.py            a deployment's ``model:`` → the file the engine loads
     admission.py         at most max_concurrency running per replica, at most queue waiting
     replica.py           one child process: start, wait for health, stop
-    pool.py              a deployment's replicas, supervised: restarted with backoff, drained
+    pool.py              a deployment's replicas, supervised: health-checked, restarted with backoff, drained
     llamacpp_worker.py   the child: a GGUF model under llama.cpp behind OpenAI's chat completions
     chat_request.py      a chat completions body read into the job the child runs, checked
     llamacpp_chat.py     one completion: the prompt from the model's chat template, the tokens, the calls

@@ -3,7 +3,10 @@
 **Supervision.** Each replica has a task that starts it, waits for its health, and when it dies
 (a crash of native code, the kernel's OOM killer, a signal) starts it again after a backoff that
 doubles with each failure in a row (0.5 s up to 30 s), back to the start once a replica has run
-for a minute. ``stop`` drains: new requests are refused with 503, those running get
+for a minute. A ready replica's health is checked every ``health_interval`` seconds: one that
+does not answer within ``health_timeout`` (hung: deadlocked, stopped, thrashing) is killed, so the
+requests it runs fail at once with the 502 of a dead replica (and fallbacks apply), and it is
+started again with the same backoff. ``stop`` drains: new requests are refused with 503, those running get
 ``DRAIN_S`` to finish, then the children get SIGTERM and, if they linger, SIGKILL.
 
 **Admission.** A replica runs at most ``max_concurrency`` requests at once; a request that finds
@@ -16,7 +19,8 @@ the router fails over to the deployment's fallbacks as for any provider.
 
 **Uptime.** A ``ReplicaWatcher`` hears when each replica starts (its child process is launched:
 loading holds the machine as much as answering) and when it ends: ``failed`` (it never became
-healthy), ``died`` (it exited on its own) or ``stopped`` (the pool stopped it). It must not wait:
+healthy), ``died`` (it exited on its own), ``hung`` (killed for not answering its health check)
+or ``stopped`` (the pool stopped it). It must not wait:
 the supervisor calls it between steps.
 """
 
@@ -42,7 +46,7 @@ DRAIN_S = 30.0
 STOP_GRACE_S = 10.0
 DURATION_WEIGHT = 0.2  # weight of the newest request duration in the moving average
 
-EndReason = Literal["failed", "died", "stopped"]
+EndReason = Literal["failed", "died", "hung", "stopped"]
 
 
 class ReplicaWatcher(Protocol):
@@ -73,6 +77,9 @@ class ReplicaPool:
         self._idle = asyncio.Event()
         self._idle.set()
         self._mean_s = 1.0  # recent request durations, for Retry-After
+        # Set when a replica became ready or failed to (``first_load``); ``failure`` says why it failed.
+        self._outcome = asyncio.Event()
+        self.failure: ReplicaFailed | None = None
 
     @property
     def waiting(self) -> int:
@@ -99,18 +106,21 @@ class ReplicaPool:
             except ReplicaFailed as failure:
                 log.error("local model '%s' (provider '%s'): %s", self.name, self.provider, failure)
                 self._ended(replica, "failed")
+                self.failure = failure
+                self._outcome.set()
             else:
                 log.info("local model '%s': replica %d ready in %.2fs (pid %s)", self.name, replica.index,
                          time.monotonic() - started, replica.pid)
+                self._outcome.set()
                 self._wake()
-                code = await replica.exited()
+                code, hung = await self._watch(replica)
                 if self._stopping:
                     return
-                self._ended(replica, "died")
+                self._ended(replica, "hung" if hung else "died")
                 said = "\n".join(replica.output)
-                log.error("local model '%s' (provider '%s'): replica %d (pid %s) died with exit code %s; "
-                          "restarting it. Its last output:\n%s", self.name, self.provider, replica.index,
-                          replica.pid, code, said or "(none)")
+                what = f"{hung}; it was killed" if hung else f"died with exit code {code}"
+                log.error("local model '%s' (provider '%s'): replica %d (pid %s) %s; restarting it. Its last "
+                          "output:\n%s", self.name, self.provider, replica.index, replica.pid, what, said or "(none)")
             replica.state = "dead"
             self.restarts += 1
             if time.monotonic() - started > STEADY_S:
@@ -118,6 +128,25 @@ class ReplicaPool:
             first, longest = self.backoff
             await asyncio.sleep(min(longest, first * 2 ** failures))
             failures += 1
+
+    async def _watch(self, replica: Replica) -> tuple[int, str | None]:
+        """Until the ready ``replica`` exits: its health checked every ``health_interval`` seconds,
+        and killed when it does not answer within ``health_timeout``. Its exit code, and why it was
+        killed (None: it exited on its own)."""
+        engine = self.spec.engine
+        exited = asyncio.ensure_future(replica.exited())
+        try:
+            while True:
+                done, _ = await asyncio.wait({exited}, timeout=engine.health_interval)
+                if done:
+                    return exited.result(), None
+                if await replica.answers(engine.health_timeout) or exited.done():
+                    continue
+                hung = f"did not answer its health check within {engine.health_timeout:g}s"
+                replica.kill(hung)
+                return await exited, hung
+        finally:
+            exited.cancel()
 
     def _started(self, replica: Replica) -> None:
         self._up.add(replica.index)
@@ -130,6 +159,22 @@ class ReplicaPool:
         self._up.discard(replica.index)
         if self.watcher is not None:
             self.watcher.replica_ended(self, replica.index, reason)
+
+    async def first_load(self) -> None:
+        """Return once a replica is ready; ``ReplicaFailed`` (why) if one fails to load first. A
+        replica that does not load within ``load_timeout`` has failed."""
+        await self._loaded(until_failure=True)
+
+    async def any_ready(self) -> None:
+        """Return once a replica is ready, however many attempts that takes."""
+        await self._loaded(until_failure=False)
+
+    async def _loaded(self, until_failure: bool) -> None:
+        while not self.ready():
+            if until_failure and self.failure is not None:
+                raise self.failure
+            self._outcome.clear()
+            await self._outcome.wait()
 
     async def acquire(self, wait_s: float) -> Replica:
         """A ready replica with a free slot, taken for one request (give it back with ``release``)."""

@@ -25,6 +25,7 @@ log = logging.getLogger("modelgate.engines")
 
 OUTPUT_LINES = 20  # lines of a child's output kept for error messages
 HEALTH_POLL_S = 0.05
+LOAD_PROBE_S = 2.0  # how long one probe of a loading child's health may take
 WORKERS = {"llamacpp": "modelgate.engines.llamacpp_worker"}
 
 
@@ -61,6 +62,8 @@ class Replica:
         self.output: deque[str] = deque(maxlen=OUTPUT_LINES)
         self._listening: asyncio.Future[int] | None = None
         self._reader: asyncio.Task[None] | None = None
+        # Why the gateway killed the current process, if it did (``kill``): said to its requests.
+        self._fault: tuple[asyncio.subprocess.Process, str] | None = None
 
     @property
     def url(self) -> str:
@@ -129,6 +132,25 @@ class Replica:
             self.output.append(line)
             log.debug("%s: %s", self.label, line)
 
+    async def answers(self, within: float) -> bool:
+        """Whether the child answers ``GET /health`` with 200 within ``within`` seconds."""
+        return self.port is not None and await _healthy(self.port, within)
+
+    def kill(self, why: str) -> None:
+        """SIGKILL the child now (a stopped or hung one takes no SIGTERM), for ``why``: what the
+        requests it was running are told. It takes no more requests."""
+        self.state = "dead"
+        process = self.process
+        if process is None or process.returncode is not None:
+            return
+        self._fault = (process, why)
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+
+    def fault(self, process: asyncio.subprocess.Process | None) -> str | None:
+        """Why the gateway killed ``process`` (a process of this replica), if it did."""
+        return self._fault[1] if self._fault is not None and self._fault[0] is process else None
+
     async def exited(self) -> int:
         """Wait for the child to end; its exit code."""
         assert self.process is not None
@@ -162,19 +184,17 @@ class Replica:
                 await self._reader
 
 
-async def _healthy(port: int) -> bool:
-    """Whether the child on ``port`` answers ``GET /health`` with 200."""
+async def _healthy(port: int, within: float = LOAD_PROBE_S) -> bool:
+    """Whether the child on ``port`` answers ``GET /health`` with 200 within ``within`` seconds."""
+    writer: asyncio.StreamWriter | None = None
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 2.0)
-    except (OSError, TimeoutError):
-        return False
-    try:
-        writer.write(b"GET /health HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n")
-        status = await asyncio.wait_for(reader.readline(), 2.0)
+        async with asyncio.timeout(within):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /health HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n")
+            status = await reader.readline()
         return status.split(b" ", 2)[1:2] == [b"200"]
     except (OSError, TimeoutError):
         return False
     finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
+        if writer is not None:
+            writer.transport.abort()  # a hung child would never take part in a graceful close

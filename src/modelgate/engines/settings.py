@@ -29,4 +29,8 @@ class EngineSettings:
     max_concurrency: int = 4  # requests one replica runs at once
     queue: int = 32  # requests that wait for a replica, beyond those running; more get 429
     device: str = "auto"  # cpu | cuda | auto (the GPU where the engine was built for one)
+    # Every health_interval seconds a ready replica must answer GET /health within health_timeout
+    # seconds; one that does not (hung: deadlocked, stopped, swapping) is killed and started again.
+    health_interval: float = 5.0
+    health_timeout: float = 5.0
     compute_cost: ComputeCost | None = None  # None: the replicas' time is recorded, not priced

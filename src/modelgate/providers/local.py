@@ -1,11 +1,15 @@
 """Provider type ``local``: models this installation runs itself.
 
 Each target of a local provider is a pool of engine replicas (``engines/pool.py``), started with
-the gateway (``start``) and stopped with it (``close``). The replicas speak OpenAI's chat
+the gateway (``start``) and stopped with it (``close``). Deployments made or changed while the
+gateway runs start pools of their own (``pool``) and retire those no deployment uses any more
+(``retire``: drained, then stopped); targets with the same model, engine settings and context
+window share one pool. The replicas speak OpenAI's chat
 completions, so a request goes out through the same translation as to any OpenAI-compatible
 server (``openai_wire``), to the replica the pool admits it to; the answer's usage is the
-engine's own exact count. A replica that dies while answering fails the request with a 502
-saying so (the router fails over before the first content, as for any upstream).
+engine's own exact count. A replica that dies while answering, or is killed for not answering
+its health check (hung), fails the request with a 502 saying so (the router fails over before the
+first content, as for any upstream).
 
 **Structured output.** ``response_format`` json_object or json_schema: the engine holds decoding
 to a grammar made of the schema (``engines/json_schema.py`` says which keywords it can hold to; a
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncGenerator, Callable, Iterable
 from typing import Any
@@ -52,6 +57,8 @@ from modelgate.schema.errors import InvalidRequest, UpstreamError, UpstreamMalfo
 from modelgate.schema.events import Event, Finish, TextDelta, Usage
 from modelgate.schema.request import ChatRequest, EmbeddingRequest
 
+log = logging.getLogger("modelgate.engines")
+
 EXIT_NOTICE_S = 1.0  # how long a failed request waits to learn whether its replica exited
 
 PoolKey = tuple[str, EngineSettings, int | None]
@@ -65,6 +72,8 @@ class LocalProvider(OpenAICompatProvider):
         self.pools: dict[PoolKey, ReplicaPool] = {}
         # Hears each replica start and end (the gateway records their uptime); set before start.
         self.watcher: ReplicaWatcher | None = None
+        self._retiring: set[asyncio.Future[None]] = set()  # pools draining that no deployment uses
+        self._closed = False
 
     @staticmethod
     def _key(call: UpstreamCall) -> PoolKey:
@@ -72,21 +81,52 @@ class LocalProvider(OpenAICompatProvider):
 
     async def start(self, calls: Iterable[UpstreamCall]) -> None:
         for call in calls:
-            key = self._key(call)
-            if key not in self.pools:
-                spec = EngineSpec(model=resolve_model(call.model, self.settings.models_dir), engine=key[1],
-                                  context_window=key[2])
-                self.pools[key] = pool = ReplicaPool(spec, self.name, watcher=self.watcher)
-                await pool.start()
+            await self.pool(call)
+
+    async def pool(self, call: UpstreamCall) -> ReplicaPool:
+        """The pool that serves ``call``, started now if none does yet (it returns at once; its
+        replicas load in the background). Calls with the same model, engine settings and context
+        window share one pool."""
+        if self._closed:
+            raise RuntimeError(f"provider '{self.name}' is closed")
+        key = self._key(call)
+        pool = self.pools.get(key)
+        if pool is None:
+            spec = EngineSpec(model=resolve_model(call.model, self.settings.models_dir), engine=key[1],
+                              context_window=key[2])
+            self.pools[key] = pool = ReplicaPool(spec, self.name, watcher=self.watcher)
+            await pool.start()
+        return pool
+
+    def running(self, call: UpstreamCall) -> ReplicaPool | None:
+        """The pool that serves ``call``, if one runs."""
+        return self.pools.get(self._key(call))
+
+    def retire(self, keep: Iterable[UpstreamCall]) -> list[ReplicaPool]:
+        """Drain and stop, in the background, every pool that serves none of ``keep``; those pools.
+        Requests already admitted to one finish there (up to its drain time); new requests for
+        it are refused."""
+        wanted = {self._key(call) for call in keep}
+        retired = [key for key in self.pools if key not in wanted]
+        pools = [self.pools.pop(key) for key in retired]
+        for pool in pools:
+            log.info("local model '%s' (provider '%s'): no deployment runs it with these engine settings any "
+                     "more; draining and stopping its %d replica(s)", pool.name, self.name, len(pool.replicas))
+            task = asyncio.ensure_future(pool.stop())
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+        return pools
 
     async def close(self) -> None:
-        await asyncio.gather(*(pool.stop() for pool in self.pools.values()))
+        self._closed = True
+        await asyncio.gather(*(pool.stop() for pool in self.pools.values()), *self._retiring)
 
     def chat(self, request: ChatRequest, call: UpstreamCall) -> AsyncGenerator[Event, None]:
         pool = self.pools.get(self._key(call))
         if pool is None:
-            raise UpstreamUnreachable(f"local model '{call.model}' of provider '{self.name}' was not started "
-                                      "with the gateway", provider=self.name)
+            raise UpstreamUnreachable(f"local model '{call.model}' of provider '{self.name}' is not running on this "
+                                      "gateway: its deployment was changed or removed while the request waited; "
+                                      "send it again", provider=self.name)
         refusal = tools_refusal(request, pool.name, call.facts.capabilities)
         if refusal is not None:
             raise refusal
@@ -144,6 +184,7 @@ class LocalProvider(OpenAICompatProvider):
     async def _chat(self, pool: ReplicaPool, body: dict[str, Any], call: UpstreamCall,
                     stream: bool) -> AsyncGenerator[Event, None]:
         replica = await pool.acquire(call.timeout)
+        process = replica.process  # the one that answers; a restart replaces it
         started = time.monotonic()
         try:
             events = self.exchange(call, f"{replica.url}/v1/chat/completions", self.headers, body,
@@ -154,23 +195,26 @@ class LocalProvider(OpenAICompatProvider):
             finally:
                 await events.aclose()
         except UpstreamError as error:
-            raise await self._replica_error(pool, replica, error) from error
+            raise await self._replica_error(pool, replica, process, error) from error
         finally:
             pool.release(replica, time.monotonic() - started)
 
-    async def _replica_error(self, pool: ReplicaPool, replica: Replica, error: UpstreamError) -> UpstreamError:
-        """``error``, said as a replica's death where the replica died under the request."""
-        if error.status != 502 or replica.process is None:
+    async def _replica_error(self, pool: ReplicaPool, replica: Replica, process: asyncio.subprocess.Process | None,
+                             error: UpstreamError) -> UpstreamError:
+        """``error``, said as a replica's death where the replica's ``process`` died under the
+        request, or was killed for not answering its health check."""
+        if error.status != 502 or process is None:
             return error
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(replica.process.wait()), EXIT_NOTICE_S)
-        code = replica.exit_code()
+            await asyncio.wait_for(asyncio.shield(process.wait()), EXIT_NOTICE_S)
+        code = process.returncode
         if code is None:
             return error
+        fault = replica.fault(process)
+        what = f"was killed while answering because it {fault}" if fault else f"exited with code {code} while answering"
         return error.restated(
-            f"replica {replica.index} of local model '{pool.name}' (provider '{self.name}', pid {replica.pid}) "
-            f"exited with code {code} while answering; it is being restarted",
-            code="engine_replica_died")
+            f"replica {replica.index} of local model '{pool.name}' (provider '{self.name}', pid {process.pid}) {what}; "
+            "it is being restarted", code="engine_replica_died")
 
     def embed(self, request: EmbeddingRequest, call: UpstreamCall) -> AsyncGenerator[Event, None]:
         raise InvalidRequest(

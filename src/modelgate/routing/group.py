@@ -10,12 +10,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from modelgate.catalog.facts import ModelFacts
-from modelgate.config.settings import DeploymentSettings
+from modelgate.config.settings import DeploymentSettings, TargetSettings
 from modelgate.providers.base import Provider, UpstreamCall
 from modelgate.routing.health import Health, TargetHealth
 from modelgate.routing.window import SlidingCounts
 
 SHARE_SPAN_S = 60.0  # max_share holds over this sliding window of the group's traffic
+
+
+def upstream_call(deployment: DeploymentSettings, target: TargetSettings) -> UpstreamCall:
+    """What an attempt at ``target`` of ``deployment`` tells its provider."""
+    return UpstreamCall(model=target.model, timeout=deployment.timeout, max_duration=deployment.max_duration,
+                        facts=target.facts, params=deployment.params, api=target.api, engine=target.local)
 
 
 @dataclass(slots=True, eq=False)
@@ -48,9 +54,7 @@ class Group:
         self.traffic = SlidingCounts(SHARE_SPAN_S) if self.max_share else None
         self.targets = [
             Target(provider=providers[t.provider], model=t.model, weight=t.weight, facts=t.facts,
-                   upstream=UpstreamCall(model=t.model, timeout=deployment.timeout,
-                                         max_duration=deployment.max_duration, facts=t.facts,
-                                         params=deployment.params, api=t.api, engine=t.local),
+                   upstream=upstream_call(deployment, t),
                    health=health.target(t.provider, t.model))
             for t in deployment.targets
         ]

@@ -23,7 +23,6 @@ from modelgate.pipeline.contract import Handler
 from modelgate.pipeline.reasoning import SplitThinkTags
 from modelgate.pipeline.sealing import Sealer
 from modelgate.providers.base import Provider, UpstreamCall
-from modelgate.providers.local import LocalProvider
 from modelgate.providers.registry import create_provider
 from modelgate.providers.transport import ConnectionCap, HTTPClient
 from modelgate.redis_client import RedisClient
@@ -33,6 +32,7 @@ from modelgate.schema.errors import NotFound
 from modelgate.schema.request import ChatRequest
 from modelgate.server.chain import build_handler
 from modelgate.server.deployments import DeploymentSync
+from modelgate.server.engines import LocalEngines
 from modelgate.storage import PriceEntry, ResponseStore, Storage, prices_from_settings
 from modelgate.storage.secrets import SEALING_KEY
 
@@ -54,6 +54,8 @@ class Services:
     auth: Authenticator
     # Deployments made through the admin API, followed as keys are: in settings, router and prices.
     deployment_sync: DeploymentSync
+    # The replica pools of local deployments: started with the gateway and as deployments change.
+    engines: LocalEngines
     # Routing: each target's breaker and figures, shared through Redis by health_sync.
     health: Health
     health_sync: RedisHealthSync | None
@@ -61,7 +63,6 @@ class Services:
     # Governance: counters in this process or in Redis; records through the journal to storage.
     limiter: Limiter
     ledger: Ledger
-    prices: list[PriceEntry]  # the cost of each (deployment, provider, model) in force
     recorder: UsageRecorder
     uptime: UptimeRecorder  # the runs of local models' replicas, for their compute cost
     spend_sync: SpendSync
@@ -73,13 +74,13 @@ class Services:
     started_at: int = field(default_factory=lambda: int(time.time()))
 
     async def start(self) -> None:
-        """Start the background work: prices recorded, keys loaded and followed, breaker state
-        shared, the journal left by ended processes replayed, budgets' spend read, stored responses
-        written behind and purged past their retention."""
+        """Start the background work: keys loaded and followed, breaker state shared, the journal
+        left by ended processes replayed, budgets' spend read, stored responses written behind and
+        purged past their retention, local models' replicas started (the config's, then those of
+        the deployments made through the admin API as they are applied) and the prices of every
+        deployment in force recorded."""
         try:
-            await self.storage.prices.sync(self.prices)
             await self.key_sync.start()
-            await self.deployment_sync.start()
             if self.health_sync is not None:
                 await self.health_sync.start()
             await self.recorder.start()
@@ -87,6 +88,8 @@ class Services:
             await self.responses.start()
             await self.uptime.start()
             await self._start_providers()
+            await self.deployment_sync.start()
+            await self.storage.prices.sync(self.prices)
         except BaseException:
             await self.stop()
             raise
@@ -95,17 +98,24 @@ class Services:
 
     async def _start_providers(self) -> None:
         """Start what providers run themselves (a local provider's engine replicas) for the
-        targets that name them."""
+        targets of the config's deployments; each replica is recorded by the uptime recorder."""
         calls: dict[str, list[UpstreamCall]] = {name: [] for name in self.providers}
         for group in self.router.groups.values():
             for target in group.targets:
                 calls[target.provider.name].append(target.upstream)
+        self.engines.watch(self.uptime)
         for name, provider in self.providers.items():
-            if isinstance(provider, LocalProvider):
-                provider.watcher = self.uptime
             await provider.start(calls[name])
 
+    @property
+    def prices(self) -> list[PriceEntry]:
+        """The cost of each (deployment, provider, model) in force; a target named twice in a
+        deployment is priced once."""
+        return list({(e.deployment, e.provider, e.model): e for e in prices_from_settings(self.settings)}.values())
+
     async def stop(self) -> None:
+        # No deployment change starts a pool from here on.
+        await self.deployment_sync.stop()
         # Requests are over: local engines drain what is left of them and stop.
         await asyncio.gather(*(provider.close() for provider in self.providers.values()))
         await self.uptime.stop()  # the replicas' ends, which closing the providers just queued
@@ -118,7 +128,6 @@ class Services:
         if self.health_sync is not None:
             await self.health_sync.stop()
         await self.key_sync.stop()
-        await self.deployment_sync.stop()
         if self.redis is not None:
             await self.redis.close()
         await self.transport.close()
@@ -171,9 +180,8 @@ async def build_services(settings: Settings) -> Services:
     providers = {name: create_provider(p, ConnectionCap(transport, p.max_connections))
                  for name, p in settings.providers.items()}
     router = Router(settings.deployments, providers, health)
-    # One entry per target: a target named twice in a deployment is priced once.
-    prices = list({(e.deployment, e.provider, e.model): e for e in prices_from_settings(settings)}.values())
-    price_book = PriceBook(prices, settings.deployments.values())
+    price_book = PriceBook(prices_from_settings(settings), settings.deployments.values())
+    engines = LocalEngines(providers, router)
     recorder = UsageRecorder(storage, Journal(Path(settings.journal_dir) / installation))
     keys = KeyCache()
     spend_sync = SpendSync(storage, ledger, wanted=lambda: keys.has_budgets)
@@ -181,10 +189,10 @@ async def build_services(settings: Settings) -> Services:
     return Services(
         settings=settings, storage=storage, redis=redis, transport=transport, providers=providers,
         keys=keys, key_sync=KeySync(storage, keys, redis), auth=Authenticator(settings.master_key, keys),
-        deployment_sync=DeploymentSync(storage, settings, router, price_book, redis),
+        deployment_sync=DeploymentSync(storage, settings, router, price_book, redis, engines), engines=engines,
         health=health,
         health_sync=RedisHealthSync(redis, health, settings.routing.redis_prefix) if redis else None,
-        router=router, limiter=limiter, ledger=ledger, prices=prices, recorder=recorder,
+        router=router, limiter=limiter, ledger=ledger, recorder=recorder,
         uptime=UptimeRecorder(storage.replica_hours), spend_sync=spend_sync,
         responses=ResponseStore(storage.db, retention_s=settings.responses.retention_s),
         sealer=sealer,

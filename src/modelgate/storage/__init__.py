@@ -11,9 +11,12 @@
     storage.secrets                   secrets every process shares: the sealing key (secrets.py)
     storage.replica_hours             local models' replica runs and their cost (replica_hours.py)
     ResponseStore(storage.db)         stored responses, written behind the requests (responses.py)
+    RevisionFollower                  a process's copy of keys or deployments kept at the stored
+                                      revision: announced over Redis, polled (revisions.py)
 
-Storage imports nothing of the project but ``config.settings`` (for prices) and is imported by
-auth, metering, the admin surface and the CLI. Nothing on the request path waits for it.
+Storage imports nothing of the project but ``config.settings`` (for prices) and the Redis client
+(for announcing revisions), and is imported by auth, metering, the admin surface and the CLI.
+Nothing on the request path waits for it.
 """
 
 from modelgate.storage.deployments import DeploymentChanges, DeploymentRecord

@@ -113,7 +113,7 @@ def m001_initial(conn: Connection) -> None:
     meta.create_all(conn)
     conn.execute(insert(counters), [
         {"name": "key_revision", "value": 0, "text": None},
-        # Names the Redis channel of the processes sharing this database (see auth/keysync.py).
+        # Names the Redis channel of the processes sharing this database (see storage/revisions.py).
         {"name": "installation", "value": 0, "text": secrets.token_hex(8)},
     ])
 

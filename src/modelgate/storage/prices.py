@@ -1,9 +1,10 @@
 """The versioned price table: what each (deployment, provider, model) costs and is charged.
 
-Prices come from the config (catalog facts are the provider's cost; a deployment's ``price:`` is
-what the customer pays). At start-up the gateway writes a new row for every target whose prices
-differ from the newest stored row, so the table keeps every price that was ever in force, each
-with the time it took effect.
+Prices come from the deployments (catalog facts are the provider's cost; a deployment's ``price:``
+is what the customer pays). At start-up the gateway writes a new row for every target whose prices
+differ from the newest stored row, and so does a deployment made or changed through the admin API
+when it is stored, so the table keeps every price that was ever in force, each with the time it
+took effect.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import RowMapping, select
 
-from modelgate.config.settings import Settings
+from modelgate.config.settings import DeploymentSettings, Settings
 from modelgate.storage.engine import Database
 from modelgate.storage.records import PRICE_FIELDS, PriceEntry, price_values
 from modelgate.storage.tables import counters, prices
@@ -26,20 +27,24 @@ PriceKey = tuple[str, str, str]  # (deployment, provider, model)
 def prices_from_settings(settings: Settings) -> list[PriceEntry]:
     """One entry per deployment target. A customer price the deployment does not state is the
     provider's cost of the same kind of token."""
+    return [entry for deployment in settings.deployments.values() for entry in deployment_prices(deployment)]
+
+
+def deployment_prices(deployment: DeploymentSettings) -> list[PriceEntry]:
+    """The entries of one deployment's targets (see ``prices_from_settings``)."""
     entries = []
-    for deployment in settings.deployments.values():
-        price = deployment.price
-        for target in deployment.targets:
-            facts = target.facts
-            entries.append(PriceEntry(
-                deployment=deployment.name, provider=target.provider, model=target.model,
-                input_cost=facts.input_price, output_cost=facts.output_price,
-                cached_input_cost=facts.cached_input_price, cache_write_cost=facts.cache_write_price,
-                input_price=_first(price.input if price else None, facts.input_price),
-                output_price=_first(price.output if price else None, facts.output_price),
-                cached_input_price=_first(price.cached_input if price else None, facts.cached_input_price),
-                cache_write_price=_first(price.cache_write if price else None, facts.cache_write_price),
-            ))
+    price = deployment.price
+    for target in deployment.targets:
+        facts = target.facts
+        entries.append(PriceEntry(
+            deployment=deployment.name, provider=target.provider, model=target.model,
+            input_cost=facts.input_price, output_cost=facts.output_price,
+            cached_input_cost=facts.cached_input_price, cache_write_cost=facts.cache_write_price,
+            input_price=_first(price.input if price else None, facts.input_price),
+            output_price=_first(price.output if price else None, facts.output_price),
+            cached_input_price=_first(price.cached_input if price else None, facts.cached_input_price),
+            cache_write_price=_first(price.cache_write if price else None, facts.cache_write_price),
+        ))
     return entries
 
 

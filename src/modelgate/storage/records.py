@@ -7,8 +7,8 @@ float; token prices are USD per million tokens.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from operator import attrgetter
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 ROUTES = ("chat", "embeddings", "messages", "responses")

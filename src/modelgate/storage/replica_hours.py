@@ -36,7 +36,7 @@ class ReplicaRun:
     started_at: datetime
     heartbeat_at: datetime
     ended_at: datetime | None = None
-    end_reason: str | None = None  # failed | died | stopped | lost
+    end_reason: str | None = None  # failed | died | hung | stopped | lost
 
     @property
     def end(self) -> datetime:

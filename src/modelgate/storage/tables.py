@@ -195,7 +195,7 @@ replica_hours = Table(
     Column("started_at", UTCDateTime, nullable=False),
     Column("heartbeat_at", UTCDateTime, nullable=False),
     Column("ended_at", UTCDateTime, nullable=True),
-    Column("end_reason", String(20), nullable=True),  # failed | died | stopped | lost
+    Column("end_reason", String(20), nullable=True),  # failed | died | hung | stopped | lost
 )
 
 

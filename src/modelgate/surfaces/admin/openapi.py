@@ -126,7 +126,8 @@ SCHEMAS: dict[str, Any] = {
     "DeploymentCreate": {
         "type": "object", "required": ["name"], "additionalProperties": True,
         "description": "A deployment exactly as an entry of the config file's deployments: (name; provider and "
-                       "model, or targets; strategy, fallbacks, timeout, price, ...), checked by the same reader",
+                       "model, or targets; strategy, fallbacks, timeout, price, ...; for a local provider engine, "
+                       "replicas, max_concurrency, queue, device, compute_cost, ...), checked by the same reader",
         "properties": {"name": PROJECT_NAME, "provider": {"type": "string"}, "model": {"type": "string"},
                        "targets": {"type": "array", "items": {"type": "object"}},
                        "fallbacks": {"type": "array", "items": {"type": "string"}},

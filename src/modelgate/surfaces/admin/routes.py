@@ -110,7 +110,8 @@ class AdminAPI:
 
     # -- deployments -------------------------------------------------------------------------
 
-    @documented("Create a deployment, in force on every gateway process when this returns",
+    @documented("Create a deployment, in force on every gateway process when this returns (a local model's "
+                "once it has loaded on the process that took the call; 400 if it cannot load)",
                 {"201": answer("The deployment", "Deployment"), **DEPLOYMENT_CONFLICT}, body="DeploymentCreate")
     async def create_deployment(self, request: Request) -> Response:
         entry = await self.deployments.create(await json_body(request))
@@ -127,7 +128,8 @@ class AdminAPI:
         entry = await self.deployments.get(wire.text_param(request.path_params["name"], "name"))
         return json_response(200, wire.deployment_json(entry.settings, entry.record))
 
-    @documented("Change a deployment made through this API (its keys merged over the stored ones)",
+    @documented("Change a deployment made through this API (its keys merged over the stored ones); a local "
+                "model's new engine settings replace its replicas, those running finish their requests first",
                 {"200": answer("The deployment", "Deployment"), **NOT_FOUND, **DEPLOYMENT_CONFLICT},
                 body="DeploymentUpdate")
     async def update_deployment(self, request: Request) -> Response:
@@ -135,7 +137,8 @@ class AdminAPI:
         entry = await self.deployments.update(name, await json_body(request))
         return json_response(200, wire.deployment_json(entry.settings, entry.record))
 
-    @documented("Delete a deployment made through this API: it stops answering on every gateway process",
+    @documented("Delete a deployment made through this API: it stops answering on every gateway process (a local "
+                "model's replicas finish the requests they run, then stop)",
                 {"200": answer("The deleted deployment", "Deployment"), **NOT_FOUND, **DEPLOYMENT_CONFLICT})
     async def delete_deployment(self, request: Request) -> Response:
         entry = await self.deployments.delete(wire.text_param(request.path_params["name"], "name"))
