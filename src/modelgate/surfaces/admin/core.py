@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from modelgate.config.settings import DeploymentSettings
+from modelgate.metering import UsageRecorder
 from modelgate.pipeline.contract import Principal
 from modelgate.routing import Router
 from modelgate.storage import DeploymentRecord, Storage
@@ -80,6 +81,11 @@ class AdminCore(Protocol):
     @property
     def health_sync(self) -> SharedBreakers | None:
         """The link sharing breaker state between processes; None when each process keeps its own."""
+        ...
+
+    @property
+    def recorder(self) -> UsageRecorder:
+        """This process's usage recorder: its journal, its writes, its quarantine."""
         ...
 
     @property

@@ -12,6 +12,11 @@ latency and error figures are this process's own.
 ``redis_outage`` says), ``for_s`` in that state, the ``error`` that opened it and
 ``next_probe_in_s`` while open; ``opened``, ``probes``, ``failed_fast`` (commands that failed at
 once while open) and ``timeouts`` (answers waited for in vain) count since the start.
+
+``usage`` is this process's usage recorder: ``written`` (records the database took since the
+start), ``backlog`` (journal segments waiting for the database: non-zero while it is unreachable),
+``quarantined`` (records the database refused, set aside with their reason in ``quarantine_file``
+since the start; each one is also logged).
 """
 
 from __future__ import annotations
@@ -49,5 +54,8 @@ class DeploymentHealth:
                                 "max_share": group.max_share, "targets": targets})
         sync = self.core.health_sync
         redis = self.core.redis
+        recorder = self.core.recorder
+        usage = {"written": recorder.written, "backlog": recorder.backlog, "quarantined": recorder.quarantined,
+                 "quarantine_file": str(recorder.quarantine.path)}
         return {"shared": router.health.shared, "connected": sync.connected if sync is not None else None,
-                "redis": redis.status() if redis is not None else None, "deployments": deployments}
+                "redis": redis.status() if redis is not None else None, "usage": usage, "deployments": deployments}
