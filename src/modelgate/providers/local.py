@@ -7,6 +7,12 @@ server (``openai_wire``), to the replica the pool admits it to; the answer's usa
 engine's own exact count. A replica that dies while answering fails the request with a 502
 saying so (the router fails over before the first content, as for any upstream).
 
+The engines: ``llamacpp`` (a llama.cpp worker per replica), ``vllm`` (vLLM's own server per
+replica) and ``ray`` (one child that holds a Ray Serve application on a cluster; requests go to
+Ray Serve's HTTP proxy, which spreads them over the replicas Ray Serve scales). The replicas of
+a ray deployment run on the cluster, out of the gateway's sight: they are not recorded as
+replica-hours.
+
 **Structured output.** ``response_format`` json_object or json_schema: the engine holds decoding
 to a grammar made of the schema (``engines/json_schema.py`` says which keywords it can hold to; a
 schema with any other is refused here with a 400 naming it, before a replica is taken), and the
@@ -69,9 +75,11 @@ class LocalProvider(OpenAICompatProvider):
         for call in calls:
             key = self._key(call)
             if key not in self.pools:
-                spec = EngineSpec(model=resolve_model(call.model, self.settings.models_dir), engine=key[1],
-                                  context_window=key[2])
-                self.pools[key] = pool = ReplicaPool(spec, self.name, watcher=self.watcher)
+                engine = key[1]
+                spec = EngineSpec(model=resolve_model(call.model, self.settings.models_dir, engine.engine),
+                                  engine=engine, context_window=key[2])
+                watcher = self.watcher if engine.engine != "ray" else None
+                self.pools[key] = pool = ReplicaPool(spec, self.name, watcher=watcher)
                 await pool.start()
 
     async def close(self) -> None:
@@ -108,8 +116,8 @@ class LocalProvider(OpenAICompatProvider):
                 "no tools; send the request without tools, or use a deployment of a model that has them",
                 param="tools", code="tools_not_supported")
         return InvalidRequest(
-            f"local model '{model}' has tool support in its chat template, but the llamacpp engine does not run "
-            "tools yet; send the request without tools, or use a deployment served with tool calling",
+            f"local model '{model}' has tool support in its chat template, but this gateway does not run tools on "
+            "local models yet; send the request without tools, or use a deployment served with tool calling",
             param="tools", code="tools_not_supported")
 
     async def _checked(self, events: AsyncGenerator[Event, None], fmt: ResponseFormat, model: str,
