@@ -8,7 +8,7 @@ then stops itself rather than live on with no one to serve.
 from __future__ import annotations
 
 import contextlib
-import sys
+import os
 import threading
 from collections.abc import Callable
 
@@ -16,8 +16,10 @@ from collections.abc import Callable
 def on_parent_gone(stop: Callable[[], None]) -> None:
     """Call ``stop`` (from a thread of its own) once stdin reaches its end."""
     def watch() -> None:
-        with contextlib.suppress(OSError, ValueError):
-            while sys.stdin.buffer.read(4096):
+        # The file descriptor, not sys.stdin: a thread blocked in a buffered read holds its lock,
+        # and an interpreter that exits meanwhile aborts on it.
+        with contextlib.suppress(OSError):
+            while os.read(0, 4096):
                 pass
         stop()
 

@@ -148,7 +148,9 @@ class Replica:
         code = self.process.returncode if self.process is not None else None
         said = "\n".join(self.output) or "(no output)"
         exit_text = f" (exit code {code})" if code is not None else ""
-        last = next((line.strip() for line in reversed(self.output) if line.strip()), None)
+        # The engine's own word on why, where it gave one; else its last line.
+        lines = [line.strip() for line in self.output if line.strip()]
+        last = next((line for line in reversed(lines) if line.startswith("modelgate ")), lines[-1] if lines else None)
         return ReplicaFailed(f"replica {self.label} {what}{exit_text}; its last output:\n{said}",
                              reason=last or f"its engine {what}{exit_text}")
 
