@@ -14,6 +14,7 @@ At the end of stdin it shuts Serve and the cluster down and exits. The environme
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import sys
 from typing import Any
@@ -42,11 +43,11 @@ def main(temp_dir: str) -> int:
     import ray
     from ray import serve
 
-    context = ray.init(num_cpus=2, include_dashboard=False, _temp_dir=temp_dir, log_to_driver=False,
-                       logging_level="WARNING")
+    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=temp_dir, log_to_driver=False,
+             logging_level=logging.WARNING)
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    print(json.dumps({"address": context.address_info["gcs_address"], "http": port}), flush=True)
+    print(json.dumps({"address": ray.get_runtime_context().gcs_address, "http": port}), flush=True)
     try:
         for line in sys.stdin:
             if line.strip() == "details":

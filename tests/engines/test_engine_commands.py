@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -76,8 +77,8 @@ def test_the_ray_driver_gets_the_cluster_and_the_autoscaling() -> None:
 
 
 def test_the_ray_application_name_is_one_per_model_and_settings() -> None:
-    def name(path: str = "/models/SmolLM2.Q4_1.gguf", **ray: float) -> str:
-        settings = EngineSettings(engine="ray", ray=RaySettings(**ray))  # type: ignore[arg-type]
+    def name(path: str = "/models/SmolLM2.Q4_1.gguf", **ray: Any) -> str:
+        settings = EngineSettings(engine="ray", ray=RaySettings(**ray))
         return EngineSpec(ModelFile("SmolLM2.Q4_1", Path(path)), settings).app_name
 
     assert name().startswith("modelgate-smollm2-q4-1-")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from modelgate.catalog.model_store import ModelStore
 from modelgate.config import ConfigError, parse_settings
@@ -141,7 +142,8 @@ def test_the_engine_finds_a_stored_model_by_its_name(tmp_path: Path) -> None:
 
 
 def test_a_ray_target_gets_ray_serves_defaults_and_its_keys(gguf: str, ray_installed: None) -> None:
-    [target] = settings({"name": "smol", "provider": "local", "model": gguf, "engine": "ray"}).deployments["smol"].targets
+    [target] = settings({"name": "smol", "provider": "local", "model": gguf, "engine": "ray"},
+                        ).deployments["smol"].targets
     assert target.local == EngineSettings(engine="ray", ray=RaySettings(
         address="auto", min_replicas=1, max_replicas=1, target_ongoing_requests=2.0))
     [target] = settings({"name": "smol", "provider": "local", "model": gguf, "engine": "ray", "max_concurrency": 2,
@@ -175,3 +177,27 @@ def test_the_vllm_engine_without_vllm_names_the_extra(tmp_path: Path) -> None:
     assert ("deployments.smol.engine: engine vllm needs the vllm package on this machine, which is not installed: "
             "pip install 'modelgate[vllm]'") in said
     assert "deployments.smol.model" not in said  # the folder is what vllm loads
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def yaml_blocks(path: Path, containing: str) -> list[dict[str, Any]]:
+    """The YAML examples of a doc that contain ``containing``, as a reader copies them."""
+    text = path.read_text()
+    blocks = [part.split("```", 1)[0] for part in text.split("```yaml\n")[1:]]
+    return [yaml.safe_load(block) for block in blocks if containing in block]
+
+
+def test_the_docs_ray_examples_read_as_they_say(tmp_path: Path, ray_installed: None) -> None:
+    store = ModelStore(tmp_path / "models")
+    store.add(tiny_llama(tmp_path / "tiny.gguf"), name="smollm2-135m-instruct")
+    [readme] = yaml_blocks(ROOT / "README.md", "engine: ray")
+    [doc] = yaml_blocks(ROOT / "docs" / "local-engines.md", "engine: ray")
+    doc["deployments"][0]["model"] = "smollm2-135m-instruct"  # the doc's path is of the reader's machine
+    for example in (readme, doc):
+        read = parse_settings({"providers": {"local": {"type": "local", "models_dir": str(tmp_path / "models")}},
+                               **example}, {})
+        [deployment] = read.deployments.values()
+        assert deployment.targets[0].local == EngineSettings(engine="ray", max_concurrency=4, queue=32, ray=RaySettings(
+            address="auto", min_replicas=1, max_replicas=4, target_ongoing_requests=2))
