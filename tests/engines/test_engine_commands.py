@@ -4,17 +4,21 @@ cannot start says.
 vLLM is not installed on the machines these tests run on (it needs a GPU, or its CPU build): its
 engine's command line is checked here as the gateway builds it, and the worker is run for real
 up to where it finds no vLLM, through a pool, so the message a client gets is the one checked.
+One test runs the whole launch path with a stand-in for vLLM's server
+(``tests/fixtures/vllm_standin``: it answers with the command line it was given, and is no model).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
 
 from modelgate.engines.models import ModelFile
@@ -23,8 +27,9 @@ from modelgate.engines.replica import EngineSpec
 from modelgate.engines.settings import EngineSettings, RaySettings
 from modelgate.engines.vllm_worker import vllm_command, vllm_env
 from modelgate.schema.errors import UpstreamError
-from tests.support import eventually
+from tests.support import DEADLINE_S, eventually, gateway_in_thread, wait_until
 
+STANDIN = Path(__file__).resolve().parents[1] / "fixtures" / "vllm_standin"
 NO_VLLM = pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here")
 
 
@@ -113,3 +118,42 @@ async def test_a_pool_whose_engine_cannot_start_refuses_with_503_saying_why(fold
         assert error.status == 503 and error.retry_after is not None and 1 <= error.retry_after <= 7
         assert ("local model 'tiny' could not be started (modelgate vllm engine: vLLM is not installed here; install "
                 "it with: pip install 'modelgate[vllm]'") in error.message
+
+
+def standin_servers(folder: Path) -> list[int]:
+    """The stand-in vLLM servers running on ``folder``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"vllm.entrypoints.openai.api_server" in command and str(folder).encode() in command:
+                found.append(int(entry.name))
+    return found
+
+
+def test_a_vllm_deployment_runs_vllms_server_with_its_settings(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(STANDIN))  # the config finds "vLLM" installed
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(STANDIN), os.environ.get("PYTHONPATH")) if p))
+    config = {"providers": {"local": {"type": "local"}},
+              "deployments": [{"name": "tiny", "provider": "local", "model": str(folder), "engine": "vllm",
+                               "context_window": 1024, "max_concurrency": 3, "device": "cpu"}]}
+    with gateway_in_thread(config) as gateway:
+        sdk = openai.OpenAI(base_url=gateway.v1, api_key="none", max_retries=0, timeout=60)
+        raw = sdk.chat.completions.with_raw_response.create(
+            model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=4)
+        answer = raw.parse()
+        said = json.loads(answer.choices[0].message.content or "")
+        argv = said["argv"]
+        assert argv[argv.index("--model") + 1] == str(folder)
+        assert argv[argv.index("--served-model-name") + 1] == "tiny-llama"
+        assert argv[argv.index("--host") + 1] == "127.0.0.1"
+        assert argv[argv.index("--max-num-seqs") + 1] == "3"
+        assert argv[argv.index("--max-model-len") + 1] == "1024"
+        assert said["cuda_visible_devices"] == ""  # device: cpu
+        assert answer.usage is not None and (answer.usage.prompt_tokens, answer.usage.completion_tokens) == (7, 3)
+        assert raw.headers["x-modelgate-model"] == "tiny-llama"
+        assert len(standin_servers(folder)) == 1
+    wait_until(lambda: not standin_servers(folder), DEADLINE_S, "the vLLM server's end with the gateway")
