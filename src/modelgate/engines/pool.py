@@ -164,7 +164,7 @@ class ReplicaPool:
         try:
             await asyncio.wait({waiter}, timeout=wait_s)
         except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 self.release(waiter.result())  # given a slot just as the request was cancelled
             else:
                 self._forget(waiter)
