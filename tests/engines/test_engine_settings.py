@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from modelgate.catalog.model_store import ModelStore
 from modelgate.config import ConfigError, parse_settings
 from modelgate.config.settings import Settings
 from modelgate.engines.models import ModelNotFound, resolve_model
-from modelgate.engines.settings import EngineSettings
+from modelgate.engines.settings import EngineSettings, RaySettings
 from tests.local_models import tiny_llama
 
 
@@ -59,8 +62,27 @@ def test_a_target_of_a_group_may_be_local(gguf: str) -> None:
 
 
 @pytest.mark.parametrize(("keys", "problem"), [
-    ({"engine": "vllm"}, "deployments.smol.engine: 'vllm' is not available in this build yet; use engine: llamacpp"),
-    ({"engine": "ray"}, "deployments.smol.engine: 'ray' is not available in this build yet"),
+    ({"engine": "vllm"}, "deployments.smol.model: '{gguf}' is a file, and engine vllm serves Hugging Face model "
+                         "folders (config.json and the weights, as save_pretrained writes them)"),
+    ({"ray": {"address": "auto"}}, "deployments.smol.ray: is for engine: ray, and this target's engine is llamacpp: "
+                                   "remove ray: or set engine: ray"),
+    ({"engine": "ray", "ray": "auto"}, "deployments.smol.ray: expected a mapping with address:, min_replicas:, "
+                                       "max_replicas: and target_ongoing_requests:, got str 'auto'"),
+    ({"engine": "ray", "ray": {"max_replica": 2}}, "deployments.smol.ray.max_replica: unknown key; allowed here: "
+                                                   "address, max_replicas, min_replicas, target_ongoing_requests"),
+    ({"engine": "ray", "ray": {"min_replicas": 3, "max_replicas": 2}},
+     "deployments.smol.ray.max_replicas: must be at least ray.min_replicas (3)"),
+    ({"engine": "ray", "ray": {"min_replicas": -1}}, "deployments.smol.ray.min_replicas: must be 0 or more"),
+    ({"engine": "ray", "ray": {"max_replicas": 0}}, "deployments.smol.ray.max_replicas: must be at least 1"),
+    ({"engine": "ray", "ray": {"target_ongoing_requests": 0}},
+     "deployments.smol.ray.target_ongoing_requests: must be a positive number of requests"),
+    ({"engine": "ray", "ray": {"address": "head.internal"}},
+     "deployments.smol.ray.address: must be auto (the cluster on this machine), HOST:PORT (the head node's GCS, port "
+     "6379 unless changed) or ray://HOST:PORT (Ray Client, port 10001), got 'head.internal'"),
+    ({"engine": "ray", "replicas": 2}, "deployments.smol.replicas: is not used with engine: ray: Ray Serve scales the "
+                                       "replicas between ray.min_replicas and ray.max_replicas; set those instead"),
+    ({"engine": "ray", "compute_cost": {"per_replica_hour": 1}},
+     "deployments.smol.compute_cost: is not supported with engine: ray: its replicas run on the Ray cluster"),
     ({"engine": "tgi"}, "deployments.smol.engine: must be one of llamacpp, vllm, ray, got 'tgi'"),
     ({"replicas": 0}, "deployments.smol.replicas: must be at least 1"),
     ({"max_concurrency": 0}, "deployments.smol.max_concurrency: must be at least 1 request at once"),
@@ -72,7 +94,7 @@ def test_a_target_of_a_group_may_be_local(gguf: str) -> None:
     ({"api": "responses"}, "deployments.smol.api: 'responses' needs a provider of type openai or azure"),
 ])
 def test_wrong_engine_keys_are_named_with_the_fix(gguf: str, keys: dict[str, Any], problem: str) -> None:
-    assert problem in problems({"name": "smol", "provider": "local", "model": gguf, **keys})
+    assert problem.replace("{gguf}", gguf) in problems({"name": "smol", "provider": "local", "model": gguf, **keys})
 
 
 def test_a_model_that_is_no_file_is_named(tmp_path: Path) -> None:
@@ -90,7 +112,7 @@ def test_a_file_that_is_no_gguf_is_named(tmp_path: Path) -> None:
 def test_engine_keys_on_an_api_provider_are_refused() -> None:
     said = problems({"name": "gpt", "provider": "openai", "model": "gpt-4o", "replicas": 2})
     assert ("deployments.gpt: compute_cost:, device:, engine:, health_interval:, health_timeout:, max_concurrency:, "
-            "queue:, replicas: are for providers of type local; provider 'openai' is of type openai: "
+            "queue:, ray:, replicas: are for providers of type local; provider 'openai' is of type openai: "
             "remove them") in said
     said = problems({"name": "gpt", "provider": "openai", "model": "gpt-4o", "compute_cost": {"per_replica_hour": 1}})
     assert "deployments.gpt: compute_cost:" in said and "are for providers of type local" in said
@@ -122,3 +144,65 @@ def test_the_engine_finds_a_stored_model_by_its_name(tmp_path: Path) -> None:
         resolve_model("nothing-by-this-name", tmp_path / "models")
     deployment = settings({"name": "smol", "provider": "local", "model": "tiny"}, models_dir=tmp_path / "models")
     assert deployment.deployments["smol"].targets[0].model == "tiny"  # the name stays, for headers and usage
+
+
+def test_a_ray_target_gets_ray_serves_defaults_and_its_keys(gguf: str, ray_installed: None) -> None:
+    [target] = settings({"name": "smol", "provider": "local", "model": gguf, "engine": "ray"},
+                        ).deployments["smol"].targets
+    assert target.local == EngineSettings(engine="ray", ray=RaySettings(
+        address="auto", min_replicas=1, max_replicas=1, target_ongoing_requests=2.0))
+    [target] = settings({"name": "smol", "provider": "local", "model": gguf, "engine": "ray", "max_concurrency": 2,
+                         "queue": 8, "device": "cpu", "ray": {"address": "ray://10.0.0.5:10001", "min_replicas": 0,
+                                                              "max_replicas": 4, "target_ongoing_requests": 1.5}},
+                        ).deployments["smol"].targets
+    assert target.local == EngineSettings(engine="ray", max_concurrency=2, queue=8, device="cpu", ray=RaySettings(
+        address="ray://10.0.0.5:10001", min_replicas=0, max_replicas=4, target_ongoing_requests=1.5))
+
+
+def hf_folder(path: Path) -> Path:
+    """A Hugging Face model folder as far as the config reads it: config.json (no weights)."""
+    path.mkdir()
+    (path / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"], "model_type": "llama",
+                                                  "max_position_embeddings": 2048, "torch_dtype": "bfloat16"}))
+    return path
+
+
+def test_a_model_folder_under_a_gguf_engine_is_pointed_to_vllm(tmp_path: Path) -> None:
+    folder = hf_folder(tmp_path / "tiny-llama")
+    for engine in ("llamacpp", "ray"):
+        said = problems({"name": "smol", "provider": "local", "model": str(folder), "engine": engine})
+        assert (f"deployments.smol.model: '{folder}' is a model folder, and engine {engine} runs GGUF files "
+                "(llama.cpp); serve the folder with engine: vllm") in said
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here")
+def test_the_vllm_engine_without_vllm_names_the_extra(tmp_path: Path) -> None:
+    folder = hf_folder(tmp_path / "tiny-llama")
+    said = problems({"name": "smol", "provider": "local", "model": str(folder), "engine": "vllm"})
+    assert ("deployments.smol.engine: engine vllm needs the vllm package on this machine, which is not installed: "
+            "pip install 'modelgate[vllm]'") in said
+    assert "deployments.smol.model" not in said  # the folder is what vllm loads
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def yaml_blocks(path: Path, containing: str) -> list[dict[str, Any]]:
+    """The YAML examples of a doc that contain ``containing``, as a reader copies them."""
+    text = path.read_text()
+    blocks = [part.split("```", 1)[0] for part in text.split("```yaml\n")[1:]]
+    return [yaml.safe_load(block) for block in blocks if containing in block]
+
+
+def test_the_docs_ray_examples_read_as_they_say(tmp_path: Path, ray_installed: None) -> None:
+    store = ModelStore(tmp_path / "models")
+    store.add(tiny_llama(tmp_path / "tiny.gguf"), name="smollm2-135m-instruct")
+    [readme] = yaml_blocks(ROOT / "README.md", "engine: ray")
+    [doc] = yaml_blocks(ROOT / "docs" / "local-engines.md", "engine: ray")
+    doc["deployments"][0]["model"] = "smollm2-135m-instruct"  # the doc's path is of the reader's machine
+    for example in (readme, doc):
+        read = parse_settings({"providers": {"local": {"type": "local", "models_dir": str(tmp_path / "models")}},
+                               **example}, {})
+        [deployment] = read.deployments.values()
+        assert deployment.targets[0].local == EngineSettings(engine="ray", max_concurrency=4, queue=32, ray=RaySettings(
+            address="auto", min_replicas=1, max_replicas=4, target_ongoing_requests=2))

@@ -6,13 +6,15 @@ their place. Deployments refer to providers by name and to each other as fallbac
 
 A target of a ``local`` provider names a model of its store, a GGUF file or a model folder (a
 relative path is taken from the config file's folder and made absolute); its facts are read from
-the model itself, so a model that is none of these is reported here, before the server starts.
+the model itself, so a model that is none of these is reported here, before the server starts,
+as is a model its engine cannot load or an engine whose package is not installed.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,7 +23,15 @@ from modelgate.catalog.model_store import ModelStore, ModelStoreError
 from modelgate.config.fields import INVALID, Key, Reader, Shape, at_least, join, positive
 from modelgate.config.providers import LOCAL
 from modelgate.engines.models import ModelNotFound, resolve_model
-from modelgate.engines.settings import AVAILABLE_ENGINES, DEVICES, ENGINES, ComputeCost, EngineSettings
+from modelgate.engines.settings import (
+    DEVICES,
+    ENGINES,
+    NEEDS,
+    ComputeCost,
+    EngineSettings,
+    RaySettings,
+    ray_address_problem,
+)
 from modelgate.providers.base import MAX_DURATION_S
 from modelgate.providers.settings import ProviderSettings
 
@@ -67,6 +77,13 @@ COMPUTE_COST: Shape[ComputeCost] = Shape(ComputeCost, keys={
     "per_replica_hour": Key("USD per replica-hour as a number", at_least(0, "must be 0 or more"),
                             doc="USD per replica per hour it runs"),
 })
+_REPLICAS = "a whole number of replicas"
+RAY: Shape[RaySettings] = Shape(RaySettings, keys={
+    "address": Key("a Ray cluster address: auto, HOST:PORT or ray://HOST:PORT", ray_address_problem),
+    "min_replicas": Key(_REPLICAS, at_least(0, "must be 0 or more")),
+    "max_replicas": Key(_REPLICAS, positive("must be at least 1")),
+    "target_ongoing_requests": Key("a number of requests", positive("must be a positive number of requests")),
+})
 # The keys of a local target's engine (engines/settings.py), given beside its provider: and model:.
 ENGINE: Shape[EngineSettings] = Shape(EngineSettings, keys={
     "engine": Key(choices=ENGINES),
@@ -77,6 +94,7 @@ ENGINE: Shape[EngineSettings] = Shape(EngineSettings, keys={
     "health_interval": Key("seconds as a number", _seconds, doc="seconds between health checks of a ready replica"),
     "health_timeout": Key("seconds as a number", _seconds, doc="seconds a replica has to answer a health check"),
     "compute_cost": Key("a mapping with per_replica_hour:", shape=COMPUTE_COST),
+    "ray": Key(shape=RAY),
 })
 
 Share = Annotated[float, Key("a share between 0 and 1", _share)]
@@ -261,7 +279,7 @@ def read_target(reader: Reader, shape: Shape[TargetSettings], body: Any, path: s
         return None
     settings = providers[target.provider]
     if settings.type != LOCAL:
-        if not _engine_checked(reader, target, settings.type, path, None):
+        if not _engine_checked(reader, target, settings.type, path, None, body):
             return None
     else:
         store = ModelStore(settings.models_dir or ".", relative_to=reader.folder)
@@ -273,7 +291,7 @@ def read_target(reader: Reader, shape: Shape[TargetSettings], body: Any, path: s
         if store.get(target.model) is None:  # a path: absolute, so that it means the same from any folder
             target.model = str(model.path)
         target.facts = model.facts().merged(target.facts)
-        if not _engine_checked(reader, target, settings.type, path, model.path):
+        if not _engine_checked(reader, target, settings.type, path, model.path, body):
             return None
         return target
     entry = reader.catalog.get(target.model)
@@ -282,9 +300,11 @@ def read_target(reader: Reader, shape: Shape[TargetSettings], body: Any, path: s
     return target
 
 
-def _engine_checked(reader: Reader, target: TargetSettings, kind: str, path: str, model: Path | None) -> bool:
+def _engine_checked(reader: Reader, target: TargetSettings, kind: str, path: str, model: Path | None,
+                    given: Mapping[str, Any]) -> bool:
     """Whether the engine keys suit the target's provider: a local one gets its engine (the
-    defaults where none is given) and a model its engine can load (``model``); any other has none."""
+    defaults where none is given) and a model its engine can load (``model``); any other has none.
+    ``given``: the target's own keys, as written."""
     if kind != LOCAL:
         if target.local is not None:
             reader.fail(path, f"{', '.join(k + ':' for k in sorted(ENGINE.keys))} are for providers of type "
@@ -293,13 +313,41 @@ def _engine_checked(reader: Reader, target: TargetSettings, kind: str, path: str
         return True
     engine = target.local = target.local or EngineSettings()
     ok = True
-    if engine.engine not in AVAILABLE_ENGINES:
-        reader.fail(join(path, "engine"), f"'{engine.engine}' is not available in this build yet; "
-                    f"use engine: {' or '.join(AVAILABLE_ENGINES)} (GGUF models on CPU or GPU)")
+    needed = NEEDS.get(engine.engine)
+    if needed is not None and importlib.util.find_spec(needed[0]) is None:
+        package, extra = needed
+        reader.fail(join(path, "engine"), f"engine {engine.engine} needs the {package} package on this machine, "
+                    f"which is not installed: pip install 'modelgate[{extra}]'")
+        ok = False
+    if engine.engine == "ray":
+        ok = _ray_checked(reader, target, engine, path, given) and ok
+    elif engine.ray is not None:
+        reader.fail(join(path, "ray"), f"is for engine: ray, and this target's engine is {engine.engine}: "
+                    "remove ray: or set engine: ray")
         ok = False
     try:
-        resolve_model(str(model))
+        resolve_model(str(model), engine=engine.engine)
     except ModelNotFound as problem:
         reader.fail(join(path, "model"), str(problem))
+        ok = False
+    return ok
+
+
+def _ray_checked(reader: Reader, target: TargetSettings, engine: EngineSettings, path: str,
+                 given: Mapping[str, Any]) -> bool:
+    """The ray engine's keys: Ray Serve sets the replicas, and the gateway does not see what they cost."""
+    ray = engine.ray or RaySettings()
+    target.local = replace(engine, ray=ray)
+    ok = True
+    if "replicas" in given:
+        reader.fail(join(path, "replicas"), "is not used with engine: ray: Ray Serve scales the replicas between "
+                    "ray.min_replicas and ray.max_replicas; set those instead")
+        ok = False
+    if ray.max_replicas < ray.min_replicas:
+        reader.fail(join(path, "ray.max_replicas"), f"must be at least ray.min_replicas ({ray.min_replicas})")
+        ok = False
+    if engine.compute_cost is not None:
+        reader.fail(join(path, "compute_cost"), "is not supported with engine: ray: its replicas run on the Ray "
+                    "cluster, where the gateway does not see how many run or for how long; remove it")
         ok = False
     return ok

@@ -1,12 +1,13 @@
 """One chat completion on a llama.cpp model: the prompt built with the model's own chat template,
 tokens generated with exact counts, tool calls read from what the model wrote.
 
-Runs inside the engine's child process (``llamacpp_worker.py``), one ``Llama`` per request at a
-time, in a thread: llama.cpp releases the GIL while it computes. The prompt is formatted as
-llama-cpp-python's own chat handler formats it (the Jinja template of the GGUF's
-``tokenizer.chat_template``), but the generation loop is ours, so that the usage is the count of
-tokens the tokenizer made of the prompt and the count the model sampled, streamed or not. The
-request itself is read and checked by ``chat_request.py`` before a model is taken for it.
+Runs inside a ``ChatService`` (``llamacpp_service.py``: the llamacpp engine's child process, or a
+replica of the ray engine), one ``Llama`` per request at a time, in a thread: llama.cpp releases
+the GIL while it computes. The prompt is formatted as llama-cpp-python's own chat handler formats
+it (the Jinja template of the GGUF's ``tokenizer.chat_template``), but the generation loop is
+ours, so that the usage is the count of tokens the tokenizer made of the prompt and the count the
+model sampled, streamed or not. The request itself is read and checked by ``chat_request.py``
+before a model is taken for it.
 
 **Tools.** A conversation with tools (offered, called or answered) is rendered by the template the
 GGUF keeps for tool use (``tokenizer.chat_template.tool_use``) where it has one, else by its own.

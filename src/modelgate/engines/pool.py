@@ -6,16 +6,21 @@ doubles with each failure in a row (0.5 s up to 30 s), back to the start once a 
 for a minute. A ready replica's health is checked every ``health_interval`` seconds: one that
 does not answer within ``health_timeout`` (hung: deadlocked, stopped, thrashing) is killed, so the
 requests it runs fail at once with the 502 of a dead replica (and fallbacks apply), and it is
-started again with the same backoff. ``stop`` drains: new requests are refused with 503, those running get
+started again with the same backoff (the ray engine's application is checked by Ray Serve
+itself, see ``_watch``). ``stop`` drains: new requests are refused with 503, those running get
 ``DRAIN_S`` to finish, then the children get SIGTERM and, if they linger, SIGKILL.
 
-**Admission.** A replica runs at most ``max_concurrency`` requests at once; a request that finds
-every ready replica full waits in a FIFO queue of at most ``queue`` requests, for up to its
-timeout. Beyond the queue a request is refused at once with 429 and a Retry-After from the
-recent request durations, never made to wait without bound. While no replica is ready (loading,
-or restarting after a crash) requests wait in the same queue; one that is still waiting at its
-timeout, or finds the queue full, gets 503 with a Retry-After. The errors are ``UpstreamError``s:
-the router fails over to the deployment's fallbacks as for any provider.
+**Admission.** A replica runs at most ``max_concurrency`` requests at once (the ray engine's one
+replica here, the application, ``max_concurrency`` times ``ray.max_replicas``: ``EngineSpec.slots``);
+a request that finds every ready replica full waits in a FIFO queue of at most ``queue``
+requests, for up to its timeout. Beyond the queue a request is refused at once with 429 and a
+Retry-After from the recent request durations, never made to wait without bound. While no
+replica is ready (loading, or restarting after a crash) requests wait in the same queue; one that
+is still waiting at its timeout, or finds the queue full, gets 503 with a Retry-After. Where no
+replica is ready and the last start failed (a model that does not load, a Ray cluster that
+cannot be reached), the requests waiting and those that come until the next try get 503 at
+once, with what failed and a Retry-After of that try. The errors are ``UpstreamError``s: the
+router fails over to the deployment's fallbacks as for any provider.
 
 **Uptime.** A ``ReplicaWatcher`` hears when each replica starts (its child process is launched:
 loading holds the machine as much as answering) and when it ends: ``failed`` (it never became
@@ -77,9 +82,10 @@ class ReplicaPool:
         self._idle = asyncio.Event()
         self._idle.set()
         self._mean_s = 1.0  # recent request durations, for Retry-After
-        # Set when a replica became ready or failed to (``first_load``); ``failure`` says why it failed.
+        # Set when a replica became ready or failed to start (``first_load``).
         self._outcome = asyncio.Event()
-        self.failure: ReplicaFailed | None = None
+        self.failure: ReplicaFailed | None = None  # why the last start failed, until a replica is ready
+        self._next_try = 0.0  # when a replica that failed to start is tried again (monotonic)
 
     @property
     def waiting(self) -> int:
@@ -101,16 +107,17 @@ class ReplicaPool:
         while not self._stopping:
             started = time.monotonic()
             self._started(replica)
+            failed: ReplicaFailed | None = None
             try:
                 await replica.launch(self.load_timeout)
             except ReplicaFailed as failure:
                 log.error("local model '%s' (provider '%s'): %s", self.name, self.provider, failure)
                 self._ended(replica, "failed")
-                self.failure = failure
-                self._outcome.set()
+                failed = failure
             else:
                 log.info("local model '%s': replica %d ready in %.2fs (pid %s)", self.name, replica.index,
                          time.monotonic() - started, replica.pid)
+                self.failure = None
                 self._outcome.set()
                 self._wake()
                 code, hung = await self._watch(replica)
@@ -126,7 +133,14 @@ class ReplicaPool:
             if time.monotonic() - started > STEADY_S:
                 failures = 0
             first, longest = self.backoff
-            await asyncio.sleep(min(longest, first * 2 ** failures))
+            delay = min(longest, first * 2 ** failures)
+            if failed is not None:
+                self.failure = failed
+                self._next_try = time.monotonic() + delay
+                if not self.ready():
+                    self._refuse_waiting()
+                self._outcome.set()
+            await asyncio.sleep(delay)
             failures += 1
 
     async def _watch(self, replica: Replica) -> tuple[int, str | None]:
@@ -134,6 +148,11 @@ class ReplicaPool:
         and killed when it does not answer within ``health_timeout``. Its exit code, and why it was
         killed (None: it exited on its own)."""
         engine = self.spec.engine
+        if engine.engine == "ray":
+            # Ray Serve checks the application's replicas and restarts them itself, and the driver
+            # exits when the application fails; a probe from here would pass through those replicas
+            # (waiting behind their requests, or scaling them up from none).
+            return await replica.exited(), None
         exited = asyncio.ensure_future(replica.exited())
         try:
             while True:
@@ -180,6 +199,8 @@ class ReplicaPool:
         """A ready replica with a free slot, taken for one request (give it back with ``release``)."""
         if self._stopping:
             raise self._unavailable("is shutting down", 1.0)
+        if self._failing():
+            raise self._start_failed()
         replica = self._free()
         if replica is not None and not self._waiters:
             return self._take(replica)
@@ -192,7 +213,7 @@ class ReplicaPool:
         try:
             await asyncio.wait({waiter}, timeout=wait_s)
         except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 self.release(waiter.result())  # given a slot just as the request was cancelled
             else:
                 self._forget(waiter)
@@ -205,6 +226,23 @@ class ReplicaPool:
         if waiter.cancelled():
             raise self._unavailable("is shutting down", 1.0)
         return waiter.result()
+
+    def _failing(self) -> bool:
+        """Whether the last start failed and no replica is ready or starting again yet."""
+        return self.failure is not None and not any(r.state in ("ready", "starting") for r in self.replicas)
+
+    def _start_failed(self) -> UpstreamError:
+        wait = max(1.0, self._next_try - time.monotonic() + 1.0)
+        assert self.failure is not None
+        return self._unavailable(f"could not be started ({self.failure.reason}); it is tried again in the background",
+                                 wait)
+
+    def _refuse_waiting(self) -> None:
+        """Fail the requests waiting for a replica: the one they waited for did not start."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(self._start_failed())
 
     def _forget(self, waiter: asyncio.Future[Replica]) -> None:
         waiter.cancel()
@@ -221,7 +259,7 @@ class ReplicaPool:
         self._wake()
 
     def _free(self) -> Replica | None:
-        limit = self.spec.engine.max_concurrency
+        limit = self.spec.slots
         free = [r for r in self.replicas if r.state == "ready" and r.running < limit]
         return min(free, key=lambda r: r.running) if free else None
 
@@ -242,14 +280,20 @@ class ReplicaPool:
 
     def _queue_full(self, waited: float | None = None) -> UpstreamError:
         engine = self.spec.engine
-        capacity = max(1, len(self.ready())) * engine.max_concurrency
+        capacity = max(1, len(self.ready())) * self.spec.slots
         wait = max(1, math.ceil(self._mean_s * (len(self._waiters) + 1) / capacity))
         what = (f"waited {waited:g}s in the queue" if waited is not None else
                 f"{self.running} running and {len(self._waiters)} waiting (queue: {engine.queue})")
+        if engine.engine == "ray":
+            held = (f"at most {self.spec.slots} at once on its Ray Serve application ({engine.max_concurrency} on "
+                    "each of up to ray.max_replicas replicas)")
+            raise_ = "ray.max_replicas, max_concurrency or queue"
+        else:
+            held = f"at most {engine.max_concurrency} at once on each of {len(self.ready())} ready replica(s)"
+            raise_ = "replicas, max_concurrency or queue"
         return UpstreamError(
-            f"local model '{self.name}' is at capacity: {what}, at most {engine.max_concurrency} at once on each "
-            f"of {len(self.ready())} ready replica(s). Retry after {wait}s, or raise replicas, max_concurrency "
-            "or queue in the deployment.", provider=self.provider, status=429, code="engine_at_capacity",
+            f"local model '{self.name}' is at capacity: {what}, {held}. Retry after {wait}s, or raise {raise_} "
+            "in the deployment.", provider=self.provider, status=429, code="engine_at_capacity",
             retry_after=wait)
 
     def _unavailable(self, why: str, wait: float) -> UpstreamError:

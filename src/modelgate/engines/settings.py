@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# The engines a deployment may name; only those in AVAILABLE_ENGINES run in this build.
 ENGINES = ("llamacpp", "vllm", "ray")
-AVAILABLE_ENGINES = ("llamacpp",)
+# What the vllm and ray engines need on the gateway's machine: the package their child process
+# imports, and the extra of modelgate that installs it. (llamacpp's child reports a missing
+# llama-cpp-python itself, as the demo does.)
+NEEDS = {"vllm": ("vllm", "vllm"), "ray": ("ray", "ray")}
 DEVICES = ("cpu", "cuda", "auto")
 
 
@@ -22,15 +24,42 @@ class ComputeCost:
     per_replica_hour: float
 
 
+def ray_address_problem(address: str) -> str | None:
+    """What is wrong with a Ray cluster address, or None: ``auto``, ``HOST:PORT`` (the head node's
+    GCS, 6379 by default) or ``ray://HOST:PORT`` (Ray Client, 10001 by default)."""
+    if address == "auto":
+        return None
+    rest = address.removeprefix("ray://")
+    host, _, port = rest.rpartition(":")
+    if "://" in rest or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return ("must be auto (the cluster on this machine), HOST:PORT (the head node's GCS, port 6379 unless "
+                f"changed) or ray://HOST:PORT (Ray Client, port 10001), got {address!r}")
+    return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RaySettings:
+    """Where and how the ray engine runs a model: a Ray Serve application on the cluster at
+    ``address``, its replicas scaled by Ray Serve between ``min_replicas`` and ``max_replicas`` to
+    keep about ``target_ongoing_requests`` requests on each (Ray Serve's own defaults)."""
+
+    address: str = "auto"  # as ray.init takes it: auto (the cluster on this machine), HOST:PORT, ray://HOST:PORT
+    min_replicas: int = 1  # 0: none while no request comes (the first one waits for a replica to load)
+    max_replicas: int = 1
+    target_ongoing_requests: float = 2.0
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EngineSettings:
     engine: str = "llamacpp"
-    replicas: int = 1  # child processes, each with the model loaded
+    replicas: int = 1  # child processes, each with the model loaded (ray: see ray.min_replicas)
     max_concurrency: int = 4  # requests one replica runs at once
     queue: int = 32  # requests that wait for a replica, beyond those running; more get 429
     device: str = "auto"  # cpu | cuda | auto (the GPU where the engine was built for one)
     # Every health_interval seconds a ready replica must answer GET /health within health_timeout
     # seconds; one that does not (hung: deadlocked, stopped, swapping) is killed and started again.
+    # (engine: ray: Ray Serve checks the application's replicas itself; the gateway does not.)
     health_interval: float = 5.0
     health_timeout: float = 5.0
     compute_cost: ComputeCost | None = None  # None: the replicas' time is recorded, not priced
+    ray: RaySettings | None = None  # engine: ray only; None there: RaySettings()

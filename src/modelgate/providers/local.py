@@ -11,6 +11,12 @@ engine's own exact count. A replica that dies while answering, or is killed for 
 its health check (hung), fails the request with a 502 saying so (the router fails over before the
 first content, as for any upstream).
 
+The engines: ``llamacpp`` (a llama.cpp worker per replica), ``vllm`` (vLLM's own server per
+replica) and ``ray`` (one child that holds a Ray Serve application on a cluster; requests go to
+Ray Serve's HTTP proxy, which spreads them over the replicas Ray Serve scales). The replicas of
+a ray deployment run on the cluster, out of the gateway's sight: they are not recorded as
+replica-hours.
+
 **Structured output.** ``response_format`` json_object or json_schema: the engine holds decoding
 to a grammar made of the schema (``engines/json_schema.py`` says which keywords it can hold to; a
 schema with any other is refused here with a 400 naming it, before a replica is taken), and the
@@ -31,7 +37,9 @@ each is written, so that every surface carries them as an API provider's. ``tool
 required or a named function holds decoding to a grammar of a valid call, whose arguments are then
 checked against the tool's ``parameters`` as structured output is (``local_checks.py``): a call cut
 at ``max_tokens`` is a 502 ``tool_call_invalid``, never a success. Tools for a model whose
-template renders none are a 400 naming it.
+template renders none are a 400 naming it. The llamacpp and ray engines run tools alike (each
+replica serves the same ``engines/llamacpp_service.py``); the vllm engine does not pass tools to
+vLLM's server, so tools there are a 400 as well.
 """
 
 from __future__ import annotations
@@ -92,9 +100,12 @@ class LocalProvider(OpenAICompatProvider):
         key = self._key(call)
         pool = self.pools.get(key)
         if pool is None:
-            spec = EngineSpec(model=resolve_model(call.model, self.settings.models_dir), engine=key[1],
-                              context_window=key[2])
-            self.pools[key] = pool = ReplicaPool(spec, self.name, watcher=self.watcher)
+            engine = key[1]
+            spec = EngineSpec(model=resolve_model(call.model, self.settings.models_dir, engine.engine),
+                              engine=engine, context_window=key[2])
+            # A ray deployment's replicas run on the cluster, out of sight: no replica-hours for them.
+            watcher = self.watcher if engine.engine != "ray" else None
+            self.pools[key] = pool = ReplicaPool(spec, self.name, watcher=watcher)
             await pool.start()
         return pool
 
@@ -127,7 +138,7 @@ class LocalProvider(OpenAICompatProvider):
             raise UpstreamUnreachable(f"local model '{call.model}' of provider '{self.name}' is not running on this "
                                       "gateway: its deployment was changed or removed while the request waited; "
                                       "send it again", provider=self.name)
-        refusal = tools_refusal(request, pool.name, call.facts.capabilities)
+        refusal = tools_refusal(request, pool.name, call.facts.capabilities, pool.spec.engine.engine)
         if refusal is not None:
             raise refusal
         fmt = request.response_format

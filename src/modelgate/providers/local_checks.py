@@ -1,9 +1,9 @@
 """What a request to a local model must be before a replica is taken, and what its answer must be
-after: the gateway's side of structured output and tool calls on the llamacpp engine.
+after: the gateway's side of structured output and tool calls on the llamacpp and ray engines.
 
-Before: tools only for a model whose chat template renders them, and for ``tool_choice`` required
-or a named function, schemas a grammar can hold to (``engines/json_schema.py``); each problem an
-``InvalidRequest`` (400) naming the field and the fix.
+Before: tools only for a model whose chat template renders them, and not on the vllm engine; for
+``tool_choice`` required or a named function, schemas a grammar can hold to
+(``engines/json_schema.py``); each problem an ``InvalidRequest`` (400) naming the field and the fix.
 
 After: where a grammar held the answer (``response_format`` json_object or json_schema, and
 ``tool_choice`` required or named), the complete answer is checked once more, since a grammar
@@ -30,10 +30,17 @@ def uses_tools(request: ChatRequest) -> bool:
     return bool(request.tools) or any(m.role == "tool" or m.tool_calls() for m in request.messages)
 
 
-def tools_refusal(request: ChatRequest, model: str, capabilities: tuple[str, ...]) -> InvalidRequest | None:
-    """Why the tools of ``request`` cannot go to local model ``model``; None where they can."""
+def tools_refusal(request: ChatRequest, model: str, capabilities: tuple[str, ...],
+                  engine: str = "llamacpp") -> InvalidRequest | None:
+    """Why the tools of ``request`` cannot go to local model ``model`` on ``engine``; None where
+    they can. The llamacpp and ray engines run tools (the same ``ChatService``); vllm does not."""
     if not uses_tools(request):
         return None
+    if engine == "vllm":
+        return InvalidRequest(
+            f"local model '{model}' runs on engine vllm, which does not run tools in this gateway (vLLM's server "
+            "needs a tool call parser chosen for the model); send the request without tools, or serve a GGUF of "
+            "the model with engine: llamacpp or ray", param="tools", code="tools_not_supported")
     if "tools" not in capabilities:
         return InvalidRequest(
             f"local model '{model}' has no tool support: its chat template (tokenizer.chat_template) renders "

@@ -45,7 +45,7 @@ PROFILES: dict[str, OpenAIProfile] = {
     "ollama": OpenAIProfile(
         embeddings_base64=False, unsupported=frozenset({"tool_choice", "logit_bias", "user", "n"})),
     "lmstudio": OpenAIProfile(embeddings_base64=False),
-    # The engines of providers/local.py (engines/llamacpp_worker.py).
+    # The engines of providers/local.py (engines/llamacpp_worker.py, ray_app.py; vllm_worker.py runs vLLM).
     "local": OpenAIProfile(),
 }
 

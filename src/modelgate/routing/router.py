@@ -271,7 +271,10 @@ class Router:
         cooling = [t for g in chain for t in g.targets if job.fits(t)]
         wait = min((t.health.ready_at(now) - now for t in cooling), default=1.0)
         wait = max(wait, 0.0) if math.isfinite(wait) else 1.0
-        names = ", ".join(f"{t.label} ({t.health.reason or t.health.state})" for t in cooling)
+        # Each target's own last error says what the wait is for (a local model that cannot start).
+        names = ", ".join(f"{t.label} ({t.health.reason or t.health.state}"
+                          + (f"; last error: {t.health.last_error})" if t.health.last_error else ")")
+                          for t in cooling)
         return UpstreamError(
             f"No target of deployment '{name}' or its fallbacks can take requests now: {names}. "
             f"Retry in {wait:.1f}s.", provider=cooling[0].provider.name if cooling else "",

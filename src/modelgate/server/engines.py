@@ -58,8 +58,10 @@ class LocalEngines:
             try:
                 await pool.first_load()
             except ReplicaFailed as failure:
-                raise ReplicaFailed(f"local model '{call.model}' of provider '{provider.name}' (file "
-                                    f"{pool.spec.model.path}) cannot be loaded: {failure}") from None
+                what = "folder" if pool.spec.model.path.is_dir() else "file"
+                raise ReplicaFailed(f"local model '{call.model}' of provider '{provider.name}' ({what} "
+                                    f"{pool.spec.model.path}) cannot be loaded: {failure}",
+                                    reason=failure.reason) from None
 
     async def any_ready(self, deployment: DeploymentSettings) -> None:
         """Once every pool of ``deployment`` has a replica ready, however many attempts it takes."""
