@@ -1,4 +1,5 @@
-"""The llamacpp engine's child process: one GGUF model behind OpenAI's chat completions.
+"""The llamacpp engine's child process: one GGUF model behind OpenAI's chat completions, or, for an
+embedding model, behind OpenAI's embeddings.
 
     python -m modelgate.engines.llamacpp_worker --model PATH [--name NAME] [--max-concurrency N]
                                                  [--n-ctx TOKENS] [--device cpu|cuda|auto]
@@ -14,6 +15,12 @@ or json_schema holds decoding to a grammar (``chat_request.py``); tool calls com
 (``llamacpp_chat.py``). Up to ``--max-concurrency`` requests run at once, each on a ``Llama`` of
 its own: the weights are mapped from the file once and shared, each has its own context (KV
 cache). The parent (``replica.py``) admits no more than that; a request beyond it waits here.
+
+A GGUF that pools its hidden states (``<arch>.pooling_type``, and no chat template: an embedding
+model, ``catalog/gguf.py``) is loaded in llama.cpp's embedding mode and answers
+``POST /v1/embeddings`` (``llamacpp_embed.py``); its health facts say ``"mode": "embedding"``
+with its dimensions and pooling. Each kind of model answers the other's route with a 400 naming
+what it serves.
 
 It stops on SIGTERM or SIGINT, after the requests in flight, and when its stdin closes: the
 gateway that started it is gone, however it went.
@@ -40,6 +47,7 @@ from aiohttp import web
 log = logging.getLogger("modelgate.engines.worker")
 
 DRAIN_S = 30.0  # how long a stopping worker lets requests in flight finish
+FALLBACK_CONTEXT = 512  # an embedding model's context where neither the deployment nor its GGUF gives one
 
 
 class Engine:
@@ -53,6 +61,8 @@ class Engine:
         self.device = device
         self.ready = False
         self.facts: dict[str, Any] = {}
+        self.embedding = False  # an embedding model (read from the GGUF as it loads)
+        self.trained = 0  # the context the model was trained for, from the GGUF
         self._idle: asyncio.Queue[Any] = asyncio.Queue()
         self._made = 0
         self._making = asyncio.Lock()
@@ -61,24 +71,44 @@ class Engine:
         import llama_cpp
 
         from modelgate.engines.llamacpp_chat import ChatModel
+        from modelgate.engines.llamacpp_embed import EmbeddingModel
 
         offload = llama_cpp.llama_supports_gpu_offload()
         if self.device == "cuda" and not offload:
             raise RuntimeError("device: cuda, but this llama-cpp-python was built without GPU support; "
                                "install a CUDA build of llama-cpp-python or set device: cpu")
         layers = -1 if self.device == "cuda" or (self.device == "auto" and offload) else 0
-        llm = llama_cpp.Llama(model_path=self.path, n_ctx=self.n_ctx, n_gpu_layers=layers, verbose=False)
-        return ChatModel(llm)
+        if not self.embedding:
+            llm = llama_cpp.Llama(model_path=self.path, n_ctx=self.n_ctx, n_gpu_layers=layers, verbose=False)
+            return ChatModel(llm)
+        # An encoder sees a whole input at once: a batch holds a context's worth of tokens, and the
+        # context no more than the positions the model was trained with (llama.cpp refuses a
+        # GGUF that does not state them).
+        context = min(self.n_ctx or self.trained, self.trained or self.n_ctx) or FALLBACK_CONTEXT
+        llm = llama_cpp.Llama(model_path=self.path, embedding=True, n_ctx=context, n_batch=context,
+                              n_ubatch=context, n_gpu_layers=layers, verbose=False)
+        return EmbeddingModel(llm)
+
+    def _facts(self, model: Any, started: float) -> dict[str, Any]:
+        facts: dict[str, Any] = {"n_ctx": model.llm.n_ctx(), "n_ctx_train": model.llm._model.n_ctx_train(),
+                                 "load_s": round(time.monotonic() - started, 3)}
+        if self.embedding:
+            return {**facts, "mode": "embedding", "dimensions": model.dimensions, "pooling": model.pooling,
+                    "normalize": model.normalize}
+        tools = model.tool_template
+        return {**facts, "mode": "chat", "tool_format": tools.format if tools is not None else None}
 
     async def load(self) -> None:
+        from modelgate.catalog.gguf import read_gguf
+
         started = time.monotonic()
+        info = await asyncio.to_thread(read_gguf, self.path)
+        self.embedding = info.embedding
+        self.trained = info.context_length or 0
         model = await asyncio.to_thread(self._load)
         self._made = 1
         self._idle.put_nowait(model)
-        tools = model.tool_template
-        self.facts = {"n_ctx": model.llm.n_ctx(), "n_ctx_train": model.llm._model.n_ctx_train(),
-                      "tool_format": tools.format if tools is not None else None,
-                      "load_s": round(time.monotonic() - started, 3)}
+        self.facts = self._facts(model, started)
         self.ready = True
 
     async def take(self) -> Any:
@@ -118,6 +148,10 @@ class Worker:
 
         if not self.engine.ready:
             return _error(503, "the model is still loading", code="engine_loading", kind="server_error")
+        if self.engine.embedding:
+            return _error(400, f"local model '{self.engine.name}' is an embedding model: it serves /v1/embeddings, "
+                          "not chat; send chat to a deployment of a chat model", code="model_not_supported",
+                          param="model")
         try:
             job = read_job(await request.json())
         except json.JSONDecodeError:
@@ -135,6 +169,47 @@ class Worker:
             return await self._whole(pieces)
         finally:
             job.cancelled.set()  # the answer is complete, or the client went away
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        from modelgate.engines.chat_request import BadRequest
+        from modelgate.engines.embedding_request import read_embedding_job
+
+        if not self.engine.ready:
+            return _error(503, "the model is still loading", code="engine_loading", kind="server_error")
+        if not self.engine.embedding:
+            return _error(400, f"local model '{self.engine.name}' is a chat model: it serves /v1/chat/completions, "
+                          "not embeddings; send embeddings to a deployment of an embedding model",
+                          code="model_not_supported", param="model")
+        try:
+            job = read_embedding_job(await request.json())
+        except json.JSONDecodeError:
+            return _error(400, "the body is not JSON")
+        except BadRequest as bad:
+            return _error(400, str(bad), code=bad.code, param=bad.param)
+        model = await self.engine.take()
+        task = asyncio.ensure_future(asyncio.to_thread(model.run, job))
+
+        def done(task: asyncio.Future[Any]) -> None:
+            # The context is free once its thread is done, which may be after this handler ends
+            # (the client went away): then nobody reads the outcome, and it is dropped here.
+            self.engine.give_back(model)
+            if not task.cancelled():
+                task.exception()
+
+        task.add_done_callback(done)
+        try:
+            embedded = await asyncio.shield(task)
+        except BadRequest as bad:
+            return _error(400, str(bad), code=bad.code, param=bad.param)
+        except Exception as exc:  # told to the client as a 500; the worker serves on
+            log.exception("embedding failed")
+            return _error(500, f"{type(exc).__name__}: {exc}", code="engine_error", kind="server_error")
+        finally:
+            job.cancelled.set()  # the answer is complete, or the client went away
+        data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(embedded.vectors)]
+        tokens = embedded.prompt_tokens
+        return web.json_response({"object": "list", "data": data, "model": self.engine.name,
+                                  "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
     @staticmethod
     async def _run(model: Any, job: Any, pieces: asyncio.Queue[tuple[str, Any]]) -> None:
@@ -259,6 +334,7 @@ async def serve(args: argparse.Namespace) -> int:
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_get("/health", worker.health)
     app.router.add_post("/v1/chat/completions", worker.chat)
+    app.router.add_post("/v1/embeddings", worker.embeddings)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=DRAIN_S, access_log=None)
     await runner.setup()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

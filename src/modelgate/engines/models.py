@@ -40,6 +40,11 @@ def resolve_model(model: str, models_dir: str | Path | None = None) -> ModelFile
 
 def _gguf(name: str, path: Path) -> ModelFile:
     model = str(path)
+    if path.is_dir():
+        raise ModelNotFound(
+            f"'{model}' is a model folder, which the llamacpp engine cannot load: it loads GGUF files. A "
+            "sentence-transformers folder of a BERT model is converted to one by `modelgate models add FOLDER`; "
+            "other folders are for the vllm engine")
     if not path.is_file():
         raise ModelNotFound(
             f"'{model}' is not a GGUF file on this machine; give the path of a .gguf file, or the name "
