@@ -37,7 +37,7 @@ class SentenceBert:
         ids = self.ids(text_or_ids) if isinstance(text_or_ids, str) else text_or_ids
         hidden = self._forward(np.array(ids))
         pooled = hidden.mean(axis=0)
-        return pooled / np.linalg.norm(pooled)
+        return np.asarray(pooled / np.linalg.norm(pooled))
 
     def _forward(self, ids: NDArray[np.int64]) -> NDArray[np.float64]:
         w, eps = self.weights, float(self.config["layer_norm_eps"])

@@ -114,7 +114,8 @@ def convert_sentence_bert(folder: Path, target: Path, precision: Precision = "f1
         raise ConversionError(f"{folder}/config.json: hidden_act is {act!r}; llama.cpp's BERT computes GELU only")
     if config.get("position_embedding_type", "absolute") != "absolute":
         raise ConversionError(f"{folder}/config.json: position_embedding_type is "
-                              f"{config.get('position_embedding_type')!r}; llama.cpp's BERT has absolute positions only")
+                              f"{config.get('position_embedding_type')!r}; llama.cpp's BERT has absolute positions "
+                              "only")
     tensors = _tensors(weights, layers, folder)
     vocab_rows = weights.shape(tensors["token_embd.weight"])[0]
     context = min(positions, _max_seq_length(folder) or positions)
@@ -295,7 +296,8 @@ def _vocabulary(folder: Path, rows: int) -> _Vocabulary:
             special.add(index[text])
         elif key in ("cls", "sep", "unk"):
             raise ConversionError(f"{folder}: the vocabulary has no {key} token {text!r}; llama.cpp's BERT needs "
-                                  "[CLS], [SEP] and [UNK] (set cls_token, sep_token, unk_token in tokenizer_config.json)")
+                                  "[CLS], [SEP] and [UNK] (set cls_token, sep_token, unk_token in "
+                                  "tokenizer_config.json)")
     tokens, types = [], []
     for i in range(rows):
         token = by_id.get(i)

@@ -68,7 +68,7 @@ class Weights:
         entry = self._entries[name]
         code, _ = _DTYPES[entry.dtype]
         count = math.prod(entry.shape)
-        data = np.memmap(entry.path, dtype=code, mode="r", offset=entry.start, shape=(count,))
+        data: NDArray[Any] = np.memmap(entry.path, dtype=code, mode="r", offset=entry.start, shape=(count,))
         if entry.dtype == "BF16":  # the high half of a float32: shift it into place
             data = (data.astype("<u4") << 16).view("<f4")
         return data.reshape(entry.shape)

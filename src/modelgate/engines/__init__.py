@@ -8,9 +8,11 @@ this package knows nothing of the config loader, the pipeline or the surfaces.
     admission.py         at most max_concurrency running per replica, at most queue waiting
     replica.py           one child process: start, wait for health, stop
     pool.py              a deployment's replicas, supervised: health-checked, restarted with backoff, drained
-    llamacpp_worker.py   the child: a GGUF model under llama.cpp behind OpenAI's chat completions
+    llamacpp_worker.py   the child: a GGUF model under llama.cpp behind OpenAI's chat completions or embeddings
     chat_request.py      a chat completions body read into the job the child runs, checked
     llamacpp_chat.py     one completion: the prompt from the model's chat template, the tokens, the calls
+    embedding_request.py an embeddings body read into the job the child runs, checked
+    llamacpp_embed.py    one embeddings request: inputs checked against the context, pooled, normalised
     json_schema.py       the JSON Schemas a grammar holds a model to, and the check of an answer
     tool_calls.py        tool calls read from a model's text as it comes; the schema of a valid call
 """

@@ -33,9 +33,14 @@ def read_embedding_job(body: Any) -> EmbeddingJob:
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
     inputs = _inputs(body.get("input"))
-    encoding = body.get("encoding_format") or "float"
-    if encoding not in ("float", "base64"):
-        raise BadRequest("encoding_format must be 'float' or 'base64'", param="encoding_format")
+    encoding: Literal["float", "base64"]
+    match body.get("encoding_format") or "float":
+        case "float":
+            encoding = "float"
+        case "base64":
+            encoding = "base64"
+        case _:
+            raise BadRequest("encoding_format must be 'float' or 'base64'", param="encoding_format")
     dimensions = body.get("dimensions")
     if dimensions is not None and (not isinstance(dimensions, int) or isinstance(dimensions, bool) or dimensions < 1):
         raise BadRequest("dimensions must be a whole number of at least 1", param="dimensions")

@@ -49,7 +49,7 @@ class EmbeddingModel:
     """A model loaded in embedding mode: checks inputs and runs one job at a time."""
 
     def __init__(self, llm: Llama) -> None:
-        pooling = llm.pooling_type()
+        pooling = int(llm.pooling_type())  # an int at run time, whatever the binding's annotation says
         if pooling not in POOLING_NAMES:
             what = "pools no vectors (one per token)" if pooling == llama_cpp.LLAMA_POOLING_TYPE_NONE else (
                 "is a reranker (rank pooling)" if pooling == llama_cpp.LLAMA_POOLING_TYPE_RANK else
@@ -114,22 +114,25 @@ class EmbeddingModel:
 
     def _decode(self, batch: list[list[int]]) -> list[np.ndarray[Any, Any]]:
         """One pooled vector per sequence of ``batch``, run together."""
-        llm = self.llm
-        llm._batch.reset()
+        # The binding's batch and context, as its own Llama.embed drives them: every token an
+        # output, each input a sequence of its own.
+        sequences: Any = self.llm._batch
+        context: Any = self.llm._ctx
+        sequences.reset()
         for seq, tokens in enumerate(batch):
-            llm._batch.add_sequence(tokens, seq, logits_all=True)
-        llm._ctx.kv_cache_clear()
-        llm._ctx.decode(llm._batch)
+            sequences.add_sequence(tokens, seq, logits_all=True)
+        context.kv_cache_clear()
+        context.decode(sequences)
         out = []
         for seq in range(len(batch)):
-            pointer = llama_cpp.llama_get_embeddings_seq(llm._ctx.ctx, seq)
+            pointer = llama_cpp.llama_get_embeddings_seq(context.ctx, seq)
             vector = np.ctypeslib.as_array(pointer, shape=(self.dimensions,)).astype(np.float32)
             if self.normalize:
                 length = float(np.linalg.norm(vector))
                 if length > 0:
                     vector /= length
             out.append(vector)
-        llm._batch.reset()
+        sequences.reset()
         return out
 
 

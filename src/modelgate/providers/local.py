@@ -32,6 +32,12 @@ required or a named function holds decoding to a grammar of a valid call, whose 
 checked against the tool's ``parameters`` as structured output is (``local_checks.py``): a call cut
 at ``max_tokens`` is a 502 ``tool_call_invalid``, never a success. Tools for a model whose
 template renders none are a 400 naming it.
+
+**Embeddings.** A model whose catalog entry is an embedding model (``mode: embedding``: a GGUF
+that pools, ``catalog/gguf.py``) answers ``embed`` through the same admission as chat; its engine
+tokenizes, refuses an input past the context by its index (never cutting it), counts the tokens
+exactly and encodes base64 itself. Chat to an embedding model, and embeddings to a chat model, are
+400s saying which the deployment serves.
 """
 
 from __future__ import annotations
