@@ -14,6 +14,7 @@ import sqlite3
 import struct
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,19 @@ def test_a_paraphrase_is_closer_than_an_unrelated_sentence(served: tuple[Running
     vectors = [d.embedding for d in client(gateway).embeddings.create(model="minilm", input=texts).data]
     paraphrase, unrelated = cosine(vectors[0], vectors[1]), cosine(vectors[0], vectors[2])
     assert paraphrase > 0.6 and unrelated < 0.2 and paraphrase > unrelated + 0.4
+
+
+def test_requests_at_once_each_get_their_own_vectors(served: tuple[RunningGateway, Path]) -> None:
+    gateway, _ = served
+    sdk = client(gateway)
+    alone = {text: sdk.embeddings.create(model="minilm", input=text, encoding_format="float").data[0].embedding
+             for text in TEXTS}
+    # max_concurrency 2: two run at once, each on a model context of its own; the rest wait their turn.
+    with ThreadPoolExecutor(max_workers=len(TEXTS) * 2) as pool:
+        answers = list(pool.map(lambda text: (text, sdk.embeddings.create(
+            model="minilm", input=text, encoding_format="float").data[0].embedding), TEXTS * 2))
+    for text, vector in answers:
+        assert cosine(vector, alone[text]) > 0.9999, text
 
 
 def test_an_input_past_the_context_is_refused_by_index_never_cut(served: tuple[RunningGateway, Path],
