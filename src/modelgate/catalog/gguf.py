@@ -29,7 +29,7 @@ from typing import BinaryIO
 
 from modelgate.catalog.chat_template import TOOL_USE_KEY, renders_tools
 
-__all__ = ["FILE_TYPES", "GGUFError", "GGUFInfo", "read_gguf"]
+__all__ = ["FILE_TYPES", "NORMALIZE_KEY", "GGUFError", "GGUFInfo", "read_gguf"]
 
 MAGIC = b"GGUF"
 VERSIONS = (1, 2, 3)
@@ -38,6 +38,10 @@ MAX_STRING_BYTES = 16 * 1024 * 1024  # chat templates run to tens of kilobytes
 MAX_COUNT = 16_000_000  # tensors, metadata entries, array elements: a 1T-parameter model has ~100k tensors
 MAX_DIMENSIONS = 8  # ggml has 4
 MAX_ARRAY_DEPTH = 4
+# Whether an embedding model's vectors are scaled to length 1 (a bool). llama.cpp leaves that to
+# its caller; a GGUF converted from a sentence-transformers folder says what the folder's modules
+# do (bert_gguf.py), and a file that does not say is normalised, as OpenAI's vectors are.
+NORMALIZE_KEY = "modelgate.embeddings.normalize"
 
 # Metadata value types, and the struct code and size of the fixed-size ones.
 STRING, ARRAY = 8, 9

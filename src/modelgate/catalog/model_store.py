@@ -19,6 +19,11 @@ download does) leaves the linked one as it was.
 
 ``resolve`` also takes a GGUF file or a model folder that is not in the store: its facts are read
 from it there and then, and it has no sha256 (hashing gigabytes at every start would be slow).
+
+A sentence-transformers folder of a BERT model is not linked but converted (``bert_gguf.py``):
+the store keeps the GGUF file written from it, in f16 unless f32 is asked for, so that the
+llamacpp engine serves it as an embedding model; the entry's ``converted_from`` names the folder.
+Any other folder is kept as it is (for engines that load Hugging Face folders).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from modelgate.catalog.bert_gguf import ConversionError, Precision, convert_sentence_bert, is_sentence_bert
 from modelgate.catalog.facts import ModelFacts
 from modelgate.catalog.gguf import GGUFError, read_gguf
 from modelgate.catalog.hf_model import HFModelError, read_hf_folder
@@ -72,6 +78,7 @@ class LocalModel:
     sha256: str | None  # of the file; of a folder, of its files' names and hashes; None outside the store
     embedding_length: int | None = None
     mode: Literal["chat", "embedding"] = "chat"
+    converted_from: str | None = None  # the folder a GGUF file was converted from by ``add``
 
     def facts(self) -> ModelFacts:
         """The model's catalog entry: what the built-in catalog says of an API model."""
@@ -192,12 +199,14 @@ class ModelStore:
 
     # -- changing ------------------------------------------------------------------------------
 
-    def add(self, path: str | os.PathLike[str], name: str | None = None) -> LocalModel:
-        """Register a GGUF file or a Hugging Face model folder under ``name`` (default: from its own name)."""
+    def add(self, path: str | os.PathLike[str], name: str | None = None, *, precision: Precision = "f16") -> LocalModel:
+        """Register a GGUF file or a Hugging Face model folder under ``name`` (default: from its own
+        name); a sentence-transformers BERT folder is converted to a GGUF file of ``precision``."""
         source = self._path(path)
         if not source.exists():
             raise ModelStoreError(f"{source}: no such file or folder; give a GGUF file or a model folder")
         model = read_model(source, name or "")
+        convert = model.format == "hf" and is_sentence_bert(source)
         name = name or default_name(source, model.quantization if model.format == "gguf" else None)
         if not NAME.fullmatch(name) or name in (MANIFEST, ".lock"):
             raise ModelStoreError(f"'{name}' cannot name a model: use {NAME_RULE} (--name NAME)")
@@ -217,7 +226,10 @@ class ModelStore:
                                       "move it away or give another --name")
             staging = Path(tempfile.mkdtemp(dir=self.models_dir, prefix=".adding-"))
             try:
-                if model.format == "gguf":
+                if convert:
+                    model, digest = _convert(source, staging / f"{name}.{precision}.gguf", name, precision)
+                    placed = target / f"{name}.{precision}.gguf"
+                elif model.format == "gguf":
                     digest = _place(source, staging / source.name)
                     placed = target / source.name
                 else:
@@ -273,6 +285,17 @@ class ModelStore:
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
             raise
+
+
+def _convert(source: Path, target: Path, name: str, precision: Precision) -> tuple[LocalModel, str]:
+    """The sentence-transformers BERT folder ``source`` written as a GGUF file at ``target``: its
+    entry (read back from the file) and sha256."""
+    try:
+        convert_sentence_bert(source, target, precision)
+    except ConversionError as error:
+        raise ModelStoreError(f"cannot convert {source} to GGUF: {error}") from None
+    model = replace(read_model(target, name), converted_from=str(source))
+    return model, _sha256(target)
 
 
 def _place(source: Path, target: Path) -> str:

@@ -1,4 +1,5 @@
-"""A GGUF model under llama.cpp answering OpenAI's chat completions, apart from any HTTP server.
+"""A GGUF model under llama.cpp answering OpenAI's chat completions (or, for an embedding model,
+its embeddings), apart from any HTTP server.
 
 The llamacpp engine's child process (``llamacpp_worker.py``, under aiohttp) and each replica of
 the ray engine (``ray_app.py``, under Ray Serve) both serve a ``ChatService``, so that a model
@@ -11,6 +12,11 @@ status), or an SSE stream whose chunks end with the usage chunk (as OpenAI's
 each whole in one stream delta once the model has written all of it (``llamacpp_chat.py``), and
 ``health`` names the format the model's chat template writes them in (null where it renders no
 tools).
+
+A GGUF that pools its hidden states (``<arch>.pooling_type``, and no chat template: an embedding
+model, ``catalog/gguf.py``) is loaded in llama.cpp's embedding mode and answers ``embed``
+(``llamacpp_embed.py``); its health facts say ``"mode": "embedding"`` with its dimensions and
+pooling. Each kind of model answers the other's request with a 400 naming what it serves.
 
 Up to ``max_concurrency`` requests run at once, each on a ``Llama`` of its own: the weights are
 mapped from the file once and shared, each has its own context (KV cache); a request beyond that
@@ -33,6 +39,7 @@ log = logging.getLogger("modelgate.engines.worker")
 
 JSON = "application/json"
 SSE = "text/event-stream"
+FALLBACK_CONTEXT = 512  # an embedding model's context where neither the deployment nor its GGUF gives one
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +73,8 @@ class ChatService:
         self.device = device
         self.ready = False
         self.facts: dict[str, Any] = {}
+        self.embedding = False  # an embedding model (read from the GGUF as it loads)
+        self.trained = 0  # the context the model was trained for, from the GGUF
         self._idle: asyncio.Queue[Any] = asyncio.Queue()
         self._made = 0
         self._making = asyncio.Lock()
@@ -74,32 +83,55 @@ class ChatService:
         import llama_cpp
 
         from modelgate.engines.llamacpp_chat import ChatModel
+        from modelgate.engines.llamacpp_embed import EmbeddingModel
 
         offload = llama_cpp.llama_supports_gpu_offload()
         if self.device == "cuda" and not offload:
             raise RuntimeError("device: cuda, but this llama-cpp-python was built without GPU support; "
                                "install a CUDA build of llama-cpp-python or set device: cpu")
         layers = -1 if self.device == "cuda" or (self.device == "auto" and offload) else 0
-        llm = llama_cpp.Llama(model_path=self.path, n_ctx=self.n_ctx, n_gpu_layers=layers, verbose=False)
-        return ChatModel(llm)
+        if not self.embedding:
+            llm = llama_cpp.Llama(model_path=self.path, n_ctx=self.n_ctx, n_gpu_layers=layers, verbose=False)
+            return ChatModel(llm)
+        # An encoder sees a whole input at once: a batch holds a context's worth of tokens, and the
+        # context no more than the positions the model was trained with (llama.cpp refuses a
+        # GGUF that does not state them).
+        context = min(self.n_ctx or self.trained, self.trained or self.n_ctx) or FALLBACK_CONTEXT
+        llm = llama_cpp.Llama(model_path=self.path, embedding=True, n_ctx=context, n_batch=context,
+                              n_ubatch=context, n_gpu_layers=layers, verbose=False)
+        return EmbeddingModel(llm)
+
+    def _inspect(self) -> None:
+        """Read from the GGUF what kind of model it is, before loading it."""
+        from modelgate.catalog.gguf import read_gguf
+
+        info = read_gguf(self.path)
+        self.embedding = info.embedding
+        self.trained = info.context_length or 0
 
     def open(self) -> None:
         """Load the model and its first context, blocking the thread (its loop's thread)."""
         started = time.monotonic()
+        self._inspect()
         self._opened(self._load(), started)
 
     async def start(self) -> None:
         """Load the model and its first context in a thread, the loop serving meanwhile."""
         started = time.monotonic()
+        await asyncio.to_thread(self._inspect)
         self._opened(await asyncio.to_thread(self._load), started)
 
     def _opened(self, model: Any, started: float) -> None:
         self._made = 1
         self._idle.put_nowait(model)
-        tools = model.tool_template
-        self.facts = {"n_ctx": model.llm.n_ctx(), "n_ctx_train": model.llm._model.n_ctx_train(),
-                      "tool_format": tools.format if tools is not None else None,
-                      "load_s": round(time.monotonic() - started, 3)}
+        facts: dict[str, Any] = {"n_ctx": model.llm.n_ctx(), "n_ctx_train": model.llm._model.n_ctx_train(),
+                                 "load_s": round(time.monotonic() - started, 3)}
+        if self.embedding:
+            self.facts = {**facts, "mode": "embedding", "dimensions": model.dimensions, "pooling": model.pooling,
+                          "normalize": model.normalize}
+        else:
+            tools = model.tool_template
+            self.facts = {**facts, "mode": "chat", "tool_format": tools.format if tools is not None else None}
         self.ready = True
 
     def health(self) -> Reply:
@@ -127,6 +159,10 @@ class ChatService:
 
         if not self.ready:
             return error_reply(503, "the model is still loading", code="engine_loading", kind="server_error")
+        if self.embedding:
+            return error_reply(400, f"local model '{self.name}' is an embedding model: it serves /v1/embeddings, "
+                               "not chat; send chat to a deployment of a chat model", code="model_not_supported",
+                               param="model")
         try:
             body = json.loads(raw)
         except ValueError:  # not JSON, or not UTF-8
@@ -153,6 +189,50 @@ class ChatService:
             job.cancelled.set()
             return _ended(kind, value)
         return Reply(200, chunks=_stream(head, (kind, value), pieces, job.cancelled))
+
+    async def embed(self, raw: bytes) -> Reply:
+        """The answer to an embeddings request body."""
+        from modelgate.engines.chat_request import BadRequest
+        from modelgate.engines.embedding_request import read_embedding_job
+
+        if not self.ready:
+            return error_reply(503, "the model is still loading", code="engine_loading", kind="server_error")
+        if not self.embedding:
+            return error_reply(400, f"local model '{self.name}' is a chat model: it serves /v1/chat/completions, "
+                               "not embeddings; send embeddings to a deployment of an embedding model",
+                               code="model_not_supported", param="model")
+        try:
+            body = json.loads(raw)
+        except ValueError:  # not JSON, or not UTF-8
+            return error_reply(400, "the body is not JSON")
+        try:
+            job = read_embedding_job(body)
+        except BadRequest as bad:
+            return error_reply(400, str(bad), code=bad.code, param=bad.param)
+        model = await self._take()
+        task = asyncio.ensure_future(asyncio.to_thread(model.run, job))
+
+        def done(task: asyncio.Future[Any]) -> None:
+            # The context is free once its thread is done, which may be after the answer is sent
+            # (the client went away): then nobody reads the outcome, and it is dropped here.
+            self._idle.put_nowait(model)
+            if not task.cancelled():
+                task.exception()
+
+        task.add_done_callback(done)
+        try:
+            embedded = await asyncio.shield(task)
+        except BadRequest as bad:
+            return error_reply(400, str(bad), code=bad.code, param=bad.param)
+        except Exception as exc:  # told to the client as a 500; the server serves on
+            log.exception("embedding failed")
+            return error_reply(500, f"{type(exc).__name__}: {exc}", code="engine_error", kind="server_error")
+        finally:
+            job.cancelled.set()  # the answer is complete, or the client went away
+        data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(embedded.vectors)]
+        tokens = embedded.prompt_tokens
+        return Reply(200, _json({"object": "list", "data": data, "model": self.name,
+                                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}))
 
 
 async def _run(model: Any, job: Any, pieces: asyncio.Queue[tuple[str, Any]]) -> None:

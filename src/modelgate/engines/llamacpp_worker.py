@@ -1,4 +1,5 @@
-"""The llamacpp engine's child process: one GGUF model behind OpenAI's chat completions.
+"""The llamacpp engine's child process: one GGUF model behind OpenAI's chat completions, or, for an
+embedding model, behind OpenAI's embeddings.
 
     python -m modelgate.engines.llamacpp_worker --model PATH [--name NAME] [--max-concurrency N]
                                                  [--n-ctx TOKENS] [--device cpu|cuda|auto]
@@ -14,6 +15,12 @@ or json_schema holds decoding to a grammar (``chat_request.py``); tool calls com
 (``llamacpp_chat.py``). The answers are a ``ChatService``'s (``llamacpp_service.py``): up to
 ``--max-concurrency`` requests run at once, each on a context of its own. The parent
 (``replica.py``) admits no more than that; a request beyond it waits here.
+
+A GGUF that pools its hidden states (``<arch>.pooling_type``, and no chat template: an embedding
+model, ``catalog/gguf.py``) is loaded in llama.cpp's embedding mode and answers
+``POST /v1/embeddings`` (``llamacpp_embed.py``); its health facts say ``"mode": "embedding"``
+with its dimensions and pooling. Each kind of model answers the other's route with a 400 naming
+what it serves.
 
 It stops on SIGTERM or SIGINT, after the requests in flight, and when its stdin closes: the
 gateway that started it is gone, however it went.
@@ -60,6 +67,9 @@ class Worker:
         await response.write_eof()
         return response
 
+    async def embeddings(self, request: web.Request) -> web.Response:
+        return _response(await self.service.embed(await request.read()))
+
 
 def _response(reply: Reply) -> web.Response:
     return web.Response(body=reply.body, status=reply.status, content_type=reply.content_type)
@@ -71,6 +81,7 @@ async def serve(args: argparse.Namespace) -> int:
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_get("/health", worker.health)
     app.router.add_post("/v1/chat/completions", worker.chat)
+    app.router.add_post("/v1/embeddings", worker.embeddings)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=DRAIN_S, access_log=None)
     await runner.setup()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -8,8 +8,9 @@ with the same text and token counts whichever engine runs it. So every node that
 replica needs modelgate and llama-cpp-python installed (``pip install 'modelgate[ray]'``) and the
 model file at the same path (shared storage, or the same file copied to each).
 
-Under the application's route prefix a replica answers ``GET /health`` and
-``POST /v1/chat/completions``, as the llamacpp worker does at its root.
+Under the application's route prefix a replica answers ``GET /health``,
+``POST /v1/chat/completions`` and (an embedding model) ``POST /v1/embeddings``, as the llamacpp
+worker does at its root.
 """
 
 from __future__ import annotations
@@ -83,8 +84,10 @@ class ChatReplica:
                 return StreamingResponse(reply.chunks, media_type=reply.content_type,
                                          headers={"cache-control": "no-cache"})
             return _response(reply)
+        if path == "/v1/embeddings" and request.method == "POST":
+            return _response(await self.service.embed(await request.body()))
         return _response(error_reply(404, f"no route {request.method} {path}: this model answers "
-                                     "POST /v1/chat/completions", code="not_found"))
+                                     "POST /v1/chat/completions or POST /v1/embeddings", code="not_found"))
 
 
 def _response(reply: Reply) -> Response:

@@ -40,6 +40,12 @@ at ``max_tokens`` is a 502 ``tool_call_invalid``, never a success. Tools for a m
 template renders none are a 400 naming it. The llamacpp and ray engines run tools alike (each
 replica serves the same ``engines/llamacpp_service.py``); the vllm engine does not pass tools to
 vLLM's server, so tools there are a 400 as well.
+
+**Embeddings.** A model whose catalog entry is an embedding model (``mode: embedding``: a GGUF
+that pools, ``catalog/gguf.py``) answers ``embed`` through the same admission as chat; its engine
+tokenizes, refuses an input past the context by its index (never cutting it), counts the tokens
+exactly and encodes base64 itself. Chat to an embedding model, and embeddings to a chat model, are
+400s saying which the deployment serves.
 """
 
 from __future__ import annotations
@@ -56,7 +62,7 @@ from modelgate.engines.models import resolve_model
 from modelgate.engines.pool import ReplicaPool, ReplicaWatcher
 from modelgate.engines.replica import EngineSpec, Replica
 from modelgate.engines.settings import EngineSettings
-from modelgate.providers.base import UpstreamCall
+from modelgate.providers.base import BodyDecoder, StreamDecoder, UpstreamCall
 from modelgate.providers.local_checks import call_problem, format_problem, tools_refusal
 from modelgate.providers.openai_compat import OpenAICompatProvider
 from modelgate.providers.openai_wire import request_to_openai
@@ -132,12 +138,21 @@ class LocalProvider(OpenAICompatProvider):
         self._closed = True
         await asyncio.gather(*(pool.stop() for pool in self.pools.values()), *self._retiring)
 
-    def chat(self, request: ChatRequest, call: UpstreamCall) -> AsyncGenerator[Event, None]:
+    def _running(self, call: UpstreamCall) -> ReplicaPool:
         pool = self.pools.get(self._key(call))
         if pool is None:
             raise UpstreamUnreachable(f"local model '{call.model}' of provider '{self.name}' is not running on this "
                                       "gateway: its deployment was changed or removed while the request waited; "
                                       "send it again", provider=self.name)
+        return pool
+
+    def chat(self, request: ChatRequest, call: UpstreamCall) -> AsyncGenerator[Event, None]:
+        pool = self._running(call)
+        if call.facts.mode == "embedding":
+            raise InvalidRequest(
+                f"local model '{pool.name}' (provider '{self.name}') is an embedding model: it serves embeddings "
+                "(POST /v1/embeddings), not chat; use a deployment of a chat model", param="model",
+                code="model_not_supported")
         refusal = tools_refusal(request, pool.name, call.facts.capabilities, pool.spec.engine.engine)
         if refusal is not None:
             raise refusal
@@ -150,7 +165,8 @@ class LocalProvider(OpenAICompatProvider):
                 raise InvalidRequest(f"local model '{pool.name}': response_format: {error}", param="response_format",
                                      code="unsupported_schema") from None
         body = request_to_openai(request, pool.name, self.profile, call.params, call.facts)
-        events = self._chat(pool, body, call, request.stream)
+        events = self._send(pool, call, "chat/completions", body,
+                            self._stream_events if request.stream else None, self._chat_events)
         if "reasoning" in call.facts.capabilities and not structured:
             events = _split_think(events)
         if structured:
@@ -192,14 +208,15 @@ class LocalProvider(OpenAICompatProvider):
             yield usage  # the tokens were spent: metering counts them
         raise UpstreamMalformed(problem, provider=self.name, code=code, upstream_healthy=True)
 
-    async def _chat(self, pool: ReplicaPool, body: dict[str, Any], call: UpstreamCall,
-                    stream: bool) -> AsyncGenerator[Event, None]:
+    async def _send(self, pool: ReplicaPool, call: UpstreamCall, operation: str, body: dict[str, Any],
+                    stream: StreamDecoder | None, decode: BodyDecoder) -> AsyncGenerator[Event, None]:
+        """POST ``body`` to ``operation`` of a replica the pool admits the request to, and yield
+        the answer's events; the replica's slot is given back when the answer ends."""
         replica = await pool.acquire(call.timeout)
         process = replica.process  # the one that answers; a restart replaces it
         started = time.monotonic()
         try:
-            events = self.exchange(call, f"{replica.url}/v1/chat/completions", self.headers, body,
-                                   self._stream_events if stream else None, self._chat_events)
+            events = self.exchange(call, f"{replica.url}/v1/{operation}", self.headers, body, stream, decode)
             try:
                 async for event in events:
                     yield event
@@ -228,9 +245,18 @@ class LocalProvider(OpenAICompatProvider):
             "it is being restarted", code="engine_replica_died")
 
     def embed(self, request: EmbeddingRequest, call: UpstreamCall) -> AsyncGenerator[Event, None]:
-        raise InvalidRequest(
-            f"local model '{call.model}' (provider '{self.name}') does not serve embeddings in this build; "
-            "use a deployment of an embedding model", param="model", code="model_not_supported")
+        pool = self._running(call)
+        if call.facts.mode != "embedding":
+            raise InvalidRequest(
+                f"local model '{pool.name}' (provider '{self.name}') is a chat model: it does not serve embeddings; "
+                "use a deployment of an embedding model (a GGUF that pools, such as one `modelgate models add` "
+                "converted from a sentence-transformers folder)", param="model", code="model_not_supported")
+        # The engine counts the tokens, checks each input against the context and ``dimensions``
+        # against the model, and encodes base64 itself.
+        body: dict[str, Any] = {"model": pool.name, "input": request.input, "encoding_format": request.encoding_format}
+        if request.dimensions is not None:
+            body["dimensions"] = request.dimensions
+        return self._send(pool, call, "embeddings", body, None, self._embedding_events)
 
 
 async def _split_think(events: AsyncGenerator[Event, None]) -> AsyncGenerator[Event, None]:
