@@ -93,7 +93,7 @@ def test_a_sentence_transformers_folder_is_converted_and_served_as_embeddings(tm
     # The folder itself is no model the llamacpp engine loads: the error says how to make it one.
     refused = run_cli("deployments", "--config", str(config))
     assert refused.returncode == 2
-    assert "is a model folder, which the llamacpp engine cannot load" in refused.stderr
+    assert "is a model folder, and engine llamacpp runs GGUF files" in refused.stderr
     assert "`modelgate models add FOLDER`" in refused.stderr
     config.write_text("providers:\n  local: {type: local, models_dir: ./store}\n"
                       "deployments:\n  - {name: embed, provider: local, model: minilm}\n")
