@@ -36,7 +36,7 @@ from llama_cpp.llama_grammar import LlamaGrammar
 
 from modelgate.catalog.chat_template import TOOL_USE_KEY, ToolFormat, tool_call_format
 from modelgate.engines.chat_request import BadRequest, ChatJob, ToolUse, parsed_grammar, schema_gbnf
-from modelgate.engines.tool_calls import CallReader, Piece, call_schema, template_call_id
+from modelgate.engines.tool_calls import CallReader, Piece, call_schema, marker_start, template_call_id
 
 # The tool a template is tried with when the model loads: a template that renders tools shows its name.
 PROBE_NAME = "modelgate_probe_tool"
@@ -208,7 +208,7 @@ class ChatModel:
                 if cut:
                     emit(held[:cut])
                 return "stop", produced
-            keep = _stop_prefix(held, stops)
+            keep = marker_start(held, stops)
             if len(held) > keep:
                 emit(held[:len(held) - keep])
                 held = held[len(held) - keep:]
@@ -238,14 +238,3 @@ def _stop_at(text: str, stops: list[str]) -> int | None:
     """Where the first stop string in ``text`` begins, or None."""
     found = [at for at in (text.find(s) for s in stops) if at >= 0]
     return min(found) if found else None
-
-
-def _stop_prefix(text: str, stops: list[str]) -> int:
-    """The length of the longest end of ``text`` that begins a stop string."""
-    longest = 0
-    for stop in stops:
-        for size in range(min(len(stop) - 1, len(text)), longest, -1):
-            if text.endswith(stop[:size]):
-                longest = size
-                break
-    return longest

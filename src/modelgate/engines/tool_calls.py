@@ -27,6 +27,7 @@ import hashlib
 import json
 import secrets
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,7 +133,7 @@ class CallReader:
                     continue
             at, marker = self._marker()
             if marker is None:
-                keep = _prefix_kept(self._held, self.syntax.opens)
+                keep = marker_start(self._held, self.syntax.opens)
                 self._content(out, self._held[:len(self._held) - keep])
                 self._held = self._held[len(self._held) - keep:]
                 return out
@@ -242,8 +243,9 @@ def _call(value: Any, fmt: ToolFormat, names: set[str]) -> ToolCall | None:
     return ToolCall(new_call_id(fmt), value["name"], json.dumps(arguments, ensure_ascii=False))
 
 
-def _prefix_kept(text: str, markers: tuple[str, ...]) -> int:
-    """The length of the longest end of ``text`` that begins one of ``markers``."""
+def marker_start(text: str, markers: Sequence[str]) -> int:
+    """The length of the longest end of ``text`` that begins one of ``markers``: text to hold back,
+    as the rest of a marker may follow."""
     longest = 0
     for marker in markers:
         for size in range(min(len(marker) - 1, len(text)), longest, -1):
