@@ -246,17 +246,26 @@ async def _usage(args: argparse.Namespace, settings: Settings) -> int:
     storage = await _open(settings)
     try:
         rows = await storage.query_usage(filters, group_by)
+        compute = None
+        if wire.compute_applies(filters):
+            found = await storage.replica_hours.compute(filters.since, filters.until, filters.provider)
+            compute = wire.report_compute(found, filters)
     finally:
         await storage.close()
     if args.csv:
         sys.stdout.write(wire.usage_csv(rows, group_by))
     elif args.json:
-        print(orjson.dumps(wire.usage_report_json(rows, filters, group_by)).decode())
+        print(orjson.dumps(wire.usage_report_json(rows, filters, group_by, compute)).decode())
     else:
         shown = [wire.usage_row_json(row, group_by) for row in rows]
         shown.append({**wire.usage_row_json(wire.totals(rows), ()), **dict.fromkeys(group_by[:1], "TOTAL")})
         columns = [*group_by, *wire.USAGE_FIELDS]
         _print_table([tuple(c.upper() for c in columns), *[tuple(_cell(r.get(c)) for c in columns) for r in shown]])
+        if compute:
+            print("\nOwn compute (local models' replicas):")
+            lines = [wire.compute_json(row) for row in compute]
+            columns = ["provider", "model", "runs", "replica_hours", "per_replica_hour", "compute_cost"]
+            _print_table([tuple(c.upper() for c in columns), *[tuple(_cell(r.get(c)) for c in columns) for r in lines]])
     return 0
 
 

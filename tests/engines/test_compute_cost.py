@@ -48,3 +48,19 @@ def test_a_local_deployments_statement_shows_replica_time_its_cost_and_revenue(s
     table = subprocess.run([sys.executable, "-m", "modelgate", "statements", "--config", str(path)],
                            capture_output=True, text=True, timeout=120).stdout
     assert "replica-hours x USD 3.6/h" in table and "own compute" in table
+    # The usage report shows the same own compute beside the usage, for the installation only:
+    # a replica's time is charged to no project.
+    usage = subprocess.run([sys.executable, "-m", "modelgate", "usage", "--config", str(path), "--json"],
+                           capture_output=True, text=True, timeout=120)
+    assert usage.returncode == 0, usage.stderr
+    report = json.loads(usage.stdout)
+    [compute] = report["compute"]
+    assert (compute["provider"], compute["model"], compute["runs"]) == ("local", line["model"], 2)
+    assert (compute["replica_hours"], compute["compute_cost"]) == (line["replica_hours"], line["compute_cost"])
+    assert report["totals"]["requests"] == 1
+    of_project = subprocess.run([sys.executable, "-m", "modelgate", "usage", "--config", str(path), "--json",
+                                 "--project", "default"], capture_output=True, text=True, timeout=120)
+    assert json.loads(of_project.stdout)["compute"] is None
+    shown = subprocess.run([sys.executable, "-m", "modelgate", "usage", "--config", str(path)],
+                           capture_output=True, text=True, timeout=120).stdout
+    assert "Own compute (local models' replicas):" in shown and "REPLICA_HOURS" in shown

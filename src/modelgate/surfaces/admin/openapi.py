@@ -95,7 +95,15 @@ SCHEMAS: dict[str, Any] = {
                             ("project", "key", "deployment", "provider", "model", "since", "until")}),
         "group_by": {"type": "array", "items": {"enum": list(GROUP_BY)}},
         "data": {"type": "array", "items": _ref("UsageRow")},
-        "totals": _ref("UsageRow")}),
+        "totals": _ref("UsageRow"),
+        "compute": _nullable({"type": "array", "description": (
+            "Own compute in the period: each local model's replica time and its cost (provider and model "
+            "filters apply); null for a report of a project, key or deployment, to which replicas are not "
+            "charged"), "items": _object({
+                "provider": {"type": "string"}, "model": {"type": "string"}, "runs": INT,
+                "replica_hours": {"type": "number"},
+                "per_replica_hour": _nullable({"type": "number"}),
+                "compute_cost": _nullable(MONEY)})})}),
     "Statement": _object({
         "object": {"const": "statement"}, "provider": {"type": "string"},
         "since": _nullable(TIME), "until": _nullable(TIME),

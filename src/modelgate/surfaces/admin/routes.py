@@ -157,7 +157,11 @@ class AdminAPI:
         rows = await self.storage.query_usage(filters, group_by)
         if output_format(params) == "csv":
             return csv_response(wire.usage_csv(rows, group_by), "usage.csv")
-        return json_response(200, wire.usage_report_json(rows, filters, group_by))
+        compute = None
+        if wire.compute_applies(filters):
+            found = await self.storage.replica_hours.compute(filters.since, filters.until, filters.provider)
+            compute = wire.report_compute(found, filters)
+        return json_response(200, wire.usage_report_json(rows, filters, group_by, compute))
 
     @documented("What is owed to each provider for a period, by model: token cost, and for local providers "
                 "the cost of their replicas' hours, beside what projects were charged",

@@ -93,10 +93,31 @@ def totals(rows: Sequence[UsageRow]) -> UsageRow:
     return total
 
 
-def usage_report_json(rows: Sequence[UsageRow], filters: UsageFilters, group_by: Sequence[str]) -> dict[str, Any]:
+def usage_report_json(rows: Sequence[UsageRow], filters: UsageFilters, group_by: Sequence[str],
+                      compute: Sequence[ComputeRow] | None = None) -> dict[str, Any]:
+    """The report; ``compute``: the own compute of the period (``report_compute``), None where the
+    report is of a project, a key or a deployment, to which a replica's time is not charged."""
     return {"object": "usage_report", "filters": filters_json(filters), "group_by": list(group_by),
             "data": [usage_row_json(row, group_by) for row in rows],
-            "totals": usage_row_json(totals(rows), ())}
+            "totals": usage_row_json(totals(rows), ()),
+            "compute": [compute_json(row) for row in compute] if compute is not None else None}
+
+
+def compute_applies(filters: UsageFilters) -> bool:
+    """Whether a usage report with ``filters`` shows own compute: replicas run for the whole
+    installation, so their time belongs to no project, key or deployment."""
+    return filters.project is None and filters.key_id is None and filters.deployment is None
+
+
+def report_compute(found: Sequence[ComputeRow], filters: UsageFilters) -> list[ComputeRow]:
+    """The local models' replica time that a report with ``filters`` (provider, model) shows."""
+    return [row for row in found if filters.model is None or row.model == filters.model]
+
+
+def compute_json(row: ComputeRow) -> dict[str, Any]:
+    return {"provider": row.provider, "model": row.model, "runs": row.runs,
+            "replica_hours": round(row.replica_hours, 6), "per_replica_hour": row.per_replica_hour,
+            "compute_cost": _money(row.compute_cost) if row.compute_cost is not None else None}
 
 
 def filters_json(filters: UsageFilters) -> dict[str, Any]:
