@@ -16,6 +16,7 @@ from typing import Protocol
 from modelgate.config.settings import DeploymentSettings
 from modelgate.schema.events import Event
 from modelgate.schema.request import ChatRequest, EmbeddingRequest
+from modelgate.schema.verdicts import SafetyReport
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,8 @@ class Call:
     attempts: int = 0
     provider: str | None = None  # the provider that answered
     upstream_model: str | None = None
+    # What the deployment's content policy found (safety/stage.py); None: no policy applies.
+    safety: SafetyReport | None = None
 
     @property
     def kind(self) -> str:

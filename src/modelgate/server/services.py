@@ -28,6 +28,7 @@ from modelgate.providers.transport import ConnectionCap, HTTPClient
 from modelgate.redis_client import RedisClient
 from modelgate.routing import Health, Router
 from modelgate.routing.redis_sync import RedisHealthSync
+from modelgate.safety import ContentSafety, compile_policies
 from modelgate.schema.errors import NotFound
 from modelgate.schema.request import ChatRequest
 from modelgate.server.chain import build_handler
@@ -198,6 +199,8 @@ async def build_services(settings: Settings) -> Services:
         sealer=sealer,
         handler=build_handler(router, [SplitThinkTags()], metering=Metering(recorder, price_book),
                               rate_limit=RateLimit(limiter, settings.limits.redis_outage),
+                              safety=ContentSafety(compile_policies(settings.safety))
+                              if settings.safety.policies else None,
                               budget=BudgetGuard(ledger, price_book, settings.budgets.redis_outage)),
     )
 
