@@ -55,7 +55,7 @@ class ContentSafety:
         def guard(index: int) -> ChoiceGuard:
             found = choices.get(index)
             if found is None:
-                found = choices[index] = ChoiceGuard(index, policy, streaming)
+                found = choices[index] = ChoiceGuard(index, policy, streaming, report)
             return found
 
         async for event in next(call):
@@ -65,26 +65,24 @@ class ContentSafety:
             elif isinstance(event, ToolCallDelta):
                 guard(event.choice).tool_call(event)
             elif isinstance(event, Finish):
-                choice = guard(event.choice)
-                for out in choice.finish(event):
+                for out in guard(event.choice).finish(event):
                     yield out
-                report.choices[event.choice] = choice.inspection.verdicts()
             elif not (isinstance(event, ReasoningDelta) and event.choice in choices and choices[event.choice].done):
                 yield event  # what it starts with, usage, reasoning (unchecked) of a choice still going
-        for index, choice in choices.items():  # choices the upstream never finished
-            if not choice.done:
-                for out in choice.finish(None):
-                    yield out
-                report.choices[index] = choice.inspection.verdicts()
+        for choice in choices.values():  # choices the upstream never finished
+            for out in choice.finish(None):
+                yield out
 
 
 class ChoiceGuard:
-    """One choice of an answer going by: its text held back, its tool calls held whole."""
+    """One choice of an answer going by: its text held back, its tool calls held whole. Its
+    verdicts go on the report as it ends, before its ``Finish`` goes on."""
 
-    __slots__ = ("calls", "done", "held", "index", "inspection")
+    __slots__ = ("calls", "done", "held", "index", "inspection", "report")
 
-    def __init__(self, index: int, policy: Policy, streaming: bool) -> None:
+    def __init__(self, index: int, policy: Policy, streaming: bool, report: SafetyReport) -> None:
         self.index = index
+        self.report = report
         self.inspection = Inspection(policy.output)
         self.held = HeldText(self.inspection, policy.hold_back if streaming else None)
         self.calls: list[ToolCallDelta] = []
@@ -110,6 +108,7 @@ class ChoiceGuard:
         if self.inspection.blocked:
             return self._blocked()
         self.done = True
+        self.report.choices[self.index] = self.inspection.verdicts()
         out: list[Event] = [TextDelta(released, self.index)] if released else []
         out.extend(calls)
         if finish is not None:
@@ -118,6 +117,7 @@ class ChoiceGuard:
 
     def _blocked(self) -> list[Event]:
         self.done = True
+        self.report.choices[self.index] = self.inspection.verdicts()
         self.calls.clear()
         self.held.pending = ""
         return [Finish("content_filter", self.index)]
