@@ -13,6 +13,7 @@ from typing import Any
 import anthropic
 import httpx
 import openai
+import orjson
 import pytest
 
 from modelgate.simulator import SimConfig, SimulatorThread
@@ -72,6 +73,10 @@ def raw_stream(gateway: RunningGateway, path: str, body: dict[str, Any]) -> byte
         return b"".join(response.iter_raw())
 
 
+def sse_payloads(data: bytes) -> list[Any]:
+    return [orjson.loads(line[6:]) for line in data.split(b"\n") if line.startswith(b"data: {")]
+
+
 def assert_no_card_digits(data: bytes) -> None:
     for group in (b"4111", b"1111"):
         assert group not in data
@@ -89,6 +94,7 @@ def test_openai_input_is_redacted_and_reported_as_azure_does(client: openai.Open
         "pii": {"filtered": False, "detected": True, "redacted": True, "entities": ["email", "phone"]},
         "custom_blocklists": {"filtered": False, "details": []}}}]
     assert "content_filter_results" not in (completion.choices[0].model_extra or {})  # no output checks
+    openai_spec.validate("CreateChatCompletionResponse", completion.model_dump(mode="json", exclude_unset=True))
 
 
 def test_openai_blocked_prompt_is_a_400_content_filter_with_azure_innererror(client: openai.OpenAI) -> None:
@@ -165,6 +171,8 @@ def test_openai_output_blocked_whole_and_streamed(gateway: RunningGateway, clien
     raw = raw_stream(gateway, "/v1/chat/completions", {"model": "blocking", "messages": messages})
     assert_no_card_digits(raw)
     assert raw.endswith(b"data: [DONE]\n\n")
+    for payload in sse_payloads(raw):
+        openai_spec.validate("CreateChatCompletionStreamResponse", payload)
 
 
 def test_anthropic_output_redacted_and_refused(gateway: RunningGateway, claude: anthropic.Anthropic) -> None:
@@ -204,3 +212,18 @@ def test_a_deployment_without_a_policy_is_untouched(client: openai.OpenAI) -> No
     assert CARD in (completion.choices[0].message.content or "")
     assert "prompt_filter_results" not in (completion.model_extra or {})
     assert "content_filter_results" not in (completion.choices[0].model_extra or {})
+
+
+def test_azure_clients_get_azure_shapes(gateway: RunningGateway) -> None:
+    with openai.AzureOpenAI(azure_endpoint=gateway.base_url, api_key=MASTER, api_version="2024-10-21",
+                            max_retries=0) as azure:
+        with pytest.raises(openai.BadRequestError) as caught:
+            azure.chat.completions.create(model="inbound", messages=[{"role": "user", "content": "Project Falcon?"}])
+        assert caught.value.code == "content_filter"
+        assert isinstance(caught.value.body, dict)
+        assert caught.value.body["innererror"]["code"] == "ResponsibleAIPolicyViolation"
+        blocked = azure.chat.completions.create(model="blocking", messages=[{"role": "user", "content": CARD_PROMPT}])
+        assert blocked.choices[0].finish_reason == "content_filter"
+        streamed = list(azure.chat.completions.create(
+            model="redacting", messages=[{"role": "user", "content": CARD_PROMPT}], stream=True))
+        assert "[CREDIT_CARD]" in "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
