@@ -30,13 +30,13 @@ def test_the_issue_shape_loads_and_a_deployment_names_its_policy() -> None:
             "input": [{"check": "pii", "action": "redact", "entities": ["email", "phone", "credit_card"]},
                       {"check": "blocklist", "action": "block", "terms": ["forbidden"], "list": "codenames"}],
             "output": [{"check": "pii", "action": "redact"}],
-            "stream_hold_back": 32, "on_error": "allow"}}}, safety="standard"), {})
+            "stream_hold_back": 48, "on_error": "allow"}}}, safety="standard"), {})
     policy = settings.safety.policies["standard"]
     assert settings.deployments["chat"].safety == "standard"
     assert policy.input[0].entities == ("email", "phone", "credit_card")
     assert policy.input[1].blocklist == "codenames" and policy.input[1].terms == ("forbidden",)
     assert policy.output[0].entities == ENTITIES  # all of them, when none are named
-    assert (policy.stream_hold_back, policy.on_error) == (32, "allow")
+    assert (policy.stream_hold_back, policy.on_error) == (48, "allow")
     assert settings.safety.blocklists["codenames"].patterns == (r"(?i)\bfalcon-\d+\b",)
 
 
@@ -99,3 +99,16 @@ def test_a_policy_without_checks_and_a_bad_list_are_reported() -> None:
     assert "  safety.blocklists.words.terms[0]: is empty; give a word or phrase, or remove it" in found
     assert any(p.startswith("  safety.blocklists.words.patterns[0]: is not a valid regular expression") for p in found)
     assert "  safety.policies.empty: has no checks; list some under input: or output:, or remove the policy" in found
+
+
+def test_the_stream_window_must_hold_the_longest_finding_of_several_words() -> None:
+    found = problems(config({"policies": {"p": {
+        "output": [{"check": "pii", "action": "redact", "entities": ["email", "iban"]},
+                   {"check": "blocklist", "action": "block", "terms": ["a rather long forbidden phrase indeed", "x"]}],
+        "stream_hold_back": 20}}}))
+    assert found == ["  safety.policies.p.stream_hold_back: must be at least 42 characters for the output checks "
+                     "(their longest finding of several words), got 20; raise it or remove the key for the "
+                     "default, 64"]
+    emails_only = {"output": [{"check": "pii", "action": "redact", "entities": ["email", "secret"]}],
+                   "stream_hold_back": 0}  # single words: held whole whatever the window
+    assert parse_settings(config({"policies": {"p": emails_only}}), {}).safety.policies["p"].stream_hold_back == 0

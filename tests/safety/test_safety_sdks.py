@@ -30,7 +30,7 @@ SAFETY = {
         "inbound": {"input": [{"check": "pii", "action": "redact"},
                               {"check": "blocklist", "action": "block", "list": "codenames"}]},
         # Output only (the simulator repeats the prompt, so the prompt carries what the answer will).
-        "redacting": {"output": [{"check": "pii", "action": "redact"}], "stream_hold_back": 32},
+        "redacting": {"output": [{"check": "pii", "action": "redact"}], "stream_hold_back": 48},
         "blocking": {"output": [{"check": "pii", "action": "block", "entities": ["credit_card"]},
                                 {"check": "blocklist", "action": "annotate", "terms": ["number"]}],
                      "stream_hold_back": 32},

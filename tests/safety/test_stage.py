@@ -23,7 +23,7 @@ SAFETY = {
     "blocklists": {"codenames": {"terms": ["Project Falcon"]}},
     "policies": {
         "redact": {"input": [{"check": "pii", "action": "redact"}],
-                   "output": [{"check": "pii", "action": "redact"}], "stream_hold_back": 24},
+                   "output": [{"check": "pii", "action": "redact"}], "stream_hold_back": 42},
         "block": {"input": [{"check": "blocklist", "action": "block", "list": "codenames"},
                             {"check": "pii", "action": "annotate", "entities": ["email"]}],
                   "output": [{"check": "pii", "action": "block", "entities": ["credit_card"]}],

@@ -27,6 +27,10 @@ ENTITIES = ("email", "phone", "credit_card", "iban", "ssn", "ip", "secret")
 CATEGORIES = ("hate", "sexual", "violence", "self_harm")
 SEVERITIES = ("safe", "low", "medium", "high")
 ON_ERROR = ("block", "allow")
+# The longest text of each entity that spaces break into several words (a single word is held
+# back whole, whatever its length): an IBAN in groups of four, a card number in groups, a phone
+# number in the international format, an SSN.
+LONGEST_SPACED = {"iban": 42, "credit_card": 23, "phone": 25, "ssn": 11}
 DEFAULT_HOLD_BACK = 64
 # The keys each check takes besides check: and action:.
 CHECK_KEYS: Mapping[str, frozenset[str]] = {
@@ -212,6 +216,11 @@ def read_policies(reader: Reader, value: Any, path: str, earlier: Mapping[str, A
             continue
         if not policy.input and not policy.output:
             reader.fail(where, "has no checks; list some under input: or output:, or remove the policy")
+        needed = _hold_back_needed(policy.output, lists)
+        if policy.stream_hold_back < needed:
+            reader.fail(join(where, "stream_hold_back"), f"must be at least {needed} characters for the output checks "
+                        f"(their longest finding of several words), got {policy.stream_hold_back}; raise it or "
+                        "remove the key for the default, 64")
         for side in ("input", "output"):
             given = body.get(side)
             for index, check in enumerate(given if isinstance(given, list) else ()):
@@ -222,6 +231,19 @@ def read_policies(reader: Reader, value: Any, path: str, earlier: Mapping[str, A
                                 f"safety.blocklists ({known}); define it there or give terms: inline")
         policies[str(name)] = policy
     return policies
+
+
+def _hold_back_needed(checks: list[CheckSettings], lists: Mapping[str, BlocklistSettings]) -> int:
+    """The window a stream needs so that no finding of several words is released in part."""
+    needed = 0
+    for check in checks:
+        if check.check == "pii":
+            needed = max(needed, *(LONGEST_SPACED.get(e, 0) for e in check.entities))
+        elif check.check == "blocklist":
+            named = lists.get(check.blocklist or "")
+            terms = [*check.terms, *(named.terms if named else ())]
+            needed = max(needed, *(len(t.strip()) for t in terms if len(t.split()) > 1), 0)
+    return needed
 
 
 @dataclass(slots=True, kw_only=True)
