@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from modelgate.config import ConfigError, parse_settings
 from modelgate.config.safety import ENTITIES
@@ -112,3 +114,20 @@ def test_the_stream_window_must_hold_the_longest_finding_of_several_words() -> N
     emails_only = {"output": [{"check": "pii", "action": "redact", "entities": ["email", "secret"]}],
                    "stream_hold_back": 0}  # single words: held whole whatever the window
     assert parse_settings(config({"policies": {"p": emails_only}}), {}).safety.policies["p"].stream_hold_back == 0
+
+
+def first_yaml_block(path: Path, heading: str) -> str:
+    """The first YAML example under ``heading`` of a document, as a reader copies it."""
+    text = path.read_text()
+    section = text[text.index(heading):]
+    start = section.index("```yaml\n") + 8
+    return section[start:section.index("```", start)]
+
+
+@pytest.mark.parametrize(("doc", "heading"), [("docs/safety.md", "## Configure"), ("README.md", "## Content safety")])
+def test_the_documented_examples_load(doc: str, heading: str) -> None:
+    example = first_yaml_block(Path(__file__).parents[2] / doc, heading)
+    settings = parse_settings({"providers": {"openai": {"type": "openai", "api_key": "k"}}, **yaml.safe_load(example)},
+                              {})
+    assert settings.deployments["chat"].safety == "standard"
+    assert settings.safety.policies["standard"].input and settings.safety.policies["standard"].output
