@@ -188,17 +188,24 @@ class PolicySettings:
     on_error: Annotated[str, Key(choices=ON_ERROR)] = "block"
 
 
+def read_blocklist(reader: Reader, body: Any, path: str) -> BlocklistSettings | None:
+    """One list's terms and patterns, in the config or set through the admin API; None when
+    one of them cannot be used (the problems are reported)."""
+    made = shape_of(BlocklistSettings).read(reader, body, path, what="a mapping with terms: and patterns:")
+    if made is None:
+        return None
+    terms_ok = _terms_checked(reader, made.terms, join(path, "terms"))
+    return made if _patterns_checked(reader, made.patterns, join(path, "patterns")) and terms_ok else None
+
+
 def read_blocklists(reader: Reader, value: Any, path: str, earlier: Mapping[str, Any]) -> Any:
     if not reader.expect(value, dict, path, "a mapping of list name to {terms, patterns}"):
         return INVALID
     lists: dict[str, BlocklistSettings] = {}
     for name, body in value.items():
-        where = join(path, name)
-        made = shape_of(BlocklistSettings).read(reader, body, where, what="a mapping with terms: and patterns:")
-        if made is None:
-            continue
-        if _terms_checked(reader, made.terms, join(where, "terms")) & \
-                _patterns_checked(reader, made.patterns, join(where, "patterns")):
+        # An empty entry (NAME: {} or NAME:) names a list whose terms are set through the admin API.
+        made = read_blocklist(reader, body if body is not None else {}, join(path, name))
+        if made is not None:
             lists[str(name)] = made
     return lists
 
@@ -216,7 +223,7 @@ def read_policies(reader: Reader, value: Any, path: str, earlier: Mapping[str, A
             continue
         if not policy.input and not policy.output:
             reader.fail(where, "has no checks; list some under input: or output:, or remove the policy")
-        needed = _hold_back_needed(policy.output, lists)
+        needed = hold_back_needed(policy.output, lists)
         if policy.stream_hold_back < needed:
             reader.fail(join(where, "stream_hold_back"), f"must be at least {needed} characters for the output checks "
                         f"(their longest finding of several words), got {policy.stream_hold_back}; raise it or "
@@ -233,7 +240,7 @@ def read_policies(reader: Reader, value: Any, path: str, earlier: Mapping[str, A
     return policies
 
 
-def _hold_back_needed(checks: list[CheckSettings], lists: Mapping[str, BlocklistSettings]) -> int:
+def hold_back_needed(checks: list[CheckSettings], lists: Mapping[str, BlocklistSettings]) -> int:
     """The window a stream needs so that no finding of several words is released in part."""
     needed = 0
     for check in checks:

@@ -53,11 +53,14 @@ def compile_check(settings: CheckSettings, lists: Mapping[str, BlocklistSettings
     return Check("blocklist", settings.action, BlocklistFinder(sources))
 
 
-def compile_policies(settings: SafetySettings) -> dict[str, Policy]:
-    """Every policy of the config, each check's expressions compiled once."""
+def compile_policies(settings: SafetySettings,
+                     lists: Mapping[str, BlocklistSettings] | None = None) -> dict[str, Policy]:
+    """Every policy of the config, each check's expressions compiled once; ``lists`` replace the
+    terms and patterns of the config's lists of the same names (those set through the admin API)."""
+    in_force = {**settings.blocklists, **(lists or {})}
     return {
-        name: Policy(name, tuple(compile_check(c, settings.blocklists) for c in policy.input),
-                     tuple(compile_check(c, settings.blocklists) for c in policy.output),
+        name: Policy(name, tuple(compile_check(c, in_force) for c in policy.input),
+                     tuple(compile_check(c, in_force) for c in policy.output),
                      policy.stream_hold_back, policy.on_error)
         for name, policy in settings.policies.items()
     }

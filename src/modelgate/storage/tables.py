@@ -216,3 +216,11 @@ def group_hash(project: str | None, key_id: str | None, deployment: str, provide
     """The ``usage_daily.group_hash`` of a group: 128 bits of BLAKE2b over its values as JSON."""
     text = orjson.dumps([project, key_id, deployment, provider, model])
     return hashlib.blake2b(text, digest_size=16).hexdigest()
+
+blocklists = Table(
+    "blocklists", metadata,
+    Column("name", String(200), primary_key=True),
+    Column("body", Text, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("revision", BigInteger, nullable=False),
+)

@@ -136,6 +136,20 @@ SCHEMAS: dict[str, Any] = {
         "type": "object", "additionalProperties": True,
         "description": "Keys of the deployment to change, merged over the stored body; null removes a key"},
     "DeploymentList": _list("Deployment"),
+    "Blocklist": _object({
+        "object": {"const": "blocklist"}, "name": {"type": "string"},
+        "terms": {"type": "array", "items": {"type": "string"}},
+        "patterns": {"type": "array", "items": {"type": "string"}},
+        "source": {"enum": ["config", "api"], "description": "config: the config's terms; api: set through this API"},
+        "updated_at": _nullable(TIME),
+        "used_by": {"type": "array", "items": {"type": "string"},
+                    "description": "Policies with a check that uses it"}}),
+    "BlocklistSet": _object({
+        "terms": {"type": "array", "items": {"type": "string"},
+                  "description": "Words and phrases, matched as whole words whatever their case and accents"},
+        "patterns": {"type": "array", "items": {"type": "string"}, "description": "Python regular expressions"}},
+        required=[]),
+    "BlocklistList": _list("Blocklist"),
 }
 
 

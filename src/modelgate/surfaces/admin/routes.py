@@ -1,4 +1,5 @@
-"""The admin API under /admin: projects, keys, deployments, usage reports and provider statements.
+"""The admin API under /admin: projects, keys, deployments, blocklists, usage reports and provider
+statements.
 
 ``ENDPOINTS`` is the API: the admin app (surfaces/admin/app.py) serves each route with the master
 key required, and the OpenAPI document at ``GET /admin/openapi.json`` (surfaces/admin/openapi.py)
@@ -41,6 +42,7 @@ class AdminAPI:
         # The deployments as they are now: those made through the API come and go.
         self.admin = KeyAdmin(core.storage, core.deployments, core.key_sync.changed)
         self.deployments = core.deployment_admin
+        self.blocklists = core.blocklist_admin
 
     @documented("This document", {"200": {"description": "OpenAPI 3.1"}})
     async def openapi(self, request: Request) -> Response:
@@ -144,6 +146,27 @@ class AdminAPI:
         entry = await self.deployments.delete(wire.text_param(request.path_params["name"], "name"))
         return json_response(200, wire.deployment_json(entry.settings, entry.record))
 
+    # -- blocklists --------------------------------------------------------------------------
+
+    @documented("List the blocklists of the config, with the terms and patterns in force",
+                {"200": answer("The blocklists", "BlocklistList")})
+    async def list_blocklists(self, request: Request) -> Response:
+        return json_response(200, {"object": "list", "data": [
+            wire.blocklist_json(entry) for entry in self.blocklists.listed()]})
+
+    @documented("Set a blocklist's terms and patterns in place of the config's, in force on every gateway "
+                "process when this returns",
+                {"200": answer("The blocklist", "Blocklist"), **NOT_FOUND}, body="BlocklistSet")
+    async def put_blocklist(self, request: Request) -> Response:
+        name = wire.text_param(request.path_params["name"], "name")
+        return json_response(200, wire.blocklist_json(await self.blocklists.put(name, await json_body(request))))
+
+    @documented("Remove the terms and patterns set through this API: the config's are in force again",
+                {"200": answer("The blocklist", "Blocklist"), **NOT_FOUND})
+    async def delete_blocklist(self, request: Request) -> Response:
+        name = wire.text_param(request.path_params["name"], "name")
+        return json_response(200, wire.blocklist_json(await self.blocklists.delete(name)))
+
     # -- reports -----------------------------------------------------------------------------
 
     @documented("Usage totals with cost, revenue and margin, optionally grouped",
@@ -199,6 +222,9 @@ ENDPOINTS = [
     Endpoint("GET", "/admin/deployments/{name}", AdminAPI.get_deployment),
     Endpoint("PATCH", "/admin/deployments/{name}", AdminAPI.update_deployment),
     Endpoint("DELETE", "/admin/deployments/{name}", AdminAPI.delete_deployment),
+    Endpoint("GET", "/admin/blocklists", AdminAPI.list_blocklists),
+    Endpoint("PUT", "/admin/blocklists/{name}", AdminAPI.put_blocklist),
+    Endpoint("DELETE", "/admin/blocklists/{name}", AdminAPI.delete_blocklist),
     Endpoint("GET", "/admin/usage", AdminAPI.usage),
     Endpoint("GET", "/admin/statements", AdminAPI.statements),
 ]
