@@ -42,6 +42,8 @@ class Principal:
     deployments: frozenset[str] | None = None
     key_limits: Limits = NO_LIMITS
     project_limits: Limits = NO_LIMITS
+    # The project's content policy (safety.policies), run besides its deployment's; None: none.
+    safety: str | None = None
 
     def may_use(self, deployment: str) -> bool:
         return self.deployments is None or deployment in self.deployments

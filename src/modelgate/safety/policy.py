@@ -30,6 +30,7 @@ class Check:
     kind: str  # "pii" | "blocklist"
     action: str  # "block" | "redact" | "annotate"
     finder: Finder
+    policy: str  # the policy it is a check of
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,17 +41,24 @@ class Policy:
     hold_back: int
     on_error: str  # "block" | "allow"
 
+    def joined(self, other: Policy) -> Policy:
+        """This policy and ``other`` as one: the checks of both, the wider window, and ``block``
+        on error where either says so (a project's policy adds to its deployment's)."""
+        return Policy(f"{self.name}+{other.name}", self.input + other.input, self.output + other.output,
+                      max(self.hold_back, other.hold_back),
+                      "block" if "block" in (self.on_error, other.on_error) else "allow")
 
-def compile_check(settings: CheckSettings, lists: Mapping[str, BlocklistSettings]) -> Check:
+
+def compile_check(settings: CheckSettings, lists: Mapping[str, BlocklistSettings], policy: str) -> Check:
     if settings.check == "pii":
-        return Check("pii", settings.action, PIIFinder(settings.entities))
+        return Check("pii", settings.action, PIIFinder(settings.entities), policy)
     sources = []
     if settings.terms or settings.patterns:
         sources.append(Entries(INLINE, settings.terms, settings.patterns))
     if settings.blocklist is not None:
         named = lists[settings.blocklist]
         sources.append(Entries(settings.blocklist, named.terms, named.patterns))
-    return Check("blocklist", settings.action, BlocklistFinder(sources))
+    return Check("blocklist", settings.action, BlocklistFinder(sources), policy)
 
 
 def compile_policies(settings: SafetySettings,
@@ -59,8 +67,8 @@ def compile_policies(settings: SafetySettings,
     terms and patterns of the config's lists of the same names (those set through the admin API)."""
     in_force = {**settings.blocklists, **(lists or {})}
     return {
-        name: Policy(name, tuple(compile_check(c, in_force) for c in policy.input),
-                     tuple(compile_check(c, in_force) for c in policy.output),
+        name: Policy(name, tuple(compile_check(c, in_force, name) for c in policy.input),
+                     tuple(compile_check(c, in_force, name) for c in policy.output),
                      policy.stream_hold_back, policy.on_error)
         for name, policy in settings.policies.items()
     }
@@ -103,6 +111,11 @@ class Inspection:
             return text
         self.settle(findings)
         return self.redacted(text, findings)
+
+    def blocking_policies(self) -> list[str]:
+        """The policies whose blocking checks found something, in order, each once."""
+        return list(dict.fromkeys(check.policy for check, found in zip(self.checks, self.found, strict=True)
+                                  if found and check.action == "block"))
 
     def verdicts(self) -> list[Verdict]:
         return [Verdict(check.kind, check.action, tuple(sorted(found)))

@@ -30,22 +30,54 @@ log = logging.getLogger("modelgate.safety")
 
 
 class ContentSafety:
-    """Stage: runs the policy that the call's deployment names (``safety:``), if any."""
+    """Stage: runs the policy that the call's deployment names (``safety:``), and the one its
+    project names, if any (both, as one, when they differ)."""
 
     def __init__(self, policies: Mapping[str, Policy]) -> None:
-        self.policies = policies
+        self._policies = policies
+        self._joined: dict[tuple[str, str], Policy] = {}
+        self._missing: set[str] = set()
+
+    @property
+    def policies(self) -> Mapping[str, Policy]:
+        return self._policies
+
+    @policies.setter
+    def policies(self, policies: Mapping[str, Policy]) -> None:
+        """Policies compiled again (a blocklist changed): those joined before are made anew."""
+        self._policies = policies
+        self._joined = {}
 
     def __call__(self, call: Call, next: Handler) -> AsyncGenerator[Event, None]:
-        name = call.deployment.safety
-        if name is None or not isinstance(call.request, ChatRequest):
+        deployment, project = call.deployment.safety, call.principal.safety
+        if (deployment is None and project is None) or not isinstance(call.request, ChatRequest):
             return next(call)
-        policy = self.policies[name]
+        policy = self._policy(deployment, project)
+        if policy is None:
+            return next(call)
         report = call.safety = SafetyReport(policy.name)
         if policy.input:
             report.prompt = check_request(call.request, policy)
         if not policy.output:
             return next(call)
         return self._checked(call, next, policy, report)
+
+    def _policy(self, deployment: str | None, project: str | None) -> Policy | None:
+        if project is not None and project not in self._policies:
+            # A project stored with a policy the config no longer has: its deployment's still runs.
+            if project not in self._missing:
+                self._missing.add(project)
+                log.warning("a project names content policy %r, which the config does not have; its "
+                            "requests run under their deployment's policy alone", project)
+            project = None
+        if project is None or project == deployment:
+            return self._policies[deployment] if deployment is not None else None
+        if deployment is None:
+            return self._policies[project]
+        joined = self._joined.get((deployment, project))
+        if joined is None:
+            joined = self._joined[(deployment, project)] = self._policies[deployment].joined(self._policies[project])
+        return joined
 
     async def _checked(self, call: Call, next: Handler, policy: Policy,
                        report: SafetyReport) -> AsyncGenerator[Event, None]:
@@ -163,11 +195,13 @@ def check_request(request: ChatRequest, policy: Policy) -> list[Verdict]:
                               "gateway's operator.", policy=policy.name, verdicts=inspection.verdicts()) from problem
     verdicts = inspection.verdicts()
     if inspection.blocked:
-        raise ContentFiltered(_blocked_message(policy.name, verdicts), policy=policy.name, verdicts=verdicts)
+        blocking = inspection.blocking_policies()
+        raise ContentFiltered(_blocked_message(blocking, verdicts), policy=blocking[0], verdicts=verdicts)
     return verdicts
 
 
-def _blocked_message(policy: str, verdicts: list[Verdict]) -> str:
+def _blocked_message(policies: list[str], verdicts: list[Verdict]) -> str:
     found = "; ".join(f"{v.check} ({', '.join(v.found)})" for v in verdicts if v.filtered)
-    return (f"The request was blocked by the content policy '{policy}': it contains {found}. "
-            "Remove that content from the messages and send the request again.")
+    named = " and ".join(f"'{p}'" for p in policies)
+    return (f"The request was blocked by the content {'policy' if len(policies) == 1 else 'policies'} {named}: "
+            f"it contains {found}. Remove that content from the messages and send the request again.")

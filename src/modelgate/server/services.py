@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -150,6 +150,10 @@ class Services:
     @property
     def blocklist_admin(self) -> BlocklistSync:
         return self.blocklist_sync
+
+    @property
+    def content_policies(self) -> Collection[str]:
+        return self.settings.safety.policies
 
     def authenticate(self, headers: Mapping[str, str]) -> Principal:
         return self.auth.authenticate(headers)

@@ -30,6 +30,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
 )
 
 from modelgate.storage.tables import UTCDateTime, group_hash
@@ -279,11 +280,13 @@ def m005_replica_hours(conn: Connection) -> None:
     meta.create_all(conn)
 
 
-def m006_blocklists(conn: Connection) -> None:
-    """``blocklists``: the terms and patterns of content-policy lists set through the admin API
-    (``{"terms": [...], "patterns": [...]}`` as JSON text) and the ``blocklist_revision`` each
-    was last changed at; a deleted one keeps its row with no body, so that every gateway process
-    learns of it. It reads and changes no other table but its own counter row."""
+def m006_safety(conn: Connection) -> None:
+    """Content safety: ``projects.safety``, the content policy a project adds to its
+    deployments'; ``blocklists``, the terms and patterns of content-policy lists set through the
+    admin API (``{"terms": [...], "patterns": [...]}`` as JSON text) and the
+    ``blocklist_revision`` each was last changed at (a deleted one keeps its row with no body, so
+    that every gateway process learns of it)."""
+    conn.execute(text("ALTER TABLE projects ADD COLUMN safety VARCHAR(200)"))
     meta = MetaData()
     lists = Table(
         "blocklists", meta,
@@ -309,5 +312,5 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("003_responses", m003_responses),
     ("004_deployments", m004_deployments),
     ("005_replica_hours", m005_replica_hours),
-    ("006_blocklists", m006_blocklists),
+    ("006_safety", m006_safety),
 ]

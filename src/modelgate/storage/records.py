@@ -59,6 +59,7 @@ class ProjectRecord(LimitFields):
     name: str
     created_at: datetime
     revision: int = 0  # the key-change revision that last touched this row
+    safety: str | None = None  # the content policy its requests run under, besides their deployment's
 
 
 @dataclass(slots=True, kw_only=True)

@@ -82,6 +82,7 @@ projects = Table(
     *limit_columns(),
     Column("created_at", UTCDateTime, nullable=False),
     Column("revision", BigInteger, nullable=False),
+    Column("safety", String(200), nullable=True),  # the content policy it adds to its deployments'
 )
 
 api_keys = Table(
@@ -216,6 +217,7 @@ def group_hash(project: str | None, key_id: str | None, deployment: str, provide
     """The ``usage_daily.group_hash`` of a group: 128 bits of BLAKE2b over its values as JSON."""
     text = orjson.dumps([project, key_id, deployment, provider, model])
     return hashlib.blake2b(text, digest_size=16).hexdigest()
+
 
 blocklists = Table(
     "blocklists", metadata,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -115,6 +115,11 @@ class AdminCore(Protocol):
 
     @property
     def blocklist_admin(self) -> BlocklistAdmin: ...
+
+    @property
+    def content_policies(self) -> Collection[str]:
+        """The names of the config's content policies, which a project's ``safety`` may name."""
+        ...
 
     @property
     def router(self) -> Router:

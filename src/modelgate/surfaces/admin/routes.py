@@ -14,7 +14,7 @@ from typing import NamedTuple
 from starlette.requests import Request
 from starlette.responses import Response
 
-from modelgate.auth.keyadmin import KeyAdmin, parse_key_spec, parse_limit_changes, parse_project_spec
+from modelgate.auth.keyadmin import KeyAdmin, parse_key_spec, parse_limit_changes, parse_project_spec, parse_safety
 from modelgate.schema.errors import InvalidRequest, NotFound
 from modelgate.storage import GROUP_BY
 from modelgate.surfaces.admin import wire
@@ -43,6 +43,7 @@ class AdminAPI:
         self.admin = KeyAdmin(core.storage, core.deployments, core.key_sync.changed)
         self.deployments = core.deployment_admin
         self.blocklists = core.blocklist_admin
+        self.policies = core.content_policies
 
     @documented("This document", {"200": {"description": "OpenAPI 3.1"}})
     async def openapi(self, request: Request) -> Response:
@@ -52,8 +53,9 @@ class AdminAPI:
 
     @documented("Create a project", {"201": answer("The project", "Project"), **CONFLICT}, body="ProjectCreate")
     async def create_project(self, request: Request) -> Response:
-        name, limits = parse_project_spec(await json_body(request), self.admin.deployments)
-        record = await self.admin.create_project(name, limits)
+        body = await json_body(request)
+        name, limits = parse_project_spec(body, self.admin.deployments)
+        record = await self.admin.create_project(name, limits, parse_safety(body, self.policies))
         return json_response(201, wire.project_json(record))
 
     @documented("List the projects", {"200": answer("The projects", "ProjectList")})
@@ -69,10 +71,10 @@ class AdminAPI:
             raise NotFound(f"There is no project {name!r}.", code="project_not_found")
         return json_response(200, wire.project_json(record))
 
-    @documented("Change a project's limits (null clears one)",
+    @documented("Change a project's limits and content policy (null clears one)",
                 {"200": answer("The project", "Project"), **NOT_FOUND}, body="ProjectUpdate")
     async def update_project(self, request: Request) -> Response:
-        changes = parse_limit_changes(await json_body(request), self.admin.deployments)
+        changes = parse_limit_changes(await json_body(request), self.admin.deployments, self.policies)
         record = await self.admin.update_project(wire.text_param(request.path_params["name"], "name"), changes)
         return json_response(200, wire.project_json(record))
 

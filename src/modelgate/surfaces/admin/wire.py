@@ -43,7 +43,8 @@ def limits_json(record: KeyRecord | ProjectRecord) -> dict[str, Any]:
 
 
 def project_json(record: ProjectRecord) -> dict[str, Any]:
-    return {"object": "project", "name": record.name, **limits_json(record), "created_at": _time(record.created_at)}
+    return {"object": "project", "name": record.name, **limits_json(record), "safety": record.safety,
+            "created_at": _time(record.created_at)}
 
 
 def key_json(record: KeyRecord) -> dict[str, Any]:
