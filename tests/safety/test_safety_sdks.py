@@ -18,7 +18,7 @@ import pytest
 
 from modelgate.simulator import SimConfig, SimulatorThread
 from tests.openai_spec import OpenAISpec
-from tests.support import RunningGateway, anthropic_client, gateway_in_thread
+from tests.support import RunningGateway, anthropic_client, gateway_in_thread, wait_until
 
 MASTER = "mk-safety"
 CARD = "4111 1111 1111 1111"
@@ -227,3 +227,17 @@ def test_azure_clients_get_azure_shapes(gateway: RunningGateway) -> None:
         streamed = list(azure.chat.completions.create(
             model="redacting", messages=[{"role": "user", "content": CARD_PROMPT}], stream=True))
         assert "[CREDIT_CARD]" in "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
+
+
+def test_usage_is_reported_by_verdict(gateway: RunningGateway, client: openai.OpenAI) -> None:
+    client.chat.completions.create(model="plain", messages=[{"role": "user", "content": "hello"}])
+
+    def groups() -> set[tuple[str, str | None]]:
+        report = httpx.get(f"{gateway.base_url}/admin/usage", params={"group_by": "deployment,verdict"},
+                           headers={"authorization": f"Bearer {MASTER}"}).json()
+        return {(row["deployment"], row["verdict"]) for row in report["data"]}
+
+    wanted = {("inbound", "blocked:blocklist"), ("inbound", "redacted:pii"), ("redacting", "redacted:pii"),
+              ("blocking", "blocked:pii"), ("plain", None)}
+    wait_until(lambda: wanted <= groups(), what="the usage records of the calls above")
+    assert {verdict for _, verdict in groups()} <= {"blocked:blocklist", "blocked:pii", "redacted:pii", None}

@@ -57,7 +57,11 @@ class ContentSafety:
             return next(call)
         report = call.safety = SafetyReport(policy.name)
         if policy.input:
-            report.prompt = check_request(call.request, policy)
+            try:
+                report.prompt = check_request(call.request, policy)
+            except ContentFiltered as refusal:
+                report.prompt = list(refusal.verdicts)  # for the usage record
+                raise
         if not policy.output:
             return next(call)
         return self._checked(call, next, policy, report)

@@ -41,3 +41,15 @@ class SafetyReport:
     policy: str
     prompt: list[Verdict] = field(default_factory=list)
     choices: dict[int, list[Verdict]] = field(default_factory=dict)
+
+    @property
+    def summary(self) -> str:
+        """What the policy did, in a word and the checks that did it, for usage reports:
+        ``blocked:blocklist``, ``redacted:pii``, ``annotated:pii,blocklist`` or ``clean``."""
+        verdicts = [*self.prompt, *(v for choice in self.choices.values() for v in choice)]
+        for outcome, checks in (("blocked", {v.check for v in verdicts if v.filtered}),
+                                ("redacted", {v.check for v in verdicts if v.redacted}),
+                                ("annotated", {v.check for v in verdicts if v.detected})):
+            if checks:
+                return f"{outcome}:{','.join(sorted(checks))}"
+        return "clean"

@@ -282,11 +282,15 @@ def m005_replica_hours(conn: Connection) -> None:
 
 def m006_safety(conn: Connection) -> None:
     """Content safety: ``projects.safety``, the content policy a project adds to its
-    deployments'; ``blocklists``, the terms and patterns of content-policy lists set through the
-    admin API (``{"terms": [...], "patterns": [...]}`` as JSON text) and the
-    ``blocklist_revision`` each was last changed at (a deleted one keeps its row with no body, so
-    that every gateway process learns of it)."""
+    deployments'; ``usage.verdict`` and ``usage_daily.verdict``, what the policy did to a request
+    (the day totals of earlier days have none, and keep their group hashes); ``blocklists``, the
+    terms and patterns of content-policy lists set through the admin API (``{"terms": [...],
+    "patterns": [...]}`` as JSON text) and the ``blocklist_revision`` each was last changed at (a
+    deleted one keeps its row with no body, so that every gateway process learns of it)."""
     conn.execute(text("ALTER TABLE projects ADD COLUMN safety VARCHAR(200)"))
+    # What the content policy did to each request, and the day totals by it (group_by=verdict).
+    conn.execute(text("ALTER TABLE usage ADD COLUMN verdict VARCHAR(100)"))
+    conn.execute(text("ALTER TABLE usage_daily ADD COLUMN verdict VARCHAR(100)"))
     meta = MetaData()
     lists = Table(
         "blocklists", meta,
