@@ -1,4 +1,5 @@
-"""The content-safety stage: a deployment's policy over its requests and its answers.
+"""The content-safety stage: a deployment's policy, and its caller's project's, over its requests
+and its answers (two policies run as one: ``Policy.joined``).
 
 Input: every text part of every message (all roles), tool call arguments and tool results are
 checked before the call goes on; a finding of a blocking check refuses the request
@@ -10,8 +11,9 @@ finding ends the choice with ``Finish("content_filter")`` and drops the rest of 
 streamed choice keeps what was sent before, which held nothing flagged. Reasoning text is passed
 on unchecked.
 
-The verdicts go on ``call.safety`` for the surfaces to report. A deployment without a policy
-gets ``next(call)`` itself: no wrapper around its events, nothing scanned.
+The verdicts go on ``call.safety`` for the surfaces to report and metering to record. A call
+that no policy applies to gets ``next(call)`` itself: no wrapper around its events, nothing
+scanned.
 """
 
 from __future__ import annotations
