@@ -79,3 +79,13 @@ def test_a_project_may_only_name_a_policy_of_the_config(gateway: RunningGateway)
                                          "'lenient'; policies: inbound, strict")
     check(admin.post("/admin/projects", json={"name": "other"}), 201, "Project")
     assert check(admin.patch("/admin/projects/other", json={"safety": 3}), 400, "Error")["error"]["param"] == "safety"
+
+
+def test_a_deployment_made_through_the_admin_api_names_a_policy(gateway: RunningGateway) -> None:
+    admin = httpx.Client(base_url=gateway.base_url, headers=HEADERS)
+    body = {"name": "guarded", "provider": "openai", "model": "gpt-4o", "safety": "lenient"}
+    wrong = check(admin.post("/admin/deployments", json=body), 400, "Error")
+    assert "deployments.guarded.safety: 'lenient' is not a policy under safety.policies (inbound, strict)" in \
+        wrong["error"]["message"]
+    check(admin.post("/admin/deployments", json={**body, "safety": "strict"}), 201, "Deployment")
+    assert ask(gateway, MASTER, "guarded", "Kestrel?") == "blocked by policy 'strict'"

@@ -161,3 +161,19 @@ def test_held_text_releases_at_most_up_to_the_window_and_never_inside_a_word() -
     # 10 characters back from the end, moved back to the start of the word it falls in.
     assert released == ["one two ", "three four", " five six ", ""]
     assert held.flush() == "a.very.long.word.here "
+
+
+async def test_with_several_choices_only_the_flagged_one_ends_filtered() -> None:
+    async def upstream(call: Call) -> AsyncGenerator[Event, None]:
+        yield Start(model="gpt-4o")
+        yield TextDelta("A plain answer.", 0)
+        yield TextDelta(f"Here: {CARD}.", 1)
+        yield Finish("stop", 0)
+        yield Finish("stop", 1)
+
+    call = make_call("block", user("x"), stream=False)
+    result = fold_events(await run(call, upstream))
+    assert [(c.text, c.finish_reason) for c in result.choices] == [("A plain answer.", "stop"), ("", "content_filter")]
+    assert call.safety is not None
+    assert call.safety.choices == {0: [Verdict("pii", "block", ())], 1: [Verdict("pii", "block", ("credit_card",))]}
+    assert call.safety.summary == "blocked:pii"
