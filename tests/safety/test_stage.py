@@ -12,7 +12,7 @@ from modelgate.config import parse_settings
 from modelgate.config.settings import DeploymentSettings
 from modelgate.pipeline.contract import Call, build_chain
 from modelgate.safety import ContentSafety, compile_policies
-from modelgate.safety.policy import HeldText, Inspection
+from modelgate.safety.policy import RELEASE_STEP, HeldText, Inspection
 from modelgate.schema.errors import ContentFiltered
 from modelgate.schema.events import Event, Finish, Start, TextDelta, ToolCallDelta, Usage, fold_events
 from modelgate.schema.request import ChatRequest, Message, TextPart, ToolCallPart
@@ -157,10 +157,13 @@ async def test_a_deployment_without_a_policy_gets_the_next_handler_itself() -> N
 
 def test_held_text_releases_at_most_up_to_the_window_and_never_inside_a_word() -> None:
     held = HeldText(Inspection(compile_policies(settings().safety)["redact"].output), hold_back=10)
-    released = [held.feed(piece) for piece in ["one two three four ", "five six ", "a.very.long.word.", "here "]]
-    # 10 characters back from the end, moved back to the start of the word it falls in.
-    assert released == ["one two ", "three four", " five six ", ""]
-    assert held.flush() == "a.very.long.word.here "
+    pieces = ["one two three four ", "five six ", "a.very.long.word.", "here ", "and the rest of it "]
+    # Up to 10 characters before the end, moved back to the start of the word it falls in, and
+    # only once at least RELEASE_STEP characters can go.
+    assert RELEASE_STEP == 16
+    assert [held.feed(piece) for piece in pieces] == [
+        "", "one two three four", "", "", " five six a.very.long.word.here and the "]
+    assert held.flush() == "rest of it "
 
 
 async def test_with_several_choices_only_the_flagged_one_ends_filtered() -> None:
