@@ -13,6 +13,7 @@ docs/architecture.md)::
     limits/           requests and tokens per minute (in process, or shared through Redis)
     budgets/          spend per key and project: reserved up front, settled from real usage
     auth/             who is calling: the master key and project keys, cached in memory
+    safety/           content policies: personal data and blocklists over requests and answers
     metering/         one usage record per request, priced, written in batches via a journal
     pipeline/         the contract every stage and surface speaks: Call, Handler, Stage
     storage/          the database (SQLite or PostgreSQL): migrations, keys, usage, prices

@@ -165,7 +165,8 @@ async def _api_deployments(settings: Settings) -> list[DeploymentSettings]:
     catalog = Catalog.builtin()
     for record in records:
         reader = Reader({}, catalog)
-        deployment = read_one_deployment(reader, record.body, settings.providers)
+        deployment = read_one_deployment(reader, record.body, settings.providers,
+                                         policies=settings.safety.policies)
         if deployment is None or reader.problems:
             print(f"modelgate: deployment {record.name!r} of the database does not fit this config: "
                   f"{'; '.join(reader.problems)}", file=sys.stderr)

@@ -29,7 +29,7 @@ NAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._:@-]{{0,{NAME_LENGTH - 1}}}")
 KEY_NAME_LENGTH = text_length(api_keys, "name")
 LIMIT_FIELDS = ("deployments", "rpm", "tpm", "budget", "budget_period")
 KEY_FIELDS = {"project", "name", "expires", *LIMIT_FIELDS}
-PROJECT_FIELDS = {"name", *LIMIT_FIELDS}
+PROJECT_FIELDS = {"name", "safety", *LIMIT_FIELDS}
 
 
 @dataclass(slots=True, kw_only=True)
@@ -68,12 +68,29 @@ def parse_project_spec(body: Any, deployments: Collection[str]) -> tuple[str, Li
     return _name(body.get("name"), "name"), parse_limits(body, deployments)
 
 
-def parse_limit_changes(body: Any, deployments: Collection[str]) -> dict[str, Any]:
-    """The limits a PATCH body sets; null clears a limit."""
+def parse_limit_changes(body: Any, deployments: Collection[str],
+                        policies: Collection[str] | None = None) -> dict[str, Any]:
+    """The limits a PATCH body sets; null clears a limit. With ``policies`` (a project's), its
+    content policy too."""
     body = _mapping(body, "a JSON object of limits to change")
-    _known_fields(body, set(LIMIT_FIELDS))
+    _known_fields(body, set(LIMIT_FIELDS) | ({"safety"} if policies is not None else set()))
     limits = parse_limits(body, deployments)
-    return {name: getattr(limits, name) for name in LIMIT_FIELDS if name in body}
+    changes = {name: getattr(limits, name) for name in LIMIT_FIELDS if name in body}
+    if policies is not None and "safety" in body:
+        changes["safety"] = parse_safety(body, policies)
+    return changes
+
+
+def parse_safety(body: Mapping[str, Any], policies: Collection[str]) -> str | None:
+    """A project's ``safety``: the name of a content policy of the config, or null for none."""
+    value = body.get("safety")
+    if value is None:
+        return None
+    if not isinstance(value, str) or value not in policies:
+        known = ", ".join(policies) or "none are configured (safety.policies)"
+        raise InvalidRequest(f"'safety' must name a content policy of the config or be null, got {value!r}; "
+                             f"policies: {known}", param="safety")
+    return value
 
 
 def parse_limits(body: Mapping[str, Any], deployments: Collection[str]) -> LimitFields:
@@ -175,9 +192,9 @@ class KeyAdmin:
         await self.changed(record.revision)
         return record
 
-    async def create_project(self, name: str, limits: LimitFields) -> ProjectRecord:
+    async def create_project(self, name: str, limits: LimitFields, safety: str | None = None) -> ProjectRecord:
         try:
-            record = await self.storage.keys.create_project(name, limits)
+            record = await self.storage.keys.create_project(name, limits, safety)
         except AlreadyExists as error:
             raise Conflict(f"{error}; change its limits with PATCH /admin/projects/{name}") from None
         await self.changed(record.revision)

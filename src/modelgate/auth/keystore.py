@@ -196,7 +196,8 @@ class KeyCache:
         principal = Principal(
             key_id=key_id, project=project_name,
             deployments=_allowed(deployments, project.deployments if project else None),
-            key_limits=key_limits, project_limits=limits(project) if project else Limits())
+            key_limits=key_limits, project_limits=limits(project) if project else Limits(),
+            safety=project.safety if project else None)
         expires = expires_at.timestamp() if expires_at is not None else None
         active = self._by_hash[key_hash] = ActiveKey(id=key_id, principal=principal, expires_at=expires)
         return active

@@ -154,6 +154,8 @@ class DeploymentSettings:
         "must be a positive number of requests per minute; remove the key for no limit"))] = None
     tpm: Annotated[int | None, Key("tokens per minute as a whole number", positive(
         "must be a positive number of tokens per minute; remove the key for no limit"))] = None
+    # The content policy its requests and answers are checked under (safety.policies); None: none.
+    safety: Annotated[str | None, Key("the name of a policy under safety.policies")] = None
 
 
 TARGET: Shape[TargetSettings] = Shape(TargetSettings)
@@ -169,9 +171,11 @@ def read_deployments(reader: Reader, value: Any, path: str, earlier: Mapping[str
     if not reader.expect(value, list, path, "a list of deployments"):
         return INVALID
     providers: Mapping[str, ProviderSettings] = earlier.get("providers", {})
+    safety = earlier.get("safety")
+    policies: Collection[str] = safety.policies if safety is not None else ()
     deployments: dict[str, DeploymentSettings] = {}
     for index, body in enumerate(value):
-        deployment = read_deployment(reader, body, f"{path}[{index}]", path, providers)
+        deployment = read_deployment(reader, body, f"{path}[{index}]", path, providers, policies)
         if deployment is None:
             continue
         if deployment.name in deployments:
@@ -186,11 +190,13 @@ def read_deployments(reader: Reader, value: Any, path: str, earlier: Mapping[str
 
 
 def read_one_deployment(reader: Reader, body: Any, providers: Mapping[str, ProviderSettings],
-                        names: Collection[str] | None = None) -> DeploymentSettings | None:
+                        names: Collection[str] | None = None,
+                        policies: Collection[str] = ()) -> DeploymentSettings | None:
     """One deployment given on its own (through the admin API), read as an entry of the config
     file's ``deployments:`` is: its problems are reported with the same key paths. ``names``: the
-    deployments its fallbacks may name (None: not checked)."""
-    deployment = read_deployment(reader, body, "deployments[]", "deployments", providers)
+    deployments its fallbacks may name (None: not checked); ``policies``: the content policies
+    its ``safety:`` may name."""
+    deployment = read_deployment(reader, body, "deployments[]", "deployments", providers, policies)
     if deployment is None or names is None:
         return deployment
     for fallback in deployment.fallbacks:
@@ -201,7 +207,8 @@ def read_one_deployment(reader: Reader, body: Any, providers: Mapping[str, Provi
 
 
 def read_deployment(reader: Reader, body: Any, where: str, section: str,
-                    providers: Mapping[str, ProviderSettings]) -> DeploymentSettings | None:
+                    providers: Mapping[str, ProviderSettings],
+                    policies: Collection[str] = ()) -> DeploymentSettings | None:
     """One deployment; None when it has no name or no usable target (the problems are reported)."""
     if not reader.expect(body, dict, where, "a mapping with name:, provider: and model:"):
         return None
@@ -240,6 +247,11 @@ def read_deployment(reader: Reader, body: Any, where: str, section: str,
         reader.fail(f"{path}.max_share.{provider}", "is not a configured provider")
         del shares[provider]
     deployment = DeploymentSettings(name=name, targets=targets, **values)
+    if deployment.safety is not None and deployment.safety not in policies:
+        known = ", ".join(policies) or "none are defined"
+        reader.fail(f"{path}.safety", f"'{deployment.safety}' is not a policy under safety.policies ({known}); "
+                    "define it there or remove safety:")
+        deployment.safety = None
     if 0 < deployment.max_duration < deployment.timeout:
         reader.fail(f"{path}.max_duration", f"must be at least the timeout ({deployment.timeout:g}s): the "
                     "whole answer cannot take less time than its first byte may")

@@ -26,6 +26,7 @@ from modelgate.config.limits import LimitsSettings
 from modelgate.config.providers import read_providers
 from modelgate.config.responses import ResponsesSettings
 from modelgate.config.routing import RoutingSettings
+from modelgate.config.safety import SafetySettings
 from modelgate.config.secret import secret_problem
 from modelgate.config.server import ServerSettings
 from modelgate.providers.settings import ProviderSettings
@@ -41,6 +42,7 @@ __all__ = [
     "ReasoningSettings",
     "ResponsesSettings",
     "RoutingSettings",
+    "SafetySettings",
     "ServerSettings",
     "Settings",
     "TargetSettings",
@@ -52,6 +54,8 @@ class Settings:
     master_key: Annotated[str | None, Key("a string", nonempty(
         "is empty; set a secret value or remove the key to run without auth"))] = None
     providers: Annotated[dict[str, ProviderSettings], Key(read=read_providers)] = field(default_factory=dict)
+    # Before deployments:, whose safety: names one of its policies.
+    safety: SafetySettings = field(default_factory=SafetySettings)
     deployments: Annotated[dict[str, DeploymentSettings], Key(read=read_deployments)] = field(default_factory=dict)
     database_url: Annotated[str, Key("a URL string")] = "sqlite:///modelgate.db"
     redis_url: Annotated[str | None, Key("a URL string")] = None

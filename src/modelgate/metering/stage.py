@@ -110,6 +110,7 @@ class Metering:
             status=status,
             attempts=call.attempts,
             error=error,
+            verdict=call.safety.summary if call.safety is not None else None,
         ))
         # Priced by the stored provider and model: strings, whatever the upstream sent.
         prices = self.prices.lookup(call.deployment.name, record.provider, record.model)

@@ -16,6 +16,7 @@ from typing import Protocol
 from modelgate.config.settings import DeploymentSettings
 from modelgate.schema.events import Event
 from modelgate.schema.request import ChatRequest, EmbeddingRequest
+from modelgate.schema.verdicts import SafetyReport
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,8 @@ class Principal:
     deployments: frozenset[str] | None = None
     key_limits: Limits = NO_LIMITS
     project_limits: Limits = NO_LIMITS
+    # The project's content policy (safety.policies), run besides its deployment's; None: none.
+    safety: str | None = None
 
     def may_use(self, deployment: str) -> bool:
         return self.deployments is None or deployment in self.deployments
@@ -63,6 +66,8 @@ class Call:
     attempts: int = 0
     provider: str | None = None  # the provider that answered
     upstream_model: str | None = None
+    # What the deployment's content policy found (safety/stage.py); None: no policy applies.
+    safety: SafetyReport | None = None
 
     @property
     def kind(self) -> str:

@@ -3,6 +3,7 @@
     GatewayError                    status, code, message, param, retry_after, headers
     ├── InternalError           500  a bug of ours; the log has the details
     ├── InvalidRequest          400  a client's mistake in the request
+    │   ├── ContentFiltered     400  a content policy blocked the prompt; carries its verdicts
     │   ├── RequestTooLarge     413  the body is over the limit
     │   ├── UnsupportedMediaType 415 a body that is not JSON
     │   └── ClientDisconnected  499  the client left before its body was complete (answered to no one)
@@ -27,13 +28,17 @@ type an OpenAI-compatible upstream named itself, which OpenAI-format clients get
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
+
+from modelgate.schema.verdicts import Verdict
 
 __all__ = [
     "AuthenticationFailed",
     "BudgetExceeded",
     "ClientDisconnected",
     "Conflict",
+    "ContentFiltered",
     "GatewayError",
     "InternalError",
     "InvalidRequest",
@@ -76,6 +81,18 @@ class InternalError(GatewayError):
 
 class InvalidRequest(GatewayError):
     status = 400
+
+
+class ContentFiltered(InvalidRequest):
+    """A content policy blocked the prompt (safety/): ``policy`` names it, ``verdicts`` say what
+    each of its checks found, for the surfaces to report (Azure's ``innererror``)."""
+
+    default_code = "content_filter"
+
+    def __init__(self, message: str, *, policy: str, verdicts: Sequence[Verdict]) -> None:
+        super().__init__(message, param="prompt")
+        self.policy = policy
+        self.verdicts = tuple(verdicts)
 
 
 class RequestTooLarge(InvalidRequest):

@@ -10,15 +10,19 @@ from modelgate.routing import Router
 
 
 def build_handler(router: Router, stages: list[Stage] | None = None, *, metering: Stage | None = None,
-                  rate_limit: Stage | None = None, budget: Stage | None = None) -> Handler:
+                  rate_limit: Stage | None = None, safety: Stage | None = None,
+                  budget: Stage | None = None) -> Handler:
     """The stages in order, ending at the router (routing/router.py), which calls the providers:
 
     1. ``metering`` (metering/stage.py) outermost: it sees how every call ends, so a request
        that an inner stage refuses (429) or that fails anywhere still gets its one usage record.
     2. ``rate_limit`` (limits/stage.py): requests and tokens per minute. Before the budget, so a
        request over its rate reserves no money, and the cheapest refusal comes first.
-    3. ``budget`` (budgets/stage.py): reserves the most the request may cost, settles at the end.
-    4. ``stages``: the rest (guardrails, response rewriting), in the order given.
+    3. ``safety`` (safety/stage.py): the deployment's content policy. After the rate limit, so a
+       blocked prompt still counts as a request; before the budget, so it reserves no money. Its
+       output checks see the answer as the client will get it, after every inner stage.
+    4. ``budget`` (budgets/stage.py): reserves the most the request may cost, settles at the end.
+    5. ``stages``: the rest (response rewriting: reasoning split out of the text), in the order given.
     """
-    governed = [stage for stage in (metering, rate_limit, budget) if stage is not None]
+    governed = [stage for stage in (metering, rate_limit, safety, budget) if stage is not None]
     return build_chain(governed + (stages or []), router)

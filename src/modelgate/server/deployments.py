@@ -157,7 +157,8 @@ class DeploymentSync:
     async def _usable(self, name: str, body: Mapping[str, Any]) -> DeploymentSettings | None:
         """A stored body as this gateway can serve it, its local pools started; None (logged) if it cannot."""
         reader = Reader({}, self.catalog, self.folder)
-        deployment = read_one_deployment(reader, body, self.settings.providers)
+        deployment = read_one_deployment(reader, body, self.settings.providers,
+                                         policies=self.settings.safety.policies)
         if reader.problems or deployment is None:
             log.warning("deployment %r of the database cannot be used by this gateway and is left out: %s",
                         name, "; ".join(reader.problems))
@@ -312,7 +313,8 @@ class DeploymentSync:
         """``body`` read as the config file's reader reads a deployment: a 400 naming the field."""
         reader = Reader({}, self.catalog, self.folder)
         names = set(self.settings.deployments) | {str(body.get("name"))}
-        deployment = read_one_deployment(reader, body, self.settings.providers, names)
+        deployment = read_one_deployment(reader, body, self.settings.providers, names,
+                                         self.settings.safety.policies)
         if reader.problems or deployment is None:
             problems = reader.problems or ["the deployment has no usable target"]
             raise InvalidRequest("The deployment is not valid: " + "; ".join(problems),

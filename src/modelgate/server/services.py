@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,8 +28,10 @@ from modelgate.providers.transport import ConnectionCap, HTTPClient
 from modelgate.redis_client import RedisClient
 from modelgate.routing import Health, Router
 from modelgate.routing.redis_sync import RedisHealthSync
+from modelgate.safety import ContentSafety, compile_policies
 from modelgate.schema.errors import NotFound
 from modelgate.schema.request import ChatRequest
+from modelgate.server.blocklists import BlocklistSync
 from modelgate.server.chain import build_handler
 from modelgate.server.deployments import DeploymentSync
 from modelgate.server.engines import LocalEngines
@@ -54,6 +56,8 @@ class Services:
     auth: Authenticator
     # Deployments made through the admin API, followed as keys are: in settings, router and prices.
     deployment_sync: DeploymentSync
+    # Blocklists' terms set through the admin API, followed the same way: in the safety stage.
+    blocklist_sync: BlocklistSync
     # The replica pools of local deployments: started with the gateway and as deployments change.
     engines: LocalEngines
     # Routing: each target's breaker and figures, shared through Redis by health_sync.
@@ -89,6 +93,7 @@ class Services:
             await self.uptime.start()
             await self._start_providers()
             await self.deployment_sync.start()
+            await self.blocklist_sync.start()
             await self.storage.prices.sync(self.prices)
         except BaseException:
             await self.stop()
@@ -116,6 +121,7 @@ class Services:
     async def stop(self) -> None:
         # No deployment change starts a pool from here on.
         await self.deployment_sync.stop()
+        await self.blocklist_sync.stop()
         # Requests are over: local engines drain what is left of them and stop.
         await asyncio.gather(*(provider.close() for provider in self.providers.values()))
         await self.uptime.stop()  # the replicas' ends, which closing the providers just queued
@@ -140,6 +146,14 @@ class Services:
     @property
     def deployment_admin(self) -> DeploymentSync:
         return self.deployment_sync
+
+    @property
+    def blocklist_admin(self) -> BlocklistSync:
+        return self.blocklist_sync
+
+    @property
+    def content_policies(self) -> Collection[str]:
+        return self.settings.safety.policies
 
     def authenticate(self, headers: Mapping[str, str]) -> Principal:
         return self.auth.authenticate(headers)
@@ -184,12 +198,15 @@ async def build_services(settings: Settings) -> Services:
     engines = LocalEngines(providers, router)
     recorder = UsageRecorder(storage, Journal(Path(settings.journal_dir) / installation))
     keys = KeyCache()
+    # No policy in the config: no safety stage in the chain at all.
+    safety = ContentSafety(compile_policies(settings.safety)) if settings.safety.policies else None
     spend_sync = SpendSync(storage, ledger, wanted=lambda: keys.has_budgets)
     keys.on_budget_added = spend_sync.wake
     return Services(
         settings=settings, storage=storage, redis=redis, transport=transport, providers=providers,
         keys=keys, key_sync=KeySync(storage, keys, redis), auth=Authenticator(settings.master_key, keys),
         deployment_sync=DeploymentSync(storage, settings, router, price_book, redis, engines), engines=engines,
+        blocklist_sync=BlocklistSync(storage, settings.safety, safety, redis),
         health=health,
         health_sync=RedisHealthSync(redis, health, settings.routing.redis_prefix) if redis else None,
         router=router, limiter=limiter, ledger=ledger, recorder=recorder,
@@ -198,6 +215,7 @@ async def build_services(settings: Settings) -> Services:
         sealer=sealer,
         handler=build_handler(router, [SplitThinkTags()], metering=Metering(recorder, price_book),
                               rate_limit=RateLimit(limiter, settings.limits.redis_outage),
+                              safety=safety,
                               budget=BudgetGuard(ledger, price_book, settings.budgets.redis_outage)),
     )
 

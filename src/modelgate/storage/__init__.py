@@ -4,6 +4,7 @@
     storage.prepare() / upgrade()     numbered migrations (migrations.py)
     storage.keys                      projects and keys (keys.py)
     storage.deployments               deployments made through the admin API (deployments.py)
+    storage.blocklists                content-policy lists set through the admin API (blocklists.py)
     storage.write_usage(records)      idempotent by request id; StorageUnavailable when down,
                                       DataRejected when the database refuses a value
     storage.spend / query_usage       budgets and reports (usage.py)
@@ -19,6 +20,7 @@ Storage imports nothing of the project but ``config.settings`` (for prices) and 
 Nothing on the request path waits for it.
 """
 
+from modelgate.storage.blocklists import BlocklistChanges, BlocklistRecord
 from modelgate.storage.deployments import DeploymentChanges, DeploymentRecord
 from modelgate.storage.errors import (
     AlreadyExists,
@@ -47,6 +49,8 @@ from modelgate.storage.store import Storage
 __all__ = [
     "GROUP_BY",
     "AlreadyExists",
+    "BlocklistChanges",
+    "BlocklistRecord",
     "ComputeRow",
     "DataRejected",
     "DeploymentChanges",

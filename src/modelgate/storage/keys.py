@@ -41,19 +41,21 @@ class KeyRepository:
 
     # -- projects ----------------------------------------------------------------------------
 
-    async def create_project(self, name: str, limits: LimitFields | None = None) -> ProjectRecord:
+    async def create_project(self, name: str, limits: LimitFields | None = None,
+                             safety: str | None = None) -> ProjectRecord:
         values = _limit_values(limits or LimitFields())
         async with self.db.write() as conn:
             if await _project(conn, name) is not None:
                 raise AlreadyExists(f"project {name!r} exists already")
             revision = await _next_revision(conn)
-            record = ProjectRecord(name=name, created_at=_now(), revision=revision, **values)
+            record = ProjectRecord(name=name, created_at=_now(), revision=revision, safety=safety, **values)
             await conn.execute(projects.insert().values(_project_row(record)))
         return record
 
     async def update_project(self, name: str, changes: dict[str, Any]) -> ProjectRecord:
-        """Set the named limits (``deployments``, ``rpm``, ``tpm``, ``budget``, ``budget_period``)."""
-        unknown = set(changes) - set(LIMIT_NAMES)
+        """Set the named limits (``deployments``, ``rpm``, ``tpm``, ``budget``, ``budget_period``) and
+        content policy (``safety``)."""
+        unknown = set(changes) - set(LIMIT_NAMES) - {"safety"}
         if unknown:
             raise StorageError(f"cannot change {', '.join(sorted(unknown))} of a project")
         async with self.db.write() as conn:
@@ -65,7 +67,8 @@ class KeyRepository:
             _limit_values(record)
             record.revision = await _next_revision(conn)
             await conn.execute(update(projects).where(projects.c.name == name)
-                               .values(**{k: getattr(record, k) for k in LIMIT_NAMES}, revision=record.revision))
+                               .values(**{k: getattr(record, k) for k in LIMIT_NAMES}, safety=record.safety,
+                                       revision=record.revision))
         return record
 
     async def get_project(self, name: str) -> ProjectRecord | None:
@@ -237,12 +240,12 @@ def _limits_from(row: RowMapping) -> dict[str, Any]:
 
 def _project_row(record: ProjectRecord) -> dict[str, Any]:
     return {"name": record.name, "created_at": record.created_at, "revision": record.revision,
-            **_limit_values(record)}
+            "safety": record.safety, **_limit_values(record)}
 
 
 def _project_record(row: RowMapping) -> ProjectRecord:
     return bounded_limits(ProjectRecord(name=row["name"], created_at=row["created_at"],
-                                        revision=int(row["revision"]), **_limits_from(row)))
+                                        revision=int(row["revision"]), safety=row["safety"], **_limits_from(row)))
 
 
 def _key_row(record: KeyRecord) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
 )
 
 from modelgate.storage.tables import UTCDateTime, group_hash
@@ -279,10 +280,41 @@ def m005_replica_hours(conn: Connection) -> None:
     meta.create_all(conn)
 
 
+def m006_safety(conn: Connection) -> None:
+    """Content safety: ``projects.safety``, the content policy a project adds to its
+    deployments'; ``usage.verdict`` and ``usage_daily.verdict``, what the policy did to a request
+    (the day totals of earlier days have none, and keep their group hashes); ``blocklists``, the
+    terms and patterns of content-policy lists set through the admin API (``{"terms": [...],
+    "patterns": [...]}`` as JSON text) and the ``blocklist_revision`` each was last changed at (a
+    deleted one keeps its row with no body, so that every gateway process learns of it)."""
+    conn.execute(text("ALTER TABLE projects ADD COLUMN safety VARCHAR(200)"))
+    # What the content policy did to each request, and the day totals by it (group_by=verdict).
+    conn.execute(text("ALTER TABLE usage ADD COLUMN verdict VARCHAR(100)"))
+    conn.execute(text("ALTER TABLE usage_daily ADD COLUMN verdict VARCHAR(100)"))
+    meta = MetaData()
+    lists = Table(
+        "blocklists", meta,
+        Column("name", String(200), primary_key=True),
+        Column("body", Text, nullable=True),
+        Column("updated_at", UTCDateTime, nullable=False),
+        Column("revision", BigInteger, nullable=False),
+    )
+    Index("blocklists_revision", lists.c.revision)
+    meta.create_all(conn)
+    counters = Table(
+        "counters", MetaData(),
+        Column("name", String(50), primary_key=True),
+        Column("value", BigInteger, nullable=False),
+        Column("text", String(100), nullable=True),
+    )
+    conn.execute(insert(counters).values(name="blocklist_revision", value=0, text=None))
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_initial", m001_initial),
     ("002_usage_daily", m002_usage_daily),
     ("003_responses", m003_responses),
     ("004_deployments", m004_deployments),
     ("005_replica_hours", m005_replica_hours),
+    ("006_safety", m006_safety),
 ]

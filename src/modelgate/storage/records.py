@@ -14,7 +14,7 @@ from typing import Any
 ROUTES = ("chat", "embeddings", "messages", "responses")
 BUDGET_PERIODS = ("day", "month")
 # What a usage report can be grouped by (``day`` is the UTC calendar day of ``created_at``).
-GROUP_BY = ("project", "key", "deployment", "provider", "model", "day")
+GROUP_BY = ("project", "key", "deployment", "provider", "model", "day", "verdict")
 
 
 @dataclass(slots=True, kw_only=True)
@@ -41,6 +41,9 @@ class UsageRecord:
     status: int = 200  # the HTTP status the client got
     attempts: int = 0
     error: str | None = None
+    # What the content policy did (schema/verdicts.py ``SafetyReport.summary``): "clean",
+    # "annotated:pii", "redacted:pii", "blocked:blocklist", ...; None: no policy applied.
+    verdict: str | None = None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -59,6 +62,7 @@ class ProjectRecord(LimitFields):
     name: str
     created_at: datetime
     revision: int = 0  # the key-change revision that last touched this row
+    safety: str | None = None  # the content policy its requests run under, besides their deployment's
 
 
 @dataclass(slots=True, kw_only=True)
@@ -152,6 +156,7 @@ class UsageRow:
     provider: str | None = None
     model: str | None = None
     day: str | None = None  # YYYY-MM-DD (UTC)
+    verdict: str | None = None
     requests: int = 0
     errors: int = 0  # status >= 400
     input_tokens: int = 0

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from sqlalchemy import insert, inspect, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from modelgate.storage.blocklists import BlocklistRepository
 from modelgate.storage.deployments import DeploymentRepository
 from modelgate.storage.engine import Database, describe
 from modelgate.storage.errors import SchemaOutdated
@@ -41,6 +42,7 @@ class Storage:
         self.dialect = db.dialect  # "sqlite" | "postgresql"
         self.keys = KeyRepository(db)
         self.deployments = DeploymentRepository(db)
+        self.blocklists = BlocklistRepository(db)
         self.prices = PriceRepository(db)
         self.usage = UsageRepository(db)
         self.secrets = SecretRepository(db)

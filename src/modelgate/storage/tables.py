@@ -82,6 +82,7 @@ projects = Table(
     *limit_columns(),
     Column("created_at", UTCDateTime, nullable=False),
     Column("revision", BigInteger, nullable=False),
+    Column("safety", String(200), nullable=True),  # the content policy it adds to its deployments'
 )
 
 api_keys = Table(
@@ -123,6 +124,7 @@ usage = Table(
     Column("status", Integer, nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("error", Text, nullable=True),
+    Column("verdict", String(100), nullable=True),  # what the content policy did; NULL: none applied
 )
 
 prices = Table(
@@ -149,6 +151,7 @@ usage_daily = Table(
     Column("deployment", String(200), nullable=False),
     Column("provider", String(200), nullable=True),
     Column("model", String(200), nullable=True),
+    Column("verdict", String(100), nullable=True),
     Column("requests", BigInteger, nullable=False),
     Column("errors", BigInteger, nullable=False),
     Column("input_tokens", BigInteger, nullable=False),
@@ -212,7 +215,18 @@ api_deployments = Table(
 
 
 def group_hash(project: str | None, key_id: str | None, deployment: str, provider: str | None,
-               model: str | None) -> str:
-    """The ``usage_daily.group_hash`` of a group: 128 bits of BLAKE2b over its values as JSON."""
-    text = orjson.dumps([project, key_id, deployment, provider, model])
+               model: str | None, verdict: str | None = None) -> str:
+    """The ``usage_daily.group_hash`` of a group: 128 bits of BLAKE2b over its values as JSON (the
+    verdict only where there is one, so that the groups of days before it keep their hashes)."""
+    values = [project, key_id, deployment, provider, model] + ([verdict] if verdict is not None else [])
+    text = orjson.dumps(values)
     return hashlib.blake2b(text, digest_size=16).hexdigest()
+
+
+blocklists = Table(
+    "blocklists", metadata,
+    Column("name", String(200), primary_key=True),
+    Column("body", Text, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("revision", BigInteger, nullable=False),
+)

@@ -1,7 +1,7 @@
 """Usage records: written in batches, idempotently; summed for budgets and reports.
 
 Each batch is written in one transaction together with the day totals it adds to
-(``usage_daily``: per UTC day and project, key, deployment, provider and model). Reports and
+(``usage_daily``: per UTC day and project, key, deployment, provider, model and verdict). Reports and
 budgets read those totals for the whole days they cover and the records themselves only for the
 part days at either end of a range (through the records' time-ordered key), so what they read
 grows with the groups used per day, not with the requests made.
@@ -162,15 +162,15 @@ def _day_totals(records: Sequence[tuple[datetime, UsageRecord]]) -> list[dict[st
     """The records (each with its time in UTC) added up per ``usage_daily`` row, in key order."""
     totals: dict[tuple[date, tuple[str | None, ...]], dict[str, Any]] = {}
     for moment, record in records:
-        group = (record.project, record.key_id, record.deployment, record.provider, record.model)
+        group = (record.project, record.key_id, record.deployment, record.provider, record.model, record.verdict)
         key = (moment.date(), group)
         found = totals.get(key)
         if found is None:
             found = totals[key] = {
                 "day": key[0].isoformat(), "group_hash": group_hash(*group), "project": record.project,
                 "key_id": record.key_id, "deployment": record.deployment, "provider": record.provider,
-                "model": record.model, "requests": 0, "errors": 0, **dict.fromkeys(TOTALS, 0), "cost": 0.0,
-                "price": 0.0}
+                "model": record.model, "verdict": record.verdict, "requests": 0, "errors": 0,
+                **dict.fromkeys(TOTALS, 0), "cost": 0.0, "price": 0.0}
         found["requests"] += 1
         if record.status >= 400:
             found["errors"] += 1

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
 from typing import Any, Protocol
 
 from modelgate.config.settings import DeploymentSettings
@@ -45,6 +46,45 @@ class DeploymentAdmin(Protocol):
     async def delete(self, name: str) -> DeploymentEntry: ...
 
 
+class BlocklistEntry(Protocol):
+    """A blocklist of the config, with the terms and patterns in force."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def terms(self) -> tuple[str, ...]: ...
+
+    @property
+    def patterns(self) -> tuple[str, ...]: ...
+
+    @property
+    def source(self) -> str:
+        """"config", or "api" while terms set through the admin API are in force."""
+        ...
+
+    @property
+    def updated_at(self) -> datetime | None: ...
+
+    @property
+    def used_by(self) -> tuple[str, ...]:
+        """The policies with a check that names it."""
+        ...
+
+
+class BlocklistAdmin(Protocol):
+    """The blocklists of the config, and the terms set through the admin API in their place,
+    applied on every gateway process before a change returns."""
+
+    def listed(self) -> Sequence[BlocklistEntry]: ...
+
+    def get(self, name: str) -> BlocklistEntry: ...
+
+    async def put(self, name: str, body: Any) -> BlocklistEntry: ...
+
+    async def delete(self, name: str) -> BlocklistEntry: ...
+
+
 class SharedBreakers(Protocol):
     @property
     def connected(self) -> bool:
@@ -72,6 +112,14 @@ class AdminCore(Protocol):
 
     @property
     def deployment_admin(self) -> DeploymentAdmin: ...
+
+    @property
+    def blocklist_admin(self) -> BlocklistAdmin: ...
+
+    @property
+    def content_policies(self) -> Collection[str]:
+        """The names of the config's content policies, which a project's ``safety`` may name."""
+        ...
 
     @property
     def router(self) -> Router:

@@ -38,6 +38,8 @@ def _list(item: str) -> dict[str, Any]:
 
 
 TIME = {"type": "string", "format": "date-time"}
+SAFETY = {"type": "string", "description": "A content policy of the config (safety.policies), run on the project's "
+                                           "requests besides their deployment's"}
 INT = {"type": "integer", "minimum": 0}
 MONEY = {"type": "number"}
 
@@ -75,9 +77,11 @@ SCHEMAS: dict[str, Any] = {
     "Error": _object({"error": _object({
         "message": {"type": "string"}, "type": {"type": "string"},
         "param": _nullable({"type": "string"}), "code": _nullable({"type": "string"})})}),
-    "Project": _object({"object": {"const": "project"}, "name": {"type": "string"}, **LIMITS, "created_at": TIME}),
-    "ProjectCreate": _object({"name": PROJECT_NAME, **LIMITS_IN}, required=["name"]),
-    "ProjectUpdate": _object({name: _nullable(schema) for name, schema in LIMITS_IN.items()}, required=[]),
+    "Project": _object({"object": {"const": "project"}, "name": {"type": "string"}, **LIMITS,
+                        "safety": _nullable(SAFETY), "created_at": TIME}),
+    "ProjectCreate": _object({"name": PROJECT_NAME, **LIMITS_IN, "safety": _nullable(SAFETY)}, required=["name"]),
+    "ProjectUpdate": _object({**{name: _nullable(schema) for name, schema in LIMITS_IN.items()},
+                              "safety": _nullable(SAFETY)}, required=[]),
     "ProjectList": _list("Project"),
     "Key": _object(KEY),
     "KeyCreate": _object({
@@ -144,6 +148,20 @@ SCHEMAS: dict[str, Any] = {
         "type": "object", "additionalProperties": True,
         "description": "Keys of the deployment to change, merged over the stored body; null removes a key"},
     "DeploymentList": _list("Deployment"),
+    "Blocklist": _object({
+        "object": {"const": "blocklist"}, "name": {"type": "string"},
+        "terms": {"type": "array", "items": {"type": "string"}},
+        "patterns": {"type": "array", "items": {"type": "string"}},
+        "source": {"enum": ["config", "api"], "description": "config: the config's terms; api: set through this API"},
+        "updated_at": _nullable(TIME),
+        "used_by": {"type": "array", "items": {"type": "string"},
+                    "description": "Policies with a check that uses it"}}),
+    "BlocklistSet": _object({
+        "terms": {"type": "array", "items": {"type": "string"},
+                  "description": "Words and phrases, matched as whole words whatever their case and accents"},
+        "patterns": {"type": "array", "items": {"type": "string"}, "description": "Python regular expressions"}},
+        required=[]),
+    "BlocklistList": _list("Blocklist"),
 }
 
 

@@ -1,4 +1,5 @@
-"""The admin API under /admin: projects, keys, deployments, usage reports and provider statements.
+"""The admin API under /admin: projects, keys, deployments, blocklists, usage reports and provider
+statements.
 
 ``ENDPOINTS`` is the API: the admin app (surfaces/admin/app.py) serves each route with the master
 key required, and the OpenAPI document at ``GET /admin/openapi.json`` (surfaces/admin/openapi.py)
@@ -13,7 +14,7 @@ from typing import NamedTuple
 from starlette.requests import Request
 from starlette.responses import Response
 
-from modelgate.auth.keyadmin import KeyAdmin, parse_key_spec, parse_limit_changes, parse_project_spec
+from modelgate.auth.keyadmin import KeyAdmin, parse_key_spec, parse_limit_changes, parse_project_spec, parse_safety
 from modelgate.schema.errors import InvalidRequest, NotFound
 from modelgate.storage import GROUP_BY
 from modelgate.surfaces.admin import wire
@@ -41,6 +42,8 @@ class AdminAPI:
         # The deployments as they are now: those made through the API come and go.
         self.admin = KeyAdmin(core.storage, core.deployments, core.key_sync.changed)
         self.deployments = core.deployment_admin
+        self.blocklists = core.blocklist_admin
+        self.policies = core.content_policies
 
     @documented("This document", {"200": {"description": "OpenAPI 3.1"}})
     async def openapi(self, request: Request) -> Response:
@@ -50,8 +53,9 @@ class AdminAPI:
 
     @documented("Create a project", {"201": answer("The project", "Project"), **CONFLICT}, body="ProjectCreate")
     async def create_project(self, request: Request) -> Response:
-        name, limits = parse_project_spec(await json_body(request), self.admin.deployments)
-        record = await self.admin.create_project(name, limits)
+        body = await json_body(request)
+        name, limits = parse_project_spec(body, self.admin.deployments)
+        record = await self.admin.create_project(name, limits, parse_safety(body, self.policies))
         return json_response(201, wire.project_json(record))
 
     @documented("List the projects", {"200": answer("The projects", "ProjectList")})
@@ -67,10 +71,10 @@ class AdminAPI:
             raise NotFound(f"There is no project {name!r}.", code="project_not_found")
         return json_response(200, wire.project_json(record))
 
-    @documented("Change a project's limits (null clears one)",
+    @documented("Change a project's limits and content policy (null clears one)",
                 {"200": answer("The project", "Project"), **NOT_FOUND}, body="ProjectUpdate")
     async def update_project(self, request: Request) -> Response:
-        changes = parse_limit_changes(await json_body(request), self.admin.deployments)
+        changes = parse_limit_changes(await json_body(request), self.admin.deployments, self.policies)
         record = await self.admin.update_project(wire.text_param(request.path_params["name"], "name"), changes)
         return json_response(200, wire.project_json(record))
 
@@ -144,6 +148,27 @@ class AdminAPI:
         entry = await self.deployments.delete(wire.text_param(request.path_params["name"], "name"))
         return json_response(200, wire.deployment_json(entry.settings, entry.record))
 
+    # -- blocklists --------------------------------------------------------------------------
+
+    @documented("List the blocklists of the config, with the terms and patterns in force",
+                {"200": answer("The blocklists", "BlocklistList")})
+    async def list_blocklists(self, request: Request) -> Response:
+        return json_response(200, {"object": "list", "data": [
+            wire.blocklist_json(entry) for entry in self.blocklists.listed()]})
+
+    @documented("Set a blocklist's terms and patterns in place of the config's, in force on every gateway "
+                "process when this returns",
+                {"200": answer("The blocklist", "Blocklist"), **NOT_FOUND}, body="BlocklistSet")
+    async def put_blocklist(self, request: Request) -> Response:
+        name = wire.text_param(request.path_params["name"], "name")
+        return json_response(200, wire.blocklist_json(await self.blocklists.put(name, await json_body(request))))
+
+    @documented("Remove the terms and patterns set through this API: the config's are in force again",
+                {"200": answer("The blocklist", "Blocklist"), **NOT_FOUND})
+    async def delete_blocklist(self, request: Request) -> Response:
+        name = wire.text_param(request.path_params["name"], "name")
+        return json_response(200, wire.blocklist_json(await self.blocklists.delete(name)))
+
     # -- reports -----------------------------------------------------------------------------
 
     @documented("Usage totals with cost, revenue and margin, optionally grouped",
@@ -203,6 +228,9 @@ ENDPOINTS = [
     Endpoint("GET", "/admin/deployments/{name}", AdminAPI.get_deployment),
     Endpoint("PATCH", "/admin/deployments/{name}", AdminAPI.update_deployment),
     Endpoint("DELETE", "/admin/deployments/{name}", AdminAPI.delete_deployment),
+    Endpoint("GET", "/admin/blocklists", AdminAPI.list_blocklists),
+    Endpoint("PUT", "/admin/blocklists/{name}", AdminAPI.put_blocklist),
+    Endpoint("DELETE", "/admin/blocklists/{name}", AdminAPI.delete_blocklist),
     Endpoint("GET", "/admin/usage", AdminAPI.usage),
     Endpoint("GET", "/admin/statements", AdminAPI.statements),
 ]

@@ -18,6 +18,7 @@ from modelgate.schema.errors import InvalidRequest
 from modelgate.storage import GROUP_BY, ComputeRow, DeploymentRecord, KeyRecord, ProjectRecord, UsageFilters, UsageRow
 from modelgate.storage.bounds import text_length, text_problem
 from modelgate.storage.tables import api_keys, usage
+from modelgate.surfaces.admin.core import BlocklistEntry
 
 TOKEN_FIELDS = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "output_tokens")
 USAGE_FIELDS = ("requests", "errors", *TOKEN_FIELDS, "cost", "revenue", "margin")
@@ -42,7 +43,8 @@ def limits_json(record: KeyRecord | ProjectRecord) -> dict[str, Any]:
 
 
 def project_json(record: ProjectRecord) -> dict[str, Any]:
-    return {"object": "project", "name": record.name, **limits_json(record), "created_at": _time(record.created_at)}
+    return {"object": "project", "name": record.name, **limits_json(record), "safety": record.safety,
+            "created_at": _time(record.created_at)}
 
 
 def key_json(record: KeyRecord) -> dict[str, Any]:
@@ -300,3 +302,9 @@ def report_filters(params: dict[str, str]) -> UsageFilters:
     if filters.since and filters.until and filters.until <= filters.since:
         raise InvalidRequest("'until' must be after 'since' (until is exclusive)", param="until")
     return filters
+
+
+def blocklist_json(entry: BlocklistEntry) -> dict[str, Any]:
+    """A blocklist of the config with the terms and patterns in force, and where they come from."""
+    return {"object": "blocklist", "name": entry.name, "terms": list(entry.terms), "patterns": list(entry.patterns),
+            "source": entry.source, "updated_at": _time(entry.updated_at), "used_by": list(entry.used_by)}

@@ -38,7 +38,7 @@ class ChatCompletions:
 
     def fold(self, call: Call) -> ResultFold:
         response_id, created, show = "chatcmpl-" + call.request_id[4:], int(time.time()), call.deployment.reasoning.show
-        return ResultFold(lambda result: completion_body(result, response_id, created, show))
+        return ResultFold(lambda result: completion_body(result, response_id, created, show, call.safety))
 
     def stream(self, call: Call) -> ChunkStream:
         return ChunkStream(call)
@@ -66,7 +66,7 @@ class ChunkStream:
     def __init__(self, call: Call) -> None:
         include_usage = isinstance(call.request, ChatRequest) and call.request.include_usage
         self.renderer = ChunkRenderer("chatcmpl-" + call.request_id[4:], int(time.time()),
-                                      include_usage, call.deployment.reasoning.show)
+                                      include_usage, call.deployment.reasoning.show, lambda: call.safety)
 
     def render(self, event: Event) -> bytes:
         chunks = self.renderer.render(event)

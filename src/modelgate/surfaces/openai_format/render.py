@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -12,6 +13,7 @@ from modelgate.schema.errors import (
     AuthenticationFailed,
     BudgetExceeded,
     Conflict,
+    ContentFiltered,
     GatewayError,
     InvalidRequest,
     MethodNotAllowed,
@@ -34,6 +36,8 @@ from modelgate.schema.events import (
     ToolCallDelta,
     Usage,
 )
+from modelgate.schema.verdicts import SafetyReport
+from modelgate.surfaces.openai_format.content_filter import choice_filter_results, inner_error, prompt_filter_results
 
 
 def thinking_block(text: str, signature: str | None, redacted: str | None, origin: str | None,
@@ -116,14 +120,21 @@ def type_for_status(status: int) -> str:
 
 
 def error_object(error: GatewayError) -> dict[str, Any]:
-    return {"message": error.message, "type": error_type(error), "param": error.param, "code": error.code}
+    body: dict[str, Any] = {"message": error.message, "type": error_type(error), "param": error.param,
+                            "code": error.code}
+    if isinstance(error, ContentFiltered):
+        body["innererror"] = inner_error(error)
+    return body
 
 
 def error_body(error: GatewayError) -> bytes:
     return orjson.dumps({"error": error_object(error)})
 
 
-def completion_body(result: ChatResult, response_id: str, created: int, show_reasoning: bool) -> bytes:
+def completion_body(result: ChatResult, response_id: str, created: int, show_reasoning: bool,
+                    safety: SafetyReport | None = None) -> bytes:
+    """The chat completion; with a content policy, Azure's filter results of the prompt and of
+    each choice (content_filter.py)."""
     choices = []
     for choice in result.choices:
         message: dict[str, Any] = {
@@ -141,12 +152,19 @@ def completion_body(result: ChatResult, response_id: str, created: int, show_rea
         if choice.tool_calls:
             message["tool_calls"] = [tool_call_body(call.id, call.name, call.arguments, call.signature)
                                      for call in choice.tool_calls]
-        choices.append({"index": choice.index, "message": message, "logprobs": None,
-                        "finish_reason": choice.finish_reason or "stop"})
+        rendered: dict[str, Any] = {"index": choice.index, "message": message, "logprobs": None,
+                                    "finish_reason": choice.finish_reason or "stop"}
+        filtered = choice_filter_results(safety, choice.index)
+        if filtered is not None:
+            rendered["content_filter_results"] = filtered
+        choices.append(rendered)
     body: dict[str, Any] = {
         "id": response_id, "object": "chat.completion", "created": created,
         "model": result.model, "choices": choices,
     }
+    prompt_results = prompt_filter_results(safety)
+    if prompt_results is not None:
+        body["prompt_filter_results"] = prompt_results
     if result.usage is not None:
         body["usage"] = usage_body(result.usage)
     return orjson.dumps(body)
@@ -155,9 +173,10 @@ def completion_body(result: ChatResult, response_id: str, created: int, show_rea
 class ChunkRenderer:
     """Renders the events of one stream as ``chat.completion.chunk`` payloads (without framing)."""
 
-    __slots__ = ("_announced", "_base", "_blocks", "_include_usage", "_show_reasoning", "usage")
+    __slots__ = ("_announced", "_base", "_blocks", "_include_usage", "_safety", "_show_reasoning", "usage")
 
-    def __init__(self, response_id: str, created: int, include_usage: bool, show_reasoning: bool) -> None:
+    def __init__(self, response_id: str, created: int, include_usage: bool, show_reasoning: bool,
+                 safety: Callable[[], SafetyReport | None] = lambda: None) -> None:
         self._base: dict[str, Any] = {"id": response_id, "object": "chat.completion.chunk",
                                       "created": created, "model": ""}
         self._include_usage = include_usage
@@ -167,12 +186,20 @@ class ChunkRenderer:
         # the open one.
         self._blocks: dict[int, tuple[int, str, str | None]] = {}
         self.usage: Usage | None = None
+        # The call's content-policy verdicts, once its chain has run: the prompt's filter results
+        # go on the first chunk, each choice's on its last (Azure sends the prompt's in a chunk
+        # with no choices, which some clients cannot read).
+        self._safety = safety
 
-    def _chunk(self, choice: int, delta: dict[str, Any], finish: str | None = None) -> bytes:
+    def _chunk(self, choice: int, delta: dict[str, Any], finish: str | None = None,
+               extra: dict[str, Any] | None = None, choice_extra: dict[str, Any] | None = None) -> bytes:
         chunk = dict(self._base)
-        chunk["choices"] = [{"index": choice, "delta": delta, "logprobs": None, "finish_reason": finish}]
+        chunk["choices"] = [{"index": choice, "delta": delta, "logprobs": None, "finish_reason": finish,
+                             **(choice_extra or {})}]
         if self._include_usage:
             chunk["usage"] = None
+        if extra:
+            chunk.update(extra)
         return orjson.dumps(chunk)
 
     def render(self, event: Event) -> list[bytes]:
@@ -185,8 +212,10 @@ class ChunkRenderer:
         out: list[bytes] = []
         choice = event.choice if isinstance(event, (TextDelta, ReasoningDelta, ToolCallDelta, Finish)) else 0
         if choice not in self._announced:
+            prompt_results = None if self._announced else prompt_filter_results(self._safety())
             self._announced.add(choice)
-            out.append(self._chunk(choice, {"role": "assistant", "content": ""}))
+            out.append(self._chunk(choice, {"role": "assistant", "content": ""},
+                                   extra={"prompt_filter_results": prompt_results} if prompt_results else None))
         if isinstance(event, TextDelta):
             out.append(self._chunk(choice, {"content": event.text}))
         elif isinstance(event, ReasoningDelta):
@@ -202,7 +231,9 @@ class ChunkRenderer:
                     call["extra_content"] = {"google": {"thought_signature": event.signature}}
             out.append(self._chunk(choice, {"tool_calls": [call]}))
         elif isinstance(event, Finish):
-            out.append(self._chunk(choice, {}, event.reason))
+            filtered = choice_filter_results(self._safety(), event.choice)
+            out.append(self._chunk(choice, {}, event.reason,
+                                   choice_extra={"content_filter_results": filtered} if filtered else None))
         return out
 
     def _reasoning(self, choice: int, event: ReasoningDelta) -> list[bytes]:

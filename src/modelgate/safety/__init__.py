@@ -1,0 +1,16 @@
+"""Content safety: policies of checks over requests and answers, run as a stage of the chain.
+
+    stage.py       the stage: a deployment's policy over its request and its answer's events
+    policy.py      policies compiled from the config; inspections of texts; text held back on streams
+    pii.py         personal data and secrets (with the checksums that keep near-misses out)
+    blocklist.py   terms (whole words, any case or accents) and regular expressions
+    spans.py       findings, and text with findings replaced
+
+It sits with the other stages: it imports the pipeline's contract, the config and the schema,
+and nothing above them; the surfaces read the verdicts it leaves on the call.
+"""
+
+from modelgate.safety.policy import Policy, compile_policies
+from modelgate.safety.stage import ContentSafety
+
+__all__ = ["ContentSafety", "Policy", "compile_policies"]

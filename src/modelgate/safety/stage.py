@@ -1,0 +1,213 @@
+"""The content-safety stage: a deployment's policy, and its caller's project's, over its requests
+and its answers (two policies run as one: ``Policy.joined``).
+
+Input: every text part of every message (all roles), tool call arguments and tool results are
+checked before the call goes on; a finding of a blocking check refuses the request
+(``ContentFiltered``, 400), a redacting check's findings reach the upstream as placeholders.
+
+Output: the text of each choice is held back (``HeldText``) and released only once what it
+contains is known; tool call arguments are held whole until their choice finishes. A blocking
+finding ends the choice with ``Finish("content_filter")`` and drops the rest of its content; a
+streamed choice keeps what was sent before, which held nothing flagged. Reasoning text is passed
+on unchecked.
+
+The verdicts go on ``call.safety`` for the surfaces to report and metering to record. A call
+that no policy applies to gets ``next(call)`` itself: no wrapper around its events, nothing
+scanned.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator, Mapping
+
+from modelgate.pipeline.contract import Call, Handler
+from modelgate.safety.policy import HeldText, Inspection, Policy
+from modelgate.schema.errors import ContentFiltered
+from modelgate.schema.events import Event, Finish, ReasoningDelta, TextDelta, ToolCallDelta
+from modelgate.schema.request import ChatRequest, TextPart, ToolCallPart
+from modelgate.schema.verdicts import SafetyReport, Verdict
+
+log = logging.getLogger("modelgate.safety")
+
+
+class ContentSafety:
+    """Stage: runs the policy that the call's deployment names (``safety:``), and the one its
+    project names, if any (both, as one, when they differ)."""
+
+    def __init__(self, policies: Mapping[str, Policy]) -> None:
+        self._policies = policies
+        self._joined: dict[tuple[str, str], Policy] = {}
+        self._missing: set[str] = set()
+
+    @property
+    def policies(self) -> Mapping[str, Policy]:
+        return self._policies
+
+    @policies.setter
+    def policies(self, policies: Mapping[str, Policy]) -> None:
+        """Policies compiled again (a blocklist changed): those joined before are made anew."""
+        self._policies = policies
+        self._joined = {}
+
+    def __call__(self, call: Call, next: Handler) -> AsyncGenerator[Event, None]:
+        deployment, project = call.deployment.safety, call.principal.safety
+        if (deployment is None and project is None) or not isinstance(call.request, ChatRequest):
+            return next(call)
+        policy = self._policy(deployment, project)
+        if policy is None:
+            return next(call)
+        report = call.safety = SafetyReport(policy.name)
+        if policy.input:
+            try:
+                report.prompt = check_request(call.request, policy)
+            except ContentFiltered as refusal:
+                report.prompt = list(refusal.verdicts)  # for the usage record
+                raise
+        if not policy.output:
+            return next(call)
+        return self._checked(call, next, policy, report)
+
+    def _policy(self, deployment: str | None, project: str | None) -> Policy | None:
+        if project is not None and project not in self._policies:
+            # A project stored with a policy the config no longer has: its deployment's still runs.
+            if project not in self._missing:
+                self._missing.add(project)
+                log.warning("a project names content policy %r, which the config does not have; its "
+                            "requests run under their deployment's policy alone", project)
+            project = None
+        if project is None or project == deployment:
+            return self._policies[deployment] if deployment is not None else None
+        if deployment is None:
+            return self._policies[project]
+        joined = self._joined.get((deployment, project))
+        if joined is None:
+            joined = self._joined[(deployment, project)] = self._policies[deployment].joined(self._policies[project])
+        return joined
+
+    async def _checked(self, call: Call, next: Handler, policy: Policy,
+                       report: SafetyReport) -> AsyncGenerator[Event, None]:
+        streaming = isinstance(call.request, ChatRequest) and call.request.stream
+        choices: dict[int, ChoiceGuard] = {}
+
+        def guard(index: int) -> ChoiceGuard:
+            found = choices.get(index)
+            if found is None:
+                found = choices[index] = ChoiceGuard(index, policy, streaming, report)
+            return found
+
+        async for event in next(call):
+            if isinstance(event, TextDelta):
+                for out in guard(event.choice).text(event.text):
+                    yield out
+            elif isinstance(event, ToolCallDelta):
+                guard(event.choice).tool_call(event)
+            elif isinstance(event, Finish):
+                for out in guard(event.choice).finish(event):
+                    yield out
+            elif not (isinstance(event, ReasoningDelta) and event.choice in choices and choices[event.choice].done):
+                yield event  # what it starts with, usage, reasoning (unchecked) of a choice still going
+        for choice in choices.values():  # choices the upstream never finished
+            for out in choice.finish(None):
+                yield out
+
+
+class ChoiceGuard:
+    """One choice of an answer going by: its text held back, its tool calls held whole. Its
+    verdicts go on the report as it ends, before its ``Finish`` goes on."""
+
+    __slots__ = ("calls", "done", "held", "index", "inspection", "report")
+
+    def __init__(self, index: int, policy: Policy, streaming: bool, report: SafetyReport) -> None:
+        self.index = index
+        self.report = report
+        self.inspection = Inspection(policy.output)
+        self.held = HeldText(self.inspection, policy.hold_back if streaming else None)
+        self.calls: list[ToolCallDelta] = []
+        self.done = False  # finished, or blocked: nothing more of it goes on
+
+    def text(self, text: str) -> list[Event]:
+        if self.done:
+            return []
+        released = self.held.feed(text)
+        if self.inspection.blocked:
+            return self._blocked()
+        return [TextDelta(released, self.index)] if released else []
+
+    def tool_call(self, delta: ToolCallDelta) -> None:
+        if not self.done:
+            self.calls.append(delta)
+
+    def finish(self, finish: Finish | None) -> list[Event]:
+        if self.done:
+            return []
+        released = self.held.flush()
+        calls = _checked_calls(self.calls, self.inspection)
+        if self.inspection.blocked:
+            return self._blocked()
+        self.done = True
+        self.report.choices[self.index] = self.inspection.verdicts()
+        out: list[Event] = [TextDelta(released, self.index)] if released else []
+        out.extend(calls)
+        if finish is not None:
+            out.append(finish)
+        return out
+
+    def _blocked(self) -> list[Event]:
+        self.done = True
+        self.report.choices[self.index] = self.inspection.verdicts()
+        self.calls.clear()
+        self.held.pending = ""
+        return [Finish("content_filter", self.index)]
+
+
+def _checked_calls(deltas: list[ToolCallDelta], inspection: Inspection) -> list[ToolCallDelta]:
+    """The held tool calls of a choice, one delta each, their arguments checked whole."""
+    calls: dict[int, ToolCallDelta] = {}
+    for delta in deltas:
+        call = calls.get(delta.index)
+        if call is None:
+            calls[delta.index] = ToolCallDelta(delta.index, delta.id, delta.name, delta.arguments, delta.signature,
+                                               delta.origin, delta.choice)
+            continue
+        call.id = call.id or delta.id
+        call.name = (call.name or "") + (delta.name or "") if delta.name else call.name
+        call.arguments += delta.arguments
+        call.signature = delta.signature or call.signature
+        call.origin = delta.origin or call.origin
+    for call in calls.values():
+        call.arguments = inspection.text(call.arguments)
+    return [calls[i] for i in sorted(calls)]
+
+
+def check_request(request: ChatRequest, policy: Policy) -> list[Verdict]:
+    """The request's text parts, tool call arguments and tool results checked, redacted in place;
+    ``ContentFiltered`` when a blocking check finds something."""
+    inspection = Inspection(policy.input)
+    try:
+        for message in request.messages:
+            for part in message.content:
+                if isinstance(part, TextPart):
+                    part.text = inspection.text(part.text)
+                elif isinstance(part, ToolCallPart):
+                    part.arguments = inspection.text(part.arguments)
+    except Exception as problem:
+        # A finder that fails is a bug of ours; the policy says whether the request may pass unchecked.
+        log.exception("content policy %r could not check a request", policy.name)
+        if policy.on_error == "allow":
+            return inspection.verdicts()
+        raise ContentFiltered(f"The request could not be checked by the content policy '{policy.name}', which "
+                              "refuses what it cannot check (on_error: block). Try again, or ask the "
+                              "gateway's operator.", policy=policy.name, verdicts=inspection.verdicts()) from problem
+    verdicts = inspection.verdicts()
+    if inspection.blocked:
+        blocking = inspection.blocking_policies()
+        raise ContentFiltered(_blocked_message(blocking, verdicts), policy=blocking[0], verdicts=verdicts)
+    return verdicts
+
+
+def _blocked_message(policies: list[str], verdicts: list[Verdict]) -> str:
+    found = "; ".join(f"{v.check} ({', '.join(v.found)})" for v in verdicts if v.filtered)
+    named = " and ".join(f"'{p}'" for p in policies)
+    return (f"The request was blocked by the content {'policy' if len(policies) == 1 else 'policies'} {named}: "
+            f"it contains {found}. Remove that content from the messages and send the request again.")
