@@ -78,7 +78,7 @@ def engine_children() -> dict[int, str]:
             continue
         try:
             stat = (entry / "stat").read_text()
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
         parent = int(stat.rsplit(")", 1)[1].split()[1])

@@ -231,7 +231,7 @@ def test_anthropic_upstream_signatures_round_trip(client: anthropic.Anthropic) -
     answer = client.messages.create(**request, messages=_params(follow_up))
     assert [block.type for block in answer.content] == ["thinking", "text"]
     assert "after the tool returned: snow" in answer.content[1].text
-    follow_up[1]["content"][0]["signature"] = "A" + signature[1:]
+    follow_up[1]["content"][0]["signature"] = ("B" if signature[0] == "A" else "A") + signature[1:]  # tampered
     with pytest.raises(anthropic.BadRequestError, match="signature"):
         client.messages.create(**request, messages=_params(follow_up))
 

@@ -86,6 +86,12 @@ def openai_api() -> Any:
         document = yaml.load(handle, Loader=yaml.CSafeLoader)
     document["paths"] = {path: {method: document["paths"][path][method]}
                          for path, method in OPENAI_OPERATIONS.items()}
+    # The spec's discriminator of a message's tool calls names no mapping, so by OpenAPI's rules
+    # its values would be the schemas' names; the API (and the gateway) write each call's own
+    # `type`, "function" or "custom", which is what the schemas themselves say.
+    calls = document["components"]["schemas"]["ChatCompletionMessageToolCalls"]["items"]["discriminator"]
+    calls.setdefault("mapping", {"function": "#/components/schemas/ChatCompletionMessageToolCall",
+                                 "custom": "#/components/schemas/ChatCompletionMessageCustomToolCall"})
     return schemathesis.openapi.from_dict(document)
 
 
