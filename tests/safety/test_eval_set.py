@@ -22,7 +22,8 @@ from modelgate.safety.pii import PIIFinder
 EVAL_SET = Path(__file__).resolve().parents[2] / "bench" / "safety" / "eval.jsonl"
 ROLES = {"user", "system", "developer", "tool"}
 # Each check's own keys, besides id, check, tag and text.
-KEYS = {"pii": {"entities"}, "blocklist": {"terms", "patterns", "flagged"}, "prompt_shield": {"role", "lang", "flagged"}}
+KEYS = {"pii": {"entities"}, "blocklist": {"terms", "patterns", "flagged"},
+        "prompt_shield": {"role", "lang", "flagged"}}
 # Lines where the check and the label differ, and why the check cannot tell.
 KNOWN_DISAGREEMENTS = {
     "pii-199": "a four-part version number whose parts are all 255 or less is an IPv4 address by its form",
