@@ -19,6 +19,7 @@ def test_terms_match_whole_words_only() -> None:
     finder = BlocklistFinder([Entries("inline", ["ass", "bad word"])])
     assert found(finder, "a class assignment, bad words, passes") == []
     assert found(finder, "(ass) and bad\nword.") == [("ass", "inline"), ("bad\nword", "inline")]
+    assert found(finder, "a Bad-Word, a bad_word, a bad--word") == [("Bad-Word", "inline")]
 
 
 def test_patterns_match_as_written_and_are_labelled_by_list() -> None:

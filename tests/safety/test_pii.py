@@ -32,7 +32,8 @@ def test_not_emails(text: str) -> None:
 
 
 @pytest.mark.parametrize("phone", ["+1 415 555 0132", "+44 20 7946 0958", "+49 (30) 901820", "+33.1.23.45.67.89",
-                                   "(415) 555-0132", "415-555-0132", "415.555.0132", "+14155550132"])
+                                   "(415) 555-0132", "415-555-0132", "415.555.0132", "+14155550132",
+                                   "1-800-555-0199", "1 (415) 555-0132"])
 def test_phones(phone: str) -> None:
     assert labels(f"call {phone} now") == [(phone, "phone")]
 
@@ -41,6 +42,7 @@ def test_phones(phone: str) -> None:
     "order 4155550132 shipped",  # a bare run of digits: an order number
     "on 2024-01-15 at 10:30",  # a date and a time
     "invoice INV-415-555-0132",  # part of a reference
+    "ref 21-800-555-0199",
     "version 10.2.33.4455",
     "+12 345",  # too few digits
     "ticket 1234-5678",

@@ -4,7 +4,8 @@ Terms are compared on a folded copy of the text: decomposed (NFKD), combining ma
 case-folded, so that "Café" in a list matches "CAFE" and "café". The folded copy keeps, for each
 of its characters, the position of the character it came from, so that a finding is reported on
 the original text. ASCII text, the common case, folds by ``lower()`` alone with the same positions.
-Terms of several words match across any run of whitespace. Patterns are Python regular
+Terms of several words match across any run of whitespace, or a hyphen ("internal only" is
+"internal-only" too). Patterns are Python regular
 expressions matched on the text as it is (``(?i)`` makes one case-insensitive).
 """
 
@@ -64,7 +65,8 @@ class BlocklistFinder:
         for source in sources:
             terms = sorted({fold(t.strip())[0] for t in source.terms if t.strip()}, key=len, reverse=True)
             if terms:
-                alternatives = "|".join(r"\s+".join(map(re.escape, t.split())) for t in terms)
+                # A hyphen is no longer than the one space the window allows for (config/safety.py).
+                alternatives = "|".join(r"(?:\s+|-)".join(map(re.escape, t.split())) for t in terms)
                 # The word boundary before a term is checked on each match (``_starts_word``): a
                 # lookbehind in front would keep the expression engine from skipping ahead to the
                 # terms' first letters, and triple the time of a scan.

@@ -34,10 +34,12 @@ PLACEHOLDERS = {
 _EMAIL = re.compile(r"[A-Za-z0-9](?<![\w.%+-][A-Za-z0-9])[A-Za-z0-9._%+-]*@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
                     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,63}(?![\w-])")
 # International (E.164 written with spaces, dots, dashes or a bracketed area code), or the US
-# format with its separators: (415) 555-0132, 415-555-0132, 415.555.0132.
+# format with its separators and, optionally, its country code 1: (415) 555-0132, 415-555-0132,
+# 415.555.0132, 1-800-555-0199.
 _PHONE = re.compile(
     r"\+(?<![\w+]\+)\d{1,3}(?:[ .-]?\(\d{1,4}\))?(?:[ .-]?\d{1,5}){2,5}(?![\w-]|[.]\d)"
-    r"|(?:\((?<![\w(+.-]\()\d{3}\) ?|\d(?<![\w(+.-]\d)\d\d[ .-])\d{3}[ .-]\d{4}(?![\w-]|[.]\d)")
+    r"|(?:1(?<![\w(+.-]1)[ .-](?:\(\d{3}\) ?|\d{3}[ .-])|\((?<![\w(+.-]\()\d{3}\) ?|\d(?<![\w(+.-]\d)\d\d[ .-])"
+    r"\d{3}[ .-]\d{4}(?![\w-]|[.]\d)")
 _CARD = re.compile(r"\d(?<![\w-]\d)(?:[ -]?\d){12,18}(?![\w-])")
 _IBAN = re.compile(r"[A-Z](?<![\w-][A-Z])[A-Z]\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![\w-])")
 _SSN = re.compile(r"(\d(?<![\w-]\d)\d\d)([- ])(\d{2})\2(\d{4})(?![\w-])")
