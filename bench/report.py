@@ -404,7 +404,8 @@ def markdown(out: dict[str, Any], summ: dict[str, Any], charts: Sequence[tuple[s
     lines += ["", "The bare `modelgate` row already includes usage metering (one record per request, journal "
               "plus a SQLite usage database next to the config): it is on in every configuration. "
               "Limits and budgets here are process-local (no `redis_url`); `bench/governance_cost.py` times "
-              "each stage in-process, with and without Redis; `bench/safety.py` measures the guardrails (docs/safety.md).", ""]
+              "each stage in-process, with and without Redis; `bench/safety.py` measures the guardrails "
+              "(docs/safety.md).", ""]
     one, two = sysrows.get("modelgate-1p") or {}, sysrows.get("modelgate-2p") or {}
     if "rps_c8" in one and "rps_c8" in two:
         lines += ["## One process and two (same run, neither pinned)", ""]
