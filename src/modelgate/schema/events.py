@@ -90,7 +90,15 @@ class Embeddings:
     vectors: list[list[float] | str]
 
 
-Event = Start | TextDelta | ReasoningDelta | ToolCallDelta | Usage | Finish | Embeddings
+@dataclass(slots=True)
+class ModerationScores:
+    """The answer of a moderations call: for each input, its score (0..1) per category, in the
+    upstream's own category names (OpenAI's ``hate``, ``self-harm/intent``, ...)."""
+
+    results: list[dict[str, float]]
+
+
+Event = Start | TextDelta | ReasoningDelta | ToolCallDelta | Usage | Finish | Embeddings | ModerationScores
 
 
 @dataclass(slots=True)
@@ -135,6 +143,7 @@ class ChatResult:
     choices: list[Choice] = field(default_factory=list)
     usage: Usage | None = None
     vectors: list[list[float] | str] | None = None  # an embeddings call's answer
+    scores: list[dict[str, float]] | None = None  # a moderations call's answer
 
 
 class ResultBuilder:
@@ -193,6 +202,8 @@ class ResultBuilder:
             choice.stop_sequence = event.stop_sequence
         elif isinstance(event, Embeddings):
             self.result.vectors = event.vectors
+        elif isinstance(event, ModerationScores):
+            self.result.scores = event.results
         elif isinstance(event, Start):
             self.result.model = event.model
             self.result.response_id = event.response_id
