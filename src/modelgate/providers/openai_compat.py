@@ -174,11 +174,11 @@ def _embedding_events(payload: dict[str, Any]) -> list[Event]:
 def moderation_events(payload: dict[str, Any]) -> list[Event]:
     """A moderations answer's ``results[i].category_scores``, each score a number in 0..1 (anything
     else is left out: a category missing counts as not scored)."""
-    results = [
-        {name: min(max(float(score), 0.0), 1.0) for name, score in mapping(mapping(result).get("category_scores")).items()
-         if isinstance(score, (int, float)) and not isinstance(score, bool)}
-        for result in items(payload.get("results"))
-    ]
+    results = []
+    for result in items(payload.get("results")):
+        scores = mapping(mapping(result).get("category_scores"))
+        results.append({name: min(max(float(score), 0.0), 1.0) for name, score in scores.items()
+                        if isinstance(score, (int, float)) and not isinstance(score, bool)})
     return [Start(model=label(payload.get("model"))), ModerationScores(results)]
 
 

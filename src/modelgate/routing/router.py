@@ -91,6 +91,11 @@ class Router:
     def __call__(self, call: Call) -> AsyncGenerator[Event, None]:
         return self._route(call)
 
+    def serves_moderations(self, deployment: str) -> bool:
+        """Whether every target of ``deployment`` and of its fallbacks answers moderation requests."""
+        chain = self.chains.get(deployment)
+        return bool(chain) and all(t.provider.serves_moderations for group in chain or () for t in group.targets)
+
     async def count_tokens(self, deployment: str, request: ChatRequest) -> int | None:
         """The input tokens of ``request`` as counted by the first target of ``deployment`` whose
         upstream has an endpoint for it (Anthropic's count_tokens), the next such target taking
