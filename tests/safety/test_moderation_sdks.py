@@ -18,6 +18,7 @@ import orjson
 import pytest
 
 from modelgate.simulator import SimConfig, SimulatorThread
+from tests.openai_spec import OpenAISpec
 from tests.support import RunningGateway, gateway_in_thread
 
 MASTER = "mk-moderation"
@@ -181,3 +182,48 @@ def test_an_unreadable_judgement_passes_under_on_error_allow(client: openai.Open
     results = (completion.model_extra or {})["prompt_filter_results"][0]["content_filter_results"]
     assert results["error"] == {"code": "content_filter_error",
                                 "message": "The moderation check could not run; the content was passed unchecked."}
+
+
+# --- POST /v1/moderations -----------------------------------------------------------------------
+
+def test_moderations_are_answered_from_the_deployments_checks(client: openai.OpenAI, openai_spec: OpenAISpec) -> None:
+    answer = client.moderations.create(model="scored", input=["How to murder a rival", "Hello there"])
+    assert answer.model == "scored" and answer.id.startswith("modr-")
+    flagged, clean = answer.results
+    assert flagged.flagged and flagged.categories.violence and not flagged.categories.hate
+    assert flagged.category_scores.violence == 0.8  # high, as the lowest score of that severity
+    assert not clean.flagged and clean.category_scores.violence == 0.0
+    openai_spec.validate("CreateModerationResponse", answer.model_dump(mode="json", by_alias=True))
+
+
+def test_moderations_of_a_judged_policy_ask_the_judge(client: openai.OpenAI) -> None:
+    (result,) = client.moderations.create(model="judged", input="They are vermin").results
+    assert result.flagged and result.categories.hate and result.category_scores.hate == 0.8
+    (calm,) = client.moderations.create(model="judged", input="Carry a weapon? No.").results
+    assert not calm.flagged and calm.category_scores.violence == 0.5  # medium: below this check's high
+
+
+def test_moderations_of_a_moderation_model_are_its_own_scores(client: openai.OpenAI) -> None:
+    (result,) = client.moderations.create(model="guard", input="How to murder a rival").results
+    assert result.flagged and result.categories.violence and result.category_scores.violence == 0.95
+
+
+def test_moderations_refuse_what_cannot_answer_them_naming_the_fix(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as unsupported:
+        client.moderations.create(model="judge", input="Hello")  # a chat model, with no moderation check
+    assert unsupported.value.code == "model_not_supported" and "does not serve moderations" in unsupported.value.message
+    with pytest.raises(openai.BadRequestError) as unnamed:
+        client.moderations.create(input="Hello")
+    assert unnamed.value.code == "missing_required_parameter" and unnamed.value.param == "model"
+    with pytest.raises(openai.BadRequestError) as typed:
+        client.moderations.create(model="scored", input=[{"type": "text", "text": "Hello"}])
+    assert typed.value.param == "input" and "give a string or an array of strings" in typed.value.message
+    with pytest.raises(openai.NotFoundError):
+        client.moderations.create(model="nowhere", input="Hello")
+
+
+def test_moderations_of_a_check_that_cannot_judge_are_an_upstream_error(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.moderations.create(model="failing_blocks", input="Hello")
+    assert caught.value.status_code == 502 and caught.value.code == "moderation_failed"
+    assert "the judge's answer is not JSON" in caught.value.message

@@ -29,7 +29,7 @@ from modelgate.providers.settings import ProviderSettings
 from modelgate.providers.transport import Headers, Transport
 from modelgate.providers.untrusted import count, items, label, mapping
 from modelgate.schema.errors import UpstreamError, UpstreamMalformed
-from modelgate.schema.events import Embeddings, Event, ModerationScores, Start, Usage
+from modelgate.schema.events import Embeddings, Event, ModerationResult, ModerationScores, Start, Usage
 from modelgate.schema.request import ChatRequest, EmbeddingRequest, ModerationRequest, OpenAIPassthrough
 
 
@@ -86,6 +86,8 @@ class OpenAICompatProvider(Provider):
                              self._embedding_events)
 
     def moderate(self, request: ModerationRequest, call: UpstreamCall) -> AsyncGenerator[Event, None]:
+        if not self.serves_moderations:  # a subclass for an API without it (Azure)
+            return super().moderate(request, call)
         body: dict[str, Any] = {"model": call.model, "input": request.input}
         body.update(call.params)
         return self.exchange(call, self.url("moderations", call.model), self.headers, body, None,
@@ -172,13 +174,16 @@ def _embedding_events(payload: dict[str, Any]) -> list[Event]:
 
 
 def moderation_events(payload: dict[str, Any]) -> list[Event]:
-    """A moderations answer's ``results[i].category_scores``, each score a number in 0..1 (anything
-    else is left out: a category missing counts as not scored)."""
+    """A moderations answer's ``results[i]``: its ``category_scores``, each a number in 0..1, and
+    its ``categories`` flagged (anything else is left out: a category missing is not scored)."""
     results = []
     for result in items(payload.get("results")):
         scores = mapping(mapping(result).get("category_scores"))
-        results.append({name: min(max(float(score), 0.0), 1.0) for name, score in scores.items()
-                        if isinstance(score, (int, float)) and not isinstance(score, bool)})
+        flags = mapping(mapping(result).get("categories"))
+        results.append(ModerationResult(
+            {name: min(max(float(score), 0.0), 1.0) for name, score in scores.items()
+             if isinstance(score, (int, float)) and not isinstance(score, bool)},
+            {name: flag for name, flag in flags.items() if isinstance(flag, bool)}))
     return [Start(model=label(payload.get("model"))), ModerationScores(results)]
 
 

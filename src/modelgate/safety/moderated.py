@@ -16,7 +16,8 @@ import re
 
 from modelgate.pipeline.contract import Call
 from modelgate.safety.moderation import RANK, Classifier, ModerationCheck, ModerationFailed, Severities
-from modelgate.schema.events import Event, Finish, TextDelta
+from modelgate.schema.errors import GatewayError, UpstreamError
+from modelgate.schema.events import Event, Finish, ModerationResult, TextDelta
 from modelgate.schema.verdicts import Verdict
 
 log = logging.getLogger("modelgate.safety")
@@ -150,3 +151,33 @@ def _judgeable(text: str) -> int:
         space = max(text.rfind(" "), text.rfind("\n"))
         return space + 1 if space > 0 else len(text)
     return 0
+
+
+# Our categories in OpenAI's names, and the score that stands for each severity in an answer of
+# ``/v1/moderations`` made from a policy's checks: the lowest score of that severity
+# (moderation.SCORE_SEVERITIES), so that a client reading the scores back gets the same severity.
+OPENAI_NAMES = {"hate": "hate", "sexual": "sexual", "violence": "violence", "self_harm": "self-harm"}
+SEVERITY_SCORES = {"safe": 0.0, "low": 0.2, "medium": 0.5, "high": 0.8}
+
+
+async def moderation_results(checks: tuple[ModerationCheck, ...], classifier: Classifier, call: Call,
+                             texts: list[str]) -> list[ModerationResult]:
+    """``texts`` judged by every one of ``checks``, as ``/v1/moderations`` answers: per text, each
+    category's highest severity as a score, flagged where a check's severity is reached. A check
+    that cannot judge is an error here (the client asked for the judgement itself)."""
+    results = [ModerationResult({}, {}) for _ in texts]
+    for check in checks:
+        try:
+            judged = await classifier.severities(check.deployment, texts, call)
+        except ModerationFailed as problem:
+            if isinstance(problem.__cause__, GatewayError):
+                raise problem.__cause__ from None
+            raise UpstreamError(f"The moderation check of policy '{check.policy}' could not judge the input: "
+                                f"{problem}", provider=check.deployment, code="moderation_failed") from None
+        for result, severities in zip(results, judged, strict=True):
+            found = check.found(severities)
+            for name in check.categories:
+                theirs = OPENAI_NAMES[name]
+                result.scores[theirs] = max(result.scores.get(theirs, 0.0), SEVERITY_SCORES[severities[name]])
+                result.flagged[theirs] = result.flagged.get(theirs, False) or name in found
+    return results

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -27,7 +28,7 @@ from modelgate.config.safety import CATEGORIES, SEVERITIES
 from modelgate.config.settings import DeploymentSettings
 from modelgate.pipeline.contract import Call, Handler, Principal
 from modelgate.schema.errors import GatewayError
-from modelgate.schema.events import ModerationScores, TextDelta
+from modelgate.schema.events import ModerationResult, ModerationScores, TextDelta
 from modelgate.schema.request import ChatRequest, Message, ModerationRequest, TextPart
 
 Severities = dict[str, str]  # category → "safe" | "low" | "medium" | "high"
@@ -120,6 +121,9 @@ class Classifier:
     def __init__(self, deployment: Callable[[str], DeploymentSettings | None],
                  serves_moderations: Callable[[str], bool]) -> None:
         self.handler: Handler | None = None
+        # Each classifier call is a request of its own, with its own usage record: its id is the
+        # caller's with a number (a stream's choice may be judged many times).
+        self._numbers = itertools.count(1)
         self._deployment = deployment
         self._serves_moderations = serves_moderations
 
@@ -141,23 +145,23 @@ class Classifier:
     async def _scores(self, deployment: DeploymentSettings, texts: list[str], caller: Call,
                       principal: Principal) -> list[Severities]:
         assert self.handler is not None
-        call = Call(request_id=f"{caller.request_id}-moderation", request=ModerationRequest(
+        call = Call(request_id=f"{caller.request_id}-m{next(self._numbers)}", request=ModerationRequest(
             model=deployment.name, input=texts), deployment=deployment, principal=principal, route="moderations")
-        results: list[dict[str, float]] | None = None
+        results: list[ModerationResult] | None = None
         async for event in self.handler(call):
             if isinstance(event, ModerationScores):
                 results = event.results
         if results is None or len(results) != len(texts):
             raise ModerationFailed(f"the classifier deployment '{deployment.name}' answered "
                                    f"{0 if results is None else len(results)} results for {len(texts)} texts")
-        return [severities_from_scores(scores) for scores in results]
+        return [severities_from_scores(result.scores) for result in results]
 
     async def _judge(self, deployment: DeploymentSettings, text: str, caller: Call,
                      principal: Principal) -> Severities:
         assert self.handler is not None
         request = ChatRequest(model=deployment.name, max_tokens=JUDGE_MAX_TOKENS, temperature=0.0, messages=[
             Message("system", [TextPart(RUBRIC)]), Message("user", [TextPart(text)])])
-        call = Call(request_id=f"{caller.request_id}-moderation", request=request, deployment=deployment,
+        call = Call(request_id=f"{caller.request_id}-m{next(self._numbers)}", request=request, deployment=deployment,
                     principal=principal)
         pieces = [event.text async for event in self.handler(call)
                   if isinstance(event, TextDelta) and event.choice == 0]

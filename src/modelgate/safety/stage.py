@@ -26,12 +26,12 @@ import logging
 from collections.abc import AsyncGenerator, Mapping
 
 from modelgate.pipeline.contract import Call, Handler
-from modelgate.safety.moderated import ModeratedChoice, Moderation
+from modelgate.safety.moderated import ModeratedChoice, Moderation, moderation_results
 from modelgate.safety.moderation import Classifier, ModerationCheck
 from modelgate.safety.policy import HeldText, Inspection, Policy
 from modelgate.schema.errors import ContentFiltered
-from modelgate.schema.events import Event, Finish, ReasoningDelta, TextDelta, ToolCallDelta
-from modelgate.schema.request import ChatRequest, TextPart, ToolCallPart
+from modelgate.schema.events import Event, Finish, ModerationScores, ReasoningDelta, Start, TextDelta, ToolCallDelta
+from modelgate.schema.request import ChatRequest, ModerationRequest, TextPart, ToolCallPart
 from modelgate.schema.verdicts import SafetyReport, Verdict
 
 log = logging.getLogger("modelgate.safety")
@@ -60,6 +60,11 @@ class ContentSafety:
 
     def __call__(self, call: Call, next: Handler) -> AsyncGenerator[Event, None]:
         deployment, project = call.deployment.safety, call.principal.safety
+        if isinstance(call.request, ModerationRequest):
+            policy = self._policy(deployment, project) if deployment is not None or project is not None else None
+            checks = (policy.input_moderation or policy.output_moderation) if policy is not None else ()
+            # A deployment with no moderation checks answers itself (an OpenAI moderation model's).
+            return self._moderations(call, checks, call.request.input) if checks else next(call)
         if (deployment is None and project is None) or not isinstance(call.request, ChatRequest):
             return next(call)
         policy = self._policy(deployment, project)
@@ -77,6 +82,16 @@ class ContentSafety:
         if not policy.checks_output:
             return next(call)
         return self._checked(call, next, policy, report)
+
+    async def _moderations(self, call: Call, checks: tuple[ModerationCheck, ...],
+                           texts: list[str]) -> AsyncGenerator[Event, None]:
+        """``/v1/moderations`` answered from the policy's moderation checks (its input checks,
+        or its output checks where it has none on input)."""
+        if self.classifier is None:
+            raise RuntimeError("a policy with moderation checks needs the stage's classifier")
+        results = await moderation_results(checks, self.classifier, call, texts)
+        yield Start(model=call.deployment.name)
+        yield ModerationScores(results)
 
     def _moderation(self, checks: tuple[ModerationCheck, ...], call: Call, policy: Policy) -> Moderation:
         if self.classifier is None:

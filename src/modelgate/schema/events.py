@@ -91,11 +91,19 @@ class Embeddings:
 
 
 @dataclass(slots=True)
-class ModerationScores:
-    """The answer of a moderations call: for each input, its score (0..1) per category, in the
-    upstream's own category names (OpenAI's ``hate``, ``self-harm/intent``, ...)."""
+class ModerationResult:
+    """One input of a moderations call judged: its score (0..1) per category, and the categories
+    flagged, in OpenAI's category names (``hate``, ``self-harm/intent``, ...)."""
 
-    results: list[dict[str, float]]
+    scores: dict[str, float]
+    flagged: dict[str, bool] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ModerationScores:
+    """The answer of a moderations call: a result for each input, in order."""
+
+    results: list[ModerationResult]
 
 
 Event = Start | TextDelta | ReasoningDelta | ToolCallDelta | Usage | Finish | Embeddings | ModerationScores
@@ -143,7 +151,7 @@ class ChatResult:
     choices: list[Choice] = field(default_factory=list)
     usage: Usage | None = None
     vectors: list[list[float] | str] | None = None  # an embeddings call's answer
-    scores: list[dict[str, float]] | None = None  # a moderations call's answer
+    moderations: list[ModerationResult] | None = None  # a moderations call's answer
 
 
 class ResultBuilder:
@@ -203,7 +211,7 @@ class ResultBuilder:
         elif isinstance(event, Embeddings):
             self.result.vectors = event.vectors
         elif isinstance(event, ModerationScores):
-            self.result.scores = event.results
+            self.result.moderations = event.results
         elif isinstance(event, Start):
             self.result.model = event.model
             self.result.response_id = event.response_id
