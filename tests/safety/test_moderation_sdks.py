@@ -19,7 +19,7 @@ import pytest
 
 from modelgate.simulator import SimConfig, SimulatorThread
 from tests.openai_spec import OpenAISpec
-from tests.support import RunningGateway, gateway_in_thread
+from tests.support import RunningGateway, gateway_in_thread, wait_until
 
 MASTER = "mk-moderation"
 SAFE = {"filtered": False, "severity": "safe"}
@@ -227,3 +227,20 @@ def test_moderations_of_a_check_that_cannot_judge_are_an_upstream_error(client: 
         client.moderations.create(model="failing_blocks", input="Hello")
     assert caught.value.status_code == 502 and caught.value.code == "moderation_failed"
     assert "the judge's answer is not JSON" in caught.value.message
+
+
+def test_classifier_calls_are_metered_as_calls_of_their_own(client: openai.OpenAI, gateway: RunningGateway) -> None:
+    ask(client, "scored", "Who won the fight last night?")
+    ask(client, "judged", "Carry a weapon? No.")
+
+    def usage() -> dict[str, Any]:
+        answer = httpx.get(f"{gateway.base_url}/admin/usage", params={"group_by": "deployment,verdict"},
+                           headers={"authorization": f"Bearer {MASTER}"}, timeout=10)
+        assert answer.status_code == 200
+        return {f"{row['deployment']}/{row['verdict']}": row for row in answer.json()["data"]}
+
+    wait_until(lambda: {"guard/None", "judge/None", "scored/clean", "judged/clean"} <= set(usage()), 10,
+               "the usage records of the classifier calls")
+    rows = usage()
+    assert rows["judge/None"]["input_tokens"] > 0 and rows["judge/None"]["output_tokens"] > 0  # the rubric, answered
+    assert rows["scored/blocked:moderation"]["requests"] >= 1
