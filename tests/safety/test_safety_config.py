@@ -142,10 +142,11 @@ def first_yaml_block(path: Path, heading: str) -> str:
     return section[start:section.index("```", start)]
 
 
-@pytest.mark.parametrize(("doc", "heading"), [("docs/safety.md", "## Configure"), ("README.md", "## Content safety")])
+@pytest.mark.parametrize(("doc", "heading"), [("docs/safety.md", "## Configure"), ("docs/safety.md", "## Moderation"),
+                                              ("README.md", "## Content safety")])
 def test_the_documented_examples_load(doc: str, heading: str) -> None:
     example = first_yaml_block(Path(__file__).parents[2] / doc, heading)
-    settings = parse_settings({"providers": {"openai": {"type": "openai", "api_key": "k"}}, **yaml.safe_load(example)},
-                              {})
+    providers = {"openai": {"type": "openai", "api_key": "k"}, "anthropic": {"type": "anthropic", "api_key": "k"}}
+    settings = parse_settings({"providers": providers, **yaml.safe_load(example)}, {})
     assert settings.deployments["chat"].safety == "standard"
     assert settings.safety.policies["standard"].input and settings.safety.policies["standard"].output
