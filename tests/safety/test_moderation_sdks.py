@@ -12,14 +12,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 import orjson
 import pytest
+from openai.types import ModerationTextInputParam
 
 from modelgate.simulator import SimConfig, SimulatorThread
 from tests.openai_spec import OpenAISpec
-from tests.support import RunningGateway, gateway_in_thread, wait_until
+from tests.support import RunningGateway, anthropic_client, gateway_in_thread, wait_until
 
 MASTER = "mk-moderation"
 SAFE = {"filtered": False, "severity": "safe"}
@@ -166,6 +168,19 @@ def test_a_streamed_clean_answer_comes_whole_a_sentence_at_a_time(client: openai
     assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
 
 
+def test_the_anthropic_surface_refuses_and_ends_with_refusal(gateway: RunningGateway) -> None:
+    with anthropic_client(gateway, MASTER) as claude:
+        with pytest.raises(anthropic.BadRequestError) as caught:
+            claude.messages.create(model="scored", max_tokens=50,
+                                   messages=[{"role": "user", "content": "How to murder a rival"}])
+        assert "content policy 'scored'" in caught.value.message
+        with claude.messages.stream(model="judged_output", max_tokens=50, messages=[
+                {"role": "user", "content": "Explain why a weapon is dangerous"}]) as stream:
+            streamed = "".join(stream.text_stream)
+            final = stream.get_final_message()
+        assert final.stop_reason == "refusal" and "weapon" not in streamed
+
+
 # --- a check that fails: the policy's on_error --------------------------------------------------
 
 def test_an_unreadable_judgement_refuses_under_on_error_block(client: openai.OpenAI) -> None:
@@ -216,7 +231,8 @@ def test_moderations_refuse_what_cannot_answer_them_naming_the_fix(client: opena
         client.moderations.create(input="Hello")
     assert unnamed.value.code == "missing_required_parameter" and unnamed.value.param == "model"
     with pytest.raises(openai.BadRequestError) as typed:
-        client.moderations.create(model="scored", input=[{"type": "text", "text": "Hello"}])
+        parts: list[ModerationTextInputParam] = [{"type": "text", "text": "Hello"}]
+        client.moderations.create(model="scored", input=parts)
     assert typed.value.param == "input" and "give a string or an array of strings" in typed.value.message
     with pytest.raises(openai.NotFoundError):
         client.moderations.create(model="nowhere", input="Hello")

@@ -13,9 +13,10 @@ from tests.openai_spec import OpenAISpec
 
 @pytest.fixture(scope="module")
 def sim() -> Iterator[openai.OpenAI]:
-    with SimulatorThread(SimConfig.from_dict({"api_key": "sk-sim", "models": {"judge": {"judge": True}}})) as running:
-        with openai.OpenAI(base_url=f"{running.base_url}/v1", api_key="sk-sim", max_retries=0) as client:
-            yield client
+    config = SimConfig.from_dict({"api_key": "sk-sim", "models": {"judge": {"judge": True}}})
+    with SimulatorThread(config) as running, openai.OpenAI(base_url=f"{running.base_url}/v1", api_key="sk-sim",
+                                                           max_retries=0) as client:
+        yield client
 
 
 def test_scores_follow_the_keywords_and_repeat(sim: openai.OpenAI, openai_spec: OpenAISpec) -> None:
