@@ -186,6 +186,7 @@ def test_the_anthropic_surface_refuses_and_ends_with_refusal(gateway: RunningGat
 def test_an_unreadable_judgement_refuses_under_on_error_block(client: openai.OpenAI) -> None:
     error = refusal(client, "failing_blocks", "What is the capital of France?")
     assert error.code == "content_filter"
+    assert "could not be checked by the moderation check of the content policy 'failing_blocks'" in error.message
     assert isinstance(error.body, dict)
     results = error.body["innererror"]["content_filter_result"]
     assert results["error"]["code"] == "content_filter_error"

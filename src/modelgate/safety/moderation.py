@@ -29,7 +29,7 @@ from modelgate.config.settings import DeploymentSettings
 from modelgate.pipeline.contract import Call, Handler, Principal
 from modelgate.schema.errors import GatewayError
 from modelgate.schema.events import ModerationResult, ModerationScores, TextDelta
-from modelgate.schema.request import ChatRequest, Message, ModerationRequest, TextPart
+from modelgate.schema.request import ChatRequest, Message, ModerationRequest, ResponseFormat, TextPart
 
 Severities = dict[str, str]  # category → "safe" | "low" | "medium" | "high"
 
@@ -47,6 +47,15 @@ OPENAI_CATEGORIES: Mapping[str, tuple[str, ...]] = {
 # from 0.8 high. OpenAI's own ``flagged`` falls between medium and high on most of its models.
 SCORE_SEVERITIES: tuple[tuple[float, str], ...] = ((0.8, "high"), (0.5, "medium"), (0.2, "low"))
 JUDGE_MAX_TOKENS = 100  # the rubric's answer is about 60 tokens
+# The rubric's answer as a JSON schema: upstreams with structured output (OpenAI, Anthropic,
+# Gemini, local models held to a grammar) then cannot answer anything else. The answer is still
+# read strictly, for those that take the schema as a hint only.
+JUDGEMENT_SCHEMA: dict[str, object] = {
+    "type": "object",
+    "properties": {name: {"type": "string", "enum": list(SEVERITIES)} for name in CATEGORIES},
+    "required": list(CATEGORIES),
+    "additionalProperties": False,
+}
 
 RUBRIC = (
     "You are a content safety classifier. Rate the text in the user message for each category:\n"
@@ -159,8 +168,11 @@ class Classifier:
     async def _judge(self, deployment: DeploymentSettings, text: str, caller: Call,
                      principal: Principal) -> Severities:
         assert self.handler is not None
-        request = ChatRequest(model=deployment.name, max_tokens=JUDGE_MAX_TOKENS, temperature=0.0, messages=[
-            Message("system", [TextPart(RUBRIC)]), Message("user", [TextPart(text)])])
+        request = ChatRequest(
+            model=deployment.name, max_tokens=JUDGE_MAX_TOKENS, temperature=0.0,
+            messages=[Message("system", [TextPart(RUBRIC)]), Message("user", [TextPart(text)])],
+            response_format=ResponseFormat(type="json_schema", name="harm_severities", schema=JUDGEMENT_SCHEMA,
+                                           strict=True))
         call = Call(request_id=f"{caller.request_id}-m{next(self._numbers)}", request=request, deployment=deployment,
                     principal=principal)
         pieces = [event.text async for event in self.handler(call)

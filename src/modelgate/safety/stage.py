@@ -108,8 +108,13 @@ class ContentSafety:
         report.prompt.extend(moderation.verdicts())
         if moderation.blocked:
             blocking = moderation.blocking_policies()
-            raise ContentFiltered(_blocked_message(blocking, report.prompt), policy=blocking[0],
-                                  verdicts=report.prompt)
+            if all(v.found == ("error",) for v in moderation.verdicts() if v.filtered):
+                message = (f"The request could not be checked by the moderation check of the content policy "
+                           f"'{blocking[0]}' (its classifier failed), which refuses what it cannot check "
+                           "(on_error: block). Try again, or ask the gateway's operator.")
+            else:
+                message = _blocked_message(blocking, report.prompt)
+            raise ContentFiltered(message, policy=blocking[0], verdicts=report.prompt)
         events = self._checked(call, next, policy, report) if policy.checks_output else next(call)
         async for event in events:
             yield event
