@@ -60,12 +60,14 @@ class ContentSafety:
 
     def __call__(self, call: Call, next: Handler) -> AsyncGenerator[Event, None]:
         deployment, project = call.deployment.safety, call.principal.safety
+        if deployment is None and project is None:
+            return next(call)
         if isinstance(call.request, ModerationRequest):
-            policy = self._policy(deployment, project) if deployment is not None or project is not None else None
+            policy = self._policy(deployment, project)
             checks = (policy.input_moderation or policy.output_moderation) if policy is not None else ()
             # A deployment with no moderation checks answers itself (an OpenAI moderation model's).
             return self._moderations(call, checks, call.request.input) if checks else next(call)
-        if (deployment is None and project is None) or not isinstance(call.request, ChatRequest):
+        if not isinstance(call.request, ChatRequest):
             return next(call)
         policy = self._policy(deployment, project)
         if policy is None:
