@@ -83,16 +83,34 @@ def test_every_wrong_check_is_reported_with_its_key() -> None:
 def test_checks_of_a_later_build_are_validated_then_refused_by_name() -> None:
     found = problems(config({"policies": {"p": {
         "input": [{"check": "prompt_shield", "action": "block", "threshold": 1.5}],
-        "output": [{"check": "moderation", "action": "block", "deployment": "guard",
+        "output": [{"check": "moderation", "action": "block", "deployment": "chat",
                     "categories": ["hate", "spam"], "severity": "extreme"}]}}}))
     assert "  safety.policies.p.input[0].threshold: must be a score between 0 and 1, got 1.5" in found
     assert ("  safety.policies.p.input[0].check: prompt_shield is not available in this build yet; "
-            "use pii or blocklist, or remove this check") in found
+            "use one of pii, blocklist, moderation, or remove this check") in found
     assert "  safety.policies.p.output[0].categories: unknown category 'spam'; known: hate, sexual, violence, " \
            "self_harm" in found
     assert "  safety.policies.p.output[0].severity: must be one of safe, low, medium, high, got 'extreme'" in found
-    assert ("  safety.policies.p.output[0].check: moderation is not available in this build yet; "
-            "use pii or blocklist, or remove this check") in found
+
+
+def test_a_moderation_check_loads_and_names_a_deployment() -> None:
+    settings = parse_settings(config({"policies": {"p": {
+        "output": [{"check": "moderation", "action": "block", "deployment": "chat",
+                    "categories": ["hate", "violence"], "severity": "high"}]}}}), {})
+    check = settings.safety.policies["p"].output[0]
+    assert (check.deployment, check.categories, check.severity) == ("chat", ("hate", "violence"), "high")
+
+
+def test_a_moderation_check_without_a_usable_deployment_is_refused() -> None:
+    found = problems(config({"policies": {
+        "p": {"input": [{"check": "moderation", "action": "block"}],
+              "output": [{"check": "moderation", "action": "block", "deployment": "guard"}]},
+        "q": {"input": [{"check": "moderation", "action": "annotate", "deployment": "chat"}]}}}, safety="q"))
+    assert ("  safety.policies.p.input[0].deployment: a moderation check needs deployment: NAME, the deployment "
+            "of the classifier (an OpenAI moderation model, or a chat model asked as a judge)") in found
+    assert "  safety.policies.p.output[0].deployment: 'guard' is not a deployment; name one of: chat" in found
+    assert ("  safety.policies.q.input[0].deployment: deployment 'chat' runs policy 'q', which has a moderation "
+            "check itself; give the classifier's deployment a policy without one, or none") in found
 
 
 def test_a_policy_without_checks_and_a_bad_list_are_reported() -> None:
@@ -124,10 +142,11 @@ def first_yaml_block(path: Path, heading: str) -> str:
     return section[start:section.index("```", start)]
 
 
-@pytest.mark.parametrize(("doc", "heading"), [("docs/safety.md", "## Configure"), ("README.md", "## Content safety")])
+@pytest.mark.parametrize(("doc", "heading"), [("docs/safety.md", "## Configure"), ("docs/safety.md", "## Moderation"),
+                                              ("README.md", "## Content safety")])
 def test_the_documented_examples_load(doc: str, heading: str) -> None:
     example = first_yaml_block(Path(__file__).parents[2] / doc, heading)
-    settings = parse_settings({"providers": {"openai": {"type": "openai", "api_key": "k"}}, **yaml.safe_load(example)},
-                              {})
+    providers = {"openai": {"type": "openai", "api_key": "k"}, "anthropic": {"type": "anthropic", "api_key": "k"}}
+    settings = parse_settings({"providers": providers, **yaml.safe_load(example)}, {})
     assert settings.deployments["chat"].safety == "standard"
     assert settings.safety.policies["standard"].input and settings.safety.policies["standard"].output

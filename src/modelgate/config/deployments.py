@@ -22,6 +22,7 @@ from modelgate.catalog.facts import ModelFacts
 from modelgate.catalog.model_store import ModelStore, ModelStoreError
 from modelgate.config.fields import INVALID, Key, Reader, Shape, at_least, join, positive
 from modelgate.config.providers import LOCAL
+from modelgate.config.safety import moderation_problems
 from modelgate.engines.models import ModelNotFound, resolve_model
 from modelgate.engines.settings import (
     DEVICES,
@@ -186,6 +187,9 @@ def read_deployments(reader: Reader, value: Any, path: str, earlier: Mapping[str
             if fallback not in deployments:
                 reader.fail(join(path, f"{deployment.name}.fallbacks"),
                             f"'{fallback}' is not a deployment; name one of: {', '.join(deployments)}")
+    if safety is not None:
+        for where, problem in moderation_problems(safety, deployments):
+            reader.fail(where, problem)
     return deployments
 
 

@@ -6,8 +6,9 @@ deployment names the policy it runs under (``safety: NAME``). The checks themsel
 entity, a regex that does not compile or a threshold out of range stops the server before it
 starts, with the key that is wrong.
 
-``prompt_shield`` and ``moderation`` are read and validated here, but this build does not run them
-yet: a policy that names either is refused with that said.
+``prompt_shield`` is read and validated here, but this build does not run it yet: a policy that
+names it is refused with that said. A ``moderation`` check's ``deployment:`` must name a deployment
+(checked with ``deployments:``, which are read after this section: ``moderation_problems``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Annotated, Any
 from modelgate.config.fields import INVALID, Key, Reader, Shape, join, shape_of
 
 CHECKS = ("pii", "blocklist", "prompt_shield", "moderation")
-AVAILABLE_CHECKS = ("pii", "blocklist")
+AVAILABLE_CHECKS = ("pii", "blocklist", "moderation")
 ACTIONS = ("block", "redact", "annotate")
 # What the pii check finds; a redacted one becomes [EMAIL], [PHONE], ... (safety/pii.py).
 ENTITIES = ("email", "phone", "credit_card", "iban", "ssn", "ip", "secret")
@@ -128,9 +129,13 @@ def read_check(reader: Reader, body: Any, path: str) -> CheckSettings | None:
         ok = False
     if check.check == "blocklist":
         ok = _blocklist_checked(reader, body, check, path) and ok
+    if check.check == "moderation" and not check.deployment:
+        reader.fail(join(path, "deployment"), "a moderation check needs deployment: NAME, the deployment of the "
+                    "classifier (an OpenAI moderation model, or a chat model asked as a judge)")
+        ok = False
     if check.check not in AVAILABLE_CHECKS:
         reader.fail(join(path, "check"), f"{check.check} is not available in this build yet; "
-                    f"use {' or '.join(AVAILABLE_CHECKS)}, or remove this check")
+                    f"use one of {', '.join(AVAILABLE_CHECKS)}, or remove this check")
         ok = False
     return check if ok else None
 
@@ -259,3 +264,27 @@ class SafetySettings:
 
     blocklists: Annotated[dict[str, BlocklistSettings], Key(read=read_blocklists)] = field(default_factory=dict)
     policies: Annotated[dict[str, PolicySettings], Key(read=read_policies)] = field(default_factory=dict)
+
+
+def moderation_problems(settings: SafetySettings, deployments: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(key, problem) for each moderation check whose ``deployment:`` is not a deployment, or is
+    one whose own policy runs a moderation check (its classifier call would be checked by a
+    classifier again, without end). ``deployments``: by name, each with its ``safety``."""
+    problems: list[tuple[str, str]] = []
+    for name, policy in settings.policies.items():
+        for side, checks in (("input", policy.input), ("output", policy.output)):
+            for index, check in enumerate(checks):
+                if check.check != "moderation" or check.deployment is None:
+                    continue
+                where = f"safety.policies.{name}.{side}[{index}].deployment"
+                target = deployments.get(check.deployment)
+                if target is None:
+                    problems.append((where, f"'{check.deployment}' is not a deployment; name one of: "
+                                     f"{', '.join(deployments) or 'none are defined'}"))
+                    continue
+                own = settings.policies.get(target.safety) if target.safety else None
+                if own is not None and any(c.check == "moderation" for c in (*own.input, *own.output)):
+                    problems.append((where, f"deployment '{check.deployment}' runs policy '{target.safety}', which "
+                                     "has a moderation check itself; give the classifier's deployment a policy "
+                                     "without one, or none"))
+    return problems

@@ -12,15 +12,15 @@ from __future__ import annotations
 import time
 
 from modelgate.schema.events import Event, ReasoningDelta, Start, TextDelta, ToolCallDelta, Usage
-from modelgate.schema.request import ChatRequest, EmbeddingRequest
+from modelgate.schema.request import ChatRequest, EmbeddingRequest, ModerationRequest
 from modelgate.schema.tokens import bound_input_tokens, estimate_input_tokens, estimate_text_tokens, utf8_length
 from modelgate.storage.bounds import MAX_TOKENS, bounded_int
 
 _COUNTS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens")
 
 
-def estimate_request_tokens(request: ChatRequest | EmbeddingRequest) -> int:
-    """Estimated input tokens of a chat or embeddings request."""
+def estimate_request_tokens(request: ChatRequest | EmbeddingRequest | ModerationRequest) -> int:
+    """Estimated input tokens of a chat, embeddings or moderations request."""
     if isinstance(request, ChatRequest):
         return estimate_input_tokens(request)
     total = 0
@@ -30,8 +30,9 @@ def estimate_request_tokens(request: ChatRequest | EmbeddingRequest) -> int:
     return total
 
 
-def bound_request_tokens(request: ChatRequest | EmbeddingRequest) -> int:
-    """Input tokens no provider counts more of for a chat or embeddings request (what budgets reserve)."""
+def bound_request_tokens(request: ChatRequest | EmbeddingRequest | ModerationRequest) -> int:
+    """Input tokens no provider counts more of for a chat, embeddings or moderations request (what
+    budgets reserve)."""
     if isinstance(request, ChatRequest):
         return bound_input_tokens(request)
     total = 0

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from modelgate.config.settings import DeploymentSettings
 from modelgate.schema.events import Event
-from modelgate.schema.request import ChatRequest, EmbeddingRequest
+from modelgate.schema.request import ChatRequest, EmbeddingRequest, ModerationRequest
 from modelgate.schema.verdicts import SafetyReport
 
 
@@ -54,7 +54,7 @@ class Call:
     """One call through the pipeline: the request and everything the stages learn about it."""
 
     request_id: str
-    request: ChatRequest | EmbeddingRequest
+    request: ChatRequest | EmbeddingRequest | ModerationRequest
     deployment: DeploymentSettings
     principal: Principal
     # The operation of the surface that made the call ("chat", "messages", "embeddings"); None:
@@ -71,7 +71,9 @@ class Call:
 
     @property
     def kind(self) -> str:
-        return "embeddings" if isinstance(self.request, EmbeddingRequest) else "chat"
+        if isinstance(self.request, EmbeddingRequest):
+            return "embeddings"
+        return "moderations" if isinstance(self.request, ModerationRequest) else "chat"
 
 
 Handler = Callable[[Call], AsyncGenerator[Event, None]]

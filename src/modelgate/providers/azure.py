@@ -18,6 +18,7 @@ from modelgate.providers.openai_compat import OpenAICompatProvider
 
 class AzureProvider(OpenAICompatProvider):
     profile_name = "azure"
+    serves_moderations = False  # Azure filters content itself; it has no /moderations
 
     def auth_headers(self) -> dict[str, str]:
         return {"api-key": self.settings.api_key} if self.settings.api_key else {}

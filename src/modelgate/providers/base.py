@@ -59,7 +59,7 @@ from modelgate.schema.errors import (
     UpstreamUnreachable,
 )
 from modelgate.schema.events import Event
-from modelgate.schema.request import ChatRequest, EmbeddingRequest
+from modelgate.schema.request import ChatRequest, EmbeddingRequest, ModerationRequest
 
 log = logging.getLogger("modelgate.providers")
 
@@ -118,6 +118,15 @@ class Provider:
         raise InvalidRequest(
             f"provider '{self.name}' (type {self.settings.type}) does not serve embeddings; "
             "use a deployment of an embedding model", param="model", code="model_not_supported")
+
+    # Whether the upstream answers OpenAI's /v1/moderations (``moderate``); a moderation check
+    # asks any other deployment as a judge, with a chat request (safety/moderation.py).
+    serves_moderations = False
+
+    def moderate(self, request: ModerationRequest, call: UpstreamCall) -> AsyncGenerator[Event, None]:
+        raise InvalidRequest(
+            f"provider '{self.name}' (type {self.settings.type}) does not serve moderations; "
+            "use a deployment of an OpenAI moderation model", param="model", code="model_not_supported")
 
     async def count_tokens(self, request: ChatRequest, call: UpstreamCall) -> int | None:
         """The input tokens of ``request`` as the upstream counts them, where its API has an

@@ -80,6 +80,7 @@ PoolKey = tuple[str, EngineSettings, int | None]
 
 class LocalProvider(OpenAICompatProvider):
     profile_name = "local"
+    serves_moderations = False  # the engines serve chat and embeddings; a moderation check asks a judge
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -29,12 +29,13 @@ from modelgate.providers.settings import ProviderSettings
 from modelgate.providers.transport import Headers, Transport
 from modelgate.providers.untrusted import count, items, label, mapping
 from modelgate.schema.errors import UpstreamError, UpstreamMalformed
-from modelgate.schema.events import Embeddings, Event, Start, Usage
-from modelgate.schema.request import ChatRequest, EmbeddingRequest, OpenAIPassthrough
+from modelgate.schema.events import Embeddings, Event, ModerationResult, ModerationScores, Start, Usage
+from modelgate.schema.request import ChatRequest, EmbeddingRequest, ModerationRequest, OpenAIPassthrough
 
 
 class OpenAICompatProvider(Provider):
     profile_name: str | None = None
+    serves_moderations = True  # https://platform.openai.com/docs/api-reference/moderations
 
     def __init__(self, settings: ProviderSettings, transport: Transport) -> None:
         super().__init__(settings, transport)
@@ -83,6 +84,17 @@ class OpenAICompatProvider(Provider):
         body.update(call.params)
         return self.exchange(call, self.url("embeddings", call.model), self.headers, body, None,
                              self._embedding_events)
+
+    def moderate(self, request: ModerationRequest, call: UpstreamCall) -> AsyncGenerator[Event, None]:
+        if not self.serves_moderations:  # a subclass for an API without it (Azure)
+            return super().moderate(request, call)
+        body: dict[str, Any] = {"model": call.model, "input": request.input}
+        body.update(call.params)
+        return self.exchange(call, self.url("moderations", call.model), self.headers, body, None,
+                             self._moderation_events)
+
+    def _moderation_events(self, raw: bytes) -> list[Event]:
+        return moderation_events(self._json(raw))
 
     def _json(self, raw: bytes) -> dict[str, Any]:
         try:
@@ -159,6 +171,20 @@ def _embedding_events(payload: dict[str, Any]) -> list[Event]:
         Embeddings([item["embedding"] for item in data]),
         Usage(input_tokens=count(usage.get("prompt_tokens"))),
     ]
+
+
+def moderation_events(payload: dict[str, Any]) -> list[Event]:
+    """A moderations answer's ``results[i]``: its ``category_scores``, each a number in 0..1, and
+    its ``categories`` flagged (anything else is left out: a category missing is not scored)."""
+    results = []
+    for result in items(payload.get("results")):
+        scores = mapping(mapping(result).get("category_scores"))
+        flags = mapping(mapping(result).get("categories"))
+        results.append(ModerationResult(
+            {name: min(max(float(score), 0.0), 1.0) for name, score in scores.items()
+             if isinstance(score, (int, float)) and not isinstance(score, bool)},
+            {name: flag for name, flag in flags.items() if isinstance(flag, bool)}))
+    return [Start(model=label(payload.get("model"))), ModerationScores(results)]
 
 
 def _position(item: dict[str, Any]) -> int:

@@ -50,7 +50,7 @@ from modelgate.routing.health import Health
 from modelgate.routing.strategies import order_targets
 from modelgate.schema.errors import GatewayError, InvalidRequest, NotFound, UpstreamError, UpstreamMalformed
 from modelgate.schema.events import Event, Start, Usage
-from modelgate.schema.request import ChatRequest, EmbeddingRequest, ResponsesPassthrough
+from modelgate.schema.request import ChatRequest, EmbeddingRequest, ModerationRequest, ResponsesPassthrough
 from modelgate.schema.tokens import estimate_input_tokens, estimate_text_tokens
 
 log = logging.getLogger("modelgate.routing")
@@ -90,6 +90,11 @@ class Router:
 
     def __call__(self, call: Call) -> AsyncGenerator[Event, None]:
         return self._route(call)
+
+    def serves_moderations(self, deployment: str) -> bool:
+        """Whether every target of ``deployment`` and of its fallbacks answers moderation requests."""
+        chain = self.chains.get(deployment)
+        return bool(chain) and all(t.provider.serves_moderations for group in chain or () for t in group.targets)
 
     async def count_tokens(self, deployment: str, request: ChatRequest) -> int | None:
         """The input tokens of ``request`` as counted by the first target of ``deployment`` whose
@@ -188,8 +193,12 @@ class Router:
         head: list[Event] = []
         request = call.request
         try:
-            stream = (target.provider.embed(request, target.upstream) if isinstance(request, EmbeddingRequest)
-                      else target.provider.chat(request, target.upstream))
+            if isinstance(request, EmbeddingRequest):
+                stream = target.provider.embed(request, target.upstream)
+            elif isinstance(request, ModerationRequest):
+                stream = target.provider.moderate(request, target.upstream)
+            else:
+                stream = target.provider.chat(request, target.upstream)
             async for event in stream:
                 head.append(event)
                 if isinstance(event, Start):
@@ -330,7 +339,7 @@ class _Job:
             return False
         if self.builtin_tools and target.upstream.api != "responses":
             return False
-        if window is None or isinstance(self.call.request, EmbeddingRequest):
+        if window is None or not isinstance(self.call.request, ChatRequest):
             return True
         if self.ceiling is not None and window <= self.ceiling:
             return False
@@ -378,11 +387,11 @@ def _cooling_status(cooling: list[Target]) -> int:
     return 503
 
 
-def _max_tokens(request: ChatRequest | EmbeddingRequest) -> int | None:
+def _max_tokens(request: ChatRequest | EmbeddingRequest | ModerationRequest) -> int | None:
     return request.max_tokens if isinstance(request, ChatRequest) else None
 
 
-def _estimate_tokens(request: ChatRequest | EmbeddingRequest) -> int:
+def _estimate_tokens(request: ChatRequest | EmbeddingRequest | ModerationRequest) -> int:
     if isinstance(request, ChatRequest):
         return estimate_input_tokens(request)
     return sum(estimate_text_tokens(item) if isinstance(item, str) else len(item) for item in request.input)

@@ -1,9 +1,11 @@
 """Policies from the config, compiled once into checks, and the inspection of texts under them.
 
 A ``Check`` is one entry of a policy's ``input:`` or ``output:``: a finder (pii.py, blocklist.py)
-and the action its findings call for. An ``Inspection`` runs a policy's checks over the texts of
-one request or of one choice of an answer, keeps what each check found (by kind, never the text)
-and gives each text back with the findings of redacting checks replaced by placeholders.
+and the action its findings call for; a ``moderation`` entry is a ``ModerationCheck`` instead
+(moderation.py), which asks a classifier deployment and so runs apart, awaited (moderated.py).
+An ``Inspection`` runs a policy's checks over the texts of one request or of one choice of an
+answer, keeps what each check found (by kind, never the text) and gives each text back with the
+findings of redacting checks replaced by placeholders.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Protocol
 
 from modelgate.config.safety import BlocklistSettings, CheckSettings, SafetySettings
 from modelgate.safety.blocklist import BlocklistFinder, Entries
+from modelgate.safety.moderation import ModerationCheck
 from modelgate.safety.pii import PLACEHOLDERS, PIIFinder
 from modelgate.safety.spans import Span, replaced, without_overlaps
 from modelgate.schema.verdicts import Verdict
@@ -43,13 +46,21 @@ class Policy:
     output: tuple[Check, ...]
     hold_back: int
     on_error: str  # "block" | "allow"
+    input_moderation: tuple[ModerationCheck, ...] = ()
+    output_moderation: tuple[ModerationCheck, ...] = ()
 
     def joined(self, other: Policy) -> Policy:
         """This policy and ``other`` as one: the checks of both, the wider window, and ``block``
         on error where either says so (a project's policy adds to its deployment's)."""
         return Policy(f"{self.name}+{other.name}", self.input + other.input, self.output + other.output,
                       max(self.hold_back, other.hold_back),
-                      "block" if "block" in (self.on_error, other.on_error) else "allow")
+                      "block" if "block" in (self.on_error, other.on_error) else "allow",
+                      self.input_moderation + other.input_moderation,
+                      self.output_moderation + other.output_moderation)
+
+    @property
+    def checks_output(self) -> bool:
+        return bool(self.output or self.output_moderation)
 
 
 def compile_check(settings: CheckSettings, lists: Mapping[str, BlocklistSettings], policy: str) -> Check:
@@ -64,15 +75,22 @@ def compile_check(settings: CheckSettings, lists: Mapping[str, BlocklistSettings
     return Check("blocklist", settings.action, BlocklistFinder(sources), policy)
 
 
+def moderation_check(settings: CheckSettings, policy: str) -> ModerationCheck:
+    assert settings.deployment is not None  # the config refuses a moderation check without one
+    return ModerationCheck(settings.deployment, settings.categories, settings.severity, settings.action, policy)
+
+
 def compile_policies(settings: SafetySettings,
                      lists: Mapping[str, BlocklistSettings] | None = None) -> dict[str, Policy]:
     """Every policy of the config, each check's expressions compiled once; ``lists`` replace the
     terms and patterns of the config's lists of the same names (those set through the admin API)."""
     in_force = {**settings.blocklists, **(lists or {})}
     return {
-        name: Policy(name, tuple(compile_check(c, in_force, name) for c in policy.input),
-                     tuple(compile_check(c, in_force, name) for c in policy.output),
-                     policy.stream_hold_back, policy.on_error)
+        name: Policy(name, tuple(compile_check(c, in_force, name) for c in policy.input if c.check != "moderation"),
+                     tuple(compile_check(c, in_force, name) for c in policy.output if c.check != "moderation"),
+                     policy.stream_hold_back, policy.on_error,
+                     tuple(moderation_check(c, name) for c in policy.input if c.check == "moderation"),
+                     tuple(moderation_check(c, name) for c in policy.output if c.check == "moderation"))
         for name, policy in settings.policies.items()
     }
 

@@ -11,6 +11,10 @@ finding ends the choice with ``Finish("content_filter")`` and drops the rest of 
 streamed choice keeps what was sent before, which held nothing flagged. Reasoning text is passed
 on unchecked.
 
+Moderation checks (moderated.py) ask a classifier deployment: on the request's user and tool
+texts, as one text, before the call goes on; on each choice's text after the other output
+checks, a sentence at a time on streams and whole otherwise.
+
 The verdicts go on ``call.safety`` for the surfaces to report and metering to record. A call
 that no policy applies to gets ``next(call)`` itself: no wrapper around its events, nothing
 scanned.
@@ -22,10 +26,12 @@ import logging
 from collections.abc import AsyncGenerator, Mapping
 
 from modelgate.pipeline.contract import Call, Handler
+from modelgate.safety.moderated import ModeratedChoice, Moderation, moderation_results
+from modelgate.safety.moderation import Classifier, ModerationCheck
 from modelgate.safety.policy import HeldText, Inspection, Policy
 from modelgate.schema.errors import ContentFiltered
-from modelgate.schema.events import Event, Finish, ReasoningDelta, TextDelta, ToolCallDelta
-from modelgate.schema.request import ChatRequest, TextPart, ToolCallPart
+from modelgate.schema.events import Event, Finish, ModerationScores, ReasoningDelta, Start, TextDelta, ToolCallDelta
+from modelgate.schema.request import ChatRequest, ModerationRequest, TextPart, ToolCallPart
 from modelgate.schema.verdicts import SafetyReport, Verdict
 
 log = logging.getLogger("modelgate.safety")
@@ -33,10 +39,12 @@ log = logging.getLogger("modelgate.safety")
 
 class ContentSafety:
     """Stage: runs the policy that the call's deployment names (``safety:``), and the one its
-    project names, if any (both, as one, when they differ)."""
+    project names, if any (both, as one, when they differ). ``classifier`` asks the deployments
+    of moderation checks (None: the policies have none)."""
 
-    def __init__(self, policies: Mapping[str, Policy]) -> None:
+    def __init__(self, policies: Mapping[str, Policy], classifier: Classifier | None = None) -> None:
         self._policies = policies
+        self.classifier = classifier
         self._joined: dict[tuple[str, str], Policy] = {}
         self._missing: set[str] = set()
 
@@ -52,7 +60,14 @@ class ContentSafety:
 
     def __call__(self, call: Call, next: Handler) -> AsyncGenerator[Event, None]:
         deployment, project = call.deployment.safety, call.principal.safety
-        if (deployment is None and project is None) or not isinstance(call.request, ChatRequest):
+        if deployment is None and project is None:
+            return next(call)
+        if isinstance(call.request, ModerationRequest):
+            policy = self._policy(deployment, project)
+            checks = (policy.input_moderation or policy.output_moderation) if policy is not None else ()
+            # A deployment with no moderation checks answers itself (an OpenAI moderation model's).
+            return self._moderations(call, checks, call.request.input) if checks else next(call)
+        if not isinstance(call.request, ChatRequest):
             return next(call)
         policy = self._policy(deployment, project)
         if policy is None:
@@ -64,9 +79,47 @@ class ContentSafety:
             except ContentFiltered as refusal:
                 report.prompt = list(refusal.verdicts)  # for the usage record
                 raise
-        if not policy.output:
+        if policy.input_moderation:
+            return self._moderated(call, next, policy, report)
+        if not policy.checks_output:
             return next(call)
         return self._checked(call, next, policy, report)
+
+    async def _moderations(self, call: Call, checks: tuple[ModerationCheck, ...],
+                           texts: list[str]) -> AsyncGenerator[Event, None]:
+        """``/v1/moderations`` answered from the policy's moderation checks (its input checks,
+        or its output checks where it has none on input)."""
+        if self.classifier is None:
+            raise RuntimeError("a policy with moderation checks needs the stage's classifier")
+        results = await moderation_results(checks, self.classifier, call, texts)
+        yield Start(model=call.deployment.name)
+        yield ModerationScores(results)
+
+    def _moderation(self, checks: tuple[ModerationCheck, ...], call: Call, policy: Policy) -> Moderation:
+        if self.classifier is None:
+            raise RuntimeError("a policy with moderation checks needs the stage's classifier")
+        return Moderation(checks, self.classifier, call, policy.on_error)
+
+    async def _moderated(self, call: Call, next: Handler, policy: Policy,
+                         report: SafetyReport) -> AsyncGenerator[Event, None]:
+        """The request's user and tool texts judged, as one, before the call goes on."""
+        assert isinstance(call.request, ChatRequest)
+        moderation = self._moderation(policy.input_moderation, call, policy)
+        await moderation.judge("\n\n".join(message.text() for message in call.request.messages
+                                            if message.role in ("user", "tool")))
+        report.prompt.extend(moderation.verdicts())
+        if moderation.blocked:
+            blocking = moderation.blocking_policies()
+            if all(v.found == ("error",) for v in moderation.verdicts() if v.filtered):
+                message = (f"The request could not be checked by the moderation check of the content policy "
+                           f"'{blocking[0]}' (its classifier failed), which refuses what it cannot check "
+                           "(on_error: block). Try again, or ask the gateway's operator.")
+            else:
+                message = _blocked_message(blocking, report.prompt)
+            raise ContentFiltered(message, policy=blocking[0], verdicts=report.prompt)
+        events = self._checked(call, next, policy, report) if policy.checks_output else next(call)
+        async for event in events:
+            yield event
 
     def _policy(self, deployment: str | None, project: str | None) -> Policy | None:
         if project is not None and project not in self._policies:
@@ -89,27 +142,48 @@ class ContentSafety:
                        report: SafetyReport) -> AsyncGenerator[Event, None]:
         streaming = isinstance(call.request, ChatRequest) and call.request.stream
         choices: dict[int, ChoiceGuard] = {}
+        judged: dict[int, ModeratedChoice] = {}
 
         def guard(index: int) -> ChoiceGuard:
             found = choices.get(index)
             if found is None:
                 found = choices[index] = ChoiceGuard(index, policy, streaming, report)
+                if policy.output_moderation:
+                    judged[index] = ModeratedChoice(
+                        index, self._moderation(policy.output_moderation, call, policy), streaming)
             return found
+
+        async def passed(choice: ChoiceGuard, events: list[Event], ended: bool) -> list[Event]:
+            gate = judged.get(choice.index)
+            if gate is None or (not events and not ended):
+                return events
+            out = await gate.events(events, ended)
+            if gate.blocked or ended or choice.done:
+                verdicts = report.choices.get(choice.index) or choice.inspection.verdicts()
+                report.choices[choice.index] = [*verdicts, *gate.moderation.verdicts()]
+                if gate.blocked:
+                    choice.stop()
+            return out
 
         async for event in next(call):
             if isinstance(event, TextDelta):
-                for out in guard(event.choice).text(event.text):
+                choice = guard(event.choice)
+                for out in await passed(choice, choice.text(event.text), False):
                     yield out
             elif isinstance(event, ToolCallDelta):
                 guard(event.choice).tool_call(event)
             elif isinstance(event, Finish):
-                for out in guard(event.choice).finish(event):
+                choice = guard(event.choice)
+                if choice.done:
+                    continue
+                for out in await passed(choice, choice.finish(event), True):
                     yield out
             elif not (isinstance(event, ReasoningDelta) and event.choice in choices and choices[event.choice].done):
                 yield event  # what it starts with, usage, reasoning (unchecked) of a choice still going
         for choice in choices.values():  # choices the upstream never finished
-            for out in choice.finish(None):
-                yield out
+            if not choice.done:
+                for out in await passed(choice, choice.finish(None), True):
+                    yield out
 
 
 class ChoiceGuard:
@@ -156,9 +230,14 @@ class ChoiceGuard:
     def _blocked(self) -> list[Event]:
         self.done = True
         self.report.choices[self.index] = self.inspection.verdicts()
+        self.stop()
+        return [Finish("content_filter", self.index)]
+
+    def stop(self) -> None:
+        """Nothing more of this choice goes on (it was blocked)."""
+        self.done = True
         self.calls.clear()
         self.held.pending = ""
-        return [Finish("content_filter", self.index)]
 
 
 def _checked_calls(deltas: list[ToolCallDelta], inspection: Inspection) -> list[ToolCallDelta]:

@@ -90,7 +90,23 @@ class Embeddings:
     vectors: list[list[float] | str]
 
 
-Event = Start | TextDelta | ReasoningDelta | ToolCallDelta | Usage | Finish | Embeddings
+@dataclass(slots=True)
+class ModerationResult:
+    """One input of a moderations call judged: its score (0..1) per category, and the categories
+    flagged, in OpenAI's category names (``hate``, ``self-harm/intent``, ...)."""
+
+    scores: dict[str, float]
+    flagged: dict[str, bool] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ModerationScores:
+    """The answer of a moderations call: a result for each input, in order."""
+
+    results: list[ModerationResult]
+
+
+Event = Start | TextDelta | ReasoningDelta | ToolCallDelta | Usage | Finish | Embeddings | ModerationScores
 
 
 @dataclass(slots=True)
@@ -135,6 +151,7 @@ class ChatResult:
     choices: list[Choice] = field(default_factory=list)
     usage: Usage | None = None
     vectors: list[list[float] | str] | None = None  # an embeddings call's answer
+    moderations: list[ModerationResult] | None = None  # a moderations call's answer
 
 
 class ResultBuilder:
@@ -193,6 +210,8 @@ class ResultBuilder:
             choice.stop_sequence = event.stop_sequence
         elif isinstance(event, Embeddings):
             self.result.vectors = event.vectors
+        elif isinstance(event, ModerationScores):
+            self.result.moderations = event.results
         elif isinstance(event, Start):
             self.result.model = event.model
             self.result.response_id = event.response_id

@@ -217,3 +217,11 @@ class EmbeddingRequest:
     dimensions: int | None = None
     user: str | None = None
     passthrough: OpenAIPassthrough | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class ModerationRequest:
+    """Texts to classify for harm (OpenAI's ``/v1/moderations``), each judged on its own."""
+
+    model: str
+    input: list[str]

@@ -14,10 +14,15 @@ from dataclasses import dataclass, field
 class Verdict:
     """One check of a policy over a request, or over one choice of its answer."""
 
-    check: str  # "pii" | "blocklist"
+    check: str  # "pii" | "blocklist" | "moderation"
     action: str  # "block" | "redact" | "annotate"
-    # What it found, sorted: entity kinds ("email", "iban") or the names of the blocklists matched.
+    # What it found, sorted: entity kinds ("email", "iban"), the names of the blocklists matched,
+    # or the harm categories that reached the check's severity ("error": the check failed and its
+    # policy blocks what it cannot check).
     found: tuple[str, ...] = ()
+    # moderation: each configured category's severity ("safe", "low", "medium", "high").
+    severities: tuple[tuple[str, str], ...] = ()
+    failed: bool = False  # the check could not run (its policy's on_error said what followed)
 
     @property
     def detected(self) -> bool:

@@ -28,7 +28,7 @@ from modelgate.providers.transport import ConnectionCap, HTTPClient
 from modelgate.redis_client import RedisClient
 from modelgate.routing import Health, Router
 from modelgate.routing.redis_sync import RedisHealthSync
-from modelgate.safety import ContentSafety, compile_policies
+from modelgate.safety import Classifier, ContentSafety, compile_policies
 from modelgate.schema.errors import NotFound
 from modelgate.schema.request import ChatRequest
 from modelgate.server.blocklists import BlocklistSync
@@ -198,10 +198,17 @@ async def build_services(settings: Settings) -> Services:
     engines = LocalEngines(providers, router)
     recorder = UsageRecorder(storage, Journal(Path(settings.journal_dir) / installation))
     keys = KeyCache()
-    # No policy in the config: no safety stage in the chain at all.
-    safety = ContentSafety(compile_policies(settings.safety)) if settings.safety.policies else None
+    # No policy in the config: no safety stage in the chain at all. Moderation checks ask their
+    # classifier deployments through the chain itself, handed to the classifier once it is built.
+    classifier = Classifier(settings.deployments.get, router.serves_moderations)
+    safety = ContentSafety(compile_policies(settings.safety), classifier) if settings.safety.policies else None
     spend_sync = SpendSync(storage, ledger, wanted=lambda: keys.has_budgets)
     keys.on_budget_added = spend_sync.wake
+    handler = build_handler(router, [SplitThinkTags()], metering=Metering(recorder, price_book),
+                            rate_limit=RateLimit(limiter, settings.limits.redis_outage),
+                            safety=safety,
+                            budget=BudgetGuard(ledger, price_book, settings.budgets.redis_outage))
+    classifier.handler = handler
     return Services(
         settings=settings, storage=storage, redis=redis, transport=transport, providers=providers,
         keys=keys, key_sync=KeySync(storage, keys, redis), auth=Authenticator(settings.master_key, keys),
@@ -213,10 +220,7 @@ async def build_services(settings: Settings) -> Services:
         uptime=UptimeRecorder(storage.replica_hours), spend_sync=spend_sync,
         responses=ResponseStore(storage.db, retention_s=settings.responses.retention_s),
         sealer=sealer,
-        handler=build_handler(router, [SplitThinkTags()], metering=Metering(recorder, price_book),
-                              rate_limit=RateLimit(limiter, settings.limits.redis_outage),
-                              safety=safety,
-                              budget=BudgetGuard(ledger, price_book, settings.budgets.redis_outage)),
+        handler=handler,
     )
 
 

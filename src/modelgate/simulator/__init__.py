@@ -32,7 +32,8 @@ Usage::
 
 Routes (relative to ``base_url``):
 
-* OpenAI: ``POST /v1/chat/completions``, ``POST /v1/responses``, ``POST /v1/embeddings``, ``GET /v1/models``
+* OpenAI: ``POST /v1/chat/completions``, ``POST /v1/responses``, ``POST /v1/embeddings``, ``POST /v1/moderations``
+  (keyword-driven scores), ``GET /v1/models``
   (Bearer key).
 * Azure OpenAI: ``POST /openai/deployments/{deployment}/chat/completions|embeddings?api-version=...``,
   ``POST /openai/responses?api-version=...`` and ``POST /openai/v1/chat/completions|responses|embeddings``

@@ -56,6 +56,11 @@ class ModelSpec:
     chunk_ms: int = 0
     fault: str | None = None
     context_window: int = 128_000
+    # Chat completions (OpenAI format) answer with this text, whatever the prompt: a scripted model.
+    reply: str | None = None
+    # Chat completions (OpenAI format) answer as a harm classifier asked with a rubric would: the
+    # severities of the last user message as JSON (simulator/moderations.py).
+    judge: bool = False
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], base: ModelSpec | None = None) -> ModelSpec:

@@ -1,4 +1,5 @@
-"""The OpenAI-compatible surface: ``/v1/chat/completions``, ``/v1/responses``, ``/v1/embeddings``, ``/v1/models``.
+"""The OpenAI-compatible surface: ``/v1/chat/completions``, ``/v1/responses``, ``/v1/embeddings``,
+``/v1/moderations`` (:mod:`modelgate.simulator.moderations`), ``/v1/models``.
 
 Also the base of the Azure surface (:mod:`modelgate.simulator.azure_api`), which differs only in paths, auth
 header, error wording and content-filter annotations.
@@ -17,8 +18,9 @@ from aiohttp import web
 
 from modelgate.simulator import openai_responses
 from modelgate.simulator.exchange import Exchange, endpoint
+from modelgate.simulator.moderations import judgement, moderations
 from modelgate.simulator.openai_chat import ChatOptions, render_chunks, render_completion, to_prompt
-from modelgate.simulator.replies import generate_reply
+from modelgate.simulator.replies import Reply, generate_reply
 from modelgate.simulator.state import SimState
 from modelgate.simulator.surface import SimError, Surface
 from modelgate.simulator.tokens import count_tokens
@@ -114,7 +116,12 @@ async def chat_completions(
     n = int(body.get("n") or 1)
     if not 1 <= n <= 128:
         raise SimError(400, f"{n} is not a valid value for 'n'; it must be between 1 and 128.", param="n")
-    replies = [generate_reply(prompt, index) for index in range(n)]
+    if exchange.spec.judge:  # a classifier asked with a rubric: the severities of the user's text
+        replies = [Reply(text=judgement(prompt.last_user_text)) for _ in range(n)]
+    elif exchange.spec.reply is not None:
+        replies = [Reply(text=exchange.spec.reply) for _ in range(n)]
+    else:
+        replies = [generate_reply(prompt, index) for index in range(n)]
     options = ChatOptions(
         include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
         reasoning_field=exchange.spec.reasoning_field,
@@ -261,4 +268,5 @@ def add_openai_routes(app: web.Application, state: SimState) -> None:
     app.router.add_post("/v1/chat/completions", endpoint(state, surface, chat))
     app.router.add_post("/v1/responses", endpoint(state, ResponsesSurface(), respond))
     app.router.add_post("/v1/embeddings", endpoint(state, surface, embed))
+    app.router.add_post("/v1/moderations", endpoint(state, surface, moderations))
     app.router.add_get("/v1/models", endpoint(state, surface, list_models))

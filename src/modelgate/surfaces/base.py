@@ -23,7 +23,7 @@ from modelgate.http.routing import Route
 from modelgate.pipeline.contract import Call, Handler, Principal
 from modelgate.schema.errors import GatewayError
 from modelgate.schema.events import Event
-from modelgate.schema.request import ChatRequest, EmbeddingRequest
+from modelgate.schema.request import ChatRequest, EmbeddingRequest, ModerationRequest
 from modelgate.storage.responses import StoredResponse
 
 
@@ -124,7 +124,7 @@ class Operation(Protocol):
 
     route: str  # how usage records name it: "chat", "messages", "embeddings", "responses"
 
-    def parse(self, body: Any, headers: Mapping[str, str]) -> ChatRequest | EmbeddingRequest: ...
+    def parse(self, body: Any, headers: Mapping[str, str]) -> ChatRequest | EmbeddingRequest | ModerationRequest: ...
 
     def headers(self, call: Call) -> dict[str, str]:
         """The response headers of an answer (what answered, the request id)."""

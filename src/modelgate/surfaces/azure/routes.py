@@ -37,7 +37,7 @@ from modelgate.http.response import respond
 from modelgate.http.routing import Endpoint, Route
 from modelgate.pipeline.contract import Call
 from modelgate.schema.errors import GatewayError, MethodNotAllowed, NotFound
-from modelgate.schema.request import ChatRequest, EmbeddingRequest
+from modelgate.schema.request import ChatRequest, EmbeddingRequest, ModerationRequest
 from modelgate.surfaces.azure.render import DEPLOYMENT_NOT_FOUND, error_body
 from modelgate.surfaces.azure.versions import (
     DATED_VERSIONS,
@@ -66,7 +66,7 @@ class AzureOperation:
         self.deployment = deployment
         self.model = deployment  # the deployment asked for, once known
 
-    def parse(self, body: Any, headers: Mapping[str, str]) -> ChatRequest | EmbeddingRequest:
+    def parse(self, body: Any, headers: Mapping[str, str]) -> ChatRequest | EmbeddingRequest | ModerationRequest:
         if self.deployment is not None and isinstance(body, dict):
             body = {**body, "model": self.deployment}
         request = self.inner.parse(body, headers)

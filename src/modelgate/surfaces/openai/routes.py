@@ -1,6 +1,7 @@
-"""The OpenAI surface: /v1/chat/completions and /v1/embeddings, and the errors of every path under /v1.
+"""The OpenAI surface: /v1/chat/completions, /v1/embeddings and /v1/moderations, and the errors of
+every path under /v1.
 
-Chat completions and embeddings are operations run by ``serve_call``, in OpenAI's wire format
+Chat completions, embeddings and moderations are operations run by ``serve_call``, in OpenAI's wire format
 (``surfaces/openai_format``, which the Azure surface speaks too). Errors before the first byte of
 a response become OpenAI error objects with their status; a stream that fails after it started
 ends with an error event.
@@ -14,7 +15,7 @@ from modelgate.http.routing import Route
 from modelgate.schema.errors import GatewayError, MethodNotAllowed, NotFound
 from modelgate.surfaces.base import Core
 from modelgate.surfaces.lifecycle import error_headers, serve_call
-from modelgate.surfaces.openai_format.operations import ChatCompletions, Embeddings
+from modelgate.surfaces.openai_format.operations import ChatCompletions, Embeddings, Moderations
 from modelgate.surfaces.openai_format.render import error_body
 
 
@@ -25,11 +26,13 @@ class OpenAISurface:
         self.core = core
         self.chat = ChatCompletions()
         self.embeddings = Embeddings()
+        self.moderations = Moderations()
 
     def routes(self) -> list[Route]:
         return [
             Route("POST", "/v1/chat/completions", self.chat_completions),
             Route("POST", "/v1/embeddings", self.create_embeddings),
+            Route("POST", "/v1/moderations", self.create_moderations),
         ]
 
     def error_response(self, error: GatewayError, request_id: str) -> tuple[bytes, dict[str, str]]:
@@ -46,3 +49,6 @@ class OpenAISurface:
 
     async def create_embeddings(self, http: HTTPRequest, send: Send) -> None:
         await serve_call(self.core, self.embeddings, http, send)
+
+    async def create_moderations(self, http: HTTPRequest, send: Send) -> None:
+        await serve_call(self.core, self.moderations, http, send)

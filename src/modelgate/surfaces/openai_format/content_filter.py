@@ -5,6 +5,9 @@ clients already read (https://learn.microsoft.com/azure/ai-foundry/openai/concep
   (``{"filtered", "detected"}``, with the entity kinds found and whether they were redacted) and
   blocklists as ``custom_blocklists`` (``{"filtered", "details": [{"filtered", "id"}]}``, the ids
   being the lists' names, ``inline`` for a policy's own terms).
+- moderation: each category judged (``hate``, ``sexual``, ``violence``, ``self_harm``) as Azure
+  gives its harm categories, ``{"filtered", "severity"}``; a check that could not run adds
+  Azure's ``error: {"code": "content_filter_error", "message"}``.
 - ``prompt_filter_results``: ``[{"prompt_index": 0, "content_filter_results": {...}}]``, the
   whole prompt judged as one.
 - A blocked prompt: ``innererror: {"code": "ResponsibleAIPolicyViolation",
@@ -22,8 +25,27 @@ from modelgate.schema.verdicts import SafetyReport, Verdict
 POLICY_VIOLATION = "ResponsibleAIPolicyViolation"
 
 
+SEVERITY_ORDER = ("safe", "low", "medium", "high")
+
+
 def filter_results(verdicts: Sequence[Verdict]) -> dict[str, Any]:
     results: dict[str, Any] = {}
+    for verdict in verdicts:
+        if verdict.check != "moderation":
+            continue
+        for category, severity in verdict.severities:
+            seen = results.get(category)
+            filtered = verdict.filtered and category in verdict.found
+            if seen is None:
+                results[category] = {"filtered": filtered, "severity": severity}
+            else:
+                seen["filtered"] = seen["filtered"] or filtered
+                if SEVERITY_ORDER.index(severity) > SEVERITY_ORDER.index(seen["severity"]):
+                    seen["severity"] = severity
+        if verdict.failed:
+            results["error"] = {"code": "content_filter_error",
+                                "message": "The moderation check could not run; the content was "
+                                           + ("not passed." if verdict.filtered else "passed unchecked.")}
     pii = [v for v in verdicts if v.check == "pii"]
     if pii:
         entities = sorted({e for v in pii for e in v.found})

@@ -1,4 +1,5 @@
-"""Chat completions and embeddings as operations of ``serve_call``, whichever surface serves them.
+"""Chat completions, embeddings and moderations as operations of ``serve_call``, whichever surface
+serves them.
 
 A surface that speaks this format (OpenAI's ``/v1``, Azure's ``/openai``) hands these to
 ``serve_call``; they parse the body and render the events, the surface says where and how errors
@@ -17,8 +18,9 @@ from modelgate.http.sse import sse_data
 from modelgate.pipeline.contract import Call
 from modelgate.schema.errors import GatewayError
 from modelgate.schema.events import ChatResult, Event, ResultBuilder
-from modelgate.schema.request import ChatRequest, EmbeddingRequest
+from modelgate.schema.request import ChatRequest, EmbeddingRequest, ModerationRequest
 from modelgate.surfaces.lifecycle import answered_by
+from modelgate.surfaces.openai_format.moderations import moderations_body, parse_moderation_request
 from modelgate.surfaces.openai_format.parse import parse_chat_request, parse_embedding_request
 from modelgate.surfaces.openai_format.render import ChunkRenderer, completion_body, embeddings_body, error_object
 
@@ -97,3 +99,23 @@ class Embeddings:
 
     def stream(self, call: Call) -> ChunkStream:
         raise AssertionError("embeddings are never streamed")
+
+
+class Moderations:
+    """``POST /v1/moderations`` as an operation of ``serve_call`` (never streamed): answered by the
+    safety stage from the deployment's moderation checks, or by the deployment's own upstream."""
+
+    route = "moderations"
+
+    def parse(self, body: Any, headers: Mapping[str, str]) -> ModerationRequest:
+        return parse_moderation_request(body)
+
+    def headers(self, call: Call) -> dict[str, str]:
+        return answered_by(call)
+
+    def fold(self, call: Call) -> ResultFold:
+        response_id = "modr-" + call.request_id[4:]
+        return ResultFold(lambda result: moderations_body(result, response_id))
+
+    def stream(self, call: Call) -> ChunkStream:
+        raise AssertionError("moderations are never streamed")
