@@ -256,3 +256,25 @@ def test_a_whole_answer_from_a_hung_replica_falls_back(smollm2: str, sim: Simula
         assert raw.headers["x-modelgate-provider"] == "openai"
         assert raw.parse().choices[0].message.content
         wait_until(lambda: replica not in set(engine_children()), DEADLINE_S, "the hung replica killed")
+
+
+def test_the_health_report_shows_each_local_replica(smollm2: str) -> None:
+    others = set(engine_children())
+    config = {**local_config(smollm2, replicas=2), "master_key": "mk-local-health"}
+    with gateway_in_thread(config) as gateway:
+        sdk = openai.OpenAI(base_url=gateway.v1, api_key="mk-local-health", max_retries=0)
+        sdk.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+
+        def engine() -> dict[str, Any]:
+            report = httpx.get(f"{gateway.base_url}/health/deployments", timeout=10,
+                               headers={"authorization": "Bearer mk-local-health"}).json()
+            [deployment] = report["deployments"]
+            [target] = deployment["targets"]
+            return dict(target["engine"])
+
+        wait_until(lambda: all(r["state"] == "ready" for r in engine()["replicas"]), DEADLINE_S, "both replicas")
+        found = engine()
+        assert [r["index"] for r in found["replicas"]] == [0, 1]
+        assert {r["pid"] for r in found["replicas"]} == set(engine_children()) - others
+        assert all(r["running"] == 0 for r in found["replicas"])
+        assert (found["waiting"], found["restarts"], found["failure"]) == (0, 0, None)

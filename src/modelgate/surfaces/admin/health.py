@@ -13,6 +13,11 @@ latency and error figures are this process's own.
 ``next_probe_in_s`` while open; ``opened``, ``probes``, ``failed_fast`` (commands that failed at
 once while open) and ``timeouts`` (answers waited for in vain) count since the start.
 
+A target of a local model has ``engine``: its replicas on this process (``index``, ``state``:
+starting, ready, dead or stopped, ``pid``, requests ``running``), the requests ``waiting`` for
+one, ``restarts`` so far, and ``failure`` (why the last start failed, until a replica is ready);
+null while no pool runs it here.
+
 ``usage`` is this process's usage recorder: ``written`` (records the database took since the
 start), ``backlog`` (journal segments waiting for the database: non-zero while it is unreachable),
 ``quarantined`` (records the database refused, set aside with their reason in ``quarantine_file``
@@ -27,6 +32,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from modelgate.engines.pool import ReplicaPool
+from modelgate.providers.local import LocalProvider
 from modelgate.surfaces.admin.core import AdminCore
 from modelgate.surfaces.admin.web import json_response, new_request_id
 
@@ -48,6 +55,8 @@ class DeploymentHealth:
                 figures = target.health.snapshot(now)
                 figures["weight"] = target.weight
                 figures["context_window"] = target.facts.context_window
+                if isinstance(target.provider, LocalProvider):
+                    figures["engine"] = engine_json(target.provider.running(target.upstream))
                 targets.append(figures)
             deployments.append({"name": name, "strategy": group.strategy, "fallbacks": group.fallbacks,
                                 "timeout": group.timeout, "retries": group.retries,
@@ -59,3 +68,13 @@ class DeploymentHealth:
                  "quarantine_file": str(recorder.quarantine.path)}
         return {"shared": router.health.shared, "connected": sync.connected if sync is not None else None,
                 "redis": redis.status() if redis is not None else None, "usage": usage, "deployments": deployments}
+
+
+def engine_json(pool: ReplicaPool | None) -> dict[str, Any] | None:
+    """What a local model's pool on this process is doing."""
+    if pool is None:
+        return None
+    return {"replicas": [{"index": r.index, "state": r.state, "pid": r.pid, "running": r.running}
+                         for r in pool.replicas],
+            "waiting": pool.waiting, "restarts": pool.restarts,
+            "failure": str(pool.failure) if pool.failure is not None else None}
