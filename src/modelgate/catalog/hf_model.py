@@ -15,17 +15,16 @@ from __future__ import annotations
 
 import json
 import math
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from modelgate.catalog.chat_template import renders_tools
+from modelgate.catalog.weights import WeightsError, read_header
 
 __all__ = ["HFInfo", "HFModelError", "read_hf_folder"]
 
 MAX_JSON_BYTES = 16 * 1024 * 1024
-MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024  # the format's own limit
 _CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
 _DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "float64": "F64"}
 # Files that only a sentence-transformers (embedding) model has.
@@ -134,27 +133,10 @@ def _parameters(folder: Path) -> int | None:
     total = 0
     for path in files:
         try:
-            with path.open("rb") as file:
-                head = file.read(8)
-                if len(head) != 8:
-                    raise HFModelError(f"{path} is too short to be a safetensors file")
-                (size,) = struct.unpack("<Q", head)
-                if size > MAX_SAFETENSORS_HEADER:
-                    raise HFModelError(f"{path} declares a {size}-byte header (at most {MAX_SAFETENSORS_HEADER})")
-                data = file.read(size)
-        except OSError as exc:
-            raise HFModelError(f"cannot read {path}: {exc.strerror or exc}") from exc
-        if len(data) != size:
-            raise HFModelError(f"{path} ends inside its header (truncated?)")
-        try:
-            header = json.loads(data)
-        except ValueError:
-            raise HFModelError(f"{path} has a header that is not valid JSON") from None
-        if not isinstance(header, dict):
-            raise HFModelError(f"{path} has a header that is not a JSON object")
+            header, _, _ = read_header(path)
+        except WeightsError as error:
+            raise HFModelError(str(error)) from None
         for name, tensor in header.items():
-            if name == "__metadata__":
-                continue
             shape = tensor.get("shape") if isinstance(tensor, dict) else None
             if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
                 raise HFModelError(f"{path}: tensor {name} has no valid shape")

@@ -74,7 +74,9 @@ class Weights:
         return data.reshape(entry.shape)
 
 
-def _header(path: Path) -> dict[str, _Entry]:
+def read_header(path: Path) -> tuple[dict[str, Any], int, int]:
+    """A safetensors file's header (its tensors by name, ``__metadata__`` left out), where the
+    data begins, and the file's size; ``WeightsError`` naming what is wrong with it."""
     try:
         with path.open("rb") as file:
             head = file.read(8)
@@ -95,13 +97,13 @@ def _header(path: Path) -> dict[str, _Entry]:
         raise WeightsError(f"{path} has a header that is not valid JSON") from None
     if not isinstance(header, dict):
         raise WeightsError(f"{path} has a header that is not a JSON object")
-    base = 8 + size
-    entries = {}
-    for name, tensor in header.items():
-        if name == "__metadata__":
-            continue
-        entries[name] = _entry(path, name, tensor, base, total)
-    return entries
+    header.pop("__metadata__", None)
+    return header, 8 + size, total
+
+
+def _header(path: Path) -> dict[str, _Entry]:
+    header, base, total = read_header(path)
+    return {name: _entry(path, name, tensor, base, total) for name, tensor in header.items()}
 
 
 def _entry(path: Path, name: str, tensor: Any, base: int, total: int) -> _Entry:
