@@ -7,6 +7,8 @@ import pytest
 from modelgate.providers.transport import HTTPClient
 from modelgate.simulator import SimConfig, SimulatorThread
 from tests.local_models import (  # noqa: F401  (fixtures: the real SmolLM2 GGUF, the real all-MiniLM-L6-v2 folder)
+    llama_folder,
+    llama_store,
     minilm_folder,
     minilm_store,
     smollm2_gguf,

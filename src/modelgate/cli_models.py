@@ -1,8 +1,8 @@
 """``modelgate models``: the model store of the config's ``local`` provider (catalog/model_store.py).
 
 ``add PATH`` registers a GGUF file or a Hugging Face model folder with the facts read from it (a
-sentence-transformers folder of a BERT model is converted to a GGUF embedding model on the way,
-``--precision`` f16 or f32),
+sentence-transformers folder of a BERT model is converted to a GGUF embedding model on the way, and
+with ``--gguf`` a Llama-family folder to a GGUF chat model; ``--precision`` f16 or f32),
 ``list`` shows them (``--json``: the manifest's entries), ``rm NAME`` takes one out and deletes its
 files. Only the config's ``providers:`` is read, so that a deployment naming a model not yet added
 does not stop it being added.
@@ -44,8 +44,11 @@ def add_model_commands(commands: Any) -> None:
     add.add_argument("path", help="a .gguf file, or a folder with config.json (as save_pretrained writes it)")
     add.add_argument("--name", help="the name deployments use as model: (default: from the file's name)")
     add.add_argument("--precision", choices=("f16", "f32"), default="f16",
-                     help="the float type of the GGUF file a sentence-transformers BERT folder is converted to "
-                          "(default: f16, half the size, no loss an embedding shows)")
+                     help="the float type of the GGUF file a folder is converted to (default: f16, half the "
+                          "size, a loss no answer shows)")
+    add.add_argument("--gguf", action="store_true",
+                     help="convert a Llama-family folder (LlamaForCausalLM, MistralForCausalLM) to a GGUF file, "
+                          "for engine: llamacpp or ray (without: the folder is kept, for engine: vllm)")
     add.add_argument("--json", action="store_true", help="print the model's entry as JSON")
     listing = command("list", "list the models in the store", _list)
     listing.add_argument("--json", action="store_true")
@@ -100,7 +103,7 @@ def _store(config: str, provider: str | None) -> ModelStore:
 
 
 def _add(args: argparse.Namespace, store: ModelStore) -> int:
-    model = store.add(args.path, args.name, precision=args.precision)
+    model = store.add(args.path, args.name, precision=args.precision, gguf=args.gguf)
     if args.json:
         print(orjson.dumps(model.to_json()).decode())
         return 0

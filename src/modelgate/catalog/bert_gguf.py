@@ -31,11 +31,11 @@ are not safetensors) is a ``ConversionError`` naming what is missing or not supp
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from modelgate.catalog.conversion import ConversionError, Precision, json_list, json_object, positive
 from modelgate.catalog.gguf import NORMALIZE_KEY
 from modelgate.catalog.gguf_writer import (
     BOOL,
@@ -54,8 +54,6 @@ from modelgate.catalog.weights import Weights, WeightsError
 
 __all__ = ["ConversionError", "Precision", "convert_sentence_bert", "is_sentence_bert"]
 
-Precision = Literal["f16", "f32"]
-MAX_JSON_BYTES = 64 * 1024 * 1024  # tokenizer.json of a large vocabulary runs to tens of megabytes
 PHANTOM_SPACE = "\u2581"
 # Token types (llama.cpp's llama_token_type).
 NORMAL, CONTROL, UNUSED = 1, 3, 5
@@ -70,17 +68,13 @@ GELU = ("gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast")
 SPECIALS = {"cls": "[CLS]", "sep": "[SEP]", "pad": "[PAD]", "unk": "[UNK]", "mask": "[MASK]"}
 
 
-class ConversionError(ValueError):
-    """The folder cannot be converted; the message names what is missing or not supported."""
-
-
 def is_sentence_bert(folder: Path) -> bool:
     """Whether ``folder`` is a sentence-transformers model of the BERT architecture (``modules.json``
     and a ``config.json`` of ``model_type`` bert): what ``convert_sentence_bert`` takes."""
     if not (folder / "modules.json").is_file() or not (folder / "config.json").is_file():
         return False
     try:
-        config = _json(folder / "config.json")
+        config = json_object(folder / "config.json")
     except ConversionError:
         return False
     return config.get("model_type") == "bert"
@@ -98,17 +92,17 @@ class _Vocabulary:
 def convert_sentence_bert(folder: Path, target: Path, precision: Precision = "f16") -> int:
     """Write the GGUF file of the sentence-transformers BERT model in ``folder`` at ``target``;
     the bytes written. ``ConversionError`` names what the folder lacks."""
-    config = _json(folder / "config.json")
+    config = json_object(folder / "config.json")
     pooling, normalize = _modules(folder)
     try:
         weights = Weights(folder)
     except WeightsError as error:
         raise ConversionError(str(error)) from None
-    hidden = _positive(config, "hidden_size", folder)
-    layers = _positive(config, "num_hidden_layers", folder)
-    heads = _positive(config, "num_attention_heads", folder)
-    feed_forward = _positive(config, "intermediate_size", folder)
-    positions = _positive(config, "max_position_embeddings", folder)
+    hidden = positive(config, "hidden_size", folder)
+    layers = positive(config, "num_hidden_layers", folder)
+    heads = positive(config, "num_attention_heads", folder)
+    feed_forward = positive(config, "intermediate_size", folder)
+    positions = positive(config, "max_position_embeddings", folder)
     act = config.get("hidden_act", "gelu")
     if act not in GELU:
         raise ConversionError(f"{folder}/config.json: hidden_act is {act!r}; llama.cpp's BERT computes GELU only")
@@ -171,7 +165,7 @@ def _loader(weights: Weights, source: str, shape: tuple[int, ...]) -> Any:
 
 def _modules(folder: Path) -> tuple[str, bool]:
     """The pooling (a key of ``POOLING``) and whether vectors are normalised, from ``modules.json``."""
-    modules = _json_list(folder / "modules.json")
+    modules = json_list(folder / "modules.json")
     pooling: str | None = None
     normalize = False
     for module in modules:
@@ -199,7 +193,7 @@ def _pooling(path: Path) -> str:
     if not path.is_file():
         raise ConversionError(f"{path} is missing: the Pooling module's config, which says how the token vectors "
                               "are pooled (mean, CLS or last token)")
-    config = _json(path)
+    config = json_object(path)
     named = config.get("pooling_mode")
     if isinstance(named, str):
         modes = [named]
@@ -215,7 +209,7 @@ def _max_seq_length(folder: Path) -> int | None:
     path = folder / "sentence_bert_config.json"
     if not path.is_file():
         return None
-    value = _json(path).get("max_seq_length")
+    value = json_object(path).get("max_seq_length")
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
@@ -256,11 +250,11 @@ def _vocabulary(folder: Path, rows: int) -> _Vocabulary:
     """The WordPiece vocabulary in llama.cpp's form, ``rows`` long (the embedding's rows)."""
     lowercase, strip_accents = True, None
     config_path = folder / "tokenizer_config.json"
-    config = _json(config_path) if config_path.is_file() else {}
+    config = json_object(config_path) if config_path.is_file() else {}
     special: set[int] = set()
     tokenizer_path = folder / "tokenizer.json"
     if tokenizer_path.is_file():
-        tokenizer = _json(tokenizer_path)
+        tokenizer = json_object(tokenizer_path)
         model = tokenizer.get("model")
         if not isinstance(model, dict) or model.get("type") != "WordPiece":
             raise ConversionError(f"{tokenizer_path}: the tokenizer is not WordPiece, which llama.cpp's BERT "
@@ -325,41 +319,3 @@ def _token_text(value: Any) -> str | None:
     if isinstance(value, dict):
         value = value.get("content")
     return value if isinstance(value, str) and value else None
-
-
-def _positive(config: dict[str, Any], key: str, folder: Path) -> int:
-    value = config.get(key)
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ConversionError(f"{folder}/config.json has no {key} (a positive whole number)")
-    return value
-
-
-def _read(path: Path) -> Any:
-    try:
-        with path.open("rb") as file:
-            data = file.read(MAX_JSON_BYTES + 1)
-    except FileNotFoundError:
-        raise ConversionError(f"{path} is missing") from None
-    except OSError as exc:
-        raise ConversionError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    if len(data) > MAX_JSON_BYTES:
-        raise ConversionError(f"{path} is over {MAX_JSON_BYTES // (1024 * 1024)} MiB")
-    try:
-        return json.loads(data)
-    except (ValueError, RecursionError) as exc:
-        raise ConversionError(f"{path} is not valid JSON: {exc}") from None
-
-
-def _json(path: Path) -> dict[str, Any]:
-    value = _read(path)
-    if not isinstance(value, dict):
-        raise ConversionError(f"{path} is not a JSON object")
-    return value
-
-
-def _json_list(path: Path) -> list[Any]:
-    value = _read(path)
-    if not isinstance(value, list):
-        raise ConversionError(f"{path} is not a JSON list")
-    return value
-

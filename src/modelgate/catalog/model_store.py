@@ -23,7 +23,9 @@ from it there and then, and it has no sha256 (hashing gigabytes at every start w
 A sentence-transformers folder of a BERT model is not linked but converted (``bert_gguf.py``):
 the store keeps the GGUF file written from it, in f16 unless f32 is asked for, so that the
 llamacpp engine serves it as an embedding model; the entry's ``converted_from`` names the folder.
-Any other folder is kept as it is (for engines that load Hugging Face folders).
+A folder of a Llama-family chat model is converted the same way (``llama_gguf.py``) when ``gguf``
+is asked for, so that the llamacpp and ray engines serve it; without, it is kept as it is, for
+vllm. Any other folder is kept as it is (for engines that load Hugging Face folders).
 """
 
 from __future__ import annotations
@@ -43,10 +45,12 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from modelgate.catalog.bert_gguf import ConversionError, Precision, convert_sentence_bert, is_sentence_bert
+from modelgate.catalog.bert_gguf import convert_sentence_bert, is_sentence_bert
+from modelgate.catalog.conversion import ConversionError, Precision
 from modelgate.catalog.facts import ModelFacts
 from modelgate.catalog.gguf import GGUFError, read_gguf
 from modelgate.catalog.hf_model import HFModelError, read_hf_folder
+from modelgate.catalog.llama_gguf import ARCHITECTURES, convert_llama, is_llama
 
 __all__ = ["LocalModel", "ModelStore", "ModelStoreError", "default_name"]
 
@@ -199,14 +203,21 @@ class ModelStore:
 
     # -- changing ------------------------------------------------------------------------------
 
-    def add(self, path: str | os.PathLike[str], name: str | None = None, *, precision: Precision = "f16") -> LocalModel:
+    def add(self, path: str | os.PathLike[str], name: str | None = None, *, precision: Precision = "f16",
+            gguf: bool = False) -> LocalModel:
         """Register a GGUF file or a Hugging Face model folder under ``name`` (default: from its own
-        name); a sentence-transformers BERT folder is converted to a GGUF file of ``precision``."""
+        name); a sentence-transformers BERT folder, and with ``gguf`` a Llama-family folder, is
+        converted to a GGUF file of ``precision``."""
         source = self._path(path)
         if not source.exists():
             raise ModelStoreError(f"{source}: no such file or folder; give a GGUF file or a model folder")
         model = read_model(source, name or "")
-        convert = model.format == "hf" and is_sentence_bert(source)
+        convert = model.format == "hf" and (is_sentence_bert(source) or gguf)
+        if gguf and model.format == "hf" and not is_llama(source) and not is_sentence_bert(source):
+            raise ModelStoreError(f"{source} is a {model.architecture or 'model of no stated architecture'} folder; "
+                                  f"--gguf converts {', '.join(ARCHITECTURES)} folders and sentence-transformers "
+                                  "BERT folders only (convert others with llama.cpp's convert_hf_to_gguf.py, or "
+                                  "add the folder without --gguf for engine: vllm)")
         name = name or default_name(source, model.quantization if model.format == "gguf" else None)
         if not NAME.fullmatch(name) or name in (MANIFEST, ".lock"):
             raise ModelStoreError(f"'{name}' cannot name a model: use {NAME_RULE} (--name NAME)")
@@ -288,10 +299,13 @@ class ModelStore:
 
 
 def _convert(source: Path, target: Path, name: str, precision: Precision) -> tuple[LocalModel, str]:
-    """The sentence-transformers BERT folder ``source`` written as a GGUF file at ``target``: its
-    entry (read back from the file) and sha256."""
+    """The sentence-transformers BERT folder or Llama-family folder ``source`` written as a GGUF file
+    at ``target``: its entry (read back from the file) and sha256."""
     try:
-        convert_sentence_bert(source, target, precision)
+        if is_sentence_bert(source):
+            convert_sentence_bert(source, target, precision)
+        else:
+            convert_llama(source, target, precision)
     except ConversionError as error:
         raise ModelStoreError(f"cannot convert {source} to GGUF: {error}") from None
     model = replace(read_model(target, name), converted_from=str(source))
