@@ -37,15 +37,19 @@ CONFIG = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_
           "bos_token_id": 0, "eos_token_id": 2, "transformers_version": "4.46.0"}
 
 
-def write_tiny_llama(folder: Path, seed: int = 13, **config: Any) -> Path:
-    """A Llama folder with random weights at ``folder``; ``config`` changes config.json."""
+def write_tiny_llama(folder: Path, seed: int = 13, digits: bool = False, **config: Any) -> Path:
+    """A Llama folder with random weights at ``folder``; ``digits``: the tokenizer splits digits one
+    by one before its byte-level split (as SmolLM2's does); ``config`` changes config.json."""
     folder.mkdir(parents=True)
     tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.pre_tokenizer = byte_level
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=SPECIALS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tokenizer.train_from_iterator(SENTENCES, trainer)
+    if digits:  # after training, so that the vocabulary has merges of digits this split never makes
+        tokenizer.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
     tokenizer.save(str(folder / "tokenizer.json"))
     settings = {"bos_token": "<|endoftext|>", "eos_token": "<|im_end|>", "unk_token": "<|endoftext|>",
                 "pad_token": "<|endoftext|>", "add_bos_token": False, "chat_template": CHATML,

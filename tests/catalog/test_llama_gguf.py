@@ -88,6 +88,20 @@ def test_llama_cpp_tokenizes_as_hugging_face(llama_store: Path, reference: TinyL
         vocab.close()
 
 
+def test_digits_split_one_by_one_as_smollm2s_tokenizer_does(tmp_path: Path) -> None:
+    folder = write_tiny_llama(tmp_path / "digits", digits=True)
+    target = tmp_path / "digits.gguf"
+    convert_llama(folder, target, "f16")
+    assert read_gguf(target).metadata["tokenizer.ggml.pre"] == "smollm"
+    reference = TinyLlama(folder)
+    vocab = llama_cpp.Llama(model_path=str(target), vocab_only=True, verbose=False)
+    try:
+        for text in [*TRICKY, "pi is 3.14159, 0123456789 in 2026"]:  # the vocabulary merges digits
+            assert vocab.tokenize(text.encode(), add_bos=False, special=True) == reference.ids(text), text
+    finally:
+        vocab.close()
+
+
 def test_tied_output_weights_are_the_embeddings(tmp_path: Path) -> None:
     folder = write_tiny_llama(tmp_path / "tied", seed=7, tie_word_embeddings=True)
     assert "lm_head.weight" not in load_file(str(folder / "model.safetensors"))
@@ -163,6 +177,9 @@ def weights_as_bin(folder: Path) -> None:
     ("unigram", edit_tokenizer_model(type="Unigram"),
      "the tokenizer model is 'Unigram'; only byte-level BPE vocabularies convert here (convert a SentencePiece one "
      "with llama.cpp's convert_hf_to_gguf.py)"),
+    ("sentencepiece", edit_tokenizer_model(byte_fallback=True),
+     "the vocabulary is SentencePiece-style BPE (byte_fallback, as Llama 2's and Mistral 7B's)"),
+    ("ignore-merges", edit_tokenizer_model(ignore_merges=True), "the BPE model sets ignore_merges"),
     ("no-tokenizer", lambda folder: (folder / "tokenizer.json").unlink(),
      "has no tokenizer.json (the fast tokenizer save_pretrained writes)"),
     ("prefix-space", edit_json("tokenizer.json", pre_tokenizer={"type": "ByteLevel", "add_prefix_space": True}),

@@ -188,6 +188,13 @@ def _vocabulary(folder: Path, config: dict[str, Any], rows: int) -> dict[str, st
         kind = model.get("type") if isinstance(model, dict) else None
         raise ConversionError(f"{path}: the tokenizer model is {kind!r}; only byte-level BPE vocabularies convert "
                               "here (convert a SentencePiece one with llama.cpp's convert_hf_to_gguf.py)")
+    if model.get("byte_fallback"):
+        raise ConversionError(f"{path}: the vocabulary is SentencePiece-style BPE (byte_fallback, as Llama 2's and "
+                              "Mistral 7B's), which this converter does not write; convert the folder with "
+                              "llama.cpp's convert_hf_to_gguf.py")
+    if model.get("ignore_merges"):
+        raise ConversionError(f"{path}: the BPE model sets ignore_merges, which llama.cpp applies to Llama 3's "
+                              "vocabulary only; convert the folder with llama.cpp's convert_hf_to_gguf.py")
     pre = _pre_tokenizer(tokenizer.get("pre_tokenizer"))
     if pre is None:
         raise ConversionError(f"{path}: the pre_tokenizer {tokenizer.get('pre_tokenizer')!r} is none llama.cpp is "
