@@ -15,6 +15,7 @@ import llama_cpp
 import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
+from tokenizers import Tokenizer, processors
 
 from modelgate.catalog.gguf import read_gguf
 from modelgate.catalog.llama_gguf import convert_llama
@@ -102,6 +103,29 @@ def test_digits_split_one_by_one_as_smollm2s_tokenizer_does(tmp_path: Path) -> N
         vocab.close()
 
 
+def test_a_bos_the_tokenizer_adds_is_added_by_llama_cpp(spoiled: Callable[..., Path], tmp_path: Path) -> None:
+    def add_bos(folder: Path) -> None:
+        tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single="<|endoftext|> $A", pair="<|endoftext|> $A <|endoftext|> $B",
+            special_tokens=[("<|endoftext|>", tokenizer.token_to_id("<|endoftext|>"))])
+        tokenizer.save(str(folder / "tokenizer.json"))
+
+    folder = spoiled("with-bos", add_bos)
+    target = tmp_path / "with-bos.gguf"
+    convert_llama(folder, target, "f16")
+    metadata = read_gguf(target).metadata
+    assert (metadata["tokenizer.ggml.add_bos_token"], metadata["tokenizer.ggml.add_eos_token"]) == (True, False)
+    reference = TinyLlama(folder)
+    vocab = llama_cpp.Llama(model_path=str(target), vocab_only=True, verbose=False)
+    try:
+        for text in TRICKY:
+            ids = reference.ids(text)
+            assert ids[0] == 0 and vocab.tokenize(text.encode(), add_bos=True, special=True) == ids, text
+    finally:
+        vocab.close()
+
+
 def test_tied_output_weights_are_the_embeddings(tmp_path: Path) -> None:
     folder = write_tiny_llama(tmp_path / "tied", seed=7, tie_word_embeddings=True)
     assert "lm_head.weight" not in load_file(str(folder / "model.safetensors"))
@@ -180,6 +204,9 @@ def weights_as_bin(folder: Path) -> None:
     ("sentencepiece", edit_tokenizer_model(byte_fallback=True),
      "the vocabulary is SentencePiece-style BPE (byte_fallback, as Llama 2's and Mistral 7B's)"),
     ("ignore-merges", edit_tokenizer_model(ignore_merges=True), "the BPE model sets ignore_merges"),
+    ("roberta", edit_json("tokenizer.json", post_processor={"type": "RobertaProcessing", "sep": ["</s>", 2],
+                                                            "cls": ["<s>", 0]}),
+     "the post_processor 'RobertaProcessing' is not one llama.cpp repeats"),
     ("no-tokenizer", lambda folder: (folder / "tokenizer.json").unlink(),
      "has no tokenizer.json (the fast tokenizer save_pretrained writes)"),
     ("prefix-space", edit_json("tokenizer.json", pre_tokenizer={"type": "ByteLevel", "add_prefix_space": True}),

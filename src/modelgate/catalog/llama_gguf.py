@@ -226,12 +226,16 @@ def _vocabulary(folder: Path, config: dict[str, Any], rows: int) -> dict[str, st
         "tokenizer.ggml.tokens": Array(STRING, tokens),
         "tokenizer.ggml.token_type": Array(INT32, token_types),
         "tokenizer.ggml.merges": Array(STRING, pairs),
-        "tokenizer.ggml.add_bos_token": Value(BOOL, settings.get("add_bos_token") is True),
-        "tokenizer.ggml.add_eos_token": Value(BOOL, settings.get("add_eos_token") is True),
     }
-    for key, gguf_key in (("bos", "bos_token_id"), ("eos", "eos_token_id"), ("unk", "unknown_token_id"),
-                          ("pad", "padding_token_id")):
-        text = _token_text(settings.get(f"{key}_token"))
+    added = _added_around(path, tokenizer.get("post_processor"))
+    if added is None:
+        added = (_token_text(settings.get("bos_token")) if settings.get("add_bos_token") is True else None,
+                 _token_text(settings.get("eos_token")) if settings.get("add_eos_token") is True else None)
+    metadata["tokenizer.ggml.add_bos_token"] = Value(BOOL, added[0] is not None)
+    metadata["tokenizer.ggml.add_eos_token"] = Value(BOOL, added[1] is not None)
+    for key, gguf_key, around in (("bos", "bos_token_id", added[0]), ("eos", "eos_token_id", added[1]),
+                                  ("unk", "unknown_token_id", None), ("pad", "padding_token_id", None)):
+        text = around or _token_text(settings.get(f"{key}_token"))
         token_id = index.get(text) if text is not None else _config_id(config.get(f"{key}_token_id"))
         if text is not None and token_id is None:
             raise ConversionError(f"{settings_path}: {key}_token {text!r} is not in the vocabulary")
@@ -244,6 +248,29 @@ def _vocabulary(folder: Path, config: dict[str, Any], rows: int) -> dict[str, st
     if template is not None:
         metadata["tokenizer.chat_template"] = template
     return metadata
+
+
+def _added_around(path: Path, spec: Any) -> tuple[str | None, str | None] | None:
+    """The tokens tokenizer.json's post-processor puts before and after a text (None where it puts
+    none there), or None where it has no ``TemplateProcessing`` to say so. llama.cpp adds one
+    token at each end, the BOS and the EOS, and so these become them."""
+    if not isinstance(spec, dict) or spec.get("type") in (None, "ByteLevel"):  # ByteLevel moves offsets only
+        return None
+    single = spec.get("single")
+    if spec.get("type") != "TemplateProcessing" or not isinstance(single, list):
+        raise ConversionError(f"{path}: the post_processor {spec.get('type')!r} is not one llama.cpp repeats (a "
+                              "TemplateProcessing that adds a token before or after the text)")
+    pieces = [(next(iter(p)), next(iter(p.values())).get("id")) if isinstance(p, dict) and p else (None, None)
+              for p in single]
+    texts = [i for i, (kind, _) in enumerate(pieces) if kind == "Sequence"]
+    specials = [i for i, (kind, _) in enumerate(pieces) if kind == "SpecialToken"]
+    if len(texts) != 1 or len(specials) != len(pieces) - 1 or len(specials) > 2 or (
+            len(specials) == 2 and specials != [0, 2]):
+        raise ConversionError(f"{path}: the post_processor's template {single!r} adds more than one token at an end "
+                              "of the text, which llama.cpp does not")
+    before = str(pieces[0][1]) if texts[0] == 1 else None
+    after = str(pieces[-1][1]) if texts[0] == len(pieces) - 2 else None
+    return before, after
 
 
 def _pre_tokenizer(spec: Any) -> str | None:
