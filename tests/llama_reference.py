@@ -20,9 +20,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from safetensors.numpy import load_file, save_file
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 Array = NDArray[np.float64]
+
+# The expression Qwen2's tokenizer.json splits text by (as Qwen2-0.5B-Instruct's has it).
+QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+               r"\s*[\r\n]+|\s+(?!\S)|\s+")
 
 CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
           "'<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
@@ -37,9 +41,11 @@ CONFIG = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_
           "bos_token_id": 0, "eos_token_id": 2, "transformers_version": "4.46.0"}
 
 
-def write_tiny_llama(folder: Path, seed: int = 13, digits: bool = False, **config: Any) -> Path:
+def write_tiny_llama(folder: Path, seed: int = 13, digits: bool = False, qwen2: bool = False, **config: Any) -> Path:
     """A Llama folder with random weights at ``folder``; ``digits``: the tokenizer splits digits one
-    by one before its byte-level split (as SmolLM2's does); ``config`` changes config.json."""
+    by one before its byte-level split (as SmolLM2's does); ``qwen2``: a Qwen2 folder instead (biases
+    on the query, key and value projections, and Qwen2's tokenizer: NFC, its own split, then bytes);
+    ``config`` changes config.json."""
     folder.mkdir(parents=True)
     tokenizer = Tokenizer(models.BPE())
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -50,21 +56,29 @@ def write_tiny_llama(folder: Path, seed: int = 13, digits: bool = False, **confi
     tokenizer.train_from_iterator(SENTENCES, trainer)
     if digits:  # after training, so that the vocabulary has merges of digits this split never makes
         tokenizer.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+    if qwen2:
+        tokenizer.normalizer = normalizers.NFC()
+        tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     tokenizer.save(str(folder / "tokenizer.json"))
     settings = {"bos_token": "<|endoftext|>", "eos_token": "<|im_end|>", "unk_token": "<|endoftext|>",
                 "pad_token": "<|endoftext|>", "add_bos_token": False, "chat_template": CHATML,
                 "model_max_length": 256, "tokenizer_class": "GPT2Tokenizer"}
     (folder / "tokenizer_config.json").write_text(json.dumps(settings, indent=2))
     settings_config = {**CONFIG, "eos_token_id": SPECIALS.index("<|im_end|>"), **config}
+    if qwen2:
+        settings_config.update(architectures=["Qwen2ForCausalLM"], model_type="qwen2", use_sliding_window=False)
+        del settings_config["attention_bias"], settings_config["mlp_bias"]
     vocab = tokenizer.get_vocab_size() + 5  # padded past the vocabulary, as many models' embeddings are
     settings_config["vocab_size"] = vocab
     (folder / "config.json").write_text(json.dumps(settings_config, indent=2))
-    save_file(_random_weights(settings_config, vocab, seed), str(folder / "model.safetensors"),
+    save_file(_random_weights(settings_config, vocab, seed, qwen2), str(folder / "model.safetensors"),
               metadata={"format": "pt"})
     return folder
 
 
-def _random_weights(config: dict[str, Any], vocab: int, seed: int) -> dict[str, NDArray[np.float32]]:
+def _random_weights(config: dict[str, Any], vocab: int, seed: int, biases: bool) -> dict[str, NDArray[np.float32]]:
     rng = np.random.default_rng(seed)
     hidden, inner = config["hidden_size"], config["intermediate_size"]
     head = hidden // config["num_attention_heads"]
@@ -90,6 +104,9 @@ def _random_weights(config: dict[str, Any], vocab: int, seed: int) -> dict[str, 
                         layer + "mlp.gate_proj.weight": matrix(inner, hidden),
                         layer + "mlp.up_proj.weight": matrix(inner, hidden),
                         layer + "mlp.down_proj.weight": matrix(hidden, inner)})
+        if biases:
+            for name, size in (("q_proj", hidden), ("k_proj", kv), ("v_proj", kv)):
+                weights[f"{layer}self_attn.{name}.bias"] = np.asarray(rng.standard_normal(size), dtype=np.float32)
     return weights
 
 
@@ -115,9 +132,9 @@ class TinyLlama:
         for index in range(c["num_hidden_layers"]):
             p = f"model.layers.{index}."
             h = _rms(x, w[p + "input_layernorm.weight"], c["rms_norm_eps"])
-            q = (h @ w[p + "self_attn.q_proj.weight"].T).reshape(n, heads, size).transpose(1, 0, 2)
-            k = (h @ w[p + "self_attn.k_proj.weight"].T).reshape(n, kv_heads, size).transpose(1, 0, 2)
-            v = (h @ w[p + "self_attn.v_proj.weight"].T).reshape(n, kv_heads, size).transpose(1, 0, 2)
+            q = self._project(h, p + "self_attn.q_proj").reshape(n, heads, size).transpose(1, 0, 2)
+            k = self._project(h, p + "self_attn.k_proj").reshape(n, kv_heads, size).transpose(1, 0, 2)
+            v = self._project(h, p + "self_attn.v_proj").reshape(n, kv_heads, size).transpose(1, 0, 2)
             q, k = q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
             k, v = np.repeat(k, heads // kv_heads, axis=0), np.repeat(v, heads // kv_heads, axis=0)
             scores = q @ k.transpose(0, 2, 1) / np.sqrt(size) + mask
@@ -130,6 +147,13 @@ class TinyLlama:
         x = _rms(x, w["model.norm.weight"], c["rms_norm_eps"])
         output = w.get("lm_head.weight", w["model.embed_tokens.weight"])
         return np.asarray(x @ output.T)
+
+
+    def _project(self, h: Array, name: str) -> Array:
+        """``h`` through the projection ``name``, with its bias where it has one (Qwen2's)."""
+        bias = self.weights.get(name + ".bias")
+        out = h @ self.weights[name + ".weight"].T
+        return np.asarray(out if bias is None else out + bias)
 
 
 def _rms(x: Array, scale: Array, eps: float) -> Array:

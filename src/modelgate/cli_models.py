@@ -47,8 +47,9 @@ def add_model_commands(commands: Any) -> None:
                      help="the float type of the GGUF file a folder is converted to (default: f16, half the "
                           "size, a loss no answer shows)")
     add.add_argument("--gguf", action="store_true",
-                     help="convert a Llama-family folder (LlamaForCausalLM, MistralForCausalLM) to a GGUF file, "
-                          "for engine: llamacpp or ray (without: the folder is kept, for engine: vllm)")
+                     help="convert a Llama-family folder (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM) "
+                          "to a GGUF file, for engine: llamacpp or ray (without: the folder is kept, for engine: "
+                          "vllm)")
     add.add_argument("--json", action="store_true", help="print the model's entry as JSON")
     listing = command("list", "list the models in the store", _list)
     listing.add_argument("--json", action="store_true")

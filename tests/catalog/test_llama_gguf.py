@@ -126,6 +126,25 @@ def test_a_bos_the_tokenizer_adds_is_added_by_llama_cpp(spoiled: Callable[..., P
         vocab.close()
 
 
+def test_a_qwen2_folder_becomes_llama_cpps_qwen2_with_its_biases_and_split(tmp_path: Path) -> None:
+    folder = write_tiny_llama(tmp_path / "qwen2", seed=5, qwen2=True)
+    store = ModelStore(tmp_path / "store")
+    model = store.add(folder, gguf=True, precision="f32")
+    assert (model.architecture, model.converted_from) == ("qwen2", str(folder))
+    info = read_gguf(model.path)
+    assert info.tensor_count == 1 + 2 * (9 + 3) + 2  # and a bias on each of q, k and v
+    assert (info.metadata["tokenizer.ggml.pre"], info.metadata["qwen2.attention.head_count_kv"]) == ("qwen2", 2)
+    reference = TinyLlama(folder)
+    ids = reference.ids(TEXT)
+    assert np.abs(llama_logits(model.path, ids) - reference.logits(ids)).max() < 0.01
+    vocab = llama_cpp.Llama(model_path=str(model.path), vocab_only=True, verbose=False)
+    try:
+        for text in TRICKY:
+            assert vocab.tokenize(text.encode(), add_bos=False, special=True) == reference.ids(text), text
+    finally:
+        vocab.close()
+
+
 def test_tied_output_weights_are_the_embeddings(tmp_path: Path) -> None:
     folder = write_tiny_llama(tmp_path / "tied", seed=7, tie_word_embeddings=True)
     assert "lm_head.weight" not in load_file(str(folder / "model.safetensors"))
@@ -195,6 +214,8 @@ def weights_as_bin(folder: Path) -> None:
     ("scaled", edit_json("config.json", rope_scaling={"rope_type": "llama3", "factor": 8.0}),
      "has rope_scaling {'rope_type': 'llama3', 'factor': 8.0}, which this converter does not write; convert the "
      "folder with llama.cpp's convert_hf_to_gguf.py"),
+    ("sliding", edit_json("config.json", use_sliding_window=True),
+     "use_sliding_window is set, which this converter does not write"),
     ("gelu", edit_json("config.json", hidden_act="gelu"), "hidden_act is 'gelu'; llama.cpp's llama computes SiLU"),
     ("heads", edit_json("config.json", num_key_value_heads=3),
      "num_key_value_heads 3 does not divide num_attention_heads 4"),
@@ -233,6 +254,6 @@ def test_gguf_on_another_architecture_names_those_it_converts(spoiled: Callable[
     with pytest.raises(ModelStoreError) as raised:
         ModelStore(tmp_path / "store").add(folder, gguf=True)
     assert str(raised.value) == (
-        f"{folder} is a Gemma2ForCausalLM folder; --gguf converts LlamaForCausalLM, MistralForCausalLM folders and "
-        "sentence-transformers BERT folders only (convert others with llama.cpp's convert_hf_to_gguf.py, or add "
-        "the folder without --gguf for engine: vllm)")
+        f"{folder} is a Gemma2ForCausalLM folder; --gguf converts LlamaForCausalLM, MistralForCausalLM, "
+        "Qwen2ForCausalLM folders and sentence-transformers BERT folders only (convert others with llama.cpp's "
+        "convert_hf_to_gguf.py, or add the folder without --gguf for engine: vllm)")

@@ -172,9 +172,9 @@ def test_a_model_folder_under_a_gguf_engine_is_pointed_to_vllm(tmp_path: Path) -
     for engine in ("llamacpp", "ray"):
         said = problems({"name": "smol", "provider": "local", "model": str(folder), "engine": engine})
         assert (f"deployments.smol.model: '{folder}' is a model folder, and engine {engine} runs GGUF files "
-                "(llama.cpp). A Llama-family folder (LlamaForCausalLM, MistralForCausalLM) is converted to one by "
-                "`modelgate models add FOLDER --gguf`, a sentence-transformers BERT folder by `modelgate models add "
-                "FOLDER`; serve other folders with engine: vllm") in said
+                "(llama.cpp). A Llama-family folder (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM) is "
+                "converted to one by `modelgate models add FOLDER --gguf`, a sentence-transformers BERT folder by "
+                "`modelgate models add FOLDER`; serve other folders with engine: vllm") in said
 
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here")

@@ -2,25 +2,30 @@
 
 The folders taken are those ``save_pretrained`` writes for ``LlamaForCausalLM`` and
 ``MistralForCausalLM`` (the same tensors and the same computation: llama.cpp runs both as its
-``llama`` architecture). What llama.cpp reads, and so what is written here
+``llama`` architecture), and ``Qwen2ForCausalLM`` (llama.cpp's ``qwen2``: the same, plus biases on
+the query, key and value projections). What llama.cpp reads, and so what is written here
 (https://github.com/ggml-org/ggml/blob/master/docs/gguf.md, and llama.cpp's ``convert_hf_to_gguf.py``
 for the names):
 
-* **Hyperparameters** under ``llama.``: context length, embedding length, feed-forward length,
-  block count, head count and key/value head count (grouped-query attention), the RMS norm's
-  epsilon, the rotary dimension and base frequency, and the vocabulary size.
+* **Hyperparameters** under ``llama.`` (``qwen2.``): context length, embedding length,
+  feed-forward length, block count, head count and key/value head count (grouped-query
+  attention), the RMS norm's epsilon, the rotary dimension and base frequency, the vocabulary size.
 * **Tensors** under llama.cpp's names: ``token_embd``, per layer ``blk.N.attn_norm``,
   ``attn_q``/``attn_k``/``attn_v``/``attn_output``, ``ffn_norm``, ``ffn_gate``/``ffn_up``/
-  ``ffn_down``, then ``output_norm`` and ``output`` (left out where the model ties it to the
-  embeddings; llama.cpp then uses ``token_embd``). Matrices in f16 (or f32), norms in f32.
+  ``ffn_down`` (and Qwen2's ``attn_q``/``attn_k``/``attn_v`` biases), then ``output_norm`` and
+  ``output`` (left out where the model ties it to the embeddings; llama.cpp then uses
+  ``token_embd``). Matrices in f16 (or f32), norms and biases in f32.
 * **The rotary layout.** Hugging Face rotates the first half of each head's dimensions against
   the second half; llama.cpp's ``llama`` rotates neighbouring pairs. The rows of the query and key
   matrices are reordered, head by head, from the one layout to the other, so that the same
-  rotation is computed (``_pairwise``).
+  rotation is computed (``_pairwise``). llama.cpp's ``qwen2`` rotates halves, as Hugging Face does:
+  nothing is reordered.
 * **The tokenizer** from ``tokenizer.json``: a byte-level BPE model becomes ``tokenizer.ggml.model``
   ``gpt2`` (tokens, token types, merges), with the pre-tokenizer named for llama.cpp
   (``tokenizer.ggml.pre``: ``gpt-2`` for the plain byte-level split, ``smollm`` where digits are
-  split one by one first); the special tokens' ids from ``tokenizer_config.json`` (or config.json);
+  split one by one first, ``qwen2`` for Qwen2's regular expression; Qwen2's NFC normalisation
+  llama.cpp does not repeat, so text not in NFC may be split otherwise); the special tokens' ids
+  from ``tokenizer_config.json`` (or config.json);
   the chat template from ``chat_template.jinja`` or ``tokenizer_config.json``.
 
 Anything else (another architecture, rotary scaling, a SentencePiece or otherwise pre-tokenized
@@ -50,7 +55,15 @@ from modelgate.catalog.weights import Weights, WeightsError
 
 __all__ = ["ARCHITECTURES", "convert_llama", "is_llama"]
 
-ARCHITECTURES = ("LlamaForCausalLM", "MistralForCausalLM")
+# A config.json architecture → llama.cpp's, whether its query and key rows are reordered for
+# llama.cpp's rotation (see ``_pairwise``), and whether its q/k/v projections have biases.
+_ARCHITECTURES = {"LlamaForCausalLM": ("llama", True, False), "MistralForCausalLM": ("llama", True, False),
+                  "Qwen2ForCausalLM": ("qwen2", False, True)}
+ARCHITECTURES = tuple(_ARCHITECTURES)
+# Qwen2's tokenizer.json splits text by this before its byte-level BPE; llama.cpp's ``qwen2``
+# pre-tokenizer splits by the same expression.
+QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+               r"\s*[\r\n]+|\s+(?!\S)|\s+")
 # Token types (llama.cpp's llama_token_type).
 NORMAL, CONTROL, USER_DEFINED, UNUSED = 1, 3, 4, 5
 # The activation llama.cpp's llama computes in its feed-forward (SwiGLU's gate), as configs name it.
@@ -91,14 +104,18 @@ def convert_llama(folder: Path, target: Path, precision: Precision = "f16") -> i
     if config.get("rope_scaling"):
         raise ConversionError(f"{folder}/config.json has rope_scaling {config['rope_scaling']!r}, which this "
                               "converter does not write; convert the folder with llama.cpp's convert_hf_to_gguf.py")
-    if config.get("attention_bias") or config.get("mlp_bias"):
+    arch, reorder, biases = _ARCHITECTURES[architectures[0]]
+    if config.get("use_sliding_window"):
+        raise ConversionError(f"{folder}/config.json: use_sliding_window is set, which this converter does not "
+                              "write; convert the folder with llama.cpp's convert_hf_to_gguf.py")
+    if arch == "llama" and (config.get("attention_bias") or config.get("mlp_bias")):
         raise ConversionError(f"{folder}/config.json: attention_bias or mlp_bias is set; llama.cpp's llama has "
                               "no biases in its attention and feed-forward")
     try:
         weights = Weights(folder)
     except WeightsError as error:
         raise ConversionError(str(error)) from None
-    tensors = _tensors(weights, layers, folder)
+    tensors = _tensors(weights, layers, folder, biases)
     vocab_rows = weights.shape(tensors["token_embd.weight"])[0]
     vocabulary = _vocabulary(folder, config, vocab_rows)
     matrix = F16 if precision == "f16" else F32
@@ -107,28 +124,28 @@ def convert_llama(folder: Path, target: Path, precision: Precision = "f16") -> i
         shape = weights.shape(source)
         kind = matrix if len(shape) == 2 else F32
         load = _loader(weights, source)
-        if name.endswith((".attn_q.weight", ".attn_k.weight")):
+        if reorder and name.endswith((".attn_q.weight", ".attn_k.weight")):
             load = _pairwise(load, heads if name.endswith(".attn_q.weight") else kv_heads)
         specs.append(TensorSpec(name, shape, kind, load))
     metadata: dict[str, str | Value | Array] = {
-        "general.architecture": "llama",
+        "general.architecture": arch,
         "general.name": str(config.get("_name_or_path") or folder.name),
         "general.file_type": Value(U32, 1 if precision == "f16" else 0),
-        "llama.context_length": Value(U32, context),
-        "llama.embedding_length": Value(U32, hidden),
-        "llama.feed_forward_length": Value(U32, feed_forward),
-        "llama.block_count": Value(U32, layers),
-        "llama.attention.head_count": Value(U32, heads),
-        "llama.attention.head_count_kv": Value(U32, kv_heads),
-        "llama.attention.layer_norm_rms_epsilon": Value(FLOAT32, float(config.get("rms_norm_eps", 1e-6))),
-        "llama.rope.dimension_count": Value(U32, head_dim),
-        "llama.rope.freq_base": Value(FLOAT32, float(config.get("rope_theta", 10000.0))),
-        "llama.vocab_size": Value(U32, vocab_rows),
+        f"{arch}.context_length": Value(U32, context),
+        f"{arch}.embedding_length": Value(U32, hidden),
+        f"{arch}.feed_forward_length": Value(U32, feed_forward),
+        f"{arch}.block_count": Value(U32, layers),
+        f"{arch}.attention.head_count": Value(U32, heads),
+        f"{arch}.attention.head_count_kv": Value(U32, kv_heads),
+        f"{arch}.attention.layer_norm_rms_epsilon": Value(FLOAT32, float(config.get("rms_norm_eps", 1e-6))),
+        f"{arch}.rope.dimension_count": Value(U32, head_dim),
+        f"{arch}.rope.freq_base": Value(FLOAT32, float(config.get("rope_theta", 10000.0))),
+        f"{arch}.vocab_size": Value(U32, vocab_rows),
         **vocabulary,
     }
     if head_dim * heads != hidden:  # llama.cpp takes hidden / heads unless told
-        metadata["llama.attention.key_length"] = Value(U32, head_dim)
-        metadata["llama.attention.value_length"] = Value(U32, head_dim)
+        metadata[f"{arch}.attention.key_length"] = Value(U32, head_dim)
+        metadata[f"{arch}.attention.value_length"] = Value(U32, head_dim)
     return write_gguf(target, metadata, specs)
 
 
@@ -152,7 +169,7 @@ def _pairwise(load: Any, heads: int) -> Any:
     return reordered
 
 
-def _tensors(weights: Weights, layers: int, folder: Path) -> dict[str, str]:
+def _tensors(weights: Weights, layers: int, folder: Path, biases: bool) -> dict[str, str]:
     """llama.cpp's name → the name in the safetensors files, for every tensor the model needs."""
     def find(name: str) -> str:
         if name in weights:
@@ -169,6 +186,8 @@ def _tensors(weights: Weights, layers: int, folder: Path) -> dict[str, str]:
                              ("ffn_gate", "mlp.gate_proj"), ("ffn_up", "mlp.up_proj"),
                              ("ffn_down", "mlp.down_proj")):
             found[f"blk.{index}.{ours}.weight"] = find(f"{layer}.{theirs}.weight")
+            if biases and ours in ("attn_q", "attn_k", "attn_v"):
+                found[f"blk.{index}.{ours}.bias"] = find(f"{layer}.{theirs}.bias")
     found["output_norm.weight"] = find("model.norm.weight")
     if "lm_head.weight" in weights:  # absent where the output is tied to the embeddings
         found["output.weight"] = "lm_head.weight"
@@ -199,7 +218,7 @@ def _vocabulary(folder: Path, config: dict[str, Any], rows: int) -> dict[str, st
     if pre is None:
         raise ConversionError(f"{path}: the pre_tokenizer {tokenizer.get('pre_tokenizer')!r} is none llama.cpp is "
                               "known here to split the same way (a plain ByteLevel, or Digits then ByteLevel)")
-    if tokenizer.get("normalizer") is not None:
+    if tokenizer.get("normalizer") is not None and not (pre == "qwen2" and tokenizer["normalizer"] == {"type": "NFC"}):
         raise ConversionError(f"{path} has a normalizer {tokenizer['normalizer'].get('type')!r}, which llama.cpp's "
                               "byte-level BPE does not apply")
     vocab, merges = model.get("vocab"), model.get("merges")
@@ -284,9 +303,16 @@ def _pre_tokenizer(spec: Any) -> str | None:
     if byte_level(spec):
         return "gpt-2"
     parts = spec.get("pretokenizers") if isinstance(spec, dict) and spec.get("type") == "Sequence" else None
-    if (isinstance(parts, list) and len(parts) == 2 and parts[0] == {"type": "Digits", "individual_digits": True}
-            and byte_level(parts[1])):
+    if not isinstance(parts, list) or len(parts) != 2:
+        return None
+    if parts[0] == {"type": "Digits", "individual_digits": True} and byte_level(parts[1]):
         return "smollm"
+    split, last = parts
+    if (isinstance(split, dict) and split.get("type") == "Split" and split.get("pattern") == {"Regex": QWEN2_SPLIT}
+            and split.get("behavior") == "Isolated" and not split.get("invert") and isinstance(last, dict)
+            and last.get("type") == "ByteLevel" and last.get("use_regex") is False
+            and last.get("add_prefix_space") is False):
+        return "qwen2"
     return None
 
 

@@ -49,9 +49,9 @@ def _gguf(name: str, path: Path, engine: str) -> ModelFile:
     if path.is_dir():
         raise ModelNotFound(
             f"'{model}' is a model folder, and engine {engine} runs GGUF files (llama.cpp). A Llama-family "
-            "folder (LlamaForCausalLM, MistralForCausalLM) is converted to one by `modelgate models add FOLDER "
-            "--gguf`, a sentence-transformers BERT folder by `modelgate models add FOLDER`; serve other folders "
-            "with engine: vllm, or convert them with llama.cpp's convert_hf_to_gguf.py")
+            "folder (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM) is converted to one by "
+            "`modelgate models add FOLDER --gguf`, a sentence-transformers BERT folder by `modelgate models add "
+            "FOLDER`; serve other folders with engine: vllm, or convert them with llama.cpp's convert_hf_to_gguf.py")
     if not path.is_file():
         raise ModelNotFound(
             f"'{model}' is not a GGUF file on this machine; give the path of a .gguf file, or the name "
