@@ -68,6 +68,8 @@ QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[
 NORMAL, CONTROL, USER_DEFINED, UNUSED = 1, 3, 4, 5
 # The activation llama.cpp's llama computes in its feed-forward (SwiGLU's gate), as configs name it.
 SILU = ("silu", "swish")
+
+
 def is_llama(folder: Path) -> bool:
     """Whether ``folder``'s config.json names a Llama-family architecture: what ``convert_llama`` takes."""
     try:
