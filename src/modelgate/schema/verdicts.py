@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 class Verdict:
     """One check of a policy over a request, or over one choice of its answer."""
 
-    check: str  # "pii" | "blocklist"
+    check: str  # "pii" | "blocklist" | "prompt_shield"
     action: str  # "block" | "redact" | "annotate"
-    # What it found, sorted: entity kinds ("email", "iban") or the names of the blocklists matched.
+    # What it found, sorted: entity kinds ("email", "iban"), the names of the blocklists matched, or
+    # for the prompt shield "jailbreak" and "indirect_attack".
     found: tuple[str, ...] = ()
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from modelgate.providers.transport import ConnectionCap, HTTPClient
 from modelgate.redis_client import RedisClient
 from modelgate.routing import Health, Router
 from modelgate.routing.redis_sync import RedisHealthSync
-from modelgate.safety import ContentSafety, compile_policies
+from modelgate.safety import ContentSafety, Shield, compile_policies
 from modelgate.schema.errors import NotFound
 from modelgate.schema.request import ChatRequest
 from modelgate.server.blocklists import BlocklistSync
@@ -199,7 +200,7 @@ async def build_services(settings: Settings) -> Services:
     recorder = UsageRecorder(storage, Journal(Path(settings.journal_dir) / installation))
     keys = KeyCache()
     # No policy in the config: no safety stage in the chain at all.
-    safety = ContentSafety(compile_policies(settings.safety)) if settings.safety.policies else None
+    safety = content_safety(settings)
     spend_sync = SpendSync(storage, ledger, wanted=lambda: keys.has_budgets)
     keys.on_budget_added = spend_sync.wake
     return Services(
@@ -227,3 +228,14 @@ async def start_services(settings: Settings) -> Services:
         services = await build_services(settings)
         await services.start()
     return services
+
+
+def content_safety(settings: Settings) -> ContentSafety | None:
+    """The safety stage of the config's policies; None when it has none (no stage in the chain at
+    all). The prompt shield's classifier is made only where a policy uses it, and loads on first use."""
+    if not settings.safety.policies:
+        return None
+    uses_shield = any(check.check == "prompt_shield" for policy in settings.safety.policies.values()
+                      for check in policy.input)
+    shield = Shield(Path(settings.cache_dir or tempfile.gettempdir()) / "prompt-shield") if uses_shield else None
+    return ContentSafety(compile_policies(settings.safety, shield=shield), shield)

@@ -1,0 +1,87 @@
+"""The ``prompt_shield`` check: what a request sends to a model, scored for jailbreaks and prompt
+injections by the classifier of shield_model.py.
+
+What it reads, and how a finding is named (as Azure's Prompt Shields name them):
+
+- the text of **user** messages: an attempt of the caller to override the model's instructions,
+  ``jailbreak``;
+- the text of **tool** messages (tool results, documents fetched by a tool): instructions planted
+  in data the model reads, ``indirect_attack``.
+
+System and developer messages are the operator's own instructions, never scored (an agent's system
+prompt is full of "you are", "never", "ignore"); nor are the assistant's earlier turns.
+
+One classifier serves every policy of the process. It is loaded on the first request that needs
+it, in a worker thread, so the server starts at once and the event loop never waits on it; a
+classifier that cannot be loaded makes each check fail, and the policy's ``on_error`` says
+whether such requests pass unchecked or are refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelgate.safety.shield_model import ShieldModel, ShieldUnavailable, load_shield
+from modelgate.schema.request import ChatRequest, TextPart
+
+log = logging.getLogger("modelgate.safety")
+
+JAILBREAK = "jailbreak"
+INDIRECT_ATTACK = "indirect_attack"
+# The roles whose text is scored, and the name of what is found in each.
+SCORED_ROLES = {"user": JAILBREAK, "tool": INDIRECT_ATTACK}
+
+
+class Shield:
+    """The process's classifier, loaded once on first use (``load`` makes it; by default the
+    all-MiniLM-L6-v2 model converted into ``cache_dir``)."""
+
+    def __init__(self, cache_dir: Path, load: Callable[[Path], ShieldModel] = load_shield) -> None:
+        self.cache_dir = cache_dir
+        self._load = load
+        self._model: ShieldModel | None = None
+        self._failure: ShieldUnavailable | None = None
+        self._lock = threading.Lock()
+
+    def model(self) -> ShieldModel:
+        """The loaded classifier; ``ShieldUnavailable`` (the same each time) if it cannot load."""
+        with self._lock:
+            if self._model is None and self._failure is None:
+                try:
+                    self._model = self._load(self.cache_dir)
+                except ShieldUnavailable as problem:
+                    log.error("the prompt shield cannot run: %s", problem)
+                    self._failure = problem
+            if self._failure is not None:
+                raise self._failure
+            assert self._model is not None
+            return self._model
+
+    def scores(self, texts: Sequence[str]) -> list[float]:
+        """The score of each text, in the calling thread (blocking)."""
+        model = self.model()
+        return [model.score(text) for text in texts]
+
+    async def ascores(self, texts: Sequence[str]) -> list[float]:
+        """The score of each text, computed in a worker thread."""
+        return await asyncio.to_thread(self.scores, texts)
+
+
+@dataclass(frozen=True, slots=True)
+class ShieldFinding:
+    """A text of a request that the shield scored at or above a check's threshold."""
+
+    label: str  # JAILBREAK | INDIRECT_ATTACK
+    score: float
+
+
+def scored_texts(request: ChatRequest) -> list[tuple[str, str]]:
+    """The texts of ``request`` the shield reads, each with the name of what it may hold."""
+    return [(SCORED_ROLES[message.role], part.text)
+            for message in request.messages if message.role in SCORED_ROLES
+            for part in message.content if isinstance(part, TextPart) and part.text.strip()]
