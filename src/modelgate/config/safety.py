@@ -222,10 +222,6 @@ def read_policies(reader: Reader, value: Any, path: str, earlier: Mapping[str, A
         policy = shape_of(PolicySettings).read(reader, body, where, what="a mapping with input: and output:")
         if policy is None:
             continue
-        for index, check in enumerate(policy.output):
-            if check.check == "prompt_shield":
-                reader.fail(f"{where}.output[{index}].check", "prompt_shield judges what is sent to a model (user "
-                            "messages, documents and tool results), not its answers: move it under input:")
         if not policy.input and not policy.output:
             reader.fail(where, "has no checks; list some under input: or output:, or remove the policy")
         needed = hold_back_needed(policy.output, lists)
@@ -236,6 +232,9 @@ def read_policies(reader: Reader, value: Any, path: str, earlier: Mapping[str, A
         for side in ("input", "output"):
             given = body.get(side)
             for index, check in enumerate(given if isinstance(given, list) else ()):
+                if side == "output" and isinstance(check, dict) and check.get("check") == "prompt_shield":
+                    reader.fail(f"{where}.output[{index}].check", "prompt_shield judges what is sent to a model "
+                                "(user messages, documents and tool results), not its answers: move it under input:")
                 named = check.get("list") if isinstance(check, dict) else None
                 if isinstance(named, str) and named not in lists:
                     known = ", ".join(lists) or "none are defined"

@@ -186,8 +186,13 @@ def load_shield(cache_dir: Path, head: Head | None = None) -> ShieldModel:
     try:
         import llama_cpp  # noqa: F401
     except ImportError as missing:
-        raise ShieldUnavailable("prompt_shield needs llama-cpp-python and numpy: pip install 'modelgate[local]'") from missing
-    gguf = converted_model(model_folder(), cache_dir)
+        raise ShieldUnavailable("prompt_shield needs llama-cpp-python and numpy: "
+                                "pip install 'modelgate[local]'") from missing
+    try:
+        gguf = converted_model(model_folder(), cache_dir)
+    except OSError as problem:
+        raise ShieldUnavailable(f"the prompt shield's model could not be written to {cache_dir} ({problem}); set "
+                                "MODELGATE_CACHE_DIR to a folder the gateway can write") from problem
     try:
         return ShieldModel(gguf, head or Head.read())
     except (OSError, ValueError) as problem:
