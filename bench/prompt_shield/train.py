@@ -23,11 +23,11 @@ import numpy as np
 from modelgate.safety.shield_model import (
     CUES,
     HEAD_FILE,
+    SENTENCE_END,
     Head,
     ShieldModel,
     converted_model,
     model_folder,
-    sentences,
 )
 
 SET = Path(__file__).with_name("set.jsonl")
@@ -37,13 +37,17 @@ L2 = 1e-4
 
 
 def examples(model: ShieldModel, rows: list[dict[str, Any]]) -> tuple[list[np.ndarray[Any, Any]], list[int]]:
-    """The head's inputs for each row (a text of the set fits one window): the whole text, and,
-    for an attack-free text, each of its sentences too (the gateway scores those alone as well,
-    so they must not score as attacks either). An attack's other sentences are not labelled."""
+    """The head's inputs for each row: the whole text (a text of the set fits one window), and,
+    for an attack-free text of several sentences, each sentence of a few words too (the gateway
+    scores parts of a text, so no part of a benign one may score as an attack). An attack's other
+    sentences are not labelled: some hold none of it."""
     x: list[np.ndarray[Any, Any]] = []
     y: list[int] = []
     for row in rows:
-        parts = [row["text"], *(sentences(row["text"]) if row["label"] == 0 else [])]
+        parts = [row["text"]]
+        if row["label"] == 0:
+            found = [part.strip() for part in SENTENCE_END.split(row["text"]) if len(part.strip()) >= 12]
+            parts += found if len(found) > 1 else []
         for part in parts:
             x.append(model.features(part)[0])
             y.append(row["label"])
@@ -87,7 +91,7 @@ def main() -> None:
         "cues": len(CUES),
         "bias": round(b, 6), "weights": [round(float(v), 6) for v in w]}) + "\n", encoding="utf-8")
     model.head = Head(w.astype(np.float32), b)
-    # Measured as the gateway scores: each whole text, its windows and its sentences, the highest.
+    # Measured as the gateway scores: the highest score of each text's segments.
     scores = np.array([model.score(row["text"]) for row in rows])
     y = np.array([row["label"] for row in rows])
     train = np.array([row["split"] == "train" for row in rows])

@@ -8,9 +8,12 @@ converted to GGUF once (``catalog.bert_gguf``) into the cache folder and loaded 
 every later start. The head's weights (``shield_head.json`` beside this module) are made by
 ``bench/prompt_shield/train.py`` from the labelled set ``bench/prompt_shield/set.jsonl``.
 
-**Long texts.** The model reads 256 tokens at most: a longer text is cut into windows of that
-many tokens that overlap by ``OVERLAP`` tokens, each is scored, and the text gets the highest
-score, so an instruction buried in a long document is scored on a window of its own.
+**Long texts.** A text is cut into its sentences (a sentence shorter than ``SEGMENT_TOKENS``
+tokens is read with the next); each is scored, and the text gets the highest score, so an
+instruction buried in a long document is scored on its own, not diluted by the whole. A text that
+fits the model's 256 tokens is also scored whole. A sentence longer than that is cut into windows
+that overlap by ``OVERLAP`` tokens. Short pieces share one pass of the model, a context's worth
+at a time.
 
 Scoring blocks the thread (a few milliseconds per window): the caller runs it in a worker
 thread. One ``Llama`` is not safe to use from two threads at once, so a lock serialises windows.
@@ -41,9 +44,9 @@ CUES = tuple(re.compile(pattern) for pattern in (
     r"\b(assistant|ai|llm|language model|agent)s?\b.{0,30}\b(ignore|disregard|do not|must|stop|instead)\b",
     r"ignor\w+ (todas|toutes|alle|tutte|all)|olvida|oublie|vergiss|negeer|忽略|無視|игнорируй",
 ))
-# A sentence ends at . ! ? or a line break; a text of several is also scored one sentence at a time.
+# A sentence ends at . ! ? (followed by a space) or a line break.
 SENTENCE_END = re.compile(r"(?<=[.!?。!?])\s+|\n+")
-MIN_SENTENCE = 12  # characters; shorter pieces (a heading, a number) say nothing alone
+SEGMENT_TOKENS = 24  # tokens; shorter sentences (a heading, a greeting) are read with the next
 OVERLAP = 32  # tokens two windows of a long text share, so no phrase is only ever seen cut in two
 GGUF_NAME = "all-minilm-l6-v2-{digest}.f16.gguf"
 
@@ -122,62 +125,101 @@ class ShieldModel:
             raise ShieldUnavailable(f"the prompt shield's head has {head.weights.shape[0]} weights for a model of "
                                     f"{self.dimensions} dimensions and {len(CUES)} cues")
         self.head = head
+        self.max_sequences = max(1, int(self.llm.context_params.n_seq_max))
+        ends = self.llm.tokenize(b"a", add_bos=True, special=False)  # [CLS] a [SEP]
+        self.cls, self.sep = ends[0], ends[-1]
         self._lock = threading.Lock()
 
     def windows(self, text: str) -> list[list[int]]:
-        """The token windows ``text`` is scored on: one, or several that overlap for a long text."""
-        tokens = self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
-        if len(tokens) <= self.context:
-            return [tokens]
-        first, body, last = tokens[0], tokens[1:-1], tokens[-1]  # [CLS] ... [SEP]
-        size = self.context - 2
+        """The token windows of ``text`` as one piece: one, or several that overlap for a long text."""
+        return self._windows(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def _windows(self, body: list[int]) -> list[list[int]]:
+        size = self.context - 2  # [CLS] ... [SEP]
+        if len(body) <= size:
+            return [[self.cls, *body, self.sep]]
         step = size - OVERLAP
-        starts = range(0, max(1, len(body) - OVERLAP), step)
-        return [[first, *body[start:start + size], last] for start in starts]
+        return [[self.cls, *body[start:start + size], self.sep]
+                for start in range(0, max(1, len(body) - OVERLAP), step)]
+
+    def segments(self, text: str) -> list[tuple[str, list[int]]]:
+        """What ``text`` is scored on: its sentences, packed in order into pieces of up to
+        ``SEGMENT_TOKENS`` tokens (a longer sentence alone, in windows), each with its text."""
+        out: list[tuple[str, list[int]]] = []
+        words: list[str] = []
+        tokens: list[int] = []
+        for sentence in (part.strip() for part in SENTENCE_END.split(text)):
+            if not sentence:
+                continue
+            found = self.llm.tokenize(sentence.encode("utf-8"), add_bos=False, special=False)
+            if tokens and len(tokens) + len(found) > SEGMENT_TOKENS:
+                out.extend((" ".join(words), window) for window in self._windows(tokens))
+                words, tokens = [], []
+            words.append(sentence)
+            tokens.extend(found)
+        if tokens:
+            out.extend((" ".join(words), window) for window in self._windows(tokens))
+        return out
 
     def embed(self, tokens: list[int]) -> np.ndarray[Any, np.dtype[np.float32]]:
         """The pooled vector of one window, scaled to length 1 (as the model was trained)."""
+        return self.embed_all([tokens])[0]
+
+    def embed_all(self, windows: list[list[int]]) -> np.ndarray[Any, np.dtype[np.float32]]:
+        """The pooled vectors of ``windows``, scaled to length 1, run a context's worth at a time
+        (an encoder sees each sequence whole: several short ones share one pass)."""
+        vectors: list[np.ndarray[Any, Any]] = []
+        batch: list[list[int]] = []
+        for window in windows:
+            if batch and (sum(map(len, batch)) + len(window) > self.context or len(batch) >= self.max_sequences):
+                vectors.extend(self._decode(batch))
+                batch = []
+            batch.append(window)
+        if batch:
+            vectors.extend(self._decode(batch))
+        stacked = np.stack(vectors)
+        lengths = np.linalg.norm(stacked, axis=1, keepdims=True)
+        return np.asarray(stacked / np.where(lengths > 0, lengths, 1), dtype=np.float32)
+
+    def _decode(self, batch: list[list[int]]) -> list[np.ndarray[Any, Any]]:
         import llama_cpp
 
-        batch: Any = self.llm._batch  # the binding's own batch and context, as its Llama.embed uses them
+        sequences: Any = self.llm._batch  # the binding's own batch and context, as its Llama.embed uses them
         context: Any = self.llm._ctx
         with self._lock:
-            batch.reset()
-            batch.add_sequence(tokens, 0, logits_all=True)
+            sequences.reset()
+            for seq, tokens in enumerate(batch):
+                sequences.add_sequence(tokens, seq, logits_all=True)
             context.kv_cache_clear()
-            context.decode(batch)
-            pointer = llama_cpp.llama_get_embeddings_seq(context.ctx, 0)
-            vector = np.ctypeslib.as_array(pointer, shape=(self.dimensions,)).astype(np.float32)
-            batch.reset()
-        length = float(np.linalg.norm(vector))
-        return vector / length if length > 0 else vector
+            context.decode(sequences)
+            out = [np.ctypeslib.as_array(llama_cpp.llama_get_embeddings_seq(context.ctx, seq),
+                                         shape=(self.dimensions,)).astype(np.float32) for seq in range(len(batch))]
+            sequences.reset()
+        return out
 
     def features(self, text: str) -> np.ndarray[Any, np.dtype[np.float32]]:
-        """The head's inputs for one text: the embedding of each of its windows, and the cues."""
+        """The head's inputs for ``text`` read as one piece: each window's embedding, and the cues."""
         cues = cue_features(text)
-        return np.stack([np.concatenate([self.embed(window), cues]) for window in self.windows(text)])
+        return np.stack([np.concatenate([vector, cues]) for vector in self.embed_all(self.windows(text))])
 
     def score(self, text: str) -> float:
-        """The highest score of the text, of its windows and of its sentences; 0 for text with no
-        words. A sentence is scored alone as well, so that one instruction in a page of data is
-        not diluted by the rest of it."""
-        if not text.strip():
+        """The highest score of the text's sentences (packed into segments), and of the text read
+        whole where it fits one window (0 for text with no words). An instruction in a page of
+        data is scored with its sentence, not diluted by all of it; a text of a few sentences is
+        also read at once, for what its sentences say together."""
+        segments = self.segments(text)
+        if not segments:
             return 0.0
-        parts = [text, *sentences(text)]
-        vectors = np.concatenate([self.features(part) for part in parts])
-        return float(self.head.scores(vectors).max())
+        whole = self.windows(text)
+        pieces = segments if len(whole) > 1 else [(text, whole[0])] + (segments if len(segments) > 1 else [])
+        vectors = self.embed_all([tokens for _, tokens in pieces])
+        cues = np.stack([cue_features(words) for words, _ in pieces])
+        return float(self.head.scores(np.concatenate([vectors, cues], axis=1)).max())
 
 
 def cue_features(text: str) -> np.ndarray[Any, np.dtype[np.float32]]:
     lowered = text.lower()
     return np.array([1.0 if cue.search(lowered) else 0.0 for cue in CUES], dtype=np.float32)
-
-
-def sentences(text: str) -> list[str]:
-    """The sentences of a text of several (none for a text of one), each of a few words at least."""
-    found = [part.strip() for part in SENTENCE_END.split(text)]
-    found = [part for part in found if len(part) >= MIN_SENTENCE]
-    return found if len(found) > 1 else []
 
 
 def load_shield(cache_dir: Path, head: Head | None = None) -> ShieldModel:
