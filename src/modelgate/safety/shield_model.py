@@ -163,7 +163,8 @@ class ShieldModel:
 
     def embed(self, tokens: list[int]) -> np.ndarray[Any, np.dtype[np.float32]]:
         """The pooled vector of one window, scaled to length 1 (as the model was trained)."""
-        return self.embed_all([tokens])[0]
+        vector: np.ndarray[Any, np.dtype[np.float32]] = self.embed_all([tokens])[0]
+        return vector
 
     def embed_all(self, windows: list[list[int]]) -> np.ndarray[Any, np.dtype[np.float32]]:
         """The pooled vectors of ``windows``, scaled to length 1, run a context's worth at a time
