@@ -41,8 +41,11 @@ def main() -> None:
     for name, text in texts.items():
         model.score(text)
         ms = best_ms(lambda text=text: model.score(text))
-        print(f"{name:40} {ms:7.1f} ms  ({ms * 1000 / len(text):.1f} ms per 1k characters, "
-              f"{len(model.windows(text))} window(s))")
+        print(f"{name:40} {ms:7.1f} ms  ({ms * 1000 / len(text):.1f} ms per 1k characters; "
+              f"{len(model.windows(text))} window(s) whole, {len(model.segments(text))} piece(s))")
+    window = model.windows(PROSE * 10)[0]
+    model.embed(window)
+    print(f"one pass of the model over {len(window)} tokens: {best_ms(lambda: model.embed(window)):.1f} ms")
 
 
 if __name__ == "__main__":

@@ -48,18 +48,26 @@ def test_obvious_attacks_score_high_and_ordinary_prompts_low(shield: Shield) -> 
     assert question < 0.5 and roleplay < 0.5 and note < 0.5
 
 
-def test_a_long_document_is_scored_in_windows_and_an_injection_at_its_end_is_found(shield: Shield) -> None:
+def test_a_long_document_is_scored_by_sentence_and_an_injection_at_its_end_is_found(shield: Shield) -> None:
     model = shield.model()
     paragraph = ("The warehouse received 40 pallets of paper on Monday; the count matched the delivery note and "
                  "the pallets were moved to aisle seven. ")
     document = paragraph * 30
-    windows = model.windows(document)
-    assert len(windows) > 1 and all(len(w) <= model.context for w in windows)
-    # Consecutive windows overlap, so every token of the text is in one of them.
-    body = model.llm.tokenize(document.encode(), add_bos=False, special=False)
-    assert sum(len(w) - 2 for w in windows) - OVERLAP * (len(windows) - 1) >= len(body)
+    assert len(model.windows(document)) > 1 and len(model.segments(document)) == 30
     assert shield.scores([document])[0] < 0.5
     assert shield.scores([document + INJECTION])[0] >= 0.8
+
+
+def test_a_sentence_longer_than_the_context_is_cut_into_overlapping_windows(shield: Shield) -> None:
+    model = shield.model()
+    rows = ", ".join(f"row {i} holds {i * 7} units" for i in range(200))  # one "sentence", no full stop
+    pieces = model.segments(rows)
+    assert len(pieces) > 1 and all(len(tokens) <= model.context for _, tokens in pieces)
+    body = model.llm.tokenize(rows.encode(), add_bos=False, special=False)
+    # Consecutive windows overlap, so every token of the text is in one of them.
+    assert sum(len(tokens) - 2 for _, tokens in pieces) - OVERLAP * (len(pieces) - 1) >= len(body)
+    assert pieces[0][1][0] == model.cls and pieces[0][1][-1] == model.sep
+    assert pieces[0][1][-1 - OVERLAP:-1] == pieces[1][1][1:1 + OVERLAP]
 
 
 def test_only_user_and_tool_messages_are_scored_each_named_as_azure_does() -> None:

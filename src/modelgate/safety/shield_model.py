@@ -10,10 +10,9 @@ every later start. The head's weights (``shield_head.json`` beside this module) 
 
 **Long texts.** A text is cut into its sentences (a sentence shorter than ``SEGMENT_TOKENS``
 tokens is read with the next); each is scored, and the text gets the highest score, so an
-instruction buried in a long document is scored on its own, not diluted by the whole. A text that
-fits the model's 256 tokens is also scored whole. A sentence longer than that is cut into windows
-that overlap by ``OVERLAP`` tokens. Short pieces share one pass of the model, a context's worth
-at a time.
+instruction buried in a long document is scored on its own, not diluted by the whole. A sentence
+longer than the model's 256 tokens is cut into windows that overlap by ``OVERLAP`` tokens. Short
+pieces share one pass of the model, a context's worth at a time.
 
 Scoring blocks the thread (a few milliseconds per window): the caller runs it in a worker
 thread. One ``Llama`` is not safe to use from two threads at once, so a lock serialises windows.
@@ -204,15 +203,11 @@ class ShieldModel:
         return np.stack([np.concatenate([vector, cues]) for vector in self.embed_all(self.windows(text))])
 
     def score(self, text: str) -> float:
-        """The highest score of the text's sentences (packed into segments), and of the text read
-        whole where it fits one window (0 for text with no words). An instruction in a page of
-        data is scored with its sentence, not diluted by all of it; a text of a few sentences is
-        also read at once, for what its sentences say together."""
-        segments = self.segments(text)
-        if not segments:
+        """The highest score of the text's pieces (``segments``), 0 for text with no words: an
+        instruction in a page of data is scored with its sentence, not diluted by all of it."""
+        pieces = self.segments(text)
+        if not pieces:
             return 0.0
-        whole = self.windows(text)
-        pieces = segments if len(whole) > 1 else [(text, whole[0])] + (segments if len(segments) > 1 else [])
         vectors = self.embed_all([tokens for _, tokens in pieces])
         cues = np.stack([cue_features(words) for words, _ in pieces])
         return float(self.head.scores(np.concatenate([vectors, cues], axis=1)).max())
