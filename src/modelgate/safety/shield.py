@@ -20,10 +20,11 @@ whether such requests pass unchecked or are refused.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from modelgate.safety.shield_model import ShieldModel, ShieldUnavailable, load_shield
@@ -35,6 +36,9 @@ JAILBREAK = "jailbreak"
 INDIRECT_ATTACK = "indirect_attack"
 # The roles whose text is scored, and the name of what is found in each.
 SCORED_ROLES = {"user": JAILBREAK, "tool": INDIRECT_ATTACK}
+# Scores of recent texts kept by their hash: a conversation sends its earlier turns again with
+# each request, and each is scored once.
+REMEMBERED = 4096
 
 
 class Shield:
@@ -47,6 +51,8 @@ class Shield:
         self._model: ShieldModel | None = None
         self._failure: ShieldUnavailable | None = None
         self._lock = threading.Lock()
+        self._known: OrderedDict[bytes, float] = OrderedDict()
+        self._known_lock = threading.Lock()
 
     def model(self) -> ShieldModel:
         """The loaded classifier; ``ShieldUnavailable`` (the same each time) if it cannot load."""
@@ -63,21 +69,28 @@ class Shield:
             return self._model
 
     def scores(self, texts: Sequence[str]) -> list[float]:
-        """The score of each text, in the calling thread (blocking)."""
+        """The score of each text, in the calling thread (blocking); a text scored lately is not
+        scored again."""
         model = self.model()
-        return [model.score(text) for text in texts]
+        out = []
+        for text in texts:
+            key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+            with self._known_lock:
+                known = self._known.get(key)
+                if known is not None:
+                    self._known.move_to_end(key)
+            if known is None:
+                known = model.score(text)
+                with self._known_lock:
+                    self._known[key] = known
+                    if len(self._known) > REMEMBERED:
+                        self._known.popitem(last=False)
+            out.append(known)
+        return out
 
     async def ascores(self, texts: Sequence[str]) -> list[float]:
         """The score of each text, computed in a worker thread."""
         return await asyncio.to_thread(self.scores, texts)
-
-
-@dataclass(frozen=True, slots=True)
-class ShieldFinding:
-    """A text of a request that the shield scored at or above a check's threshold."""
-
-    label: str  # JAILBREAK | INDIRECT_ATTACK
-    score: float
 
 
 def scored_texts(request: ChatRequest) -> list[tuple[str, str]]:
