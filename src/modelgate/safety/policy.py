@@ -2,9 +2,9 @@
 
 A ``Check`` is one entry of a policy's ``input:`` or ``output:``: a finder (pii.py, blocklist.py),
 or the prompt shield's classifier and its threshold (shield.py), and the action its findings call
-for. An ``Inspection`` runs a policy's checks over the texts of
-one request or of one choice of an answer, keeps what each check found (by kind, never the text)
-and gives each text back with the findings of redacting checks replaced by placeholders.
+for. An ``Inspection`` runs a policy's checks over the texts of one request or of one choice of an
+answer, keeps what each check found (by kind, never the text) and gives each text back with the
+findings of redacting checks replaced by placeholders.
 """
 
 from __future__ import annotations
