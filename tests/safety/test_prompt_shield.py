@@ -36,7 +36,7 @@ def policy(shield: Shield, on_error: str = "block", threshold: float = 0.8) -> A
         "safety": {"policies": {"shield": {"input": [{"check": "prompt_shield", "action": "block",
                                                       "threshold": threshold}], "on_error": on_error}}},
         "deployments": [{"name": "chat", "provider": "openai", "model": "gpt-4o", "safety": "shield"}]}, {})
-    return compile_policies(settings.safety, shield=shield)["shield"]
+    return compile_policies(settings.safety, shields={None: shield})["shield"]
 
 
 def test_obvious_attacks_score_high_and_ordinary_prompts_low(shield: Shield) -> None:
@@ -50,6 +50,7 @@ def test_obvious_attacks_score_high_and_ordinary_prompts_low(shield: Shield) -> 
 
 def test_a_long_document_is_scored_by_sentence_and_an_injection_at_its_end_is_found(shield: Shield) -> None:
     model = shield.model()
+    assert isinstance(model, ShieldModel)
     paragraph = ("The warehouse received 40 pallets of paper on Monday; the count matched the delivery note and "
                  "the pallets were moved to aisle seven. ")
     document = paragraph * 30
@@ -60,6 +61,7 @@ def test_a_long_document_is_scored_by_sentence_and_an_injection_at_its_end_is_fo
 
 def test_a_sentence_longer_than_the_context_is_cut_into_overlapping_windows(shield: Shield) -> None:
     model = shield.model()
+    assert isinstance(model, ShieldModel)
     rows = ", ".join(f"row {i} holds {i * 7} units" for i in range(200))  # one "sentence", no full stop
     pieces = model.segments(rows)
     assert len(pieces) > 1 and all(len(tokens) <= model.context for _, tokens in pieces)

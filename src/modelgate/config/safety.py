@@ -37,7 +37,7 @@ DEFAULT_HOLD_BACK = 64
 CHECK_KEYS: Mapping[str, frozenset[str]] = {
     "pii": frozenset({"entities"}),
     "blocklist": frozenset({"terms", "patterns", "list"}),
-    "prompt_shield": frozenset({"threshold"}),
+    "prompt_shield": frozenset({"threshold", "model"}),
     "moderation": frozenset({"deployment", "categories", "severity"}),
 }
 
@@ -76,6 +76,8 @@ class CheckSettings:
     blocklist: str | None = None
     # prompt_shield: the score from which a prompt counts as an attack.
     threshold: Annotated[float, Key("a score between 0 and 1", _threshold)] = 0.5
+    # prompt_shield: the folder of an ONNX classifier to use in place of the default (absolute once read).
+    model: str | None = None
     # moderation: the classifier deployment, the categories and the severity from which to act.
     deployment: str | None = None
     categories: Annotated[tuple[str, ...], Key(f"a list of {', '.join(CATEGORIES)}", _categories)] = CATEGORIES
@@ -129,6 +131,13 @@ def read_check(reader: Reader, body: Any, path: str) -> CheckSettings | None:
         ok = False
     if check.check == "blocklist":
         ok = _blocklist_checked(reader, body, check, path) and ok
+    if check.model is not None:
+        folder = reader.path(check.model)
+        if not (folder / "model.onnx").is_file():
+            reader.fail(join(path, "model"), f"{folder} has no model.onnx; give the folder of a classifier exported "
+                        "to ONNX (model.onnx, tokenizer.json, config.json), or remove the key for the default model")
+            ok = False
+        check.model = str(folder)
     if check.check not in AVAILABLE_CHECKS:
         reader.fail(join(path, "check"), f"{check.check} is not available in this build yet; "
                     f"use {', '.join(AVAILABLE_CHECKS)}, or remove this check")

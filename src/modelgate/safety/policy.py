@@ -62,10 +62,12 @@ class Policy:
 
 
 def compile_check(settings: CheckSettings, lists: Mapping[str, BlocklistSettings], policy: str,
-                  shield: Shield | None = None) -> Check:
+                  shields: Mapping[str | None, Shield] | None = None) -> Check:
     if settings.check == "prompt_shield":
+        shield = (shields or {}).get(settings.model)
         if shield is None:
-            raise ValueError("a prompt_shield check needs the process's Shield (compile_policies(shield=...))")
+            raise ValueError(f"no Shield for the prompt_shield model {settings.model or 'by default'} "
+                             "(compile_policies(shields=...))")
         return Check("prompt_shield", settings.action, None, policy, shield, settings.threshold)
     if settings.check == "pii":
         return Check("pii", settings.action, PIIFinder(settings.entities), policy)
@@ -79,14 +81,15 @@ def compile_check(settings: CheckSettings, lists: Mapping[str, BlocklistSettings
 
 
 def compile_policies(settings: SafetySettings, lists: Mapping[str, BlocklistSettings] | None = None,
-                     shield: Shield | None = None) -> dict[str, Policy]:
+                     shields: Mapping[str | None, Shield] | None = None) -> dict[str, Policy]:
     """Every policy of the config, each check's expressions compiled once; ``lists`` replace the
     terms and patterns of the config's lists of the same names (those set through the admin API).
-    ``shield`` is the classifier every prompt_shield check uses (needed where one is configured)."""
+    ``shields`` are the classifiers of the prompt_shield checks, by their ``model:`` (None: the
+    default), each shared by the checks that name it."""
     in_force = {**settings.blocklists, **(lists or {})}
     return {
-        name: Policy(name, tuple(compile_check(c, in_force, name, shield) for c in policy.input),
-                     tuple(compile_check(c, in_force, name, shield) for c in policy.output),
+        name: Policy(name, tuple(compile_check(c, in_force, name, shields) for c in policy.input),
+                     tuple(compile_check(c, in_force, name, shields) for c in policy.output),
                      policy.stream_hold_back, policy.on_error)
         for name, policy in settings.policies.items()
     }

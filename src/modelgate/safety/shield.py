@@ -11,7 +11,8 @@ What it reads, and how a finding is named (as Azure's Prompt Shields name them):
 System and developer messages are the operator's own instructions, never scored (an agent's system
 prompt is full of "you are", "never", "ignore"); nor are the assistant's earlier turns.
 
-One classifier serves every policy of the process. It is loaded on the first request that needs
+One classifier serves every policy of the process (one per ``model:`` folder where checks name
+their own ONNX classifier, shield_onnx.py). It is loaded on the first request that needs
 it, in a worker thread, so the server starts at once and the event loop never waits on it; a
 classifier that cannot be loaded makes each check fail, and the policy's ``on_error`` says
 whether such requests pass unchecked or are refused.
@@ -26,8 +27,9 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Protocol
 
-from modelgate.safety.shield_model import ShieldModel, ShieldUnavailable, load_shield
+from modelgate.safety.shield_model import ShieldUnavailable, load_shield
 from modelgate.schema.request import ChatRequest, TextPart
 
 log = logging.getLogger("modelgate.safety")
@@ -41,25 +43,32 @@ SCORED_ROLES = {"user": JAILBREAK, "tool": INDIRECT_ATTACK}
 REMEMBERED = 4096
 
 
-class Shield:
-    """The process's classifier, loaded once on first use (``load`` makes it; by default the
-    all-MiniLM-L6-v2 model converted into ``cache_dir``)."""
+class Classifier(Protocol):
+    def score(self, text: str) -> float:
+        """The text's score, 0 (benign) to 1 (an attack); blocks the thread."""
+        ...
 
-    def __init__(self, cache_dir: Path, load: Callable[[Path], ShieldModel] = load_shield) -> None:
-        self.cache_dir = cache_dir
+
+class Shield:
+    """A classifier of the process, loaded once on first use by ``load`` from ``folder``: by
+    default the all-MiniLM-L6-v2 model converted into the cache folder ``folder``; an ONNX
+    classifier's folder with ``load=OnnxClassifier`` (``model: PATH`` on the check)."""
+
+    def __init__(self, folder: Path, load: Callable[[Path], Classifier] = load_shield) -> None:
+        self.folder = folder
         self._load = load
-        self._model: ShieldModel | None = None
+        self._model: Classifier | None = None
         self._failure: ShieldUnavailable | None = None
         self._lock = threading.Lock()
         self._known: OrderedDict[bytes, float] = OrderedDict()
         self._known_lock = threading.Lock()
 
-    def model(self) -> ShieldModel:
+    def model(self) -> Classifier:
         """The loaded classifier; ``ShieldUnavailable`` (the same each time) if it cannot load."""
         with self._lock:
             if self._model is None and self._failure is None:
                 try:
-                    self._model = self._load(self.cache_dir)
+                    self._model = self._load(self.folder)
                 except ShieldUnavailable as problem:
                     log.error("the prompt shield cannot run: %s", problem)
                     self._failure = problem

@@ -40,9 +40,9 @@ class ContentSafety:
     """Stage: runs the policy that the call's deployment names (``safety:``), and the one its
     project names, if any (both, as one, when they differ)."""
 
-    def __init__(self, policies: Mapping[str, Policy], shield: Shield | None = None) -> None:
+    def __init__(self, policies: Mapping[str, Policy], shields: Mapping[str | None, Shield] | None = None) -> None:
         self._policies = policies
-        self.shield = shield  # the prompt shield's classifier the policies were compiled with
+        self.shields = shields or {}  # the prompt shield's classifiers the policies were compiled with
         self._joined: dict[tuple[str, str], Policy] = {}
         self._missing: set[str] = set()
 

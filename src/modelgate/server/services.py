@@ -30,6 +30,7 @@ from modelgate.redis_client import RedisClient
 from modelgate.routing import Health, Router
 from modelgate.routing.redis_sync import RedisHealthSync
 from modelgate.safety import ContentSafety, Shield, compile_policies
+from modelgate.safety.shield_onnx import OnnxClassifier
 from modelgate.schema.errors import NotFound
 from modelgate.schema.request import ChatRequest
 from modelgate.server.blocklists import BlocklistSync
@@ -235,7 +236,10 @@ def content_safety(settings: Settings) -> ContentSafety | None:
     all). The prompt shield's classifier is made only where a policy uses it, and loads on first use."""
     if not settings.safety.policies:
         return None
-    uses_shield = any(check.check == "prompt_shield" for policy in settings.safety.policies.values()
-                      for check in policy.input)
-    shield = Shield(Path(settings.cache_dir or tempfile.gettempdir()) / "prompt-shield") if uses_shield else None
-    return ContentSafety(compile_policies(settings.safety, shield=shield), shield)
+    shields: dict[str | None, Shield] = {}
+    for policy in settings.safety.policies.values():
+        for check in policy.input:
+            if check.check == "prompt_shield" and check.model not in shields:
+                shields[check.model] = Shield(Path(check.model), OnnxClassifier) if check.model else \
+                    Shield(Path(settings.cache_dir or tempfile.gettempdir()) / "prompt-shield")
+    return ContentSafety(compile_policies(settings.safety, shields=shields), shields)
