@@ -13,8 +13,8 @@ import pytest
 
 from modelgate.config import parse_settings
 from modelgate.safety import Shield, compile_policies
-from modelgate.safety.shield import scored_texts
-from modelgate.safety.shield_model import CUES, OVERLAP, Head, ShieldModel, ShieldUnavailable
+from modelgate.safety.shield import ShieldUnavailable, scored_texts
+from modelgate.safety.shield_model import CUES, OVERLAP, Head, ShieldModel
 from modelgate.safety.stage import check_request_shielded
 from modelgate.schema.errors import ContentFiltered
 from modelgate.schema.request import ChatRequest, Message, TextPart

@@ -14,7 +14,7 @@ import pytest
 
 from modelgate.config import ConfigError, parse_settings
 from modelgate.safety import Shield, compile_policies
-from modelgate.safety.shield_model import ShieldUnavailable
+from modelgate.safety.shield import ShieldUnavailable
 from modelgate.safety.stage import check_request_shielded
 from modelgate.schema.errors import ContentFiltered
 from modelgate.schema.request import ChatRequest, Message, TextPart

@@ -29,7 +29,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from modelgate.safety.shield_model import ShieldUnavailable, load_shield
 from modelgate.schema.request import ChatRequest, TextPart
 
 log = logging.getLogger("modelgate.safety")
@@ -43,6 +42,10 @@ SCORED_ROLES = {"user": JAILBREAK, "tool": INDIRECT_ATTACK}
 REMEMBERED = 4096
 
 
+class ShieldUnavailable(RuntimeError):
+    """The classifier cannot be loaded (a package missing, a conversion that failed)."""
+
+
 class Classifier(Protocol):
     def score(self, text: str) -> float:
         """The text's score, 0 (benign) to 1 (an attack); blocks the thread."""
@@ -52,11 +55,11 @@ class Classifier(Protocol):
 class Shield:
     """A classifier of the process, loaded once on first use by ``load`` from ``folder``: by
     default the all-MiniLM-L6-v2 model converted into the cache folder ``folder``; an ONNX
-    classifier's folder with ``load=OnnxClassifier`` (``model: PATH`` on the check)."""
+    classifier's folder with ``load=load_onnx`` (``model: PATH`` on the check)."""
 
-    def __init__(self, folder: Path, load: Callable[[Path], Classifier] = load_shield) -> None:
+    def __init__(self, folder: Path, load: Callable[[Path], Classifier] | None = None) -> None:
         self.folder = folder
-        self._load = load
+        self._load = load or load_default
         self._model: Classifier | None = None
         self._failure: ShieldUnavailable | None = None
         self._lock = threading.Lock()
@@ -100,6 +103,27 @@ class Shield:
     async def ascores(self, texts: Sequence[str]) -> list[float]:
         """The score of each text, computed in a worker thread."""
         return await asyncio.to_thread(self.scores, texts)
+
+
+def load_default(cache_dir: Path) -> Classifier:
+    """The default classifier (shield_model.py), imported when first needed: numpy and llama.cpp
+    are optional packages, which a gateway without the check never loads."""
+    try:
+        from modelgate.safety.shield_model import load_shield
+    except ImportError as missing:
+        raise ShieldUnavailable(f"prompt_shield needs numpy and llama-cpp-python ({missing}): pip install "
+                                "'modelgate[local]'") from missing
+    return load_shield(cache_dir)
+
+
+def load_onnx(folder: Path) -> Classifier:
+    """An ONNX classifier of one's own (shield_onnx.py), imported when first needed."""
+    try:
+        from modelgate.safety.shield_onnx import OnnxClassifier
+    except ImportError as missing:
+        raise ShieldUnavailable(f"a prompt_shield model: needs numpy, onnxruntime and tokenizers ({missing}): "
+                                "pip install 'modelgate[shield-onnx]'") from missing
+    return OnnxClassifier(folder)
 
 
 def scored_texts(request: ChatRequest) -> list[tuple[str, str]]:

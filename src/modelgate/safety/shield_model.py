@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from modelgate.safety.shield import ShieldUnavailable
+
 HEAD_FILE = Path(__file__).with_name("shield_head.json")
 # Phrases that attacks share across styles and that the embedding of a whole sentence can blur:
 # one feature each beside the embedding (1 where the text has it). Lower-cased text.
@@ -49,10 +51,6 @@ SENTENCE_END = re.compile(r"(?<=[.!?。!?])\s+|\n+")
 SEGMENT_TOKENS = 24  # tokens; shorter sentences (a heading, a greeting) are read with the next
 OVERLAP = 32  # tokens two windows of a long text share, so no phrase is only ever seen cut in two
 GGUF_NAME = "all-minilm-l6-v2-{digest}.f16.gguf"
-
-
-class ShieldUnavailable(RuntimeError):
-    """The classifier cannot be loaded (a package missing, a conversion that failed)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from modelgate.safety.shield_model import OVERLAP, ShieldUnavailable
+from modelgate.safety.shield import ShieldUnavailable
+from modelgate.safety.shield_model import OVERLAP
 
 ATTACK_WORDS = ("INJECTION", "JAILBREAK", "ATTACK", "UNSAFE", "MALICIOUS")
 FILES = ("model.onnx", "tokenizer.json", "config.json")

@@ -26,8 +26,7 @@ from collections.abc import AsyncGenerator, Mapping
 
 from modelgate.pipeline.contract import Call, Handler
 from modelgate.safety.policy import HeldText, Inspection, Policy
-from modelgate.safety.shield import Shield, scored_texts
-from modelgate.safety.shield_model import ShieldUnavailable
+from modelgate.safety.shield import Shield, ShieldUnavailable, scored_texts
 from modelgate.schema.errors import ContentFiltered
 from modelgate.schema.events import Event, Finish, ReasoningDelta, TextDelta, ToolCallDelta
 from modelgate.schema.request import ChatRequest, TextPart, ToolCallPart

@@ -30,7 +30,7 @@ from modelgate.redis_client import RedisClient
 from modelgate.routing import Health, Router
 from modelgate.routing.redis_sync import RedisHealthSync
 from modelgate.safety import ContentSafety, Shield, compile_policies
-from modelgate.safety.shield_onnx import OnnxClassifier
+from modelgate.safety.shield import load_onnx
 from modelgate.schema.errors import NotFound
 from modelgate.schema.request import ChatRequest
 from modelgate.server.blocklists import BlocklistSync
@@ -240,6 +240,6 @@ def content_safety(settings: Settings) -> ContentSafety | None:
     for policy in settings.safety.policies.values():
         for check in policy.input:
             if check.check == "prompt_shield" and check.model not in shields:
-                shields[check.model] = Shield(Path(check.model), OnnxClassifier) if check.model else \
+                shields[check.model] = Shield(Path(check.model), load_onnx) if check.model else \
                     Shield(Path(settings.cache_dir or tempfile.gettempdir()) / "prompt-shield")
     return ContentSafety(compile_policies(settings.safety, shields=shields), shields)
