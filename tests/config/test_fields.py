@@ -146,6 +146,7 @@ def test_types_that_cannot_be_read_are_refused_when_the_shape_is_made() -> None:
 
 def test_every_provider_setting_is_a_config_key() -> None:
     assert PROVIDER.keys == {f.name for f in fields(ProviderSettings)} - {"name"}
-    # Fields that __init__ does not take are set by the loader, not read: the config file's path.
+    # Fields that __init__ does not take are set by the loader, not read: the config file's path,
+    # and the cache folder named by the environment.
     assert shape_of(Settings).keys == {f.name for f in fields(Settings) if f.init}
-    assert [f.name for f in fields(Settings) if not f.init] == ["config_file"]
+    assert [f.name for f in fields(Settings) if not f.init] == ["config_file", "cache_dir"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import marshal
 from pathlib import Path
 
-from modelgate.config import load_settings
+from modelgate.config import load_settings, parse_settings
 from modelgate.config.loader import CACHE_FROM_BYTES
 
 
@@ -55,3 +55,11 @@ def test_a_cache_that_cannot_be_used_is_passed_over(tmp_path: Path) -> None:
                      "deployments: [{name: d, provider: up, model: m}]\n")
     load_settings(small, {"MODELGATE_CACHE_DIR": str(tmp_path / "other")})
     assert not (tmp_path / "other").exists()
+
+
+def test_the_cache_folder_is_named_by_the_environment_and_kept_on_the_settings() -> None:
+    body: dict[str, object] = {"providers": {}, "deployments": []}
+    assert parse_settings(body, {"MODELGATE_CACHE_DIR": "/srv/cache", "HOME": "/home/a"}).cache_dir == "/srv/cache"
+    assert parse_settings(body, {"XDG_CACHE_HOME": "/x", "HOME": "/home/a"}).cache_dir == "/x/modelgate"
+    assert parse_settings(body, {"HOME": "/home/a"}).cache_dir == "/home/a/.cache/modelgate"
+    assert parse_settings(body, {}).cache_dir is None

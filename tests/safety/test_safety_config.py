@@ -80,17 +80,32 @@ def test_every_wrong_check_is_reported_with_its_key() -> None:
     assert "safety.policies.p.on_error: must be one of block, allow, got 'ignore'" in found
 
 
-def test_checks_of_a_later_build_are_validated_then_refused_by_name() -> None:
+def test_prompt_shield_and_moderation_checks_are_validated_and_accepted() -> None:
     found = problems(config({"policies": {"p": {
         "input": [{"check": "prompt_shield", "action": "block", "threshold": 1.5}],
         "output": [{"check": "moderation", "action": "block", "deployment": "chat",
-                    "categories": ["hate", "spam"], "severity": "extreme"}]}}}))
+                    "categories": ["hate", "spam"], "severity": "extreme"},
+                   {"check": "prompt_shield", "action": "annotate"}]}}}))
     assert "  safety.policies.p.input[0].threshold: must be a score between 0 and 1, got 1.5" in found
-    assert ("  safety.policies.p.input[0].check: prompt_shield is not available in this build yet; "
-            "use one of pii, blocklist, moderation, or remove this check") in found
+    assert ("  safety.policies.p.output[1].check: prompt_shield judges what is sent to a model (user messages, "
+            "documents and tool results), not its answers: move it under input:") in found
     assert "  safety.policies.p.output[0].categories: unknown category 'spam'; known: hate, sexual, violence, " \
            "self_harm" in found
     assert "  safety.policies.p.output[0].severity: must be one of safe, low, medium, high, got 'extreme'" in found
+    # Both checks run in this build: neither is refused by name.
+    assert not any(".check:" in p and "not available" in p for p in found)
+    assert not any("input[0].check" in p or "output[0].check" in p for p in found)
+
+
+def test_a_policy_with_the_prompt_shield_and_moderation_loads() -> None:
+    settings = parse_settings(config({"policies": {"p": {
+        "input": [{"check": "prompt_shield", "action": "block", "threshold": 0.7},
+                  {"check": "moderation", "action": "block", "deployment": "chat"}],
+        "output": [{"check": "moderation", "action": "annotate", "deployment": "chat", "severity": "high"}]}}}), {})
+    policy = settings.safety.policies["p"]
+    assert [(c.check, c.action) for c in policy.input] == [("prompt_shield", "block"), ("moderation", "block")]
+    assert (policy.input[0].threshold, policy.input[0].model) == (0.7, None)
+    assert (policy.input[1].deployment, policy.output[0].severity) == ("chat", "high")
 
 
 def test_a_moderation_check_loads_and_names_a_deployment() -> None:

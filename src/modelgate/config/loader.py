@@ -106,15 +106,21 @@ CACHE_FROM_BYTES = 256 * 1024  # smaller files parse in well under 0.1 s
 _MISSING: Any = object()
 
 
-def _cache_file(path: Path, env: Mapping[str, str]) -> Path | None:
+def cache_folder(env: Mapping[str, str]) -> Path | None:
+    """``MODELGATE_CACHE_DIR``, else ``$XDG_CACHE_HOME/modelgate`` or ``~/.cache/modelgate``."""
     folder = env.get("MODELGATE_CACHE_DIR")
-    if not folder:
-        base = env.get("XDG_CACHE_HOME") or (str(Path(env["HOME"]) / ".cache") if env.get("HOME") else None)
-        if not base:
-            return None
-        folder = str(Path(base) / "modelgate")
+    if folder:
+        return Path(folder)
+    base = env.get("XDG_CACHE_HOME") or (str(Path(env["HOME"]) / ".cache") if env.get("HOME") else None)
+    return Path(base) / "modelgate" if base else None
+
+
+def _cache_file(path: Path, env: Mapping[str, str]) -> Path | None:
+    folder = cache_folder(env)
+    if folder is None:
+        return None
     name = hashlib.blake2b(str(path.resolve()).encode(), digest_size=16).hexdigest()
-    return Path(folder) / f"config-{name}.marshal"
+    return folder / f"config-{name}.marshal"
 
 
 def _cached(cache: Path, digest: bytes) -> Any:
@@ -159,4 +165,6 @@ def parse_settings(
     settings = shape_of(Settings).read(reader, data, "")
     if reader.problems or settings is None:
         raise ConfigError(f"{source} has {len(reader.problems)} problem(s):\n  " + "\n  ".join(reader.problems))
+    folder_of_cache = cache_folder(env)
+    settings.cache_dir = str(folder_of_cache) if folder_of_cache else None
     return settings

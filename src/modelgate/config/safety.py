@@ -6,9 +6,9 @@ deployment names the policy it runs under (``safety: NAME``). The checks themsel
 entity, a regex that does not compile or a threshold out of range stops the server before it
 starts, with the key that is wrong.
 
-``prompt_shield`` is read and validated here, but this build does not run it yet: a policy that
-names it is refused with that said. A ``moderation`` check's ``deployment:`` must name a deployment
-(checked with ``deployments:``, which are read after this section: ``moderation_problems``).
+A ``moderation`` check's ``deployment:`` must name a deployment (checked with ``deployments:``,
+which are read after this section: ``moderation_problems``). ``prompt_shield`` judges requests
+only: it belongs under ``input:``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Annotated, Any
 from modelgate.config.fields import INVALID, Key, Reader, Shape, join, shape_of
 
 CHECKS = ("pii", "blocklist", "prompt_shield", "moderation")
-AVAILABLE_CHECKS = ("pii", "blocklist", "moderation")
+AVAILABLE_CHECKS = ("pii", "blocklist", "prompt_shield", "moderation")
 ACTIONS = ("block", "redact", "annotate")
 # What the pii check finds; a redacted one becomes [EMAIL], [PHONE], ... (safety/pii.py).
 ENTITIES = ("email", "phone", "credit_card", "iban", "ssn", "ip", "secret")
@@ -37,7 +37,7 @@ DEFAULT_HOLD_BACK = 64
 CHECK_KEYS: Mapping[str, frozenset[str]] = {
     "pii": frozenset({"entities"}),
     "blocklist": frozenset({"terms", "patterns", "list"}),
-    "prompt_shield": frozenset({"threshold"}),
+    "prompt_shield": frozenset({"threshold", "model"}),
     "moderation": frozenset({"deployment", "categories", "severity"}),
 }
 
@@ -76,6 +76,8 @@ class CheckSettings:
     blocklist: str | None = None
     # prompt_shield: the score from which a prompt counts as an attack.
     threshold: Annotated[float, Key("a score between 0 and 1", _threshold)] = 0.5
+    # prompt_shield: the folder of an ONNX classifier to use in place of the default (absolute once read).
+    model: str | None = None
     # moderation: the classifier deployment, the categories and the severity from which to act.
     deployment: str | None = None
     categories: Annotated[tuple[str, ...], Key(f"a list of {', '.join(CATEGORIES)}", _categories)] = CATEGORIES
@@ -133,6 +135,13 @@ def read_check(reader: Reader, body: Any, path: str) -> CheckSettings | None:
         reader.fail(join(path, "deployment"), "a moderation check needs deployment: NAME, the deployment of the "
                     "classifier (an OpenAI moderation model, or a chat model asked as a judge)")
         ok = False
+    if check.model is not None:
+        folder = reader.path(check.model)
+        if not (folder / "model.onnx").is_file():
+            reader.fail(join(path, "model"), f"{folder} has no model.onnx; give the folder of a classifier exported "
+                        "to ONNX (model.onnx, tokenizer.json, config.json), or remove the key for the default model")
+            ok = False
+        check.model = str(folder)
     if check.check not in AVAILABLE_CHECKS:
         reader.fail(join(path, "check"), f"{check.check} is not available in this build yet; "
                     f"use one of {', '.join(AVAILABLE_CHECKS)}, or remove this check")
@@ -236,6 +245,9 @@ def read_policies(reader: Reader, value: Any, path: str, earlier: Mapping[str, A
         for side in ("input", "output"):
             given = body.get(side)
             for index, check in enumerate(given if isinstance(given, list) else ()):
+                if side == "output" and isinstance(check, dict) and check.get("check") == "prompt_shield":
+                    reader.fail(f"{where}.output[{index}].check", "prompt_shield judges what is sent to a model "
+                                "(user messages, documents and tool results), not its answers: move it under input:")
                 named = check.get("list") if isinstance(check, dict) else None
                 if isinstance(named, str) and named not in lists:
                     known = ", ".join(lists) or "none are defined"

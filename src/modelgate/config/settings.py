@@ -74,3 +74,7 @@ class Settings:
     # config key: it names the file in messages and is the folder relative paths of deployments made
     # through the admin API are taken from, as the file's own are.
     config_file: str | None = field(default=None, init=False, compare=False)
+    # Where derived files are kept (the prompt shield's converted model): MODELGATE_CACHE_DIR, else
+    # $XDG_CACHE_HOME/modelgate or ~/.cache/modelgate, read from the environment with the config.
+    # None: no folder could be named (no HOME); such files go to the system's temporary folder.
+    cache_dir: str | None = field(default=None, init=False, compare=False)

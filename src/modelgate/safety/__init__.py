@@ -7,6 +7,8 @@
     pii.py         personal data and secrets (with the checksums that keep near-misses out)
     blocklist.py   terms (whole words, any case or accents) and regular expressions
     spans.py       findings, and text with findings replaced
+    shield.py      prompt_shield: which texts of a request are scored, by the process's classifier
+    shield_model.py  the classifier: all-MiniLM-L6-v2 embeddings by llama.cpp, and a logistic head
 
 It sits with the other stages: it imports the pipeline's contract, the config and the schema,
 and nothing above them; the surfaces read the verdicts it leaves on the call.
@@ -14,6 +16,7 @@ and nothing above them; the surfaces read the verdicts it leaves on the call.
 
 from modelgate.safety.moderation import Classifier
 from modelgate.safety.policy import Policy, compile_policies
+from modelgate.safety.shield import Shield
 from modelgate.safety.stage import ContentSafety
 
-__all__ = ["Classifier", "ContentSafety", "Policy", "compile_policies"]
+__all__ = ["Classifier", "ContentSafety", "Policy", "Shield", "compile_policies"]

@@ -1,11 +1,12 @@
 """Policies from the config, compiled once into checks, and the inspection of texts under them.
 
-A ``Check`` is one entry of a policy's ``input:`` or ``output:``: a finder (pii.py, blocklist.py)
-and the action its findings call for; a ``moderation`` entry is a ``ModerationCheck`` instead
-(moderation.py), which asks a classifier deployment and so runs apart, awaited (moderated.py).
-An ``Inspection`` runs a policy's checks over the texts of one request or of one choice of an
-answer, keeps what each check found (by kind, never the text) and gives each text back with the
-findings of redacting checks replaced by placeholders.
+A ``Check`` is one entry of a policy's ``input:`` or ``output:``: a finder (pii.py, blocklist.py),
+or the prompt shield's classifier and its threshold (shield.py), and the action its findings call
+for; a ``moderation`` entry is a ``ModerationCheck`` instead (moderation.py), which asks a
+classifier deployment and so runs apart, awaited (moderated.py). An ``Inspection`` runs a policy's
+checks over the texts of one request or of one choice of an answer, keeps what each check found
+(by kind, never the text) and gives each text back with the findings of redacting checks replaced
+by placeholders.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from modelgate.config.safety import BlocklistSettings, CheckSettings, SafetySett
 from modelgate.safety.blocklist import BlocklistFinder, Entries
 from modelgate.safety.moderation import ModerationCheck
 from modelgate.safety.pii import PLACEHOLDERS, PIIFinder
+from modelgate.safety.shield import Shield
 from modelgate.safety.spans import Span, replaced, without_overlaps
 from modelgate.schema.verdicts import Verdict
 
@@ -33,10 +35,12 @@ class Finder(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Check:
-    kind: str  # "pii" | "blocklist"
+    kind: str  # "pii" | "blocklist" | "prompt_shield"
     action: str  # "block" | "redact" | "annotate"
-    finder: Finder
+    finder: Finder | None  # None for the prompt shield, which scores whole texts in a worker thread
     policy: str  # the policy it is a check of
+    shield: Shield | None = None
+    threshold: float = 0.5  # prompt_shield: the score from which a text is an attack
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +52,11 @@ class Policy:
     on_error: str  # "block" | "allow"
     input_moderation: tuple[ModerationCheck, ...] = ()
     output_moderation: tuple[ModerationCheck, ...] = ()
+
+    @property
+    def shielded(self) -> bool:
+        """Whether its input checks include the prompt shield (which makes the check awaitable)."""
+        return any(check.shield is not None for check in self.input)
 
     def joined(self, other: Policy) -> Policy:
         """This policy and ``other`` as one: the checks of both, the wider window, and ``block``
@@ -63,7 +72,14 @@ class Policy:
         return bool(self.output or self.output_moderation)
 
 
-def compile_check(settings: CheckSettings, lists: Mapping[str, BlocklistSettings], policy: str) -> Check:
+def compile_check(settings: CheckSettings, lists: Mapping[str, BlocklistSettings], policy: str,
+                  shields: Mapping[str | None, Shield] | None = None) -> Check:
+    if settings.check == "prompt_shield":
+        shield = (shields or {}).get(settings.model)
+        if shield is None:
+            raise ValueError(f"no Shield for the prompt_shield model {settings.model or 'by default'} "
+                             "(compile_policies(shields=...))")
+        return Check("prompt_shield", settings.action, None, policy, shield, settings.threshold)
     if settings.check == "pii":
         return Check("pii", settings.action, PIIFinder(settings.entities), policy)
     sources = []
@@ -80,14 +96,18 @@ def moderation_check(settings: CheckSettings, policy: str) -> ModerationCheck:
     return ModerationCheck(settings.deployment, settings.categories, settings.severity, settings.action, policy)
 
 
-def compile_policies(settings: SafetySettings,
-                     lists: Mapping[str, BlocklistSettings] | None = None) -> dict[str, Policy]:
+def compile_policies(settings: SafetySettings, lists: Mapping[str, BlocklistSettings] | None = None,
+                     shields: Mapping[str | None, Shield] | None = None) -> dict[str, Policy]:
     """Every policy of the config, each check's expressions compiled once; ``lists`` replace the
-    terms and patterns of the config's lists of the same names (those set through the admin API)."""
+    terms and patterns of the config's lists of the same names (those set through the admin API).
+    ``shields`` are the classifiers of the prompt_shield checks, by their ``model:`` (None: the
+    default), each shared by the checks that name it."""
     in_force = {**settings.blocklists, **(lists or {})}
     return {
-        name: Policy(name, tuple(compile_check(c, in_force, name) for c in policy.input if c.check != "moderation"),
-                     tuple(compile_check(c, in_force, name) for c in policy.output if c.check != "moderation"),
+        name: Policy(name, tuple(compile_check(c, in_force, name, shields) for c in policy.input
+                                 if c.check != "moderation"),
+                     tuple(compile_check(c, in_force, name, shields) for c in policy.output
+                           if c.check != "moderation"),
                      policy.stream_hold_back, policy.on_error,
                      tuple(moderation_check(c, name) for c in policy.input if c.check == "moderation"),
                      tuple(moderation_check(c, name) for c in policy.output if c.check == "moderation"))
@@ -110,8 +130,27 @@ class Inspection:
         different checks may overlap). Nothing is recorded: see ``settle``."""
         spans: list[tuple[Span, int]] = []
         for index, check in enumerate(self.checks):
-            spans.extend((span, index) for span in check.finder.find(text))
+            if check.finder is not None:
+                spans.extend((span, index) for span in check.finder.find(text))
         return spans
+
+    async def shield(self, texts: list[tuple[str, str]]) -> None:
+        """The prompt shield's checks over ``texts`` (each with the name of what it may hold,
+        ``jailbreak`` or ``indirect_attack``): a text scored at or above a check's threshold is a
+        finding of that check. Each classifier scores each text once, in a worker thread."""
+        shielding = [(index, check) for index, check in enumerate(self.checks) if check.shield is not None]
+        if not shielding or not texts:
+            return
+        scores: dict[int, list[float]] = {}
+        for _, check in shielding:
+            assert check.shield is not None
+            if id(check.shield) not in scores:
+                scores[id(check.shield)] = await check.shield.ascores([text for _, text in texts])
+        for index, check in shielding:
+            for (label, _), score in zip(texts, scores[id(check.shield)], strict=True):
+                if score >= check.threshold:
+                    self.found[index].add(label)
+                    self.blocked = self.blocked or check.action == "block"
 
     def settle(self, findings: list[tuple[Span, int]]) -> None:
         """Record findings that can no longer change: what they are, and whether one blocks."""

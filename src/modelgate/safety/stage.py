@@ -3,7 +3,10 @@ and its answers (two policies run as one: ``Policy.joined``).
 
 Input: every text part of every message (all roles), tool call arguments and tool results are
 checked before the call goes on; a finding of a blocking check refuses the request
-(``ContentFiltered``, 400), a redacting check's findings reach the upstream as placeholders.
+(``ContentFiltered``, 400), a redacting check's findings reach the upstream as placeholders. The
+prompt shield (shield.py) scores user and tool messages only, in a worker thread: a policy with
+one checks the request as the first step of the events it returns, so the refusal comes where an
+upstream's would.
 
 Output: the text of each choice is held back (``HeldText``) and released only once what it
 contains is known; tool call arguments are held whole until their choice finishes. A blocking
@@ -12,8 +15,9 @@ streamed choice keeps what was sent before, which held nothing flagged. Reasonin
 on unchecked.
 
 Moderation checks (moderated.py) ask a classifier deployment: on the request's user and tool
-texts, as one text, before the call goes on; on each choice's text after the other output
-checks, a sentence at a time on streams and whole otherwise.
+texts, as one text, after the other input checks and the prompt shield and before the call goes
+on; on each choice's text after the other output checks, a sentence at a time on streams and
+whole otherwise.
 
 The verdicts go on ``call.safety`` for the surfaces to report and metering to record. A call
 that no policy applies to gets ``next(call)`` itself: no wrapper around its events, nothing
@@ -29,6 +33,7 @@ from modelgate.pipeline.contract import Call, Handler
 from modelgate.safety.moderated import ModeratedChoice, Moderation, moderation_results
 from modelgate.safety.moderation import Classifier, ModerationCheck
 from modelgate.safety.policy import HeldText, Inspection, Policy
+from modelgate.safety.shield import Shield, ShieldUnavailable, scored_texts
 from modelgate.schema.errors import ContentFiltered
 from modelgate.schema.events import Event, Finish, ModerationScores, ReasoningDelta, Start, TextDelta, ToolCallDelta
 from modelgate.schema.request import ChatRequest, ModerationRequest, TextPart, ToolCallPart
@@ -40,11 +45,14 @@ log = logging.getLogger("modelgate.safety")
 class ContentSafety:
     """Stage: runs the policy that the call's deployment names (``safety:``), and the one its
     project names, if any (both, as one, when they differ). ``classifier`` asks the deployments
-    of moderation checks (None: the policies have none)."""
+    of moderation checks (None: the policies have none); ``shields`` are the prompt shield's
+    classifiers the policies were compiled with, by their ``model:``."""
 
-    def __init__(self, policies: Mapping[str, Policy], classifier: Classifier | None = None) -> None:
+    def __init__(self, policies: Mapping[str, Policy], classifier: Classifier | None = None,
+                 shields: Mapping[str | None, Shield] | None = None) -> None:
         self._policies = policies
         self.classifier = classifier
+        self.shields = shields or {}  # the prompt shield's classifiers the policies were compiled with
         self._joined: dict[tuple[str, str], Policy] = {}
         self._missing: set[str] = set()
 
@@ -73,6 +81,8 @@ class ContentSafety:
         if policy is None:
             return next(call)
         report = call.safety = SafetyReport(policy.name)
+        if policy.shielded:
+            return self._shielded(call, next, policy, report)
         if policy.input:
             try:
                 report.prompt = check_request(call.request, policy)
@@ -137,6 +147,23 @@ class ContentSafety:
         if joined is None:
             joined = self._joined[(deployment, project)] = self._policies[deployment].joined(self._policies[project])
         return joined
+
+    async def _shielded(self, call: Call, next: Handler, policy: Policy,
+                        report: SafetyReport) -> AsyncGenerator[Event, None]:
+        """The request checked with the prompt shield's awaited, then the call as ``__call__`` goes on
+        (its moderation checks, then its output checks)."""
+        assert isinstance(call.request, ChatRequest)
+        try:
+            report.prompt = await check_request_shielded(call.request, policy)
+        except ContentFiltered as refusal:
+            report.prompt = list(refusal.verdicts)
+            raise
+        if policy.input_moderation:
+            events = self._moderated(call, next, policy, report)
+        else:
+            events = self._checked(call, next, policy, report) if policy.checks_output else next(call)
+        async for event in events:
+            yield event
 
     async def _checked(self, call: Call, next: Handler, policy: Policy,
                        report: SafetyReport) -> AsyncGenerator[Event, None]:
@@ -264,20 +291,50 @@ def check_request(request: ChatRequest, policy: Policy) -> list[Verdict]:
     ``ContentFiltered`` when a blocking check finds something."""
     inspection = Inspection(policy.input)
     try:
-        for message in request.messages:
-            for part in message.content:
-                if isinstance(part, TextPart):
-                    part.text = inspection.text(part.text)
-                elif isinstance(part, ToolCallPart):
-                    part.arguments = inspection.text(part.arguments)
+        _scan_request(request, inspection)
     except Exception as problem:
-        # A finder that fails is a bug of ours; the policy says whether the request may pass unchecked.
-        log.exception("content policy %r could not check a request", policy.name)
-        if policy.on_error == "allow":
-            return inspection.verdicts()
-        raise ContentFiltered(f"The request could not be checked by the content policy '{policy.name}', which "
-                              "refuses what it cannot check (on_error: block). Try again, or ask the "
-                              "gateway's operator.", policy=policy.name, verdicts=inspection.verdicts()) from problem
+        return _unchecked(policy, inspection, problem)
+    return _settled(inspection)
+
+
+async def check_request_shielded(request: ChatRequest, policy: Policy) -> list[Verdict]:
+    """``check_request`` with the prompt shield's checks as well, run after the others (the
+    texts scored are the original ones, before any redaction, and none is scored when another
+    check has already refused the request)."""
+    inspection = Inspection(policy.input)
+    texts = scored_texts(request)
+    try:
+        _scan_request(request, inspection)
+        if not inspection.blocked:
+            await inspection.shield(texts)
+    except Exception as problem:
+        return _unchecked(policy, inspection, problem)
+    return _settled(inspection)
+
+
+def _scan_request(request: ChatRequest, inspection: Inspection) -> None:
+    for message in request.messages:
+        for part in message.content:
+            if isinstance(part, TextPart):
+                part.text = inspection.text(part.text)
+            elif isinstance(part, ToolCallPart):
+                part.arguments = inspection.text(part.arguments)
+
+
+def _unchecked(policy: Policy, inspection: Inspection, problem: Exception) -> list[Verdict]:
+    """A check that could not run: the policy says whether the request may pass unchecked."""
+    if isinstance(problem, ShieldUnavailable):
+        log.warning("content policy %r could not check a request: %s", policy.name, problem)
+    else:
+        log.exception("content policy %r could not check a request", policy.name)  # a bug of ours
+    if policy.on_error == "allow":
+        return inspection.verdicts()
+    raise ContentFiltered(f"The request could not be checked by the content policy '{policy.name}', which "
+                          "refuses what it cannot check (on_error: block). Try again, or ask the "
+                          "gateway's operator.", policy=policy.name, verdicts=inspection.verdicts()) from problem
+
+
+def _settled(inspection: Inspection) -> list[Verdict]:
     verdicts = inspection.verdicts()
     if inspection.blocked:
         blocking = inspection.blocking_policies()
@@ -286,7 +343,9 @@ def check_request(request: ChatRequest, policy: Policy) -> list[Verdict]:
 
 
 def _blocked_message(policies: list[str], verdicts: list[Verdict]) -> str:
-    found = "; ".join(f"{v.check} ({', '.join(v.found)})" for v in verdicts if v.filtered)
+    found = "; ".join(f"text that reads as an attempt to override the model's instructions ({v.check}: "
+                      f"{', '.join(v.found)})" if v.check == "prompt_shield" else f"{v.check} ({', '.join(v.found)})"
+                      for v in verdicts if v.filtered)
     named = " and ".join(f"'{p}'" for p in policies)
     return (f"The request was blocked by the content {'policy' if len(policies) == 1 else 'policies'} {named}: "
             f"it contains {found}. Remove that content from the messages and send the request again.")

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 class Verdict:
     """One check of a policy over a request, or over one choice of its answer."""
 
-    check: str  # "pii" | "blocklist" | "moderation"
+    check: str  # "pii" | "blocklist" | "prompt_shield" | "moderation"
     action: str  # "block" | "redact" | "annotate"
     # What it found, sorted: entity kinds ("email", "iban"), the names of the blocklists matched,
-    # or the harm categories that reached the check's severity ("error": the check failed and its
-    # policy blocks what it cannot check).
+    # for the prompt shield "jailbreak" and "indirect_attack", or the harm categories that reached
+    # the moderation check's severity ("error": the check failed and its policy blocks what it
+    # cannot check).
     found: tuple[str, ...] = ()
     # moderation: each configured category's severity ("safe", "low", "medium", "high").
     severities: tuple[tuple[str, str], ...] = ()

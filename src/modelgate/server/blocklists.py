@@ -78,7 +78,7 @@ class BlocklistSync:
                 self.records[record.name] = record
                 self.lists[record.name] = lists
         if self.stage is not None:
-            self.stage.policies = compile_policies(self.safety, self.lists)
+            self.stage.policies = compile_policies(self.safety, self.lists, self.stage.shields)
         self.revision = changes.revision
         log.info("blocklists applied: %s", ", ".join(
             f"{r.name} ({'set' if r.name in self.lists else 'from the config'})" for r in changes.records))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -28,7 +29,8 @@ from modelgate.providers.transport import ConnectionCap, HTTPClient
 from modelgate.redis_client import RedisClient
 from modelgate.routing import Health, Router
 from modelgate.routing.redis_sync import RedisHealthSync
-from modelgate.safety import Classifier, ContentSafety, compile_policies
+from modelgate.safety import Classifier, ContentSafety, Shield, compile_policies
+from modelgate.safety.shield import load_onnx
 from modelgate.schema.errors import NotFound
 from modelgate.schema.request import ChatRequest
 from modelgate.server.blocklists import BlocklistSync
@@ -201,7 +203,7 @@ async def build_services(settings: Settings) -> Services:
     # No policy in the config: no safety stage in the chain at all. Moderation checks ask their
     # classifier deployments through the chain itself, handed to the classifier once it is built.
     classifier = Classifier(settings.deployments.get, router.serves_moderations)
-    safety = ContentSafety(compile_policies(settings.safety), classifier) if settings.safety.policies else None
+    safety = content_safety(settings, classifier)
     spend_sync = SpendSync(storage, ledger, wanted=lambda: keys.has_budgets)
     keys.on_budget_added = spend_sync.wake
     handler = build_handler(router, [SplitThinkTags()], metering=Metering(recorder, price_book),
@@ -231,3 +233,18 @@ async def start_services(settings: Settings) -> Services:
         services = await build_services(settings)
         await services.start()
     return services
+
+
+def content_safety(settings: Settings, classifier: Classifier | None = None) -> ContentSafety | None:
+    """The safety stage of the config's policies; None when it has none (no stage in the chain at
+    all). ``classifier`` asks the deployments of moderation checks. The prompt shield's classifier
+    is made only where a policy uses it, and loads on first use."""
+    if not settings.safety.policies:
+        return None
+    shields: dict[str | None, Shield] = {}
+    for policy in settings.safety.policies.values():
+        for check in policy.input:
+            if check.check == "prompt_shield" and check.model not in shields:
+                shields[check.model] = Shield(Path(check.model), load_onnx) if check.model else \
+                    Shield(Path(settings.cache_dir or tempfile.gettempdir()) / "prompt-shield")
+    return ContentSafety(compile_policies(settings.safety, shields=shields), classifier, shields)

