@@ -1,11 +1,12 @@
 """How the gateway launches each engine's child process: the command lines, and what a child that
 cannot start says.
 
-vLLM is not installed on the machines these tests run on (it needs a GPU, or its CPU build): its
-engine's command line is checked here as the gateway builds it, and the worker is run for real
-up to where it finds no vLLM, through a pool, so the message a client gets is the one checked.
-One test runs the whole launch path with a stand-in for vLLM's server
-(``tests/fixtures/vllm_standin``: it answers with the command line it was given, and is no model).
+vLLM is not installed in the gateway's own environment here (``test_vllm_engine.py`` runs the real
+one, from an environment of its own): the engine's command line is checked as the gateway builds
+it, and the worker is run for real up to where it finds no vLLM, through a pool, so the message a
+client gets is the one checked. One test runs the whole launch path with a stand-in for vLLM's
+server (``tests/fixtures/vllm_standin``: it answers with the command line it was given, and is no
+model).
 """
 
 from __future__ import annotations

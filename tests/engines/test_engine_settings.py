@@ -11,10 +11,11 @@ import pytest
 import yaml
 
 from modelgate.catalog.model_store import ModelStore
-from modelgate.config import ConfigError, parse_settings
+from modelgate.config import ConfigError, load_settings, parse_settings
 from modelgate.config.settings import Settings
-from modelgate.engines.models import ModelNotFound, resolve_model
-from modelgate.engines.settings import EngineSettings, RaySettings
+from modelgate.engines.models import ModelFile, ModelNotFound, resolve_model
+from modelgate.engines.replica import EngineSpec
+from modelgate.engines.settings import EngineSettings, RaySettings, VllmSettings
 from tests.local_models import tiny_llama
 
 
@@ -112,7 +113,7 @@ def test_a_file_that_is_no_gguf_is_named(tmp_path: Path) -> None:
 def test_engine_keys_on_an_api_provider_are_refused() -> None:
     said = problems({"name": "gpt", "provider": "openai", "model": "gpt-4o", "replicas": 2})
     assert ("deployments.gpt: compute_cost:, device:, engine:, health_interval:, health_timeout:, max_concurrency:, "
-            "queue:, ray:, replicas: are for providers of type local; provider 'openai' is of type openai: "
+            "queue:, ray:, replicas:, vllm: are for providers of type local; provider 'openai' is of type openai: "
             "remove them") in said
     said = problems({"name": "gpt", "provider": "openai", "model": "gpt-4o", "compute_cost": {"per_replica_hour": 1}})
     assert "deployments.gpt: compute_cost:" in said and "are for providers of type local" in said
@@ -182,8 +183,49 @@ def test_the_vllm_engine_without_vllm_names_the_extra(tmp_path: Path) -> None:
     folder = hf_folder(tmp_path / "tiny-llama")
     said = problems({"name": "smol", "provider": "local", "model": str(folder), "engine": "vllm"})
     assert ("deployments.smol.engine: engine vllm needs the vllm package on this machine, which is not installed: "
-            "pip install 'modelgate[vllm]'") in said
+            "pip install 'modelgate[vllm]'; or set vllm.python: to the interpreter of an environment where it is "
+            "installed") in said
     assert "deployments.smol.model" not in said  # the folder is what vllm loads
+
+
+def test_vllm_in_an_environment_of_its_own_is_named_by_its_interpreter(tmp_path: Path) -> None:
+    folder = hf_folder(tmp_path / "tiny-llama")
+    (tmp_path / "venv" / "bin").mkdir(parents=True)
+    python = tmp_path / "venv" / "bin" / "python"
+    python.write_text("#!/bin/sh\n")
+    python.chmod(0o755)
+    config = tmp_path / "modelgate.yaml"
+    config.write_text(yaml.safe_dump({
+        "providers": {"local": {"type": "local"}},
+        "deployments": [{"name": "tiny", "provider": "local", "model": str(folder), "engine": "vllm",
+                         "vllm": {"python": "venv/bin/python", "args": ["--dtype", "float32", "-O0"]}}]}))
+    [target] = load_settings(config, {}).deployments["tiny"].targets
+    # The interpreter is taken from the config file's folder, as every path there is.
+    assert target.local is not None and target.local.vllm == VllmSettings(python=str(python),
+                                                                          args=("--dtype", "float32", "-O0"))
+    spec = EngineSpec(ModelFile("tiny", folder), target.local)
+    assert spec.command()[-5:] == ["--python", str(python), "--vllm-arg=--dtype", "--vllm-arg=float32",
+                                   "--vllm-arg=-O0"]
+
+
+@pytest.mark.parametrize(("keys", "problem"), [
+    ({"vllm": {"python": "/no/such/python"}}, "deployments.tiny.vllm.python: /no/such/python is not an executable "
+                                              "file: give the Python interpreter of the environment vLLM is installed "
+                                              "in"),
+    ({"vllm": {"args": ["--port", "9000"]}}, "deployments.tiny.vllm.args: sets --port, which the engine sets from the "
+                                             "deployment"),
+    ({"vllm": {"args": ["--max-model-len=4096"]}}, "deployments.tiny.vllm.args: sets --max-model-len, which the engine "
+                                                   "sets from the deployment"),
+    ({"vllm": {"args": "--dtype float32"}}, "deployments.tiny.vllm.args: expected a list of arguments of vLLM's "
+                                           "server, e.g. [--dtype, float32]"),
+    ({"engine": "llamacpp", "vllm": {"args": []}}, "deployments.tiny.vllm: is for engine: vllm, and this target's "
+                                                   "engine is llamacpp: remove vllm: or set engine: vllm"),
+])
+def test_wrong_vllm_keys_are_named_with_the_fix(tmp_path: Path, keys: dict[str, Any], problem: str) -> None:
+    folder = hf_folder(tmp_path / "tiny-llama")
+    model = str(folder) if keys.get("engine") != "llamacpp" else str(tiny_llama(tmp_path / "tiny.gguf"))
+    said = problems({"name": "tiny", "provider": "local", "model": model, "engine": "vllm", **keys})
+    assert problem in said
 
 
 ROOT = Path(__file__).resolve().parents[2]

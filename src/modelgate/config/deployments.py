@@ -13,6 +13,7 @@ as is a model its engine cannot load or an engine whose package is not installed
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,7 +32,9 @@ from modelgate.engines.settings import (
     ComputeCost,
     EngineSettings,
     RaySettings,
+    VllmSettings,
     ray_address_problem,
+    vllm_args_problem,
 )
 from modelgate.providers.base import MAX_DURATION_S
 from modelgate.providers.settings import ProviderSettings
@@ -85,6 +88,10 @@ RAY: Shape[RaySettings] = Shape(RaySettings, keys={
     "max_replicas": Key(_REPLICAS, positive("must be at least 1")),
     "target_ongoing_requests": Key("a number of requests", positive("must be a positive number of requests")),
 })
+VLLM: Shape[VllmSettings] = Shape(VllmSettings, keys={
+    "python": Key("the path of a Python interpreter", doc="the interpreter vLLM is installed under"),
+    "args": Key("a list of arguments of vLLM's server, e.g. [--dtype, float32]", vllm_args_problem),
+})
 # The keys of a local target's engine (engines/settings.py), given beside its provider: and model:.
 ENGINE: Shape[EngineSettings] = Shape(EngineSettings, keys={
     "engine": Key(choices=ENGINES),
@@ -96,6 +103,7 @@ ENGINE: Shape[EngineSettings] = Shape(EngineSettings, keys={
     "health_timeout": Key("seconds as a number", _seconds, doc="seconds a replica has to answer a health check"),
     "compute_cost": Key("a mapping with per_replica_hour:", shape=COMPUTE_COST),
     "ray": Key(shape=RAY),
+    "vllm": Key(shape=VLLM),
 })
 
 Share = Annotated[float, Key("a share between 0 and 1", _share)]
@@ -330,10 +338,13 @@ def _engine_checked(reader: Reader, target: TargetSettings, kind: str, path: str
     engine = target.local = target.local or EngineSettings()
     ok = True
     needed = NEEDS.get(engine.engine)
-    if needed is not None and importlib.util.find_spec(needed[0]) is None:
+    elsewhere = engine.vllm is not None and engine.vllm.python is not None  # vLLM in an environment of its own
+    if needed is not None and not elsewhere and importlib.util.find_spec(needed[0]) is None:
         package, extra = needed
+        elsewhere_hint = ("; or set vllm.python: to the interpreter of an environment where it is installed"
+                          if engine.engine == "vllm" else "")
         reader.fail(join(path, "engine"), f"engine {engine.engine} needs the {package} package on this machine, "
-                    f"which is not installed: pip install 'modelgate[{extra}]'")
+                    f"which is not installed: pip install 'modelgate[{extra}]'{elsewhere_hint}")
         ok = False
     if engine.engine == "ray":
         ok = _ray_checked(reader, target, engine, path, given) and ok
@@ -341,12 +352,35 @@ def _engine_checked(reader: Reader, target: TargetSettings, kind: str, path: str
         reader.fail(join(path, "ray"), f"is for engine: ray, and this target's engine is {engine.engine}: "
                     "remove ray: or set engine: ray")
         ok = False
+    if engine.engine == "vllm":
+        ok = _vllm_checked(reader, target, engine, path) and ok
+    elif engine.vllm is not None:
+        reader.fail(join(path, "vllm"), f"is for engine: vllm, and this target's engine is {engine.engine}: "
+                    "remove vllm: or set engine: vllm")
+        ok = False
     try:
         resolve_model(str(model), engine=engine.engine)
     except ModelNotFound as problem:
         reader.fail(join(path, "model"), str(problem))
         ok = False
     return ok
+
+
+def _vllm_checked(reader: Reader, target: TargetSettings, engine: EngineSettings, path: str) -> bool:
+    """The vllm engine's keys: ``python`` made absolute (from the config file's folder) and checked
+    to be an interpreter there."""
+    vllm = engine.vllm or VllmSettings()
+    if vllm.python is None:
+        target.local = replace(engine, vllm=vllm)
+        return True
+    python = reader.path(vllm.python)
+    target.local = replace(engine, vllm=replace(vllm, python=str(python)))
+    if not python.is_file() or not os.access(python, os.X_OK):
+        reader.fail(join(path, "vllm.python"), f"{python} is not an executable file: give the Python interpreter of "
+                    "the environment vLLM is installed in (e.g. /opt/vllm/bin/python, made by python -m venv "
+                    "/opt/vllm && /opt/vllm/bin/pip install vllm)")
+        return False
+    return True
 
 
 def _ray_checked(reader: Reader, target: TargetSettings, engine: EngineSettings, path: str,

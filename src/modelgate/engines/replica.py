@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from modelgate.engines.models import ModelFile
-from modelgate.engines.settings import EngineSettings, RaySettings
+from modelgate.engines.settings import EngineSettings, RaySettings, VllmSettings
 
 log = logging.getLogger("modelgate.engines")
 
@@ -67,6 +67,11 @@ class EngineSpec:
             command += ["--app", self.app_name, "--address", ray.address, "--min-replicas", str(ray.min_replicas),
                         "--max-replicas", str(ray.max_replicas),
                         "--target-ongoing-requests", f"{ray.target_ongoing_requests:g}"]
+        elif engine.engine == "vllm":
+            vllm = engine.vllm or VllmSettings()
+            if vllm.python is not None:
+                command += ["--python", vllm.python]
+            command += [f"--vllm-arg={arg}" for arg in vllm.args]  # "=": an argument may begin with "-"
         return command
 
     @property

@@ -49,6 +49,32 @@ class RaySettings:
     target_ongoing_requests: float = 2.0
 
 
+# The arguments of vLLM's server that the vllm engine sets itself from the deployment.
+VLLM_OWN_ARGS = ("--model", "--served-model-name", "--host", "--port", "--max-num-seqs", "--max-model-len")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VllmSettings:
+    """How the vllm engine runs vLLM's server. vLLM brings its own PyTorch and pins its own
+    transformers, so it is often installed in a virtual environment of its own: ``python`` is
+    that environment's interpreter (None: the gateway's). ``args`` go to vLLM's server after those
+    the engine sets (``--dtype``, ``--quantization``, ``--gpu-memory-utilization``, ``-O0``, ...)."""
+
+    python: str | None = None
+    args: tuple[str, ...] = ()
+
+
+def vllm_args_problem(args: tuple[str, ...]) -> str | None:
+    """What is wrong with a deployment's ``vllm.args``, or None: none of them is one the engine
+    sets itself."""
+    for arg in args:
+        flag = arg.split("=", 1)[0]
+        if flag in VLLM_OWN_ARGS:
+            return (f"sets {flag}, which the engine sets from the deployment (model:, the deployment's name, "
+                    "max_concurrency: and context_window:); remove it")
+    return None
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EngineSettings:
     engine: str = "llamacpp"
@@ -63,3 +89,4 @@ class EngineSettings:
     health_timeout: float = 5.0
     compute_cost: ComputeCost | None = None  # None: the replicas' time is recorded, not priced
     ray: RaySettings | None = None  # engine: ray only; None there: RaySettings()
+    vllm: VllmSettings | None = None  # engine: vllm only; None there: VllmSettings()

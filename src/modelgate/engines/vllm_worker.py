@@ -2,17 +2,20 @@
 
     python -m modelgate.engines.vllm_worker --model FOLDER [--name NAME] [--max-concurrency N]
                                              [--n-ctx TOKENS] [--device cpu|cuda|auto]
+                                             [--python PATH] [--vllm-arg=ARG ...]
 
-It picks a free port of 127.0.0.1, starts ``python -m vllm.entrypoints.openai.api_server`` there
+It picks a free port of 127.0.0.1, starts ``PATH -m vllm.entrypoints.openai.api_server`` there
 (``vllm_command``: the folder, the name answers carry, ``--max-num-seqs`` of max_concurrency,
-``--max-model-len`` of the context window where one is set), prints ``{"listening": PORT}`` and
+``--max-model-len`` of the context window where one is set, then the deployment's own
+``vllm.args``) under the interpreter vLLM is installed for (``vllm.python``; by default this
+one), prints ``{"listening": PORT}`` and
 waits for it: the gateway health-checks vLLM's own ``GET /health`` and sends requests to vLLM
 directly, as to a llamacpp worker. vLLM's output passes through, for the gateway's log.
 
 This process stands between the gateway and vLLM so that vLLM ends with it: on SIGTERM or SIGINT,
 and when its stdin closes (the gateway is gone), vLLM gets SIGTERM, then SIGKILL after
 ``STOP_GRACE_S``; on Linux vLLM is also killed by the kernel if this process is. It exits with
-vLLM's exit code (3: vLLM is not installed here).
+vLLM's exit code (3: vLLM is not installed for that interpreter).
 
 ``device: cpu`` hides the GPUs from vLLM (``CUDA_VISIBLE_DEVICES`` empty), which then needs its
 CPU build; ``cuda`` and ``auto`` leave vLLM to find them.
@@ -30,7 +33,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -42,13 +45,27 @@ INSTALL = "pip install 'modelgate[vllm]' (vLLM runs on a GPU, or from its CPU bu
 PR_SET_PDEATHSIG = 1
 
 
-def vllm_command(model: str, name: str, port: int, max_concurrency: int, n_ctx: int) -> list[str]:
+def vllm_command(model: str, name: str, port: int, max_concurrency: int, n_ctx: int, *,
+                 python: str = sys.executable, extra: Sequence[str] = ()) -> list[str]:
     """The command line of vLLM's server for one model folder, on 127.0.0.1:``port``."""
-    command = [sys.executable, "-m", SERVER, "--model", model, "--served-model-name", name,
+    command = [python, "-m", SERVER, "--model", model, "--served-model-name", name,
                "--host", "127.0.0.1", "--port", str(port), "--max-num-seqs", str(max_concurrency)]
     if n_ctx:
         command += ["--max-model-len", str(n_ctx)]
-    return command
+    return command + list(extra)
+
+
+def has_vllm(python: str) -> bool:
+    """Whether vLLM can be imported by the interpreter ``python`` (found, not imported: that takes
+    seconds)."""
+    if python == sys.executable:
+        return importlib.util.find_spec("vllm") is not None
+    probe = "import importlib.util, sys; sys.exit(importlib.util.find_spec('vllm') is None)"
+    try:
+        return subprocess.run([python, "-c", probe], stdin=subprocess.DEVNULL, capture_output=True,
+                              timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
 def vllm_env(device: str, env: Mapping[str, str]) -> dict[str, str]:
@@ -74,13 +91,15 @@ def _die_with_parent() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if importlib.util.find_spec("vllm") is None:
-        print(f"modelgate vllm engine: vLLM is not installed here; install it with: {INSTALL}",
+    if not has_vllm(args.python):
+        where = "here" if args.python == sys.executable else f"for {args.python}"
+        print(f"modelgate vllm engine: vLLM is not installed {where}; install it with: {INSTALL}",
               file=sys.stderr, flush=True)
         return 3
     port = free_port()
     server = subprocess.Popen(
-        vllm_command(args.model, args.name, port, args.max_concurrency, args.n_ctx),
+        vllm_command(args.model, args.name, port, args.max_concurrency, args.n_ctx, python=args.python,
+                     extra=args.vllm_arg),
         env=vllm_env(args.device, os.environ), stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
     print(json.dumps({"listening": port}), flush=True)
     stopping = threading.Event()
@@ -120,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-concurrency", type=int, default=4, help="sequences vLLM runs at once")
     parser.add_argument("--n-ctx", type=int, default=0, help="context window in tokens; 0: the model's own")
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
+    parser.add_argument("--python", default=sys.executable, help="the interpreter vLLM is installed for")
+    parser.add_argument("--vllm-arg", action="append", default=[], help="one more argument of vLLM's server")
     parser.add_argument("--watch-stdin", action="store_true", help="stop when stdin closes")
     args = parser.parse_args(argv)
     if args.name is None:
