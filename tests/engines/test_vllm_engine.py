@@ -36,9 +36,10 @@ from tests.support import DEADLINE_S, RunningGateway, anthropic_client, gateway_
 
 ROOT = Path(__file__).resolve().parents[2]
 VLLM_PYTHON = os.environ.get("MODELGATE_TEST_VLLM_PYTHON", str(ROOT / ".venv-vllm" / "bin" / "python"))
-# float32: vLLM's argmax is numpy's; -O0: no graph compilation (minutes on two cores); JSON held to
-# the schema without free whitespace, which a random model would otherwise write until max_tokens.
-VLLM_ARGS = ["--dtype", "float32", "-O0",
+# float32: vLLM's argmax is numpy's; -O0: no graph compilation (minutes on two cores); a KV cache
+# of 64 MB (on CPU vLLM otherwise takes most of the machine's memory for it); JSON held to the
+# schema without free whitespace, which a random model would otherwise write until max_tokens.
+VLLM_ARGS = ["--dtype", "float32", "-O0", "--kv-cache-memory-bytes=64M",
              "--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}']
 QUESTION = "How are you today?"
 MAX_TOKENS = 10
