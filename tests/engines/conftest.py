@@ -87,6 +87,21 @@ def engine_children() -> dict[int, str]:
     return found
 
 
+def vllm_servers(folder: Path) -> list[int]:
+    """The processes of vLLM's OpenAI-compatible server (or its stand-in) running on ``folder``,
+    found by their command lines."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"vllm.entrypoints.openai.api_server" in command and str(folder).encode() in command:
+                found.append(int(entry.name))
+    return found
+
+
 @pytest.fixture(scope="session")
 def ray_installed() -> None:
     """Ray Serve is importable here (the ray engine's child process and the test cluster need it)."""

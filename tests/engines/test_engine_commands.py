@@ -29,6 +29,7 @@ from modelgate.engines.replica import EngineSpec
 from modelgate.engines.settings import EngineSettings, RaySettings
 from modelgate.engines.vllm_worker import vllm_command, vllm_env
 from modelgate.schema.errors import UpstreamError
+from tests.engines.conftest import vllm_servers
 from tests.support import DEADLINE_S, eventually, gateway_in_thread, wait_until
 
 STANDIN = Path(__file__).resolve().parents[1] / "fixtures" / "vllm_standin"
@@ -151,20 +152,6 @@ async def test_a_ready_replica_is_probed_unless_ray_serve_checks_it(engine: str,
     assert await watching == (0, None)
 
 
-def standin_servers(folder: Path) -> list[int]:
-    """The stand-in vLLM servers running on ``folder``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                command = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if b"vllm.entrypoints.openai.api_server" in command and str(folder).encode() in command:
-                found.append(int(entry.name))
-    return found
-
-
 def test_a_vllm_deployment_runs_vllms_server_with_its_settings(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(STANDIN))  # the config finds "vLLM" installed
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(STANDIN), os.environ.get("PYTHONPATH")) if p))
@@ -186,11 +173,11 @@ def test_a_vllm_deployment_runs_vllms_server_with_its_settings(folder: Path, mon
         assert said["cuda_visible_devices"] == ""  # device: cpu
         assert answer.usage is not None and (answer.usage.prompt_tokens, answer.usage.completion_tokens) == (7, 3)
         assert raw.headers["x-modelgate-model"] == "tiny-llama"
-        assert len(standin_servers(folder)) == 1
+        assert len(vllm_servers(folder)) == 1
         # vLLM's server reads tool calls only with a parser chosen for the model: tools are refused here.
         with pytest.raises(openai.BadRequestError) as refused:
             sdk.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=4,
                                         tools=[{"type": "function", "function": {"name": "get_time"}}])
         assert refused.value.code == "tools_not_supported"
         assert "runs on engine vllm, which does not run tools" in refused.value.message
-    wait_until(lambda: not standin_servers(folder), DEADLINE_S, "the vLLM server's end with the gateway")
+    wait_until(lambda: not vllm_servers(folder), DEADLINE_S, "the vLLM server's end with the gateway")

@@ -30,6 +30,7 @@ import numpy as np
 import openai
 import pytest
 
+from tests.engines.conftest import vllm_servers
 from tests.llama_reference import TinyLlama, write_tiny_llama
 from tests.services import in_ci
 from tests.support import DEADLINE_S, RunningGateway, anthropic_client, gateway_in_thread, wait_until
@@ -68,20 +69,6 @@ def config(folder: Path, python: str) -> dict[str, Any]:
             "deployments": [{"name": "tiny", "provider": "local", "model": str(folder), "engine": "vllm",
                              "device": "cpu", "max_concurrency": 4, "context_window": 256, "timeout": 120,
                              "vllm": {"python": python, "args": VLLM_ARGS}}]}
-
-
-def vllm_servers(folder: Path) -> list[int]:
-    """The processes of vLLM's server on ``folder`` (found by their command lines)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                command = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if b"vllm.entrypoints.openai.api_server" in command and str(folder).encode() in command:
-                found.append(int(entry.name))
-    return found
 
 
 @pytest.fixture(scope="module")
