@@ -207,6 +207,8 @@ class HeldText:
             return ""
         pending = self.pending
         cut = len(pending) - self.hold_back
+        if cut < RELEASE_STEP:  # the cut only moves back from here: nothing can go yet
+            return ""
         while 0 < cut < len(pending) and not pending[cut - 1].isspace() and not pending[cut].isspace():
             cut -= 1
         if cut < RELEASE_STEP:
