@@ -267,3 +267,23 @@ def test_mid_stream_error_and_count_tokens(sim_thread: SimulatorThread) -> None:
     assert len(received) == 2 and caught.value.status == "UNAVAILABLE"
     counted = c.models.count_tokens(model="gemini-sim", contents="count these four")
     assert counted.total_tokens == message_tokens("count these four")
+
+
+def test_a_call_made_without_thinking_needs_no_signature_back(sim_thread: SimulatorThread) -> None:
+    """Thinking turned off (thinkingBudget 0), a thinking model's own call has no signature, and
+    sent back as it came it is taken; the same call from elsewhere is still refused."""
+    tools = [{"functionDeclarations": [{"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]}]
+    url = f"{sim_thread.base_url}/v1beta/models/gemini-2.5-flash:generateContent?key={API_KEY}"
+    question = {"role": "user", "parts": [{"text": "Weather in Quito without thinking?"}]}
+    status, body = post_json(url, {"contents": [question], "tools": tools,
+                                   "generationConfig": {"thinkingConfig": {"thinkingBudget": 0}}})
+    assert status == 200, body
+    (call,) = body["candidates"][0]["content"]["parts"]
+    assert "functionCall" in call and "thoughtSignature" not in call
+    answer = {"role": "user", "parts": [{"functionResponse": {"name": "get_weather", "response": {"output": "mild"}}}]}
+    status, body = post_json(url, {"contents": [question, {"role": "model", "parts": [call]}, answer], "tools": tools})
+    assert status == 200, body
+    other = {"functionCall": {"name": "get_weather", "args": {"city": "Lima"}}}
+    status, body = post_json(url, {"contents": [question, {"role": "model", "parts": [other]}, answer], "tools": tools})
+    assert status == 400 and "missing a thought_signature" in body["error"]["message"]

@@ -95,12 +95,18 @@ def _signature_valid(signer: Signer, key: str, signature: Any) -> bool:
     return raw == signer.digest(SIGNATURE, key)
 
 
+def _unsigned(key: str) -> str:
+    """How the calls the simulator made without a signature are remembered beside the signed ones."""
+    return f"unsigned:{key}"
+
+
 def check_contents(
     body: dict[str, Any], model: str, signer: Signer, signed: BoundedSet, require_signatures: bool = False
 ) -> list[dict[str, Any]]:
     """Validate ``contents`` and the thought signatures of the current turn's function calls: the first
     call of each step needs one where the simulator signed it, and with ``require_signatures`` (Gemini 3,
-    which the simulator's reasoning models stand for) whoever made it."""
+    which the simulator's reasoning models stand for) whoever made it, unless the simulator made it
+    while not thinking."""
     contents = body.get("contents")
     if not isinstance(contents, list) or not contents:
         raise SimError(400, "* GenerateContentRequest.contents: contents is not specified\n")
@@ -138,7 +144,10 @@ def check_contents(
                     f"Thought signature is not valid (contents[{index}].parts[{position}]). "
                     f"Please refer to {_DOCS} for more details.",
                 )
-            if order == 0 and signature is None and (key in signed or require_signatures):
+            # A call the model made itself while not thinking had no signature to carry (Gemini
+            # 2.5 with thinkingBudget 0), so it needs none back.
+            strict = require_signatures and _unsigned(key) not in signed
+            if order == 0 and signature is None and (key in signed or strict):
                 raise SimError(
                     400,
                     "Function call is missing a thought_signature in functionCall parts. This is required for "
@@ -259,10 +268,13 @@ def reply_parts(context: Rendered, reply: Reply, signer: Signer, signed: Bounded
         parts.append({"text": reply.text})
     for order, call in enumerate(reply.tool_calls):
         part: dict[str, Any] = {"functionCall": {"name": call.name, "args": call.arguments}}
-        if order == 0 and context.thinking.enabled:
+        if order == 0:
             key = call_key(context.model, part["functionCall"])
-            part["thoughtSignature"] = signature_for(signer, key)
-            signed.add(key)
+            if context.thinking.enabled:
+                part["thoughtSignature"] = signature_for(signer, key)
+                signed.add(key)
+            else:
+                signed.add(_unsigned(key))
         parts.append(part)
     return parts
 

@@ -86,7 +86,7 @@ class SimState:
         self.faults = FaultBook()
         self.stats = Stats()
         self.signer = Signer()
-        # Anthropic prompt-cache prefixes already written, and Gemini function calls issued with a signature.
+        # Anthropic prompt-cache prefixes already written, and the Gemini function calls issued (signed or not).
         self.prompt_cache = BoundedSet()
         self.signed_calls = BoundedSet()
         self.stopping = asyncio.Event()
