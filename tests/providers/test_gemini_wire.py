@@ -327,6 +327,19 @@ def test_thinking_budget_from_effort_or_budget() -> None:
     assert request_to_gemini(request, {})["generationConfig"]["thinkingConfig"]["thinkingBudget"] == 3000
 
 
+@pytest.mark.parametrize(("model", "least"), [
+    ("gemini-2.5-flash", {"thinkingBudget": 0}),
+    ("gemini-2.5-flash-lite", {"thinkingBudget": 0}),
+    ("gemini-2.5-pro", {"thinkingBudget": 128}),  # Pro cannot stop thinking: its smallest budget
+    ("models/gemini-3-pro-preview", {"thinkingLevel": "low"}),
+    ("gemini-3-flash-preview", {"thinkingLevel": "minimal"}),
+    ("gemini-3.5-flash", {"thinkingLevel": "minimal"}),
+])
+def test_effort_none_asks_for_the_least_thinking_the_model_allows(model: str, least: dict[str, Any]) -> None:
+    out = request_to_gemini(chat(reasoning_effort="none"), {}, model)
+    assert out["generationConfig"] == {"thinkingConfig": least}
+
+
 def test_deployment_params_merge_one_level_deep() -> None:
     out = request_to_gemini(chat(temperature=0.5), {
         "generationConfig": {"topK": 40}, "safetySettings": [{"category": "HARM_CATEGORY_HARASSMENT",

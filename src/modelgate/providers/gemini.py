@@ -45,7 +45,7 @@ class GeminiProvider(Provider):
         return f"{self.root}/models/{name}:generateContent"
 
     def chat(self, request: ChatRequest, call: UpstreamCall) -> AsyncGenerator[Event, None]:
-        body = request_to_gemini(request, call.params)
+        body = request_to_gemini(request, call.params, call.model)
         return self.exchange(call, self.url(call.model, request.stream), self.headers, body,
                              self._stream if request.stream else None, self._response)
 

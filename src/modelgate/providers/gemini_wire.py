@@ -187,7 +187,21 @@ def contents_to_gemini(messages: list[Message]) -> list[dict[str, Any]]:
     return contents
 
 
-def _generation_config(request: ChatRequest) -> dict[str, Any]:
+def least_thinking(model: str) -> dict[str, Any]:
+    """The ``thinkingConfig`` for no thinking. Only Gemini 2.5 Flash and Flash-Lite can stop
+    (``thinkingBudget: 0``); 2.5 Pro thinks at least 128 tokens, and Gemini 3 and later take a
+    ``thinkingLevel``, at least "low" on Pro and "minimal" on the others
+    (ai.google.dev/gemini-api/docs/thinking). Their function calls still carry signatures."""
+    name = model.rsplit("/", 1)[-1]
+    if name.startswith("gemini-2.5-pro"):
+        return {"thinkingBudget": 128}
+    generation = re.match(r"gemini-(\d+)", name)
+    if generation is not None and int(generation.group(1)) >= 3:
+        return {"thinkingLevel": "low" if "-pro" in name else "minimal"}
+    return {"thinkingBudget": 0}
+
+
+def _generation_config(request: ChatRequest, model: str) -> dict[str, Any]:
     config: dict[str, Any] = {}
     for field, name in (("max_tokens", "maxOutputTokens"), ("temperature", "temperature"),
                         ("top_p", "topP"), ("n", "candidateCount"), ("seed", "seed"),
@@ -204,7 +218,7 @@ def _generation_config(request: ChatRequest) -> dict[str, Any]:
             config["responseJsonSchema"] = fmt.schema
     budget = thinking_budget(request.reasoning_effort, request.reasoning_budget, GEMINI_EFFORT_BUDGETS)
     if budget == 0:
-        config["thinkingConfig"] = {"thinkingBudget": 0}
+        config["thinkingConfig"] = least_thinking(model)
     elif budget is not None:
         config["thinkingConfig"] = {"thinkingBudget": budget, "includeThoughts": True}
     return config
@@ -220,7 +234,7 @@ def _tool_config(request: ChatRequest) -> dict[str, Any] | None:
     return {"functionCallingConfig": {"mode": mode}}
 
 
-def request_to_gemini(request: ChatRequest, params: dict[str, Any]) -> dict[str, Any]:
+def request_to_gemini(request: ChatRequest, params: dict[str, Any], model: str = "") -> dict[str, Any]:
     """The ``generateContent`` body for ``request``; the deployment's ``params`` are merged in
     last, one level deep (``generationConfig: {topK: 40}`` adds to the generated config)."""
     contents = contents_to_gemini(request.messages)
@@ -246,7 +260,7 @@ def request_to_gemini(request: ChatRequest, params: dict[str, Any]) -> dict[str,
     tool_config = _tool_config(request)
     if tool_config is not None:
         body["toolConfig"] = tool_config
-    config = _generation_config(request)
+    config = _generation_config(request, model)
     if config:
         body["generationConfig"] = config
     for key, value in params.items():
