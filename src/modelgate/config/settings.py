@@ -29,6 +29,7 @@ from modelgate.config.routing import RoutingSettings
 from modelgate.config.safety import SafetySettings
 from modelgate.config.secret import secret_problem
 from modelgate.config.server import ServerSettings
+from modelgate.config.telemetry import TelemetrySettings
 from modelgate.providers.settings import ProviderSettings
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "ServerSettings",
     "Settings",
     "TargetSettings",
+    "TelemetrySettings",
 ]
 
 
@@ -64,6 +66,7 @@ class Settings:
     budgets: BudgetsSettings = field(default_factory=BudgetsSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     responses: ResponsesSettings = field(default_factory=ResponsesSettings)
+    telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
     # What the state handed to clients is sealed with (pipeline/sealing.py); unset: a key made at
     # the first start and kept in the database, shared by every process on it.
     secret_key: Annotated[str | None, Key("a string of at least 32 characters", secret_problem)] = None

@@ -67,6 +67,11 @@ class UsageRecorder:
         self._journal_failed = False
 
     @property
+    def queued(self) -> int:
+        """Records taken and not yet written to the database."""
+        return len(self._pending)
+
+    @property
     def backlog(self) -> int:
         """Segments kept for the database (non-zero while it is unreachable)."""
         return len(self._unsent)

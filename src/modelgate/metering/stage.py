@@ -45,6 +45,7 @@ class Metering:
     def __init__(self, recorder: Recorder, prices: PriceBook) -> None:
         self.recorder = recorder
         self.prices = prices
+        self.in_flight = 0  # calls started and not yet recorded
 
     def __call__(self, call: Call, next: Handler) -> AsyncGenerator[Event, None]:
         return self._metered(call, next)
@@ -53,6 +54,7 @@ class Metering:
         watch = UsageWatch()
         status = 200
         error: str | None = None
+        self.in_flight += 1
         try:
             async for event in next(call):
                 watch.observe(event)
@@ -68,6 +70,7 @@ class Metering:
             status, error = 500, f"internal_error: {failure!r}"
             raise
         finally:
+            self.in_flight -= 1
             self.recorder.record(self.made_record(call, watch, status, error))
 
     def made_record(self, call: Call, watch: UsageWatch, status: int, error: str | None) -> UsageRecord:

@@ -22,6 +22,7 @@ import os
 import signal
 import socket
 import sys
+import tempfile
 import time
 from multiprocessing.process import BaseProcess
 from types import FrameType
@@ -30,6 +31,7 @@ import uvicorn
 
 from modelgate.config.settings import Settings
 from modelgate.server.app import GatewayApp
+from modelgate.server.metrics import FOLDER_ENV as METRICS_FOLDER_ENV
 from modelgate.server.protocol import HTTPProtocol
 
 log = logging.getLogger("modelgate")
@@ -115,7 +117,13 @@ def run_server(settings: Settings, host: str, port: int, log_level: str = "info"
     # which takes a burst of connections all at once.
     sock = sock or _bind(host, port)
     sock.set_inheritable(True)
-    Supervisor(settings, host, port, log_level, sock, workers).run()
+    # The workers' metrics snapshots, added up by whichever worker answers a scrape.
+    with tempfile.TemporaryDirectory(prefix="modelgate-metrics-") as folder:
+        os.environ[METRICS_FOLDER_ENV] = folder
+        try:
+            Supervisor(settings, host, port, log_level, sock, workers).run()
+        finally:
+            del os.environ[METRICS_FOLDER_ENV]
 
 
 def bind(host: str, port: int) -> socket.socket:

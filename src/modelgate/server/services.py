@@ -37,8 +37,10 @@ from modelgate.server.blocklists import BlocklistSync
 from modelgate.server.chain import build_handler
 from modelgate.server.deployments import DeploymentSync
 from modelgate.server.engines import LocalEngines
+from modelgate.server.metrics import Metrics
 from modelgate.storage import PriceEntry, ResponseStore, Storage, prices_from_settings
 from modelgate.storage.secrets import SEALING_KEY
+from modelgate.telemetry.gateway import ObservedRecorder
 
 log = logging.getLogger("modelgate")
 
@@ -73,6 +75,7 @@ class Services:
     uptime: UptimeRecorder  # the runs of local models' replicas, for their compute cost
     spend_sync: SpendSync
     handler: Handler  # the chain every call runs through
+    metrics: Metrics
     # State kept for clients: stored responses (written behind the requests), and the sealer of
     # what they hold themselves (reasoning state in encrypted_content).
     responses: ResponseStore
@@ -90,6 +93,7 @@ class Services:
             if self.health_sync is not None:
                 await self.health_sync.start()
             await self.recorder.start()
+            await self.metrics.start()
             await self.spend_sync.start()
             await self.responses.start()
             await self.uptime.start()
@@ -129,6 +133,7 @@ class Services:
         await self.uptime.stop()  # the replicas' ends, which closing the providers just queued
         # Usage first, while the database is still open: what it will not take stays journaled.
         await self.recorder.stop()
+        await self.metrics.stop()
         await self.responses.stop()
         await self.spend_sync.stop()
         await self.limiter.close()
@@ -144,6 +149,9 @@ class Services:
     @property
     def deployments(self) -> Mapping[str, DeploymentSettings]:
         return self.settings.deployments
+
+    def metrics_text(self) -> str:
+        return self.metrics.text()
 
     @property
     def deployment_admin(self) -> DeploymentSync:
@@ -206,7 +214,10 @@ async def build_services(settings: Settings) -> Services:
     safety = content_safety(settings, classifier)
     spend_sync = SpendSync(storage, ledger, wanted=lambda: keys.has_budgets)
     keys.on_budget_added = spend_sync.wake
-    handler = build_handler(router, [SplitThinkTags()], metering=Metering(recorder, price_book),
+    metering = Metering(recorder, price_book)
+    metrics = Metrics(settings, metering, recorder, health)
+    metering.recorder = ObservedRecorder(recorder.record, metrics.gateway)
+    handler = build_handler(router, [SplitThinkTags()], metering=metering,
                             rate_limit=RateLimit(limiter, settings.limits.redis_outage),
                             safety=safety,
                             budget=BudgetGuard(ledger, price_book, settings.budgets.redis_outage))
@@ -223,6 +234,7 @@ async def build_services(settings: Settings) -> Services:
         responses=ResponseStore(storage.db, retention_s=settings.responses.retention_s),
         sealer=sealer,
         handler=handler,
+        metrics=metrics,
     )
 
 

@@ -1,7 +1,7 @@
 """The admin app: a Starlette application beside the gateway's lean request path.
 
 The gateway hands it every request whose path starts with one of ``PATHS``: the admin API under
-/admin (routes.py) and ``GET /health/deployments`` (health.py). Every route needs the master key
+/admin (routes.py), ``GET /health/deployments`` (health.py) and ``GET /metrics``. Every route needs the master key
 (on a gateway without one, every caller is the master); a project key gets 403. Every error, the
 framework's own 404 and 405 included, is an OpenAI-style error object with an ``x-request-id``.
 The app keeps no state of its own: what it uses (``AdminCore``) is started and stopped by the
@@ -36,13 +36,16 @@ from modelgate.surfaces.admin.routes import ENDPOINTS, AdminAPI
 from modelgate.surfaces.admin.web import new_request_id
 from modelgate.surfaces.lifecycle import error_headers
 from modelgate.surfaces.openai_format.render import error_body
+from modelgate.telemetry.metrics import CONTENT_TYPE
 
 log = logging.getLogger("modelgate")
 
 # Paths starting with these are the admin app's; it answers 404 for those it has no route for.
-PATHS = ("/admin", "/health/deployments")
+PATHS = ("/admin", "/health/deployments", "/metrics")
 ADMIN_REFUSAL = "The admin API needs the gateway's master key; this is a project key."
 HEALTH_REFUSAL = "GET /health/deployments needs the gateway's master key; this is a project key."
+METRICS_REFUSAL = ("GET /metrics needs the gateway's master key; this is a project key (or scrape "
+                   "telemetry.metrics_port, which needs none).")
 
 Answer = Callable[[Request], Awaitable[Response]]
 
@@ -53,7 +56,13 @@ def admin_app(core: AdminCore) -> Starlette:
               for method, path, handler in ENDPOINTS]
     routes.append(AdminRoute("GET", "/health/deployments",
                              master_only(core, DeploymentHealth(core).deployments, HEALTH_REFUSAL)))
+    routes.append(AdminRoute("GET", "/metrics", master_only(core, partial(metrics, core), METRICS_REFUSAL)))
     return Starlette(routes=routes, exception_handlers={GatewayError: gateway_error, HTTPException: routing_error})
+
+
+async def metrics(core: AdminCore, request: Request) -> Response:
+    """Every worker's metrics in Prometheus' text format."""
+    return Response(core.metrics_text(), 200, {"x-request-id": new_request_id()}, media_type=CONTENT_TYPE)
 
 
 class AdminRoute(Route):

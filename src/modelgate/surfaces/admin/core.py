@@ -131,6 +131,10 @@ class AdminCore(Protocol):
         """The link sharing breaker state between processes; None when each process keeps its own."""
         ...
 
+    def metrics_text(self) -> str:
+        """Every worker's metrics, in Prometheus' text format."""
+        ...
+
     @property
     def recorder(self) -> UsageRecorder:
         """This process's usage recorder: its journal, its writes, its quarantine."""
