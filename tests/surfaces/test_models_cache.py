@@ -35,6 +35,10 @@ class Gateway:
         return 1_700_000_000
 
     @property
+    def tracing(self) -> None:
+        return None
+
+    @property
     def handler(self) -> Handler:
         raise NotImplementedError
 

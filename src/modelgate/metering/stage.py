@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -42,9 +42,12 @@ class Metering:
     record is made storable here (``storage.bounds.storable``), so that the database takes it.
     """
 
-    def __init__(self, recorder: Recorder, prices: PriceBook) -> None:
+    def __init__(self, recorder: Recorder, prices: PriceBook,
+                 observers: Sequence[Callable[[Call, UsageRecord], None]] = ()) -> None:
         self.recorder = recorder
         self.prices = prices
+        # Told of each record as it is made (metrics, the request's span); they must not fail.
+        self.observers = list(observers)
         self.in_flight = 0  # calls started and not yet recorded
 
     def __call__(self, call: Call, next: Handler) -> AsyncGenerator[Event, None]:
@@ -71,7 +74,13 @@ class Metering:
             raise
         finally:
             self.in_flight -= 1
-            self.recorder.record(self.made_record(call, watch, status, error))
+            record = self.made_record(call, watch, status, error)
+            self.recorder.record(record)
+            for observe in self.observers:
+                try:
+                    observe(call, record)
+                except Exception:  # what observes a record must never cost the request or its record
+                    log.exception("an observer of usage records failed")
 
     def made_record(self, call: Call, watch: UsageWatch, status: int, error: str | None) -> UsageRecord:
         """``usage_record``, or where making it fails (a bug), a record of the call without usage."""

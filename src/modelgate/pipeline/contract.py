@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from modelgate.config.settings import DeploymentSettings
 from modelgate.schema.events import Event
@@ -68,6 +68,8 @@ class Call:
     upstream_model: str | None = None
     # What the deployment's content policy found (safety/stage.py); None: no policy applies.
     safety: SafetyReport | None = None
+    # The request's span where the gateway traces (telemetry/tracing.py); None: it does not.
+    trace: Any = None
 
     @property
     def kind(self) -> str:

@@ -41,6 +41,7 @@ import orjson
 from modelgate.catalog.facts import ModelFacts
 from modelgate.engines.settings import EngineSettings
 from modelgate.providers.settings import ProviderSettings
+from modelgate.providers.tracecontext import with_trace_context
 from modelgate.providers.transport import (
     ConnectError,
     DeadlineExceeded,
@@ -140,7 +141,8 @@ class Provider:
     async def post_json(self, call: UpstreamCall, url: str, headers: Mapping[str, str], body: Any) -> Any:
         """POST ``body`` as JSON to ``url`` and return the answer's JSON, for the calls that yield
         no events (count_tokens); errors are mapped and masked as ``exchange`` maps them."""
-        request = UpstreamRequest("POST", url, headers, orjson.dumps(body), self.timeout(call), self.settings.proxy)
+        request = UpstreamRequest("POST", url, with_trace_context(headers), orjson.dumps(body), self.timeout(call),
+                                  self.settings.proxy)
         try:
             async with self.transport.send(request) as response:
                 raw = await response.read()
@@ -162,7 +164,8 @@ class Provider:
     ) -> AsyncGenerator[Event, None]:
         """POST ``body`` as JSON to ``url`` and yield the answer's events: decoded by ``stream``
         as the body arrives when given, else by ``decode`` once it is whole."""
-        request = UpstreamRequest("POST", url, headers, orjson.dumps(body), self.timeout(call), self.settings.proxy)
+        request = UpstreamRequest("POST", url, with_trace_context(headers), orjson.dumps(body), self.timeout(call),
+                                  self.settings.proxy)
         try:
             async with self.transport.send(request) as response:
                 if response.status >= 400:

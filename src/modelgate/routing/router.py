@@ -52,6 +52,8 @@ from modelgate.schema.errors import GatewayError, InvalidRequest, NotFound, Upst
 from modelgate.schema.events import Event, Start, Usage
 from modelgate.schema.request import ChatRequest, EmbeddingRequest, ModerationRequest, ResponsesPassthrough
 from modelgate.schema.tokens import estimate_input_tokens, estimate_text_tokens
+from modelgate.telemetry.tracing import Attempt as AttemptSpan
+from modelgate.telemetry.tracing import Tracing
 
 log = logging.getLogger("modelgate.routing")
 
@@ -69,6 +71,7 @@ class Router:
         self.providers = providers
         self.groups = {name: Group(d, providers, health) for name, d in deployments.items()}
         self.chains = self._chains(self.groups)
+        self.tracing: Tracing | None = None  # a span per attempt where the gateway traces
 
     def update(self, changes: Mapping[str, DeploymentSettings | None]) -> None:
         """Deployments added, changed (by name) or removed (None) while the gateway runs. Requests
@@ -124,12 +127,14 @@ class Router:
         job = _Job(call, chain, call.started + chain[0].timeout)
         attempt = await self._answer(job)
         target = attempt.target
+        ended: BaseException | None = None
         try:
             for event in attempt.head:
                 yield event
             async for event in attempt.stream:
                 yield event
         except UpstreamError as error:
+            ended = error
             if _upstream_healthy(error):
                 target.health.answered(attempt.probe)
                 raise
@@ -139,11 +144,16 @@ class Router:
                 f"'{call.deployment.name}') broke off after it had started, so it could not be "
                 f"retried elsewhere: {error.message}",
                 code=error.code or "upstream_broke_off") from error
+        except BaseException as error:
+            ended = error
+            raise
         else:
             target.health.succeeded(time.monotonic(), attempt.probe)
         finally:
             target.health.release(attempt.probe)
             await _close(attempt.stream)
+            if attempt.span is not None:
+                attempt.span.end(ended)
 
     async def _answer(self, job: _Job) -> _Attempt:
         """Work through the chain until an attempt commits; raise what to tell the client if none does."""
@@ -192,6 +202,10 @@ class Router:
             group.traffic.add(target.provider.name, started)
         head: list[Event] = []
         request = call.request
+        span = None if self.tracing is None else self.tracing.attempt(
+            call.trace, call.kind, target.provider.name, target.model, call.attempts)
+        if span is not None:
+            span.enter()  # current while the request is sent: its traceparent goes upstream
         try:
             if isinstance(request, EmbeddingRequest):
                 stream = target.provider.embed(request, target.upstream)
@@ -210,16 +224,23 @@ class Router:
                 break
         except GatewayError as error:
             health.release(probe)
+            if span is not None:
+                span.end(error)
             self._failed(job, target, error, probe)
             return None
-        except BaseException:
+        except BaseException as error:
             health.release(probe)
+            if span is not None:
+                span.end(error)
             raise
         for event in head:
             if isinstance(event, Start):
                 call.upstream_model = event.model
         health.committed(time.monotonic() - started)
-        return _Attempt(target, stream, head, probe)
+        if span is not None:
+            span.leave()
+            span.committed(call.upstream_model)
+        return _Attempt(target, stream, head, probe, span)
 
     def _failed(self, job: _Job, target: Target, error: GatewayError, probe: bool) -> None:
         """Account for a failed attempt; raise what must not be retried or failed over."""
@@ -297,13 +318,15 @@ def _upstream_healthy(error: UpstreamError) -> bool:
 
 
 class _Attempt:
-    __slots__ = ("head", "probe", "stream", "target")
+    __slots__ = ("head", "probe", "span", "stream", "target")
 
-    def __init__(self, target: Target, stream: AsyncIterator[Event], head: list[Event], probe: bool) -> None:
+    def __init__(self, target: Target, stream: AsyncIterator[Event], head: list[Event], probe: bool,
+                 span: AttemptSpan | None) -> None:
         self.target = target
         self.stream = stream
         self.head = head
         self.probe = probe
+        self.span = span
 
 
 class _Job:

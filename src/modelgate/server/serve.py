@@ -31,8 +31,8 @@ import uvicorn
 
 from modelgate.config.settings import Settings
 from modelgate.server.app import GatewayApp
-from modelgate.server.metrics import FOLDER_ENV as METRICS_FOLDER_ENV
 from modelgate.server.protocol import HTTPProtocol
+from modelgate.server.telemetry import FOLDER_ENV as METRICS_FOLDER_ENV
 
 log = logging.getLogger("modelgate")
 

@@ -37,10 +37,10 @@ from modelgate.server.blocklists import BlocklistSync
 from modelgate.server.chain import build_handler
 from modelgate.server.deployments import DeploymentSync
 from modelgate.server.engines import LocalEngines
-from modelgate.server.metrics import Metrics
+from modelgate.server.telemetry import Metrics, start_tracing
 from modelgate.storage import PriceEntry, ResponseStore, Storage, prices_from_settings
 from modelgate.storage.secrets import SEALING_KEY
-from modelgate.telemetry.gateway import ObservedRecorder
+from modelgate.telemetry.tracing import Tracing
 
 log = logging.getLogger("modelgate")
 
@@ -76,6 +76,7 @@ class Services:
     spend_sync: SpendSync
     handler: Handler  # the chain every call runs through
     metrics: Metrics
+    tracing: Tracing | None  # spans exported over OTLP; None: telemetry.otlp_endpoint is not set
     # State kept for clients: stored responses (written behind the requests), and the sealer of
     # what they hold themselves (reasoning state in encrypted_content).
     responses: ResponseStore
@@ -134,6 +135,8 @@ class Services:
         # Usage first, while the database is still open: what it will not take stays journaled.
         await self.recorder.stop()
         await self.metrics.stop()
+        if self.tracing is not None:
+            await asyncio.to_thread(self.tracing.stop)  # the last spans go out
         await self.responses.stop()
         await self.spend_sync.stop()
         await self.limiter.close()
@@ -216,7 +219,11 @@ async def build_services(settings: Settings) -> Services:
     keys.on_budget_added = spend_sync.wake
     metering = Metering(recorder, price_book)
     metrics = Metrics(settings, metering, recorder, health)
-    metering.recorder = ObservedRecorder(recorder.record, metrics.gateway)
+    metering.observers.append(lambda call, record: metrics.gateway.observe(record))
+    tracing = start_tracing(settings)
+    if tracing is not None:
+        router.tracing = tracing
+        metering.observers.append(lambda call, record: tracing.recorded(call.trace, record) if call.trace else None)
     handler = build_handler(router, [SplitThinkTags()], metering=metering,
                             rate_limit=RateLimit(limiter, settings.limits.redis_outage),
                             safety=safety,
@@ -235,6 +242,7 @@ async def build_services(settings: Settings) -> Services:
         sealer=sealer,
         handler=handler,
         metrics=metrics,
+        tracing=tracing,
     )
 
 

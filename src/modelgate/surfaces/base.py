@@ -25,6 +25,7 @@ from modelgate.schema.errors import GatewayError
 from modelgate.schema.events import Event
 from modelgate.schema.request import ChatRequest, EmbeddingRequest, ModerationRequest
 from modelgate.storage.responses import StoredResponse
+from modelgate.telemetry.tracing import Tracing
 
 
 class Sealer(Protocol):
@@ -70,6 +71,11 @@ class Core(Protocol):
 
     @property
     def sealer(self) -> Sealer: ...
+
+    @property
+    def tracing(self) -> Tracing | None:
+        """Spans of requests and attempts; None where the gateway does not trace."""
+        ...
 
     def authenticate(self, headers: Mapping[str, str]) -> Principal: ...
 

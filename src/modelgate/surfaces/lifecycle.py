@@ -19,6 +19,8 @@ from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from urllib.parse import quote
 
+from opentelemetry.trace import Span
+
 from modelgate.http.asgi import Receive, Send
 from modelgate.http.request import DisconnectWatch, HTTPRequest
 from modelgate.http.response import respond, start_stream
@@ -81,7 +83,16 @@ def error_headers(error: GatewayError, ids: dict[str, str]) -> dict[str, str]:
 
 
 async def serve_call(core: Core, operation: Operation, http: HTTPRequest, send: Send) -> None:
-    call = await _start(core, operation, http)
+    tracing = core.tracing
+    if tracing is None:
+        await _serve_call(core, operation, http, send, None)
+        return
+    with tracing.server(operation.route, http.headers) as span:
+        await _serve_call(core, operation, http, send, span)
+
+
+async def _serve_call(core: Core, operation: Operation, http: HTTPRequest, send: Send, span: Span | None) -> None:
+    call = await _start(core, operation, http, span)
     if isinstance(call.request, ChatRequest):
         # The history may carry reasoning state sealed by the Responses surface, in the place
         # this format keeps opaque state; the upstream gets back what it issued instead.
@@ -92,17 +103,33 @@ async def serve_call(core: Core, operation: Operation, http: HTTPRequest, send: 
 async def serve_stateful_call(core: Core, operation: StatefulOperation, http: HTTPRequest, send: Send) -> None:
     """``serve_call`` for an operation that continues from stored state and keeps its answers.
     Such an operation (the Responses API's) opens the sealed state of its own items itself."""
-    call = await _start(core, operation, http)
+    tracing = core.tracing
+    if tracing is None:
+        await _serve_stateful_call(core, operation, http, send, None)
+        return
+    with tracing.server(operation.route, http.headers) as span:
+        await _serve_stateful_call(core, operation, http, send, span)
+
+
+async def _serve_stateful_call(core: Core, operation: StatefulOperation, http: HTTPRequest, send: Send,
+                               span: Span | None) -> None:
+    call = await _start(core, operation, http, span)
     await operation.prepare(call)
     await _serve(core, operation, call, http, send, operation.keep)
 
 
-async def _start(core: Core, operation: Operation, http: HTTPRequest) -> Call:
+async def _start(core: Core, operation: Operation, http: HTTPRequest, span: Span | None) -> Call:
     principal = core.authenticate(http.headers)
     request = operation.parse(await http.json(), http.headers)
     deployment = core.deployment(request.model, principal)
-    return Call(request_id=http.request_id, request=request, deployment=deployment, principal=principal,
-                route=operation.route)
+    call = Call(request_id=http.request_id, request=request, deployment=deployment, principal=principal,
+                route=operation.route, trace=span)
+    if span is not None:
+        assert core.tracing is not None
+        core.tracing.started(span, call.kind, deployment.name, request)
+        span.set_attribute("modelgate.request_id", call.request_id)
+        span.set_attribute("modelgate.surface", operation.route)
+    return call
 
 
 async def _serve(core: Core, operation: Operation, call: Call, http: HTTPRequest, send: Send,

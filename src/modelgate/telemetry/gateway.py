@@ -7,13 +7,10 @@ error types from a fixed list; never a key id, a request id or anything a client
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from modelgate.storage.records import UsageRecord
 from modelgate.telemetry.metrics import Labels, Registry
-
-log = logging.getLogger("modelgate.telemetry")
 
 # Bucket bounds the GenAI semantic conventions advise (gen_ai.client.* metrics).
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
@@ -108,20 +105,3 @@ class GatewayMetrics:
             self.token_usage.observe((*genai, "input"), record.input_tokens)
             if record.route != "embeddings":
                 self.token_usage.observe((*genai, "output"), record.output_tokens)
-
-
-class ObservedRecorder:
-    """A usage recorder that counts each record in the metrics, then hands it on."""
-
-    __slots__ = ("inner", "metrics")
-
-    def __init__(self, inner: Callable[[UsageRecord], None], metrics: GatewayMetrics) -> None:
-        self.inner = inner
-        self.metrics = metrics
-
-    def record(self, record: UsageRecord) -> None:
-        self.inner(record)
-        try:
-            self.metrics.observe(record)
-        except Exception:  # a metric must never cost a request or its record
-            log.exception("metrics: a usage record could not be counted")

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import json
 import math
-from bisect import bisect_left
 import os
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -1,4 +1,5 @@
-"""The gateway's metrics put together: the families counted from usage records (telemetry/),
+"""The gateway's telemetry put together: traces where an OTLP endpoint is configured, and its
+metrics: the families counted from usage records (telemetry/),
 the gauges read from the parts that know them, the workers' shared snapshots, and the
 ``telemetry.metrics_port`` listener.
 
@@ -19,10 +20,12 @@ from pathlib import Path
 
 from modelgate.config.settings import Settings
 from modelgate.metering import Metering, UsageRecorder
+from modelgate.providers.tracecontext import enable as enable_trace_context
 from modelgate.routing import Health
 from modelgate.routing.health import CLOSED, HALF_OPEN, OPEN
 from modelgate.telemetry.gateway import GatewayMetrics
 from modelgate.telemetry.metrics import CONTENT_TYPE, Labels, Registry, SnapshotFolder
+from modelgate.telemetry.tracing import Tracing
 
 log = logging.getLogger("modelgate.telemetry")
 
@@ -33,6 +36,20 @@ BREAKER_STATES = {CLOSED: 0.0, HALF_OPEN: 1.0, OPEN: 2.0}
 GENAI_PROVIDERS = {"openai": "openai", "azure": "azure.ai.openai", "anthropic": "anthropic", "gemini": "gcp.gemini",
                    "xai": "x_ai", "deepseek": "deepseek", "mistral": "mistral_ai", "groq": "groq",
                    "perplexity": "perplexity"}
+
+
+def start_tracing(settings: Settings) -> Tracing | None:
+    """The gateway's tracing where ``telemetry.otlp_endpoint`` (or ``OTEL_EXPORTER_OTLP_ENDPOINT``)
+    names a collector; None (and nothing on the request path) where nothing does."""
+    telemetry = settings.telemetry
+    endpoint = telemetry.otlp_endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    if not endpoint:
+        return None
+    tracing = Tracing.start(endpoint, telemetry.service_name, telemetry.sample_ratio, genai_provider_names(settings),
+                            {name: p.base_url for name, p in settings.providers.items()})
+    enable_trace_context()
+    log.info("traces to %s/v1/traces as %s", endpoint.rstrip("/"), telemetry.service_name)
+    return tracing
 
 
 def genai_provider_names(settings: Settings) -> dict[str, str]:

@@ -1,0 +1,181 @@
+"""Traces under the OpenTelemetry GenAI semantic conventions, exported over OTLP/HTTP.
+
+One SERVER span per request that calls a model (from the moment it arrives to the last byte of its
+answer) and one CLIENT span per upstream attempt, its child, so retries and fallbacks show as
+siblings. A client's W3C ``traceparent`` continues its trace, and each attempt sends its own
+``traceparent`` to the upstream (providers/tracecontext.py). Attributes follow the conventions
+(``gen_ai.*``, ``server.address``, ``error.type``); what the gateway knows that they have no name
+for goes under ``modelgate.*``: deployment, project, key id, attempt number, cost, the content
+policy's verdict. Message content is never recorded.
+
+Without an endpoint (``telemetry.otlp_endpoint`` or ``OTEL_EXPORTER_OTLP_ENDPOINT``) there is no
+``Tracing`` at all and the request path does not look for one twice. The SDK and the exporter are
+the ``otel`` extra; the API alone is a dependency of the gateway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+from opentelemetry import context, trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from modelgate.schema.errors import GatewayError
+from modelgate.schema.request import ChatRequest
+from modelgate.storage.records import UsageRecord
+
+INSTALL = "pip install 'modelgate[otel]'"
+PROPAGATOR = TraceContextTextMapPropagator()
+
+
+class TracingUnavailable(RuntimeError):
+    """The SDK or the exporter is not installed."""
+
+
+class Tracing:
+    """Makes the gateway's spans; ``provider_names`` gives each configured provider's GenAI name
+    and ``addresses`` its host."""
+
+    def __init__(self, tracer: trace.Tracer, shutdown: Any, provider_names: Mapping[str, str],
+                 addresses: Mapping[str, str]) -> None:
+        self.tracer = tracer
+        self._shutdown = shutdown
+        self.provider_names = dict(provider_names)
+        self.addresses = dict(addresses)
+
+    @classmethod
+    def start(cls, endpoint: str, service_name: str, sample_ratio: float, provider_names: Mapping[str, str],
+              base_urls: Mapping[str, str]) -> Tracing:
+        """The SDK's tracer provider, exporting in batches to ``{endpoint}/v1/traces``."""
+        try:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            from opentelemetry.sdk.resources import Resource
+            from opentelemetry.sdk.trace import TracerProvider
+            from opentelemetry.sdk.trace.export import BatchSpanProcessor
+            from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+        except ImportError as missing:
+            raise TracingUnavailable(f"telemetry.otlp_endpoint needs the OpenTelemetry SDK and OTLP exporter "
+                                     f"({missing}): {INSTALL}") from missing
+        provider = TracerProvider(resource=Resource.create({"service.name": service_name}),
+                                  sampler=ParentBased(TraceIdRatioBased(sample_ratio)))
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{endpoint.rstrip('/')}/v1/traces")))
+        addresses = {name: urlsplit(url).hostname or "" for name, url in base_urls.items()}
+        return cls(provider.get_tracer("modelgate"), provider.shutdown, provider_names, addresses)
+
+    def stop(self) -> None:
+        """Send what is left and stop exporting."""
+        self._shutdown()
+
+    @contextmanager
+    def server(self, route: str, headers: Mapping[str, str]) -> Iterator[Span]:
+        """The SERVER span of one request, continuing the client's ``traceparent`` if it sent
+        one; a ``GatewayError`` that ends it sets its status and ``error.type``."""
+        parent = PROPAGATOR.extract(headers)
+        with self.tracer.start_as_current_span(route, context=parent, kind=SpanKind.SERVER,
+                                               record_exception=False, set_status_on_exception=False) as span:
+            try:
+                yield span
+            except GatewayError as error:
+                span.set_attribute("http.response.status_code", error.status)
+                span.set_attribute("error.type", error.code or type(error).__name__)
+                span.set_status(Status(StatusCode.ERROR, error.message[:200]))
+                raise
+            except BaseException as error:
+                span.set_attribute("error.type", type(error).__name__)
+                span.set_status(Status(StatusCode.ERROR))
+                raise
+
+    def started(self, span: Span, operation: str, deployment: str, request: object) -> None:
+        """What is known once the request is read: its operation, deployment and parameters."""
+        span.update_name(f"{operation} {deployment}")
+        span.set_attribute("gen_ai.operation.name", operation)
+        span.set_attribute("gen_ai.request.model", deployment)
+        span.set_attribute("modelgate.deployment", deployment)
+        if isinstance(request, ChatRequest):
+            for name, value in (("max_tokens", request.max_tokens), ("temperature", request.temperature),
+                                ("top_p", request.top_p)):
+                if value is not None:
+                    span.set_attribute(f"gen_ai.request.{name}", value)
+            span.set_attribute("gen_ai.request.stream", bool(request.stream))
+
+    def recorded(self, span: Span, record: UsageRecord) -> None:
+        """The request's outcome, from its usage record."""
+        provider = record.provider
+        if provider is not None:
+            span.set_attribute("gen_ai.provider.name", self.provider_names.get(provider, provider))
+            span.set_attribute("modelgate.provider", provider)
+        if record.model:
+            span.set_attribute("gen_ai.response.model", record.model)
+        for name, value in (("input_tokens", record.input_tokens), ("output_tokens", record.output_tokens),
+                            ("cache_read.input_tokens", record.cached_input_tokens),
+                            ("cache_creation.input_tokens", record.cache_write_tokens),
+                            ("reasoning.output_tokens", record.reasoning_tokens)):
+            span.set_attribute(f"gen_ai.usage.{name}", value)
+        if record.ttft_ms is not None:
+            span.set_attribute("gen_ai.response.time_to_first_chunk", record.ttft_ms / 1000)
+        span.set_attribute("http.response.status_code", record.status)
+        span.set_attribute("modelgate.attempts", record.attempts)
+        span.set_attribute("modelgate.cost", record.cost)
+        span.set_attribute("modelgate.price", record.price)
+        if record.project is not None:
+            span.set_attribute("modelgate.project", record.project)
+        if record.key_id is not None:
+            span.set_attribute("modelgate.key_id", record.key_id)
+        if record.verdict is not None:
+            span.set_attribute("modelgate.safety.verdict", record.verdict)
+        if record.status >= 400 and record.error:
+            span.set_attribute("error.type", record.error.split(":", 1)[0].strip()[:100])
+            span.set_status(Status(StatusCode.ERROR))
+
+    def attempt(self, parent: Span | None, operation: str, provider: str, model: str, number: int) -> Attempt:
+        """The CLIENT span of one upstream attempt, a child of the request's span."""
+        parent_context = trace.set_span_in_context(parent) if parent is not None else None
+        span = self.tracer.start_span(f"{operation} {model}", context=parent_context, kind=SpanKind.CLIENT)
+        span.set_attribute("gen_ai.operation.name", operation)
+        span.set_attribute("gen_ai.provider.name", self.provider_names.get(provider, provider))
+        span.set_attribute("gen_ai.request.model", model)
+        address = self.addresses.get(provider)
+        if address:
+            span.set_attribute("server.address", address)
+        span.set_attribute("modelgate.provider", provider)
+        span.set_attribute("modelgate.attempt", number)
+        return Attempt(span)
+
+
+class Attempt:
+    """One attempt's span: current while the request is sent (so its ``traceparent`` goes
+    upstream), ended with how the attempt ended."""
+
+    __slots__ = ("_token", "span")
+
+    def __init__(self, span: Span) -> None:
+        self.span = span
+        self._token: object | None = None
+
+    def enter(self) -> None:
+        self._token = context.attach(trace.set_span_in_context(self.span))
+
+    def leave(self) -> None:
+        if self._token is not None:
+            context.detach(self._token)  # type: ignore[arg-type]
+            self._token = None
+
+    def committed(self, model: str | None) -> None:
+        if model:
+            self.span.set_attribute("gen_ai.response.model", model)
+
+    def end(self, error: BaseException | None = None) -> None:
+        self.leave()
+        if isinstance(error, GatewayError):
+            self.span.set_attribute("error.type", error.code or type(error).__name__)
+            if error.status:
+                self.span.set_attribute("http.response.status_code", error.status)
+            self.span.set_status(Status(StatusCode.ERROR, error.message[:200]))
+        elif error is not None:
+            self.span.set_attribute("error.type", type(error).__name__)
+            self.span.set_status(Status(StatusCode.ERROR))
+        self.span.end()
