@@ -67,6 +67,10 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     responses: ResponsesSettings = field(default_factory=ResponsesSettings)
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
+    # How the process writes its log lines: "text", or "json" (one object per line, with the
+    # request id, trace id and span id where there is a request; telemetry/logs.py).
+    log_format: Annotated[str, Key("text or json", lambda v: None if v in ("text", "json") else
+                                   "must be text or json")] = "text"
     # What the state handed to clients is sealed with (pipeline/sealing.py); unset: a key made at
     # the first start and kept in the database, shared by every process on it.
     secret_key: Annotated[str | None, Key("a string of at least 32 characters", secret_problem)] = None

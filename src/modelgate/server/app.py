@@ -34,6 +34,7 @@ from modelgate.surfaces.models import ModelList
 from modelgate.surfaces.openai.routes import OpenAISurface
 from modelgate.surfaces.responses.operation import CreateResponse
 from modelgate.surfaces.responses.routes import ResponsesSurface
+from modelgate.telemetry.logs import REQUEST_ID
 
 log = logging.getLogger("modelgate")
 
@@ -103,6 +104,7 @@ class GatewayApp:
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = HTTPRequest(scope, receive)
+        REQUEST_ID.set(request.request_id)  # this task's log lines name it (log_format: json)
         endpoint, path_known = self.router.match(request)
         try:
             if endpoint is None:

@@ -33,6 +33,7 @@ from modelgate.config.settings import Settings
 from modelgate.server.app import GatewayApp
 from modelgate.server.protocol import HTTPProtocol
 from modelgate.server.telemetry import FOLDER_ENV as METRICS_FOLDER_ENV
+from modelgate.telemetry.logs import use_json_logs
 
 log = logging.getLogger("modelgate")
 
@@ -80,9 +81,14 @@ _LIBC = _libc()
 def server_config(settings: Settings, host: str, port: int, log_level: str) -> uvicorn.Config:
     """uvicorn's configuration for serving ``settings``: the protocol with the ``server:`` limits."""
     limits = settings.server
+    json_logs = settings.log_format == "json"
+    if json_logs:
+        use_json_logs()
     return uvicorn.Config(
         ServedApp(settings), host=host, port=port, loop="uvloop", http=HTTPProtocol.with_limits(limits),
         lifespan="on", access_log=False, log_level=log_level, server_header=False,
+        # JSON logs: uvicorn's loggers keep no handlers of their own and write through the root's.
+        log_config=None if json_logs else uvicorn.config.LOGGING_CONFIG,
         date_header=False, timeout_keep_alive=limits.keepalive_timeout,  # type: ignore[arg-type]
         # Nothing reads the client address; behind a proxy, X-Forwarded-For is the proxy's business.
         proxy_headers=False,
