@@ -298,6 +298,14 @@ SYSTEMS: dict[str, System] = {
     "modelgate-responses-stateless": System(
         "modelgate-responses-stateless", _modelgate_cmd, _modelgate_config, available=_modelgate_available,
         path="/v1/responses", api="responses-stateless", figures="cost", version=_modelgate_version),
+    # Observability's cost: the bare gateway tracing every request (sample_ratio 1) to an OTLP
+    # endpoint (the instant stand-in, which answers the exports 200) besides its metrics, which
+    # every configuration keeps.
+    "modelgate-traced": System(
+        "modelgate-traced", _modelgate_cmd,
+        lambda ups, path, key: _render(BENCH / "modelgate.yaml.in", path, ups, key,
+                                       prefix='telemetry: {otlp_endpoint: "http://127.0.0.1:STANDIN_PORT"}\n'),
+        available=_modelgate_available, figures="cost", version=_modelgate_version),
     # Scaling past one process: the bare gateway unpinned, as one process and as two workers
     # sharing one socket, measured the same way.
     "modelgate-1p": System("modelgate-1p", _modelgate_workers_cmd(1),

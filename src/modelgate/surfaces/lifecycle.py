@@ -126,9 +126,7 @@ async def _start(core: Core, operation: Operation, http: HTTPRequest, span: Span
                 route=operation.route, trace=span)
     if span is not None:
         assert core.tracing is not None
-        core.tracing.started(span, call.kind, deployment.name, request)
-        span.set_attribute("modelgate.request_id", call.request_id)
-        span.set_attribute("modelgate.surface", operation.route)
+        core.tracing.started(span, call.kind, deployment.name, request, call.request_id, operation.route)
     return call
 
 

@@ -89,60 +89,63 @@ class Tracing:
                 span.set_status(Status(StatusCode.ERROR))
                 raise
 
-    def started(self, span: Span, operation: str, deployment: str, request: object) -> None:
+    def started(self, span: Span, operation: str, deployment: str, request: object, request_id: str,
+                surface: str) -> None:
         """What is known once the request is read: its operation, deployment and parameters."""
         span.update_name(f"{operation} {deployment}")
-        span.set_attribute("gen_ai.operation.name", operation)
-        span.set_attribute("gen_ai.request.model", deployment)
-        span.set_attribute("modelgate.deployment", deployment)
+        known: dict[str, Any] = {"gen_ai.operation.name": operation, "gen_ai.request.model": deployment,
+                                 "modelgate.deployment": deployment, "modelgate.request_id": request_id,
+                                 "modelgate.surface": surface}
         if isinstance(request, ChatRequest):
             for name, value in (("max_tokens", request.max_tokens), ("temperature", request.temperature),
                                 ("top_p", request.top_p)):
                 if value is not None:
-                    span.set_attribute(f"gen_ai.request.{name}", value)
-            span.set_attribute("gen_ai.request.stream", bool(request.stream))
+                    known[f"gen_ai.request.{name}"] = value
+            known["gen_ai.request.stream"] = bool(request.stream)
+        span.set_attributes(known)
 
     def recorded(self, span: Span, record: UsageRecord) -> None:
-        """The request's outcome, from its usage record."""
+        """The request's outcome, from its usage record (token details only where there are some)."""
+        known: dict[str, Any] = {
+            "gen_ai.usage.input_tokens": record.input_tokens, "gen_ai.usage.output_tokens": record.output_tokens,
+            "http.response.status_code": record.status, "modelgate.attempts": record.attempts,
+            "modelgate.cost": record.cost, "modelgate.price": record.price}
         provider = record.provider
         if provider is not None:
-            span.set_attribute("gen_ai.provider.name", self.provider_names.get(provider, provider))
-            span.set_attribute("modelgate.provider", provider)
+            known["gen_ai.provider.name"] = self.provider_names.get(provider, provider)
+            known["modelgate.provider"] = provider
         if record.model:
-            span.set_attribute("gen_ai.response.model", record.model)
-        for name, value in (("input_tokens", record.input_tokens), ("output_tokens", record.output_tokens),
-                            ("cache_read.input_tokens", record.cached_input_tokens),
+            known["gen_ai.response.model"] = record.model
+        for name, value in (("cache_read.input_tokens", record.cached_input_tokens),
                             ("cache_creation.input_tokens", record.cache_write_tokens),
                             ("reasoning.output_tokens", record.reasoning_tokens)):
-            span.set_attribute(f"gen_ai.usage.{name}", value)
+            if value:
+                known[f"gen_ai.usage.{name}"] = value
         if record.ttft_ms is not None:
-            span.set_attribute("gen_ai.response.time_to_first_chunk", record.ttft_ms / 1000)
-        span.set_attribute("http.response.status_code", record.status)
-        span.set_attribute("modelgate.attempts", record.attempts)
-        span.set_attribute("modelgate.cost", record.cost)
-        span.set_attribute("modelgate.price", record.price)
+            known["gen_ai.response.time_to_first_chunk"] = record.ttft_ms / 1000
         if record.project is not None:
-            span.set_attribute("modelgate.project", record.project)
+            known["modelgate.project"] = record.project
         if record.key_id is not None:
-            span.set_attribute("modelgate.key_id", record.key_id)
+            known["modelgate.key_id"] = record.key_id
         if record.verdict is not None:
-            span.set_attribute("modelgate.safety.verdict", record.verdict)
+            known["modelgate.safety.verdict"] = record.verdict
         if record.status >= 400 and record.error:
-            span.set_attribute("error.type", record.error.split(":", 1)[0].strip()[:100])
+            known["error.type"] = record.error.split(":", 1)[0].strip()[:100]
             span.set_status(Status(StatusCode.ERROR))
+        span.set_attributes(known)
 
     def attempt(self, parent: Span | None, operation: str, provider: str, model: str, number: int) -> Attempt:
         """The CLIENT span of one upstream attempt, a child of the request's span."""
         parent_context = trace.set_span_in_context(parent) if parent is not None else None
-        span = self.tracer.start_span(f"{operation} {model}", context=parent_context, kind=SpanKind.CLIENT)
-        span.set_attribute("gen_ai.operation.name", operation)
-        span.set_attribute("gen_ai.provider.name", self.provider_names.get(provider, provider))
-        span.set_attribute("gen_ai.request.model", model)
+        known: dict[str, Any] = {"gen_ai.operation.name": operation,
+                                 "gen_ai.provider.name": self.provider_names.get(provider, provider),
+                                 "gen_ai.request.model": model, "modelgate.provider": provider,
+                                 "modelgate.attempt": number}
         address = self.addresses.get(provider)
         if address:
-            span.set_attribute("server.address", address)
-        span.set_attribute("modelgate.provider", provider)
-        span.set_attribute("modelgate.attempt", number)
+            known["server.address"] = address
+        span = self.tracer.start_span(f"{operation} {model}", context=parent_context, kind=SpanKind.CLIENT,
+                                      attributes=known)
         return Attempt(span)
 
 
