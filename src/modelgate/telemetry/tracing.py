@@ -9,8 +9,8 @@ for goes under ``modelgate.*``: deployment, project, key id, attempt number, cos
 policy's verdict. Message content is never recorded.
 
 Without an endpoint (``telemetry.otlp_endpoint`` or ``OTEL_EXPORTER_OTLP_ENDPOINT``) there is no
-``Tracing`` at all and the request path does not look for one twice. The SDK and the exporter are
-the ``otel`` extra; the API alone is a dependency of the gateway.
+``Tracing`` at all and the request path does not look for one twice. The SDK is the ``otel``
+extra (the API alone is a dependency of the gateway); the spans are written to the wire by otlp.py.
 """
 
 from __future__ import annotations
@@ -52,17 +52,18 @@ class Tracing:
               base_urls: Mapping[str, str]) -> Tracing:
         """The SDK's tracer provider, exporting in batches to ``{endpoint}/v1/traces``."""
         try:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
             from opentelemetry.sdk.resources import Resource
             from opentelemetry.sdk.trace import TracerProvider
             from opentelemetry.sdk.trace.export import BatchSpanProcessor
             from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+            from modelgate.telemetry.otlp import OTLPSpanExporter
         except ImportError as missing:
-            raise TracingUnavailable(f"telemetry.otlp_endpoint needs the OpenTelemetry SDK and OTLP exporter "
-                                     f"({missing}): {INSTALL}") from missing
+            raise TracingUnavailable(f"telemetry.otlp_endpoint needs the OpenTelemetry SDK ({missing}): "
+                                     f"{INSTALL}") from missing
         provider = TracerProvider(resource=Resource.create({"service.name": service_name}),
                                   sampler=ParentBased(TraceIdRatioBased(sample_ratio)))
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{endpoint.rstrip('/')}/v1/traces")))
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint)))
         addresses = {name: urlsplit(url).hostname or "" for name, url in base_urls.items()}
         return cls(provider.get_tracer("modelgate"), provider.shutdown, provider_names, addresses)
 
