@@ -17,6 +17,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
+from typing import TypeVar
 from urllib.parse import quote
 
 from opentelemetry.trace import Span
@@ -29,6 +30,8 @@ from modelgate.schema.errors import GatewayError
 from modelgate.schema.request import ChatRequest
 from modelgate.surfaces.base import Core, Operation, StatefulOperation
 from modelgate.surfaces.reasoning_state import restore_reasoning
+
+Op = TypeVar("Op", bound=Operation)
 
 log = logging.getLogger("modelgate.surfaces")
 
@@ -83,12 +86,24 @@ def error_headers(error: GatewayError, ids: dict[str, str]) -> dict[str, str]:
 
 
 async def serve_call(core: Core, operation: Operation, http: HTTPRequest, send: Send) -> None:
+    await _traced(core, operation, http, send, _serve_call)
+
+
+async def serve_stateful_call(core: Core, operation: StatefulOperation, http: HTTPRequest, send: Send) -> None:
+    """``serve_call`` for an operation that continues from stored state and keeps its answers.
+    Such an operation (the Responses API's) opens the sealed state of its own items itself."""
+    await _traced(core, operation, http, send, _serve_stateful_call)
+
+
+async def _traced(core: Core, operation: Op, http: HTTPRequest, send: Send,
+                  serve: Callable[[Core, Op, HTTPRequest, Send, Span | None], Awaitable[None]]) -> None:
+    """``serve`` the call, inside the request's span where the gateway traces."""
     tracing = core.tracing
     if tracing is None:
-        await _serve_call(core, operation, http, send, None)
+        await serve(core, operation, http, send, None)
         return
     with tracing.server(operation.route, http.headers) as span:
-        await _serve_call(core, operation, http, send, span)
+        await serve(core, operation, http, send, span)
 
 
 async def _serve_call(core: Core, operation: Operation, http: HTTPRequest, send: Send, span: Span | None) -> None:
@@ -98,17 +113,6 @@ async def _serve_call(core: Core, operation: Operation, http: HTTPRequest, send:
         # this format keeps opaque state; the upstream gets back what it issued instead.
         restore_reasoning(call.request, core.sealer)
     await _serve(core, operation, call, http, send, None)
-
-
-async def serve_stateful_call(core: Core, operation: StatefulOperation, http: HTTPRequest, send: Send) -> None:
-    """``serve_call`` for an operation that continues from stored state and keeps its answers.
-    Such an operation (the Responses API's) opens the sealed state of its own items itself."""
-    tracing = core.tracing
-    if tracing is None:
-        await _serve_stateful_call(core, operation, http, send, None)
-        return
-    with tracing.server(operation.route, http.headers) as span:
-        await _serve_stateful_call(core, operation, http, send, span)
 
 
 async def _serve_stateful_call(core: Core, operation: StatefulOperation, http: HTTPRequest, send: Send,

@@ -9,7 +9,7 @@ import pytest
 
 from modelgate.simulator import SimConfig, SimulatorThread
 from tests.support import RunningGateway, gateway_in_thread
-from tests.surfaces.responses.support import MASTER
+from tests.surfaces.responses.support import MASTER, sim_providers
 
 
 @pytest.fixture(scope="module")
@@ -27,12 +27,7 @@ def gateway(responses_sim: SimulatorThread) -> Iterator[RunningGateway]:
     root = responses_sim.base_url
     config = {
         "master_key": MASTER,
-        "providers": {
-            "openai": {"type": "openai", "base_url": f"{root}/v1", "api_key": "sk-sim", "flavor": "openai"},
-            "deepseek": {"type": "openai", "base_url": f"{root}/v1", "api_key": "sk-sim", "flavor": "deepseek"},
-            "anthropic": {"type": "anthropic", "base_url": root, "api_key": "sk-sim"},
-            "gemini": {"type": "gemini", "base_url": root, "api_key": "sk-sim"},
-        },
+        "providers": sim_providers(root),
         "deployments": [
             {"name": "gpt-4o", "provider": "openai", "model": "gpt-4o"},
             {"name": "midstream", "provider": "openai", "model": "midstream"},

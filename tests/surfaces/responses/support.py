@@ -26,6 +26,16 @@ REASONERS: dict[str, dict[str, Any]] = {
 }
 
 
+def sim_providers(root: str) -> dict[str, dict[str, Any]]:
+    """The simulator as an OpenAI-, DeepSeek-, Anthropic- and Gemini-type provider."""
+    return {
+        "openai": {"type": "openai", "base_url": f"{root}/v1", "api_key": "sk-sim", "flavor": "openai"},
+        "deepseek": {"type": "openai", "base_url": f"{root}/v1", "api_key": "sk-sim", "flavor": "deepseek"},
+        "anthropic": {"type": "anthropic", "base_url": root, "api_key": "sk-sim"},
+        "gemini": {"type": "gemini", "base_url": root, "api_key": "sk-sim"},
+    }
+
+
 def post(gateway: RunningGateway, body: dict[str, Any], key: str = MASTER) -> httpx.Response:
     return httpx.post(f"{gateway.v1}/responses", json=body, headers={"authorization": f"Bearer {key}"}, timeout=30)
 

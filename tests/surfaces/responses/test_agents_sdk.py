@@ -21,7 +21,7 @@ from openai.types.shared import Reasoning
 
 from modelgate.simulator import SimulatorThread
 from tests.support import RunningGateway, gateway_in_thread
-from tests.surfaces.responses.support import MASTER
+from tests.surfaces.responses.support import MASTER, sim_providers
 
 T = TypeVar("T")
 
@@ -49,12 +49,7 @@ def default_model_gateway(upstream: str, responses_sim: SimulatorThread) -> Iter
     root = responses_sim.base_url
     config = {
         "master_key": MASTER,
-        "providers": {
-            "openai": {"type": "openai", "base_url": f"{root}/v1", "api_key": "sk-sim", "flavor": "openai"},
-            "deepseek": {"type": "openai", "base_url": f"{root}/v1", "api_key": "sk-sim", "flavor": "deepseek"},
-            "anthropic": {"type": "anthropic", "base_url": root, "api_key": "sk-sim"},
-            "gemini": {"type": "gemini", "base_url": root, "api_key": "sk-sim"},
-        },
+        "providers": sim_providers(root),
         "deployments": [{"name": get_default_model(), **UPSTREAMS[upstream]}],
     }
     with gateway_in_thread(config) as running:

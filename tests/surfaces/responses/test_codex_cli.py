@@ -26,6 +26,7 @@ import pytest
 from modelgate.simulator import SimulatorThread
 from tests.services import in_ci
 from tests.support import RunningGateway, gateway_in_thread
+from tests.surfaces.responses.support import sim_providers
 
 ROOT = Path(__file__).resolve().parents[3]
 CODEX = os.environ.get("MODELGATE_TEST_CODEX", str(ROOT / ".codex-cli" / "node_modules" / ".bin" / "codex"))
@@ -64,12 +65,7 @@ def codex_gateway(upstream: str, responses_sim: SimulatorThread) -> Iterator[Run
     root = responses_sim.base_url
     config = {
         "master_key": KEY,
-        "providers": {
-            "openai": {"type": "openai", "base_url": f"{root}/v1", "api_key": "sk-sim", "flavor": "openai"},
-            "deepseek": {"type": "openai", "base_url": f"{root}/v1", "api_key": "sk-sim", "flavor": "deepseek"},
-            "anthropic": {"type": "anthropic", "base_url": root, "api_key": "sk-sim"},
-            "gemini": {"type": "gemini", "base_url": root, "api_key": "sk-sim"},
-        },
+        "providers": sim_providers(root),
         "deployments": [{"name": "coder", **UPSTREAMS[upstream][0]}],
     }
     with gateway_in_thread(config) as running:
