@@ -8,8 +8,8 @@ import openai
 import pytest
 
 from modelgate.simulator import SimConfig, SimulatorThread
-from tests.support import RunningGateway, gateway_in_thread
-from tests.surfaces.responses.support import MASTER, sim_providers
+from tests.support import RunningGateway
+from tests.surfaces.responses.support import MASTER, sim_gateway
 
 
 @pytest.fixture(scope="module")
@@ -24,19 +24,13 @@ def responses_sim() -> Iterator[SimulatorThread]:
 
 @pytest.fixture(scope="module")
 def gateway(responses_sim: SimulatorThread) -> Iterator[RunningGateway]:
-    root = responses_sim.base_url
-    config = {
-        "master_key": MASTER,
-        "providers": sim_providers(root),
-        "deployments": [
-            {"name": "gpt-4o", "provider": "openai", "model": "gpt-4o"},
-            {"name": "midstream", "provider": "openai", "model": "midstream"},
-            {"name": "deepseek-reasoner", "provider": "deepseek", "model": "deepseek-reasoner"},
-            {"name": "claude", "provider": "anthropic", "model": "claude-sonnet-4-5"},
-            {"name": "gemini", "provider": "gemini", "model": "gemini-2.5-flash"},
-        ],
-    }
-    with gateway_in_thread(config) as running:
+    with sim_gateway(responses_sim, MASTER, [
+        {"name": "gpt-4o", "provider": "openai", "model": "gpt-4o"},
+        {"name": "midstream", "provider": "openai", "model": "midstream"},
+        {"name": "deepseek-reasoner", "provider": "deepseek", "model": "deepseek-reasoner"},
+        {"name": "claude", "provider": "anthropic", "model": "claude-sonnet-4-5"},
+        {"name": "gemini", "provider": "gemini", "model": "gemini-2.5-flash"},
+    ]) as running:
         yield running
 
 

@@ -4,12 +4,15 @@ every Responses stream gets."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
 
+from modelgate.simulator import SimulatorThread
 from tests.openai_spec import OpenAISpec
-from tests.support import RunningGateway
+from tests.support import RunningGateway, gateway_in_thread
 
 MASTER = "mk-responses"
 WEATHER: dict[str, Any] = {
@@ -26,14 +29,19 @@ REASONERS: dict[str, dict[str, Any]] = {
 }
 
 
-def sim_providers(root: str) -> dict[str, dict[str, Any]]:
-    """The simulator as an OpenAI-, DeepSeek-, Anthropic- and Gemini-type provider."""
-    return {
+@contextmanager
+def sim_gateway(sim: SimulatorThread, master: str, deployments: list[dict[str, Any]]) -> Iterator[RunningGateway]:
+    """A gateway with ``deployments`` in front of the simulator as an OpenAI-, DeepSeek-,
+    Anthropic- and Gemini-type provider."""
+    root = sim.base_url
+    providers = {
         "openai": {"type": "openai", "base_url": f"{root}/v1", "api_key": "sk-sim", "flavor": "openai"},
         "deepseek": {"type": "openai", "base_url": f"{root}/v1", "api_key": "sk-sim", "flavor": "deepseek"},
         "anthropic": {"type": "anthropic", "base_url": root, "api_key": "sk-sim"},
         "gemini": {"type": "gemini", "base_url": root, "api_key": "sk-sim"},
     }
+    with gateway_in_thread({"master_key": master, "providers": providers, "deployments": deployments}) as running:
+        yield running
 
 
 def post(gateway: RunningGateway, body: dict[str, Any], key: str = MASTER) -> httpx.Response:

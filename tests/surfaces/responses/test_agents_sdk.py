@@ -20,8 +20,8 @@ from agents.models import get_default_model
 from openai.types.shared import Reasoning
 
 from modelgate.simulator import SimulatorThread
-from tests.support import RunningGateway, gateway_in_thread
-from tests.surfaces.responses.support import MASTER, sim_providers
+from tests.support import RunningGateway
+from tests.surfaces.responses.support import MASTER, sim_gateway
 
 T = TypeVar("T")
 
@@ -46,13 +46,7 @@ def upstream(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="module")
 def default_model_gateway(upstream: str, responses_sim: SimulatorThread) -> Iterator[RunningGateway]:
-    root = responses_sim.base_url
-    config = {
-        "master_key": MASTER,
-        "providers": sim_providers(root),
-        "deployments": [{"name": get_default_model(), **UPSTREAMS[upstream]}],
-    }
-    with gateway_in_thread(config) as running:
+    with sim_gateway(responses_sim, MASTER, [{"name": get_default_model(), **UPSTREAMS[upstream]}]) as running:
         yield running
 
 

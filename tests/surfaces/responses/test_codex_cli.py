@@ -25,8 +25,8 @@ import pytest
 
 from modelgate.simulator import SimulatorThread
 from tests.services import in_ci
-from tests.support import RunningGateway, gateway_in_thread
-from tests.surfaces.responses.support import sim_providers
+from tests.support import RunningGateway
+from tests.surfaces.responses.support import sim_gateway
 
 ROOT = Path(__file__).resolve().parents[3]
 CODEX = os.environ.get("MODELGATE_TEST_CODEX", str(ROOT / ".codex-cli" / "node_modules" / ".bin" / "codex"))
@@ -62,13 +62,7 @@ def upstream(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="module")
 def codex_gateway(upstream: str, responses_sim: SimulatorThread) -> Iterator[RunningGateway]:
-    root = responses_sim.base_url
-    config = {
-        "master_key": KEY,
-        "providers": sim_providers(root),
-        "deployments": [{"name": "coder", **UPSTREAMS[upstream][0]}],
-    }
-    with gateway_in_thread(config) as running:
+    with sim_gateway(responses_sim, KEY, [{"name": "coder", **UPSTREAMS[upstream][0]}]) as running:
         yield running
 
 
