@@ -1,4 +1,4 @@
-"""The ``modelgate`` commands that work on the database: db, keys, usage, statements.
+"""The ``modelgate`` commands that work on the database: db, keys, usage, statements, logs.
 
 Imports of the storage layer wait until a command runs, so `modelgate --help` stays quick.
 
@@ -72,6 +72,19 @@ def add_admin_commands(commands: Any, load: Loader) -> None:
     statements = command("statements", "what is owed to each provider for a period", _statements)
     _filter_flags(statements)
 
+    logs = command("logs", "recent requests from the request log; --follow tails new ones", _logs)
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing requests as they are logged")
+    logs.add_argument("--status", help="a status code (429) or class (5xx)")
+    logs.add_argument("--deployment")
+    logs.add_argument("--project")
+    logs.add_argument("--key", help="a key id")
+    logs.add_argument("--provider")
+    logs.add_argument("--since", help="ISO date or date-time, inclusive (UTC)")
+    logs.add_argument("--until", help="ISO date or date-time, exclusive (UTC)")
+    logs.add_argument("--q", help="text in the error message")
+    logs.add_argument("--limit", default="20", help="how many recent requests to print first (default 20)")
+    logs.add_argument("--json", action="store_true", help="one JSON object per line, as GET /admin/requests")
+
 
 def _filter_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--provider")
@@ -90,6 +103,8 @@ def _run(run: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
     settings = load(args.config)
     try:
         return asyncio.run(run(args, settings))
+    except KeyboardInterrupt:  # how `modelgate logs --follow` is stopped
+        return 130
     except (GatewayError, StorageError) as error:
         print(f"modelgate: {getattr(error, 'message', None) or error}", file=sys.stderr)
         return 2 if isinstance(error, GatewayError) and error.status == 400 else 1
@@ -301,6 +316,54 @@ async def _statements(args: argparse.Namespace, settings: Settings) -> int:
                           + (f" = USD {cost:.6f} own compute" if cost is not None else " (no compute_cost set)")
                           + f"  deployments: {', '.join(line['deployments']) or '-'}")
     return 0
+
+
+FOLLOW_INTERVAL_S = 1.0
+# How far back each poll of --follow looks: a batch another process stamped earlier may commit later.
+FOLLOW_LAG_S = 5.0
+
+
+async def _logs(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from modelgate.surfaces.admin import requests
+
+    params = _params(args, ("project", "key", "deployment", "provider", "since", "until", "status", "q"))
+    filters = requests.request_filters(params)
+    limit = requests.parse_limit(args.limit)
+    storage = await _open(settings)
+    try:
+        started = datetime.now(UTC)
+        recent, _ = await storage.request_log.search(filters, limit)
+        for entry in reversed(recent):  # oldest first, as a tail prints
+            _print_entry(requests.entry_json(entry), args.json)
+        if not args.follow:
+            return 0
+        lag = timedelta(seconds=FOLLOW_LAG_S)
+        seen = {entry.request_id: started for entry in recent}
+        last = started - lag
+        while True:
+            await asyncio.sleep(FOLLOW_INTERVAL_S)
+            for written, entry in await storage.request_log.written_after(last - lag, filters):
+                last = max(last, written)
+                if entry.request_id not in seen:
+                    seen[entry.request_id] = written
+                    _print_entry(requests.entry_json(entry), args.json)
+            seen = {request_id: at for request_id, at in seen.items() if at > last - 2 * lag}
+    finally:
+        await storage.close()
+
+
+def _print_entry(entry: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(orjson.dumps(entry).decode(), flush=True)
+        return
+    answered = f"{entry['provider']}/{entry['model']}" if entry["provider"] else "-"
+    tokens = f"{entry['input_tokens']}>{entry['output_tokens']} tok"
+    error = f"  {entry['error']}" if entry["error"] else ""
+    print(f"{entry['created_at']}  {entry['id']}  {entry['status']}  {entry['route']:<10} {entry['deployment']}  "
+          f"{answered}  {entry['latency_ms']:.0f} ms  {tokens}  ${entry['price']:.6f}  "
+          f"{entry['attempts']} attempt(s){error}", flush=True)
 
 
 def _cell(value: Any) -> str:

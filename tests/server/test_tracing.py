@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import openai
+import orjson
 import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
@@ -21,6 +22,8 @@ from tests.support import RecordingUpstream, gateway_in_thread
 MASTER = "mk-traces"
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 CLIENT_SPAN = "b7ad6b7169203331"
+EMAIL = "ops@example.com"
+SECRET = "sk-ant-api03-" + "x" * 40
 
 
 def attributes(span: Span) -> dict[str, Any]:
@@ -48,6 +51,7 @@ def traced() -> Iterator[tuple[Receiver, RecordingUpstream, list[Span]]]:
             "deployments": [
                 {"name": "gpt-4o", "provider": "openai", "model": "gpt-4o"},
                 {"name": "rec", "provider": "recorded", "model": "rec-model"},
+                {"name": "captured", "provider": "openai", "model": "gpt-4o", "capture_content": True},
                 {"name": "failover", "strategy": "priority", "retries": 0,
                  "targets": [{"provider": "openai", "model": "broken"},
                              {"provider": "openai", "model": "gpt-4o"}]},
@@ -62,6 +66,11 @@ def traced() -> Iterator[tuple[Receiver, RecordingUpstream, list[Span]]]:
                                                     stream=True, stream_options={"include_usage": True}):
                 pass
             client.chat.completions.create(model="failover", messages=[{"role": "user", "content": "again"}])
+            for _ in client.chat.completions.create(
+                    model="captured", stream=True,
+                    messages=[{"role": "system", "content": f"Write to {EMAIL} only"},
+                              {"role": "user", "content": f"My key is {SECRET}; say hello"}]):
+                pass
             limited = httpx.post(f"{gateway.base_url}/admin/keys", headers={"authorization": f"Bearer {MASTER}"},
                                  json={"project": "p", "rpm": 1}).json()["key"]
             team = openai.OpenAI(base_url=gateway.v1, api_key=limited, max_retries=0)
@@ -86,7 +95,7 @@ def children(spans: list[Span], parent: Span) -> list[Span]:
 def test_export_goes_to_the_collector_as_the_service(traced: tuple[Receiver, RecordingUpstream, list[Span]]) -> None:
     receiver, _, spans = traced
     assert set(receiver.paths) == {"/v1/traces"} and receiver.services == {"gateway-under-test"}
-    assert len([s for s in spans if s.kind == Span.SPAN_KIND_SERVER]) == 5
+    assert len([s for s in spans if s.kind == Span.SPAN_KIND_SERVER]) == 6
 
 
 def test_a_plain_request_continues_the_clients_trace_and_sends_it_upstream(
@@ -144,3 +153,25 @@ def test_a_refused_request_has_no_attempt(traced: tuple[Receiver, RecordingUpstr
     assert said["http.response.status_code"] == 429 and said["error.type"] == "rate_limit_exceeded"
     assert refused.status.code == Status.STATUS_CODE_ERROR and said["modelgate.project"] == "p"
     assert children(spans, refused) == []
+
+
+def test_content_only_where_asked_and_redacted(traced: tuple[Receiver, RecordingUpstream, list[Span]]) -> None:
+    _, _, spans = traced
+    said = attributes(server_span(spans, "captured"))
+    assert orjson.loads(said["gen_ai.system_instructions"]) == [{"type": "text", "content": "Write to [EMAIL] only"}]
+    assert orjson.loads(said["gen_ai.input.messages"]) == [
+        {"role": "user", "parts": [{"type": "text", "content": "My key is [SECRET]; say hello"}]}]
+    (answer,) = orjson.loads(said["gen_ai.output.messages"])
+    assert answer["role"] == "assistant" and answer["finish_reason"] == "stop"
+    assert answer["parts"][0]["type"] == "text" and answer["parts"][0]["content"]
+    assert [value.string_value for value in said["gen_ai.response.finish_reasons"].values] == ["stop"]
+    for deployment in ("gpt-4o", "rec", "failover"):  # telemetry.capture_content is false
+        assert not {"gen_ai.input.messages", "gen_ai.output.messages"} & set(attributes(server_span(spans, deployment)))
+
+
+def test_the_response_id_and_finish_reasons(traced: tuple[Receiver, RecordingUpstream, list[Span]]) -> None:
+    _, _, spans = traced
+    said = attributes(server_span(spans, "failover"))
+    assert said["gen_ai.response.id"].startswith("chatcmpl")
+    finish = said["gen_ai.response.finish_reasons"]
+    assert [value.string_value for value in finish.values] == ["stop"]

@@ -39,6 +39,10 @@ class Gateway:
         return None
 
     @property
+    def request_log(self) -> None:
+        return None
+
+    @property
     def handler(self) -> Handler:
         raise NotImplementedError
 

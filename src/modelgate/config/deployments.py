@@ -128,6 +128,11 @@ class ReasoningSettings:
     split_think_tags: bool = False  # open models that write <think>...</think> into the content
 
 
+def _log_payloads(value: Any) -> str | None:
+    return None if value in (True, False, "errors") and type(value) in (bool, str) else \
+        "must be true (every request's bodies), false (none) or errors (those of failed requests)"
+
+
 @dataclass(slots=True, kw_only=True)
 class PriceSettings:
     """What the customer pays, USD per million tokens; None: the provider's cost of that kind."""
@@ -165,6 +170,11 @@ class DeploymentSettings:
         "must be a positive number of tokens per minute; remove the key for no limit"))] = None
     # The content policy its requests and answers are checked under (safety.policies); None: none.
     safety: Annotated[str | None, Key("the name of a policy under safety.policies")] = None
+    # What the request log keeps of its requests' bodies: nothing (false), every request's (true),
+    # or those of failed requests (errors); with secrets and personal data redacted.
+    log_payloads: Annotated[Any, Key("true, false or errors", _log_payloads)] = False
+    # Whether its requests' spans carry the messages (redacted); None: telemetry.capture_content.
+    capture_content: Annotated[bool | None, Key("true or false")] = None
 
 
 TARGET: Shape[TargetSettings] = Shape(TargetSettings)

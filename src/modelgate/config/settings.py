@@ -24,6 +24,7 @@ from modelgate.config.deployments import (
 from modelgate.config.fields import Key, nonempty
 from modelgate.config.limits import LimitsSettings
 from modelgate.config.providers import read_providers
+from modelgate.config.request_log import RequestLogSettings
 from modelgate.config.responses import ResponsesSettings
 from modelgate.config.routing import RoutingSettings
 from modelgate.config.safety import SafetySettings
@@ -66,6 +67,7 @@ class Settings:
     budgets: BudgetsSettings = field(default_factory=BudgetsSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     responses: ResponsesSettings = field(default_factory=ResponsesSettings)
+    request_log: RequestLogSettings = field(default_factory=RequestLogSettings)
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
     # How the process writes its log lines: "text", or "json" (one object per line, with the
     # request id, trace id and span id where there is a request; telemetry/logs.py).

@@ -54,7 +54,7 @@ class Metering:
         return self._metered(call, next)
 
     async def _metered(self, call: Call, next: Handler) -> AsyncGenerator[Event, None]:
-        watch = UsageWatch()
+        watch = UsageWatch(call.output)
         status = 200
         error: str | None = None
         self.in_flight += 1
@@ -74,7 +74,9 @@ class Metering:
             raise
         finally:
             self.in_flight -= 1
-            record = self.made_record(call, watch, status, error)
+            record = call.record = self.made_record(call, watch, status, error)
+            call.response_id = watch.response_id
+            call.finish_reasons = watch.finish_reasons
             self.recorder.record(record)
             for observe in self.observers:
                 try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 
-from modelgate.schema.events import Event, ReasoningDelta, Start, TextDelta, ToolCallDelta, Usage
+from modelgate.schema.events import Event, Finish, ReasoningDelta, Start, TextDelta, ToolCallDelta, Usage
 from modelgate.schema.request import ChatRequest, EmbeddingRequest, ModerationRequest
 from modelgate.schema.tokens import bound_input_tokens, estimate_input_tokens, estimate_text_tokens, utf8_length
 from modelgate.storage.bounds import MAX_TOKENS, bounded_int
@@ -53,15 +53,20 @@ def bounded_usage(usage: Usage) -> Usage:
 
 
 class UsageWatch:
-    """Watches the events of one call go by: the usage reported, the output streamed, the first token."""
+    """Watches the events of one call go by: the usage reported, the output streamed, the first
+    token, the upstream's response id and finish reasons; and where ``output`` is a list, keeps
+    the answer's text and tool-call deltas in it (for a span that records content)."""
 
-    __slots__ = ("accepted", "first_token", "output_chars", "usage")
+    __slots__ = ("accepted", "finish_reasons", "first_token", "output", "output_chars", "response_id", "usage")
 
-    def __init__(self) -> None:
+    def __init__(self, output: list[TextDelta | ToolCallDelta] | None = None) -> None:
         self.usage: Usage | None = None
         self.accepted = False  # an upstream answered (Start)
         self.output_chars = 0
         self.first_token: float | None = None  # time.monotonic() of the first content event
+        self.response_id: str | None = None
+        self.finish_reasons: tuple[str, ...] = ()
+        self.output = output
 
     def observe(self, event: Event) -> None:
         # Ordered by how often each event comes: text deltas are most of a stream.
@@ -69,14 +74,21 @@ class UsageWatch:
             self.output_chars += len(event.text)
             if self.first_token is None:
                 self.first_token = time.monotonic()
+            if self.output is not None and isinstance(event, TextDelta):
+                self.output.append(event)
         elif isinstance(event, ToolCallDelta):
             self.output_chars += len(event.arguments) + len(event.name or "")
             if self.first_token is None:
                 self.first_token = time.monotonic()
+            if self.output is not None:
+                self.output.append(event)
         elif isinstance(event, Usage):
             self.usage = event
+        elif isinstance(event, Finish):
+            self.finish_reasons += (event.reason,)
         elif isinstance(event, Start):
             self.accepted = True
+            self.response_id = event.response_id
 
     def final(self, estimated_input: int) -> Usage:
         """The usage to account: reported, else estimated from what went by, else nothing."""

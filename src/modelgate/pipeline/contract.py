@@ -2,8 +2,9 @@
 
 A ``Handler`` takes a ``Call`` and yields canonical events; a ``Stage`` wraps the next handler, in
 the manner of ASGI middleware. Every stage package (auth, limits, budgets, metering, routing)
-and every surface speaks this module; it imports only the schema and the settings, so that none
-of them needs the package that puts the chain together (the server does that).
+and every surface speaks this module, so that none
+of them needs the package that puts the chain together (the server does that), and it imports
+only the schema, the settings and the storage's record of a call.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from modelgate.config.settings import DeploymentSettings
-from modelgate.schema.events import Event
+from modelgate.schema.events import Event, TextDelta, ToolCallDelta
 from modelgate.schema.request import ChatRequest, EmbeddingRequest, ModerationRequest
 from modelgate.schema.verdicts import SafetyReport
+from modelgate.storage.records import UsageRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,18 @@ class Call:
     safety: SafetyReport | None = None
     # The request's span where the gateway traces (telemetry/tracing.py); None: it does not.
     trace: Any = None
+    # Seconds spent waiting on upstreams, every attempt's (the rest of the latency is the gateway's).
+    upstream_s: float = 0.0
+    # Each upstream attempt as the request log keeps it (routing/router.py); None: not kept.
+    history: list[dict[str, Any]] | None = None
+    # What the metering stage saw once the call ended: its usage record, the upstream's response
+    # id and finish reasons (one per choice).
+    record: UsageRecord | None = None
+    response_id: str | None = None
+    finish_reasons: tuple[str, ...] = ()
+    # The answer's text and tool-call deltas as they went by, where its span records content
+    # (telemetry.capture_content); None: not kept.
+    output: list[TextDelta | ToolCallDelta] | None = None
 
     @property
     def kind(self) -> str:

@@ -27,7 +27,10 @@ when its answer has arrived whole, so a target whose streams keep breaking off i
 
 The call records each attempt as it starts (``call.attempts``, retries included), and
 ``call.provider`` / ``call.upstream_model`` name the target that answered, for the response
-headers; the ``Start`` event carries the model the upstream says answered.
+headers; the ``Start`` event carries the model the upstream says answered. ``call.upstream_s``
+adds up the time spent waiting on upstreams (what is left of the latency is the gateway's own), and
+where the request log keeps one, ``call.history`` gets an entry per attempt: which target, when,
+for how long, and how it ended.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import math
 import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from typing import Any
 
 from modelgate.config.settings import DeploymentSettings
 from modelgate.pipeline.contract import Call
@@ -154,6 +158,9 @@ class Router:
             await _close(attempt.stream)
             if attempt.span is not None:
                 attempt.span.end(ended)
+            call.upstream_s += time.monotonic() - attempt.started
+            if call.history and ended is not None:
+                _broke_off(call.history[-1], ended)
 
     async def _answer(self, job: _Job) -> _Attempt:
         """Work through the chain until an attempt commits; raise what to tell the client if none does."""
@@ -226,12 +233,14 @@ class Router:
             health.release(probe)
             if span is not None:
                 span.end(error)
+            _attempted(call, target, started, error)
             self._failed(job, target, error, probe)
             return None
         except BaseException as error:
             health.release(probe)
             if span is not None:
                 span.end(error)
+            _attempted(call, target, started, error)
             raise
         for event in head:
             if isinstance(event, Start):
@@ -240,7 +249,8 @@ class Router:
         if span is not None:
             span.leave()
             span.committed(call.upstream_model)
-        return _Attempt(target, stream, head, probe, span)
+        _attempted(call, target, started, None)
+        return _Attempt(target, stream, head, probe, span, started)
 
     def _failed(self, job: _Job, target: Target, error: GatewayError, probe: bool) -> None:
         """Account for a failed attempt; raise what must not be retried or failed over."""
@@ -318,15 +328,46 @@ def _upstream_healthy(error: UpstreamError) -> bool:
 
 
 class _Attempt:
-    __slots__ = ("head", "probe", "span", "stream", "target")
+    __slots__ = ("head", "probe", "span", "started", "stream", "target")
 
     def __init__(self, target: Target, stream: AsyncIterator[Event], head: list[Event], probe: bool,
-                 span: AttemptSpan | None) -> None:
+                 span: AttemptSpan | None, started: float) -> None:
         self.target = target
         self.stream = stream
         self.head = head
         self.probe = probe
         self.span = span
+        self.started = started
+
+
+def _attempted(call: Call, target: Target, started: float, error: BaseException | None) -> None:
+    """Account for an attempt up to its answer (``error`` None) or its failure: its time waiting
+    on the upstream if it failed (an answer's is counted when it ends), and its entry in the
+    call's history where the request log keeps one."""
+    now = time.monotonic()
+    if error is not None:
+        call.upstream_s += now - started
+    if call.history is None:
+        return
+    entry: dict[str, Any] = {"attempt": call.attempts, "provider": target.provider.name, "model": target.model,
+                             "started_ms": round((started - call.started) * 1000, 3),
+                             "duration_ms": round((now - started) * 1000, 3)}
+    if error is None:
+        entry["outcome"] = "answered"
+    elif isinstance(error, GatewayError):
+        entry.update(outcome="failed", status=error.status, error=f"{error.code or type(error).__name__}: "
+                                                                   f"{error.message}")
+    else:
+        entry.update(outcome="cancelled" if isinstance(error, asyncio.CancelledError) else "failed",
+                     error=type(error).__name__)
+    call.history.append(entry)
+
+
+def _broke_off(entry: dict[str, Any], error: BaseException) -> None:
+    """The answering attempt's entry, once its answer ended in ``error`` after it started."""
+    entry["outcome"] = "broke_off" if not isinstance(error, (asyncio.CancelledError, GeneratorExit)) else "cancelled"
+    if isinstance(error, GatewayError):
+        entry.update(status=error.status, error=f"{error.code or type(error).__name__}: {error.message}")
 
 
 class _Job:

@@ -23,6 +23,9 @@ from modelgate.routing import Router
 from modelgate.routing.group import upstream_call
 
 
+REPLICA_STATES = ("starting", "ready", "dead", "stopped")
+
+
 class LocalEngines:
     """The local providers of a gateway, and the pools its deployments need of them."""
 
@@ -67,6 +70,17 @@ class LocalEngines:
         """Once every pool of ``deployment`` has a replica ready, however many attempts it takes."""
         for provider, call in self.calls(deployment):
             await (await provider.pool(call)).any_ready()
+
+    def figures(self) -> list[tuple[str, str, dict[str, int], int, int]]:
+        """Each running pool's provider, model, replicas by state, requests running and waiting."""
+        found = []
+        for name, provider in self.providers.items():
+            for pool in provider.pools.values():
+                states = dict.fromkeys(REPLICA_STATES, 0)
+                for replica in pool.replicas:
+                    states[replica.state] = states.get(replica.state, 0) + 1
+                found.append((name, pool.name, states, pool.running, pool.waiting))
+        return found
 
     def retire_unused(self, keep: Iterable[DeploymentSettings] = ()) -> list[ReplicaPool]:
         """Drain and stop the pools that neither the router's deployments nor ``keep`` need; those pools."""

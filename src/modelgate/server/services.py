@@ -7,7 +7,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from modelgate.redis_client import RedisClient
 from modelgate.routing import Health, Router
 from modelgate.routing.redis_sync import RedisHealthSync
 from modelgate.safety import Classifier, ContentSafety, Shield, compile_policies
+from modelgate.safety.pii import PLACEHOLDERS, PIIFinder
 from modelgate.safety.shield import load_onnx
 from modelgate.schema.errors import NotFound
 from modelgate.schema.request import ChatRequest
@@ -40,6 +41,7 @@ from modelgate.server.engines import LocalEngines
 from modelgate.server.telemetry import Metrics, start_tracing
 from modelgate.storage import PriceEntry, ResponseStore, Storage, prices_from_settings
 from modelgate.storage.secrets import SEALING_KEY
+from modelgate.telemetry.requestlog import RequestLog
 from modelgate.telemetry.tracing import Tracing
 
 log = logging.getLogger("modelgate")
@@ -77,6 +79,7 @@ class Services:
     handler: Handler  # the chain every call runs through
     metrics: Metrics
     tracing: Tracing | None  # spans exported over OTLP; None: telemetry.otlp_endpoint is not set
+    request_log: RequestLog | None  # each request's entry, written behind it; None: request_log.enabled false
     # State kept for clients: stored responses (written behind the requests), and the sealer of
     # what they hold themselves (reasoning state in encrypted_content).
     responses: ResponseStore
@@ -85,8 +88,8 @@ class Services:
 
     async def start(self) -> None:
         """Start the background work: keys loaded and followed, breaker state shared, the journal
-        left by ended processes replayed, budgets' spend read, stored responses written behind and
-        purged past their retention, local models' replicas started (the config's, then those of
+        left by ended processes replayed, budgets' spend read, stored responses and the request log
+        written behind and purged past their retention, local models' replicas started (the config's, then those of
         the deployments made through the admin API as they are applied) and the prices of every
         deployment in force recorded."""
         try:
@@ -97,6 +100,8 @@ class Services:
             await self.metrics.start()
             await self.spend_sync.start()
             await self.responses.start()
+            if self.request_log is not None:
+                await self.request_log.start()
             await self.uptime.start()
             await self._start_providers()
             await self.deployment_sync.start()
@@ -138,6 +143,8 @@ class Services:
         if self.tracing is not None:
             await asyncio.to_thread(self.tracing.stop)  # the last spans go out
         await self.responses.stop()
+        if self.request_log is not None:
+            await self.request_log.stop()
         await self.spend_sync.stop()
         await self.limiter.close()
         await self.ledger.close()
@@ -219,11 +226,13 @@ async def build_services(settings: Settings) -> Services:
     keys.on_budget_added = spend_sync.wake
     metering = Metering(recorder, price_book)
     metrics = Metrics(settings, metering, recorder, health)
-    metering.observers.append(lambda call, record: metrics.gateway.observe(record))
+    metering.observers.append(lambda call, record: metrics.gateway.observe(record, call.upstream_s))
     tracing = start_tracing(settings)
     if tracing is not None:
         router.tracing = tracing
-        metering.observers.append(lambda call, record: tracing.recorded(call.trace, record) if call.trace else None)
+        tracing.capture_content = settings.telemetry.capture_content
+        tracing.redact = redactor()
+        metering.observers.append(tracing.recorded)
     handler = build_handler(router, [SplitThinkTags()], metering=metering,
                             rate_limit=RateLimit(limiter, settings.limits.redis_outage),
                             safety=safety,
@@ -243,7 +252,28 @@ async def build_services(settings: Settings) -> Services:
         handler=handler,
         metrics=metrics,
         tracing=tracing,
+        request_log=request_log(settings, storage),
     )
+
+
+def request_log(settings: Settings, storage: Storage) -> RequestLog | None:
+    """The request log's writer, redacting payloads of every kind of secret and personal data."""
+    config = settings.request_log
+    if not config.enabled:
+        return None
+    return RequestLog(storage.request_log, retention_s=config.retention_s, max_body=config.max_body_kb * 1024,
+                      redact=redactor())
+
+
+def redactor() -> Callable[[str], str]:
+    """What takes every kind of secret and personal data the content checks know out of a text
+    (for logged payloads and captured content)."""
+    finder = PIIFinder(PLACEHOLDERS)
+
+    def redact(text: str) -> str:
+        return finder.redact(text, finder.find(text))
+
+    return redact
 
 
 async def start_services(settings: Settings) -> Services:

@@ -11,6 +11,8 @@
     storage.prices                    the versioned price table (prices.py)
     storage.secrets                   secrets every process shares: the sealing key (secrets.py)
     storage.replica_hours             local models' replica runs and their cost (replica_hours.py)
+    storage.request_log               each request's record, origin, attempts and payloads, searched
+                                      newest first (request_log.py)
     ResponseStore(storage.db)         stored responses, written behind the requests (responses.py)
     RevisionFollower                  a process's copy of keys or deployments kept at the stored
                                       revision: announced over Redis, polled (revisions.py)
@@ -38,11 +40,14 @@ from modelgate.storage.records import (
     LimitFields,
     PriceEntry,
     ProjectRecord,
+    RequestFilters,
+    RequestLogEntry,
     UsageFilters,
     UsageRecord,
     UsageRow,
 )
 from modelgate.storage.replica_hours import ComputeRow, ReplicaRun
+from modelgate.storage.request_log import InvalidCursor
 from modelgate.storage.responses import ResponseStore, StoredResponse
 from modelgate.storage.store import Storage
 
@@ -55,6 +60,7 @@ __all__ = [
     "DataRejected",
     "DeploymentChanges",
     "DeploymentRecord",
+    "InvalidCursor",
     "KeyChanges",
     "KeyRecord",
     "LimitFields",
@@ -62,6 +68,8 @@ __all__ = [
     "PriceKey",
     "ProjectRecord",
     "RecordNotFound",
+    "RequestFilters",
+    "RequestLogEntry",
     "ReplicaRun",
     "ResponseStore",
     "SchemaOutdated",

@@ -310,6 +310,61 @@ def m006_safety(conn: Connection) -> None:
     conn.execute(insert(counters).values(name="blocklist_revision", value=0, text=None))
 
 
+def m007_request_log(conn: Connection) -> None:
+    """``request_log``: each request's usage record with its origin, attempts and (where its
+    deployment logs them) payloads, kept for ``request_log.retention_days``. The key orders rows by
+    time, so the newest page and a time range are one range of it; each filter a search names has
+    an index that ends in the key, so that a page of one project's, key's or deployment's
+    requests, newest first, is read in order without a sort. Failures (status 400 and up, which
+    ``status`` filters of 4xx and 5xx and ``q`` searches look among) have a partial index of their
+    own (by status, and by time alone for a search of their text): they are few, and the ones
+    people look for. ``written_at`` is what a follower reads after."""
+    meta = MetaData()
+    log = Table(
+        "request_log", meta,
+        Column("created_at", UTCDateTime, primary_key=True),
+        Column("request_id", String(100), primary_key=True),
+        Column("written_at", UTCDateTime, nullable=False),
+        Column("project", String(200), nullable=True),
+        Column("key_id", String(40), nullable=True),
+        Column("deployment", String(200), nullable=False),
+        Column("provider", String(200), nullable=True),
+        Column("model", String(200), nullable=True),
+        Column("route", String(20), nullable=False),
+        Column("surface", String(20), nullable=False),
+        Column("path", String(300), nullable=False),
+        Column("status", Integer, nullable=False),
+        Column("latency_ms", Float, nullable=False),
+        Column("ttft_ms", Float, nullable=True),
+        Column("input_tokens", BigInteger, nullable=False),
+        Column("cached_input_tokens", BigInteger, nullable=False),
+        Column("cache_write_tokens", BigInteger, nullable=False),
+        Column("reasoning_tokens", BigInteger, nullable=False),
+        Column("output_tokens", BigInteger, nullable=False),
+        Column("cost", Float, nullable=False),
+        Column("price", Float, nullable=False),
+        Column("attempts", Integer, nullable=False),
+        Column("error", Text, nullable=True),
+        Column("verdict", String(100), nullable=True),
+        Column("client_ip", String(64), nullable=True),
+        Column("user_agent", String(300), nullable=True),
+        Column("trace_id", String(32), nullable=True),
+        Column("history", Text, nullable=False),
+        Column("request_body", Text, nullable=True),
+        Column("response_body", Text, nullable=True),
+    )
+    Index("request_log_request_id", log.c.request_id)
+    order = (log.c.created_at, log.c.request_id)
+    Index("request_log_project", log.c.project, *order)
+    Index("request_log_key", log.c.key_id, *order)
+    Index("request_log_deployment", log.c.deployment, *order)
+    failed = log.c.status >= 400
+    Index("request_log_failed", log.c.status, *order, sqlite_where=failed, postgresql_where=failed)
+    Index("request_log_failed_at", *order, sqlite_where=failed, postgresql_where=failed)
+    Index("request_log_written_at", log.c.written_at)
+    meta.create_all(conn)
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_initial", m001_initial),
     ("002_usage_daily", m002_usage_daily),
@@ -317,4 +372,5 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("004_deployments", m004_deployments),
     ("005_replica_hours", m005_replica_hours),
     ("006_safety", m006_safety),
+    ("007_request_log", m007_request_log),
 ]

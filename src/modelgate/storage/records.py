@@ -47,6 +47,39 @@ class UsageRecord:
 
 
 @dataclass(slots=True, kw_only=True)
+class RequestLogEntry(UsageRecord):
+    """A usage record with what the request log keeps besides (storage/request_log.py): where the
+    request came from, how it was routed, and, where its deployment logs payloads, what it sent and
+    got back (redacted)."""
+
+    surface: str = ""  # the API the client spoke: "openai", "anthropic", "azure"
+    path: str = ""
+    client_ip: str | None = None
+    user_agent: str | None = None
+    trace_id: str | None = None  # 32 hex digits, where the request was traced
+    # Each upstream attempt in order: {"provider", "model", "started_ms", "duration_ms", "status",
+    # "error"} (status and error absent for the attempt that answered).
+    history: list[dict[str, Any]] = field(default_factory=list)
+    request_body: str | None = None
+    response_body: str | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class RequestFilters:
+    """Which request-log entries a search returns, newest first; None means any. ``status`` is a
+    range of codes (one code: the same low and high); ``q`` is text in the error message."""
+
+    project: str | None = None
+    key_id: str | None = None
+    deployment: str | None = None
+    provider: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    status: tuple[int, int] | None = None
+    q: str | None = None
+
+
+@dataclass(slots=True, kw_only=True)
 class LimitFields:
     """Limits a project or a key may carry; None means none. Same names as the CLI flags."""
 

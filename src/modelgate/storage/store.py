@@ -23,6 +23,7 @@ from modelgate.storage.migrations import MIGRATIONS
 from modelgate.storage.prices import PriceKey, PriceRepository
 from modelgate.storage.records import PriceEntry, UsageFilters, UsageRecord, UsageRow
 from modelgate.storage.replica_hours import ReplicaHoursRepository
+from modelgate.storage.request_log import RequestLogRepository
 from modelgate.storage.secrets import SecretRepository
 from modelgate.storage.tables import counters, schema_migrations
 from modelgate.storage.usage import Scope, UsageRepository
@@ -34,7 +35,7 @@ _PG_MIGRATION_LOCK = 0x6D67_0001
 
 class Storage:
     """The database of a gateway: schema, projects and keys, usage, prices, shared secrets, the
-    replica hours of local models."""
+    replica hours of local models, the request log."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -47,6 +48,7 @@ class Storage:
         self.usage = UsageRepository(db)
         self.secrets = SecretRepository(db)
         self.replica_hours = ReplicaHoursRepository(db)
+        self.request_log = RequestLogRepository(db)
 
     @classmethod
     async def open(cls, database_url: str) -> Storage:

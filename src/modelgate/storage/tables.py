@@ -202,6 +202,46 @@ replica_hours = Table(
 )
 
 
+# The request log (storage/request_log.py): what the usage record says of a request, and where it
+# came from, how it was routed and (where its deployment says so) what it sent and got back. Kept
+# for ``request_log.retention_days``; the usage table keeps the money for good. Keyed in time
+# order like ``usage``; ``written_at`` is when its batch was written (what `modelgate logs
+# --follow` reads after). Indexes: ``migrations.m007_request_log``.
+request_log = Table(
+    "request_log", metadata,
+    Column("created_at", UTCDateTime, primary_key=True),
+    Column("request_id", String(100), primary_key=True),
+    Column("written_at", UTCDateTime, nullable=False),
+    Column("project", String(200), nullable=True),
+    Column("key_id", String(40), nullable=True),
+    Column("deployment", String(200), nullable=False),
+    Column("provider", String(200), nullable=True),
+    Column("model", String(200), nullable=True),
+    Column("route", String(20), nullable=False),
+    Column("surface", String(20), nullable=False),
+    Column("path", String(300), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("latency_ms", Float, nullable=False),
+    Column("ttft_ms", Float, nullable=True),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("cached_input_tokens", BigInteger, nullable=False),
+    Column("cache_write_tokens", BigInteger, nullable=False),
+    Column("reasoning_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("cost", Float, nullable=False),
+    Column("price", Float, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("error", Text, nullable=True),
+    Column("verdict", String(100), nullable=True),
+    Column("client_ip", String(64), nullable=True),
+    Column("user_agent", String(300), nullable=True),
+    Column("trace_id", String(32), nullable=True),
+    Column("history", Text, nullable=False),  # JSON: the attempts
+    Column("request_body", Text, nullable=True),
+    Column("response_body", Text, nullable=True),
+)
+
+
 # The deployments made through the admin API (storage/deployments.py): ``body`` is the deployment
 # as JSON text, NULL once deleted; ``revision`` is the ``deployment_revision`` of its last change.
 api_deployments = Table(

@@ -25,6 +25,7 @@ from modelgate.schema.errors import GatewayError
 from modelgate.schema.events import Event
 from modelgate.schema.request import ChatRequest, EmbeddingRequest, ModerationRequest
 from modelgate.storage.responses import StoredResponse
+from modelgate.telemetry.requestlog import RequestLog
 from modelgate.telemetry.tracing import Tracing
 
 
@@ -75,6 +76,11 @@ class Core(Protocol):
     @property
     def tracing(self) -> Tracing | None:
         """Spans of requests and attempts; None where the gateway does not trace."""
+        ...
+
+    @property
+    def request_log(self) -> RequestLog | None:
+        """Where each request's entry goes as it ends; None where the gateway keeps no request log."""
         ...
 
     def authenticate(self, headers: Mapping[str, str]) -> Principal: ...

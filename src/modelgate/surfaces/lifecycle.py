@@ -130,15 +130,26 @@ async def _start(core: Core, operation: Operation, http: HTTPRequest, span: Span
                 route=operation.route, trace=span)
     if span is not None:
         assert core.tracing is not None
-        core.tracing.started(span, call.kind, deployment.name, request, call.request_id, operation.route)
+        core.tracing.started(span, call, operation.route)
     return call
 
 
 async def _serve(core: Core, operation: Operation, call: Call, http: HTTPRequest, send: Send,
                  keep: Keep | None) -> None:
     streaming = getattr(call.request, "stream", False)
-    await _answer(call, http.receive, _stream(core, operation, call, send, keep) if streaming
-                  else _fold(core, operation, call, send, keep))
+    requests = core.request_log
+    if requests is None:
+        await _answer(call, http.receive, _stream(core, operation, call, send, keep) if streaming
+                      else _fold(core, operation, call, send, keep))
+        return
+    capture = await requests.capture(call, http)
+    if capture.payloads is not None:
+        send = capture.sending(send)
+    try:
+        await _answer(call, http.receive, _stream(core, operation, call, send, keep) if streaming
+                      else _fold(core, operation, call, send, keep))
+    finally:
+        requests.finish(call, http, capture)
 
 
 async def _fold(core: Core, operation: Operation, call: Call, send: Send, keep: Keep | None) -> None:

@@ -15,6 +15,7 @@ from modelgate.telemetry.metrics import Labels, Registry
 # Bucket bounds the GenAI semantic conventions advise (gen_ai.client.* metrics).
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
 TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
+OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 FIRST_CHUNK_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 # The error codes a request can end with that name their cause; any other is its status class.
 KNOWN_ERRORS = frozenset({
@@ -71,12 +72,16 @@ class GatewayMetrics:
         self.token_usage = registry.histogram(
             "gen_ai_client_token_usage", "Number of input and output tokens used", (*GENAI, "gen_ai_token_type"),
             TOKEN_BUCKETS)
+        self.overhead = registry.histogram(
+            "modelgate_gateway_overhead_seconds",
+            "Time a request spent in the gateway's pipeline apart from waiting on upstreams: limits, budgets, "
+            "content checks, routing, waits between attempts", ("deployment", "surface"), OVERHEAD_BUCKETS)
         self.first_chunk = registry.histogram(
             "gen_ai_client_operation_time_to_first_chunk_seconds",
             "Time to receive the first chunk of a streamed answer", GENAI, FIRST_CHUNK_BUCKETS)
 
-    def observe(self, record: UsageRecord) -> None:
-        """Count one request, from its usage record."""
+    def observe(self, record: UsageRecord, upstream_s: float = 0.0) -> None:
+        """Count one request, from its usage record and the seconds it waited on upstreams."""
         provider = record.provider or ""
         project = record.project or ""
         deployment = record.deployment
@@ -92,6 +97,7 @@ class GatewayMetrics:
             self.refusals.inc((deployment, reason, project))
         if record.provider is None:  # refused before any upstream was asked: no GenAI operation
             return
+        self.overhead.observe((deployment, record.route), max(record.latency_ms / 1000 - upstream_s, 0.0))
         genai: Labels = ("embeddings" if record.route == "embeddings" else "chat",
                          self.provider_names.get(provider, provider), deployment, record.model or "")
         self.duration.observe((*genai, error), record.latency_ms / 1000)

@@ -6,7 +6,9 @@ siblings. A client's W3C ``traceparent`` continues its trace, and each attempt s
 ``traceparent`` to the upstream (providers/tracecontext.py). Attributes follow the conventions
 (``gen_ai.*``, ``server.address``, ``error.type``); what the gateway knows that they have no name
 for goes under ``modelgate.*``: deployment, project, key id, attempt number, cost, the content
-policy's verdict. Message content is never recorded.
+policy's verdict. Message content only where ``telemetry.capture_content`` or the deployment's
+``capture_content`` asks for it (``gen_ai.system_instructions``, ``gen_ai.input.messages``,
+``gen_ai.output.messages`` as JSON text), with secrets and personal data redacted.
 
 Without an endpoint (``telemetry.otlp_endpoint`` or ``OTEL_EXPORTER_OTLP_ENDPOINT``) there is no
 ``Tracing`` at all and the request path does not look for one twice. The SDK is the ``otel``
@@ -15,17 +17,20 @@ extra (the API alone is a dependency of the gateway); the spans are written to t
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
 from opentelemetry import context, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from modelgate.pipeline.contract import Call
 from modelgate.schema.errors import GatewayError
-from modelgate.schema.request import ChatRequest
+from modelgate.schema.events import TextDelta, ToolCallDelta
+from modelgate.schema.request import ChatRequest, ImagePart, TextPart, ToolCallPart
 from modelgate.storage.records import UsageRecord
 
 INSTALL = "pip install 'modelgate[otel]'"
@@ -46,6 +51,10 @@ class Tracing:
         self._shutdown = shutdown
         self.provider_names = dict(provider_names)
         self.addresses = dict(addresses)
+        # Whether spans carry messages (telemetry.capture_content; a deployment may say otherwise
+        # for itself), and what takes secrets and personal data out of them first.
+        self.capture_content = False
+        self.redact: Callable[[str], str] | None = None
 
     @classmethod
     def start(cls, endpoint: str, service_name: str, sample_ratio: float, provider_names: Mapping[str, str],
@@ -90,12 +99,13 @@ class Tracing:
                 span.set_status(Status(StatusCode.ERROR))
                 raise
 
-    def started(self, span: Span, operation: str, deployment: str, request: object, request_id: str,
-                surface: str) -> None:
-        """What is known once the request is read: its operation, deployment and parameters."""
-        span.update_name(f"{operation} {deployment}")
-        known: dict[str, Any] = {"gen_ai.operation.name": operation, "gen_ai.request.model": deployment,
-                                 "modelgate.deployment": deployment, "modelgate.request_id": request_id,
+    def started(self, span: Span, call: Call, surface: str) -> None:
+        """What is known once the request is read: its operation, deployment and parameters, and
+        where content is captured, its messages (the call then keeps its answer's deltas)."""
+        operation, deployment, request = call.kind, call.deployment, call.request
+        span.update_name(f"{operation} {deployment.name}")
+        known: dict[str, Any] = {"gen_ai.operation.name": operation, "gen_ai.request.model": deployment.name,
+                                 "modelgate.deployment": deployment.name, "modelgate.request_id": call.request_id,
                                  "modelgate.surface": surface}
         if isinstance(request, ChatRequest):
             for name, value in (("max_tokens", request.max_tokens), ("temperature", request.temperature),
@@ -103,10 +113,25 @@ class Tracing:
                 if value is not None:
                     known[f"gen_ai.request.{name}"] = value
             known["gen_ai.request.stream"] = bool(request.stream)
+            wanted = deployment.capture_content
+            if wanted or (wanted is None and self.capture_content):
+                system, messages = input_messages(request)
+                if system:
+                    known["gen_ai.system_instructions"] = self._content(system)
+                known["gen_ai.input.messages"] = self._content(messages)
+                call.output = []
         span.set_attributes(known)
 
-    def recorded(self, span: Span, record: UsageRecord) -> None:
-        """The request's outcome, from its usage record (token details only where there are some)."""
+    def _content(self, value: object) -> str:
+        text = orjson.dumps(value).decode()
+        return self.redact(text) if self.redact is not None else text
+
+    def recorded(self, call: Call, record: UsageRecord) -> None:
+        """The request's outcome, from its usage record (token details only where there are some)
+        and what the metering stage saw of the answer."""
+        span = call.trace
+        if span is None:
+            return
         known: dict[str, Any] = {
             "gen_ai.usage.input_tokens": record.input_tokens, "gen_ai.usage.output_tokens": record.output_tokens,
             "http.response.status_code": record.status, "modelgate.attempts": record.attempts,
@@ -133,6 +158,12 @@ class Tracing:
         if record.status >= 400 and record.error:
             known["error.type"] = record.error.split(":", 1)[0].strip()[:100]
             span.set_status(Status(StatusCode.ERROR))
+        if call.response_id:
+            known["gen_ai.response.id"] = call.response_id
+        if call.finish_reasons:
+            known["gen_ai.response.finish_reasons"] = list(call.finish_reasons)
+        if call.output is not None and record.status < 400:
+            known["gen_ai.output.messages"] = self._content(output_messages(call.output, call.finish_reasons))
         span.set_attributes(known)
 
     def attempt(self, parent: Span | None, operation: str, provider: str, model: str, number: int) -> Attempt:
@@ -148,6 +179,53 @@ class Tracing:
         span = self.tracer.start_span(f"{operation} {model}", context=parent_context, kind=SpanKind.CLIENT,
                                       attributes=known)
         return Attempt(span)
+
+
+def input_messages(request: ChatRequest) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The request's system instructions and messages as the GenAI conventions write them:
+    ``{"role", "parts": [{"type": "text", "content"}, {"type": "tool_call", ...}, ...]}``."""
+    system: list[dict[str, Any]] = []
+    messages: list[dict[str, Any]] = []
+    for message in request.messages:
+        parts: list[dict[str, Any]] = []
+        for part in message.content:
+            if isinstance(part, TextPart):
+                parts.append({"type": "text", "content": part.text})
+            elif isinstance(part, ToolCallPart):
+                parts.append({"type": "tool_call", "id": part.id, "name": part.name, "arguments": part.arguments})
+            elif isinstance(part, ImagePart):
+                parts.append({"type": "uri", "modality": "image",
+                              "uri": part.url if not part.url.startswith("data:") else "data:..."})
+        if message.role in ("system", "developer"):
+            system += parts
+        elif message.role == "tool":
+            messages.append({"role": "tool", "parts": [{"type": "tool_call_response", "id": message.tool_call_id,
+                                                        "response": " ".join(p.get("content", "") for p in parts)}]})
+        else:
+            messages.append({"role": message.role, "parts": parts})
+    return system, messages
+
+
+def output_messages(deltas: list[TextDelta | ToolCallDelta], finish_reasons: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The answer as the conventions write output messages: one per choice, its text and tool calls."""
+    choices: dict[int, tuple[list[str], dict[int, dict[str, Any]]]] = {}
+    for delta in deltas:
+        text, calls = choices.setdefault(delta.choice, ([], {}))
+        if isinstance(delta, TextDelta):
+            text.append(delta.text)
+            continue
+        found = calls.setdefault(delta.index, {"type": "tool_call", "id": delta.id, "name": delta.name,
+                                               "arguments": ""})
+        found["id"] = found["id"] or delta.id
+        found["name"] = found["name"] or delta.name
+        found["arguments"] += delta.arguments
+    messages = []
+    for choice, (text, calls) in sorted(choices.items()):
+        parts: list[dict[str, Any]] = [{"type": "text", "content": "".join(text)}] if text else []
+        parts += calls.values()
+        reason = finish_reasons[choice] if choice < len(finish_reasons) else finish_reasons[-1] if finish_reasons else ""
+        messages.append({"role": "assistant", "parts": parts, "finish_reason": reason})
+    return messages
 
 
 class Attempt:

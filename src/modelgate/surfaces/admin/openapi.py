@@ -72,6 +72,15 @@ KEY: dict[str, Any] = {
     "status": {"enum": ["active", "expired", "revoked"]},
 }
 GROUPS = {name: _nullable({"type": "string"}) for name in GROUP_BY}
+_TEXT = {"type": "string"}
+REQUEST: dict[str, Any] = {
+    "object": {"const": "request"}, "id": _TEXT, "created_at": TIME, "project": _nullable(_TEXT),
+    "key": _nullable(_TEXT), "deployment": _TEXT, "provider": _nullable(_TEXT), "model": _nullable(_TEXT),
+    "route": _TEXT, "surface": {"enum": ["openai", "anthropic", "azure"]}, "path": _TEXT,
+    "status": {"type": "integer"}, "latency_ms": {"type": "number"}, "ttft_ms": _nullable({"type": "number"}),
+    **TOKENS, "cost": MONEY, "price": MONEY, "attempts": INT, "error": _nullable(_TEXT),
+    "verdict": _nullable(_TEXT), "client_ip": _nullable(_TEXT), "user_agent": _nullable(_TEXT),
+    "trace_id": _nullable(_TEXT)}
 
 SCHEMAS: dict[str, Any] = {
     "Error": _object({"error": _object({
@@ -162,6 +171,26 @@ SCHEMAS: dict[str, Any] = {
         "patterns": {"type": "array", "items": {"type": "string"}, "description": "Python regular expressions"}},
         required=[]),
     "BlocklistList": _list("Blocklist"),
+    "Request": _object(REQUEST),
+    "RequestDetail": _object({
+        **REQUEST,
+        "history": {"type": "array", "description": "Each upstream attempt, in order", "items": {
+            "type": "object", "required": ["attempt", "provider", "model", "started_ms", "duration_ms", "outcome"],
+            "properties": {
+                "attempt": INT, "provider": {"type": "string"}, "model": {"type": "string"},
+                "started_ms": {"type": "number", "description": "Since the request arrived"},
+                "duration_ms": {"type": "number", "description": "To its failure, or to the first content of "
+                                                                 "its answer"},
+                "outcome": {"enum": ["answered", "failed", "broke_off", "cancelled"]},
+                "status": {"type": "integer"}, "error": {"type": "string"}}}},
+        "request_body": _nullable({"type": "string", "description": "As sent, redacted; where the deployment "
+                                                                    "says log_payloads"}),
+        "response_body": _nullable({"type": "string", "description": "As sent back (a stream's events), "
+                                                                     "redacted; where the deployment says "
+                                                                     "log_payloads"})}),
+    "RequestPage": _object({"object": {"const": "list"}, "data": {"type": "array", "items": _ref("Request")},
+                            "next_cursor": _nullable({"type": "string", "description": "Pass as cursor for the "
+                                                                                       "next page; null: the last"})}),
 }
 
 

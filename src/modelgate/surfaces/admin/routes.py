@@ -1,5 +1,5 @@
-"""The admin API under /admin: projects, keys, deployments, blocklists, usage reports and provider
-statements.
+"""The admin API under /admin: projects, keys, deployments, blocklists, usage reports, provider
+statements and the request log.
 
 ``ENDPOINTS`` is the API: the admin app (surfaces/admin/app.py) serves each route with the master
 key required, and the OpenAPI document at ``GET /admin/openapi.json`` (surfaces/admin/openapi.py)
@@ -16,8 +16,8 @@ from starlette.responses import Response
 
 from modelgate.auth.keyadmin import KeyAdmin, parse_key_spec, parse_limit_changes, parse_project_spec, parse_safety
 from modelgate.schema.errors import InvalidRequest, NotFound
-from modelgate.storage import GROUP_BY
-from modelgate.surfaces.admin import wire
+from modelgate.storage import GROUP_BY, InvalidCursor
+from modelgate.surfaces.admin import requests, wire
 from modelgate.surfaces.admin.core import AdminCore
 from modelgate.surfaces.admin.openapi import (
     CONFLICT,
@@ -202,6 +202,39 @@ class AdminAPI:
             return csv_response(wire.statements_csv(found), "statements.csv")
         return json_response(200, {"object": "list", "data": [wire.statement_json(s) for s in found]})
 
+    # -- the request log ---------------------------------------------------------------------
+
+    @documented("The request log, newest first: each request that reached a deployment, kept for "
+                "request_log.retention_days",
+                {"200": answer("A page of requests", "RequestPage")},
+                parameters=[*FILTERS[:4], *FILTERS[5:7],
+                            parameter("status", "A status code (429) or class (5xx)"),
+                            parameter("q", "Text in the error message (failed requests)", {"type": "string",
+                                                                                          "maxLength": 200}),
+                            parameter("limit", "Entries per page, 1 to 1000 (default 50)",
+                                      {"type": "integer", "minimum": 1, "maximum": 1000}),
+                            parameter("cursor", "The next_cursor of the previous page")])
+    async def list_requests(self, request: Request) -> Response:
+        params = query(request, set(requests.PARAMS))
+        filters = requests.request_filters(params)
+        try:
+            found, cursor = await self.storage.request_log.search(
+                filters, requests.parse_limit(params.get("limit")), params.get("cursor"))
+        except InvalidCursor as error:
+            raise InvalidRequest(str(error), param="cursor") from None
+        return json_response(200, requests.page_json(found, cursor))
+
+    @documented("One request of the log: its attempts and, where its deployment logs them, its payloads",
+                {"200": answer("The request", "RequestDetail"), **NOT_FOUND})
+    async def get_request(self, request: Request) -> Response:
+        request_id = wire.text_param(request.path_params["request_id"], "request_id")
+        entry = await self.storage.request_log.get(request_id)
+        if entry is None:
+            raise NotFound(f"No request '{request_id}' in the request log: the id is wrong, the request did not "
+                           "reach a deployment, or it is older than request_log.retention_days",
+                           param="request_id")
+        return json_response(200, requests.entry_json(entry, detail=True))
+
 
 Handler = Callable[[AdminAPI, Request], Awaitable[Response]]
 
@@ -233,4 +266,6 @@ ENDPOINTS = [
     Endpoint("DELETE", "/admin/blocklists/{name}", AdminAPI.delete_blocklist),
     Endpoint("GET", "/admin/usage", AdminAPI.usage),
     Endpoint("GET", "/admin/statements", AdminAPI.statements),
+    Endpoint("GET", "/admin/requests", AdminAPI.list_requests),
+    Endpoint("GET", "/admin/requests/{request_id}", AdminAPI.get_request),
 ]

@@ -236,6 +236,7 @@ TEXT_PARAMS = {
     "project": text_length(usage, "project"), "key": text_length(usage, "key_id"),
     "deployment": text_length(usage, "deployment"), "provider": text_length(usage, "provider"),
     "model": text_length(usage, "model"), "id": text_length(api_keys, "id"),
+    "request_id": text_length(usage, "request_id"),
     "name": text_length(api_keys, "project"),
 }
 
