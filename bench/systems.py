@@ -313,6 +313,13 @@ SYSTEMS: dict[str, System] = {
             BENCH / "modelgate.yaml.in", path, ups, key,
             prefix='telemetry: {otlp_endpoint: "http://127.0.0.1:STANDIN_PORT", sample_ratio: 0.1}\n'),
         available=_modelgate_available, figures="cost", version=_modelgate_version),
+    # The request log's cost: the bare gateway without it (every other configuration keeps one,
+    # the default), to set beside "modelgate".
+    "modelgate-no-request-log": System(
+        "modelgate-no-request-log", _modelgate_cmd,
+        lambda ups, path, key: _render(BENCH / "modelgate.yaml.in", path, ups, key,
+                                       prefix="request_log: {enabled: false}\n"),
+        available=_modelgate_available, figures="cost", version=_modelgate_version),
     # Scaling past one process: the bare gateway unpinned, as one process and as two workers
     # sharing one socket, measured the same way.
     "modelgate-1p": System("modelgate-1p", _modelgate_workers_cmd(1),

@@ -278,3 +278,23 @@ def test_the_health_report_shows_each_local_replica(smollm2: str) -> None:
         assert {r["pid"] for r in found["replicas"]} == set(engine_children()) - others
         assert all(r["running"] == 0 for r in found["replicas"])
         assert (found["waiting"], found["restarts"], found["failure"]) == (0, 0, None)
+
+
+def test_metrics_show_the_replicas_their_work_and_their_queue(gateway: RunningGateway) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    client(gateway).chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "Hi"}],
+                                            max_tokens=2)
+    text = httpx.get(f"{gateway.base_url}/metrics", timeout=30).text
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(text) for s in family.samples}
+    model = [labels for name, labels in samples if name == "modelgate_local_queue_length"][0]
+    assert dict(model)["provider"] == "local"
+    states = {dict(labels)["state"]: value for (name, labels), value in samples.items()
+              if name == "modelgate_local_replicas"}
+    assert states == {"starting": 0.0, "ready": 1.0, "dead": 0.0, "stopped": 0.0}
+    assert samples[("modelgate_local_queue_length", model)] == 0.0
+    assert samples[("modelgate_local_requests_running", model)] == 0.0
+    overhead = [value for (name, labels), value in samples.items()
+                if name == "modelgate_gateway_overhead_seconds_count" and dict(labels)["deployment"] == "smollm2"]
+    assert overhead and overhead[0] >= 1

@@ -1,4 +1,4 @@
-"""An OTLP/HTTP collector for tests: it keeps the spans posted to it, decoded with
+"""An OTLP/HTTP collector for tests: it keeps the spans and the metrics posted to it, decoded with
 opentelemetry-proto."""
 
 from __future__ import annotations
@@ -7,22 +7,35 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 
 class Receiver:
-    """An OTLP/HTTP endpoint: keeps every span posted to /v1/traces, with its service name."""
+    """An OTLP/HTTP endpoint: keeps every span posted to it, with its service name, and the path
+    spans were posted to (``paths``); every request posted to /v1/metrics is kept apart, whole,
+    in ``metrics``, with its content type in ``metrics_types``, and answered ``metrics_status``."""
 
     def __init__(self) -> None:
         self.spans: list[Span] = []
         self.services: set[str] = set()
         self.paths: list[str] = []
+        self.metrics: list[ExportMetricsServiceRequest] = []
+        self.metrics_types: set[str] = set()
+        self.metrics_status = 200
+        self.lock = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["content-length"]))
+                if self.path == "/v1/metrics":
+                    with receiver.lock:
+                        receiver.metrics.append(ExportMetricsServiceRequest.FromString(body))
+                        receiver.metrics_types.add(self.headers.get("content-type", ""))
+                    self.answer(receiver.metrics_status)
+                    return
                 receiver.paths.append(self.path)
                 export = ExportTraceServiceRequest.FromString(body)
                 for resource in export.resource_spans:
@@ -31,7 +44,10 @@ class Receiver:
                             receiver.services.add(attribute.value.string_value)
                     for scope in resource.scope_spans:
                         receiver.spans.extend(scope.spans)
-                self.send_response(200)
+                self.answer()
+
+            def answer(self, status: int = 200) -> None:
+                self.send_response(status)
                 self.send_header("content-type", "application/x-protobuf")
                 self.send_header("content-length", "0")
                 self.end_headers()
@@ -43,6 +59,11 @@ class Receiver:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+
+    def exported(self) -> list[ExportMetricsServiceRequest]:
+        """The metrics requests taken so far, in the order they came."""
+        with self.lock:
+            return list(self.metrics)
 
     def close(self) -> None:
         self.server.shutdown()

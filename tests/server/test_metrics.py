@@ -118,6 +118,11 @@ def test_counts_after_a_known_load_agree_with_the_usage_report(metrics_sim: Simu
         assert total(samples, duration, gen_ai_request_model="broken", error_type="5xx") == 1
         assert total(samples, "gen_ai_client_operation_time_to_first_chunk_seconds_count") == 1  # the stream
         assert total(samples, "modelgate_requests_in_flight") == 0
+        # The gateway's own time: one observation per request that reached a provider, each a part
+        # of that request's duration.
+        assert total(samples, "modelgate_gateway_overhead_seconds_count") == 8
+        assert 0 < total(samples, "modelgate_gateway_overhead_seconds_sum") < \
+            total(samples, "gen_ai_client_operation_duration_seconds_sum")
         assert total(samples, "modelgate_breaker_state", provider="openai", model="gpt-4o") == 0
         # Tokens and cost: the same figures as the usage report's.
         # The report reads the database, which the records reach a moment after the metrics.

@@ -175,3 +175,27 @@ def test_the_response_id_and_finish_reasons(traced: tuple[Receiver, RecordingUps
     assert said["gen_ai.response.id"].startswith("chatcmpl")
     finish = said["gen_ai.response.finish_reasons"]
     assert [value.string_value for value in finish.values] == ["stop"]
+
+
+def test_a_trace_not_kept_makes_no_span_and_a_clients_sampled_trace_is_kept() -> None:
+    receiver = Receiver()
+    try:
+        with SimulatorThread(SimConfig.from_dict({"api_key": "sk-sim"})) as sim:
+            config = {"master_key": MASTER,
+                      "telemetry": {"otlp_endpoint": receiver.url, "sample_ratio": 0},
+                      "providers": {"openai": {"type": "openai", "base_url": f"{sim.base_url}/v1",
+                                               "api_key": "sk-sim", "flavor": "openai"}},
+                      "deployments": [{"name": "gpt-4o", "provider": "openai", "model": "gpt-4o"}]}
+            with gateway_in_thread(config) as gateway:
+                client = openai.OpenAI(base_url=gateway.v1, api_key=MASTER, max_retries=0)
+                for _ in range(5):
+                    client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+                client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "kept"}],
+                                               extra_headers={"traceparent": f"00-{TRACE_ID}-{CLIENT_SPAN}-01"})
+                client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "not"}],
+                                               extra_headers={"traceparent": f"00-{'1' * 32}-{CLIENT_SPAN}-00"})
+        spans = list(receiver.spans)
+        assert sorted(Span.SpanKind.Name(s.kind) for s in spans) == ["SPAN_KIND_CLIENT", "SPAN_KIND_SERVER"]
+        assert {s.trace_id.hex() for s in spans} == {TRACE_ID}
+    finally:
+        receiver.close()

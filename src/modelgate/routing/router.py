@@ -209,7 +209,7 @@ class Router:
             group.traffic.add(target.provider.name, started)
         head: list[Event] = []
         request = call.request
-        span = None if self.tracing is None else self.tracing.attempt(
+        span = None if self.tracing is None or call.trace is None else self.tracing.attempt(
             call.trace, call.kind, target.provider.name, target.model, call.attempts)
         if span is not None:
             span.enter()  # current while the request is sent: its traceparent goes upstream

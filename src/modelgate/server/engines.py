@@ -22,7 +22,6 @@ from modelgate.providers.local import LocalProvider
 from modelgate.routing import Router
 from modelgate.routing.group import upstream_call
 
-
 REPLICA_STATES = ("starting", "ready", "dead", "stopped")
 
 

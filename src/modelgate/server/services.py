@@ -225,7 +225,8 @@ async def build_services(settings: Settings) -> Services:
     spend_sync = SpendSync(storage, ledger, wanted=lambda: keys.has_budgets)
     keys.on_budget_added = spend_sync.wake
     metering = Metering(recorder, price_book)
-    metrics = Metrics(settings, metering, recorder, health)
+    requests = request_log(settings, storage)
+    metrics = Metrics(settings, metering, recorder, health, engines, requests)
     metering.observers.append(lambda call, record: metrics.gateway.observe(record, call.upstream_s))
     tracing = start_tracing(settings)
     if tracing is not None:
@@ -252,7 +253,7 @@ async def build_services(settings: Settings) -> Services:
         handler=handler,
         metrics=metrics,
         tracing=tracing,
-        request_log=request_log(settings, storage),
+        request_log=requests,
     )
 
 

@@ -99,7 +99,7 @@ async def _traced(core: Core, operation: Op, http: HTTPRequest, send: Send,
                   serve: Callable[[Core, Op, HTTPRequest, Send, Span | None], Awaitable[None]]) -> None:
     """``serve`` the call, inside the request's span where the gateway traces."""
     tracing = core.tracing
-    if tracing is None:
+    if tracing is None or not tracing.keeps(http.headers):
         await serve(core, operation, http, send, None)
         return
     with tracing.server(operation.route, http.headers) as span:

@@ -17,6 +17,7 @@ extra (the API alone is a dependency of the gateway); the spans are written to t
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -55,6 +56,11 @@ class Tracing:
         # for itself), and what takes secrets and personal data out of them first.
         self.capture_content = False
         self.redact: Callable[[str], str] | None = None
+        # The share of new traces kept. A request that starts a trace is decided here first, so
+        # that one not kept makes no span at all (the SDK's sampler would make a span that records
+        # nothing, at half the cost of one that does); one that continues a client's trace is
+        # left to the SDK's parent-based sampler, which follows the client's choice.
+        self.sample_ratio = 1.0
 
     @classmethod
     def start(cls, endpoint: str, service_name: str, sample_ratio: float, provider_names: Mapping[str, str],
@@ -74,11 +80,18 @@ class Tracing:
                                   sampler=ParentBased(TraceIdRatioBased(sample_ratio)))
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint)))
         addresses = {name: urlsplit(url).hostname or "" for name, url in base_urls.items()}
-        return cls(provider.get_tracer("modelgate"), provider.shutdown, provider_names, addresses)
+        tracing = cls(provider.get_tracer("modelgate"), provider.shutdown, provider_names, addresses)
+        tracing.sample_ratio = sample_ratio
+        return tracing
 
     def stop(self) -> None:
         """Send what is left and stop exporting."""
         self._shutdown()
+
+    def keeps(self, headers: Mapping[str, str]) -> bool:
+        """Whether a request's trace may be recorded: one that continues a client's trace is
+        for the sampler to decide; a new one is kept with the probability ``sample_ratio``."""
+        return "traceparent" in headers or self.sample_ratio >= 1.0 or random.random() < self.sample_ratio
 
     @contextmanager
     def server(self, route: str, headers: Mapping[str, str]) -> Iterator[Span]:
@@ -223,7 +236,8 @@ def output_messages(deltas: list[TextDelta | ToolCallDelta], finish_reasons: tup
     for choice, (text, calls) in sorted(choices.items()):
         parts: list[dict[str, Any]] = [{"type": "text", "content": "".join(text)}] if text else []
         parts += calls.values()
-        reason = finish_reasons[choice] if choice < len(finish_reasons) else finish_reasons[-1] if finish_reasons else ""
+        # One finish reason per choice, in order; where fewer came, the last stands for the rest.
+        reason = finish_reasons[min(choice, len(finish_reasons) - 1)] if finish_reasons else ""
         messages.append({"role": "assistant", "parts": parts, "finish_reason": reason})
     return messages
 
