@@ -46,6 +46,10 @@ class Catalog:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def entries(self) -> list[CatalogEntry]:
+        """Every model, by publisher then model id."""
+        return sorted(self._entries.values(), key=lambda e: (e.publisher, e.model))
+
 
 def facts_from_mapping(data: dict[str, Any]) -> ModelFacts:
     return ModelFacts(

@@ -6,7 +6,8 @@ unexpectedly. Endpoints raise ``GatewayError`` before their response starts; aft
 a surface ends its own stream.
 
 The admin app (surfaces/admin/app.py, on Starlette) answers the paths under /admin and
-/health/deployments; one prefix check sends them there, ahead of the lean path.
+/health/deployments, and the portal (surfaces/portal/app.py) those under /ui, where a browser that
+asks for / is sent; prefix checks send them there, ahead of the lean path.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from modelgate.surfaces.azure.routes import AzureSurface, ResponsesPlug
 from modelgate.surfaces.base import Surface
 from modelgate.surfaces.models import ModelList
 from modelgate.surfaces.openai.routes import OpenAISurface
+from modelgate.surfaces.portal.app import PREFIX as PORTAL
+from modelgate.surfaces.portal.app import Portal
 from modelgate.surfaces.responses.operation import CreateResponse
 from modelgate.surfaces.responses.routes import ResponsesSurface
 from modelgate.telemetry.logs import REQUEST_ID
@@ -49,6 +52,7 @@ class GatewayApp:
         self.surfaces: list[Surface] = []
         self.fallback: Surface | None = None
         self.admin: ASGIApp | None = None
+        self.portal: ASGIApp | None = None
 
     async def startup(self) -> None:
         self.services = services = await start_services(self.settings)
@@ -68,6 +72,7 @@ class GatewayApp:
         routes += models.routes()
         self.router = PathRouter(routes)
         self.admin = admin_app(services)
+        self.portal = Portal(services, self)
 
     @property
     def responses(self) -> ResponseStore:
@@ -87,9 +92,15 @@ class GatewayApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            if scope["path"].startswith(ADMIN_PATHS):
+            path = scope["path"]
+            if path.startswith(ADMIN_PATHS):
                 assert self.admin is not None, "lifespan startup has not run"
                 await self.admin(scope, receive, send)
+            elif path == PORTAL or path.startswith(PORTAL + "/"):
+                assert self.portal is not None, "lifespan startup has not run"
+                await self.portal(scope, receive, send)
+            elif path == "/" and _browser(scope):
+                await respond(send, 302, b"", {"location": PORTAL + "/"})
             else:
                 await self.http(scope, receive, send)
         elif scope["type"] == "lifespan":
@@ -140,6 +151,13 @@ class GatewayApp:
                 await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _browser(scope: Scope) -> bool:
+    """Whether a request is a browser's asking for a page (a GET that accepts HTML)."""
+    if scope["method"] != "GET":
+        return False
+    return any(name == b"accept" and b"text/html" in value for name, value in scope["headers"])
 
 
 def create_app(settings: Settings) -> GatewayApp:

@@ -41,6 +41,7 @@ from modelgate.server.engines import LocalEngines
 from modelgate.server.telemetry import Metrics, start_tracing
 from modelgate.storage import PriceEntry, ResponseStore, Storage, prices_from_settings
 from modelgate.storage.secrets import SEALING_KEY
+from modelgate.surfaces.portal.session import PORTAL_SESSION
 from modelgate.telemetry.requestlog import RequestLog
 from modelgate.telemetry.tracing import Tracing
 
@@ -84,6 +85,7 @@ class Services:
     # what they hold themselves (reasoning state in encrypted_content).
     responses: ResponseStore
     sealer: Sealer
+    portal_sealer: Sealer  # what seals the portal's session cookies (surfaces/portal/session.py)
     started_at: int = field(default_factory=lambda: int(time.time()))
 
     async def start(self) -> None:
@@ -201,7 +203,9 @@ async def build_services(settings: Settings) -> Services:
     storage = await Storage.open_prepared(settings.database_url)
     try:
         installation = await storage.installation_id()
-        sealer = Sealer.from_secret(settings.secret_key or await storage.secrets.shared(SEALING_KEY))
+        secret = settings.secret_key or await storage.secrets.shared(SEALING_KEY)
+        sealer = Sealer.from_secret(secret)
+        portal_sealer = Sealer.from_secret(secret, PORTAL_SESSION)
     except BaseException:
         await storage.close()
         raise
@@ -250,6 +254,7 @@ async def build_services(settings: Settings) -> Services:
         uptime=UptimeRecorder(storage.replica_hours), spend_sync=spend_sync,
         responses=ResponseStore(storage.db, retention_s=settings.responses.retention_s),
         sealer=sealer,
+        portal_sealer=portal_sealer,
         handler=handler,
         metrics=metrics,
         tracing=tracing,

@@ -5,13 +5,16 @@
                                    a page, newest first, and the cursor of the next one
     log.get(request_id)            one entry with its attempts and payloads; None when not kept
     log.written_after(moment)      what batches wrote after ``moment`` (`modelgate logs --follow`)
+    log.series(since, bucket_s, by) totals per time bucket and deployment or provider (the portal)
+    log.latencies(since, limit)    the newest requests' latencies, for percentiles
     log.purge(before, batch_size)  retention: the rows made before a time, a bounded batch at a time
 
 Every search is one range of an index read in order (``migrations.m007_request_log``): the key
 for a time range alone, an index per project, key or deployment, and the partial indexes of
-failures for a ``status`` of 400 and up and for ``q``. A condition the chosen index does not hold
-(a provider, a second filter) is checked on the rows as they are read, until the page is full.
-A cursor is the position of the last row of a page in that order.
+failures: by status for one code, by time for a class (5xx) and for ``q`` (on SQLite that index
+holds the error text too, so a word is looked for without reading the rows). A condition the
+chosen index does not hold (a provider, a second filter) is checked on the rows as they are read,
+until the page is full. A cursor is the position of the last row of a page in that order.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, RowMapping, Select, delete, select, tuple_
+from sqlalchemy import ColumnElement, Integer, RowMapping, Select, case, delete, func, literal_column, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -98,6 +101,40 @@ class RequestLogRepository:
             found = (await conn.execute(query)).mappings().all()
         return [(row["written_at"], _entry(row)) for row in found]
 
+    async def series(self, since: datetime, bucket_s: int, by: str) -> list[dict[str, Any]]:
+        """Per ``bucket_s`` seconds since ``since`` and per value of ``by`` (deployment or
+        provider): requests, failures, tokens, cost and price; buckets as unix seconds."""
+        t = request_log
+        if by not in ("deployment", "provider"):
+            raise StorageError(f"a series is by deployment or provider, not {by!r}")
+        if self.db.dialect == "sqlite":
+            seconds: ColumnElement[Any] = func.cast(func.strftime("%s", t.c.created_at), Integer)
+        else:
+            seconds = func.floor(func.extract("epoch", t.c.created_at))
+        bucket = (func.floor(seconds / bucket_s) * bucket_s).label("bucket")
+        query = (select(bucket, t.c[by].label("group"), func.count().label("requests"),
+                        func.sum(case((t.c.status >= FAILED, 1), else_=0)).label("errors"),
+                        func.sum(t.c.input_tokens).label("input_tokens"),
+                        func.sum(t.c.output_tokens).label("output_tokens"),
+                        func.sum(t.c.cost).label("cost"), func.sum(t.c.price).label("price"))
+                 .where(t.c.created_at >= since).group_by(bucket, t.c[by]).order_by(bucket))
+        async with self.db.read() as conn:
+            found = (await conn.execute(query)).mappings().all()
+        return [{"bucket": int(row["bucket"]), "group": row["group"], "requests": int(row["requests"]),
+                 "errors": int(row["errors"] or 0), "input_tokens": int(row["input_tokens"] or 0),
+                 "output_tokens": int(row["output_tokens"] or 0), "cost": float(row["cost"] or 0),
+                 "price": float(row["price"] or 0)} for row in found]
+
+    async def latencies(self, since: datetime, limit: int) -> list[tuple[float, float | None]]:
+        """The latency and time to first token (ms) of the newest ``limit`` requests since
+        ``since`` that reached a provider."""
+        t = request_log
+        query = (select(t.c.latency_ms, t.c.ttft_ms).where(t.c.created_at >= since, t.c.provider.is_not(None))
+                 .order_by(t.c.created_at.desc()).limit(limit))
+        async with self.db.read() as conn:
+            return [(float(latency), None if ttft is None else float(ttft))
+                    for latency, ttft in (await conn.execute(query)).all()]
+
     async def purge(self, before: datetime, batch_size: int) -> int:
         """Delete the rows made before ``before``, ``batch_size`` per transaction; the number deleted."""
         t = request_log
@@ -115,28 +152,39 @@ class RequestLogRepository:
                 return total
 
     def _conditions(self, filters: RequestFilters) -> list[ColumnElement[bool]]:
+        """The filters as SQL, written so that each database reads the index this module's
+        docstring names. Where a search reads the failures newest first (``q``, a status class),
+        the other conditions are written as expressions (``+0``, ``|| ''``), which no index
+        serves: otherwise SQLite takes the equality's index and reads, say, every row of a big
+        project to find a word. And ``status >= 400`` is SQL text, not a parameter, so that
+        PostgreSQL's plan for any parameters still sees the partial indexes apply."""
         t = request_log
         conditions: list[ColumnElement[bool]] = []
+        status = filters.status
+        by_time = bool(filters.q) or (status is not None and status[0] != status[1] and status[0] >= FAILED)
         for name in ("project", "key_id", "deployment", "provider"):
             value = getattr(filters, name)
             if value is not None:
-                conditions.append(t.c[name] == value)
+                column: ColumnElement[Any] = t.c[name]
+                conditions.append((column.concat("") if by_time else column) == value)
         if filters.since is not None:
             conditions.append(t.c.created_at >= filters.since)
         if filters.until is not None:
             conditions.append(t.c.created_at < filters.until)
-        failed = False
-        if filters.status is not None:
-            low, high = filters.status
-            conditions.append(t.c.status == low if low == high else t.c.status.between(low, high))
-            failed = low >= FAILED
+        failed = bool(filters.q)
+        if status is not None:
+            low, high = status
+            if low == high:
+                conditions.append(t.c.status == low)
+            else:
+                column = t.c.status + 0 if low >= FAILED else t.c.status
+                conditions.append(column.between(low, high))
+            failed = failed or low >= FAILED
         if filters.q:
             # Only failures have an error message: among them, so the partial index serves.
             conditions.append(t.c.error.contains(filters.q, autoescape=True))
-            failed = True
         if failed:
-            # Said in the words of the partial indexes, which SQLite needs to see to use them.
-            conditions.append(t.c.status >= FAILED)
+            conditions.append(t.c.status >= literal_column(str(FAILED)))
         return conditions
 
 
