@@ -18,7 +18,7 @@ import pytest
 
 from modelgate.simulator import SimConfig, SimulatorThread
 from tests.services import in_ci
-from tests.support import RunningGateway, gateway_in_thread
+from tests.support import RunningGateway, gateway_in_thread, wait_until
 
 CHROMIUM = os.environ.get("MODELGATE_TEST_CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
@@ -220,6 +220,7 @@ def test_a_project_key_sees_its_own_view_only(browser: Any, gateway: RunningGate
     try:
         names = project.page.locator("#nav a").all_inner_texts()
         assert "Projects & keys" not in names and "Requests" not in names and "Playground" in names
+        assert "Usage" in names
         page = project.open("keys")
         assert "no page" in page.locator("main").inner_text()
         page = project.open("playground")
@@ -230,6 +231,17 @@ def test_a_project_key_sees_its_own_view_only(browser: Any, gateway: RunningGate
         denied = page.evaluate("fetch('/ui/api/gw/admin/projects').then(r => r.status)")
         assert denied == 403
         assert page.evaluate("fetch('/ui/api/overview').then(r => r.status)") == 403
+        # Its own project's usage, and only that.
+        httpx.post(f"{gateway.v1}/chat/completions", headers={"authorization": f"Bearer {created['key']}"},
+                   json={"model": "gpt-4o", "messages": [{"role": "user", "content": "mine"}]}, timeout=30)
+        report = f"{gateway.base_url}/admin/usage?project=team-narrow"
+        wait_until(lambda: httpx.get(report, headers=ADMIN, timeout=10).json()["totals"]["requests"] == 1,
+                   what="the project's usage record")
+        page = project.open("usage")
+        assert "Usage of team-narrow" in page.locator("h1").inner_text()
+        page.locator("td", has_text=created["id"]).wait_for()
+        own = page.evaluate("fetch('/ui/api/usage?group_by=deployment').then(r => r.json())")
+        assert own["project"] == "team-narrow" and [r["deployment"] for r in own["data"]] == ["gpt-4o"]
         assert project.errors == [] or all("403" in e for e in project.errors)
     finally:
         project.close()

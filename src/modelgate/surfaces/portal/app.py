@@ -8,11 +8,13 @@
                                 master key the built-in catalog's models too
     GET  /ui/api/overview       requests, errors, tokens, money and latency over the last hour, day
                                 or month (?window=hour|day|month&by=deployment|provider; master key)
+    GET  /ui/api/usage          a project key's own project's usage (?period=2030-01&group_by=key)
     DELETE /ui/api/session      sign out
     *    /ui/api/gw/PATH        the gateway's own PATH (/admin/..., /v1/..., /health/deployments,
                                 /metrics), called with the session's key
 
-Beyond the session and the catalog the UI has no API of its own: what it shows and changes goes
+Beyond the session, the catalog and the figures of its overview and of a project's own usage, the
+UI has no API of its own: what it shows and changes goes
 through the same endpoints, with the same key checks, as any client's calls. A project key's session can use what
 that key can (its deployments, the playground) and the admin API refuses it, as it refuses the key.
 
@@ -40,7 +42,7 @@ from modelgate.schema.errors import AuthenticationFailed, GatewayError, InvalidR
 from modelgate.storage import Storage
 from modelgate.surfaces.openai_format.render import error_body
 from modelgate.surfaces.portal.catalog import catalog_json
-from modelgate.surfaces.portal.overview import overview
+from modelgate.surfaces.portal.overview import overview, project_usage
 from modelgate.surfaces.portal.session import (
     COOKIE,
     CSRF_HEADER,
@@ -113,6 +115,8 @@ class Portal:
                 await self._catalog(scope, receive, secured)
             elif path == PREFIX + "/api/overview":
                 await self._overview(scope, receive, secured)
+            elif path == PREFIX + "/api/usage":
+                await self._usage(scope, receive, secured)
             elif path.startswith(PREFIX + "/api/gw/"):
                 await self._gateway(scope, receive, secured, path[len(PREFIX + "/api/gw"):])
             else:
@@ -180,6 +184,20 @@ class Portal:
         params = dict(parse_qsl(http.query.decode("latin-1")))
         body = orjson.dumps(await overview(self.core.storage, params.get("window", "hour"),
                                            params.get("by", "deployment")))
+        await _answer(send, 200, body, {"content-type": "application/json", "cache-control": "no-store"})
+
+    async def _usage(self, scope: Scope, receive: Receive, send: Send) -> None:
+        http = HTTPRequest(scope, receive)
+        session = opened(self.core.portal_sealer, _cookie(http))
+        if session is None:
+            raise AuthenticationFailed("Not signed in, or the session ended: sign in again.", code="not_signed_in")
+        principal = self._principal(session.key)
+        if principal.project is None:
+            raise InvalidRequest("This is a project key's view of its own usage; the master key reads "
+                                 "/admin/usage.", code="project_key_required")
+        params = dict(parse_qsl(http.query.decode("latin-1")))
+        body = orjson.dumps(await project_usage(self.core.storage, principal.project, params.get("period"),
+                                                params.get("group_by", "key")))
         await _answer(send, 200, body, {"content-type": "application/json", "cache-control": "no-store"})
 
     def _principal(self, key: str) -> Principal:

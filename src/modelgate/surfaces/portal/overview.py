@@ -51,3 +51,33 @@ def quantile(values: list[float], q: float) -> float | None:
     if not values:
         return None
     return values[min(len(values) - 1, max(0, math.ceil(q * len(values)) - 1))]
+
+
+PROJECT_GROUPS = ("key", "deployment", "model", "day")
+
+
+async def project_usage(storage: Storage, project: str, period: str | None, group_by: str) -> dict[str, Any]:
+    """One project's usage for a month (2030-01) or a day (2030-01-31), UTC, grouped by one of
+    ``PROJECT_GROUPS``: what a project key's session sees of the usage report."""
+    if group_by not in PROJECT_GROUPS:
+        raise InvalidRequest(f"'group_by' must be one of {', '.join(PROJECT_GROUPS)}, got {group_by!r}",
+                             param="group_by")
+    since, until = _period(period or datetime.now(UTC).strftime("%Y-%m"))
+    rows = await storage.query_usage(UsageFilters(project=project, since=since, until=until), [group_by])
+    return {"project": project, "since": since.isoformat().replace("+00:00", "Z"),
+            "until": until.isoformat().replace("+00:00", "Z"), "group_by": group_by,
+            "data": [{group_by: row.key_id if group_by == "key" else getattr(row, group_by),
+                      "requests": row.requests, "errors": row.errors, "input_tokens": row.input_tokens,
+                      "output_tokens": row.output_tokens, "charged": round(row.revenue, 8)} for row in rows]}
+
+
+def _period(value: str) -> tuple[datetime, datetime]:
+    try:
+        if len(value) == 7:
+            start = datetime.strptime(value, "%Y-%m").replace(tzinfo=UTC)
+            return start, (start + timedelta(days=32)).replace(day=1)
+        day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
+        return day, day + timedelta(days=1)
+    except ValueError:
+        raise InvalidRequest(f"'period' must be a month (2030-01) or a day (2030-01-31), got {value!r}",
+                             param="period") from None

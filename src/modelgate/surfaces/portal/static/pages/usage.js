@@ -1,6 +1,6 @@
 // Usage and statements: /admin/usage's report grouped as chosen, over a period, as a table and a
 // chart, and what is owed to each provider; both as CSV downloads.
-import { api, fill, fmt, h } from "../app.js";
+import { api, fill, fmt, h, portal, session } from "../app.js";
 import { stackedBars } from "../chart.js";
 
 const GROUPS = ["deployment", "project", "key", "provider", "model", "day", "verdict"];
@@ -13,8 +13,9 @@ function thisMonth() {
 export const usage = {
   id: "usage",
   title: "Usage",
-  project: false,
+  project: true,
   render(main) {
+    if (session().role !== "master") { projectUsage(main); return; }
     const period = h("input", { name: "period", value: thisMonth(), placeholder: "2030-01 or 2030-01-31", "aria-label": "Period" });
     const group = h("select", { name: "group_by", "aria-label": "Group by" }, GROUPS.map((g) => h("option", { value: g }, g)));
     const by = h("select", { name: "then_by", "aria-label": "Then by" }, h("option", { value: "" }, "nothing"), GROUPS.map((g) => h("option", { value: g }, g)));
@@ -62,4 +63,28 @@ function statement(s) {
     h("div", { class: "table-wrap" }, h("table", {}, h("thead", {}, h("tr", {}, ["Model", "Deployments", "Requests", "Input tokens", "Output tokens", "Cost", "Charged"].map((t) => h("th", {}, t)))),
       h("tbody", {}, s.lines.map((l) => h("tr", {}, h("td", {}, l.model || "–"), h("td", {}, l.deployments.join(", ")), h("td", { class: "num" }, fmt.int(l.requests)),
         h("td", { class: "num" }, fmt.int(l.input_tokens)), h("td", { class: "num" }, fmt.int(l.output_tokens)), h("td", { class: "num" }, fmt.usd(l.cost)), h("td", { class: "num" }, fmt.usd(l.revenue))))))));
+}
+
+// A project key's view: its own project's usage, by key, deployment, model or day.
+function projectUsage(main) {
+  const period = h("input", { name: "period", value: thisMonth(), placeholder: "2030-01 or 2030-01-31", "aria-label": "Period" });
+  const group = h("select", { name: "group_by", "aria-label": "Group by" }, ["key", "deployment", "model", "day"].map((g) => h("option", { value: g }, g)));
+  const report = h("div", {});
+  async function load() {
+    try {
+      const found = await portal(`usage?${new URLSearchParams({ period: period.value.trim(), group_by: group.value })}`);
+      const measures = [["requests", fmt.int], ["errors", fmt.int], ["input_tokens", fmt.int], ["output_tokens", fmt.int], ["charged", fmt.usd]];
+      fill(report, found.data.length ? h("div", { class: "table-wrap" }, h("table", {},
+        h("thead", {}, h("tr", {}, h("th", {}, found.group_by), measures.map(([m]) => h("th", { class: "num" }, m.replace("_", " "))))),
+        h("tbody", {}, found.data.map((r) => h("tr", {}, h("td", {}, r[found.group_by] ?? "–"), measures.map(([m, f]) => h("td", { class: "num" }, f(r[m])))))))) :
+        h("div", { class: "empty" }, `No usage of project ${found.project} in this period. Calls made with its keys show here.`));
+    } catch (error) {
+      fill(report, h("p", { class: "error" }, error.message));
+    }
+  }
+  main.append(h("h1", {}, `Usage of ${session().project}`),
+    h("form", { class: "panel row", onsubmit: (event) => { event.preventDefault(); load(); } },
+      h("label", {}, "Period (month or day, UTC)", period), h("label", {}, "Group by", group),
+      h("button", { class: "primary", type: "submit" }, "Show")), report);
+  load();
 }
