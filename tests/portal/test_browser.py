@@ -115,6 +115,9 @@ def test_the_page_is_the_gateways_own_and_locked_down(gateway: RunningGateway) -
         assert asset.status_code == 200, path
         total += len(asset.content)
     assert total < 300_000  # the whole portal, uncompressed
+    etag = httpx.get(f"{gateway.base_url}/ui/static/app.js", timeout=10).headers["etag"]
+    again = httpx.get(f"{gateway.base_url}/ui/static/app.js", headers={"if-none-match": etag}, timeout=10)
+    assert again.status_code == 304 and again.content == b""  # the browser keeps what it has
     # An API client's GET / is not sent anywhere.
     assert httpx.get(f"{gateway.base_url}/", timeout=10).status_code == 404
 

@@ -25,6 +25,7 @@ and its URLs out of referrers. The pages write what models and users wrote as te
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -131,9 +132,14 @@ class Portal:
         if path is None:
             raise NotFound(f"There is no file {name} in the portal.", code="unknown_url")
         kind = CONTENT_TYPES.get(path.suffix, "application/octet-stream")
-        # Small and few: read on each request, so that a page is always the installed one.
+        # Small and few: read on each request, so that a page is always the installed one; the
+        # browser revalidates each with its ETag and gets a 304 while it has the same bytes.
         body = path.read_bytes()
-        headers = {"content-type": kind, "cache-control": "no-cache"}
+        etag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+        headers = {"content-type": kind, "cache-control": "no-cache", "etag": etag}
+        if etag in HTTPRequest(scope, _nothing).headers.get("if-none-match", ""):
+            await _answer(send, 304, b"", {"etag": etag, "cache-control": "no-cache"})
+            return
         await _answer(send, 200, body if scope["method"] == "GET" else b"", headers)
 
     async def _session(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -223,6 +229,10 @@ class Portal:
             await send(message)
 
         await self.gateway(inner, receive, uncached)
+
+
+async def _nothing() -> Message:
+    return {"type": "http.disconnect"}
 
 
 def _who(principal: Principal, session: Session) -> bytes:
