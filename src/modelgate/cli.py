@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from modelgate import __version__
 from modelgate.cli_admin import add_admin_commands
+from modelgate.cli_eval import add_eval_commands
 from modelgate.cli_models import add_model_commands
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     deployments = commands.add_parser("deployments", help="list the deployments: the config file's and the admin API's")
     deployments.add_argument("--config", default=DEFAULT_CONFIG)
     add_admin_commands(commands, _settings)
+    add_eval_commands(commands, _settings)
     add_model_commands(commands)
 
     args = parser.parse_args(argv)

@@ -58,6 +58,10 @@ class ModelSpec:
     context_window: int = 128_000
     # Chat completions (OpenAI format) answer with this text, whatever the prompt: a scripted model.
     reply: str | None = None
+    # A scripted model that knows some answers: the reply of the first key found in the last user
+    # message (else ``reply``, else the usual simulated reply). Models that know different things
+    # make evaluations whose right result is known.
+    answers: dict[str, str] = field(default_factory=dict)
     # Chat completions (OpenAI format) answer as a harm classifier asked with a rubric would: the
     # severities of the last user message as JSON (simulator/moderations.py).
     judge: bool = False

@@ -17,6 +17,7 @@ import orjson
 from aiohttp import web
 
 from modelgate.simulator import openai_responses
+from modelgate.simulator.config import ModelSpec
 from modelgate.simulator.exchange import Exchange, endpoint
 from modelgate.simulator.moderations import judgement, moderations
 from modelgate.simulator.openai_chat import ChatOptions, render_chunks, render_completion, to_prompt
@@ -103,6 +104,15 @@ _RESPONSE_CONTENT_EVENTS = frozenset({"response.output_text.delta", "response.fu
                                       "response.reasoning_summary_text.delta"})
 
 
+def scripted_reply(spec: ModelSpec, question: str) -> str | None:
+    """A scripted model's reply to ``question``: its answer for the first key it contains, else
+    its one ``reply``; None for a model that is not scripted."""
+    for key, answer in spec.answers.items():
+        if key in question:
+            return answer
+    return spec.reply
+
+
 async def chat_completions(
     exchange: Exchange, body: dict[str, Any], *, model: str | None = None, azure: bool = False
 ) -> web.StreamResponse:
@@ -118,8 +128,8 @@ async def chat_completions(
         raise SimError(400, f"{n} is not a valid value for 'n'; it must be between 1 and 128.", param="n")
     if exchange.spec.judge:  # a classifier asked with a rubric: the severities of the user's text
         replies = [Reply(text=judgement(prompt.last_user_text)) for _ in range(n)]
-    elif exchange.spec.reply is not None:
-        replies = [Reply(text=exchange.spec.reply) for _ in range(n)]
+    elif (scripted := scripted_reply(exchange.spec, prompt.last_user_text)) is not None:
+        replies = [Reply(text=scripted) for _ in range(n)]
     else:
         replies = [generate_reply(prompt, index) for index in range(n)]
     options = ChatOptions(

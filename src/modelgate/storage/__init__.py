@@ -13,6 +13,7 @@
     storage.replica_hours             local models' replica runs and their cost (replica_hours.py)
     storage.request_log               each request's record, origin, attempts and payloads, searched
                                       newest first (request_log.py)
+    storage.evals                     evaluation runs and each item's answer and scores (evals.py)
     ResponseStore(storage.db)         stored responses, written behind the requests (responses.py)
     RevisionFollower                  a process's copy of keys or deployments kept at the stored
                                       revision: announced over Redis, polled (revisions.py)

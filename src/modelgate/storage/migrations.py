@@ -370,6 +370,50 @@ def m007_request_log(conn: Connection) -> None:
     meta.create_all(conn)
 
 
+def m008_evals(conn: Connection) -> None:
+    """Evaluations: ``eval_runs``, one per named run of a dataset over deployments with scorers, and
+    ``eval_results``, one row per item, repeat and deployment, written as each answer is scored (a
+    run resumes by skipping the rows it has)."""
+    meta = MetaData()
+    Table(
+        "eval_runs", meta,
+        Column("id", String(40), primary_key=True),
+        Column("name", String(200), nullable=False, unique=True),
+        Column("dataset", String(1000), nullable=False),
+        Column("dataset_sha256", String(64), nullable=False),
+        Column("items", Integer, nullable=False),
+        Column("deployments", Text, nullable=False),  # JSON list
+        Column("scorers", Text, nullable=False),  # JSON list
+        Column("repeats", Integer, nullable=False),
+        Column("project", String(200), nullable=False),
+        Column("status", String(20), nullable=False),
+        Column("created_at", UTCDateTime, nullable=False),
+        Column("updated_at", UTCDateTime, nullable=False),
+    )
+    results = Table(
+        "eval_results", meta,
+        Column("run_id", String(40), primary_key=True),
+        Column("item", Integer, primary_key=True),
+        Column("repeat", Integer, primary_key=True),
+        Column("deployment", String(200), primary_key=True),
+        Column("request_id", String(100), nullable=True),
+        Column("output", Text, nullable=False),
+        Column("tool_calls", Text, nullable=False),  # JSON list
+        Column("scores", Text, nullable=False),  # JSON {scorer: {"score", "passed", "detail"}}
+        Column("latency_ms", Float, nullable=False),
+        Column("ttft_ms", Float, nullable=True),
+        Column("input_tokens", BigInteger, nullable=False),
+        Column("output_tokens", BigInteger, nullable=False),
+        Column("cost", Float, nullable=False),
+        Column("price", Float, nullable=False),
+        Column("scoring_price", Float, nullable=False),  # what the judge's calls were charged
+        Column("error", Text, nullable=True),
+        Column("created_at", UTCDateTime, nullable=False),
+    )
+    Index("eval_results_deployment", results.c.run_id, results.c.deployment)
+    meta.create_all(conn)
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_initial", m001_initial),
     ("002_usage_daily", m002_usage_daily),
@@ -378,4 +422,5 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("005_replica_hours", m005_replica_hours),
     ("006_safety", m006_safety),
     ("007_request_log", m007_request_log),
+    ("008_evals", m008_evals),
 ]

@@ -18,6 +18,7 @@ from modelgate.storage.blocklists import BlocklistRepository
 from modelgate.storage.deployments import DeploymentRepository
 from modelgate.storage.engine import Database, describe
 from modelgate.storage.errors import SchemaOutdated
+from modelgate.storage.evals import EvalRepository
 from modelgate.storage.keys import KeyRepository
 from modelgate.storage.migrations import MIGRATIONS
 from modelgate.storage.prices import PriceKey, PriceRepository
@@ -35,7 +36,7 @@ _PG_MIGRATION_LOCK = 0x6D67_0001
 
 class Storage:
     """The database of a gateway: schema, projects and keys, usage, prices, shared secrets, the
-    replica hours of local models, the request log."""
+    replica hours of local models, the request log, evaluation runs."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -49,6 +50,7 @@ class Storage:
         self.secrets = SecretRepository(db)
         self.replica_hours = ReplicaHoursRepository(db)
         self.request_log = RequestLogRepository(db)
+        self.evals = EvalRepository(db)
 
     @classmethod
     async def open(cls, database_url: str) -> Storage:

@@ -270,3 +270,43 @@ blocklists = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     Column("revision", BigInteger, nullable=False),
 )
+
+
+# Evaluations (storage/evals.py): a named run of a dataset over deployments, and each item's
+# answer and scores on each deployment, each repeat.
+eval_runs = Table(
+    "eval_runs", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("dataset", String(1000), nullable=False),
+    Column("dataset_sha256", String(64), nullable=False),
+    Column("items", Integer, nullable=False),
+    Column("deployments", Text, nullable=False),
+    Column("scorers", Text, nullable=False),
+    Column("repeats", Integer, nullable=False),
+    Column("project", String(200), nullable=False),
+    Column("status", String(20), nullable=False),  # running | done | stopped
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+eval_results = Table(
+    "eval_results", metadata,
+    Column("run_id", String(40), primary_key=True),
+    Column("item", Integer, primary_key=True),
+    Column("repeat", Integer, primary_key=True),
+    Column("deployment", String(200), primary_key=True),
+    Column("request_id", String(100), nullable=True),
+    Column("output", Text, nullable=False),
+    Column("tool_calls", Text, nullable=False),
+    Column("scores", Text, nullable=False),
+    Column("latency_ms", Float, nullable=False),
+    Column("ttft_ms", Float, nullable=True),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("cost", Float, nullable=False),
+    Column("price", Float, nullable=False),
+    Column("scoring_price", Float, nullable=False),
+    Column("error", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
