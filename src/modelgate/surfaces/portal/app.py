@@ -25,6 +25,7 @@ and its URLs out of referrers. The pages write what models and users wrote as te
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Mapping
@@ -176,8 +177,10 @@ class Portal:
         session = opened(self.core.portal_sealer, _cookie(HTTPRequest(scope, receive)))
         if session is None:
             raise AuthenticationFailed("Not signed in, or the session ended: sign in again.", code="not_signed_in")
-        body = orjson.dumps(catalog_json(self.core.deployments, self._principal(session.key),
-                                         self.core.settings.providers))
+        principal = self._principal(session.key)
+        # A local provider's store is read from its folder: off the event loop.
+        body = orjson.dumps(await asyncio.to_thread(catalog_json, self.core.deployments, principal,
+                                                    self.core.settings.providers))
         await _answer(send, 200, body, {"content-type": "application/json", "cache-control": "no-store"})
 
     async def _overview(self, scope: Scope, receive: Receive, send: Send) -> None:

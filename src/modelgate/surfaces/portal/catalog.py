@@ -1,6 +1,6 @@
 """What the portal's catalog shows a signed-in key: the deployments it may call, with their facts and
-the price it pays, and for the master key the built-in catalog's models too, each with the
-deployments that serve it."""
+the price it pays, and for the master key the built-in catalog's models and the local providers'
+stored models too, each with the deployments that serve it."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from modelgate.catalog import Catalog
+from modelgate.catalog.model_store import ModelStore, ModelStoreError
 from modelgate.config.settings import DeploymentSettings
 from modelgate.pipeline.contract import Principal
 from modelgate.providers.settings import ProviderSettings
@@ -29,7 +30,26 @@ def catalog_json(deployments: Mapping[str, DeploymentSettings], principal: Princ
         out["models"] = [{"publisher": e.publisher, "model": e.model, **_facts(e.facts),
                           "deployed_as": sorted(set(serving.get(e.model, ())))}
                          for e in (catalog or Catalog.builtin()).entries()]
+        out["models"] += local_models(providers, serving)
     return out
+
+
+def local_models(providers: Mapping[str, ProviderSettings], serving: Mapping[str, list[str]]) -> list[dict[str, Any]]:
+    """The models in the store of each local provider (``modelgate models add``): deploying one
+    starts its replicas. A store that cannot be read lists nothing (the CLI says why)."""
+    found: list[dict[str, Any]] = []
+    for name, provider in sorted(providers.items()):
+        if provider.type != "local":
+            continue
+        try:
+            stored = ModelStore(provider.models_dir or ".").list()
+        except (ModelStoreError, OSError):
+            continue
+        for model in stored:
+            found.append({"publisher": name, "model": model.name, **_facts(model.facts()), "local": True,
+                          "parameters": model.parameters, "quantization": model.quantization,
+                          "deployed_as": sorted(set(serving.get(model.name, ())))})
+    return found
 
 
 def _deployment(deployment: DeploymentSettings, master: bool) -> dict[str, Any]:

@@ -29,7 +29,7 @@ function entries(found) {
     serves: (d.targets || []).map((t) => `${t.provider} / ${t.model}`).join(", "),
   }));
   for (const m of found.models || []) {
-    rows.push({ id: `model:${m.model}`, name: m.model, source: m.publisher, context_window: m.context_window,
+    rows.push({ id: `model:${m.publisher}:${m.model}`, name: m.model, source: m.local ? `${m.publisher} (local)` : m.publisher, context_window: m.context_window,
       input_price: m.input_price, output_price: m.output_price, cached_input_price: m.cached_input_price,
       max_output_tokens: m.max_output_tokens, capabilities: m.capabilities, mode: m.mode, model: m,
       serves: m.deployed_as.length ? `deployed as ${m.deployed_as.join(", ")}` : "not deployed" });

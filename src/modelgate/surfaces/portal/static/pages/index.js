@@ -5,6 +5,7 @@ import { deployments } from "./deployments.js";
 import { keys } from "./keys.js";
 import { usage } from "./usage.js";
 import { requests } from "./requests.js";
+import { evals } from "./evals.js";
 import { playground } from "./playground.js";
 
-export const pages = [overview, catalog, deployments, keys, usage, requests, playground];
+export const pages = [overview, catalog, deployments, keys, usage, requests, evals, playground];
