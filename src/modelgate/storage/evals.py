@@ -51,6 +51,7 @@ class EvalResult:
     repeat: int
     deployment: str
     request_id: str | None = None
+    question: str = ""  # the item's last user turn
     output: str = ""
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     scores: dict[str, dict[str, Any]] = field(default_factory=dict)  # scorer → {"score", "passed", "detail"}
@@ -122,6 +123,7 @@ class EvalRepository:
             "run_id", "item", "repeat", "deployment", "request_id", "latency_ms", "ttft_ms", "input_tokens",
             "output_tokens", "cost", "price", "scoring_price", "created_at")}
         row.update(output=clean_text(result.output, len(result.output)),
+                   question=clean_text(result.question, len(result.question)),
                    tool_calls=orjson.dumps(result.tool_calls).decode(),
                    scores=orjson.dumps(result.scores).decode(),
                    error=clean_text(result.error, len(result.error)) if result.error is not None else None)

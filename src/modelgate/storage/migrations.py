@@ -397,6 +397,7 @@ def m008_evals(conn: Connection) -> None:
         Column("repeat", Integer, primary_key=True),
         Column("deployment", String(200), primary_key=True),
         Column("request_id", String(100), nullable=True),
+        Column("question", Text, nullable=False),  # the item's last user turn: what a router places requests by
         Column("output", Text, nullable=False),
         Column("tool_calls", Text, nullable=False),  # JSON list
         Column("scores", Text, nullable=False),  # JSON {scorer: {"score", "passed", "detail"}}

@@ -297,6 +297,7 @@ eval_results = Table(
     Column("repeat", Integer, primary_key=True),
     Column("deployment", String(200), primary_key=True),
     Column("request_id", String(100), nullable=True),
+    Column("question", Text, nullable=False),
     Column("output", Text, nullable=False),
     Column("tool_calls", Text, nullable=False),
     Column("scores", Text, nullable=False),
