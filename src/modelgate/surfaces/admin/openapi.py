@@ -15,6 +15,7 @@ from modelgate import __version__
 from modelgate.auth.keyadmin import KEY_NAME_LENGTH, NAME, NAME_LENGTH
 from modelgate.storage import GROUP_BY
 from modelgate.storage.bounds import MAX_BUDGET, MAX_RPM, MAX_TPM
+from modelgate.surfaces.admin import evals
 from modelgate.surfaces.admin.wire import TEXT_PARAMS
 
 JSON = "application/json"
@@ -81,6 +82,26 @@ REQUEST: dict[str, Any] = {
     **TOKENS, "cost": MONEY, "price": MONEY, "attempts": INT, "error": _nullable(_TEXT),
     "verdict": _nullable(_TEXT), "client_ip": _nullable(_TEXT), "user_agent": _nullable(_TEXT),
     "trace_id": _nullable(_TEXT)}
+_NUMBER = {"type": "number"}
+SHA256 = {"type": "string", "pattern": "^[0-9a-fA-F]{64}$", "description": "A dataset file's sha256"}
+EVAL_RUN: dict[str, Any] = {
+    "object": {"const": "eval_run"}, "id": _TEXT, "name": _TEXT,
+    "dataset": {"type": "string", "description": "The dataset file's path, as the run was given it"},
+    "dataset_sha256": _TEXT, "items": INT, "deployments": {"type": "array", "items": _TEXT},
+    "scorers": {"type": "array", "items": _TEXT}, "repeats": INT, "project": _TEXT,
+    "status": {"enum": ["running", "done", "stopped"]}, "created_at": TIME,
+    "updated_at": {**TIME, "description": "The latest answer stored, or the latest change of status"},
+    "answers": {**INT, "description": "Results stored so far"},
+    "expected": {**INT, "description": "items * repeats * deployments"},
+    "progress": {"type": "number", "minimum": 0, "maximum": 1, "description": "answers / expected"}}
+MEAN = _object({"mean": _nullable(_NUMBER), "low": _nullable(_NUMBER), "high": _nullable(_NUMBER), "n": INT})
+EVAL_SUMMARY = _object({
+    "deployment": _TEXT, "answers": INT, "errors": INT,
+    "quality": _nullable({"type": "number", "description": "The mean of the scorers' means"}),
+    "scores": {"type": "object", "additionalProperties": MEAN,
+               "description": "Each scorer's mean with its 95 % interval"},
+    "pass_rate": MEAN, "latency_ms": _object({"p50": _nullable(_NUMBER), "p95": _nullable(_NUMBER)}),
+    "ttft_ms_p50": _nullable(_NUMBER), "cost_per_item": MONEY, "cost_per_1k_items": MONEY})
 
 SCHEMAS: dict[str, Any] = {
     "Error": _object({"error": _object({
@@ -191,6 +212,42 @@ SCHEMAS: dict[str, Any] = {
     "RequestPage": _object({"object": {"const": "list"}, "data": {"type": "array", "items": _ref("Request")},
                             "next_cursor": _nullable({"type": "string", "description": "Pass as cursor for the "
                                                                                        "next page; null: the last"})}),
+    "EvalRun": _object(EVAL_RUN),
+    "EvalRunList": _list("EvalRun"),
+    "EvalSummary": EVAL_SUMMARY,
+    "EvalRunReport": _object({
+        **EVAL_RUN,
+        "deployments_summary": {"type": "array", "items": _ref("EvalSummary"),
+                                "description": "Per deployment, best quality first"},
+        "tags": {"type": "object", "additionalProperties": {"type": "array", "items": _ref("EvalSummary")},
+                 "description": "The same per tag of the dataset's items (none where the gateway cannot read "
+                                "the dataset file, unchanged, at the run's path)"}}),
+    "EvalResult": _object({
+        "object": {"const": "eval_result"}, "item": INT, "repeat": INT, "deployment": _TEXT, "output": _TEXT,
+        "tool_calls": {"type": "array", "items": {"type": "object"}},
+        "scores": {"type": "object", "additionalProperties": _object({
+            "score": _nullable({"type": "number", "minimum": 0, "maximum": 1}),
+            "passed": _nullable({"type": "boolean"}), "detail": _TEXT})},
+        "latency_ms": _NUMBER, "ttft_ms": _nullable(_NUMBER), "input_tokens": INT, "output_tokens": INT,
+        "cost": MONEY, "price": MONEY, "scoring_price": {**MONEY, "description": "What the scorers' own calls cost"},
+        "error": _nullable(_TEXT), "request_id": _nullable(_TEXT)}),
+    "EvalResultPage": _object({"object": {"const": "list"}, "data": {"type": "array", "items": _ref("EvalResult")},
+                               "total": {**INT, "description": "The run's results in all"}, "limit": INT,
+                               "offset": INT}),
+    "EvalDataset": _object({
+        "object": {"const": "eval_dataset"}, "name": {"type": "string", "description": "The file's name, as its "
+                                                                                       "newest run gave it"},
+        "dataset_sha256": _TEXT, "items": INT, "runs": INT, "last_run_at": TIME}),
+    "EvalDatasetList": _list("EvalDataset"),
+    "Leaderboard": _object({
+        "object": {"const": "leaderboard"}, "dataset": _TEXT, "dataset_sha256": _TEXT, "runs": INT,
+        "finished_runs": INT,
+        "data": {"type": "array", "description": "Best quality first", "items": _object({
+            "rank": {"type": "integer", "minimum": 1}, "deployment": _TEXT, "quality": _nullable(_NUMBER),
+            "pass_rate": _nullable(_NUMBER), "cost_per_1k_items": MONEY, "latency_p50_ms": _nullable(_NUMBER),
+            "answers": INT, "errors": INT,
+            "run": _object({"id": _TEXT, "name": _TEXT, "created_at": TIME,
+                            "scorers": {"type": "array", "items": _TEXT}})})}}),
 }
 
 
@@ -204,8 +261,15 @@ def text_schema(name: str) -> dict[str, Any]:
     return {"type": "string", "maxLength": TEXT_PARAMS[name], "description": "No NUL character"}
 
 
+# Path parameters that are not a column's text filter.
+PATH_SCHEMAS: dict[str, dict[str, Any]] = {
+    "run": {"type": "string", "maxLength": evals.RUN_LENGTH, "description": "A run's name or id; no NUL character"},
+    "dataset_sha256": SHA256,
+}
+
+
 def _path(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": text_schema(name)}
+    return {"name": name, "in": "path", "required": True, "schema": PATH_SCHEMAS.get(name) or text_schema(name)}
 
 
 def answer(description: str, schema: str | None = None, csv: bool = False) -> dict[str, Any]:
@@ -229,6 +293,10 @@ FILTERS = [
     parameter("period", "A month (2030-01) or day (2030-01-31) instead of since/until"),
 ]
 FORMAT = parameter("format", "json (default) or csv", {"enum": ["json", "csv"]})
+EVAL_PAGE = [parameter("limit", f"Results per page, 1 to {evals.MAX_LIMIT} (default 100)",
+                       {"type": "integer", "minimum": 1, "maximum": evals.MAX_LIMIT}),
+             parameter("offset", "Results to skip (default 0)", {"type": "integer", "minimum": 0,
+                                                                 "maximum": evals.MAX_OFFSET})]
 NOT_FOUND = {"404": {"description": "No such record", "content": {JSON: {"schema": _ref("Error")}}}}
 CONFLICT = {"409": {"description": "The project exists", "content": {JSON: {"schema": _ref("Error")}}}}
 DEPLOYMENT_CONFLICT = {"409": {"description": "The name is taken, the deployment comes from the config file "
@@ -274,7 +342,8 @@ def document(endpoints: Iterable[tuple[str, str, Callable[..., Any]]]) -> dict[s
     return {
         "openapi": "3.1.0",
         "info": {"title": "modelgate admin API", "version": __version__,
-                 "description": "Projects, keys, deployments, usage and provider statements. Every route needs the "
+                 "description": "Projects, keys, deployments, usage, provider statements, the request log and "
+                                "evaluation runs. Every route needs the "
                                 "gateway's master key."},
         "security": [{"masterKey": []}],
         "paths": paths,

@@ -1,5 +1,5 @@
 """The admin API under /admin: projects, keys, deployments, blocklists, usage reports, provider
-statements and the request log.
+statements, the request log and evaluation runs.
 
 ``ENDPOINTS`` is the API: the admin app (surfaces/admin/app.py) serves each route with the master
 key required, and the OpenAPI document at ``GET /admin/openapi.json`` (surfaces/admin/openapi.py)
@@ -17,14 +17,16 @@ from starlette.responses import Response
 from modelgate.auth.keyadmin import KeyAdmin, parse_key_spec, parse_limit_changes, parse_project_spec, parse_safety
 from modelgate.schema.errors import InvalidRequest, NotFound
 from modelgate.storage import GROUP_BY, InvalidCursor
-from modelgate.surfaces.admin import requests, wire
+from modelgate.surfaces.admin import evals, requests, wire
 from modelgate.surfaces.admin.core import AdminCore
 from modelgate.surfaces.admin.openapi import (
     CONFLICT,
     DEPLOYMENT_CONFLICT,
+    EVAL_PAGE,
     FILTERS,
     FORMAT,
     NOT_FOUND,
+    SHA256,
     answer,
     document,
     documented,
@@ -235,6 +237,43 @@ class AdminAPI:
                            param="request_id")
         return json_response(200, requests.entry_json(entry, detail=True))
 
+    # -- evaluations -------------------------------------------------------------------------
+
+    @documented("The evaluation runs (`modelgate eval run`), newest first, with how far each has got",
+                {"200": answer("The runs", "EvalRunList")},
+                parameters=[parameter("dataset", "Only the runs of this dataset (its sha256)", SHA256)])
+    async def list_evals(self, request: Request) -> Response:
+        params = query(request, {"dataset"})
+        dataset = evals.sha256_param(params["dataset"], "dataset") if "dataset" in params else None
+        return json_response(200, await evals.run_list(self.storage.evals, dataset))
+
+    @documented("One evaluation run with its report: per deployment and per tag, each scorer's mean with its "
+                "95 % interval, the pass rate, latency and cost",
+                {"200": answer("The run", "EvalRunReport"), **NOT_FOUND})
+    async def get_eval(self, request: Request) -> Response:
+        return json_response(200, await evals.run_report(self.storage.evals, request.path_params["run"]))
+
+    @documented("A run's results, one per item, repeat and deployment, in item order",
+                {"200": answer("A page of results", "EvalResultPage"), **NOT_FOUND}, parameters=EVAL_PAGE)
+    async def list_eval_results(self, request: Request) -> Response:
+        params = query(request, {"limit", "offset"})
+        limit = evals.whole_param(params.get("limit"), "limit", evals.DEFAULT_LIMIT, 1, evals.MAX_LIMIT)
+        offset = evals.whole_param(params.get("offset"), "offset", 0, 0, evals.MAX_OFFSET)
+        page = await evals.result_page(self.storage.evals, request.path_params["run"], limit, offset)
+        return json_response(200, page)
+
+    @documented("The datasets evaluated, each with its number of runs, most recently run first",
+                {"200": answer("The datasets", "EvalDatasetList")})
+    async def list_leaderboards(self, request: Request) -> Response:
+        return json_response(200, await evals.datasets(self.storage.evals))
+
+    @documented("A dataset's leaderboard: each deployment as the most recent finished run of the dataset "
+                "scored it, best quality first",
+                {"200": answer("The leaderboard", "Leaderboard"), **NOT_FOUND})
+    async def get_leaderboard(self, request: Request) -> Response:
+        dataset = evals.sha256_param(request.path_params["dataset_sha256"], "dataset_sha256")
+        return json_response(200, await evals.leaderboard(self.storage.evals, dataset))
+
 
 Handler = Callable[[AdminAPI, Request], Awaitable[Response]]
 
@@ -268,4 +307,10 @@ ENDPOINTS = [
     Endpoint("GET", "/admin/statements", AdminAPI.statements),
     Endpoint("GET", "/admin/requests", AdminAPI.list_requests),
     Endpoint("GET", "/admin/requests/{request_id}", AdminAPI.get_request),
+    Endpoint("GET", "/admin/evals", AdminAPI.list_evals),
+    # Before /admin/evals/{run}: these paths are the leaderboards', whatever a run is named.
+    Endpoint("GET", "/admin/evals/leaderboards", AdminAPI.list_leaderboards),
+    Endpoint("GET", "/admin/evals/leaderboards/{dataset_sha256}", AdminAPI.get_leaderboard),
+    Endpoint("GET", "/admin/evals/{run}", AdminAPI.get_eval),
+    Endpoint("GET", "/admin/evals/{run}/results", AdminAPI.list_eval_results),
 ]
