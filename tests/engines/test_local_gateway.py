@@ -288,7 +288,7 @@ def test_metrics_show_the_replicas_their_work_and_their_queue(gateway: RunningGa
     text = httpx.get(f"{gateway.base_url}/metrics", timeout=30).text
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
                for family in text_string_to_metric_families(text) for s in family.samples}
-    model = [labels for name, labels in samples if name == "modelgate_local_queue_length"][0]
+    model = next(labels for name, labels in samples if name == "modelgate_local_queue_length")
     assert dict(model)["provider"] == "local"
     states = {dict(labels)["state"]: value for (name, labels), value in samples.items()
               if name == "modelgate_local_replicas"}

@@ -39,7 +39,7 @@ from modelgate.engines.settings import (
 from modelgate.providers.base import MAX_DURATION_S
 from modelgate.providers.settings import ProviderSettings
 
-STRATEGIES = ("weighted", "priority", "latency", "least-busy", "cost")
+STRATEGIES = ("weighted", "priority", "latency", "least-busy", "cost", "quality-cost")
 # The upstream APIs a target may be called through: chat completions (or the provider's own API),
 # or OpenAI's Responses API, which only OpenAI-type and Azure providers speak.
 APIS = ("chat", "responses")
@@ -120,6 +120,9 @@ class TargetSettings:
     facts: Annotated[ModelFacts, Key(shape=FACTS, inline=True)] = field(default_factory=ModelFacts)
     # The engine of a target whose provider is of type local; None for every other target.
     local: Annotated[EngineSettings | None, Key(shape=ENGINE, inline=True)] = None
+    # The deployment this target was given as ({deployment: NAME}: that deployment's one target),
+    # which evaluation runs name it by; None for a target given by provider and model.
+    deployment: Annotated[str | None, Key("a deployment's name")] = None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -170,6 +173,10 @@ class DeploymentSettings:
         "must be a positive number of tokens per minute; remove the key for no limit"))] = None
     # The content policy its requests and answers are checked under (safety.policies); None: none.
     safety: Annotated[str | None, Key("the name of a policy under safety.policies")] = None
+    # strategy quality-cost: the evaluation runs its targets' scores come from, and how much
+    # quality the cheapest target may give up against the best for a request's kind.
+    evidence: Annotated[list[str], Key("a list of evaluation run names")] = field(default_factory=list)
+    max_quality_drop: Annotated[float, Key("a share between 0 and 1", _share)] = 0.02
     # What the request log keeps of its requests' bodies: nothing (false), every request's (true),
     # or those of failed requests (errors); with secrets and personal data redacted.
     log_payloads: Annotated[Any, Key("true, false or errors", _log_payloads)] = False
@@ -193,7 +200,9 @@ def read_deployments(reader: Reader, value: Any, path: str, earlier: Mapping[str
     safety = earlier.get("safety")
     policies: Collection[str] = safety.policies if safety is not None else ()
     deployments: dict[str, DeploymentSettings] = {}
+    bodies = {body["name"]: body for body in value if isinstance(body, dict) and isinstance(body.get("name"), str)}
     for index, body in enumerate(value):
+        body = with_named_targets(reader, body, bodies, f"{path}[{index}]")
         deployment = read_deployment(reader, body, f"{path}[{index}]", path, providers, policies)
         if deployment is None:
             continue
@@ -209,6 +218,30 @@ def read_deployments(reader: Reader, value: Any, path: str, earlier: Mapping[str
         for where, problem in moderation_problems(safety, deployments):
             reader.fail(where, problem)
     return deployments
+
+
+def with_named_targets(reader: Reader, body: Any, bodies: Mapping[str, Any], where: str) -> Any:
+    """``body`` with each target given as ``{deployment: NAME}`` replaced by NAME's one target (its
+    provider, model and facts), which keeps the name (``TargetSettings.deployment``)."""
+    if not isinstance(body, dict) or not isinstance(body.get("targets"), list):
+        return body
+    targets = []
+    for i, item in enumerate(body["targets"]):
+        if not isinstance(item, dict) or "deployment" not in item or "provider" in item or "model" in item:
+            targets.append(item)
+            continue
+        name = item["deployment"]
+        named = bodies.get(name) if isinstance(name, str) else None
+        if named is None or named is body:
+            reader.fail(f"{where}.targets[{i}].deployment", f"{name!r} is not another deployment of this config")
+            continue
+        if "targets" in named:
+            reader.fail(f"{where}.targets[{i}].deployment", f"'{name}' has targets: of its own; a target may name "
+                        "a deployment of one provider and model")
+            continue
+        target = {key: value for key, value in named.items() if key in ONE_TARGET.keys}
+        targets.append({**target, **{k: v for k, v in item.items() if k != "deployment"}, "deployment": name})
+    return {**body, "targets": targets}
 
 
 def read_one_deployment(reader: Reader, body: Any, providers: Mapping[str, ProviderSettings],
@@ -274,6 +307,14 @@ def read_deployment(reader: Reader, body: Any, where: str, section: str,
         reader.fail(f"{path}.safety", f"'{deployment.safety}' is not a policy under safety.policies ({known}); "
                     "define it there or remove safety:")
         deployment.safety = None
+    if deployment.strategy == "quality-cost":
+        if not deployment.evidence:
+            reader.fail(f"{path}.evidence", "is required by strategy quality-cost: the evaluation runs (modelgate eval "
+                        "run --name NAME) of its targets' deployments")
+        for i, target in enumerate(deployment.targets):
+            if target.deployment is None:
+                reader.fail(f"{path}.targets[{i}]", "a quality-cost target names a deployment ({deployment: NAME}), "
+                            "which the evidence's runs evaluated")
     if 0 < deployment.max_duration < deployment.timeout:
         reader.fail(f"{path}.max_duration", f"must be at least the timeout ({deployment.timeout:g}s): the "
                     "whole answer cannot take less time than its first byte may")

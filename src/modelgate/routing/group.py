@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from modelgate.catalog.facts import ModelFacts
 from modelgate.config.settings import DeploymentSettings, TargetSettings
@@ -32,6 +33,7 @@ class Target:
     facts: ModelFacts
     upstream: UpstreamCall  # shared by every attempt; providers only read it
     health: TargetHealth
+    deployment: str | None = None  # the deployment it was given as ({deployment: NAME}), evaluations' name for it
 
     @property
     def label(self) -> str:
@@ -41,7 +43,7 @@ class Target:
 class Group:
     """One deployment's targets and routing settings."""
 
-    __slots__ = ("fallbacks", "max_share", "name", "retries", "strategy", "targets", "timeout", "traffic")
+    __slots__ = ("fallbacks", "max_share", "name", "quality", "retries", "strategy", "targets", "timeout", "traffic")
 
     def __init__(self, deployment: DeploymentSettings, providers: Mapping[str, Provider], health: Health) -> None:
         self.name = deployment.name
@@ -55,9 +57,11 @@ class Group:
         self.targets = [
             Target(provider=providers[t.provider], model=t.model, weight=t.weight, facts=t.facts,
                    upstream=upstream_call(deployment, t),
-                   health=health.target(t.provider, t.model))
+                   health=health.target(t.provider, t.model), deployment=t.deployment)
             for t in deployment.targets
         ]
+        # strategy quality-cost: what its evidence says of each target (routing/quality.py), once loaded.
+        self.quality: Any = None
 
     def over_share(self, provider: str, now: float) -> bool:
         """Whether one more attempt to ``provider`` would take it past its max_share."""

@@ -54,7 +54,7 @@ from modelgate.routing.health import Health
 from modelgate.routing.strategies import order_targets
 from modelgate.schema.errors import GatewayError, InvalidRequest, NotFound, UpstreamError, UpstreamMalformed
 from modelgate.schema.events import Event, Start, Usage
-from modelgate.schema.request import ChatRequest, EmbeddingRequest, ModerationRequest, ResponsesPassthrough
+from modelgate.schema.request import ChatRequest, EmbeddingRequest, ModerationRequest, ResponsesPassthrough, TextPart
 from modelgate.schema.tokens import estimate_input_tokens, estimate_text_tokens
 from modelgate.telemetry.tracing import Attempt as AttemptSpan
 from modelgate.telemetry.tracing import Tracing
@@ -172,6 +172,9 @@ class Router:
             allowed = [t for t in group.targets if t.health.allows(now) and job.fits(t)]
             ordered = order_targets(group, allowed, self.rng, now, job.input_tokens,
                                     _max_tokens(job.call.request))
+            if group.quality is not None and len(ordered) > 1:
+                ordered, reason = group.quality.order(_last_user_text(job.call.request), ordered)
+                job.call.response_headers["x-modelgate-route-reason"] = header_text(reason)
             for target in ordered:
                 if not target.health.allows(time.monotonic()) or not job.fits(target):
                     continue  # its state changed while an earlier target was tried
@@ -449,6 +452,21 @@ def _cooling_status(cooling: list[Target]) -> int:
         if status in (429, 529):
             return status
     return 503
+
+
+def _last_user_text(request: ChatRequest | EmbeddingRequest | ModerationRequest) -> str:
+    """What a quality-cost group places a request by: its last user turn's text."""
+    if not isinstance(request, ChatRequest):
+        return ""
+    for message in reversed(request.messages):
+        if message.role == "user":
+            return " ".join(part.text for part in message.content if isinstance(part, TextPart))
+    return ""
+
+
+def header_text(text: str, limit: int = 512) -> str:
+    """``text`` as a header value: printable ASCII, cut to ``limit``."""
+    return "".join(c if " " <= c <= "~" else "?" for c in text[:limit])
 
 
 def _max_tokens(request: ChatRequest | EmbeddingRequest | ModerationRequest) -> int | None:

