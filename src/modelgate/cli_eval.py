@@ -4,6 +4,7 @@
                        [--concurrency 8] [--repeats N] [--name NAME] [--project evals]
     modelgate eval report RUN --config FILE [--format md|html|json] [--out FILE]
     modelgate eval compare RUN_A RUN_B --config FILE [--json]
+    modelgate eval router DATASET.jsonl --config FILE --deployment ROUTER [--holdout 0.3] [--json]
 
 Imports of the gateway wait until a command runs, so `modelgate --help` stays quick.
 """
@@ -55,6 +56,18 @@ def add_eval_commands(commands: Any, load: Loader) -> None:
     report.add_argument("run", help="a run's name or id")
     report.add_argument("--format", choices=["md", "html", "json"], default="md")
     report.add_argument("--out", help="write to this file (an html report's charts are inside it)")
+    study = command("router", "what a quality-cost deployment saves and gives up, measured on held-out items",
+                    _eval_router)
+    study.add_argument("dataset", help="a JSONL file, one item per line")
+    study.add_argument("--deployment", required=True, help="a deployment of strategy quality-cost")
+    study.add_argument("--holdout", type=float, default=0.3, help="the share of the items held out (default 0.3)")
+    study.add_argument("--scorers", default="exact,numeric,json_schema,tool_call",
+                       help="comma-separated, as for eval run (default: exact,numeric,json_schema,tool_call)")
+    study.add_argument("--name", help="its runs are NAME-evidence and NAME-holdout (default: the dataset's "
+                                      "file name and the deployment)")
+    study.add_argument("--concurrency", type=int, default=8)
+    study.add_argument("--project", default="evals")
+    study.add_argument("--json", action="store_true")
     compare = command("compare", "the items whose scores changed between two runs", _eval_compare)
     compare.add_argument("first", help="a run's name or id")
     compare.add_argument("second", help="a run's name or id")
@@ -108,6 +121,24 @@ async def _eval_run(args: argparse.Namespace, settings: Settings) -> int:
               f"  pass {_percent(summary.pass_rate.mean)}  errors {summary.errors}"
               f"  ${summary.cost_per_1k:.4f} per 1k items")
     return 0 if run.status == "done" else 1
+
+
+async def _eval_router(args: argparse.Namespace, settings: Settings) -> int:
+    from modelgate.evals.dataset import load_dataset
+    from modelgate.server.evals import EvalRunner, router_study, study_markdown
+
+    dataset = load_dataset(args.dataset)
+    scorers = [s.strip() for s in args.scorers.split(",") if s.strip()]
+    name = args.name or f"{Path(args.dataset).stem}-{args.deployment}"
+    runner = await EvalRunner.started(settings, args.project)
+    try:
+        study = await router_study(runner, dataset, args.deployment, scorers, holdout=args.holdout, name=name,
+                                   concurrency=args.concurrency)
+    finally:
+        await runner.stop()
+    sys.stdout.write(orjson.dumps(study, option=orjson.OPT_INDENT_2).decode() + "\n" if args.json
+                     else study_markdown(study))
+    return 0
 
 
 async def _eval_report(args: argparse.Namespace, settings: Settings) -> int:

@@ -109,3 +109,39 @@ def test_a_quality_cost_deployment_needs_evidence_and_named_targets(sim: Simulat
         parse_settings(body, {}, source="test")
     said = str(refused.value)
     assert "names a deployment ({deployment: NAME})" in said and "'nope' is not another deployment" in said
+
+
+MORE_CAPITALS = {"Norway": "Oslo", "Greece": "Athens", "Cuba": "Havana", "Ghana": "Accra", "Iran": "Tehran",
+                 "Nepal": "Kathmandu", "Poland": "Warsaw", "Qatar": "Doha", "Sudan": "Khartoum", "Yemen": "Sanaa",
+                 "Iraq": "Baghdad", "Laos": "Vientiane"}
+
+
+def test_eval_router_measures_savings_and_quality_on_held_out_items(tmp_path: Path) -> None:
+    capitals = {**CAPITALS, **MORE_CAPITALS}
+    sums = {f"{a}+{b}": str(a + b) for a in range(2, 7) for b in range(3, 7)}
+    right = {**{geography(c): a for c, a in capitals.items()}, **{arithmetic(s): a for s, a in sums.items()}}
+    wrong = {**{geography(c): a for c, a in capitals.items()}, **{arithmetic(s): "42" for s in sums}}
+    sim_config = SimConfig.from_dict({"api_key": "sk-sim", "models": {"dear": {"answers": right},
+                                                                      "cheap": {"answers": wrong}}})
+    items = [{"input": geography(c), "expected": a} for c, a in capitals.items()]
+    items += [{"input": arithmetic(s), "expected": a} for s, a in sums.items()]
+    data = tmp_path / "tasks.jsonl"
+    data.write_bytes(b"\n".join(orjson.dumps(item) for item in items))
+    with SimulatorThread(sim_config) as simulator:
+        path = tmp_path / "modelgate.yaml"
+        path.write_bytes(orjson.dumps(config(simulator, tmp_path, evidence=["unused"], max_quality_drop=0.02)))
+        done = subprocess.run([sys.executable, "-m", "modelgate", "eval", "router", str(data), "--config", str(path),
+                               "--deployment", "router", "--holdout", "0.3", "--json"],
+                              capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    study = orjson.loads(done.stdout)
+    assert study["held_out_items"] == 12 and study["evidence_items"] == 28
+    assert (study["best"], study["cheapest"]) == ("dear", "cheap")
+    policies = {p["policy"]: p for p in study["policies"]}
+    assert policies["always best"]["quality"] == 1.0 and policies["always cheapest"]["quality"] < 1.0
+    # The router asks the cheap model the geography and the dear one the arithmetic: the best's
+    # quality for less.
+    assert policies["router"]["quality"] == 1.0 and study["quality_change"]["mean"] == 0.0
+    assert 0 < policies["router"]["cost"] < policies["always best"]["cost"]
+    assert study["savings"]["share"] > 0.2 and study["savings"]["interval"][0] > 0
+    assert set(policies["router"]["picks"]) == {"dear", "cheap"}
