@@ -29,6 +29,8 @@ from typing import Any, Literal
 
 import yaml
 
+from modelgate.simulator.replies import scripted_tool_call
+
 ReasoningField = Literal["reasoning_content", "reasoning"]
 
 # Models that think by default, so a bare simulator behaves like the real providers for these names.
@@ -60,7 +62,7 @@ class ModelSpec:
     reply: str | None = None
     # A scripted model that knows some answers: the reply of the first key found in the last user
     # message (else ``reply``, else the usual simulated reply). Models that know different things
-    # make evaluations whose right result is known.
+    # make evaluations whose right result is known. A reply ``TOOL:name:{json}`` is that tool call.
     answers: dict[str, str] = field(default_factory=dict)
     # Chat completions (OpenAI format) answer as a harm classifier asked with a rubric would: the
     # severities of the last user message as JSON (simulator/moderations.py).
@@ -75,6 +77,9 @@ class ModelSpec:
             raise ValueError(f"unknown model setting(s) {sorted(unknown)}; valid ones are {sorted(known)}")
         if data.get("reasoning_field", "reasoning_content") not in ("reasoning_content", "reasoning"):
             raise ValueError("reasoning_field must be 'reasoning_content' or 'reasoning'")
+        for text in [data.get("reply"), *(data.get("answers") or {}).values()]:
+            if isinstance(text, str):
+                scripted_tool_call(text)  # a malformed TOOL: reply fails at load, not on the first request
         return dataclasses.replace(base or cls(), **data)
 
 

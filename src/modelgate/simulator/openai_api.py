@@ -21,7 +21,7 @@ from modelgate.simulator.config import ModelSpec
 from modelgate.simulator.exchange import Exchange, endpoint
 from modelgate.simulator.moderations import judgement, moderations
 from modelgate.simulator.openai_chat import ChatOptions, render_chunks, render_completion, to_prompt
-from modelgate.simulator.replies import Reply, generate_reply
+from modelgate.simulator.replies import Reply, generate_reply, scripted
 from modelgate.simulator.state import SimState
 from modelgate.simulator.surface import SimError, Surface
 from modelgate.simulator.tokens import count_tokens
@@ -106,7 +106,8 @@ _RESPONSE_CONTENT_EVENTS = frozenset({"response.output_text.delta", "response.fu
 
 def scripted_reply(spec: ModelSpec, question: str) -> str | None:
     """A scripted model's reply to ``question``: its answer for the first key it contains, else
-    its one ``reply``; None for a model that is not scripted."""
+    its one ``reply``; None for a model that is not scripted. A reply ``TOOL:name:{json}`` is
+    sent as that tool call (``replies.scripted``)."""
     for key, answer in spec.answers.items():
         if key in question:
             return answer
@@ -128,8 +129,8 @@ async def chat_completions(
         raise SimError(400, f"{n} is not a valid value for 'n'; it must be between 1 and 128.", param="n")
     if exchange.spec.judge:  # a classifier asked with a rubric: the severities of the user's text
         replies = [Reply(text=judgement(prompt.last_user_text)) for _ in range(n)]
-    elif (scripted := scripted_reply(exchange.spec, prompt.last_user_text)) is not None:
-        replies = [Reply(text=scripted) for _ in range(n)]
+    elif (text := scripted_reply(exchange.spec, prompt.last_user_text)) is not None:
+        replies = [scripted(text) for _ in range(n)]
     else:
         replies = [generate_reply(prompt, index) for index in range(n)]
     options = ChatOptions(

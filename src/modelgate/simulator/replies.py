@@ -96,6 +96,33 @@ class Reply:
         return count_tokens(self.text) + calls + self.reasoning_tokens
 
 
+TOOL_MARKER = "TOOL:"
+
+
+def scripted(text: str) -> Reply:
+    """A scripted model's reply: its text, or the tool call a ``TOOL:name:{json arguments}`` text
+    stands for (a scripted model answers a tool-call item of an evaluation this way)."""
+    call = scripted_tool_call(text)
+    if call is None:
+        return Reply(text=text)
+    return Reply(text="", tool_calls=[call], finish="tool_calls")
+
+
+def scripted_tool_call(text: str) -> ToolCall | None:
+    """The call ``TOOL:name:{json}`` stands for; None for other text. Raises ValueError where the
+    marker is there but what follows is not a name and a JSON object."""
+    if not text.startswith(TOOL_MARKER):
+        return None
+    name, colon, arguments = text[len(TOOL_MARKER):].partition(":")
+    try:
+        value = orjson.loads(arguments) if colon and name else None
+    except orjson.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise ValueError(f"{text[:80]!r}: a scripted tool call is TOOL:NAME:{{JSON object of arguments}}")
+    return ToolCall(name=name, arguments=value)
+
+
 def fingerprint(body: dict[str, Any], *ignored: str) -> bytes:
     """Hash of a request body without transport-only keys, so stream and non-stream requests match."""
     kept = {k: v for k, v in body.items() if k not in ignored}
