@@ -8,9 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from opentelemetry import trace
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-_PROPAGATOR = TraceContextTextMapPropagator()
 _enabled = False
 
 
@@ -22,8 +20,14 @@ def enable(on: bool = True) -> None:
 def with_trace_context(headers: Mapping[str, str]) -> Mapping[str, str]:
     """``headers`` with the current span's ``traceparent`` (and ``tracestate``) added, where
     tracing is on and a span is current; else ``headers`` itself."""
-    if not _enabled or not trace.get_current_span().get_span_context().is_valid:
+    if not _enabled:
         return headers
+    current = trace.get_current_span().get_span_context()
+    if not current.is_valid:
+        return headers
+    # The W3C header as the API's propagator writes it, without its getter and setter objects.
     out = dict(headers)
-    _PROPAGATOR.inject(out)
+    out["traceparent"] = f"00-{current.trace_id:032x}-{current.span_id:016x}-{current.trace_flags:02x}"
+    if current.trace_state:
+        out["tracestate"] = current.trace_state.to_header()
     return out

@@ -11,21 +11,22 @@ policy's verdict. Message content only where ``telemetry.capture_content`` or th
 ``gen_ai.output.messages`` as JSON text), with secrets and personal data redacted.
 
 Without an endpoint (``telemetry.otlp_endpoint`` or ``OTEL_EXPORTER_OTLP_ENDPOINT``) there is no
-``Tracing`` at all and the request path does not look for one twice. The SDK is the ``otel``
-extra (the API alone is a dependency of the gateway); the spans are written to the wire by otlp.py.
+``Tracing`` at all and the request path does not look for one twice. The spans are the gateway's
+own (spans.py), sent by otlp.py: the OpenTelemetry API is all they need, not its SDK.
 """
 
 from __future__ import annotations
 
+import os
 import random
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
+from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import orjson
 from opentelemetry import context, trace
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from modelgate.pipeline.contract import Call
@@ -33,84 +34,65 @@ from modelgate.schema.errors import GatewayError
 from modelgate.schema.events import TextDelta, ToolCallDelta
 from modelgate.schema.request import ChatRequest, ImagePart, TextPart, ToolCallPart
 from modelgate.storage.records import UsageRecord
+from modelgate.telemetry.otlp import SpanExporter
+from modelgate.telemetry.spans import GatewaySpan, Sink, Tracer
 
-INSTALL = "pip install 'modelgate[otel]'"
 PROPAGATOR = TraceContextTextMapPropagator()
 
 
-class TracingUnavailable(RuntimeError):
-    """The SDK or the exporter is not installed."""
-
-
 class Tracing:
-    """Makes the gateway's spans; ``provider_names`` gives each configured provider's GenAI name
-    and ``addresses`` its host."""
+    """Makes the gateway's spans, handing each one ended to ``sink``; ``provider_names`` gives
+    each configured provider's GenAI name and ``addresses`` its host."""
 
-    def __init__(self, tracer: trace.Tracer, shutdown: Any, provider_names: Mapping[str, str],
-                 addresses: Mapping[str, str]) -> None:
-        self.tracer = tracer
-        self._shutdown = shutdown
+    def __init__(self, sink: Sink, provider_names: Mapping[str, str], addresses: Mapping[str, str],
+                 exporter: SpanExporter | None = None) -> None:
+        self.tracer = Tracer(sink)
+        self.exporter = exporter
         self.provider_names = dict(provider_names)
         self.addresses = dict(addresses)
         # Whether spans carry messages (telemetry.capture_content; a deployment may say otherwise
         # for itself), and what takes secrets and personal data out of them first.
         self.capture_content = False
         self.redact: Callable[[str], str] | None = None
-        # The share of new traces kept. A request that starts a trace is decided here first, so
-        # that one not kept makes no span at all (the SDK's sampler would make a span that records
-        # nothing, at half the cost of one that does); one that continues a client's trace is
-        # left to the SDK's parent-based sampler, which follows the client's choice.
+        # The share of new traces kept. A request that starts a trace is decided on before any
+        # span exists (keeps()), so one not kept makes no span at all; one that continues a
+        # client's trace follows the client's sampled flag.
         self.sample_ratio = 1.0
+        self._targets: dict[tuple[str, str, str], dict[str, Any]] = {}  # an attempt's attributes, but its number
 
     @classmethod
     def start(cls, endpoint: str, service_name: str, sample_ratio: float, provider_names: Mapping[str, str],
               base_urls: Mapping[str, str]) -> Tracing:
-        """The SDK's tracer provider, exporting in batches to ``{endpoint}/v1/traces``."""
-        try:
-            from opentelemetry.sdk.resources import Resource
-            from opentelemetry.sdk.trace import TracerProvider
-            from opentelemetry.sdk.trace.export import BatchSpanProcessor
-            from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-
-            from modelgate.telemetry.otlp import OTLPSpanExporter
-        except ImportError as missing:
-            raise TracingUnavailable(f"telemetry.otlp_endpoint needs the OpenTelemetry SDK ({missing}): "
-                                     f"{INSTALL}") from missing
-        provider = TracerProvider(resource=Resource.create({"service.name": service_name}),
-                                  sampler=ParentBased(TraceIdRatioBased(sample_ratio)))
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint)))
+        """Tracing whose spans go to ``{endpoint}/v1/traces`` from the exporter's thread, started here."""
+        exporter = SpanExporter(endpoint, resource(service_name))
         addresses = {name: urlsplit(url).hostname or "" for name, url in base_urls.items()}
-        tracing = cls(provider.get_tracer("modelgate"), provider.shutdown, provider_names, addresses)
+        tracing = cls(exporter.add, provider_names, addresses, exporter)
         tracing.sample_ratio = sample_ratio
+        exporter.start()
         return tracing
 
     def stop(self) -> None:
         """Send what is left and stop exporting."""
-        self._shutdown()
+        if self.exporter is not None:
+            self.exporter.stop()
 
     def keeps(self, headers: Mapping[str, str]) -> bool:
         """Whether a request's trace may be recorded: one that continues a client's trace is
-        for the sampler to decide; a new one is kept with the probability ``sample_ratio``."""
+        for its sampled flag to decide; a new one is kept with the probability ``sample_ratio``."""
         return "traceparent" in headers or self.sample_ratio >= 1.0 or random.random() < self.sample_ratio
 
-    @contextmanager
-    def server(self, route: str, headers: Mapping[str, str]) -> Iterator[Span]:
-        """The SERVER span of one request, continuing the client's ``traceparent`` if it sent
-        one; a ``GatewayError`` that ends it sets its status and ``error.type``."""
-        parent = PROPAGATOR.extract(headers)
-        with self.tracer.start_as_current_span(route, context=parent, kind=SpanKind.SERVER,
-                                               record_exception=False, set_status_on_exception=False) as span:
-            try:
-                yield span
-            except GatewayError as error:
-                span.set_attribute("http.response.status_code", error.status)
-                span.set_attribute("error.type", error.code or type(error).__name__)
-                span.set_status(Status(StatusCode.ERROR, error.message[:200]))
-                raise
-            except BaseException as error:
-                span.set_attribute("error.type", type(error).__name__)
-                span.set_status(Status(StatusCode.ERROR))
-                raise
+    def server(self, route: str, headers: Mapping[str, str]) -> Serving:
+        """The SERVER span of one request (current while it is served), continuing the client's
+        ``traceparent`` if it sent a valid one; a ``GatewayError`` that ends it sets its status
+        and ``error.type``."""
+        if "traceparent" in headers:
+            parent = trace.get_current_span(PROPAGATOR.extract(headers)).get_span_context()
+            if parent.is_valid:
+                return Serving(self.tracer.remote_child(parent, route, SpanKind.SERVER))
+            # Not one that can be continued: a new trace, which keeps() has not decided on yet.
+            sampled = self.sample_ratio >= 1.0 or random.random() < self.sample_ratio
+            return Serving(self.tracer.root(route, SpanKind.SERVER, sampled))
+        return Serving(self.tracer.root(route, SpanKind.SERVER))
 
     def started(self, span: Span, call: Call, surface: str) -> None:
         """What is known once the request is read: its operation, deployment and parameters, and
@@ -170,28 +152,77 @@ class Tracing:
             known["modelgate.safety.verdict"] = record.verdict
         if record.status >= 400 and record.error:
             known["error.type"] = record.error.split(":", 1)[0].strip()[:100]
-            span.set_status(Status(StatusCode.ERROR))
+            span.set_status(StatusCode.ERROR)
         if call.response_id:
             known["gen_ai.response.id"] = call.response_id
         if call.finish_reasons:
-            known["gen_ai.response.finish_reasons"] = list(call.finish_reasons)
+            known["gen_ai.response.finish_reasons"] = call.finish_reasons
         if call.output is not None and record.status < 400:
             known["gen_ai.output.messages"] = self._content(output_messages(call.output, call.finish_reasons))
         span.set_attributes(known)
 
     def attempt(self, parent: Span | None, operation: str, provider: str, model: str, number: int) -> Attempt:
         """The CLIENT span of one upstream attempt, a child of the request's span."""
-        parent_context = trace.set_span_in_context(parent) if parent is not None else None
-        known: dict[str, Any] = {"gen_ai.operation.name": operation,
-                                 "gen_ai.provider.name": self.provider_names.get(provider, provider),
-                                 "gen_ai.request.model": model, "modelgate.provider": provider,
-                                 "modelgate.attempt": number}
-        address = self.addresses.get(provider)
-        if address:
-            known["server.address"] = address
-        span = self.tracer.start_span(f"{operation} {model}", context=parent_context, kind=SpanKind.CLIENT,
-                                      attributes=known)
-        return Attempt(span)
+        target = (operation, provider, model)
+        known = self._targets.get(target)
+        if known is None:
+            known = {"gen_ai.operation.name": operation,
+                     "gen_ai.provider.name": self.provider_names.get(provider, provider),
+                     "gen_ai.request.model": model, "modelgate.provider": provider}
+            address = self.addresses.get(provider)
+            if address:
+                known["server.address"] = address
+            if len(self._targets) < 10_000:
+                self._targets[target] = known
+        said = dict(known)
+        said["modelgate.attempt"] = number
+        name = f"{operation} {model}"
+        if parent is None:
+            return Attempt(self.tracer.root(name, SpanKind.CLIENT, True, said))
+        return Attempt(self.tracer.child(parent, name, SpanKind.CLIENT, said))
+
+
+def resource(service_name: str) -> dict[str, str]:
+    """The spans' resource: ``OTEL_RESOURCE_ATTRIBUTES`` (``key=value,...``, percent-encoded), as
+    the OpenTelemetry SDKs read it, and ``service.name``."""
+    out: dict[str, str] = {}
+    for pair in os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
+        key, equals, value = pair.partition("=")
+        if equals and key.strip():
+            out[unquote(key.strip())] = unquote(value.strip())
+    out["service.name"] = service_name
+    return out
+
+
+class Serving:
+    """The SERVER span of a request as a context manager: current inside, ended on the way out
+    with how the request ended."""
+
+    __slots__ = ("_token", "span")
+
+    def __init__(self, span: GatewaySpan) -> None:
+        self.span = span
+        self._token: object | None = None
+
+    def __enter__(self) -> GatewaySpan:
+        self._token = context.attach(trace.set_span_in_context(self.span))
+        return self.span
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        span = self.span
+        if error is not None:
+            if isinstance(error, GatewayError):
+                span.set_attribute("http.response.status_code", error.status)
+                span.set_attribute("error.type", error.code or type(error).__name__)
+                span.set_status(StatusCode.ERROR, error.message[:200])
+            else:
+                span.set_attribute("error.type", type(error).__name__)
+                span.set_status(StatusCode.ERROR)
+        if self._token is not None:
+            context.detach(self._token)  # type: ignore[arg-type]
+            self._token = None
+        span.end()
 
 
 def input_messages(request: ChatRequest) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -266,12 +297,15 @@ class Attempt:
 
     def end(self, error: BaseException | None = None) -> None:
         self.leave()
+        if error is None:
+            self.span.end()
+            return
         if isinstance(error, GatewayError):
             self.span.set_attribute("error.type", error.code or type(error).__name__)
             if error.status:
                 self.span.set_attribute("http.response.status_code", error.status)
-            self.span.set_status(Status(StatusCode.ERROR, error.message[:200]))
-        elif error is not None:
+            self.span.set_status(StatusCode.ERROR, error.message[:200])
+        else:
             self.span.set_attribute("error.type", type(error).__name__)
-            self.span.set_status(Status(StatusCode.ERROR))
+            self.span.set_status(StatusCode.ERROR)
         self.span.end()
