@@ -251,6 +251,9 @@ def test_a_project_key_sees_its_own_view_only(browser: Any, gateway: RunningGate
 
 
 def test_model_output_and_names_render_as_text(admin: Page, gateway: RunningGateway) -> None:
+    # A project name cannot hold markup at all: the API refuses it before anything could show it.
+    refused = httpx.post(f"{gateway.base_url}/admin/projects", headers=ADMIN, timeout=10, json={"name": XSS})
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "name"
     httpx.post(f"{gateway.base_url}/admin/projects", headers=ADMIN, timeout=10, json={"name": "xss-probe"})
     key = httpx.post(f"{gateway.base_url}/admin/keys", headers=ADMIN, timeout=10,
                      json={"project": "xss-probe", "name": XSS}).json()
@@ -265,6 +268,8 @@ def test_model_output_and_names_render_as_text(admin: Page, gateway: RunningGate
     page = admin.open("keys")
     page.locator("td", has_text="onerror").first.wait_for()
     assert page.locator("main img").count() == 0
+    wait_until(lambda: httpx.get(f"{gateway.base_url}/admin/requests", headers=ADMIN, timeout=10,
+                                 params={"deployment": "evil"}).json()["data"], what="the reply's log entry")
     page = admin.open("requests")
     page.wait_for_selector("tr[data-request]")
     assert page.evaluate("window.__pwned === undefined")
