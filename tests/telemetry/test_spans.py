@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from opentelemetry import context, trace
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import SpanContext, SpanKind, StatusCode, TraceFlags, TraceState
 
 from modelgate.providers import tracecontext
 from modelgate.schema.errors import GatewayError, RateLimited
@@ -97,6 +97,22 @@ def test_a_clients_trace_is_continued_and_its_choice_followed(injecting: None) -
         assert sent_upstream() == f"00-{'1' * 32}-{attempt.span.get_span_context().span_id:016x}-00"
         attempt.end()
     assert kept == []
+
+
+def test_any_other_current_span_is_sent_upstream_through_the_api(injecting: None) -> None:
+    other = trace.NonRecordingSpan(SpanContext(int(TRACE_ID, 16), int(CLIENT_SPAN, 16), is_remote=False,
+                                               trace_flags=TraceFlags(1), trace_state=TraceState([("v", "1")])))
+    token = context.attach(trace.set_span_in_context(other))
+    try:
+        assert tracecontext.with_trace_context({"a": "b"}) == {
+            "a": "b", "traceparent": f"00-{TRACE_ID}-{CLIENT_SPAN}-01", "tracestate": "v=1"}
+    finally:
+        context.detach(token)
+    token = context.attach(trace.set_span_in_context(trace.INVALID_SPAN))
+    try:
+        assert tracecontext.with_trace_context({"a": "b"}) == {"a": "b"}
+    finally:
+        context.detach(token)
 
 
 @pytest.mark.parametrize("given", [f"00-{'0' * 32}-{CLIENT_SPAN}-01", f"00-{TRACE_ID}-{'0' * 16}-01",

@@ -22,7 +22,14 @@ def with_trace_context(headers: Mapping[str, str]) -> Mapping[str, str]:
     tracing is on and a span is current; else ``headers`` itself."""
     if not _enabled:
         return headers
-    current = trace.get_current_span().get_span_context()
+    span = trace.get_current_span()
+    # The gateway's own spans (telemetry/spans.py) write their headers themselves, without a
+    # SpanContext built to be read back (an eighth of the tracing's instructions per request);
+    # any other span is read through the API.
+    given: Mapping[str, str] | None = getattr(span, "trace_headers", None)
+    if given is not None:
+        return {**headers, **given}
+    current = span.get_span_context()
     if not current.is_valid:
         return headers
     # The W3C header as the API's propagator writes it, without its getter and setter objects.

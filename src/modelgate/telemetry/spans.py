@@ -86,6 +86,17 @@ class GatewaySpan(trace.Span):
                                                 SAMPLED if self.sampled else NOT_SAMPLED, self.trace_state)
         return found
 
+    @property
+    def trace_headers(self) -> dict[str, str]:
+        """The W3C headers that carry this span's context (``traceparent``, and ``tracestate``
+        where there is one): what providers/tracecontext.py sends upstream, written here without
+        a ``SpanContext`` in between."""
+        flags = "01" if self.sampled else "00"
+        said = {"traceparent": f"00-{self.trace_id:032x}-{self.span_id:016x}-{flags}"}
+        if self.trace_state is not NO_STATE and self.trace_state:
+            said["tracestate"] = self.trace_state.to_header()
+        return said
+
     def is_recording(self) -> bool:
         return self.sampled and not self.end_ns
 
