@@ -68,7 +68,8 @@ def add_admin_commands(commands: Any, load: Loader) -> None:
     usage.add_argument("--key", help="a key id")
     usage.add_argument("--deployment")
     usage.add_argument("--model", help="an upstream model id")
-    usage.add_argument("--group-by", help="comma-separated: project, key, deployment, provider, model, day, verdict")
+    usage.add_argument("--group-by",
+                       help="comma-separated: project, key, deployment, provider, model, day, verdict, cache_hit")
     statements = command("statements", "what is owed to each provider for a period", _statements)
     _filter_flags(statements)
 

@@ -46,7 +46,7 @@ def test_postgresql_is_served_only_after_db_upgrade(sim: SimulatorThread, postgr
     assert modelgate("db", "status", "--config", path).stdout.split() == [
         "applied", "001_initial", "applied", "002_usage_daily", "applied", "003_responses",
         "applied", "004_deployments", "applied", "005_replica_hours", "applied", "006_safety",
-        "applied", "007_request_log", "applied", "008_evals"]
+        "applied", "007_request_log", "applied", "008_evals", "applied", "009_cache"]
     with gateway_process(config) as gateway:
         assert chat(gateway, "anything")  # no master key: open
 

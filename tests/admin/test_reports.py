@@ -86,7 +86,8 @@ def test_usage_totals_filters_and_groups(gateway: RunningGateway) -> None:
     assert everything["data"] == [everything["totals"]]
     assert everything["totals"] == {
         "requests": 6, "errors": 2, "input_tokens": 5000, "cached_input_tokens": 1000, "cache_write_tokens": 0,
-        "reasoning_tokens": 40, "output_tokens": 400, "cost": 0.018, "revenue": 0.03, "margin": 0.012}
+        "reasoning_tokens": 40, "output_tokens": 400, "cost": 0.018, "revenue": 0.03, "margin": 0.012,
+        "cache_hits": 0, "saved": 0.0}
 
     by_day = report(gateway, group_by="day", since="2030-01-01", until="2030-03-01")
     assert [(r["day"], r["requests"]) for r in by_day["data"]] == [("2030-01-31", 4), ("2030-02-01", 1)]
@@ -112,7 +113,8 @@ def test_usage_as_csv(gateway: RunningGateway) -> None:
     assert 'filename="usage.csv"' in response.headers["content-disposition"]
     rows = list(csv.DictReader(io.StringIO(response.text)))
     assert list(rows[0]) == ["project", "requests", "errors", "input_tokens", "cached_input_tokens",
-                             "cache_write_tokens", "reasoning_tokens", "output_tokens", "cost", "revenue", "margin"]
+                             "cache_write_tokens", "reasoning_tokens", "output_tokens", "cost", "revenue", "margin",
+                             "cache_hits", "saved"]
     assert [(r["project"], r["requests"], r["cost"]) for r in rows] == [("p", "4", "0.012"), ("q", "2", "0.006")]
 
 
@@ -126,7 +128,8 @@ def test_statements_show_what_each_provider_is_owed(gateway: RunningGateway) -> 
     assert statements[1]["lines"] == [{
         "model": "grok-3-mini", "deployments": ["grok-3-mini"], "requests": 1, "input_tokens": 1000,
         "cached_input_tokens": 200, "cache_write_tokens": 0, "reasoning_tokens": 40, "output_tokens": 100,
-        "cost": 0.01, "revenue": 0.02, "replica_hours": None, "per_replica_hour": None, "compute_cost": None}]
+        "cost": 0.01, "revenue": 0.02, "cache_hits": 0, "saved": 0.0, "replica_hours": None, "per_replica_hour": None,
+        "compute_cost": None}]
     assert (statements[1]["revenue"], statements[1]["compute_cost"]) == (0.02, None)
     one = httpx.get(f"{gateway.base_url}/admin/statements", headers=MASTER,
                     params={"provider": "openai", "since": "2030-02-01", "format": "csv"})
@@ -192,7 +195,7 @@ def test_the_cli_prints_what_the_api_answers(gateway: RunningGateway, config_fil
     table = modelgate("usage", *config, "--group-by", "project").splitlines()
     assert table[0].split() == ["PROJECT", "REQUESTS", "ERRORS", "INPUT_TOKENS", "CACHED_INPUT_TOKENS",
                                 "CACHE_WRITE_TOKENS", "REASONING_TOKENS", "OUTPUT_TOKENS", "COST", "REVENUE",
-                                "MARGIN"]
+                                "MARGIN", "CACHE_HITS", "SAVED"]
     assert table[-1].split()[:2] == ["TOTAL", "6"]
     statements = httpx.get(f"{gateway.base_url}/admin/statements", params={"period": "2030-01"}, headers=MASTER)
     assert json.loads(modelgate("statements", *config, "--period", "2030-01", "--json")) == statements.json()

@@ -25,6 +25,7 @@ def records(count: int, seed: int, start: datetime = DAY0, days: int = 5) -> lis
     made = []
     for i in range(count):
         provider = rng.choice(["openai", "xai", None])
+        hit = provider is not None and rng.random() < 0.2
         made.append(UsageRecord(
             request_id=f"req-{seed}-{i}", created_at=start + timedelta(seconds=rng.random() * days * 86400),
             project=rng.choice(["p", "q", None]), key_id=rng.choice(["key_a", "key_b", "key_q", None]),
@@ -34,7 +35,7 @@ def records(count: int, seed: int, start: datetime = DAY0, days: int = 5) -> lis
             route="chat", input_tokens=rng.randint(0, 500), cached_input_tokens=rng.randint(0, 50),
             cache_write_tokens=rng.randint(0, 5), reasoning_tokens=rng.randint(0, 20),
             output_tokens=rng.randint(0, 300), cost=rng.random() / 100, price=rng.random() / 50,
-            status=rng.choice([200, 200, 200, 429, 500])))
+            status=rng.choice([200, 200, 200, 429, 500]), cache_hit=hit, saved=rng.random() / 100 if hit else 0.0))
     return made
 
 
@@ -63,15 +64,18 @@ def expected(stored: Sequence[UsageRecord], filters: UsageFilters, group_by: Seq
             setattr(row, name, getattr(row, name) + getattr(record, name))
         row.cost += record.cost
         row.revenue += record.price
+        row.cache_hits += record.cache_hit
+        row.saved += record.saved
     # NULLs last, as the database sorts them.
-    return [rows[k] for k in sorted(rows, key=lambda k: tuple((v is None, v or "") for v in k))]
+    return [rows[k] for k in sorted(rows, key=lambda k: tuple((v is None, str(v or "")) for v in k))]
 
 
 def same(found: list[UsageRow], wanted: list[UsageRow]) -> None:
     assert len(found) == len(wanted)
     for a, b in zip(found, wanted, strict=True):
-        assert (a.project, a.key_id, a.deployment, a.provider, a.model, a.day) == \
-            (b.project, b.key_id, b.deployment, b.provider, b.model, b.day)
+        assert (a.project, a.key_id, a.deployment, a.provider, a.model, a.day, a.cache_hit) == \
+            (b.project, b.key_id, b.deployment, b.provider, b.model, b.day, b.cache_hit)
+        assert a.cache_hits == b.cache_hits and a.saved == pytest.approx(b.saved, abs=1e-9)
         assert (a.requests, a.errors, a.input_tokens, a.cached_input_tokens, a.cache_write_tokens,
                 a.reasoning_tokens, a.output_tokens) == (b.requests, b.errors, b.input_tokens,
                                                           b.cached_input_tokens, b.cache_write_tokens,
@@ -94,6 +98,8 @@ CASES: list[tuple[UsageFilters, list[str]]] = [
     (UsageFilters(since=DAY0 + timedelta(hours=20), until=DAY0 + timedelta(hours=28)), ["day"]),
     (UsageFilters(since=DAY0 + timedelta(hours=40)), ["project"]),
     (UsageFilters(until=DAY0 + timedelta(hours=40, minutes=5)), ["provider", "model"]),
+    (UsageFilters(), ["cache_hit"]),
+    (UsageFilters(since=DAY0 + timedelta(hours=30), until=DAY0 + timedelta(hours=101)), ["cache_hit", "project"]),
 ]
 
 
@@ -130,12 +136,12 @@ async def test_a_record_with_a_reused_id_at_another_time_is_another_record(stora
 async def test_day_totals_hold_one_row_per_day_and_group(storage: Storage) -> None:
     stored = records(500, seed=4)
     await storage.write_usage(stored)
-    groups = {(r.created_at.strftime("%Y-%m-%d"), r.project, r.key_id, r.deployment, r.provider, r.model)
-              for r in stored}
+    groups = {(r.created_at.strftime("%Y-%m-%d"), r.project, r.key_id, r.deployment, r.provider, r.model,
+               r.cache_hit) for r in stored}
     async with storage.db.read() as conn:
         found = (await conn.execute(select(usage_daily.c.day, usage_daily.c.project, usage_daily.c.key_id,
                                            usage_daily.c.deployment, usage_daily.c.provider,
-                                           usage_daily.c.model))).all()
+                                           usage_daily.c.model, usage_daily.c.cache_hit))).all()
     assert sorted(map(tuple, found), key=repr) == sorted(groups, key=repr)
 
 
@@ -175,6 +181,8 @@ async def test_the_budget_sync_reads_the_current_period_through_the_day_totals_k
 
 async def test_upgrading_fills_the_day_totals_from_the_records_stored_before(database_url: str) -> None:
     stored = records(300, seed=6, start=DAY0 - timedelta(days=400), days=2) + records(300, seed=7)
+    for record in stored:  # no cache before 009_cache
+        record.cache_hit, record.saved = False, 0.0
     storage = await Storage.open(database_url)
     try:
         # A database of the first release, with its usage.
@@ -183,7 +191,8 @@ async def test_upgrading_fills_the_day_totals_from_the_records_stored_before(dat
             await conn.run_sync(lambda sync: schema_migrations.create(sync))
             await conn.run_sync(first)
             await conn.execute(insert(schema_migrations).values(name=name, applied_at=DAY0))
-            columns = [c for c in UsageRecord.__slots__ if c != "verdict"]  # verdict came with 006_safety
+            # verdict came with 006_safety, cache_hit and saved with 009_cache
+            columns = [c for c in UsageRecord.__slots__ if c not in ("verdict", "cache_hit", "saved")]
             await conn.execute(
                 text(f"INSERT INTO usage ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})"),
                 [{name: getattr(r, name) if name != "created_at" else _stored_time(r.created_at, storage.dialect)

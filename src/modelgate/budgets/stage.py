@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 
 from modelgate.budgets.ledger import Budget, Ledger, Verdict, budgets_for
 from modelgate.config.limits import OnRedisOutage
-from modelgate.metering.pricing import DEFAULT_OUTPUT_RESERVE, NANO, PriceBook, Rates
+from modelgate.metering.pricing import DEFAULT_OUTPUT_RESERVE, NANO, PriceBook, Rates, cache_hit_nanos
 from modelgate.metering.usage import UsageWatch, bound_request_tokens, estimate_request_tokens
 from modelgate.pipeline.caller_cache import CallerCache
 from modelgate.pipeline.contract import Call, Handler
@@ -116,8 +116,11 @@ class BudgetGuard:
                     yield event
         finally:
             usage = watch.final(estimate_request_tokens(request))
-            prices = self.prices.lookup(call.deployment.name, call.provider, call.upstream_model)
-            self.ledger.settle(hold, prices.price.nanos(usage))
+            if call.cache_hit:
+                self.ledger.settle(hold, cache_hit_nanos(call.deployment, usage))
+            else:
+                prices = self.prices.lookup(call.deployment.name, call.provider, call.upstream_model)
+                self.ledger.settle(hold, prices.price.nanos(usage))
 
 
 def cost(rates: Rates, input_tokens: int, output_tokens: int) -> int:

@@ -21,6 +21,7 @@ from typing import Annotated, Any
 
 from modelgate.catalog.facts import ModelFacts
 from modelgate.catalog.model_store import ModelStore, ModelStoreError
+from modelgate.config.cache import DeploymentCache
 from modelgate.config.fields import INVALID, Key, Reader, Shape, at_least, join, positive
 from modelgate.config.providers import LOCAL
 from modelgate.config.safety import moderation_problems
@@ -144,6 +145,9 @@ class PriceSettings:
     output: Price = None
     cached_input: Price = None
     cache_write: Price = None
+    # An answer from the response cache, per million tokens (its input and output together); the
+    # provider is not called, so it costs nothing.
+    cache_hit: Annotated[float, Key("USD per million tokens as a number", at_least(0, "must be 0 or more"))] = 0.0
 
 
 @dataclass(slots=True, kw_only=True)
@@ -165,7 +169,8 @@ class DeploymentSettings:
     # Request fields merged into every request to this deployment (e.g. a thinking setting).
     params: Annotated[dict[str, Any], Key("a mapping of request fields")] = field(default_factory=dict)
     # The customer price; the targets' facts (catalog prices) are the provider's cost.
-    price: Annotated[PriceSettings | None, Key("a mapping of input, output, cached_input, cache_write")] = None
+    price: Annotated[PriceSettings | None, Key(
+        "a mapping of input, output, cached_input, cache_write, cache_hit")] = None
     # Requests and tokens per minute for the whole deployment, every caller together; None: no limit.
     rpm: Annotated[int | None, Key("requests per minute as a whole number", positive(
         "must be a positive number of requests per minute; remove the key for no limit"))] = None
@@ -182,6 +187,8 @@ class DeploymentSettings:
     log_payloads: Annotated[Any, Key("true, false or errors", _log_payloads)] = False
     # Whether its requests' spans carry the messages (redacted); None: telemetry.capture_content.
     capture_content: Annotated[bool | None, Key("true or false")] = None
+    # Its answers kept and given again to the same requests (cache/); None: not cached.
+    cache: DeploymentCache | None = None
 
 
 TARGET: Shape[TargetSettings] = Shape(TargetSettings)
@@ -214,6 +221,12 @@ def read_deployments(reader: Reader, value: Any, path: str, earlier: Mapping[str
             if fallback not in deployments:
                 reader.fail(join(path, f"{deployment.name}.fallbacks"),
                             f"'{fallback}' is not a deployment; name one of: {', '.join(deployments)}")
+        cache = deployment.cache
+        if cache is not None and cache.mode == "semantic" and cache.embedder != "local" \
+                and cache.embedder not in deployments:
+            reader.fail(join(path, f"{deployment.name}.cache.embedder"),
+                        f"'{cache.embedder}' is not a deployment; say local (all-MiniLM-L6-v2 in this process) "
+                        "or name an embeddings deployment")
     if safety is not None:
         for where, problem in moderation_problems(safety, deployments):
             reader.fail(where, problem)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from modelgate.config.budgets import BudgetsSettings
+from modelgate.config.cache import CacheSettings
 from modelgate.config.deployments import (
     CAPABILITIES,
     STRATEGIES,
@@ -69,6 +70,7 @@ class Settings:
     responses: ResponsesSettings = field(default_factory=ResponsesSettings)
     request_log: RequestLogSettings = field(default_factory=RequestLogSettings)
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
+    cache: CacheSettings = field(default_factory=CacheSettings)
     # How the process writes its log lines: "text", or "json" (one object per line, with the
     # request id, trace id and span id where there is a request; telemetry/logs.py).
     log_format: Annotated[str, Key("text or json", lambda v: None if v in ("text", "json") else

@@ -175,3 +175,12 @@ class PriceBook:
         """The most a request may cost the customer, at the dearest of the deployment's targets."""
         rates = self._ceiling_of(deployment.name)[0]
         return rates.nanos(Usage(input_tokens=input_tokens, output_tokens=output_tokens))
+
+
+def cache_hit_nanos(deployment: DeploymentSettings, usage: Usage) -> int:
+    """The customer price of an answer from the response cache: the deployment's
+    ``price.cache_hit`` (USD per million tokens, default 0) on its input and output tokens together.
+    (The price table versions what providers charge; a hit's price is the deployment's own.)"""
+    price = deployment.price
+    rate = price.cache_hit if price is not None else 0.0
+    return round(rate * 1000 * (usage.input_tokens + usage.output_tokens)) if rate > 0 else 0

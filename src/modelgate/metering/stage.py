@@ -9,7 +9,7 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
-from modelgate.metering.pricing import NANO, PriceBook
+from modelgate.metering.pricing import NANO, PriceBook, cache_hit_nanos
 from modelgate.metering.usage import UsageWatch, bounded_usage, estimate_request_tokens
 from modelgate.pipeline.contract import Call, Handler
 from modelgate.schema.errors import GatewayError
@@ -128,6 +128,13 @@ class Metering:
         ))
         # Priced by the stored provider and model: strings, whatever the upstream sent.
         prices = self.prices.lookup(call.deployment.name, record.provider, record.model)
+        if call.cache_hit:
+            # No upstream was called: what it would have cost is saved, and the customer pays the
+            # deployment's price for answers from the cache.
+            record.cache_hit = True
+            record.saved = bounded_amount(prices.cost.nanos(usage))
+            record.price = bounded_amount(cache_hit_nanos(call.deployment, usage))
+            return record
         record.cost = bounded_amount(prices.cost.nanos(usage))
         record.price = bounded_amount(prices.price.nanos(usage))
         return record

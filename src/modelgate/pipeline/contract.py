@@ -84,6 +84,10 @@ class Call:
     # The answer's text and tool-call deltas as they went by, where its span records content
     # (telemetry.capture_content); None: not kept.
     output: list[TextDelta | ToolCallDelta] | None = None
+    # The client's Cache-Control header (no-cache, no-store), which the response cache heeds.
+    cache_control: str | None = None
+    # Answered from the response cache (cache/stage.py): no upstream was called.
+    cache_hit: bool = False
 
     @property
     def kind(self) -> str:

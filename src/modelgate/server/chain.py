@@ -11,7 +11,7 @@ from modelgate.routing import Router
 
 def build_handler(router: Router, stages: list[Stage] | None = None, *, metering: Stage | None = None,
                   rate_limit: Stage | None = None, safety: Stage | None = None,
-                  budget: Stage | None = None) -> Handler:
+                  cache: Stage | None = None, budget: Stage | None = None) -> Handler:
     """The stages in order, ending at the router (routing/router.py), which calls the providers:
 
     1. ``metering`` (metering/stage.py) outermost: it sees how every call ends, so a request
@@ -21,8 +21,12 @@ def build_handler(router: Router, stages: list[Stage] | None = None, *, metering
     3. ``safety`` (safety/stage.py): the deployment's content policy. After the rate limit, so a
        blocked prompt still counts as a request; before the budget, so it reserves no money. Its
        output checks see the answer as the client will get it, after every inner stage.
-    4. ``budget`` (budgets/stage.py): reserves the most the request may cost, settles at the end.
-    5. ``stages``: the rest (response rewriting: reasoning split out of the text), in the order given.
+    4. ``cache`` (cache/stage.py): answers a request it has the answer of. After the rate limit
+       (a hit counts as a request) and the content policy (whose input checks every request
+       passes, and whose output checks see a replayed answer too); before the budget, so a hit
+       reserves nothing (one the deployment prices passes the budget from inside the cache).
+    5. ``budget`` (budgets/stage.py): reserves the most the request may cost, settles at the end.
+    6. ``stages``: the rest (response rewriting: reasoning split out of the text), in the order given.
     """
-    governed = [stage for stage in (metering, rate_limit, safety, budget) if stage is not None]
+    governed = [stage for stage in (metering, rate_limit, safety, cache, budget) if stage is not None]
     return build_chain(governed + (stages or []), router)

@@ -16,6 +16,7 @@ from modelgate.auth.keystore import KeyCache, collector_paused
 from modelgate.auth.keysync import KeySync
 from modelgate.budgets import BudgetGuard, Ledger, LocalLedger, SpendSync
 from modelgate.budgets.redis import RedisLedger
+from modelgate.cache import ResponseCache
 from modelgate.config.settings import DeploymentSettings, Settings
 from modelgate.limits import Limiter, LocalLimiter, RateLimit
 from modelgate.limits.redis import RedisLimiter
@@ -35,6 +36,7 @@ from modelgate.safety.shield import load_onnx
 from modelgate.schema.errors import NotFound
 from modelgate.schema.request import ChatRequest
 from modelgate.server.blocklists import BlocklistSync
+from modelgate.server.cache import build_cache
 from modelgate.server.chain import build_handler
 from modelgate.server.deployments import DeploymentSync
 from modelgate.server.engines import LocalEngines
@@ -81,6 +83,7 @@ class Services:
     metrics: Metrics
     tracing: Tracing | None  # spans exported over OTLP; None: telemetry.otlp_endpoint is not set
     request_log: RequestLog | None  # each request's entry, written behind it; None: request_log.enabled false
+    cache: ResponseCache  # the deployments' cached answers (those with cache:)
     # State kept for clients: stored responses (written behind the requests), and the sealer of
     # what they hold themselves (reasoning state in encrypted_content).
     responses: ResponseStore
@@ -170,6 +173,7 @@ class Services:
         # No deployment change starts a pool from here on.
         await self.deployment_sync.stop()
         await self.blocklist_sync.stop()
+        await self.cache.close()  # answers being kept (a semantic one may still ask its embedder)
         # Requests are over: local engines drain what is left of them and stop.
         await asyncio.gather(*(provider.close() for provider in self.providers.values()))
         await self.uptime.stop()  # the replicas' ends, which closing the providers just queued
@@ -272,10 +276,11 @@ async def build_services(settings: Settings) -> Services:
         tracing.capture_content = settings.telemetry.capture_content
         tracing.redact = redactor()
         metering.observers.append(tracing.recorded)
+    budget = BudgetGuard(ledger, price_book, settings.budgets.redis_outage)
+    cache = build_cache(settings, redis, prefix, lambda: handler, budget)
     handler = build_handler(router, [SplitThinkTags()], metering=metering,
                             rate_limit=RateLimit(limiter, settings.limits.redis_outage),
-                            safety=safety,
-                            budget=BudgetGuard(ledger, price_book, settings.budgets.redis_outage))
+                            safety=safety, cache=cache, budget=budget)
     classifier.handler = handler
     return Services(
         settings=settings, storage=storage, redis=redis, transport=transport, providers=providers,
@@ -293,6 +298,7 @@ async def build_services(settings: Settings) -> Services:
         metrics=metrics,
         tracing=tracing,
         request_log=requests,
+        cache=cache,
     )
 
 

@@ -415,6 +415,20 @@ def m008_evals(conn: Connection) -> None:
     meta.create_all(conn)
 
 
+def m009_cache(conn: Connection) -> None:
+    """The response cache's answers on the bill: ``cache_hit`` on ``usage``, ``usage_daily`` (a
+    group of its own, ``group_by=cache_hit``; the day totals of earlier days have none, and keep
+    their group hashes) and ``request_log``; ``saved``, the provider cost a hit did not spend, on
+    ``usage`` and ``request_log``, and summed on ``usage_daily`` with ``cache_hits``."""
+    false = "FALSE" if conn.dialect.name == "postgresql" else "0"
+    for table in ("usage", "usage_daily", "request_log"):
+        conn.execute(text(f"ALTER TABLE {table} ADD COLUMN cache_hit BOOLEAN NOT NULL DEFAULT {false}"))
+    for table in ("usage", "request_log"):
+        conn.execute(text(f"ALTER TABLE {table} ADD COLUMN saved FLOAT NOT NULL DEFAULT 0"))
+    conn.execute(text("ALTER TABLE usage_daily ADD COLUMN cache_hits BIGINT NOT NULL DEFAULT 0"))
+    conn.execute(text("ALTER TABLE usage_daily ADD COLUMN saved FLOAT NOT NULL DEFAULT 0"))
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_initial", m001_initial),
     ("002_usage_daily", m002_usage_daily),
@@ -424,4 +438,5 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("006_safety", m006_safety),
     ("007_request_log", m007_request_log),
     ("008_evals", m008_evals),
+    ("009_cache", m009_cache),
 ]

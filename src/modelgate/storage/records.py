@@ -14,7 +14,7 @@ from typing import Any
 ROUTES = ("chat", "embeddings", "messages", "responses")
 BUDGET_PERIODS = ("day", "month")
 # What a usage report can be grouped by (``day`` is the UTC calendar day of ``created_at``).
-GROUP_BY = ("project", "key", "deployment", "provider", "model", "day", "verdict")
+GROUP_BY = ("project", "key", "deployment", "provider", "model", "day", "verdict", "cache_hit")
 
 
 @dataclass(slots=True, kw_only=True)
@@ -44,6 +44,10 @@ class UsageRecord:
     # What the content policy did (schema/verdicts.py ``SafetyReport.summary``): "clean",
     # "annotated:pii", "redacted:pii", "blocked:blocklist", ...; None: no policy applied.
     verdict: str | None = None
+    # Answered from the response cache: ``cost`` is 0, ``price`` the deployment's price.cache_hit,
+    # and ``saved`` the provider cost the upstream call would have had.
+    cache_hit: bool = False
+    saved: float = 0.0
 
 
 @dataclass(slots=True, kw_only=True)
@@ -190,6 +194,7 @@ class UsageRow:
     model: str | None = None
     day: str | None = None  # YYYY-MM-DD (UTC)
     verdict: str | None = None
+    cache_hit: bool | None = None
     requests: int = 0
     errors: int = 0  # status >= 400
     input_tokens: int = 0
@@ -199,6 +204,8 @@ class UsageRow:
     output_tokens: int = 0
     cost: float = 0.0  # what the providers charge
     revenue: float = 0.0  # what the customers are charged (sum of price)
+    cache_hits: int = 0  # requests answered from the response cache
+    saved: float = 0.0  # what those would have cost from the providers
 
     @property
     def margin(self) -> float:

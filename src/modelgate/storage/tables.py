@@ -13,6 +13,7 @@ import orjson
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Dialect,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    false,
 )
 
 
@@ -125,6 +127,9 @@ usage = Table(
     Column("attempts", Integer, nullable=False),
     Column("error", Text, nullable=True),
     Column("verdict", String(100), nullable=True),  # what the content policy did; NULL: none applied
+    # Answered from the response cache; ``saved``: the provider cost it would have had.
+    Column("cache_hit", Boolean, nullable=False, server_default=false()),
+    Column("saved", Float, nullable=False, server_default="0"),
 )
 
 prices = Table(
@@ -152,6 +157,7 @@ usage_daily = Table(
     Column("provider", String(200), nullable=True),
     Column("model", String(200), nullable=True),
     Column("verdict", String(100), nullable=True),
+    Column("cache_hit", Boolean, nullable=False, server_default=false()),
     Column("requests", BigInteger, nullable=False),
     Column("errors", BigInteger, nullable=False),
     Column("input_tokens", BigInteger, nullable=False),
@@ -161,6 +167,8 @@ usage_daily = Table(
     Column("output_tokens", BigInteger, nullable=False),
     Column("cost", Float, nullable=False),
     Column("price", Float, nullable=False),
+    Column("cache_hits", BigInteger, nullable=False, server_default="0"),
+    Column("saved", Float, nullable=False, server_default="0"),
     sqlite_with_rowid=False,
 )
 
@@ -239,6 +247,8 @@ request_log = Table(
     Column("history", Text, nullable=False),  # JSON: the attempts
     Column("request_body", Text, nullable=True),
     Column("response_body", Text, nullable=True),
+    Column("cache_hit", Boolean, nullable=False, server_default=false()),
+    Column("saved", Float, nullable=False, server_default="0"),
 )
 
 
@@ -255,10 +265,15 @@ api_deployments = Table(
 
 
 def group_hash(project: str | None, key_id: str | None, deployment: str, provider: str | None,
-               model: str | None, verdict: str | None = None) -> str:
+               model: str | None, verdict: str | None = None, cache_hit: bool = False) -> str:
     """The ``usage_daily.group_hash`` of a group: 128 bits of BLAKE2b over its values as JSON (the
-    verdict only where there is one, so that the groups of days before it keep their hashes)."""
-    values = [project, key_id, deployment, provider, model] + ([verdict] if verdict is not None else [])
+    verdict only where there is one, and the cache's mark only on hits, so that the groups of days
+    before them keep their hashes)."""
+    values: list[object] = [project, key_id, deployment, provider, model]
+    if verdict is not None:
+        values.append(verdict)
+    if cache_hit:
+        values.append({"cache_hit": True})
     text = orjson.dumps(values)
     return hashlib.blake2b(text, digest_size=16).hexdigest()
 

@@ -1,7 +1,7 @@
 """Usage records: written in batches, idempotently; summed for budgets and reports.
 
 Each batch is written in one transaction together with the day totals it adds to
-(``usage_daily``: per UTC day and project, key, deployment, provider, model and verdict). Reports and
+(``usage_daily``: per UTC day and project, key, deployment, provider, model, verdict and cache hit). Reports and
 budgets read those totals for the whole days they cover and the records themselves only for the
 part days at either end of a range (through the records' time-ordered key), so what they read
 grows with the groups used per day, not with the requests made.
@@ -28,12 +28,13 @@ Scope = Literal["key", "project"]
 _COLUMNS = tuple(f.name for f in fields(UsageRecord))
 TOTALS = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "output_tokens")
 # What a usage_daily row adds up, in its column order.
-MEASURES = ("requests", "errors", *TOTALS, "cost", "price")
+MEASURES = ("requests", "errors", *TOTALS, "cost", "price", "cache_hits", "saved")
 _DAY = timedelta(days=1)
 # What one record adds to each measure.
 _RECORD_MEASURES: dict[str, ColumnElement[Any]] = {
     "requests": literal(1, usage.c.input_tokens.type), "errors": case((usage.c.status >= 400, 1), else_=0),
-    **{name: usage.c[name] for name in (*TOTALS, "cost", "price")}}
+    "cache_hits": case((usage.c.cache_hit, 1), else_=0),
+    **{name: usage.c[name] for name in (*TOTALS, "cost", "price", "saved")}}
 
 
 class UsageRepository:
@@ -89,11 +90,13 @@ class UsageRepository:
             if not found["requests"]:
                 continue
             row = UsageRow(requests=int(found["requests"]), errors=int(found["errors"]),
-                           cost=float(found["cost"]), revenue=float(found["price"]))
+                           cost=float(found["cost"]), revenue=float(found["price"]),
+                           cache_hits=int(found["cache_hits"]), saved=float(found["saved"]))
             for name in TOTALS:
                 setattr(row, name, int(found[name]))
             for name in names:
-                setattr(row, "key_id" if name == "key" else name, found[name])
+                value = found[name]
+                setattr(row, "key_id" if name == "key" else name, bool(value) if name == "cache_hit" else value)
             rows.append(row)
         return rows
 
@@ -160,18 +163,22 @@ class UsageRepository:
 
 def _day_totals(records: Sequence[tuple[datetime, UsageRecord]]) -> list[dict[str, Any]]:
     """The records (each with its time in UTC) added up per ``usage_daily`` row, in key order."""
-    totals: dict[tuple[date, tuple[str | None, ...]], dict[str, Any]] = {}
+    totals: dict[tuple[date, tuple[str | bool | None, ...]], dict[str, Any]] = {}
     for moment, record in records:
-        group = (record.project, record.key_id, record.deployment, record.provider, record.model, record.verdict)
+        group = (record.project, record.key_id, record.deployment, record.provider, record.model, record.verdict,
+                 record.cache_hit)
         key = (moment.date(), group)
         found = totals.get(key)
         if found is None:
             found = totals[key] = {
                 "day": key[0].isoformat(), "group_hash": group_hash(*group), "project": record.project,
                 "key_id": record.key_id, "deployment": record.deployment, "provider": record.provider,
-                "model": record.model, "verdict": record.verdict, "requests": 0, "errors": 0,
-                **dict.fromkeys(TOTALS, 0), "cost": 0.0, "price": 0.0}
+                "model": record.model, "verdict": record.verdict, "cache_hit": record.cache_hit, "requests": 0,
+                "errors": 0, **dict.fromkeys(TOTALS, 0), "cost": 0.0, "price": 0.0, "cache_hits": 0, "saved": 0.0}
         found["requests"] += 1
+        if record.cache_hit:
+            found["cache_hits"] += 1
+            found["saved"] += record.saved
         if record.status >= 400:
             found["errors"] += 1
         found["input_tokens"] += record.input_tokens

@@ -127,7 +127,7 @@ async def _start(core: Core, operation: Operation, http: HTTPRequest, span: Span
     request = operation.parse(await http.json(), http.headers)
     deployment = core.deployment(request.model, principal)
     call = Call(request_id=http.request_id, request=request, deployment=deployment, principal=principal,
-                route=operation.route, trace=span)
+                route=operation.route, trace=span, cache_control=http.headers.get("cache-control"))
     if span is not None:
         assert core.tracing is not None
         core.tracing.started(span, call, operation.route)

@@ -98,6 +98,12 @@ class RedisLink(Protocol):
         ...
 
 
+class CacheAdmin(Protocol):
+    async def clear(self, deployment: str | None, project: str | None) -> int:
+        """Drop the cached answers of a deployment, a project, both, or all; how many."""
+        ...
+
+
 class AdminCore(Protocol):
     """Who is calling, the records of projects, keys and usage, and what routing sees."""
 
@@ -138,6 +144,11 @@ class AdminCore(Protocol):
     @property
     def recorder(self) -> UsageRecorder:
         """This process's usage recorder: its journal, its writes, its quarantine."""
+        ...
+
+    @property
+    def cache(self) -> CacheAdmin:
+        """The response cache (the deployments with ``cache:``)."""
         ...
 
     @property

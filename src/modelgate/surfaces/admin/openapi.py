@@ -65,14 +65,17 @@ LIMITS_IN: dict[str, Any] = {
 }
 TOKENS = {name: INT for name in ("input_tokens", "cached_input_tokens", "cache_write_tokens",
                                  "reasoning_tokens", "output_tokens")}
-USAGE_TOTALS = {"requests": INT, "errors": INT, **TOKENS, "cost": MONEY, "revenue": MONEY, "margin": MONEY}
+CACHE_TOTALS = {"cache_hits": {**INT, "description": "Requests answered from the response cache"},
+                "saved": {**MONEY, "description": "USD of provider cost the cache's answers did not spend"}}
+USAGE_TOTALS = {"requests": INT, "errors": INT, **TOKENS, "cost": MONEY, "revenue": MONEY, "margin": MONEY,
+                **CACHE_TOTALS}
 KEY: dict[str, Any] = {
     "object": {"const": "api_key"}, "id": {"type": "string"}, "project": {"type": "string"},
     "name": _nullable({"type": "string"}), "prefix": {"type": "string"}, **LIMITS,
     "expires_at": _nullable(TIME), "created_at": TIME, "revoked_at": _nullable(TIME),
     "status": {"enum": ["active", "expired", "revoked"]},
 }
-GROUPS = {name: _nullable({"type": "string"}) for name in GROUP_BY}
+GROUPS = {name: _nullable({"type": "boolean"} if name == "cache_hit" else {"type": "string"}) for name in GROUP_BY}
 _TEXT = {"type": "string"}
 REQUEST: dict[str, Any] = {
     "object": {"const": "request"}, "id": _TEXT, "created_at": TIME, "project": _nullable(_TEXT),
@@ -80,8 +83,8 @@ REQUEST: dict[str, Any] = {
     "route": _TEXT, "surface": {"enum": ["openai", "anthropic", "azure"]}, "path": _TEXT,
     "status": {"type": "integer"}, "latency_ms": {"type": "number"}, "ttft_ms": _nullable({"type": "number"}),
     **TOKENS, "cost": MONEY, "price": MONEY, "attempts": INT, "error": _nullable(_TEXT),
-    "verdict": _nullable(_TEXT), "client_ip": _nullable(_TEXT), "user_agent": _nullable(_TEXT),
-    "trace_id": _nullable(_TEXT)}
+    "verdict": _nullable(_TEXT), "cache_hit": {"type": "boolean"}, "saved": MONEY,
+    "client_ip": _nullable(_TEXT), "user_agent": _nullable(_TEXT), "trace_id": _nullable(_TEXT)}
 _NUMBER = {"type": "number"}
 SHA256 = {"type": "string", "pattern": "^[0-9a-fA-F]{64}$", "description": "A dataset file's sha256"}
 EVAL_RUN: dict[str, Any] = {
@@ -144,17 +147,22 @@ SCHEMAS: dict[str, Any] = {
         "lines": {"type": "array", "items": _object({
             "model": _nullable({"type": "string"}),
             "deployments": {"type": "array", "items": {"type": "string"}}, "requests": INT, **TOKENS,
-            "cost": MONEY, "revenue": MONEY,
+            "cost": MONEY, "revenue": MONEY, **CACHE_TOTALS,
             "replica_hours": _nullable({"type": "number", "description": "Hours the model's replicas ran "
                                                                          "(local providers; null for APIs)"}),
             "per_replica_hour": _nullable({"type": "number", "description": "USD per replica-hour, where every "
                                                                             "run in the period had the same"}),
             "compute_cost": _nullable({**MONEY, "description": "replica_hours at their per_replica_hour; null "
                                                                "where no compute_cost is set"})})},
-        "requests": INT, "revenue": MONEY,
+        "requests": INT, "revenue": MONEY, "saved": CACHE_TOTALS["saved"],
         "compute_cost": _nullable({**MONEY, "description": "USD of own compute (local providers)"}),
         "total": {"type": "number", "description": "USD owed to the provider, or spent on own compute"}}),
     "StatementList": _list("Statement"),
+    "CacheCleared": _object({
+        "object": {"const": "cache.cleared"}, "deployment": _nullable({"type": "string"}),
+        "project": _nullable({"type": "string"}),
+        "deleted": {**INT, "description": "Answers dropped (with Redis: of every process; without: of the "
+                                           "process that answered)"}}),
     "Deployment": _object({
         "object": {"const": "deployment"}, "name": {"type": "string"},
         "source": {"enum": ["config", "api"], "description": "config: read-only here; api: made through this API"},

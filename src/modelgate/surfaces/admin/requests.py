@@ -23,8 +23,8 @@ _STATUS = re.compile(r"([1-5])(?:xx|XX)|([1-5]\d\d)")
 # its attempts and payloads.
 FIELDS = ("id", "created_at", "project", "key", "deployment", "provider", "model", "route", "surface", "path",
           "status", "latency_ms", "ttft_ms", "input_tokens", "cached_input_tokens", "cache_write_tokens",
-          "reasoning_tokens", "output_tokens", "cost", "price", "attempts", "error", "verdict", "client_ip",
-          "user_agent", "trace_id")
+          "reasoning_tokens", "output_tokens", "cost", "price", "attempts", "error", "verdict", "cache_hit",
+          "saved", "client_ip", "user_agent", "trace_id")
 
 
 def parse_status(value: str) -> tuple[int, int]:
@@ -83,7 +83,8 @@ def entry_json(entry: RequestLogEntry, detail: bool = False) -> dict[str, Any]:
         "input_tokens": entry.input_tokens, "cached_input_tokens": entry.cached_input_tokens,
         "cache_write_tokens": entry.cache_write_tokens, "reasoning_tokens": entry.reasoning_tokens,
         "output_tokens": entry.output_tokens, "cost": round(entry.cost, 8), "price": round(entry.price, 8),
-        "attempts": entry.attempts, "error": entry.error, "verdict": entry.verdict, "client_ip": entry.client_ip,
+        "attempts": entry.attempts, "error": entry.error, "verdict": entry.verdict, "cache_hit": entry.cache_hit,
+        "saved": round(entry.saved, 8), "client_ip": entry.client_ip,
         "user_agent": entry.user_agent, "trace_id": entry.trace_id}
     if detail:
         shown.update(history=entry.history, request_body=entry.request_body, response_body=entry.response_body)

@@ -46,6 +46,7 @@ class AdminAPI:
         self.deployments = core.deployment_admin
         self.blocklists = core.blocklist_admin
         self.policies = core.content_policies
+        self.cache = core.cache
 
     @documented("This document", {"200": {"description": "OpenAPI 3.1"}})
     async def openapi(self, request: Request) -> Response:
@@ -204,6 +205,22 @@ class AdminAPI:
             return csv_response(wire.statements_csv(found), "statements.csv")
         return json_response(200, {"object": "list", "data": [wire.statement_json(s) for s in found]})
 
+    # -- the response cache ------------------------------------------------------------------
+
+    @documented("Clear the response cache: a deployment's answers, a project's, both, or (with neither) all",
+                {"200": answer("How many answers were dropped", "CacheCleared")},
+                parameters=[parameter("deployment", "Only this deployment's answers", text_schema("deployment")),
+                            parameter("project", "Only this project's answers (a deployment with cache scope "
+                                                 "global keeps its answers under no project)",
+                                      text_schema("project"))])
+    async def clear_cache(self, request: Request) -> Response:
+        params = query(request, {"deployment", "project"})
+        deployment = wire.text_param(params["deployment"], "deployment") if "deployment" in params else None
+        project = wire.text_param(params["project"], "project") if "project" in params else None
+        deleted = await self.cache.clear(deployment, project)
+        return json_response(200, {"object": "cache.cleared", "deployment": deployment, "project": project,
+                                   "deleted": deleted})
+
     # -- the request log ---------------------------------------------------------------------
 
     @documented("The request log, newest first: each request that reached a deployment, kept for "
@@ -305,6 +322,7 @@ ENDPOINTS = [
     Endpoint("DELETE", "/admin/blocklists/{name}", AdminAPI.delete_blocklist),
     Endpoint("GET", "/admin/usage", AdminAPI.usage),
     Endpoint("GET", "/admin/statements", AdminAPI.statements),
+    Endpoint("DELETE", "/admin/cache", AdminAPI.clear_cache),
     Endpoint("GET", "/admin/requests", AdminAPI.list_requests),
     Endpoint("GET", "/admin/requests/{request_id}", AdminAPI.get_request),
     Endpoint("GET", "/admin/evals", AdminAPI.list_evals),

@@ -21,9 +21,11 @@ from modelgate.storage.tables import api_keys, usage
 from modelgate.surfaces.admin.core import BlocklistEntry
 
 TOKEN_FIELDS = ("input_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "output_tokens")
-USAGE_FIELDS = ("requests", "errors", *TOKEN_FIELDS, "cost", "revenue", "margin")
+USAGE_FIELDS = ("requests", "errors", *TOKEN_FIELDS, "cost", "revenue", "margin", "cache_hits", "saved")
 STATEMENT_FIELDS = ("provider", "model", "deployments", "requests", *TOKEN_FIELDS, "cost", "revenue",
-                    "replica_hours", "per_replica_hour", "compute_cost")
+                    "cache_hits", "saved", "replica_hours", "per_replica_hour", "compute_cost")
+# What a usage row adds up (besides its groups).
+SUMMED = ("requests", "errors", *TOKEN_FIELDS, "cost", "revenue", "cache_hits", "saved")
 # What statements read of usage: one row per provider, model and deployment.
 STATEMENT_GROUPS = ("provider", "model", "deployment")
 
@@ -83,14 +85,15 @@ def deployment_json(deployment: DeploymentSettings, record: DeploymentRecord | N
 def usage_row_json(row: UsageRow, group_by: Sequence[str]) -> dict[str, Any]:
     body: dict[str, Any] = {name: getattr(row, "key_id" if name == "key" else name) for name in group_by}
     body.update({name: getattr(row, name) for name in ("requests", "errors", *TOKEN_FIELDS)})
-    body.update(cost=_money(row.cost), revenue=_money(row.revenue), margin=_money(row.margin))
+    body.update(cost=_money(row.cost), revenue=_money(row.revenue), margin=_money(row.margin),
+                cache_hits=row.cache_hits, saved=_money(row.saved))
     return body
 
 
 def totals(rows: Sequence[UsageRow]) -> UsageRow:
     total = UsageRow()
     for row in rows:
-        for name in ("requests", "errors", *TOKEN_FIELDS, "cost", "revenue"):
+        for name in SUMMED:
             setattr(total, name, getattr(total, name) + getattr(row, name))
     return total
 
@@ -181,7 +184,7 @@ def statements(rows: Sequence[UsageRow], since: datetime | None, until: datetime
         if row.provider is None:
             continue
         found = line(row.provider, row.model)
-        for name in ("requests", "errors", *TOKEN_FIELDS, "cost", "revenue"):
+        for name in SUMMED:
             setattr(found.usage, name, getattr(found.usage, name) + getattr(row, name))
         if row.deployment is not None and row.deployment not in found.deployments:
             found.deployments.append(row.deployment)
@@ -198,6 +201,7 @@ def statement_line_json(line: StatementLine) -> dict[str, Any]:
     return {"model": row.model, "deployments": line.deployments,
             **{name: getattr(row, name) for name in ("requests", *TOKEN_FIELDS)},
             "cost": _money(row.cost), "revenue": _money(row.revenue),
+            "cache_hits": row.cache_hits, "saved": _money(row.saved),
             "replica_hours": round(compute.replica_hours, 6) if compute is not None else None,
             "per_replica_hour": compute.per_replica_hour if compute is not None else None,
             "compute_cost": (_money(compute.compute_cost)
@@ -210,6 +214,7 @@ def statement_json(statement: Statement) -> dict[str, Any]:
             "until": _time(statement.until), "lines": [statement_line_json(line) for line in statement.lines],
             "requests": sum(line.usage.requests for line in statement.lines),
             "revenue": _money(sum(line.usage.revenue for line in statement.lines)),
+            "saved": _money(sum(line.usage.saved for line in statement.lines)),
             "compute_cost": _money(compute) if compute is not None else None,
             "total": _money(statement.total)}
 

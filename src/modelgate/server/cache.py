@@ -1,0 +1,100 @@
+"""The response cache as the gateway builds it: its store (in the process, or Redis when
+``redis_url`` is set), the semantic index beside it, and the embedders of semantic lookups
+(all-MiniLM-L6-v2 in this process, or an embeddings deployment asked through the chain)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelgate.cache import Index, MemoryIndex, MemoryStore, RedisIndex, RedisStore, ResponseCache, Store
+from modelgate.cache.semantic import Vector
+from modelgate.config.settings import Settings
+from modelgate.pipeline.contract import Call, Handler, Stage
+from modelgate.redis_client.client import RedisClient
+from modelgate.schema.events import Embeddings
+from modelgate.schema.request import EmbeddingRequest
+
+log = logging.getLogger("modelgate.cache")
+
+LOCAL = "local"
+
+
+def build_cache(settings: Settings, redis: RedisClient | None, prefix: str, handler: Callable[[], Handler],
+                budget: Stage | None) -> ResponseCache:
+    """The cache stage; ``handler`` gives the chain (once built), which asks embeddings
+    deployments; ``budget``, the stage priced hits pass."""
+    config = settings.cache
+    store: Store = RedisStore(redis, prefix + "cache:") if redis is not None else \
+        MemoryStore(config.memory_mb * 1024 * 1024)
+    index: Index = RedisIndex(redis, prefix + "cache:") if redis is not None else MemoryIndex()
+    local = LocalEncoder(Path(settings.cache_dir or tempfile.gettempdir()))
+
+    async def embed(call: Call, embedder: str, text: str) -> Vector | None:
+        if embedder == LOCAL:
+            return await local.encode(text)
+        return await _deployment_vector(settings, handler(), call, embedder, text)
+
+    return ResponseCache(store, index=index, embed=embed, budget=budget, max_entry_bytes=config.max_entry_kb * 1024)
+
+
+class LocalEncoder:
+    """all-MiniLM-L6-v2 in this process, loaded on first use (in a worker thread, as encoding is);
+    where it cannot be loaded, that is logged once and semantic lookups are exact only."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        self.cache_dir = cache_dir
+        self._model: Any = None
+        self._failed = False
+        self._lock = threading.Lock()
+
+    def _loaded(self) -> Any:
+        with self._lock:
+            if self._model is None and not self._failed:
+                from modelgate.engines.sentence import SentenceEncoderUnavailable, load_sentence_encoder
+                try:
+                    self._model = load_sentence_encoder(self.cache_dir / "sentence-encoder")
+                except SentenceEncoderUnavailable as problem:
+                    self._failed = True
+                    log.error("the semantic cache's local embedder cannot be loaded (%s); its deployments' "
+                              "lookups are exact only", problem)
+            return self._model
+
+    def _encode(self, text: str) -> Vector | None:
+        model = self._loaded()
+        if model is None:
+            return None
+        found: Vector = model.encode([text])[0]
+        return found
+
+    async def encode(self, text: str) -> Vector | None:
+        if self._failed:
+            return None
+        return await asyncio.to_thread(self._encode, text)
+
+
+async def _deployment_vector(settings: Settings, handler: Handler, call: Call, name: str,
+                             text: str) -> Vector | None:
+    """``text``'s vector from the embeddings deployment ``name`` (of those in force, the admin
+    API's included), asked through the chain as a call of the same caller: metered under its
+    project, with a request id of its own."""
+    deployment = settings.deployments.get(name)
+    if deployment is None:
+        return None
+    request = EmbeddingRequest(model=name, input=[text])
+    asked = Call(request_id=f"{call.request_id}-cache", request=request, deployment=deployment,
+                 principal=call.principal, route="embeddings")
+    vectors: list[list[float] | str] = []
+    async for event in handler(asked):
+        if isinstance(event, Embeddings):
+            vectors = event.vectors
+    if not vectors or not isinstance(vectors[0], list):
+        return None
+    return np.asarray(vectors[0], dtype=np.float32)
