@@ -88,7 +88,8 @@ async def timed(target: loadgen.Target, shape: loadgen.Shape, nonces: Iterator[i
     return found
 
 
-async def run_gateway(label: str, config: dict[str, Any], args: argparse.Namespace, log_dir: Path) -> list[dict[str, Any]]:
+async def run_gateway(label: str, config: dict[str, Any], args: argparse.Namespace,
+                      log_dir: Path) -> list[dict[str, Any]]:
     path = log_dir / f"{label}.yaml"
     path.write_text(yaml.safe_dump(config))
     port = measure.free_port()

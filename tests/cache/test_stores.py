@@ -112,7 +112,7 @@ async def test_an_unreachable_redis_is_a_miss() -> None:
         index = RedisIndex(unreachable, "modelgate:x:cache:")
         room = Room("chat", "p", "ef" * 16)
         await index.add(room, unit([1, 0, 0]), "a" * 32, ttl_s=30)
-        assert await index.nearest(room, unit([1, 0, 0])) is None
+        assert not await index.sync(room) and index.nearest(room, unit([1, 0, 0])) is None
     finally:
         await unreachable.close()
 
@@ -134,27 +134,28 @@ async def test_the_index_finds_the_nearest_in_its_room_only() -> None:
     room, other = Room("chat", "p", "a" * 32), Room("chat", "q", "a" * 32)
     await index.add(room, unit([1, 0, 0]), "x" * 32, ttl_s=60)
     await index.add(room, unit([0, 1, 0]), "y" * 32, ttl_s=60)
-    assert near(await index.nearest(room, unit([0.9, 0.1, 0]))) == ("x" * 32, 0.994)
-    assert await index.nearest(other, unit([1, 0, 0])) is None
+    assert await index.sync(room) and not await index.sync(other)
+    assert near(index.nearest(room, unit([0.9, 0.1, 0]))) == ("x" * 32, 0.994)
+    assert index.nearest(other, unit([1, 0, 0])) is None
     clock.now += 61
-    assert await index.nearest(room, unit([1, 0, 0])) is None  # expired
+    assert not await index.sync(room) and index.nearest(room, unit([1, 0, 0])) is None  # expired
     for i in range(ROOM_ENTRIES + 10):
         await index.add(room, unit([1, i, 0]), f"{i:032x}", ttl_s=60)
     # The oldest ten went; the nearest left is the eleventh added.
-    assert near(await index.nearest(room, unit([1, 0, 0]))) == (f"{10:032x}", round(1 / np.sqrt(101), 3))
+    assert near(index.nearest(room, unit([1, 0, 0]))) == (f"{10:032x}", round(1 / np.sqrt(101), 3))
     await index.clear("chat", "p")
-    assert await index.nearest(room, unit([1, 0, 0])) is None
+    assert not await index.sync(room) and index.nearest(room, unit([1, 0, 0])) is None
 
 
 async def test_processes_share_the_index_through_redis(redis: RedisClient) -> None:
     prefix = f"modelgate:test-{secrets.token_hex(4)}:cache:"
     one, two = RedisIndex(redis, prefix), RedisIndex(redis, prefix)
     room = Room("chat", "p", "b" * 32)
-    assert await two.nearest(room, unit([1, 0, 0])) is None
+    assert not await two.sync(room)
     await one.add(room, unit([1, 0, 0]), "x" * 32, ttl_s=60)
     await one.add(room, unit([0, 0, 1]), "z" * 32, ttl_s=60)
-    assert near(await two.nearest(room, unit([1, 0.05, 0]))) == ("x" * 32, 0.999)
-    await one.add(room, unit([0, 1, 0]), "y" * 32, ttl_s=60)  # read by the next look, not again from the start
-    assert near(await two.nearest(room, unit([0, 1, 0]))) == ("y" * 32, 1.0)
+    assert await two.sync(room) and near(two.nearest(room, unit([1, 0.05, 0]))) == ("x" * 32, 0.999)
+    await one.add(room, unit([0, 1, 0]), "y" * 32, ttl_s=60)  # read by the next sync, not again from the start
+    assert await two.sync(room) and near(two.nearest(room, unit([0, 1, 0]))) == ("y" * 32, 1.0)
     assert len(two.mirror._rooms[room].digests) == 3
     assert 0 < int(await redis.command("PTTL", one.key(room))) <= 60_000

@@ -230,3 +230,78 @@ def test_two_gateway_processes_share_answers_through_redis(cache_sim: SimulatorT
         cleared = httpx.delete(f"{two.base_url}/admin/cache", params={"project": "fleet"}, headers=ADMIN, timeout=30)
         assert cleared.json()["deleted"] == 1
         assert chat(first, prompt)[1] == "miss"
+
+
+def test_hits_count_against_rate_limits_and_priced_hits_against_budgets(gateway: RunningGateway,
+                                                                        cache_sim: SimulatorThread) -> None:
+    filler = openai.OpenAI(base_url=gateway.v1, api_key=make_key(gateway, "governed"), max_retries=0)
+    prompt = unique("Define latency.")
+    chat(filler, prompt)
+    chat(filler, prompt, model="shared")
+
+    # A key of the same project allowed two requests a minute: hits are requests.
+    response = httpx.post(f"{gateway.base_url}/admin/keys", json={"project": "governed", "rpm": 2},
+                          headers=ADMIN, timeout=30)
+    limited = openai.OpenAI(base_url=gateway.v1, api_key=response.json()["key"], max_retries=0)
+    assert chat(limited, prompt)[1] == "hit" and chat(limited, prompt)[1] == "hit"
+    with pytest.raises(openai.RateLimitError):
+        chat(limited, prompt)
+
+    # A key with a budget too small for any request: a hit its deployment charges for passes the
+    # budget and is refused; a free hit (price.cache_hit 0, the default) costs it nothing.
+    response = httpx.post(f"{gateway.base_url}/admin/keys", json={"project": "governed", "budget": 1e-7},
+                          headers=ADMIN, timeout=30)
+    assert response.status_code == 201, response.text
+    poor = openai.OpenAI(base_url=gateway.v1, api_key=response.json()["key"], max_retries=0)
+    before = upstream_calls(cache_sim)
+    with pytest.raises(openai.RateLimitError) as refused:
+        chat(poor, prompt)
+    assert "budget" in str(refused.value)
+    assert chat(poor, prompt, model="shared")[1] == "hit"
+    assert upstream_calls(cache_sim) == before
+
+
+def semantic_config(sim: SimulatorThread, embedder: str, threshold: float) -> dict[str, Any]:
+    base = config(sim)
+    base["deployments"] += [
+        {"name": "embed", "provider": "openai", "model": "text-embedding-3-small"},
+        {"name": "support", "provider": "openai", "model": "gpt-4o",
+         "cache": {"mode": "semantic", "threshold": threshold, "embedder": embedder}},
+    ]
+    return base
+
+
+def ask(client: openai.OpenAI, system: str, content: Any) -> tuple[str, str | None]:
+    raw = client.chat.completions.with_raw_response.create(
+        model="support", temperature=0,
+        messages=[{"role": "system", "content": system}, {"role": "user", "content": content}])
+    return str(raw.parse().choices[0].message.content), raw.headers.get("x-modelgate-cache")
+
+
+def test_a_semantic_cache_asks_its_embeddings_deployment_and_compares_the_last_turn_only(
+        cache_sim: SimulatorThread) -> None:
+    with gateway_in_thread(semantic_config(cache_sim, "embed", 0.99)) as gateway:
+        client = openai.OpenAI(base_url=gateway.v1, api_key=make_key(gateway, "helpdesk"), max_retries=0)
+        text = unique("Where is my parcel?")
+        start = upstream_calls(cache_sim)
+        answer, said = ask(client, "You are a support bot.", text)
+        assert said == "miss"
+        # Its last turn is embedded to be kept after the answer went out (the first of its room:
+        # the lookup embedded nothing).
+        wait_until(lambda: upstream_calls(cache_sim) == start + 2, what="the answer's embedding")
+        # The same words in two parts: another request exactly, the same last turn by meaning (the
+        # simulator's embeddings are equal for equal texts only).
+        parts = [{"type": "text", "text": text[:9]}, {"type": "text", "text": text[9:]}]
+        before = upstream_calls(cache_sim)
+        assert ask(client, "You are a support bot.", parts) == (answer, "hit")
+        # Another system prompt is another conversation: never a semantic hit.
+        assert ask(client, "You are a sales bot.", parts)[1] == "miss"
+        # Another project has its own entries.
+        other = openai.OpenAI(base_url=gateway.v1, api_key=make_key(gateway, "helpdesk-2"), max_retries=0)
+        assert ask(other, "You are a support bot.", parts)[1] == "miss"
+        # Two answers; the embedding of the one lookup in a room with entries, and of the two new
+        # answers' last turns, kept after they went out.
+        wait_until(lambda: upstream_calls(cache_sim) - before == 2 + 3, what="the embeddings of the kept answers")
+        # The embeddings calls are metered under the caller's project.
+        wait_until(lambda: any(row["deployment"] == "embed" for row in usage(
+            gateway, project="helpdesk", group_by="deployment")["data"]), what="the embeddings' usage records")

@@ -4,14 +4,15 @@ Entries are grouped by ``Room``: the deployment, the scope (project or global) a
 the conversation without its last user turn, which must match exactly. A room holds at most
 ``ROOM_ENTRIES`` (the oldest go first); a search compares the query's vector with every vector of
 its room (rows of length 1, so a dot product is the cosine) and returns the nearest, which is a
-hit at ``threshold`` or above. The answer itself is kept in the store under its own digest: a
+hit at ``threshold`` or above. ``sync`` comes first and says whether the room holds anything: a
+lookup in an empty room embeds nothing. The answer itself is kept in the store under its own digest: a
 vector whose answer expired or was evicted finds nothing there, and is a miss.
 
 ``MemoryIndex`` keeps rooms in the process. ``RedisIndex`` keeps each room as a Redis stream
 (vector and digest per entry, trimmed to ``ROOM_ENTRIES``, expiring with the cache's TTL), which
 every process mirrors: a search first reads what was added since its last look (one ``XRANGE``,
-usually empty), then searches its mirror, so each lookup costs one round trip whatever the
-room's size.
+usually empty) in ``sync``, then searches its mirror, so each lookup costs one round trip whatever
+the room's size.
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ class _Vectors:
             del self.digests[:cut]
             del self.expires[:cut]
 
+    def live(self, now: float) -> bool:
+        return any(until > now for until in self.expires)
+
     def nearest(self, vector: Vector, now: float) -> tuple[float, str] | None:
         if self.matrix is None:
             return None
@@ -73,8 +77,11 @@ class _Vectors:
 
 
 class Index(Protocol):
-    async def nearest(self, room: Room, vector: Vector) -> tuple[float, str] | None:
-        """The most similar entry of ``room``: (cosine similarity, its answer's digest)."""
+    async def sync(self, room: Room) -> bool:
+        """Bring ``room`` up to date; whether it holds an entry that has not expired."""
+
+    def nearest(self, room: Room, vector: Vector) -> tuple[float, str] | None:
+        """The most similar entry of ``room`` as last synced: (cosine similarity, its answer's digest)."""
 
     async def add(self, room: Room, vector: Vector, digest: str, ttl_s: int) -> None: ...
 
@@ -95,7 +102,11 @@ class MemoryIndex:
         found.used = self.clock()
         return found
 
-    async def nearest(self, room: Room, vector: Vector) -> tuple[float, str] | None:
+    async def sync(self, room: Room) -> bool:
+        found = self._rooms.get(room)
+        return found is not None and found.live(self.clock())
+
+    def nearest(self, room: Room, vector: Vector) -> tuple[float, str] | None:
         found = self._rooms.get(room)
         return None if found is None else found.nearest(vector, self.clock())
 
@@ -117,13 +128,13 @@ class RedisIndex:
         self.mirror = MemoryIndex(clock)
         self._outage = OutageLog("semantic cache", "requests are answered by their deployments, uncached")
 
-    async def nearest(self, room: Room, vector: Vector) -> tuple[float, str] | None:
+    async def sync(self, room: Room) -> bool:
         mirrored = self.mirror._room(room)
         try:
             added = await self.redis.command("XRANGE", self.key(room), "(" + mirrored.seen, "+")
         except (TimeoutError, OSError, RespError) as problem:
             self._outage.failed(problem)
-            return None
+            return False
         now = self.mirror.clock()
         for entry_id, fields in added or ():
             values = dict(zip(fields[::2], fields[1::2], strict=True))
@@ -134,7 +145,10 @@ class RedisIndex:
             except (KeyError, ValueError):
                 pass  # an entry another version wrote: skipped
             mirrored.seen = entry_id.decode()
-        return mirrored.nearest(vector, now)
+        return mirrored.live(now)
+
+    def nearest(self, room: Room, vector: Vector) -> tuple[float, str] | None:
+        return self.mirror.nearest(room, vector)
 
     async def add(self, room: Room, vector: Vector, digest: str, ttl_s: int) -> None:
         key = self.key(room)

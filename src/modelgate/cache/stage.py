@@ -94,7 +94,8 @@ class ResponseCache:
         vector: Vector | None = None
         if not refresh:
             entry = await self._get(slot)
-            if entry is None and room is not None and text is not None:
+            if entry is None and room is not None and text is not None and self.index is not None \
+                    and await self.index.sync(room):
                 vector = await self._embed(call, settings, text)
                 entry = await self._nearest(room, vector, settings.threshold) if vector is not None else None
             if entry is not None:
@@ -138,7 +139,7 @@ class ResponseCache:
 
     async def _nearest(self, room: Room, vector: Vector, threshold: float) -> Entry | None:
         assert self.index is not None
-        near = await self.index.nearest(room, vector)
+        near = self.index.nearest(room, vector)
         if near is None or near[0] < threshold:
             return None
         return await self._get(Slot(room.deployment, room.scope, near[1]))
