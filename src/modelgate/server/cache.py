@@ -21,6 +21,8 @@ from modelgate.pipeline.contract import Call, Handler, Stage
 from modelgate.redis_client.client import RedisClient
 from modelgate.schema.events import Embeddings
 from modelgate.schema.request import EmbeddingRequest
+from modelgate.storage import Storage
+from modelgate.storage.revisions import REFRESH_INTERVAL, RevisionFollower
 
 log = logging.getLogger("modelgate.cache")
 
@@ -98,3 +100,46 @@ async def _deployment_vector(settings: Settings, handler: Handler, call: Call, n
     if not vectors or not isinstance(vectors[0], list):
         return None
     return np.asarray(vectors[0], dtype=np.float32)
+
+
+class CacheClearSync:
+    """``DELETE /admin/cache`` on every process. With Redis the answers are shared and a clear is
+    one; without, each process keeps its own, so a clear is also stored (storage/cache_clears.py)
+    and the other processes apply it within ``interval`` seconds."""
+
+    def __init__(self, storage: Storage, cache: ResponseCache, shared: bool,
+                 interval: float = REFRESH_INTERVAL) -> None:
+        self.storage = storage
+        self.cache = cache
+        self.shared = shared
+        self.revision = 0
+        self.follower = RevisionFollower(storage, None, "cache-clears", refresh=self._apply,
+                                         revision=lambda: self.revision, interval=interval, what="cache clear",
+                                         logger=log)
+
+    async def start(self) -> None:
+        if not self.shared:
+            self.revision = await self.storage.cache_clears.current()  # a new process's store is empty
+            await self.follower.start()
+
+    async def stop(self) -> None:
+        await self.follower.stop()
+        await self.cache.close()
+
+    async def clear(self, deployment: str | None, project: str | None) -> int:
+        """Drop the matching answers; how many this process (with Redis: every process) had."""
+        dropped = await self.cache.clear(deployment, project)
+        if not self.shared:
+            revision = await self.storage.cache_clears.add(deployment, project)
+            if revision == self.revision + 1:  # no other clear in between: this one is applied here
+                self.revision = revision
+        return dropped
+
+    async def _apply(self) -> bool:
+        changes = await self.storage.cache_clears.changes_since(self.revision)
+        if changes is None:
+            return False
+        for deployment, project in changes.clears:
+            await self.cache.clear(deployment, project)
+        self.revision = changes.revision
+        return True

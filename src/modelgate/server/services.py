@@ -36,7 +36,7 @@ from modelgate.safety.shield import load_onnx
 from modelgate.schema.errors import NotFound
 from modelgate.schema.request import ChatRequest
 from modelgate.server.blocklists import BlocklistSync
-from modelgate.server.cache import build_cache
+from modelgate.server.cache import CacheClearSync, build_cache
 from modelgate.server.chain import build_handler
 from modelgate.server.deployments import DeploymentSync
 from modelgate.server.engines import LocalEngines
@@ -84,6 +84,7 @@ class Services:
     tracing: Tracing | None  # spans exported over OTLP; None: telemetry.otlp_endpoint is not set
     request_log: RequestLog | None  # each request's entry, written behind it; None: request_log.enabled false
     cache: ResponseCache  # the deployments' cached answers (those with cache:)
+    cache_clears: CacheClearSync  # clears of it, on every process
     # State kept for clients: stored responses (written behind the requests), and the sealer of
     # what they hold themselves (reasoning state in encrypted_content).
     responses: ResponseStore
@@ -111,6 +112,7 @@ class Services:
             await self._start_providers()
             await self.deployment_sync.start()
             await self.blocklist_sync.start()
+            await self.cache_clears.start()
             await self.storage.prices.sync(self.prices)
             await self._load_quality_evidence()
         except BaseException:
@@ -173,7 +175,7 @@ class Services:
         # No deployment change starts a pool from here on.
         await self.deployment_sync.stop()
         await self.blocklist_sync.stop()
-        await self.cache.close()  # answers being kept (a semantic one may still ask its embedder)
+        await self.cache_clears.stop()  # and the answers being kept (a semantic one may ask its embedder)
         # Requests are over: local engines drain what is left of them and stop.
         await asyncio.gather(*(provider.close() for provider in self.providers.values()))
         await self.uptime.stop()  # the replicas' ends, which closing the providers just queued
@@ -206,6 +208,10 @@ class Services:
     @property
     def deployment_admin(self) -> DeploymentSync:
         return self.deployment_sync
+
+    @property
+    def cache_admin(self) -> CacheClearSync:
+        return self.cache_clears
 
     @property
     def blocklist_admin(self) -> BlocklistSync:
@@ -299,6 +305,7 @@ async def build_services(settings: Settings) -> Services:
         tracing=tracing,
         request_log=requests,
         cache=cache,
+        cache_clears=CacheClearSync(storage, cache, shared=redis is not None),
     )
 
 

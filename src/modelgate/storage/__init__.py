@@ -5,6 +5,7 @@
     storage.keys                      projects and keys (keys.py)
     storage.deployments               deployments made through the admin API (deployments.py)
     storage.blocklists                content-policy lists set through the admin API (blocklists.py)
+    storage.cache_clears              clears of the response cache, for processes without Redis (cache_clears.py)
     storage.write_usage(records)      idempotent by request id; StorageUnavailable when down,
                                       DataRejected when the database refuses a value
     storage.spend / query_usage       budgets and reports (usage.py)

@@ -419,7 +419,25 @@ def m009_cache(conn: Connection) -> None:
     """The response cache's answers on the bill: ``cache_hit`` on ``usage``, ``usage_daily`` (a
     group of its own, ``group_by=cache_hit``; the day totals of earlier days have none, and keep
     their group hashes) and ``request_log``; ``saved``, the provider cost a hit did not spend, on
-    ``usage`` and ``request_log``, and summed on ``usage_daily`` with ``cache_hits``."""
+    ``usage`` and ``request_log``, and summed on ``usage_daily`` with ``cache_hits``. And
+    ``cache_clears``: each ``DELETE /admin/cache`` under the next ``cache_clear_revision``, which
+    the gateway processes that keep answers in their own memory follow."""
+    meta = MetaData()
+    Table(
+        "cache_clears", meta,
+        Column("revision", BigInteger, primary_key=True),
+        Column("deployment", String(200), nullable=True),  # NULL: every deployment
+        Column("project", String(200), nullable=True),  # NULL: every project
+        Column("created_at", UTCDateTime, nullable=False),
+    )
+    meta.create_all(conn)
+    counters = Table(
+        "counters", MetaData(),
+        Column("name", String(50), primary_key=True),
+        Column("value", BigInteger, nullable=False),
+        Column("text", String(100), nullable=True),
+    )
+    conn.execute(insert(counters).values(name="cache_clear_revision", value=0, text=None))
     false = "FALSE" if conn.dialect.name == "postgresql" else "0"
     for table in ("usage", "usage_daily", "request_log"):
         conn.execute(text(f"ALTER TABLE {table} ADD COLUMN cache_hit BOOLEAN NOT NULL DEFAULT {false}"))

@@ -15,6 +15,7 @@ from sqlalchemy import insert, inspect, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from modelgate.storage.blocklists import BlocklistRepository
+from modelgate.storage.cache_clears import CacheClearRepository
 from modelgate.storage.deployments import DeploymentRepository
 from modelgate.storage.engine import Database, describe
 from modelgate.storage.errors import SchemaOutdated
@@ -45,6 +46,7 @@ class Storage:
         self.keys = KeyRepository(db)
         self.deployments = DeploymentRepository(db)
         self.blocklists = BlocklistRepository(db)
+        self.cache_clears = CacheClearRepository(db)
         self.prices = PriceRepository(db)
         self.usage = UsageRepository(db)
         self.secrets = SecretRepository(db)

@@ -252,6 +252,17 @@ request_log = Table(
 )
 
 
+# Each ``DELETE /admin/cache`` (storage/cache_clears.py), which processes keeping answers in their
+# own memory apply; ``revision`` is the ``cache_clear_revision`` it took. NULL: every one.
+cache_clears = Table(
+    "cache_clears", metadata,
+    Column("revision", BigInteger, primary_key=True),
+    Column("deployment", String(200), nullable=True),
+    Column("project", String(200), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+
 # The deployments made through the admin API (storage/deployments.py): ``body`` is the deployment
 # as JSON text, NULL once deleted; ``revision`` is the ``deployment_revision`` of its last change.
 api_deployments = Table(

@@ -147,7 +147,7 @@ class AdminCore(Protocol):
         ...
 
     @property
-    def cache(self) -> CacheAdmin:
+    def cache_admin(self) -> CacheAdmin:
         """The response cache (the deployments with ``cache:``)."""
         ...
 

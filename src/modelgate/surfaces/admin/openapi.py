@@ -161,8 +161,8 @@ SCHEMAS: dict[str, Any] = {
     "CacheCleared": _object({
         "object": {"const": "cache.cleared"}, "deployment": _nullable({"type": "string"}),
         "project": _nullable({"type": "string"}),
-        "deleted": {**INT, "description": "Answers dropped (with Redis: of every process; without: of the "
-                                           "process that answered)"}}),
+        "deleted": {**INT, "description": "Answers dropped: with Redis, of every process; without, of the "
+                                           "process that answered (the others drop theirs within 2 s)"}}),
     "Deployment": _object({
         "object": {"const": "deployment"}, "name": {"type": "string"},
         "source": {"enum": ["config", "api"], "description": "config: read-only here; api: made through this API"},

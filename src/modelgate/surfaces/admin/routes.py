@@ -46,7 +46,7 @@ class AdminAPI:
         self.deployments = core.deployment_admin
         self.blocklists = core.blocklist_admin
         self.policies = core.content_policies
-        self.cache = core.cache
+        self.cache = core.cache_admin
 
     @documented("This document", {"200": {"description": "OpenAPI 3.1"}})
     async def openapi(self, request: Request) -> Response:
