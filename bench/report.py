@@ -196,7 +196,7 @@ def with_charts(md: str, charts: Sequence[tuple[str, str]]) -> str:
 # Sections of docs/benchmarks.md that other scripts write (bench/local.py): a rewrite by run.py keeps them.
 KEPT_SECTIONS = ("## Models run by the gateway (local engine)", "## Models run by the gateway (vllm engine, CPU build)",
                  "## Observability's cost (traces and metrics)", "## The request log at a million rows",
-                 "## The request log's cost")
+                 "## The request log's cost", "## The response cache's cost")
 
 
 def section(md: str, title: str) -> list[str] | None:
