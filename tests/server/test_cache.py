@@ -318,3 +318,23 @@ def test_a_semantic_cache_asks_its_embeddings_deployment_and_compares_the_last_t
         # The embeddings calls are metered under the caller's project.
         wait_until(lambda: any(row["deployment"] == "embed" for row in usage(
             gateway, project="helpdesk", group_by="deployment")["data"]), what="the embeddings' usage records")
+
+
+def test_hits_are_counted_apart_in_the_metrics(gateway: RunningGateway) -> None:
+    client = openai.OpenAI(base_url=gateway.v1, api_key=make_key(gateway, "watched"), max_retries=0)
+    prompt = unique("What is a cache?")
+    chat(client, prompt)
+    chat(client, prompt)
+    chat(client, prompt)
+
+    def metrics() -> str:
+        return httpx.get(f"{gateway.base_url}/metrics", headers=ADMIN, timeout=30).text
+
+    wait_until(lambda: 'modelgate_cache_hits_total{deployment="cached",project="watched"} 2' in metrics(),
+               what="two hits counted")
+    text = metrics()
+    assert 'modelgate_cache_saved_usd_total{deployment="cached",project="watched"}' in text
+    # Only the miss was an operation on the provider.
+    [line] = [line for line in text.splitlines() if line.startswith(
+        "gen_ai_client_operation_duration_seconds_count") and 'gen_ai_request_model="cached"' in line]
+    assert line.endswith(" 1")

@@ -66,6 +66,12 @@ class GatewayMetrics:
         self.refusals = registry.counter(
             "modelgate_refusals_total", "Requests refused by a rate limit, a budget or a content policy",
             ("deployment", "reason", "project"))
+        self.cache_hits = registry.counter(
+            "modelgate_cache_hits_total", "Requests answered from the response cache (no upstream was called)",
+            ("deployment", "project"))
+        self.cache_saved = registry.counter(
+            "modelgate_cache_saved_usd_total", "What the cache's answers would have cost from the providers (USD)",
+            ("deployment", "project"))
         self.duration = registry.histogram(
             "gen_ai_client_operation_duration_seconds", "GenAI operation duration",
             (*GENAI, "error_type"), DURATION_BUCKETS)
@@ -95,6 +101,12 @@ class GatewayMetrics:
         reason = REFUSALS.get(error)
         if reason is not None:
             self.refusals.inc((deployment, reason, project))
+        if record.cache_hit:  # answered by the gateway itself: all of it overhead, no GenAI operation
+            self.cache_hits.inc((deployment, project))
+            if record.saved:
+                self.cache_saved.inc((deployment, project), record.saved)
+            self.overhead.observe((deployment, record.route), record.latency_ms / 1000)
+            return
         if record.provider is None:  # refused before any upstream was asked: no GenAI operation
             return
         self.overhead.observe((deployment, record.route), max(record.latency_ms / 1000 - upstream_s, 0.0))

@@ -150,6 +150,9 @@ class Tracing:
             known["modelgate.key_id"] = record.key_id
         if record.verdict is not None:
             known["modelgate.safety.verdict"] = record.verdict
+        cache = call.response_headers.get("x-modelgate-cache")
+        if cache is not None:
+            known["modelgate.cache"] = cache  # hit | miss | bypass; a hit has no CLIENT span
         if record.status >= 400 and record.error:
             known["error.type"] = record.error.split(":", 1)[0].strip()[:100]
             span.set_status(StatusCode.ERROR)
