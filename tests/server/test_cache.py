@@ -338,3 +338,23 @@ def test_hits_are_counted_apart_in_the_metrics(gateway: RunningGateway) -> None:
     [line] = [line for line in text.splitlines() if line.startswith(
         "gen_ai_client_operation_duration_seconds_count") and 'gen_ai_request_model="cached"' in line]
     assert line.endswith(" 1")
+
+
+def test_a_semantic_cache_answers_a_paraphrase_and_not_a_near_miss(cache_sim: SimulatorThread,
+                                                                   tmp_path: Path) -> None:
+    """all-MiniLM-L6-v2 in the gateway's process (embedder: local): "how can I cancel my order"
+    is the question asked before in other words (cosine ~0.99), "cancel my subscription" is not
+    (~0.71)."""
+    with gateway_in_thread(semantic_config(cache_sim, "local", 0.9),
+                           env={"MODELGATE_CACHE_DIR": str(tmp_path)}) as gateway:
+        client = openai.OpenAI(base_url=gateway.v1, api_key=make_key(gateway, "shop"), max_retries=0)
+        system = unique("You are the shop's support bot.")  # a conversation of its own
+        answer, said = ask(client, system, "How do I cancel my order?")
+        assert said == "miss"
+        before = upstream_calls(cache_sim)
+        # Indexed before the miss's response ended: the paraphrase asked at once finds it.
+        assert ask(client, system, "how can I cancel my order") == (answer, "hit")
+        assert ask(client, system, "I want to cancel the order I placed")[1] == "hit"
+        assert ask(client, system, "How do I cancel my subscription?")[1] == "miss"
+        assert ask(client, system, "How do I track my order?")[1] == "miss"
+        assert upstream_calls(cache_sim) == before + 2

@@ -107,23 +107,36 @@ class ResponseCache:
                 return
         self.misses += 1
         call.response_headers[HEADER] = "bypass" if refresh else "miss"
-        recording = Recording(max(1, request.n or 1))
-        asked = request.max_tokens
-        async with aclosing(next(call)) as events:
-            async for event in events:
-                recording.add(event)
-                yield event
-        if not recording.whole:
-            return
-        if request.max_tokens != asked and any(isinstance(e, Finish) and e.reason == "length"
-                                               for e in recording.events):
-            return  # cut short by a max_tokens the budget gave it, not by the request's own
-        value = encode(Entry(call.provider, call.upstream_model, recording.events))
-        if len(value) > self.max_entry_bytes:
-            return
-        keeping = asyncio.create_task(self._keep(call, settings, slot, value, room, text, vector))
-        self._keeping.add(keeping)
-        keeping.add_done_callback(self._keeping.discard)
+        # A semantic miss's last turn is embedded while the upstream answers, and the answer is
+        # indexed before the response ends: a paraphrase asked right after it finds it.
+        embedding = asyncio.ensure_future(self._embed(call, settings, text)) \
+            if vector is None and room is not None and text is not None else None
+        try:
+            recording = Recording(max(1, request.n or 1))
+            asked = request.max_tokens
+            async with aclosing(next(call)) as events:
+                async for event in events:
+                    recording.add(event)
+                    yield event
+            if not recording.whole:
+                return
+            if request.max_tokens != asked and any(isinstance(e, Finish) and e.reason == "length"
+                                                   for e in recording.events):
+                return  # cut short by a max_tokens the budget gave it, not by the request's own
+            value = encode(Entry(call.provider, call.upstream_model, recording.events))
+            if len(value) > self.max_entry_bytes:
+                return
+            if room is None:  # the exact answer is kept behind the response (with Redis, one SET)
+                keeping = asyncio.create_task(self._keep(call, settings, slot, value))
+                self._keeping.add(keeping)
+                keeping.add_done_callback(self._keeping.discard)
+                return
+            if embedding is not None:
+                vector = await embedding
+            await self._keep(call, settings, slot, value, room, vector)
+        finally:
+            if embedding is not None and not embedding.done():
+                embedding.cancel()
 
     def _hit(self, call: Call, entry: Entry) -> AsyncGenerator[Event, None]:
         call.cache_hit = True
@@ -158,14 +171,14 @@ class ResponseCache:
         length = float(np.linalg.norm(vector))
         return vector / length if length > 0 else None
 
-    async def _keep(self, call: Call, settings: DeploymentCache, slot: Slot, value: bytes, room: Room | None,
-                    text: str | None, vector: Vector | None) -> None:
+    async def _keep(self, call: Call, settings: DeploymentCache, slot: Slot, value: bytes, room: Room | None = None,
+                    vector: Vector | None = None) -> None:
+        """Store the answer, and index its last turn where it was embedded. A store that fails is
+        logged (the stores say why once where their link is down); the request is not touched."""
         try:
             await self.store.put(slot, value, settings.ttl)
-            if room is not None and text is not None and self.index is not None:
-                vector = vector if vector is not None else await self._embed(call, settings, text)
-                if vector is not None:
-                    await self.index.add(room, vector, slot.digest, settings.ttl)
+            if room is not None and vector is not None and self.index is not None:
+                await self.index.add(room, vector, slot.digest, settings.ttl)
         except Exception:
             log.exception("request %s: its answer could not be cached", call.request_id)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -30,14 +29,13 @@ LOCAL = "local"
 
 
 def build_cache(settings: Settings, redis: RedisClient | None, prefix: str, handler: Callable[[], Handler],
-                budget: Stage | None) -> ResponseCache:
+                budget: Stage | None, local: LocalEncoder) -> ResponseCache:
     """The cache stage; ``handler`` gives the chain (once built), which asks embeddings
-    deployments; ``budget``, the stage priced hits pass."""
+    deployments; ``budget``, the stage priced hits pass; ``local``, the embedder ``local``."""
     config = settings.cache
     store: Store = RedisStore(redis, prefix + "cache:") if redis is not None else \
         MemoryStore(config.memory_mb * 1024 * 1024)
     index: Index = RedisIndex(redis, prefix + "cache:") if redis is not None else MemoryIndex()
-    local = LocalEncoder(Path(settings.cache_dir or tempfile.gettempdir()))
 
     async def embed(call: Call, embedder: str, text: str) -> Vector | None:
         if embedder == LOCAL:
@@ -47,9 +45,16 @@ def build_cache(settings: Settings, redis: RedisClient | None, prefix: str, hand
     return ResponseCache(store, index=index, embed=embed, budget=budget, max_entry_bytes=config.max_entry_kb * 1024)
 
 
+def uses_local_encoder(settings: Settings) -> bool:
+    """Whether a deployment of ``settings`` has a semantic cache embedded in the process."""
+    return any(d.cache is not None and d.cache.mode == "semantic" and d.cache.embedder == LOCAL
+               for d in settings.deployments.values())
+
+
 class LocalEncoder:
-    """all-MiniLM-L6-v2 in this process, loaded on first use (in a worker thread, as encoding is);
-    where it cannot be loaded, that is logged once and semantic lookups are exact only."""
+    """all-MiniLM-L6-v2 in this process, loaded at start-up where the config's deployments use it
+    (``load``, in a worker thread) and otherwise on first use; where it cannot be loaded, that is
+    logged once and semantic lookups are exact only."""
 
     def __init__(self, cache_dir: Path) -> None:
         self.cache_dir = cache_dir
@@ -57,13 +62,16 @@ class LocalEncoder:
         self._failed = False
         self._lock = threading.Lock()
 
+    def load(self) -> None:
+        self._loaded()
+
     def _loaded(self) -> Any:
         with self._lock:
             if self._model is None and not self._failed:
-                from modelgate.engines.sentence import SentenceEncoderUnavailable, load_sentence_encoder
+                from modelgate.engines.sentence_model import EncoderUnavailable, load_sentence_encoder
                 try:
-                    self._model = load_sentence_encoder(self.cache_dir / "sentence-encoder")
-                except SentenceEncoderUnavailable as problem:
+                    self._model = load_sentence_encoder(self.cache_dir)
+                except EncoderUnavailable as problem:
                     self._failed = True
                     log.error("the semantic cache's local embedder cannot be loaded (%s); its deployments' "
                               "lookups are exact only", problem)

@@ -36,7 +36,7 @@ from modelgate.safety.shield import load_onnx
 from modelgate.schema.errors import NotFound
 from modelgate.schema.request import ChatRequest
 from modelgate.server.blocklists import BlocklistSync
-from modelgate.server.cache import CacheClearSync, build_cache
+from modelgate.server.cache import CacheClearSync, LocalEncoder, build_cache, uses_local_encoder
 from modelgate.server.chain import build_handler
 from modelgate.server.deployments import DeploymentSync
 from modelgate.server.engines import LocalEngines
@@ -85,6 +85,7 @@ class Services:
     request_log: RequestLog | None  # each request's entry, written behind it; None: request_log.enabled false
     cache: ResponseCache  # the deployments' cached answers (those with cache:)
     cache_clears: CacheClearSync  # clears of it, on every process
+    sentence_encoder: LocalEncoder  # the semantic cache's embedder local
     # State kept for clients: stored responses (written behind the requests), and the sealer of
     # what they hold themselves (reasoning state in encrypted_content).
     responses: ResponseStore
@@ -113,6 +114,8 @@ class Services:
             await self.deployment_sync.start()
             await self.blocklist_sync.start()
             await self.cache_clears.start()
+            if uses_local_encoder(self.settings):
+                await asyncio.to_thread(self.sentence_encoder.load)
             await self.storage.prices.sync(self.prices)
             await self._load_quality_evidence()
         except BaseException:
@@ -283,7 +286,8 @@ async def build_services(settings: Settings) -> Services:
         tracing.redact = redactor()
         metering.observers.append(tracing.recorded)
     budget = BudgetGuard(ledger, price_book, settings.budgets.redis_outage)
-    cache = build_cache(settings, redis, prefix, lambda: handler, budget)
+    encoder = LocalEncoder(Path(settings.cache_dir or tempfile.gettempdir()) / "sentence-encoder")
+    cache = build_cache(settings, redis, prefix, lambda: handler, budget, encoder)
     handler = build_handler(router, [SplitThinkTags()], metering=metering,
                             rate_limit=RateLimit(limiter, settings.limits.redis_outage),
                             safety=safety, cache=cache, budget=budget)
@@ -306,6 +310,7 @@ async def build_services(settings: Settings) -> Services:
         request_log=requests,
         cache=cache,
         cache_clears=CacheClearSync(storage, cache, shared=redis is not None),
+        sentence_encoder=encoder,
     )
 
 
