@@ -1,5 +1,6 @@
-"""Sentence embeddings in the gateway's own process: one pass of a llama.cpp embedding model (the
-prompt shield's), and a BERT model's static embeddings (the quality-cost router's)."""
+"""Sentence embeddings in the gateway's own process: one pass of a llama.cpp embedding model (which
+sentence_model.SentenceEncoder runs for the prompt shield and the semantic cache), and a BERT
+model's static embeddings (the quality-cost router's)."""
 
 from __future__ import annotations
 

