@@ -150,6 +150,29 @@ class PriceSettings:
     cache_hit: Annotated[float, Key("USD per million tokens as a number", at_least(0, "must be 0 or more"))] = 0.0
 
 
+# The scorers an experiment may grade its answers by: judge:DEPLOYMENT (a rubric over the question
+# and the answer) and, in shadow mode, similarity:DEPLOYMENT (the copy's answer to the main one).
+EXPERIMENT_SCORERS = ("judge", "similarity")
+
+
+@dataclass(slots=True, kw_only=True)
+class ExperimentSettings:
+    """``experiment:`` on a deployment: a share of its requests answered by (split) or copied to
+    (``shadow``) a second target, both arms' answers kept in the evaluation run
+    ``experiment:NAME`` (server/experiments.py)."""
+
+    target: TargetSettings  # read by hand: {deployment: NAME} or {provider: P, model: M}
+    share: Annotated[float, Key("a share between 0 and 1", lambda v: None if 0 <= v <= 1 else
+                                f"must be a share between 0 and 1, got {v!r}", doc="the share of requests, 0 to 1")]
+    # false: the share is answered by the target (split); true: it is also sent to the target,
+    # whose answer is scored and never returned.
+    shadow: Annotated[bool, Key("true or false")] = False
+    scorer: Annotated[str | None, Key("judge:DEPLOYMENT or similarity:DEPLOYMENT")] = None
+    rubric: Annotated[str | None, Key("a string: what the judge grades by")] = None
+    # shadow: copies in flight at once in this process; one more is dropped (and counted).
+    max_in_flight: Annotated[int, Key("a whole number of requests", positive("must be at least 1"))] = 16
+
+
 @dataclass(slots=True, kw_only=True)
 class DeploymentSettings:
     name: str
@@ -189,12 +212,15 @@ class DeploymentSettings:
     capture_content: Annotated[bool | None, Key("true or false")] = None
     # Its answers kept and given again to the same requests (cache/); None: not cached.
     cache: DeploymentCache | None = None
+    # A second target answering (or shadowing) a share of its requests; None: none. Read by hand.
+    experiment: ExperimentSettings | None = None
 
 
 TARGET: Shape[TargetSettings] = Shape(TargetSettings)
 # A deployment with one target gives its keys beside its own; a weight would mean nothing there.
 ONE_TARGET: Shape[TargetSettings] = Shape(TargetSettings, skip=("weight",))
-DEPLOYMENT: Shape[DeploymentSettings] = Shape(DeploymentSettings, by_hand=("name", "targets"))
+DEPLOYMENT: Shape[DeploymentSettings] = Shape(DeploymentSettings, by_hand=("name", "targets", "experiment"))
+EXPERIMENT: Shape[ExperimentSettings] = Shape(ExperimentSettings, by_hand=("target",))
 
 
 def read_deployments(reader: Reader, value: Any, path: str, earlier: Mapping[str, Any]) -> Any:
@@ -210,6 +236,7 @@ def read_deployments(reader: Reader, value: Any, path: str, earlier: Mapping[str
     bodies = {body["name"]: body for body in value if isinstance(body, dict) and isinstance(body.get("name"), str)}
     for index, body in enumerate(value):
         body = with_named_targets(reader, body, bodies, f"{path}[{index}]")
+        body = with_named_experiment(reader, body, bodies, f"{path}[{index}]")
         deployment = read_deployment(reader, body, f"{path}[{index}]", path, providers, policies)
         if deployment is None:
             continue
@@ -221,6 +248,12 @@ def read_deployments(reader: Reader, value: Any, path: str, earlier: Mapping[str
             if fallback not in deployments:
                 reader.fail(join(path, f"{deployment.name}.fallbacks"),
                             f"'{fallback}' is not a deployment; name one of: {', '.join(deployments)}")
+        experiment = deployment.experiment
+        if experiment is not None and experiment.scorer is not None:
+            scored_by = experiment.scorer.partition(":")[2]
+            if scored_by not in deployments:
+                reader.fail(join(path, f"{deployment.name}.experiment.scorer"),
+                            f"'{scored_by}' is not a deployment; name one of: {', '.join(deployments)}")
         cache = deployment.cache
         if cache is not None and cache.mode == "semantic" and cache.embedder != "local" \
                 and cache.embedder not in deployments:
@@ -255,6 +288,66 @@ def with_named_targets(reader: Reader, body: Any, bodies: Mapping[str, Any], whe
         target = {key: value for key, value in named.items() if key in ONE_TARGET.keys}
         targets.append({**target, **{k: v for k, v in item.items() if k != "deployment"}, "deployment": name})
     return {**body, "targets": targets}
+
+
+def with_named_experiment(reader: Reader, body: Any, bodies: Mapping[str, Any], where: str) -> Any:
+    """``body`` with its ``experiment.target`` given as ``{deployment: NAME}`` replaced by NAME's one
+    target, as ``with_named_targets`` does for ``targets:``."""
+    experiment = body.get("experiment") if isinstance(body, dict) else None
+    item = experiment.get("target") if isinstance(experiment, dict) else None
+    if not isinstance(experiment, dict) or not isinstance(item, dict) or "deployment" not in item \
+            or "provider" in item or "model" in item:
+        return body
+    name = item["deployment"]
+    named = bodies.get(name) if isinstance(name, str) else None
+    if named is None or named is body:
+        reader.fail(f"{where}.experiment.target.deployment", f"{name!r} is not another deployment of this config")
+        return {**body, "experiment": None}
+    if "targets" in named:
+        reader.fail(f"{where}.experiment.target.deployment", f"'{name}' has targets: of its own; an experiment's "
+                    "target may name a deployment of one provider and model")
+        return {**body, "experiment": None}
+    target = {key: value for key, value in named.items() if key in ONE_TARGET.keys}
+    target = {**target, **{k: v for k, v in item.items() if k != "deployment"}, "deployment": name}
+    return {**body, "experiment": {**experiment, "target": target}}
+
+
+def read_experiment(reader: Reader, body: Any, path: str,
+                    providers: Mapping[str, ProviderSettings]) -> ExperimentSettings | None:
+    """A deployment's ``experiment:``; None where it is absent or has a problem (reported)."""
+    if body is None:
+        return None
+    values = EXPERIMENT.values(reader, body, path)
+    if values is None:
+        return None
+    item = body.get("target")
+    if item is None:
+        reader.fail(f"{path}.target", "is required: {deployment: NAME} or {provider: P, model: M}, what answers "
+                    "the experiment's share")
+        return None
+    if isinstance(item, dict) and "deployment" in item and "provider" not in item:
+        reader.fail(f"{path}.target", "names a deployment, which only a deployment of the config file can do; "
+                    "give provider: and model:")
+        return None
+    target = read_target(reader, ONE_TARGET, item, f"{path}.target", providers)
+    experiment = EXPERIMENT.build(reader, body, {**values, "target": target}, path) if target is not None else None
+    if experiment is None:
+        return None
+    ok = True
+    if experiment.scorer is not None:
+        kind, _, scored_by = experiment.scorer.partition(":")
+        if kind not in EXPERIMENT_SCORERS or not scored_by:
+            reader.fail(f"{path}.scorer", f"must be judge:DEPLOYMENT or similarity:DEPLOYMENT, got "
+                        f"{experiment.scorer!r}")
+            ok = False
+        elif kind == "similarity" and not experiment.shadow:
+            reader.fail(f"{path}.scorer", "similarity compares the copy's answer with the main one, so it needs "
+                        "shadow: true; a split experiment is scored by judge:DEPLOYMENT")
+            ok = False
+    if experiment.rubric is not None and not (experiment.scorer or "").startswith("judge:"):
+        reader.fail(f"{path}.rubric", "is what a judge grades by: set scorer: judge:DEPLOYMENT, or remove rubric:")
+        ok = False
+    return experiment if ok else None
 
 
 def read_one_deployment(reader: Reader, body: Any, providers: Mapping[str, ProviderSettings],
@@ -315,6 +408,8 @@ def read_deployment(reader: Reader, body: Any, where: str, section: str,
         reader.fail(f"{path}.max_share.{provider}", "is not a configured provider")
         del shares[provider]
     deployment = DeploymentSettings(name=name, targets=targets, **values)
+    if "experiment" in body:
+        deployment.experiment = read_experiment(reader, body["experiment"], f"{path}.experiment", providers)
     if deployment.safety is not None and deployment.safety not in policies:
         known = ", ".join(policies) or "none are defined"
         reader.fail(f"{path}.safety", f"'{deployment.safety}' is not a policy under safety.policies ({known}); "

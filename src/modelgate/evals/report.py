@@ -77,14 +77,23 @@ def _rows(run: EvalRun, summaries: Sequence[Summary]) -> tuple[list[str], list[l
     return header, rows
 
 
+def _about(run: EvalRun, results: Sequence[EvalResult]) -> str:
+    """The line under a report's title: the dataset's, or an online experiment's (server/experiments.py)."""
+    if run.dataset.startswith("online:") and run.deployments:
+        *controls, treatment = run.deployments
+        return (f"Online experiment on deployment `{run.dataset.removeprefix('online:')}`: control "
+                f"{', '.join(f'`{c}`' for c in controls)}, treatment `{treatment}`; answers sampled from its "
+                f"traffic, scorers {', '.join(run.scorers) or 'none'}; {len(results)} answers. Scores are means "
+                "with their 95 % interval; quality is the mean of the scorers' means.")
+    return (f"Dataset `{run.dataset}` ({run.items} items, sha256 {run.dataset_sha256[:12]}), "
+            f"{run.repeats} repeat(s), scorers {', '.join(run.scorers)}; {len(results)} answers; "
+            f"status {run.status}. Scores are means with their 95 % interval; quality is the mean of "
+            "the scorers' means.")
+
+
 def _markdown(run: EvalRun, results: Sequence[EvalResult], summaries: Sequence[Summary],
               tags: dict[str, list[Summary]]) -> str:
-    lines = [f"# Evaluation {run.name}", "",
-             f"Dataset `{run.dataset}` ({run.items} items, sha256 {run.dataset_sha256[:12]}), "
-             f"{run.repeats} repeat(s), scorers {', '.join(run.scorers)}; {len(results)} answers; "
-             f"status {run.status}. Scores are means with their 95 % interval; quality is the mean of "
-             "the scorers' means.",
-             ""]
+    lines = [f"# Evaluation {run.name}", "", _about(run, results), ""]
     lines += _table(*_rows(run, summaries))
     for tag, rows in tags.items():
         lines += ["", f"## Tag `{tag}`", ""]

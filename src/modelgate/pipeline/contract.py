@@ -88,6 +88,7 @@ class Call:
     cache_control: str | None = None
     # Answered from the response cache (cache/stage.py): no upstream was called.
     cache_hit: bool = False
+    experiment: Any = None  # its arm of the deployment's experiment (routing/experiment.py Assignment); None: none
 
     @property
     def kind(self) -> str:

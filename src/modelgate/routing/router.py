@@ -18,6 +18,11 @@ A request with built-in tools (web_search, file_search, ...: they run on OpenAI'
 only to targets that speak the Responses API (``api: responses``); when the deployment and its
 fallbacks have none, it is refused with 400 naming the tool before anything is sent.
 
+**Experiments.** A call the experiment stage put in the ``treatment`` arm of its deployment's
+experiment (``call.experiment``, routing/experiment.py) is tried once at the experiment's target
+first; if that fails, the deployment's chain answers it as above and the response says so. A
+``shadow`` call (a copy no client sees) goes to the experiment's target alone.
+
 **Streams.** Nothing reaches the surface until an attempt has produced its first content event
 (a delta, ``Finish`` or ``Embeddings``; the provider's ``Start`` and any early ``Usage`` are held
 back until then), so a failover before that is invisible to the client. That event commits the
@@ -49,6 +54,7 @@ from modelgate.providers.base import Provider
 from modelgate.providers.openai_responses_wire import builtin_tools
 from modelgate.providers.untrusted import seconds
 from modelgate.routing.backoff import backoff_delay
+from modelgate.routing.experiment import CONTROL, HEADER, SHADOW, TREATMENT, experiment_groups
 from modelgate.routing.group import Group, Target
 from modelgate.routing.health import Health
 from modelgate.routing.strategies import order_targets
@@ -75,18 +81,24 @@ class Router:
         self.providers = providers
         self.groups = {name: Group(d, providers, health) for name, d in deployments.items()}
         self.chains = self._chains(self.groups)
+        # Each deployment's experiment target, by the deployment's name (routing/experiment.py).
+        self.experiments = experiment_groups(deployments, providers, health)
         self.tracing: Tracing | None = None  # a span per attempt where the gateway traces
 
     def update(self, changes: Mapping[str, DeploymentSettings | None]) -> None:
         """Deployments added, changed (by name) or removed (None) while the gateway runs. Requests
         already routed keep the groups they started with."""
         groups = dict(self.groups)
+        experiments = dict(self.experiments)
         for name, deployment in changes.items():
+            experiments.pop(name, None)
             if deployment is None:
                 groups.pop(name, None)
             else:
                 groups[name] = Group(deployment, self.providers, self.health)
+                experiments.update(experiment_groups({name: deployment}, self.providers, self.health))
         self.groups = groups
+        self.experiments = experiments
         self.chains = self._chains(groups)
 
     @staticmethod
@@ -128,9 +140,16 @@ class Router:
         if chain is None:
             raise NotFound(f"The model '{call.deployment.name}' was removed while this request waited for it.",
                            param="model", code="model_not_found")
-        job = _Job(call, chain, call.started + chain[0].timeout)
-        attempt = await self._answer(job)
+        trial = call.experiment
+        attempt = None
+        if trial is not None and trial.arm != CONTROL:
+            attempt = await self._trial(call)
+        if attempt is None:
+            job = _Job(call, chain, call.started + chain[0].timeout)
+            attempt = await self._answer(job)
         target = attempt.target
+        if trial is not None:
+            trial.answered_by = target.deployment or target.label
         ended: BaseException | None = None
         try:
             for event in attempt.head:
@@ -161,6 +180,29 @@ class Router:
             call.upstream_s += time.monotonic() - attempt.started
             if call.history and ended is not None:
                 _broke_off(call.history[-1], ended)
+
+    async def _trial(self, call: Call) -> _Attempt | None:
+        """A treatment or shadow call's attempt at its deployment's experiment target; for a
+        treatment, None where that failed (the deployment's own targets answer it instead)."""
+        trial = call.experiment
+        group = self.experiments.get(call.deployment.name)
+        if group is None:  # the experiment was removed while the call waited
+            if trial.arm == SHADOW:
+                raise NotFound(f"Deployment '{call.deployment.name}' has no experiment any more.", param="model")
+            trial.arm = CONTROL
+            call.response_headers[HEADER] = CONTROL
+            return None
+        try:
+            attempt = await self._answer(_Job(call, [group], call.started + group.timeout))
+        except GatewayError as error:
+            if trial.arm == SHADOW:
+                raise
+            trial.failed(error, call.response_headers, group.targets[0].deployment or group.targets[0].label)
+            log.info("request %s: %s; the deployment's targets answer it", call.request_id, trial.fallback)
+            return None
+        if trial.arm == TREATMENT:
+            call.response_headers[HEADER] = TREATMENT
+        return attempt
 
     async def _answer(self, job: _Job) -> _Attempt:
         """Work through the chain until an attempt commits; raise what to tell the client if none does."""

@@ -11,9 +11,13 @@ from modelgate.routing import Router
 
 def build_handler(router: Router, stages: list[Stage] | None = None, *, metering: Stage | None = None,
                   rate_limit: Stage | None = None, safety: Stage | None = None,
-                  cache: Stage | None = None, budget: Stage | None = None) -> Handler:
+                  cache: Stage | None = None, budget: Stage | None = None,
+                  experiments: Stage | None = None) -> Handler:
     """The stages in order, ending at the router (routing/router.py), which calls the providers:
 
+    0. ``experiments`` (server/experiments.py) outside them all: it draws a call's arm of its
+       deployment's experiment before any stage sees it, and reads the usage record metering made
+       of the call once it has ended, for the experiment's results.
     1. ``metering`` (metering/stage.py) outermost: it sees how every call ends, so a request
        that an inner stage refuses (429) or that fails anywhere still gets its one usage record.
     2. ``rate_limit`` (limits/stage.py): requests and tokens per minute. Before the budget, so a
@@ -28,5 +32,5 @@ def build_handler(router: Router, stages: list[Stage] | None = None, *, metering
     5. ``budget`` (budgets/stage.py): reserves the most the request may cost, settles at the end.
     6. ``stages``: the rest (response rewriting: reasoning split out of the text), in the order given.
     """
-    governed = [stage for stage in (metering, rate_limit, safety, cache, budget) if stage is not None]
+    governed = [stage for stage in (experiments, metering, rate_limit, safety, cache, budget) if stage is not None]
     return build_chain(governed + (stages or []), router)

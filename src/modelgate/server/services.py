@@ -40,6 +40,7 @@ from modelgate.server.cache import CacheClearSync, LocalEncoder, build_cache, us
 from modelgate.server.chain import build_handler
 from modelgate.server.deployments import DeploymentSync
 from modelgate.server.engines import LocalEngines
+from modelgate.server.experiments import Experiments
 from modelgate.server.telemetry import Metrics, start_tracing
 from modelgate.storage import PriceEntry, ResponseStore, Storage, prices_from_settings
 from modelgate.storage.secrets import SEALING_KEY
@@ -91,6 +92,8 @@ class Services:
     responses: ResponseStore
     sealer: Sealer
     portal_sealer: Sealer  # what seals the portal's session cookies (surfaces/portal/session.py)
+    # Deployments' online experiments: arms drawn, copies sent, results written behind (server/experiments.py).
+    experiments: Experiments | None = None
     started_at: int = field(default_factory=lambda: int(time.time()))
 
     async def start(self) -> None:
@@ -161,7 +164,7 @@ class Services:
         """Start what providers run themselves (a local provider's engine replicas) for the
         targets of the config's deployments; each replica is recorded by the uptime recorder."""
         calls: dict[str, list[UpstreamCall]] = {name: [] for name in self.providers}
-        for group in self.router.groups.values():
+        for group in [*self.router.groups.values(), *self.router.experiments.values()]:
             for target in group.targets:
                 calls[target.provider.name].append(target.upstream)
         self.engines.watch(self.uptime)
@@ -172,12 +175,15 @@ class Services:
     def prices(self) -> list[PriceEntry]:
         """The cost of each (deployment, provider, model) in force; a target named twice in a
         deployment is priced once."""
-        return list({(e.deployment, e.provider, e.model): e for e in prices_from_settings(self.settings)}.values())
+        entries = prices_from_settings(self.settings)
+        return list({(e.deployment, e.provider, e.model): e for e in entries}.values())
 
     async def stop(self) -> None:
         # No deployment change starts a pool from here on.
         await self.deployment_sync.stop()
         await self.blocklist_sync.stop()
+        if self.experiments is not None:  # copies in flight end and results are written, while all is up
+            await self.experiments.stop()
         await self.cache_clears.stop()  # and the answers being kept (a semantic one may ask its embedder)
         # Requests are over: local engines drain what is left of them and stop.
         await asyncio.gather(*(provider.close() for provider in self.providers.values()))
@@ -288,9 +294,10 @@ async def build_services(settings: Settings) -> Services:
     budget = BudgetGuard(ledger, price_book, settings.budgets.redis_outage)
     encoder = LocalEncoder(Path(settings.cache_dir or tempfile.gettempdir()) / "sentence-encoder")
     cache = build_cache(settings, redis, prefix, lambda: handler, budget, encoder)
+    experiments = Experiments(storage.evals, lambda: handler, lambda name: settings.deployments.get(name))
     handler = build_handler(router, [SplitThinkTags()], metering=metering,
                             rate_limit=RateLimit(limiter, settings.limits.redis_outage),
-                            safety=safety, cache=cache, budget=budget)
+                            safety=safety, cache=cache, budget=budget, experiments=experiments)
     classifier.handler = handler
     return Services(
         settings=settings, storage=storage, redis=redis, transport=transport, providers=providers,
@@ -310,6 +317,7 @@ async def build_services(settings: Settings) -> Services:
         request_log=requests,
         cache=cache,
         cache_clears=CacheClearSync(storage, cache, shared=redis is not None),
+        experiments=experiments,
         sentence_encoder=encoder,
     )
 

@@ -8,6 +8,7 @@ deployment, written as each answer is scored, so that a run stopped halfway resu
     evals.add(result)                one result, idempotently
     evals.results(run_id)            every result of a run, in item order
     evals.finish(run_id, status)     the run's status: running | done | stopped
+    evals.describe(run_id, ...)      a run's deployments and scorers set anew (an online experiment's)
 """
 
 from __future__ import annotations
@@ -146,6 +147,15 @@ class EvalRepository:
         async with self.db.write() as conn:
             await conn.execute(update(eval_runs).where(eval_runs.c.id == run_id)
                                .values(status=status, updated_at=datetime.now(UTC)))
+
+
+    async def describe(self, run_id: str, *, deployments: list[str], scorers: list[str]) -> None:
+        """The deployments and scorers of a run that has no fixed ones: an online experiment's
+        (server/experiments.py), which follow its deployment's config."""
+        async with self.db.write() as conn:
+            await conn.execute(update(eval_runs).where(eval_runs.c.id == run_id).values(
+                deployments=orjson.dumps(deployments).decode(), scorers=orjson.dumps(scorers).decode(),
+                updated_at=datetime.now(UTC)))
 
 
 def _run(row: RowMapping) -> EvalRun:

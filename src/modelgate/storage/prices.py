@@ -31,10 +31,13 @@ def prices_from_settings(settings: Settings) -> list[PriceEntry]:
 
 
 def deployment_prices(deployment: DeploymentSettings) -> list[PriceEntry]:
-    """The entries of one deployment's targets (see ``prices_from_settings``)."""
+    """The entries of one deployment's targets, its experiment's target among them, so that a
+    treatment's or a shadow copy's record is priced as its own target (see ``prices_from_settings``)."""
     entries = []
     price = deployment.price
-    for target in deployment.targets:
+    experiment = deployment.experiment
+    targets = [*deployment.targets, *([experiment.target] if experiment is not None else [])]
+    for target in targets:
         facts = target.facts
         entries.append(PriceEntry(
             deployment=deployment.name, provider=target.provider, model=target.model,

@@ -38,6 +38,8 @@ function status(s) {
 }
 
 function progress(run) {
+  // An online experiment's run (experiment:DEPLOYMENT) has no dataset to finish: its answers only.
+  if (!run.expected) return h("span", { class: "num" }, `${fmt.int(run.answers)} answers`);
   return h("span", { class: "row" },
     h("progress", { max: Math.max(run.expected, 1), value: run.answers, "aria-label": `${run.name}: ${run.answers} of ${run.expected} answers` }),
     h("span", { class: "num" }, `${fmt.int(run.answers)} / ${fmt.int(run.expected)}`));
