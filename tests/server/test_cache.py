@@ -16,8 +16,10 @@ import anthropic
 import httpx
 import openai
 import pytest
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from modelgate.simulator import SimulatorThread
+from tests.server.otlp import Receiver
 from tests.services import upgrade
 from tests.support import RunningGateway, gateway_in_thread, gateway_process, wait_until
 
@@ -358,3 +360,22 @@ def test_a_semantic_cache_answers_a_paraphrase_and_not_a_near_miss(cache_sim: Si
         assert ask(client, system, "How do I cancel my subscription?")[1] == "miss"
         assert ask(client, system, "How do I track my order?")[1] == "miss"
         assert upstream_calls(cache_sim) == before + 2
+
+
+def test_a_hits_span_says_so_and_has_no_upstream_attempt(cache_sim: SimulatorThread) -> None:
+    receiver = Receiver()
+    try:
+        with gateway_in_thread(config(cache_sim, telemetry={"otlp_endpoint": receiver.url})) as gateway:
+            client = openai.OpenAI(base_url=gateway.v1, api_key=MASTER, max_retries=0)
+            prompt = unique("Trace me.")
+            chat(client, prompt)
+            chat(client, prompt)
+        # The gateway has stopped: its last spans went out as it did.
+        servers = sorted((s for s in receiver.spans if s.kind == Span.SPAN_KIND_SERVER),
+                         key=lambda s: s.start_time_unix_nano)
+        said = [{a.key: a.value.string_value for a in s.attributes if a.key == "modelgate.cache"} for s in servers]
+        assert said == [{"modelgate.cache": "miss"}, {"modelgate.cache": "hit"}]
+        attempts = [[c for c in receiver.spans if c.parent_span_id == s.span_id] for s in servers]
+        assert [len(found) for found in attempts] == [1, 0]
+    finally:
+        receiver.close()

@@ -150,9 +150,16 @@ class Tracing:
             known["modelgate.key_id"] = record.key_id
         if record.verdict is not None:
             known["modelgate.safety.verdict"] = record.verdict
-        cache = call.response_headers.get("x-modelgate-cache")
+        headers = call.response_headers
+        cache = headers.get("x-modelgate-cache")
         if cache is not None:
             known["modelgate.cache"] = cache  # hit | miss | bypass; a hit has no CLIENT span
+        reason = headers.get("x-modelgate-route-reason")
+        if reason is not None:
+            known["modelgate.route_reason"] = reason  # strategy quality-cost: why its target
+        experiment = headers.get("x-modelgate-experiment")
+        if experiment is not None:
+            known["modelgate.experiment"] = experiment
         if record.status >= 400 and record.error:
             known["error.type"] = record.error.split(":", 1)[0].strip()[:100]
             span.set_status(StatusCode.ERROR)
