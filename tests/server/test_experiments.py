@@ -242,6 +242,7 @@ async def test_a_failing_or_slow_shadow_never_reaches_the_client(sim: SimulatorT
             assert text == "Paris"
         assert time.monotonic() - started < 1.2  # no answer waited for a copy (each takes 1.5 s)
         assert experiments.dropped_shadows == 4 and experiments.shadows["main"] == 2
+        assert "modelgate_experiment_dropped_shadows 4" in services.metrics_text()
     # Stopping waited for the two copies in flight: both pairs are kept, the dropped ones not at all.
     assert Counter(r.deployment for r in await results(slow)) == {"big": 2, "slow": 2}
 

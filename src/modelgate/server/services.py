@@ -295,6 +295,7 @@ async def build_services(settings: Settings) -> Services:
     encoder = LocalEncoder(Path(settings.cache_dir or tempfile.gettempdir()) / "sentence-encoder")
     cache = build_cache(settings, redis, prefix, lambda: handler, budget, encoder)
     experiments = Experiments(storage.evals, lambda: handler, lambda name: settings.deployments.get(name))
+    metrics.watch_experiments(experiments)
     handler = build_handler(router, [SplitThinkTags()], metering=metering,
                             rate_limit=RateLimit(limiter, settings.limits.redis_outage),
                             safety=safety, cache=cache, budget=budget, experiments=experiments)

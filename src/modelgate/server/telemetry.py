@@ -27,6 +27,7 @@ from modelgate.providers.tracecontext import enable as enable_trace_context
 from modelgate.routing import Health
 from modelgate.routing.health import CLOSED, HALF_OPEN, OPEN
 from modelgate.server.engines import LocalEngines
+from modelgate.server.experiments import Experiments
 from modelgate.telemetry.gateway import GatewayMetrics
 from modelgate.telemetry.metrics import CONTENT_TYPE, Labels, Registry, SnapshotFolder
 from modelgate.telemetry.otlp_metrics import OTLPMetricExporter
@@ -141,6 +142,15 @@ class Metrics:
             registry.gauge("modelgate_request_log_dropped_entries",
                            "Request log entries dropped since start, the database away too long", (),
                            lambda: {(): float(request_log.dropped)})
+
+    def watch_experiments(self, experiments: Experiments) -> None:
+        """What the deployments' experiments could not keep up with (server/experiments.py)."""
+        self.registry.gauge("modelgate_experiment_dropped_shadows",
+                            "Shadow copies not sent since start: max_in_flight were in flight", (),
+                            lambda: {(): float(experiments.dropped_shadows)})
+        self.registry.gauge("modelgate_experiment_dropped_results",
+                            "Experiment results not stored since start: their write queue was full", (),
+                            lambda: {(): float(experiments.dropped_results)})
 
     def text(self) -> str:
         """Every figure of every worker, in Prometheus' text format."""
