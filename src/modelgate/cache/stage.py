@@ -56,7 +56,6 @@ class ResponseCache:
         self.embed = embed
         self.budget = budget
         self.max_entry_bytes = max_entry_bytes
-        self.hits = self.misses = self.bypasses = 0
         self._keeping: set[asyncio.Task[None]] = set()
 
     def __call__(self, call: Call, next: Handler) -> AsyncGenerator[Event, None]:
@@ -77,7 +76,6 @@ class ResponseCache:
         return self._cached(call, next, settings, request, bool(control and "no-cache" in control.lower()))
 
     def _bypassed(self, call: Call, next: Handler) -> AsyncGenerator[Event, None]:
-        self.bypasses += 1
         call.response_headers[HEADER] = "bypass"
         return next(call)
 
@@ -99,13 +97,11 @@ class ResponseCache:
                 vector = await self._embed(call, settings, text)
                 entry = await self._nearest(room, vector, settings.threshold) if vector is not None else None
             if entry is not None:
-                self.hits += 1
                 call.response_headers[HEADER] = "hit"
                 async with aclosing(self._hit(call, entry)) as replayed:
                     async for event in replayed:
                         yield event
                 return
-        self.misses += 1
         call.response_headers[HEADER] = "bypass" if refresh else "miss"
         # A semantic miss's last turn is embedded while the upstream answers, and the answer is
         # indexed before the response ends: a paraphrase asked right after it finds it.
